@@ -1,0 +1,1 @@
+"""aipk's framework-free async provider kit. No Django imports anywhere below this package."""

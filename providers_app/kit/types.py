@@ -1,0 +1,230 @@
+"""Provider-neutral value types shared by every adapter.
+
+The kit speaks one vocabulary (close to OpenAI's chat format, because that is
+what most clients and most providers use) and each adapter translates it to
+and from its own wire protocol. Nothing here imports Django: the kit can be
+tested and benchmarked on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+# Normalised finish reasons. Providers' own values are kept in raw_finish_reason.
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_TOOL_CALLS = "tool_calls"
+FINISH_CONTENT_FILTER = "content_filter"
+# Gemini's MALFORMED_FUNCTION_CALL: the model tried to call a tool and produced garbage.
+FINISH_MALFORMED_TOOL_CALL = "malformed_tool_call"
+FINISH_ERROR = "error"
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A complete tool call. ``arguments`` is the JSON text, as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def parsed_arguments(self) -> Any:
+        return json.loads(self.arguments or "{}")
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: str | None = None
+    # assistant turns that called tools
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    # tool turns: which call this result answers, and (for Gemini) the tool's name
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class Tool:
+    """A universal tool: a name, a description and a JSON-Schema for its input."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class ToolChoice:
+    """auto, required, none, or one named function."""
+
+    mode: Literal["auto", "required", "none", "function"] = "auto"
+    name: str | None = None
+
+    @classmethod
+    def function(cls, name: str) -> "ToolChoice":
+        return cls(mode="function", name=name)
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    user: str | None = None
+    # provider-specific body fields passed through untouched (e.g. OpenRouter's "provider")
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # True when the provider reported nothing and the numbers are our estimate
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call; ``index`` identifies the call within the reply."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class ChatChunk:
+    """One normalised streaming event. Any field may be empty."""
+
+    text: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    raw_finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    id: str
+    model: str
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    raw_finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    # rate-limit state read from the response headers, when the provider sends any
+    rate_limit: Any = None
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    id: str
+    name: str
+    provider: str
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    supports_streaming: bool = True
+    supports_tools: bool = True
+    # USD per million tokens, when known
+    input_price_per_million: float | None = None
+    output_price_per_million: float | None = None
+    # "fetched" from the provider, or "static" from the adapter's fallback list
+    source: Literal["fetched", "static"] = "fetched"
+
+
+@dataclass(slots=True)
+class HealthStatus:
+    healthy: bool
+    latency_ms: float
+    error_type: str | None = None
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class AuthState:
+    """How an adapter authenticates, without ever exposing the secret itself."""
+
+    method: Literal["api_key", "oauth", "none"]
+    configured: bool
+    # label safe to show: last four characters of the secret
+    hint: str = ""
+    expires_at: float | None = None  # unix time, for OAuth tokens
+
+
+class ToolCallAccumulator:
+    """Merges streamed tool-call fragments into complete calls.
+
+    Fragments are keyed by ``index`` because OpenAI sends the id only in a
+    call's first fragment; the id and name from that first fragment are kept.
+    """
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[int, ToolCall] = {}
+
+    def add(self, delta: ToolCallDelta) -> None:
+        call = self._calls.get(delta.index)
+        if call is None:
+            self._calls[delta.index] = ToolCall(id=delta.id or "", name=delta.name or "", arguments=delta.arguments)
+            return
+        if delta.id and not call.id:
+            call.id = delta.id
+        if delta.name and not call.name:
+            call.name = delta.name
+        call.arguments += delta.arguments
+
+    def calls(self) -> list[ToolCall]:
+        return [self._calls[i] for i in sorted(self._calls)]
+
+
+class ResponseBuilder:
+    """Folds a stream of chunks into the ChatResponse a non-streaming call would give."""
+
+    __slots__ = ("_id", "_model", "_text", "_tools", "_finish", "_raw_finish", "_usage")
+
+    def __init__(self, response_id: str = "", model: str = "") -> None:
+        self._id = response_id
+        self._model = model
+        self._text: list[str] = []
+        self._tools = ToolCallAccumulator()
+        self._finish: str | None = None
+        self._raw_finish: str | None = None
+        self._usage: Usage | None = None
+
+    def add(self, chunk: ChatChunk) -> None:
+        if chunk.text:
+            self._text.append(chunk.text)
+        for delta in chunk.tool_calls:
+            self._tools.add(delta)
+        if chunk.finish_reason:
+            self._finish = chunk.finish_reason
+            self._raw_finish = chunk.raw_finish_reason
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+
+    def build(self) -> ChatResponse:
+        return ChatResponse(
+            id=self._id,
+            model=self._model,
+            text="".join(self._text),
+            tool_calls=self._tools.calls(),
+            finish_reason=self._finish,
+            raw_finish_reason=self._raw_finish,
+            usage=self._usage or Usage(),
+        )
