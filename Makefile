@@ -1,0 +1,69 @@
+# aipk — the two README commands: `make run` and `make test`.
+# Needs only Python 3.11 (python3.11 or python3) and GNU make; everything else
+# is installed into .venv from requirements-dev.txt.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.requirements-installed
+HOST      ?= 127.0.0.1
+PORT      ?= 8000
+SIM_PORT  ?= 8100
+PYTEST_ARGS ?=
+
+.PHONY: help install run test migrate clean
+
+help:
+	@echo "make run    set up .venv, migrate, start the provider simulator and the server"
+	@echo "make test   set up .venv and run the whole test suite"
+	@echo "variables:  HOST=$(HOST) PORT=$(PORT) SIM_PORT=$(SIM_PORT) PYTEST_ARGS='...'"
+
+$(PY):
+	@test -n "$(PYTHON_BOOTSTRAP)" || { echo "error: python3.11 or python3 is required" >&2; exit 1; }
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+
+# Reinstall only when a requirements file is newer than the stamp.
+$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	@set -u; \
+	$(PY) manage.py simulate_providers --port $(SIM_PORT) & sim_pid=$$!; \
+	trap 'kill $$sim_pid 2>/dev/null; wait $$sim_pid 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for _ in $$(seq 1 40); do \
+	  kill -0 $$sim_pid 2>/dev/null || break; \
+	  (exec 3<>/dev/tcp/127.0.0.1/$(SIM_PORT)) 2>/dev/null && break; \
+	  sleep 0.25; \
+	done; \
+	if ! kill -0 $$sim_pid 2>/dev/null; then \
+	  echo "warning: the provider simulator did not start (see its output above)" >&2; \
+	fi; \
+	echo ""; \
+	echo "aipk is starting:"; \
+	echo "  app        http://$(HOST):$(PORT)/"; \
+	echo "  admin      http://$(HOST):$(PORT)/admin/"; \
+	echo "  API docs   http://$(HOST):$(PORT)/api/docs"; \
+	echo "  simulator  http://127.0.0.1:$(SIM_PORT)"; \
+	echo "Stop with Ctrl-C (the simulator stops with the server)."; \
+	echo ""; \
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+# pytest exit code 5 means "no tests collected": a failure, said out loud.
+test: $(STAMP)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+clean:
+	rm -rf staticfiles
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

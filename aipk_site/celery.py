@@ -1,0 +1,14 @@
+"""Celery application. Configuration comes from Django settings named CELERY_*.
+
+Embedded mode (no REDIS_URL) runs tasks eagerly in-process; with REDIS_URL the
+broker and result backend are Redis and a separate worker (+ beat) runs them.
+"""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aipk_site.settings")
+
+app = Celery("aipk")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,8 @@
+"""WSGI entry point, for management tooling only: aipk is served over ASGI (websockets, streaming)."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aipk_site.settings")
+
+application = get_wsgi_application()

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ProvidersConfig(AppConfig):
+    """Everything about talking to LLM providers: credentials, kit, simulator."""
+
+    name = "providers_app"
+    verbose_name = "Providers"
+    default_auto_field = "django.db.models.BigAutoField"

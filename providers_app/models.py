@@ -1,0 +1,1 @@
+"""Provider models (Provider, ApiKey, OAuthCredential, ...) arrive with the next issue."""

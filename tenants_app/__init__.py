@@ -1,0 +1,1 @@
+"""Tenants, virtual keys, quotas, budgets, usage and billing (arrives in later issues)."""

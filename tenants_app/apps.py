@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class TenantsConfig(AppConfig):
+    """Tenants and their virtual keys, quotas, budgets, usage and invoices."""
+
+    name = "tenants_app"
+    verbose_name = "Tenants"
+    default_auto_field = "django.db.models.BigAutoField"

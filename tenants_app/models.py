@@ -1,0 +1,1 @@
+"""Tenant models (Tenant, VirtualKey, quotas, usage, ...) arrive in a later issue."""
