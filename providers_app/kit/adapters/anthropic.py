@@ -1,0 +1,285 @@
+"""Anthropic messages: content blocks, a separate system prompt, tool_use /
+tool_result blocks, the anthropic-version header and input/output tokens."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import errors, tools
+from ..sse import SSEEvent
+from ..types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelInfo,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from .base import BaseAdapter, StreamDecoder
+
+API_VERSION = "2023-06-01"
+# Anthropic requires max_tokens; used when the caller gives none.
+DEFAULT_MAX_TOKENS = 4096
+
+FINISH_REASONS = {
+    "end_turn": FINISH_STOP,
+    "stop_sequence": FINISH_STOP,
+    "pause_turn": FINISH_STOP,
+    "max_tokens": FINISH_LENGTH,
+    "model_context_window_exceeded": FINISH_LENGTH,
+    "tool_use": FINISH_TOOL_CALLS,
+    "refusal": FINISH_CONTENT_FILTER,
+}
+
+# error.type in Anthropic's envelope → kit error
+ERROR_TYPES: dict[str, type[errors.ProviderError]] = {
+    "invalid_request_error": errors.InvalidRequestError,
+    "authentication_error": errors.AuthenticationError,
+    "permission_error": errors.PermissionDeniedError,
+    "billing_error": errors.QuotaExceededError,
+    "not_found_error": errors.NotFoundError,
+    "request_too_large": errors.InvalidRequestError,
+    "rate_limit_error": errors.RateLimitError,
+    "api_error": errors.ServerError,
+    "timeout_error": errors.TimeoutError,
+    "overloaded_error": errors.OverloadedError,
+}
+
+
+def _model(model_id: str, name: str, output: int, price_in: float, price_out: float) -> ModelInfo:
+    return ModelInfo(
+        id=model_id,
+        name=name,
+        provider="anthropic",
+        context_window=200_000,
+        max_output_tokens=output,
+        input_price_per_million=price_in,
+        output_price_per_million=price_out,
+    )
+
+
+class AnthropicAdapter(BaseAdapter):
+    provider_type = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+    default_model_id = "claude-sonnet-4-20250514"
+    rate_limit_style = "anthropic"
+    static_models = (
+        _model("claude-sonnet-4-20250514", "Claude Sonnet 4", 64_000, 3.0, 15.0),
+        _model("claude-opus-4-1-20250805", "Claude Opus 4.1", 32_000, 15.0, 75.0),
+        _model("claude-3-5-haiku-20241022", "Claude Haiku 3.5", 8_192, 0.80, 4.0),
+    )
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.config.access_token:
+            # OAuth (Claude subscription) tokens go as a bearer and need the oauth beta flag
+            return {"Authorization": f"Bearer {self.config.access_token}", "anthropic-beta": "oauth-2025-04-20"}
+        return {"x-api-key": self.config.api_key} if self.config.api_key else {}
+
+    def request_headers(self) -> dict[str, str]:
+        return {"anthropic-version": API_VERSION, **super().request_headers()}
+
+    # -- request ---------------------------------------------------------------
+    def chat_url(self, request: ChatRequest, *, stream: bool) -> str:
+        return f"{self.base_url}/v1/messages"
+
+    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        system, messages = messages_to_anthropic(request.messages)
+        body: dict[str, Any] = {
+            "model": request.model or self.default_model,
+            "messages": messages,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        }
+        if system:
+            body["system"] = system
+        if stream:
+            body["stream"] = True
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = request.stop
+        if request.user:
+            body["metadata"] = {"user_id": request.user}
+        if request.tools:
+            body["tools"] = tools.tools_to_anthropic(request.tools)
+            choice = tools.tool_choice_to_anthropic(request.tool_choice, request.parallel_tool_calls)
+            if choice is not None:
+                body["tool_choice"] = choice
+        body.update(request.extra_body)
+        return body
+
+    # -- reply -----------------------------------------------------------------
+    def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
+        if not isinstance(body, dict) or body.get("type") == "error":
+            raise self.classify_error(0, body, {})
+        texts, calls = [], []
+        for block in body.get("content") or []:
+            if block.get("type") == "text":
+                texts.append(block.get("text", ""))
+            elif block.get("type") == "tool_use":
+                calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
+                                      arguments=json.dumps(block.get("input") or {})))
+        raw_finish = body.get("stop_reason")
+        return ChatResponse(
+            id=body.get("id", ""),
+            model=body.get("model", request.model),
+            text="".join(texts),
+            tool_calls=calls,
+            finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
+            raw_finish_reason=raw_finish,
+            usage=usage_from_anthropic(body.get("usage") or {}),
+        )
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        return AnthropicStreamDecoder(self)
+
+    # -- errors -------------------------------------------------------------------
+    def classify_error(self, status: int, body: Any, headers: Any) -> errors.ProviderError:
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return super().classify_error(status, body, headers)
+        kind = error.get("type") or ""
+        cls = ERROR_TYPES.get(kind) or errors.class_for_status(status)
+        return cls(
+            self.scrub(str(error.get("message") or kind or f"HTTP {status}")),
+            provider=self.name,
+            status_code=status or cls.default_status,
+            code=kind or None,
+        )
+
+    # -- models ------------------------------------------------------------------
+    def models_url(self) -> str:
+        return f"{self.base_url}/v1/models"
+
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        known = {m.id: m for m in self.static_models}
+        models = []
+        for entry in (body or {}).get("data") or []:
+            model_id = entry.get("id")
+            if not model_id:
+                continue
+            base = known.get(model_id)
+            models.append(
+                ModelInfo(
+                    id=model_id,
+                    name=entry.get("display_name") or model_id,
+                    provider=self.provider_type,
+                    context_window=base.context_window if base else 200_000,
+                    max_output_tokens=base.max_output_tokens if base else None,
+                    input_price_per_million=base.input_price_per_million if base else None,
+                    output_price_per_million=base.output_price_per_million if base else None,
+                )
+            )
+        return models
+
+
+class AnthropicStreamDecoder(StreamDecoder):
+    """message_start → content_block_* → message_delta → message_stop.
+
+    Tool calls are numbered among tool_use blocks only (0, 1, ...), like OpenAI's
+    ``index``, whatever text blocks come between them.
+    """
+
+    __slots__ = ("adapter", "tool_index_by_block", "usage", "finished")
+
+    def __init__(self, adapter: BaseAdapter) -> None:
+        self.adapter = adapter
+        self.tool_index_by_block: dict[int, int] = {}
+        self.usage = Usage()
+        self.finished = False
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]:
+        if event.raw:
+            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream", provider=self.adapter.name)
+        data = self.adapter.decode_json(event.data)
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return [ChatChunk(text=delta.get("text", ""))]
+            if delta.get("type") == "input_json_delta":
+                index = self.tool_index_by_block.get(data.get("index"))
+                if index is not None:
+                    return [ChatChunk(tool_calls=[ToolCallDelta(index=index, arguments=delta.get("partial_json", ""))])]
+            return []  # thinking / signature deltas are not part of the reply text
+        if kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                index = len(self.tool_index_by_block)
+                self.tool_index_by_block[data.get("index")] = index
+                return [ChatChunk(tool_calls=[ToolCallDelta(index=index, id=block.get("id"), name=block.get("name"))])]
+            if block.get("type") == "text" and block.get("text"):
+                return [ChatChunk(text=block["text"])]
+            return []
+        if kind == "message_start":
+            usage = (data.get("message") or {}).get("usage") or {}
+            self.usage = usage_from_anthropic(usage)
+            return []
+        if kind == "message_delta":
+            # output_tokens here is cumulative; live streams repeat input counts too
+            usage = data.get("usage") or {}
+            if "input_tokens" in usage:
+                self.usage.prompt_tokens = usage_from_anthropic(usage).prompt_tokens
+            self.usage.completion_tokens = usage.get("output_tokens", self.usage.completion_tokens) or 0
+            raw_finish = (data.get("delta") or {}).get("stop_reason")
+            if raw_finish:
+                self.finished = True
+                return [ChatChunk(finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
+                                  raw_finish_reason=raw_finish, usage=self.usage)]
+            return []
+        if kind == "error" or event.event == "error":
+            # in-stream error after a 200: no status, the error type says it all
+            raise self.adapter.classify_error(0, data, {})
+        if kind is None:
+            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name)
+        return []  # ping, content_block_stop, message_stop, unknown future events
+
+    def finish(self) -> list[ChatChunk]:
+        if not self.finished:
+            raise errors.NetworkError(
+                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
+            )
+        return []
+
+
+def usage_from_anthropic(usage: dict[str, Any]) -> Usage:
+    # Cached prompt tokens are still prompt tokens (priced differently later).
+    prompt = sum(usage.get(k) or 0 for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return Usage(prompt_tokens=prompt, completion_tokens=usage.get("output_tokens") or 0)
+
+
+def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """System text apart; tool results become user turns of tool_result blocks.
+
+    Consecutive turns of one role are merged, which is how the results of
+    parallel calls must arrive: all in the one user turn after the calls.
+    """
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            system.append(message.content or "")
+            continue
+        if message.role == "tool":
+            role, blocks = "user", [
+                {"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": message.content or ""}
+            ]
+        else:
+            role = message.role
+            blocks = [{"type": "text", "text": message.content}] if message.content else []
+            for call in message.tool_calls:
+                blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
+                               "input": tools.arguments_to_object(call.arguments)})
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return "\n\n".join(system), out

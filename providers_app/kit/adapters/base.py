@@ -1,0 +1,377 @@
+"""What every adapter shares: configuration, HTTP plumbing, streaming, errors.
+
+An adapter is small capabilities on one object -- identity and default model,
+model listing, chat (plain and streamed), health check and authentication
+state -- see ``capabilities.py``. Subclasses supply only the wire protocol:
+how to build a request, how to read a reply, a stream decoder and an error
+classifier. Everything that touches the network lives here once, so every
+provider gets the same timeouts, error mapping and early-close behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from .. import errors
+from ..ratelimit import parse_rate_limit_headers, parse_retry_after
+from ..sse import SSEEvent, SSEParser
+from ..types import (
+    AuthState,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    HealthStatus,
+    ModelInfo,
+    Usage,
+)
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """One provider account. Secrets are excluded from repr so they never reach a log."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    # OAuth bearer token; used instead of the API key when present
+    access_token: str | None = field(default=None, repr=False)
+    access_token_expires_at: float | None = None
+    default_model: str | None = None
+    timeout: float | None = None
+    name: str = ""
+    organization: str | None = None  # OpenAI
+    project_id: str | None = None  # Gemini via the Code Assist (CloudCode) endpoint
+    site_url: str | None = None  # OpenRouter HTTP-Referer
+    site_name: str | None = None  # OpenRouter X-Title
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.api_key, self.access_token) if s]
+
+
+def secret_hint(secret: str | None) -> str:
+    return f"…{secret[-4:]}" if secret and len(secret) > 4 else ("…" if secret else "")
+
+
+class StreamDecoder:
+    """Turns one provider's SSE events into normalised chunks. One instance per stream."""
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def finish(self) -> list[ChatChunk]:
+        """Called when the connection ends; raises if the stream was cut short."""
+        return []
+
+
+class StreamReader:
+    """Bytes in, normalised chunks out: the SSE parser and a provider's decoder together.
+
+    Kept apart from the HTTP code so transcripts and benchmarks can drive the
+    exact code path a live stream takes.
+    """
+
+    __slots__ = ("parser", "decoder", "saw_usage", "text")
+
+    def __init__(self, decoder: StreamDecoder) -> None:
+        self.parser = SSEParser()
+        self.decoder = decoder
+        self.saw_usage = False
+        # text so far, for estimating usage when a provider reports none
+        self.text: list[str] = []
+
+    def feed(self, raw: bytes) -> list[ChatChunk]:
+        return self._decode(self.parser.feed(raw))
+
+    def close(self) -> list[ChatChunk]:
+        """End of the byte stream: flush the last event, then let the decoder check completeness."""
+        chunks = self._decode(self.parser.flush())
+        chunks.extend(self.decoder.finish())
+        return chunks
+
+    def _decode(self, events: list[SSEEvent]) -> list[ChatChunk]:
+        chunks: list[ChatChunk] = []
+        for event in events:
+            for chunk in self.decoder.feed(event):
+                if chunk.usage is not None:
+                    self.saw_usage = True
+                if chunk.text:
+                    self.text.append(chunk.text)
+                chunks.append(chunk)
+        return chunks
+
+
+class ChatStream:
+    """An async iterator of ChatChunks that owns the upstream response.
+
+    ``rate_limit`` is filled as soon as the response headers arrive. Closing the
+    stream early (``aclose()`` or leaving ``async with``) closes the upstream
+    connection, so an abandoned client never keeps a provider request running.
+    """
+
+    def __init__(self, adapter: "BaseAdapter", request: ChatRequest) -> None:
+        self.rate_limit: Any = None
+        self.model = request.model
+        self._iterator = adapter._stream_chunks(request, self)
+
+    def __aiter__(self) -> "ChatStream":
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        return await self._iterator.__anext__()
+
+    async def aclose(self) -> None:
+        await self._iterator.aclose()
+
+    async def __aenter__(self) -> "ChatStream":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class BaseAdapter:
+    provider_type: ClassVar[str]
+    default_base_url: ClassVar[str]
+    default_model_id: ClassVar[str]
+    default_timeout: ClassVar[float] = 60.0
+    # which header parser in ratelimit.py reads this provider's limits
+    rate_limit_style: ClassVar[str] = "none"
+    # offered when the provider's model list cannot be fetched
+    static_models: ClassVar[tuple[ModelInfo, ...]] = ()
+
+    def __init__(
+        self,
+        config: ProviderConfig | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        limiter: Any = None,
+    ) -> None:
+        self.config = config or ProviderConfig()
+        self.base_url = (self.config.base_url or self.default_base_url).rstrip("/")
+        self.timeout = self.config.timeout or self.default_timeout
+        # One pooled client per provider is shared by callers that pass it in;
+        # otherwise the adapter owns its own and closes it in aclose().
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=self._timeout())
+        # Client-side limiter for providers that send no rate-limit headers (TokenBucket).
+        self._limiter = limiter
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.config.name or self.provider_type} {self.base_url}>"
+
+    # -- identity ---------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.config.name or self.provider_type
+
+    @property
+    def default_model(self) -> str:
+        return self.config.default_model or self.default_model_id
+
+    # -- authentication state ---------------------------------------------------------
+    def auth_state(self) -> AuthState:
+        if self.config.access_token:
+            return AuthState(
+                method="oauth",
+                configured=True,
+                hint=secret_hint(self.config.access_token),
+                expires_at=self.config.access_token_expires_at,
+            )
+        if self.config.api_key:
+            return AuthState(method="api_key", configured=True, hint=secret_hint(self.config.api_key))
+        return AuthState(method="none", configured=False)
+
+    def auth_headers(self) -> dict[str, str]:
+        """Bearer by default; providers with their own header override this."""
+        token = self.config.access_token or self.config.api_key
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def request_headers(self) -> dict[str, str]:
+        return {**self.config.extra_headers, **self.auth_headers()}
+
+    # -- the wire protocol: what subclasses supply ----------------------------------
+    def chat_url(self, request: ChatRequest, *, stream: bool) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def parse_chat(self, body: dict[str, Any], request: ChatRequest) -> ChatResponse:  # pragma: no cover
+        raise NotImplementedError
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def classify_error(self, status: int, body: Any, headers: httpx.Headers | dict) -> errors.ProviderError:
+        """Map a failed reply to a typed error; subclasses refine from their error body."""
+        cls = errors.class_for_status(status)
+        return cls(self.scrub(_body_message(body) or f"HTTP {status}"), provider=self.name, status_code=status)
+
+    def models_url(self) -> str:
+        return f"{self.base_url}/models"
+
+    def parse_models(self, body: Any) -> list[ModelInfo]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # -- chat --------------------------------------------------------------------
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        await self._throttle()
+        response = await self._send(
+            "POST", self.chat_url(request, stream=False), json=self.chat_body(request, stream=False)
+        )
+        body = self._json(response)
+        result = self.parse_chat(body, request)
+        result.rate_limit = self._rate_limit(response)
+        if not result.usage.prompt_tokens and not result.usage.completion_tokens:
+            result.usage = estimate_usage(request, result.text, result.tool_calls)
+        return result
+
+    def stream(self, request: ChatRequest) -> ChatStream:
+        return ChatStream(self, request)
+
+    def stream_reader(self, request: ChatRequest) -> "StreamReader":
+        return StreamReader(self.stream_decoder(request))
+
+    async def _stream_chunks(self, request: ChatRequest, stream: ChatStream) -> AsyncIterator[ChatChunk]:
+        await self._throttle()
+        url = self.chat_url(request, stream=True)
+        body = self.chat_body(request, stream=True)
+        reader = self.stream_reader(request)
+        try:
+            async with self._client.stream(
+                "POST", url, json=body, headers=self.request_headers(), timeout=self._timeout()
+            ) as response:
+                stream.rate_limit = self._rate_limit(response)
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error_from(response)
+                async for raw in response.aiter_bytes():
+                    for chunk in reader.feed(raw):
+                        yield chunk
+                for chunk in reader.close():
+                    yield chunk
+        except httpx.TimeoutException as exc:
+            raise errors.TimeoutError(f"{self.name}: no reply within {self.timeout:g}s", provider=self.name) from exc
+        except httpx.TransportError as exc:
+            raise errors.NetworkError(f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name) from exc
+        if not reader.saw_usage:
+            yield ChatChunk(usage=estimate_usage(request, "".join(reader.text), []))
+
+    # -- models and health --------------------------------------------------------
+    async def fetch_models(self) -> list[ModelInfo]:
+        """The provider's own list; raises a ProviderError when it cannot be had."""
+        response = await self._send("GET", self.models_url())
+        return self.parse_models(self._json(response))
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Fetched and normalised, or the static fallback list when the fetch fails."""
+        try:
+            fetched = await self.fetch_models()
+        except errors.ProviderError:
+            return [_as_static(m) for m in self.static_models]
+        return fetched or [_as_static(m) for m in self.static_models]
+
+    async def health_check(self) -> HealthStatus:
+        started = time.perf_counter()
+        try:
+            await self.fetch_models()
+        except errors.ProviderError as exc:
+            return HealthStatus(
+                healthy=False,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                error_type=exc.type,
+                detail=exc.message,
+            )
+        return HealthStatus(healthy=True, latency_ms=(time.perf_counter() - started) * 1000)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- plumbing --------------------------------------------------------------------
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+
+    async def _throttle(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.acquire(1, max_wait=self.timeout)
+
+    async def _send(self, method: str, url: str, *, json: Any = None) -> httpx.Response:
+        try:
+            response = await self._client.request(method, url, json=json, headers=self.request_headers())
+        except httpx.TimeoutException as exc:
+            raise errors.TimeoutError(f"{self.name}: no reply within {self.timeout:g}s", provider=self.name) from exc
+        except httpx.TransportError as exc:
+            raise errors.NetworkError(f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name) from exc
+        if response.status_code >= 400:
+            raise self._error_from(response)
+        return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise errors.ProtocolError(f"{self.name}: reply is not JSON", provider=self.name) from exc
+
+    def _error_from(self, response: httpx.Response) -> errors.ProviderError:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text[:500]
+        error = self.classify_error(response.status_code, body, response.headers)
+        error.status_code = error.status_code or response.status_code
+        if error.retry_after is None:
+            error.retry_after = parse_retry_after(response.headers)
+        return error
+
+    def _rate_limit(self, response: httpx.Response) -> Any:
+        return parse_rate_limit_headers(self.rate_limit_style, response.headers)
+
+    def scrub(self, message: str) -> str:
+        """Remove our own secrets from provider text before it travels further."""
+        for secret in self.config.secrets():
+            if secret in message:
+                message = message.replace(secret, secret_hint(secret))
+        return message
+
+    def decode_json(self, data: str) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise errors.ProtocolError(f"{self.name}: malformed stream chunk", provider=self.name) from exc
+
+
+def _body_message(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    if isinstance(body, str):
+        return body[:300]
+    return ""
+
+
+def _as_static(model: ModelInfo) -> ModelInfo:
+    return ModelInfo(**{**{f: getattr(model, f) for f in model.__slots__}, "source": "static"})
+
+
+def estimate_usage(request: ChatRequest, text: str, tool_calls: list) -> Usage:
+    """Rough token count (4 characters a token) for providers that report none.
+
+    Flagged ``estimated`` so billing can tell a guess from a provider's figure.
+    """
+    prompt_chars = sum(len(m.content or "") for m in request.messages)
+    completion_chars = len(text) + sum(len(c.name) + len(c.arguments) for c in tool_calls)
+    return Usage(
+        prompt_tokens=max(1, prompt_chars // 4),
+        completion_tokens=max(1, completion_chars // 4) if completion_chars else 0,
+        estimated=True,
+    )

@@ -1,0 +1,343 @@
+"""Gemini generateContent / streamGenerateContent?alt=sse.
+
+contents/parts instead of messages, functionDeclarations, functionCall parts
+whose ``args`` is an object (and, mostly, no call id), functionResponse parts
+for results. Auth by API key header or OAuth bearer; with a ``project_id`` and
+OAuth the Code Assist (CloudCode) endpoint is used, which wraps each request
+as ``{model, project, request}`` and each reply as ``{response: ...}``.
+
+Finish reasons SAFETY & co. and MALFORMED_FUNCTION_CALL are surfaced as
+content_filter / malformed_tool_call -- never as an empty "stop".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import errors, tools
+from ..ratelimit import retry_after_from_gemini_error
+from ..sse import SSEEvent
+from ..types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_MALFORMED_TOOL_CALL,
+    FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelInfo,
+    ToolCallDelta,
+    Usage,
+)
+from .base import BaseAdapter, StreamDecoder
+
+CLOUDCODE_BASE_URL = "https://cloudcode-pa.googleapis.com"
+
+FINISH_REASONS = {
+    "STOP": FINISH_STOP,
+    "MAX_TOKENS": FINISH_LENGTH,
+    "SAFETY": FINISH_CONTENT_FILTER,
+    "RECITATION": FINISH_CONTENT_FILTER,
+    "BLOCKLIST": FINISH_CONTENT_FILTER,
+    "PROHIBITED_CONTENT": FINISH_CONTENT_FILTER,
+    "SPII": FINISH_CONTENT_FILTER,
+    "IMAGE_SAFETY": FINISH_CONTENT_FILTER,
+    "MALFORMED_FUNCTION_CALL": FINISH_MALFORMED_TOOL_CALL,
+    "UNEXPECTED_TOOL_CALL": FINISH_MALFORMED_TOOL_CALL,
+}
+
+# google.rpc status → kit error
+STATUSES: dict[str, type[errors.ProviderError]] = {
+    "INVALID_ARGUMENT": errors.InvalidRequestError,
+    "FAILED_PRECONDITION": errors.InvalidRequestError,
+    "OUT_OF_RANGE": errors.InvalidRequestError,
+    "UNAUTHENTICATED": errors.AuthenticationError,
+    "PERMISSION_DENIED": errors.PermissionDeniedError,
+    "NOT_FOUND": errors.NotFoundError,
+    "RESOURCE_EXHAUSTED": errors.RateLimitError,
+    "INTERNAL": errors.ServerError,
+    "UNKNOWN": errors.ServerError,
+    "CANCELLED": errors.ServerError,
+    "UNAVAILABLE": errors.OverloadedError,
+    "DEADLINE_EXCEEDED": errors.TimeoutError,
+}
+
+# ErrorInfo.reason values that decide the class whatever the status says
+# (an invalid API key comes back as 400 INVALID_ARGUMENT).
+REASONS: dict[str, type[errors.ProviderError]] = {
+    "API_KEY_INVALID": errors.AuthenticationError,
+    "API_KEY_SERVICE_BLOCKED": errors.PermissionDeniedError,
+    "SERVICE_DISABLED": errors.PermissionDeniedError,
+}
+
+
+def _model(model_id: str, name: str, context: int, output: int, price_in: float, price_out: float) -> ModelInfo:
+    return ModelInfo(
+        id=model_id,
+        name=name,
+        provider="gemini",
+        context_window=context,
+        max_output_tokens=output,
+        input_price_per_million=price_in,
+        output_price_per_million=price_out,
+    )
+
+
+class GeminiAdapter(BaseAdapter):
+    provider_type = "gemini"
+    default_base_url = "https://generativelanguage.googleapis.com"
+    default_model_id = "gemini-2.5-flash"
+    rate_limit_style = "none"
+    static_models = (
+        _model("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576, 65_536, 1.25, 10.0),
+        _model("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576, 65_536, 0.30, 2.50),
+        _model("gemini-2.0-flash", "Gemini 2.0 Flash", 1_048_576, 8_192, 0.10, 0.40),
+    )
+
+    @property
+    def uses_cloudcode(self) -> bool:
+        return bool(self.config.project_id and self.config.access_token)
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.config.access_token:
+            return {"Authorization": f"Bearer {self.config.access_token}"}
+        return {"x-goog-api-key": self.config.api_key} if self.config.api_key else {}
+
+    # -- request ---------------------------------------------------------------
+    def chat_url(self, request: ChatRequest, *, stream: bool) -> str:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        if self.uses_cloudcode:
+            return f"{self.base_url}/v1internal:{method}"
+        model = (request.model or self.default_model).removeprefix("models/")
+        return f"{self.base_url}/v1beta/models/{model}:{method}"
+
+    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        system, contents = messages_to_gemini(request.messages)
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": system}]}
+        config: dict[str, Any] = {}
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.top_p is not None:
+            config["topP"] = request.top_p
+        if request.stop:
+            config["stopSequences"] = request.stop
+        if config:
+            body["generationConfig"] = config
+        if request.tools:
+            body["tools"] = tools.tools_to_gemini(request.tools)
+            tool_config = tools.tool_choice_to_gemini(request.tool_choice)
+            if tool_config is not None:
+                body["toolConfig"] = tool_config
+        body.update(request.extra_body)
+        if self.uses_cloudcode:
+            return {"model": request.model or self.default_model, "project": self.config.project_id, "request": body}
+        return body
+
+    # -- reply -----------------------------------------------------------------
+    def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
+        body = self._unwrap(body)
+        reply = ReplyReader()
+        chunk = reply.read(body)
+        return ChatResponse(
+            id=body.get("responseId", ""),
+            model=body.get("modelVersion", request.model),
+            text=chunk.text,
+            tool_calls=reply.calls,
+            finish_reason=chunk.finish_reason,
+            raw_finish_reason=chunk.raw_finish_reason,
+            usage=chunk.usage or Usage(),
+        )
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        return GeminiStreamDecoder(self)
+
+    def _unwrap(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise errors.ProtocolError(f"{self.name}: reply is not a JSON object", provider=self.name)
+        if "error" in body:
+            raise self.classify_error(0, body, {})
+        if "response" in body and isinstance(body["response"], dict):
+            return body["response"]  # Code Assist wrapping
+        return body
+
+    # -- errors -------------------------------------------------------------------
+    def classify_error(self, status: int, body: Any, headers: Any) -> errors.ProviderError:
+        if isinstance(body, list) and body and isinstance(body[0], dict):
+            body = body[0]  # some Google front ends wrap the error in a list
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return super().classify_error(status, body, headers)
+        status = status or (error.get("code") if isinstance(error.get("code"), int) else 0)
+        reasons = [d.get("reason") for d in error.get("details") or [] if isinstance(d, dict) and d.get("reason")]
+        cls = (
+            next((REASONS[r] for r in reasons if r in REASONS), None)
+            or STATUSES.get(error.get("status") or "")
+            or errors.class_for_status(status if 400 <= status < 600 else 0)
+        )
+        return cls(
+            self.scrub(str(error.get("message") or error.get("status") or f"HTTP {status}")),
+            provider=self.name,
+            status_code=status if 400 <= status < 600 else cls.default_status,
+            code=(reasons[0] if reasons else error.get("status")) or None,
+            retry_after=retry_after_from_gemini_error(body),
+        )
+
+    # -- models ------------------------------------------------------------------
+    def models_url(self) -> str:
+        return f"{self.base_url}/v1beta/models"
+
+    async def fetch_models(self) -> list[ModelInfo]:
+        if self.uses_cloudcode:
+            # Code Assist has no model list endpoint
+            raise errors.NotFoundError("Code Assist lists no models", provider=self.name)
+        return await super().fetch_models()
+
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        known = {m.id: m for m in self.static_models}
+        models = []
+        for entry in (body or {}).get("models") or []:
+            methods = entry.get("supportedGenerationMethods") or []
+            if methods and "generateContent" not in methods:
+                continue  # embedding and other non-chat models
+            model_id = (entry.get("name") or "").removeprefix("models/")
+            if not model_id:
+                continue
+            base = known.get(model_id)
+            models.append(
+                ModelInfo(
+                    id=model_id,
+                    name=entry.get("displayName") or model_id,
+                    provider=self.provider_type,
+                    context_window=entry.get("inputTokenLimit"),
+                    max_output_tokens=entry.get("outputTokenLimit"),
+                    supports_streaming="streamGenerateContent" in methods if methods else True,
+                    input_price_per_million=base.input_price_per_million if base else None,
+                    output_price_per_million=base.output_price_per_million if base else None,
+                )
+            )
+        return models
+
+
+class ReplyReader:
+    """Reads GenerateContentResponse objects -- a whole reply or one stream chunk each."""
+
+    __slots__ = ("calls", "tool_count", "usage")
+
+    def __init__(self) -> None:
+        self.calls: list = []
+        self.tool_count = 0
+        self.usage: Usage | None = None
+
+    def read(self, body: dict[str, Any]) -> ChatChunk:
+        chunk = ChatChunk()
+        metadata = body.get("usageMetadata")
+        if isinstance(metadata, dict):
+            # thinking tokens are billed as output
+            self.usage = Usage(
+                prompt_tokens=metadata.get("promptTokenCount") or 0,
+                completion_tokens=(metadata.get("candidatesTokenCount") or 0) + (metadata.get("thoughtsTokenCount") or 0),
+            )
+        candidates = body.get("candidates") or []
+        if not candidates:
+            block = (body.get("promptFeedback") or {}).get("blockReason")
+            if block:
+                chunk.finish_reason, chunk.raw_finish_reason = FINISH_CONTENT_FILTER, block
+                chunk.usage = self.usage
+            return chunk
+        candidate = candidates[0]
+        texts = []
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            if "functionCall" in part:
+                call = tools.tool_call_from_gemini(part, self.tool_count)
+                self.calls.append(call)
+                chunk.tool_calls.append(ToolCallDelta(index=self.tool_count, id=call.id, name=call.name, arguments=call.arguments))
+                self.tool_count += 1
+            elif "text" in part and not part.get("thought"):
+                texts.append(part["text"])  # thought summaries are not the answer
+        chunk.text = "".join(texts)
+        raw_finish = candidate.get("finishReason")
+        if raw_finish and raw_finish != "FINISH_REASON_UNSPECIFIED":
+            finish = FINISH_REASONS.get(raw_finish, raw_finish.lower())
+            # Gemini says STOP after function calls; callers expect tool_calls
+            if finish == FINISH_STOP and self.tool_count:
+                finish = FINISH_TOOL_CALLS
+            chunk.finish_reason, chunk.raw_finish_reason = finish, raw_finish
+            chunk.usage = self.usage
+        return chunk
+
+
+class GeminiStreamDecoder(StreamDecoder):
+    """Each SSE event is a whole GenerateContentResponse; no [DONE], the stream just ends."""
+
+    __slots__ = ("adapter", "reader", "finished")
+
+    def __init__(self, adapter: GeminiAdapter) -> None:
+        self.adapter = adapter
+        self.reader = ReplyReader()
+        self.finished = False
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]:
+        data = self.adapter.decode_json(event.data)
+        if isinstance(data, list) and data:
+            data = data[0]
+        if not isinstance(data, dict):
+            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name)
+        body = self.adapter._unwrap(data)  # raises the typed error for a (bare) error object
+        chunk = self.reader.read(body)
+        if chunk.finish_reason:
+            self.finished = True
+        if chunk.text or chunk.tool_calls or chunk.finish_reason:
+            return [chunk]
+        return []
+
+    def finish(self) -> list[ChatChunk]:
+        if not self.finished:
+            raise errors.NetworkError(
+                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
+            )
+        return []
+
+
+def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """Gemini roles are user and model; tool results are user functionResponse parts.
+
+    A functionResponse needs the function's name, which OpenAI-style tool
+    messages carry only as a call id: it is looked up in the earlier calls.
+    """
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    names_by_call_id: dict[str, str] = {}
+    for message in messages:
+        if message.role == "system":
+            system.append(message.content or "")
+            continue
+        if message.role == "tool":
+            name = message.name or names_by_call_id.get(message.tool_call_id or "", "")
+            role, parts = "user", [{"functionResponse": {"name": name, "response": _tool_response(message.content)}}]
+        else:
+            role = "model" if message.role == "assistant" else "user"
+            parts = [{"text": message.content}] if message.content else []
+            for call in message.tool_calls:
+                names_by_call_id[call.id] = call.name
+                parts.append({"functionCall": {"name": call.name, "args": tools.arguments_to_object(call.arguments)}})
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return "\n\n".join(system), contents
+
+
+def _tool_response(content: str | None) -> dict[str, Any]:
+    """functionResponse.response must be an object: JSON objects pass, anything else is wrapped."""
+    try:
+        value = json.loads(content or "")
+    except ValueError:
+        return {"result": content or ""}
+    return value if isinstance(value, dict) else {"result": value}

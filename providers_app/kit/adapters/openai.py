@@ -1,0 +1,270 @@
+"""OpenAI chat completions -- and, through ``base_url``, every OpenAI-compatible
+endpoint (Groq, Ollama, LM Studio, vLLM ...). Cerebras, Qwen and OpenRouter are
+small subclasses in their own modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors, tools
+from ..sse import DONE, SSEEvent
+from ..types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_ERROR,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelInfo,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from .base import BaseAdapter, StreamDecoder
+
+FINISH_REASONS = {
+    "stop": FINISH_STOP,
+    "length": FINISH_LENGTH,
+    "tool_calls": FINISH_TOOL_CALLS,
+    "function_call": FINISH_TOOL_CALLS,
+    "content_filter": FINISH_CONTENT_FILTER,
+    "error": FINISH_ERROR,
+}
+
+# Error body ``code`` / ``type`` values that say more than the status does.
+ERROR_CODES: dict[str, type[errors.ProviderError]] = {
+    "context_length_exceeded": errors.ContextLengthError,
+    "string_above_max_length": errors.ContextLengthError,
+    "insufficient_quota": errors.QuotaExceededError,
+    "billing_hard_limit_reached": errors.QuotaExceededError,
+    "invalid_api_key": errors.AuthenticationError,
+    "model_not_found": errors.NotFoundError,
+    "content_filter": errors.ContentFilterError,
+    "content_policy_violation": errors.ContentFilterError,
+    "rate_limit_exceeded": errors.RateLimitError,
+    "server_error": errors.ServerError,
+}
+
+
+def _model(model_id: str, context: int, output: int, price_in: float, price_out: float) -> ModelInfo:
+    return ModelInfo(
+        id=model_id,
+        name=model_id,
+        provider="openai",
+        context_window=context,
+        max_output_tokens=output,
+        input_price_per_million=price_in,
+        output_price_per_million=price_out,
+    )
+
+
+class OpenAIAdapter(BaseAdapter):
+    provider_type = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    default_model_id = "gpt-4o-mini"
+    rate_limit_style = "openai"
+    static_models = (
+        _model("gpt-4o", 128_000, 16_384, 2.50, 10.00),
+        _model("gpt-4o-mini", 128_000, 16_384, 0.15, 0.60),
+        _model("gpt-4.1", 1_047_576, 32_768, 2.00, 8.00),
+        _model("gpt-4.1-mini", 1_047_576, 32_768, 0.40, 1.60),
+    )
+
+    def request_headers(self) -> dict[str, str]:
+        headers = super().request_headers()
+        if self.config.organization:
+            headers["OpenAI-Organization"] = self.config.organization
+        return headers
+
+    @property
+    def max_tokens_field(self) -> str:
+        # OpenAI's own API wants max_completion_tokens (reasoning models reject
+        # max_tokens); most compatible servers only know max_tokens.
+        return "max_completion_tokens" if self.base_url == OpenAIAdapter.default_base_url else "max_tokens"
+
+    # -- request ---------------------------------------------------------------
+    def chat_url(self, request: ChatRequest, *, stream: bool) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model or self.default_model,
+            "messages": [message_to_openai(m) for m in request.messages],
+        }
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        for key in ("temperature", "top_p", "stop", "user"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        if request.tools:
+            body["tools"] = tools.tools_to_openai(request.tools)
+            choice = tools.tool_choice_to_openai(request.tool_choice)
+            if choice is not None:
+                body["tool_choice"] = choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
+        body.update(request.extra_body)
+        return body
+
+    # -- reply -----------------------------------------------------------------
+    def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
+        if not isinstance(body, dict):
+            raise errors.ProtocolError(f"{self.name}: reply is not a JSON object", provider=self.name)
+        if body.get("error") and not body.get("choices"):
+            # OpenRouter (and some proxies) report failures inside a 200 reply
+            raise self.classify_error(_status_of(body["error"]), body, {})
+        choices = body.get("choices") or []
+        if not choices:
+            raise errors.ProtocolError(f"{self.name}: reply has no choices", provider=self.name)
+        choice = choices[0]
+        message = choice.get("message") or {}
+        raw_finish = choice.get("finish_reason")
+        return ChatResponse(
+            id=body.get("id", ""),
+            model=body.get("model", request.model),
+            text=message.get("content") or "",
+            tool_calls=[
+                ToolCall(
+                    id=call.get("id", ""),
+                    name=(call.get("function") or {}).get("name", ""),
+                    arguments=(call.get("function") or {}).get("arguments") or "{}",
+                )
+                for call in message.get("tool_calls") or []
+            ],
+            finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
+            raw_finish_reason=raw_finish,
+            usage=usage_from_openai(body.get("usage")) or Usage(),
+        )
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        return OpenAIStreamDecoder(self)
+
+    # -- errors -----------------------------------------------------------------
+    def classify_error(self, status: int, body: Any, headers: Any) -> errors.ProviderError:
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return super().classify_error(status, body, headers)
+        code = error.get("code")
+        kind = error.get("type")
+        cls = (
+            ERROR_CODES.get(code if isinstance(code, str) else "")
+            or ERROR_CODES.get(kind if isinstance(kind, str) else "")
+            or errors.class_for_status(status)
+        )
+        return cls(
+            self.scrub(str(error.get("message") or f"HTTP {status}")),
+            provider=self.name,
+            status_code=status or cls.default_status,
+            code=code if isinstance(code, str) else kind,
+        )
+
+    # -- models ------------------------------------------------------------------
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        known = {m.id: m for m in self.static_models}
+        models = []
+        for entry in (body or {}).get("data") or []:
+            model_id = entry.get("id")
+            if not model_id:
+                continue
+            base = known.get(model_id)
+            models.append(
+                ModelInfo(
+                    id=model_id,
+                    name=entry.get("name") or model_id,
+                    provider=self.provider_type,
+                    context_window=entry.get("context_length") or entry.get("context_window") or (base and base.context_window),
+                    max_output_tokens=base.max_output_tokens if base else None,
+                    input_price_per_million=base.input_price_per_million if base else None,
+                    output_price_per_million=base.output_price_per_million if base else None,
+                )
+            )
+        return models
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    __slots__ = ("adapter", "finished", "done")
+
+    def __init__(self, adapter: BaseAdapter) -> None:
+        self.adapter = adapter
+        self.finished = False
+        self.done = False
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]:
+        if event.data == DONE:
+            self.done = True
+            return []
+        if event.raw:
+            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream", provider=self.adapter.name)
+        data = self.adapter.decode_json(event.data)
+        if not isinstance(data, dict):
+            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name)
+        if data.get("error"):
+            # mid-stream failure after a 200 (OpenRouter documents this shape)
+            raise self.adapter.classify_error(_status_of(data["error"]), data, {})
+        chunk = ChatChunk()
+        choices = data.get("choices") or []
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta") or {}
+            chunk.text = delta.get("content") or ""
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function") or {}
+                chunk.tool_calls.append(
+                    ToolCallDelta(
+                        index=call.get("index", 0),
+                        id=call.get("id"),
+                        name=function.get("name"),
+                        arguments=function.get("arguments") or "",
+                    )
+                )
+            raw_finish = choice.get("finish_reason")
+            if raw_finish:
+                self.finished = True
+                chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
+                chunk.raw_finish_reason = raw_finish
+        chunk.usage = usage_from_openai(data.get("usage"))
+        if chunk.text or chunk.tool_calls or chunk.finish_reason or chunk.usage:
+            return [chunk]
+        return []
+
+    def finish(self) -> list[ChatChunk]:
+        if not (self.finished or self.done):
+            raise errors.NetworkError(
+                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
+            )
+        return []
+
+
+def _status_of(error: Any) -> int:
+    code = error.get("code") if isinstance(error, dict) else None
+    # 0 = no HTTP status known (an error inside a 200 stream); classified from the body alone
+    return code if isinstance(code, int) and 400 <= code < 600 else 0
+
+
+def usage_from_openai(usage: Any) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    return Usage(prompt_tokens=usage.get("prompt_tokens") or 0, completion_tokens=usage.get("completion_tokens") or 0)
+
+
+def message_to_openai(message: Message) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": message.content or ""}
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    elif out["content"] is None:
+        out["content"] = ""
+    if message.name and message.role != "assistant":
+        out["name"] = message.name
+    return out

@@ -1,0 +1,88 @@
+"""OpenRouter: OpenAI-compatible, identifies the calling app with HTTP-Referer and
+X-Title, lists models with prices (USD per token, as strings) and reports the
+key's credits at ``GET /key``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..types import ModelInfo
+from .openai import OpenAIAdapter
+
+
+@dataclass(slots=True)
+class KeyCredits:
+    label: str | None
+    limit: float | None  # USD; None = unlimited
+    limit_remaining: float | None
+    limit_reset: str | None  # "monthly", "daily" ... or None
+    usage: float
+    is_free_tier: bool
+
+
+def _per_million(value: Any) -> float | None:
+    try:
+        return round(float(value) * 1_000_000, 6)
+    except (TypeError, ValueError):
+        return None
+
+
+class OpenRouterAdapter(OpenAIAdapter):
+    provider_type = "openrouter"
+    default_base_url = "https://openrouter.ai/api/v1"
+    default_model_id = "openai/gpt-4o-mini"
+    rate_limit_style = "openai"
+    static_models = (
+        ModelInfo(id="openai/gpt-4o-mini", name="OpenAI: GPT-4o-mini", provider="openrouter", context_window=128_000,
+                  input_price_per_million=0.15, output_price_per_million=0.60),
+        ModelInfo(id="anthropic/claude-sonnet-4", name="Anthropic: Claude Sonnet 4", provider="openrouter",
+                  context_window=200_000, input_price_per_million=3.0, output_price_per_million=15.0),
+    )
+
+    def request_headers(self) -> dict[str, str]:
+        headers = super().request_headers()
+        if self.config.site_url:
+            headers["HTTP-Referer"] = self.config.site_url
+        if self.config.site_name:
+            headers["X-Title"] = self.config.site_name
+        return headers
+
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        models = []
+        for entry in (body or {}).get("data") or []:
+            if not entry.get("id"):
+                continue
+            pricing = entry.get("pricing") or {}
+            params = entry.get("supported_parameters") or []
+            top = entry.get("top_provider") or {}
+            models.append(
+                ModelInfo(
+                    id=entry["id"],
+                    name=entry.get("name") or entry["id"],
+                    provider=self.provider_type,
+                    context_window=entry.get("context_length"),
+                    max_output_tokens=top.get("max_completion_tokens"),
+                    supports_tools="tools" in params if params else True,
+                    input_price_per_million=_per_million(pricing.get("prompt")),
+                    output_price_per_million=_per_million(pricing.get("completion")),
+                )
+            )
+        return models
+
+    async def credits(self) -> KeyCredits:
+        """The key's spending limit and usage, from OpenRouter's key endpoint."""
+        response = await self._send("GET", f"{self.base_url}/key")
+        return parse_credits(self._json(response))
+
+
+def parse_credits(body: Any) -> KeyCredits:
+    data = (body or {}).get("data") or {}
+    return KeyCredits(
+        label=data.get("label"),
+        limit=data.get("limit"),
+        limit_remaining=data.get("limit_remaining"),
+        limit_reset=data.get("limit_reset"),
+        usage=float(data.get("usage") or 0),
+        is_free_tier=bool(data.get("is_free_tier")),
+    )

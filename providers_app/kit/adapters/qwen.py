@@ -1,0 +1,23 @@
+"""Qwen: OpenAI-compatible, either the Qwen portal (OAuth bearer from the device
+flow) or Alibaba's DashScope compatible-mode endpoint (API key). It sends no
+rate-limit headers, so callers pair it with the kit's token bucket
+(``ratelimit.qwen_bucket``: 60 requests a minute, 2000 a day)."""
+
+from __future__ import annotations
+
+from ..types import ModelInfo
+from .openai import OpenAIAdapter
+
+PORTAL_BASE_URL = "https://portal.qwen.ai/v1"
+DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+
+
+class QwenAdapter(OpenAIAdapter):
+    provider_type = "qwen"
+    default_base_url = PORTAL_BASE_URL
+    default_model_id = "qwen3-coder-plus"
+    rate_limit_style = "none"
+    static_models = (
+        ModelInfo(id="qwen3-coder-plus", name="Qwen3 Coder Plus", provider="qwen", context_window=1_000_000),
+        ModelInfo(id="qwen3-coder-flash", name="Qwen3 Coder Flash", provider="qwen", context_window=1_000_000),
+    )
