@@ -1,0 +1,354 @@
+"""Anthropic Messages wire format (``/v1/messages``, ``/v1/models``).
+
+Auth is ``x-api-key`` or ``Authorization: Bearer`` (OAuth); the
+``anthropic-version`` header is required as on the real API. Streams follow the
+captured SDK fixtures: message_start, content_block_start, ping, deltas,
+content_block_stop, message_delta (cumulative output_tokens), message_stop.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from providers_app.simulator import behaviour, catalog, ratelimit_headers
+from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
+from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
+from providers_app.simulator.credentials import bearer_token, is_rejected
+from providers_app.simulator.failures import (
+    FINISH_MODES,
+    STATUS_MODES,
+    RequestKnobs,
+    read_knobs,
+    unknown_mode_message,
+)
+from providers_app.simulator.ids import new_id
+from providers_app.simulator.streaming import (
+    Event,
+    bytes_response,
+    dumps,
+    json_response,
+    respond_plain,
+    respond_stream,
+)
+
+STOP_REASONS = {
+    behaviour.STOP: "end_turn",
+    behaviour.LENGTH: "max_tokens",
+    behaviour.TOOL_CALLS: "tool_use",
+    behaviour.CONTENT_FILTER: "refusal",
+}
+
+# mode -> (status, error type, message)
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "auth": (401, "authentication_error", "invalid x-api-key"),
+    "permission": (
+        403,
+        "permission_error",
+        "Your API key does not have permission to use the specified resource.",
+    ),
+    "not_found": (404, "not_found_error", "model: {model}"),
+    "bad_request": (400, "invalid_request_error", "Invalid request (simulated)."),
+    "context_length": (
+        400,
+        "invalid_request_error",
+        "prompt is too long: 200001 tokens > 200000 maximum",
+    ),
+    "rate_limit": (
+        429,
+        "rate_limit_error",
+        "This request would exceed the rate limit for your organization of 50 requests per "
+        "minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.",
+    ),
+    "quota": (
+        402,
+        "billing_error",
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+        "Billing to upgrade or purchase credits.",
+    ),
+    "server": (500, "api_error", "Internal server error"),
+    "overloaded": (529, "overloaded_error", "Overloaded"),
+}
+
+_MIDSTREAM_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def error_response(
+    mode: str, *, model: str = "", retry_after: int = 2, message: str | None = None
+) -> web.Response:
+    status, type_, template = _ERRORS[mode]
+    request_id = new_id("req_011C")
+    headers = {
+        "request-id": request_id,
+        "x-should-retry": "true" if status in (429, 500, 529) else "false",
+    }
+    if mode == "rate_limit":
+        headers["retry-after"] = str(retry_after)
+        headers.update(ratelimit_headers.anthropic_exhausted(retry_after))
+    body = {
+        "type": "error",
+        "error": {"type": type_, "message": message or template.format(model=model)},
+        "request_id": request_id,
+    }
+    return json_response(body, status=status, headers=headers)
+
+
+def _check_request(request: web.Request) -> web.Response | None:
+    """Credential, then the version header, in the order the real API checks them."""
+    key = request.headers.get("x-api-key")
+    token = bearer_token(request.headers)
+    if not key and token is None:
+        return error_response("auth", message="x-api-key header is required")
+    if key and is_rejected(key):
+        return error_response("auth")
+    if not key and token is not None and is_rejected(token):
+        return error_response("auth", message="Invalid bearer token")
+    if not request.headers.get("anthropic-version"):
+        return error_response("bad_request", message="anthropic-version: header is required")
+    return None
+
+
+# ---------------------------------------------------------------- handlers
+
+
+async def messages_handler(request: web.Request) -> web.StreamResponse:
+    denied = _check_request(request)
+    if denied is not None:
+        return denied
+    body = json_body(request)
+    if body is INVALID_JSON or not isinstance(body, dict):
+        return error_response("bad_request", message="There was an error parsing the body of your request.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return error_response("bad_request", message="model: Field required")
+    knobs = read_knobs(request.headers, model, default_delay(request))
+    if knobs.unknown_fail:
+        return error_response("bad_request", message=unknown_mode_message(knobs.unknown_fail))
+    stream = body.get("stream") is True
+    if knobs.fail in STATUS_MODES or (knobs.fail == "midstream_error" and not stream):
+        mode = "overloaded" if knobs.fail == "midstream_error" else knobs.fail
+        return error_response(mode, model=model, retry_after=knobs.retry_after)
+    invalid = _validate(body)
+    if invalid:
+        return error_response("bad_request", message=invalid)
+    conv = conversation(body)
+    if knobs.fail in FINISH_MODES:
+        reply = behaviour.filtered(conv, behaviour.CONTENT_FILTER)
+    else:
+        reply = behaviour.decide(conv)
+    headers = {"request-id": new_id("req_011C"), **ratelimit_headers.anthropic()}
+    if stream:
+        return await _stream(request, knobs, model, reply, headers)
+    return await respond_plain(request, knobs, json_response(message(model, reply), headers=headers))
+
+
+async def count_tokens_handler(request: web.Request) -> web.Response:
+    denied = _check_request(request)
+    if denied is not None:
+        return denied
+    body = json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return error_response("bad_request", message="messages: Field required")
+    return json_response({"input_tokens": conversation(body).prompt_tokens})
+
+
+async def models_handler(request: web.Request) -> web.Response:
+    denied = _check_request(request)
+    if denied is not None:
+        return denied
+    return bytes_response(catalog.ANTHROPIC_LIST)
+
+
+async def model_handler(request: web.Request) -> web.Response:
+    denied = _check_request(request)
+    if denied is not None:
+        return denied
+    model = request.match_info["model"]
+    found = catalog.ANTHROPIC_BY_ID.get(model)
+    if found is None:
+        return error_response("not_found", model=model)
+    return bytes_response(found)
+
+
+def _validate(body: dict) -> str | None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    limit = body.get("max_tokens")
+    if limit is None:
+        return "max_tokens: Field required"
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return "max_tokens: Input should be a valid integer greater than or equal to 1"
+    return None
+
+
+# ---------------------------------------------------------------- request -> conversation
+
+
+def _block_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            b["text"]
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        )
+    return ""
+
+
+def _tool_results(content: object) -> list[str]:
+    if not isinstance(content, list):
+        return []
+    return [
+        _block_text(b.get("content"))
+        for b in content
+        if isinstance(b, dict) and b.get("type") == "tool_result"
+    ]
+
+
+def conversation(body: dict) -> Conversation:
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    texts = [_block_text(body.get("system"))]
+    for m in messages:
+        texts.append(_block_text(m.get("content")))
+        texts.extend(_tool_results(m.get("content")))
+    conv = Conversation(prompt_tokens=max(1, behaviour.count_words(*texts)))
+    last = messages[-1] if messages else {}
+    conv.last_is_user = last.get("role") == "user"
+    results = _tool_results(last.get("content")) if conv.last_is_user else []
+    if results:
+        conv.tool_results = results
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            conv.last_user_text = _block_text(m.get("content"))
+            break
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for tool in tools:
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool:
+                conv.tools.append(ToolSpec(tool["name"], tool.get("input_schema") or {}))
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind in ("none", "auto"):
+            conv.tool_mode = kind
+        elif kind == "any":
+            conv.tool_mode = "required"
+        elif kind == "tool":
+            conv.tool_mode = "forced"
+            conv.forced_tool = choice.get("name")
+        if choice.get("disable_parallel_tool_use") is True:
+            conv.parallel_tool_calls = False
+    conv.max_tokens = body.get("max_tokens")
+    return conv
+
+
+# ---------------------------------------------------------------- reply -> wire
+
+
+def _usage(reply: Reply, output_tokens: int) -> dict:
+    return {
+        "input_tokens": reply.prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def message(model: str, reply: Reply) -> dict:
+    content: list[dict] = []
+    if reply.chunks:
+        content.append({"type": "text", "text": reply.text})
+    for call in reply.tool_calls:
+        content.append(
+            {"type": "tool_use", "id": new_id("toolu_01"), "name": call.name, "input": call.arguments}
+        )
+    return {
+        "id": new_id("msg_01"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": STOP_REASONS[reply.finish],
+        "stop_sequence": None,
+        "usage": _usage(reply, reply.completion_tokens),
+    }
+
+
+def _event(name: str, data: dict) -> bytes:
+    return f"event: {name}\ndata: {dumps(data)}\n\n".encode()
+
+
+async def _stream(
+    request: web.Request, knobs: RequestKnobs, model: str, reply: Reply, headers: dict[str, str]
+) -> web.StreamResponse:
+    start = {
+        "id": new_id("msg_01"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _usage(reply, 1),
+    }
+    events: list[Event] = [
+        (_event("message_start", {"type": "message_start", "message": start}), False)
+    ]
+    index = 0
+    if reply.chunks or not reply.tool_calls:
+        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        events.append((_event("content_block_start", block), False))
+        events.append((b'event: ping\ndata: {"type": "ping"}\n\n', False))
+        for word in reply.chunks:
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}
+            events.append((_event("content_block_delta", delta), True))
+        events.append((_event("content_block_stop", {"type": "content_block_stop", "index": 0}), False))
+        index = 1
+    else:
+        events.append((b'event: ping\ndata: {"type": "ping"}\n\n', False))
+    for call in reply.tool_calls:
+        block = {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "tool_use", "id": new_id("toolu_01"), "name": call.name, "input": {}},
+        }
+        events.append((_event("content_block_start", block), True))
+        for fragment in ["", *call.fragments()]:
+            delta = {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": fragment},
+            }
+            events.append((_event("content_block_delta", delta), True))
+        events.append((_event("content_block_stop", {"type": "content_block_stop", "index": index}), False))
+        index += 1
+    final_usage = {
+        "input_tokens": reply.prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": reply.completion_tokens,
+    }
+    events.append(
+        (
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": STOP_REASONS[reply.finish], "stop_sequence": None},
+                    "usage": final_usage,
+                },
+            ),
+            False,
+        )
+    )
+    events.append((_event("message_stop", {"type": "message_stop"}), False))
+    return await respond_stream(
+        request,
+        knobs,
+        events,
+        headers=headers,
+        malformed_event=b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,\n\n',
+        error_event=_event("error", _MIDSTREAM_ERROR),
+    )

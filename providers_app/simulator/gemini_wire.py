@@ -1,0 +1,470 @@
+"""Gemini generateContent wire format, and the Code Assist (CloudCode) wrapping.
+
+Developer API: ``/v1beta/models/{model}:generateContent`` and
+``:streamGenerateContent?alt=sse`` (data-only events, CRLF line endings, no
+``[DONE]``; every chunk a full GenerateContentResponse). Without ``alt=sse``
+the stream is a JSON array, as on the real API.
+
+Code Assist (used with Google OAuth + a project id, as gemini-cli does):
+``/v1internal:generateContent`` / ``:streamGenerateContent``, request
+``{"model", "project", "request": {...}}``, every response or chunk wrapped as
+``{"response": {...}, "traceId": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from providers_app.simulator import behaviour, catalog
+from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
+from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
+from providers_app.simulator.credentials import bearer_token, is_rejected, mask
+from providers_app.simulator.failures import (
+    FINISH_MODES,
+    STATUS_MODES,
+    RequestKnobs,
+    read_knobs,
+    unknown_mode_message,
+)
+from providers_app.simulator.ids import new_id
+from providers_app.simulator.streaming import (
+    Event,
+    bytes_response,
+    dumps,
+    json_response,
+    respond_plain,
+    respond_stream,
+)
+
+FINISH_REASONS = {
+    behaviour.STOP: "STOP",
+    behaviour.LENGTH: "MAX_TOKENS",
+    behaviour.TOOL_CALLS: "STOP",
+    behaviour.CONTENT_FILTER: "SAFETY",
+    behaviour.MALFORMED_FUNCTION_CALL: "MALFORMED_FUNCTION_CALL",
+}
+_FINISH_BY_MODE = {
+    "content_filter": behaviour.CONTENT_FILTER,
+    "malformed_function_call": behaviour.MALFORMED_FUNCTION_CALL,
+    "prompt_blocked": behaviour.PROMPT_BLOCKED,
+}
+
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+_HELP = "type.googleapis.com/google.rpc.Help"
+_RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
+
+# mode -> (code, status, message)
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "auth": (
+        401,
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
+        "cookie or other valid authentication credential. See "
+        "https://developers.google.com/identity/sign-in/web/devconsole-project.",
+    ),
+    "permission": (403, "PERMISSION_DENIED", "The caller does not have permission"),
+    "not_found": (
+        404,
+        "NOT_FOUND",
+        "models/{model} is not found for API version v1beta, or is not supported for "
+        "generateContent. Call ListModels to see the list of available models and their "
+        "supported methods.",
+    ),
+    "bad_request": (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
+    "context_length": (
+        400,
+        "INVALID_ARGUMENT",
+        "The input token count (2000000) exceeds the maximum number of tokens allowed (1048576).",
+    ),
+    "rate_limit": (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        "information on this error, head to: " + _RATE_LIMIT_DOCS + ".\n* Quota exceeded for "
+        "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: "
+        "10\nPlease retry in {retry_after}s.",
+    ),
+    "quota": (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        "information on this error, head to: " + _RATE_LIMIT_DOCS + ".\n* Quota exceeded for "
+        "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: "
+        "250",
+    ),
+    "server": (
+        500,
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+    ),
+    "overloaded": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+}
+
+_API_KEY_INVALID = "API key not valid. Please pass a valid API key."
+_MIDSTREAM_ERROR = {
+    "error": {
+        "code": 503,
+        "message": "The model is overloaded. Please try again later.",
+        "status": "UNAVAILABLE",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.DebugInfo",
+                "detail": "[ORIGINAL ERROR] generic::unavailable: The model is overloaded.",
+            }
+        ],
+    }
+}
+_SAFETY_RATINGS_BLOCKED = [
+    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "HIGH"},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "NEGLIGIBLE"},
+]
+
+
+def _quota_violation(quota_id: str, model: str, value: str) -> dict:
+    return {
+        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+        "quotaId": quota_id,
+        "quotaDimensions": {"location": "global", "model": model},
+        "quotaValue": value,
+    }
+
+
+def error_response(
+    mode: str, *, model: str = "", retry_after: int = 2, message: str | None = None
+) -> web.Response:
+    code, status, template = _ERRORS[mode]
+    error: dict = {
+        "code": code,
+        "message": message or template.format(model=model, retry_after=retry_after),
+        "status": status,
+    }
+    if mode == "rate_limit":
+        error["details"] = [
+            {
+                "@type": _QUOTA_FAILURE,
+                "violations": [
+                    _quota_violation("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, "10")
+                ],
+            },
+            {"@type": _HELP, "links": [{"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}]},
+            {"@type": _RETRY_INFO, "retryDelay": f"{retry_after}s"},
+        ]
+    elif mode == "quota":
+        error["details"] = [
+            {
+                "@type": _QUOTA_FAILURE,
+                "violations": [
+                    _quota_violation("GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, "250")
+                ],
+            },
+            {"@type": _HELP, "links": [{"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}]},
+        ]
+    elif mode == "auth":
+        error["details"] = [
+            {
+                "@type": _ERROR_INFO,
+                "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ]
+    return json_response({"error": error}, status=code, indent=2)
+
+
+def _api_key_invalid(key: str) -> web.Response:
+    """The real 400 INVALID_ARGUMENT / API_KEY_INVALID envelope (captured mock response)."""
+    body = {
+        "error": {
+            "code": 400,
+            "message": _API_KEY_INVALID,
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": _ERROR_INFO,
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": _API_KEY_INVALID,
+                },
+                {"@type": "type.googleapis.com/google.rpc.DebugInfo", "detail": f"Invalid API key: {mask(key)}"},
+            ],
+        }
+    }
+    return json_response(body, status=400, indent=2)
+
+
+_MISSING_CREDENTIAL = (
+    "Request is missing required authentication credential. Expected OAuth 2 access token, "
+    "login cookie or other valid authentication credential. See "
+    "https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+
+
+def _check_auth(request: web.Request, *, bearer_only: bool = False) -> web.Response | None:
+    token = bearer_token(request.headers)
+    key = None if bearer_only else (request.headers.get("x-goog-api-key") or request.query.get("key"))
+    if key:
+        return _api_key_invalid(key) if is_rejected(key) else None
+    if token is None:
+        return error_response("auth", message=_MISSING_CREDENTIAL)
+    if is_rejected(token):
+        return error_response("auth")
+    return None
+
+
+# ---------------------------------------------------------------- handlers
+
+
+async def models_handler(request: web.Request) -> web.Response:
+    denied = _check_auth(request)
+    if denied is not None:
+        return denied
+    return bytes_response(catalog.GEMINI_LIST)
+
+
+async def model_get_handler(request: web.Request) -> web.Response:
+    denied = _check_auth(request)
+    if denied is not None:
+        return denied
+    model = request.match_info["model"]
+    found = catalog.GEMINI_BY_NAME.get(f"models/{model}")
+    if found is None:
+        return error_response("not_found", model=model)
+    return bytes_response(found)
+
+
+async def model_action_handler(request: web.Request) -> web.StreamResponse:
+    """``models/{model}:{method}`` -- the method rides in the last path segment."""
+    denied = _check_auth(request)
+    if denied is not None:
+        return denied
+    model, _, method = request.match_info["model_action"].rpartition(":")
+    if method == "countTokens":
+        body = json_body(request)
+        contents = body.get("contents") if isinstance(body, dict) else None
+        if not isinstance(contents, list):
+            return error_response("bad_request", message="contents is required")
+        return json_response({"totalTokens": conversation(body).prompt_tokens})
+    if method not in ("generateContent", "streamGenerateContent"):
+        return error_response("not_found", model=model, message=f"Method not found: {method}.")
+    return await _generate(request, model, json_body(request), method == "streamGenerateContent", None)
+
+
+async def code_assist_handler(request: web.Request) -> web.StreamResponse:
+    denied = _check_auth(request, bearer_only=True)
+    if denied is not None:
+        return denied
+    method = request.match_info["method"]
+    if method not in ("generateContent", "streamGenerateContent"):
+        return error_response("not_found", message=f"Method not found: {method}.")
+    body = json_body(request)
+    if body is INVALID_JSON or not isinstance(body, dict):
+        return error_response("bad_request", message="Invalid JSON payload received.")
+    if not body.get("project"):
+        return error_response("bad_request", message="Invalid project: a Code Assist project is required.")
+    model = str(body.get("model") or "").removeprefix("models/")
+    trace_id = new_id("")
+
+    def wrap(response: dict) -> dict:
+        return {"response": response, "traceId": trace_id}
+
+    return await _generate(request, model, body.get("request"), method == "streamGenerateContent", wrap)
+
+
+async def _generate(
+    request: web.Request,
+    model: str,
+    body: object,
+    stream: bool,
+    wrap: Callable[[dict], dict] | None,
+) -> web.StreamResponse:
+    if body is INVALID_JSON or not isinstance(body, dict):
+        return error_response("bad_request", message="Invalid JSON payload received.")
+    if not model:
+        return error_response("bad_request", message="model is required")
+    knobs = read_knobs(request.headers, model, default_delay(request))
+    if knobs.unknown_fail:
+        return error_response("bad_request", message=unknown_mode_message(knobs.unknown_fail))
+    if knobs.fail in STATUS_MODES or (knobs.fail == "midstream_error" and not stream):
+        mode = "overloaded" if knobs.fail == "midstream_error" else knobs.fail
+        return error_response(mode, model=model, retry_after=knobs.retry_after)
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return error_response("bad_request", message="* GenerateContentRequest.contents: contents is not specified")
+    conv = conversation(body)
+    finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
+    reply = behaviour.filtered(conv, finish) if finish else behaviour.decide(conv)
+    response_id = new_id("")
+    chunks = _chunks(model, reply, response_id) if stream else [_full(model, reply, response_id)]
+    if wrap is not None:
+        chunks = [wrap(c) for c in chunks]
+    if not stream:
+        return await respond_plain(request, knobs, json_response(chunks[0]))
+    if request.query.get("alt") == "sse":
+        events: list[Event] = [(b"data: " + dumps(c).encode() + b"\r\n\r\n", True) for c in chunks]
+        malformed = b'data: {"candidates": [{"content": {"parts": [{"text": \r\n\r\n'
+        content_type = "text/event-stream"
+    else:  # the JSON-array stream of the API without alt=sse
+        events = [((b"[" if i == 0 else b",\r\n") + dumps(c).encode(), True) for i, c in enumerate(chunks)]
+        events.append((b"]", False))
+        malformed = b',\r\n{"candidates": [{"content": '
+        content_type = "application/json"
+    error_event = (json.dumps(_MIDSTREAM_ERROR, indent=2) + "\n").encode()
+    return await respond_stream(
+        request,
+        knobs,
+        events,
+        headers={},
+        malformed_event=malformed,
+        error_event=error_event,
+        content_type=content_type,
+    )
+
+
+# ---------------------------------------------------------------- request -> conversation
+
+
+def _get(obj: dict, camel: str, snake: str) -> object:
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _part_texts(content: object) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
+        return []
+    return [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+
+
+def _function_responses(content: dict) -> list[str]:
+    parts = content.get("parts")
+    if not isinstance(parts, list):
+        return []
+    results = []
+    for part in parts:
+        if isinstance(part, dict):
+            fr = _get(part, "functionResponse", "function_response")
+            if isinstance(fr, dict):
+                results.append(dumps(fr.get("response")))
+    return results
+
+
+def conversation(body: dict) -> Conversation:
+    contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
+    texts = _part_texts(_get(body, "systemInstruction", "system_instruction"))
+    for c in contents:
+        texts.extend(_part_texts(c))
+        texts.extend(_function_responses(c))
+    conv = Conversation(prompt_tokens=max(1, behaviour.count_words(*texts)))
+    last = contents[-1] if contents else {}
+    conv.last_is_user = last.get("role", "user") in ("user", "function")
+    results = _function_responses(last) if conv.last_is_user else []
+    if results:
+        conv.tool_results = results
+    for c in reversed(contents):
+        if c.get("role", "user") == "user":
+            conv.last_user_text = " ".join(_part_texts(c))
+            break
+    for tool in body.get("tools") or []:
+        if not isinstance(tool, dict):
+            continue
+        for decl in _get(tool, "functionDeclarations", "function_declarations") or []:
+            if isinstance(decl, dict) and isinstance(decl.get("name"), str):
+                schema = _get(decl, "parametersJsonSchema", "parameters_json_schema")
+                if schema is None:
+                    schema = decl.get("parameters")
+                conv.tools.append(ToolSpec(decl["name"], schema or {}))
+    tool_config = _get(body, "toolConfig", "tool_config")
+    if isinstance(tool_config, dict):
+        calling = _get(tool_config, "functionCallingConfig", "function_calling_config")
+        if isinstance(calling, dict):
+            mode = str(calling.get("mode") or "AUTO").upper()
+            if mode == "NONE":
+                conv.tool_mode = "none"
+            elif mode == "ANY":
+                conv.tool_mode = "required"
+            allowed = _get(calling, "allowedFunctionNames", "allowed_function_names")
+            if isinstance(allowed, list) and allowed:
+                conv.allowed_tools = frozenset(allowed)
+    config = _get(body, "generationConfig", "generation_config")
+    if isinstance(config, dict):
+        limit = _get(config, "maxOutputTokens", "max_output_tokens")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            conv.max_tokens = limit
+    return conv
+
+
+# ---------------------------------------------------------------- reply -> wire
+
+
+def _usage(reply: Reply, final: bool) -> dict:
+    prompt = reply.prompt_tokens
+    usage: dict = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    if final:
+        usage["candidatesTokenCount"] = reply.completion_tokens
+        usage["totalTokenCount"] = prompt + reply.completion_tokens
+    return usage
+
+
+def _candidate(parts: list[dict], finish: str | None) -> dict:
+    candidate: dict = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish == "SAFETY":
+        candidate["safetyRatings"] = _SAFETY_RATINGS_BLOCKED
+    elif finish == "MALFORMED_FUNCTION_CALL":
+        candidate = {"index": 0, "finishMessage": "Malformed function call (simulated)."}
+    if finish:
+        candidate["finishReason"] = finish
+    return candidate
+
+
+def _response(model: str, response_id: str, usage: dict, candidate: dict | None) -> dict:
+    response: dict = {}
+    if candidate is None:
+        response["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS_BLOCKED}
+    else:
+        response["candidates"] = [candidate]
+    response["usageMetadata"] = usage
+    response["modelVersion"] = model
+    response["responseId"] = response_id
+    return response
+
+
+def _final_parts(reply: Reply) -> list[dict]:
+    if reply.tool_calls:
+        return [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+    return [{"text": reply.text}] if reply.chunks else []
+
+
+def _full(model: str, reply: Reply, response_id: str) -> dict:
+    usage = _usage(reply, True)
+    if reply.finish == behaviour.PROMPT_BLOCKED:
+        return _response(model, response_id, usage, None)
+    candidate = _candidate(_final_parts(reply), FINISH_REASONS[reply.finish])
+    return _response(model, response_id, usage, candidate)
+
+
+def _chunks(model: str, reply: Reply, response_id: str) -> list[dict]:
+    if reply.finish == behaviour.PROMPT_BLOCKED or reply.tool_calls or len(reply.chunks) <= 1:
+        return [_full(model, reply, response_id)]
+    partial_usage = _usage(reply, False)
+    chunks = [
+        _response(model, response_id, partial_usage, _candidate([{"text": word}], None))
+        for word in reply.chunks[:-1]
+    ]
+    last = _candidate([{"text": reply.chunks[-1]}], FINISH_REASONS[reply.finish])
+    chunks.append(_response(model, response_id, _usage(reply, True), last))
+    return chunks

@@ -1,0 +1,465 @@
+"""OpenAI chat completions wire format, and its compatible dialects.
+
+Cerebras, Qwen and OpenRouter speak the same protocol; a :class:`Flavour` holds
+what differs (models, rate-limit headers, error envelope, SSE comments), the
+way the kit's thin adapters are configuration over the OpenAI one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from providers_app.simulator import behaviour, catalog, ratelimit_headers
+from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
+from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
+from providers_app.simulator.credentials import bearer_token, is_rejected, mask
+from providers_app.simulator.failures import (
+    FINISH_MODES,
+    STATUS_MODES,
+    RequestKnobs,
+    read_knobs,
+    unknown_mode_message,
+)
+from providers_app.simulator.ids import new_id, now
+from providers_app.simulator.streaming import (
+    Event,
+    bytes_response,
+    dumps,
+    json_response,
+    respond_plain,
+    respond_stream,
+)
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    models_list: bytes
+    models_by_id: dict[str, bytes]
+    success_headers: dict[str, str] = field(default_factory=dict)
+    openrouter_errors: bool = False
+    sse_preamble: bytes = b""
+    chunk_extra: dict = field(default_factory=dict)
+    system_fingerprint: str | None = None
+
+
+OPENAI = Flavour(
+    "openai",
+    catalog.OPENAI_LIST,
+    catalog.by_id(catalog.OPENAI_MODELS),
+    ratelimit_headers.OPENAI,
+    system_fingerprint="fp_sim0001",
+)
+CEREBRAS = Flavour(
+    "cerebras",
+    catalog.CEREBRAS_LIST,
+    catalog.by_id(catalog.CEREBRAS_MODELS),
+    ratelimit_headers.CEREBRAS,
+    system_fingerprint="fp_sim0001",
+)
+QWEN = Flavour("qwen", catalog.QWEN_LIST, catalog.by_id(catalog.QWEN_MODELS))
+OPENROUTER = Flavour(
+    "openrouter",
+    catalog.OPENROUTER_LIST,
+    catalog.by_id(catalog.OPENROUTER_MODELS),
+    openrouter_errors=True,
+    sse_preamble=b": OPENROUTER PROCESSING\n\n",
+    chunk_extra={"provider": "Simulator"},
+)
+
+FINISH_REASONS = {
+    behaviour.STOP: "stop",
+    behaviour.LENGTH: "length",
+    behaviour.TOOL_CALLS: "tool_calls",
+    behaviour.CONTENT_FILTER: "content_filter",
+}
+
+# mode -> (status, message, type, param, code) for the OpenAI envelope.
+_OPENAI_ERRORS: dict[str, tuple[int, str, str, str | None, str | None]] = {
+    "auth": (
+        401,
+        "Incorrect API key provided: {key}. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        "invalid_request_error",
+        None,
+        "invalid_api_key",
+    ),
+    "permission": (
+        403,
+        "You have insufficient permissions for this operation.",
+        "invalid_request_error",
+        None,
+        "insufficient_permissions",
+    ),
+    "not_found": (
+        404,
+        "The model `{model}` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        None,
+        "model_not_found",
+    ),
+    "bad_request": (400, "Invalid request (simulated).", "invalid_request_error", "messages", None),
+    "context_length": (
+        400,
+        "This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 200000 tokens. Please reduce the length of the messages.",
+        "invalid_request_error",
+        "messages",
+        "context_length_exceeded",
+    ),
+    "rate_limit": (
+        429,
+        "Rate limit reached for {model} in organization org-simulator on requests per min "
+        "(RPM): Limit 60, Used 60, Requested 1. Please try again in {retry_after}s.",
+        "requests",
+        None,
+        "rate_limit_exceeded",
+    ),
+    "quota": (
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+        "insufficient_quota",
+        None,
+        "insufficient_quota",
+    ),
+    "server": (
+        500,
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+        None,
+    ),
+    "overloaded": (
+        503,
+        "The engine is currently overloaded, please try again later.",
+        "server_error",
+        None,
+        None,
+    ),
+}
+
+# mode -> (status, message, metadata) for OpenRouter's envelope (numeric code).
+_OPENROUTER_ERRORS: dict[str, tuple[int, str, dict]] = {
+    "auth": (401, "User not found.", {"error_type": "authentication_error"}),
+    "permission": (403, "Your key does not have access to {model}.", {"error_type": "forbidden"}),
+    "not_found": (404, "No endpoints found for {model}.", {"error_type": "not_found"}),
+    "bad_request": (400, "Invalid request (simulated).", {"error_type": "bad_request"}),
+    "context_length": (
+        400,
+        "This endpoint's maximum context length is 128000 tokens. However, you requested "
+        "about 200000 tokens. Please reduce the length of either one.",
+        {"error_type": "context_length_exceeded"},
+    ),
+    "rate_limit": (429, "Rate limit exceeded", {"error_type": "rate_limit_exceeded"}),
+    "quota": (
+        402,
+        "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
+        {"error_type": "insufficient_credits"},
+    ),
+    "server": (500, "Internal Server Error", {"error_type": "server_error"}),
+    "overloaded": (
+        503,
+        "No instances available for {model}; the provider is overloaded.",
+        {"error_type": "provider_overloaded", "provider_name": "Simulator"},
+    ),
+}
+
+
+def error_response(
+    flavour: Flavour,
+    mode: str,
+    *,
+    model: str = "",
+    key: str = "",
+    retry_after: int = 2,
+    message: str | None = None,
+    param: str | None = None,
+) -> web.Response:
+    headers = {"x-request-id": new_id("req_")}
+    values = {"model": model, "key": key, "retry_after": retry_after}
+    if flavour.openrouter_errors:
+        status, template, metadata = _OPENROUTER_ERRORS[mode]
+        body: dict = {
+            "error": {
+                "code": status,
+                "message": message or template.format(**values),
+                "metadata": metadata,
+            }
+        }
+    else:
+        status, template, type_, default_param, code = _OPENAI_ERRORS[mode]
+        body = {
+            "error": {
+                "message": message or template.format(**values),
+                "type": type_,
+                "param": param if param is not None else default_param,
+                "code": code,
+            }
+        }
+    if status == 429 and mode == "rate_limit":
+        headers["retry-after"] = str(retry_after)
+        if flavour.name == "openrouter":
+            headers["X-RateLimit-Limit"] = "20"
+            headers["X-RateLimit-Remaining"] = "0"
+            headers["X-RateLimit-Reset"] = str((now() + retry_after) * 1000)
+        elif flavour.success_headers:
+            headers.update(flavour.success_headers)
+            if flavour.name == "cerebras":
+                headers["x-ratelimit-remaining-requests-day"] = "0"
+                headers["x-ratelimit-reset-requests-day"] = f"{float(retry_after)}"
+            else:
+                headers["x-ratelimit-remaining-requests"] = "0"
+                headers["x-ratelimit-reset-requests"] = f"{retry_after}s"
+    return json_response(body, status=status, headers=headers)
+
+
+def check_auth(request: web.Request, flavour: Flavour) -> web.Response | None:
+    token = bearer_token(request.headers)
+    if token is None:
+        message = (
+            "No auth credentials found"
+            if flavour.openrouter_errors
+            else "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+        )
+        return error_response(flavour, "auth", message=message)
+    if is_rejected(token):
+        return error_response(flavour, "auth", key=mask(token))
+    return None
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def chat_handler(flavour: Flavour):
+    async def handle(request: web.Request) -> web.StreamResponse:
+        denied = check_auth(request, flavour)
+        if denied is not None:
+            return denied
+        body = json_body(request)
+        if body is INVALID_JSON or not isinstance(body, dict):
+            return error_response(
+                flavour,
+                "bad_request",
+                message="We could not parse the JSON body of your request.",
+                param=None,
+            )
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return error_response(
+                flavour, "bad_request", message="you must provide a model parameter", param="model"
+            )
+        knobs = read_knobs(request.headers, model, default_delay(request))
+        if knobs.unknown_fail:
+            return error_response(flavour, "bad_request", message=unknown_mode_message(knobs.unknown_fail))
+        stream = body.get("stream") is True
+        if knobs.fail in STATUS_MODES or (knobs.fail == "midstream_error" and not stream):
+            mode = "server" if knobs.fail == "midstream_error" else knobs.fail
+            key = mask(bearer_token(request.headers) or "")
+            return error_response(flavour, mode, model=model, key=key, retry_after=knobs.retry_after)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return error_response(
+                flavour,
+                "bad_request",
+                message="'messages' must be a non-empty array of message objects.",
+                param="messages",
+            )
+        conv = conversation(body)
+        if knobs.fail in FINISH_MODES:  # every safety-ish finish is content_filter here
+            reply = behaviour.filtered(conv, behaviour.CONTENT_FILTER)
+        else:
+            reply = behaviour.decide(conv)
+        headers = {"x-request-id": new_id("req_"), **flavour.success_headers}
+        if stream:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await _stream(request, flavour, knobs, model, reply, include_usage, headers)
+        return await respond_plain(
+            request, knobs, json_response(completion(flavour, model, reply), headers=headers)
+        )
+
+    return handle
+
+
+def models_handler(flavour: Flavour):
+    async def handle(request: web.Request) -> web.Response:
+        denied = check_auth(request, flavour)
+        if denied is not None:
+            return denied
+        return bytes_response(flavour.models_list)
+
+    return handle
+
+
+def model_handler(flavour: Flavour):
+    async def handle(request: web.Request) -> web.Response:
+        denied = check_auth(request, flavour)
+        if denied is not None:
+            return denied
+        model = request.match_info["model"]
+        found = flavour.models_by_id.get(model)
+        if found is None:
+            return error_response(flavour, "not_found", model=model)
+        return bytes_response(found)
+
+    return handle
+
+
+# ---------------------------------------------------------------- request -> conversation
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def conversation(body: dict) -> Conversation:
+    messages = [m for m in body["messages"] if isinstance(m, dict)]
+    texts = [_text(m.get("content")) for m in messages]
+    conv = Conversation(prompt_tokens=max(1, behaviour.count_words(*texts)))
+    last = messages[-1] if messages else {}
+    conv.last_is_user = last.get("role") == "user"
+    for message, text in zip(reversed(messages), reversed(texts), strict=True):
+        if message.get("role") == "user":
+            conv.last_user_text = text
+            break
+    if last.get("role") in ("tool", "function"):
+        results = []
+        for message, text in zip(reversed(messages), reversed(texts), strict=True):
+            if message.get("role") not in ("tool", "function"):
+                break
+            results.append(text)
+        conv.tool_results = results[::-1]
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for tool in tools:
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+                conv.tools.append(ToolSpec(fn["name"], fn.get("parameters") or {}))
+    choice = body.get("tool_choice")
+    if choice in ("none", "auto", "required"):
+        conv.tool_mode = choice
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        conv.tool_mode = "forced"
+        conv.forced_tool = choice["function"].get("name")
+    if body.get("parallel_tool_calls") is False:
+        conv.parallel_tool_calls = False
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        conv.max_tokens = limit
+    return conv
+
+
+# ---------------------------------------------------------------- reply -> wire
+
+
+def _usage(reply: Reply) -> dict:
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def completion(flavour: Flavour, model: str, reply: Reply) -> dict:
+    message: dict = {
+        "role": "assistant",
+        "content": reply.text if not reply.tool_calls else None,
+        "refusal": None,
+    }
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": new_id("call_"),
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments_json},
+            }
+            for call in reply.tool_calls
+        ]
+    result = {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        **flavour.chunk_extra,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS[reply.finish],
+            }
+        ],
+        "usage": _usage(reply),
+    }
+    if flavour.system_fingerprint:
+        result["system_fingerprint"] = flavour.system_fingerprint
+    return result
+
+
+async def _stream(
+    request: web.Request,
+    flavour: Flavour,
+    knobs: RequestKnobs,
+    model: str,
+    reply: Reply,
+    include_usage: bool,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    base = {"id": new_id("chatcmpl-"), "object": "chat.completion.chunk", "created": now(), "model": model}
+    base.update(flavour.chunk_extra)
+    if flavour.system_fingerprint:
+        base["system_fingerprint"] = flavour.system_fingerprint
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return b"data: " + dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+
+    events: list[Event] = []
+    if flavour.sse_preamble:
+        events.append((flavour.sse_preamble, False))
+    if reply.tool_calls:
+        events.append((chunk({"role": "assistant", "content": None}), False))
+        for index, call in enumerate(reply.tool_calls):
+            first = {
+                "index": index,
+                "id": new_id("call_"),
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            events.append((chunk({"tool_calls": [first]}), True))
+            for fragment in call.fragments():
+                part = {"index": index, "function": {"arguments": fragment}}
+                events.append((chunk({"tool_calls": [part]}), True))
+    else:
+        events.append((chunk({"role": "assistant", "content": "", "refusal": None}), False))
+        for word in reply.chunks:
+            events.append((chunk({"content": word}), True))
+    events.append((chunk({}, FINISH_REASONS[reply.finish]), False))
+    if include_usage:
+        usage_chunk = {**base, "choices": [], "usage": _usage(reply)}
+        events.append((b"data: " + dumps(usage_chunk).encode() + b"\n\n", False))
+    events.append((b"data: [DONE]\n\n", False))
+
+    error_chunk = {
+        **base,
+        "error": {"code": "server_error", "message": "Provider disconnected unexpectedly"},
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+    }
+    return await respond_stream(
+        request,
+        knobs,
+        events,
+        headers=headers,
+        malformed_event=b'data: {"id":"' + base["id"].encode() + b'","choices":[{"delta":{"content":\n\n',
+        error_event=b"data: " + dumps(error_chunk).encode() + b"\n\n",
+    )
