@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -85,25 +85,24 @@ class StreamReader:
         # text so far, for estimating usage when a provider reports none
         self.text: list[str] = []
 
-    def feed(self, raw: bytes) -> list[ChatChunk]:
+    def feed(self, raw: bytes) -> Iterator[ChatChunk]:
+        """Chunks completed by these bytes, yielded one by one so that a chunk
+        decoded before an in-stream error still reaches the caller."""
         return self._decode(self.parser.feed(raw))
 
-    def close(self) -> list[ChatChunk]:
+    def close(self) -> Iterator[ChatChunk]:
         """End of the byte stream: flush the last event, then let the decoder check completeness."""
-        chunks = self._decode(self.parser.flush())
-        chunks.extend(self.decoder.finish())
-        return chunks
+        yield from self._decode(self.parser.flush())
+        yield from self.decoder.finish()
 
-    def _decode(self, events: list[SSEEvent]) -> list[ChatChunk]:
-        chunks: list[ChatChunk] = []
+    def _decode(self, events: list[SSEEvent]) -> Iterator[ChatChunk]:
         for event in events:
             for chunk in self.decoder.feed(event):
                 if chunk.usage is not None:
                     self.saw_usage = True
                 if chunk.text:
                     self.text.append(chunk.text)
-                chunks.append(chunk)
-        return chunks
+                yield chunk
 
 
 class ChatStream:

@@ -13,6 +13,7 @@ content_filter / malformed_tool_call -- never as an empty "stop".
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from .. import errors, tools
@@ -228,12 +229,15 @@ class GeminiAdapter(BaseAdapter):
 class ReplyReader:
     """Reads GenerateContentResponse objects -- a whole reply or one stream chunk each."""
 
-    __slots__ = ("calls", "tool_count", "usage")
+    __slots__ = ("calls", "tool_count", "usage", "scope")
 
     def __init__(self) -> None:
         self.calls: list = []
         self.tool_count = 0
         self.usage: Usage | None = None
+        # Gemini sends no call ids; the made-up ones must not repeat across the
+        # turns of a conversation, so they carry the response id (or a random one).
+        self.scope: str | None = None
 
     def read(self, body: dict[str, Any]) -> ChatChunk:
         chunk = ChatChunk()
@@ -252,10 +256,12 @@ class ReplyReader:
                 chunk.usage = self.usage
             return chunk
         candidate = candidates[0]
+        if self.scope is None:
+            self.scope = str(body.get("responseId") or uuid.uuid4().hex[:12])
         texts = []
         for part in (candidate.get("content") or {}).get("parts") or []:
             if "functionCall" in part:
-                call = tools.tool_call_from_gemini(part, self.tool_count)
+                call = tools.tool_call_from_gemini(part, self.tool_count, scope=self.scope)
                 self.calls.append(call)
                 chunk.tool_calls.append(ToolCallDelta(index=self.tool_count, id=call.id, name=call.name, arguments=call.arguments))
                 self.tool_count += 1

@@ -45,7 +45,6 @@ ERROR_CODES: dict[str, type[errors.ProviderError]] = {
     "content_filter": errors.ContentFilterError,
     "content_policy_violation": errors.ContentFilterError,
     "rate_limit_exceeded": errors.RateLimitError,
-    "server_error": errors.ServerError,
 }
 
 

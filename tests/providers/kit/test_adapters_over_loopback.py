@@ -10,7 +10,7 @@ import pytest
 from providers_app.kit import errors
 from providers_app.kit.adapters import GeminiAdapter, ProviderConfig
 from providers_app.kit.types import Message, ResponseBuilder, ToolChoice
-from tests.providers.kit.live_helpers import OPENAI_FAMILY, PROVIDERS, SETUPS, TIME, WEATHER, ask, make_adapter
+from tests.providers.kit.live_helpers import CONTEXT_LENGTH_CODED, PROVIDERS, SETUPS, TIME, WEATHER, ask, make_adapter
 
 pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 
@@ -30,7 +30,7 @@ async def test_it_answers_a_plain_chat(simulator, provider):
     reply = await adapter.chat(ask(provider))
     assert reply.text == "Simulated reply to: Hello there"
     assert reply.finish_reason == "stop"
-    assert reply.usage.prompt_tokens == 2 and reply.usage.completion_tokens == 4
+    assert reply.usage.prompt_tokens == 2 and reply.usage.completion_tokens == 5
     assert reply.usage.estimated is False
     await adapter.aclose()
 
@@ -41,7 +41,7 @@ async def test_it_streams_a_chat_word_by_word_with_usage(simulator, provider):
     assert reply.text == "Simulated reply to: Hello there"
     assert len([c for c in chunks if c.text]) >= 4
     assert reply.finish_reason == "stop"
-    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (2, 4)
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (2, 5)
     await adapter.aclose()
 
 
@@ -174,7 +174,7 @@ async def test_it_rejects_an_invalid_key_as_an_authentication_error(simulator, p
 
 async def test_it_tells_a_context_length_error_where_the_provider_says_so(simulator, provider):
     adapter = make_adapter(simulator, provider, extra_headers={"x-sim-fail": "context_length"})
-    expected = errors.ContextLengthError if provider in OPENAI_FAMILY else errors.InvalidRequestError
+    expected = errors.ContextLengthError if provider in CONTEXT_LENGTH_CODED else errors.InvalidRequestError
     with pytest.raises(expected):
         await adapter.chat(ask(provider))
     await adapter.aclose()
