@@ -31,6 +31,8 @@ class ToolCall:
     id: str
     name: str
     arguments: str = "{}"
+    # Gemini's thoughtSignature: opaque, and must be sent back with the call in later turns
+    signature: str | None = None
 
     def parsed_arguments(self) -> Any:
         return json.loads(self.arguments or "{}")
@@ -105,6 +107,7 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    signature: str | None = None
 
 
 @dataclass(slots=True)
@@ -181,12 +184,16 @@ class ToolCallAccumulator:
     def add(self, delta: ToolCallDelta) -> None:
         call = self._calls.get(delta.index)
         if call is None:
-            self._calls[delta.index] = ToolCall(id=delta.id or "", name=delta.name or "", arguments=delta.arguments)
+            self._calls[delta.index] = ToolCall(
+                id=delta.id or "", name=delta.name or "", arguments=delta.arguments, signature=delta.signature
+            )
             return
         if delta.id and not call.id:
             call.id = delta.id
         if delta.name and not call.name:
             call.name = delta.name
+        if delta.signature and not call.signature:
+            call.signature = delta.signature
         call.arguments += delta.arguments
 
     def calls(self) -> list[ToolCall]:

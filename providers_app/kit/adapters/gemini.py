@@ -262,8 +262,13 @@ class ReplyReader:
         for part in (candidate.get("content") or {}).get("parts") or []:
             if "functionCall" in part:
                 call = tools.tool_call_from_gemini(part, self.tool_count, scope=self.scope)
+                call.signature = part.get("thoughtSignature")
                 self.calls.append(call)
-                chunk.tool_calls.append(ToolCallDelta(index=self.tool_count, id=call.id, name=call.name, arguments=call.arguments))
+                chunk.tool_calls.append(
+                    ToolCallDelta(
+                        index=self.tool_count, id=call.id, name=call.name, arguments=call.arguments, signature=call.signature
+                    )
+                )
                 self.tool_count += 1
             elif "text" in part and not part.get("thought"):
                 texts.append(part["text"])  # thought summaries are not the answer
@@ -332,7 +337,10 @@ def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any
             parts = [{"text": message.content}] if message.content else []
             for call in message.tool_calls:
                 names_by_call_id[call.id] = call.name
-                parts.append({"functionCall": {"name": call.name, "args": tools.arguments_to_object(call.arguments)}})
+                part: dict[str, Any] = {"functionCall": {"name": call.name, "args": tools.arguments_to_object(call.arguments)}}
+                if call.signature:
+                    part["thoughtSignature"] = call.signature  # thinking models refuse the turn without it
+                parts.append(part)
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)
         else:

@@ -184,3 +184,19 @@ async def test_it_keeps_secrets_out_of_reprs_and_error_messages(simulator):
         await adapter.chat(ask("gemini"))
     text = repr(adapter) + repr(adapter.config) + str(info.value) + repr(info.value)
     assert "invalid-AIzaSecret-2222" not in text
+
+
+def test_it_sends_a_gemini_thought_signature_back_with_its_call():
+    from providers_app.kit.adapters.gemini import messages_to_gemini
+    from providers_app.kit.types import Message, ToolCall
+
+    call = ToolCall(id="call_x_0_now", name="now", arguments="{}", signature="CiIBVKhc7v")
+    _, contents = messages_to_gemini(
+        [
+            Message(role="user", content="days until new year?"),
+            Message(role="assistant", tool_calls=[call]),
+            Message(role="tool", tool_call_id="call_x_0_now", content='{"date": "2026-11-21"}'),
+        ]
+    )
+    assert contents[1]["parts"] == [{"functionCall": {"name": "now", "args": {}}, "thoughtSignature": "CiIBVKhc7v"}]
+    assert contents[2]["parts"] == [{"functionResponse": {"name": "now", "response": {"date": "2026-11-21"}}}]

@@ -198,6 +198,7 @@ def test_it_reads_a_gemini_streamed_function_call_leaving_thoughts_out_of_the_te
     assert call.name == "now"
     assert call.parsed_arguments() == {}
     assert call.id  # Gemini sends none; the kit gives each call a stable one
+    assert call.signature and call.signature.startswith("CiIBVKhc7v")  # thoughtSignature kept for the next turn
     assert reply.finish_reason == "tool_calls"
     assert reply.raw_finish_reason == "STOP"
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (38, 6 + 168)
