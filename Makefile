@@ -36,6 +36,11 @@ migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
 run: migrate
+	@for p in $(PORT) $(SIM_PORT); do \
+	  if (exec 3<>/dev/tcp/127.0.0.1/$$p) 2>/dev/null; then \
+	    echo "error: port $$p is already in use; choose others: make run PORT=... SIM_PORT=..." >&2; exit 1; \
+	  fi; \
+	done
 	@set -u; \
 	$(PY) manage.py simulate_providers --port $(SIM_PORT) & sim_pid=$$!; \
 	trap 'kill $$sim_pid 2>/dev/null; wait $$sim_pid 2>/dev/null' EXIT; \
