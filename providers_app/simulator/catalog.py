@@ -17,7 +17,7 @@ def _openai_entry(model_id: str, owned_by: str) -> dict:
 
 OPENAI_MODELS = [
     _openai_entry(m, "system")
-    for m in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini", "o4-mini")
+    for m in ("gpt-5.4", "gpt-5.4-mini", "gpt-5", "gpt-5-mini", "gpt-4.1", "gpt-4o", "gpt-4o-mini")
 ]
 
 CEREBRAS_MODELS = [
@@ -93,11 +93,11 @@ OPENROUTER_MODELS = [
 ANTHROPIC_MODELS = [
     {"type": "model", "id": model_id, "display_name": name, "created_at": created}
     for model_id, name, created in (
-        ("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z"),
-        ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+        ("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z"),
+        ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z"),
+        ("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-01T00:00:00Z"),
         ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
         ("claude-sonnet-4-20250514", "Claude Sonnet 4", "2025-05-14T00:00:00Z"),
-        ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z"),
     )
 ]
 
@@ -117,6 +117,7 @@ GEMINI_MODELS = [
         "maxTemperature": 2,
     }
     for model_id, version, name, input_limit, output_limit, methods in (
+        ("gemini-3-pro-preview", "3-pro-preview", "Gemini 3 Pro Preview", 1048576, 65536, _GENERATE),
         ("gemini-2.5-pro", "2.5", "Gemini 2.5 Pro", 1048576, 65536, _GENERATE),
         ("gemini-2.5-flash", "001", "Gemini 2.5 Flash", 1048576, 65536, _GENERATE),
         ("gemini-2.5-flash-lite", "001", "Gemini 2.5 Flash-Lite", 1048576, 65536, _GENERATE),
