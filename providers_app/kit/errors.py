@@ -160,8 +160,9 @@ STATUS_CLASSES: dict[int, type[ProviderError]] = {
 
 
 def class_for_status(status: int) -> type[ProviderError]:
+    """0 means "no HTTP status" (an error reported inside a 200 stream): a server error."""
     if status in STATUS_CLASSES:
         return STATUS_CLASSES[status]
-    if status >= 500:
+    if status >= 500 or status == 0:
         return ServerError
     return InvalidRequestError
