@@ -1,4 +1,5 @@
 """aipk project package. The Celery app is loaded here so `@shared_task` binds to it."""
+
 from .celery import app as celery_app
 
 __all__ = ("celery_app",)

@@ -3,6 +3,7 @@
 Served by daphne (`daphne aipk_site.asgi:application`, or `manage.py runserver`
 since daphne is first in INSTALLED_APPS).
 """
+
 import os
 
 from django.core.asgi import get_asgi_application

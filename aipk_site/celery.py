@@ -3,6 +3,7 @@
 Embedded mode (no REDIS_URL) runs tasks eagerly in-process; with REDIS_URL the
 broker and result backend are Redis and a separate worker (+ beat) runs them.
 """
+
 import os
 
 from celery import Celery

@@ -3,4 +3,5 @@
 Empty until the chat consumer (`/ws/chat/`) lands; every websocket path is
 rejected until then.
 """
+
 websocket_urlpatterns: list = []

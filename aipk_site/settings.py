@@ -10,6 +10,7 @@ Two run modes, chosen only by which URLs are set:
 DEBUG defaults to on for local development. With DEBUG off, DJANGO_SECRET_KEY
 and FERNET_KEYS must be set; there are no fallbacks for them.
 """
+
 from pathlib import Path
 
 import environ

@@ -2,6 +2,7 @@
 
 Each app's `api.py` Router is mounted here with `api.add_router(...)` as it arrives.
 """
+
 from django.contrib import admin
 from django.urls import path
 from ninja import NinjaAPI

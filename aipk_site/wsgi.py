@@ -1,4 +1,5 @@
-"""WSGI entry point, for management tooling only: aipk is served over ASGI (websockets, streaming)."""
+"""WSGI entry point, for tooling only: aipk is served over ASGI (websockets, streaming)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

@@ -3,6 +3,7 @@ protocols, and the configured database, cache, channel layer and Celery broker
 are the ones actually in use (SQLite + local memory in embedded mode,
 PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set).
 """
+
 import os
 import subprocess
 import sys

@@ -3,6 +3,7 @@
 Each case loads aipk_site.settings in a fresh interpreter with a controlled
 environment, so the result does not depend on how the suite itself runs.
 """
+
 import json
 import os
 import subprocess
