@@ -22,7 +22,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import BaseAdapter, StreamDecoder
+from .base import BaseAdapter, StreamDecoder, catalog_model
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; used when the caller gives none.
@@ -53,27 +53,18 @@ ERROR_TYPES: dict[str, type[errors.ProviderError]] = {
 }
 
 
-def _model(model_id: str, name: str, output: int, price_in: float, price_out: float) -> ModelInfo:
-    return ModelInfo(
-        id=model_id,
-        name=name,
-        provider="anthropic",
-        context_window=200_000,
-        max_output_tokens=output,
-        input_price_per_million=price_in,
-        output_price_per_million=price_out,
-    )
-
-
 class AnthropicAdapter(BaseAdapter):
     provider_type = "anthropic"
     default_base_url = "https://api.anthropic.com"
     default_model_id = "claude-sonnet-4-20250514"
     rate_limit_style = "anthropic"
     static_models = (
-        _model("claude-sonnet-4-20250514", "Claude Sonnet 4", 64_000, 3.0, 15.0),
-        _model("claude-opus-4-1-20250805", "Claude Opus 4.1", 32_000, 15.0, 75.0),
-        _model("claude-3-5-haiku-20241022", "Claude Haiku 3.5", 8_192, 0.80, 4.0),
+        catalog_model("anthropic", "claude-sonnet-4-20250514", "Claude Sonnet 4", context=200_000, output=64_000,
+                      price_in=3.0, price_out=15.0),
+        catalog_model("anthropic", "claude-opus-4-1-20250805", "Claude Opus 4.1", context=200_000, output=32_000,
+                      price_in=15.0, price_out=75.0),
+        catalog_model("anthropic", "claude-3-5-haiku-20241022", "Claude Haiku 3.5", context=200_000, output=8_192,
+                      price_in=0.80, price_out=4.0),
     )
 
     def auth_headers(self) -> dict[str, str]:
@@ -160,24 +151,14 @@ class AnthropicAdapter(BaseAdapter):
         return f"{self.base_url}/v1/models"
 
     def parse_models(self, body: Any) -> list[ModelInfo]:
-        known = {m.id: m for m in self.static_models}
-        models = []
-        for entry in (body or {}).get("data") or []:
-            model_id = entry.get("id")
-            if not model_id:
-                continue
-            base = known.get(model_id)
-            models.append(
-                ModelInfo(
-                    id=model_id,
-                    name=entry.get("display_name") or model_id,
-                    provider=self.provider_type,
-                    context_window=base.context_window if base else 200_000,
-                    max_output_tokens=base.max_output_tokens if base else None,
-                    input_price_per_million=base.input_price_per_million if base else None,
-                    output_price_per_million=base.output_price_per_million if base else None,
-                )
-            )
+        models = [
+            self.model_from_listing(entry["id"], name=entry.get("display_name"))
+            for entry in (body or {}).get("data") or []
+            if entry.get("id")
+        ]
+        for model in models:
+            # Anthropic's list has no limits; every current Claude model reads 200k tokens.
+            model.context_window = model.context_window or 200_000
         return models
 
 

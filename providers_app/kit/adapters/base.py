@@ -215,6 +215,15 @@ class BaseAdapter:
     def models_url(self) -> str:
         return f"{self.base_url}/models"
 
+    def model_from_listing(self, model_id: str, **listed: Any) -> ModelInfo:
+        """A model from the provider's list, completed from the static catalogue
+        (prices, limits) wherever the provider's own list is silent."""
+        known = next((m for m in self.static_models if m.id == model_id), None)
+        values = {f: getattr(known, f) for f in _CATALOGUE_FIELDS} if known else {}
+        values.update({k: v for k, v in listed.items() if v is not None})
+        values.setdefault("name", model_id)
+        return ModelInfo(id=model_id, provider=self.provider_type, **values)
+
     def parse_models(self, body: Any) -> list[ModelInfo]:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -344,6 +353,31 @@ class BaseAdapter:
             return json.loads(data)
         except ValueError as exc:
             raise errors.ProtocolError(f"{self.name}: malformed stream chunk", provider=self.name) from exc
+
+
+_CATALOGUE_FIELDS = ("name", "context_window", "max_output_tokens", "input_price_per_million", "output_price_per_million")
+
+
+def catalog_model(
+    provider: str,
+    model_id: str,
+    name: str,
+    *,
+    context: int,
+    output: int | None = None,
+    price_in: float | None = None,
+    price_out: float | None = None,
+) -> ModelInfo:
+    """An entry of an adapter's static catalogue (USD per million tokens)."""
+    return ModelInfo(
+        id=model_id,
+        name=name,
+        provider=provider,
+        context_window=context,
+        max_output_tokens=output,
+        input_price_per_million=price_in,
+        output_price_per_million=price_out,
+    )
 
 
 def _body_message(body: Any) -> str:

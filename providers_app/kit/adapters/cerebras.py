@@ -3,19 +3,8 @@ first tokens on big models (hence the 120 s default timeout)."""
 
 from __future__ import annotations
 
-from ..types import ModelInfo
+from .base import catalog_model
 from .openai import OpenAIAdapter
-
-
-def _model(model_id: str, context: int, price_in: float, price_out: float) -> ModelInfo:
-    return ModelInfo(
-        id=model_id,
-        name=model_id,
-        provider="cerebras",
-        context_window=context,
-        input_price_per_million=price_in,
-        output_price_per_million=price_out,
-    )
 
 
 class CerebrasAdapter(OpenAIAdapter):
@@ -25,7 +14,7 @@ class CerebrasAdapter(OpenAIAdapter):
     default_timeout = 120.0
     rate_limit_style = "cerebras"
     static_models = (
-        _model("llama3.1-8b", 8_192, 0.10, 0.10),
-        _model("llama-3.3-70b", 8_192, 0.85, 1.20),
-        _model("qwen-3-32b", 16_384, 0.40, 0.80),
+        catalog_model("cerebras", "llama3.1-8b", "Llama 3.1 8B", context=8_192, price_in=0.10, price_out=0.10),
+        catalog_model("cerebras", "llama-3.3-70b", "Llama 3.3 70B", context=8_192, price_in=0.85, price_out=1.20),
+        catalog_model("cerebras", "qwen-3-32b", "Qwen 3 32B", context=16_384, price_in=0.40, price_out=0.80),
     )

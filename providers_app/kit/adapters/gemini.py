@@ -33,7 +33,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import BaseAdapter, StreamDecoder
+from .base import BaseAdapter, StreamDecoder, catalog_model
 
 CLOUDCODE_BASE_URL = "https://cloudcode-pa.googleapis.com"
 
@@ -75,27 +75,18 @@ REASONS: dict[str, type[errors.ProviderError]] = {
 }
 
 
-def _model(model_id: str, name: str, context: int, output: int, price_in: float, price_out: float) -> ModelInfo:
-    return ModelInfo(
-        id=model_id,
-        name=name,
-        provider="gemini",
-        context_window=context,
-        max_output_tokens=output,
-        input_price_per_million=price_in,
-        output_price_per_million=price_out,
-    )
-
-
 class GeminiAdapter(BaseAdapter):
     provider_type = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
     default_model_id = "gemini-2.5-flash"
     rate_limit_style = "none"
     static_models = (
-        _model("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576, 65_536, 1.25, 10.0),
-        _model("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576, 65_536, 0.30, 2.50),
-        _model("gemini-2.0-flash", "Gemini 2.0 Flash", 1_048_576, 8_192, 0.10, 0.40),
+        catalog_model("gemini", "gemini-2.5-pro", "Gemini 2.5 Pro", context=1_048_576, output=65_536, price_in=1.25,
+                      price_out=10.0),
+        catalog_model("gemini", "gemini-2.5-flash", "Gemini 2.5 Flash", context=1_048_576, output=65_536, price_in=0.30,
+                      price_out=2.50),
+        catalog_model("gemini", "gemini-2.0-flash", "Gemini 2.0 Flash", context=1_048_576, output=8_192, price_in=0.10,
+                      price_out=0.40),
     )
 
     @property
@@ -201,26 +192,19 @@ class GeminiAdapter(BaseAdapter):
         return await super().fetch_models()
 
     def parse_models(self, body: Any) -> list[ModelInfo]:
-        known = {m.id: m for m in self.static_models}
         models = []
         for entry in (body or {}).get("models") or []:
             methods = entry.get("supportedGenerationMethods") or []
-            if methods and "generateContent" not in methods:
-                continue  # embedding and other non-chat models
             model_id = (entry.get("name") or "").removeprefix("models/")
-            if not model_id:
-                continue
-            base = known.get(model_id)
+            if not model_id or (methods and "generateContent" not in methods):
+                continue  # embedding and other non-chat models
             models.append(
-                ModelInfo(
-                    id=model_id,
-                    name=entry.get("displayName") or model_id,
-                    provider=self.provider_type,
+                self.model_from_listing(
+                    model_id,
+                    name=entry.get("displayName"),
                     context_window=entry.get("inputTokenLimit"),
                     max_output_tokens=entry.get("outputTokenLimit"),
-                    supports_streaming="streamGenerateContent" in methods if methods else True,
-                    input_price_per_million=base.input_price_per_million if base else None,
-                    output_price_per_million=base.output_price_per_million if base else None,
+                    supports_streaming="streamGenerateContent" in methods if methods else None,
                 )
             )
         return models

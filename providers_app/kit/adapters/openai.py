@@ -23,7 +23,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import BaseAdapter, StreamDecoder
+from .base import BaseAdapter, StreamDecoder, catalog_model
 
 FINISH_REASONS = {
     "stop": FINISH_STOP,
@@ -48,28 +48,17 @@ ERROR_CODES: dict[str, type[errors.ProviderError]] = {
 }
 
 
-def _model(model_id: str, context: int, output: int, price_in: float, price_out: float) -> ModelInfo:
-    return ModelInfo(
-        id=model_id,
-        name=model_id,
-        provider="openai",
-        context_window=context,
-        max_output_tokens=output,
-        input_price_per_million=price_in,
-        output_price_per_million=price_out,
-    )
-
-
 class OpenAIAdapter(BaseAdapter):
     provider_type = "openai"
     default_base_url = "https://api.openai.com/v1"
     default_model_id = "gpt-4o-mini"
     rate_limit_style = "openai"
     static_models = (
-        _model("gpt-4o", 128_000, 16_384, 2.50, 10.00),
-        _model("gpt-4o-mini", 128_000, 16_384, 0.15, 0.60),
-        _model("gpt-4.1", 1_047_576, 32_768, 2.00, 8.00),
-        _model("gpt-4.1-mini", 1_047_576, 32_768, 0.40, 1.60),
+        catalog_model("openai", "gpt-4o", "GPT-4o", context=128_000, output=16_384, price_in=2.50, price_out=10.00),
+        catalog_model("openai", "gpt-4o-mini", "GPT-4o mini", context=128_000, output=16_384, price_in=0.15, price_out=0.60),
+        catalog_model("openai", "gpt-4.1", "GPT-4.1", context=1_047_576, output=32_768, price_in=2.00, price_out=8.00),
+        catalog_model("openai", "gpt-4.1-mini", "GPT-4.1 mini", context=1_047_576, output=32_768, price_in=0.40,
+                      price_out=1.60),
     )
 
     def request_headers(self) -> dict[str, str]:
@@ -166,25 +155,16 @@ class OpenAIAdapter(BaseAdapter):
 
     # -- models ------------------------------------------------------------------
     def parse_models(self, body: Any) -> list[ModelInfo]:
-        known = {m.id: m for m in self.static_models}
-        models = []
-        for entry in (body or {}).get("data") or []:
-            model_id = entry.get("id")
-            if not model_id:
-                continue
-            base = known.get(model_id)
-            models.append(
-                ModelInfo(
-                    id=model_id,
-                    name=entry.get("name") or model_id,
-                    provider=self.provider_type,
-                    context_window=entry.get("context_length") or entry.get("context_window") or (base and base.context_window),
-                    max_output_tokens=base.max_output_tokens if base else None,
-                    input_price_per_million=base.input_price_per_million if base else None,
-                    output_price_per_million=base.output_price_per_million if base else None,
-                )
+        return [
+            self.model_from_listing(
+                entry["id"],
+                name=entry.get("name"),
+                # not OpenAI's own, but several compatible servers send one of these
+                context_window=entry.get("context_length") or entry.get("context_window"),
             )
-        return models
+            for entry in (body or {}).get("data") or []
+            if entry.get("id")
+        ]
 
 
 class OpenAIStreamDecoder(StreamDecoder):

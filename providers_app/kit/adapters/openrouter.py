@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..types import ModelInfo
+from .base import catalog_model
 from .openai import OpenAIAdapter
 
 
@@ -34,10 +35,10 @@ class OpenRouterAdapter(OpenAIAdapter):
     default_model_id = "openai/gpt-4o-mini"
     rate_limit_style = "openai"
     static_models = (
-        ModelInfo(id="openai/gpt-4o-mini", name="OpenAI: GPT-4o-mini", provider="openrouter", context_window=128_000,
-                  input_price_per_million=0.15, output_price_per_million=0.60),
-        ModelInfo(id="anthropic/claude-sonnet-4", name="Anthropic: Claude Sonnet 4", provider="openrouter",
-                  context_window=200_000, input_price_per_million=3.0, output_price_per_million=15.0),
+        catalog_model("openrouter", "openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", context=128_000, price_in=0.15,
+                      price_out=0.60),
+        catalog_model("openrouter", "anthropic/claude-sonnet-4", "Anthropic: Claude Sonnet 4", context=200_000,
+                      price_in=3.0, price_out=15.0),
     )
 
     def request_headers(self) -> dict[str, str]:
@@ -57,13 +58,12 @@ class OpenRouterAdapter(OpenAIAdapter):
             params = entry.get("supported_parameters") or []
             top = entry.get("top_provider") or {}
             models.append(
-                ModelInfo(
-                    id=entry["id"],
-                    name=entry.get("name") or entry["id"],
-                    provider=self.provider_type,
+                self.model_from_listing(
+                    entry["id"],
+                    name=entry.get("name"),
                     context_window=entry.get("context_length"),
                     max_output_tokens=top.get("max_completion_tokens"),
-                    supports_tools="tools" in params if params else True,
+                    supports_tools="tools" in params if params else None,
                     input_price_per_million=_per_million(pricing.get("prompt")),
                     output_price_per_million=_per_million(pricing.get("completion")),
                 )

@@ -5,7 +5,7 @@ rate-limit headers, so callers pair it with the kit's token bucket
 
 from __future__ import annotations
 
-from ..types import ModelInfo
+from .base import catalog_model
 from .openai import OpenAIAdapter
 
 PORTAL_BASE_URL = "https://portal.qwen.ai/v1"
@@ -18,6 +18,6 @@ class QwenAdapter(OpenAIAdapter):
     default_model_id = "qwen3-coder-plus"
     rate_limit_style = "none"
     static_models = (
-        ModelInfo(id="qwen3-coder-plus", name="Qwen3 Coder Plus", provider="qwen", context_window=1_000_000),
-        ModelInfo(id="qwen3-coder-flash", name="Qwen3 Coder Flash", provider="qwen", context_window=1_000_000),
+        catalog_model("qwen", "qwen3-coder-plus", "Qwen3 Coder Plus", context=1_000_000),
+        catalog_model("qwen", "qwen3-coder-flash", "Qwen3 Coder Flash", context=1_000_000),
     )
