@@ -9,7 +9,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="aipk provider simulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--delay-ms", type=float, default=20, help="wait before each streamed chunk")
+    parser.add_argument(
+        "--delay-ms", type=float, default=20, help="wait before each streamed chunk"
+    )
     args = parser.parse_args()
     run(args.host, args.port, args.delay_ms)
 

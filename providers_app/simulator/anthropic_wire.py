@@ -69,6 +69,7 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     "overloaded": (529, "overloaded_error", "Overloaded"),
 }
 
+_MALFORMED_EVENT = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,\n\n'
 _MIDSTREAM_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 
@@ -116,7 +117,9 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
         return denied
     body = json_body(request)
     if body is INVALID_JSON or not isinstance(body, dict):
-        return error_response("bad_request", message="There was an error parsing the body of your request.")
+        return error_response(
+            "bad_request", message="There was an error parsing the body of your request."
+        )
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return error_response("bad_request", message="model: Field required")
@@ -138,7 +141,9 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
     headers = {"request-id": new_id("req_011C"), **ratelimit_headers.anthropic()}
     if stream:
         return await _stream(request, knobs, model, reply, headers)
-    return await respond_plain(request, knobs, json_response(message(model, reply), headers=headers))
+    return await respond_plain(
+        request, knobs, json_response(message(model, reply), headers=headers)
+    )
 
 
 async def count_tokens_handler(request: web.Request) -> web.Response:
@@ -225,7 +230,11 @@ def conversation(body: dict) -> Conversation:
     tools = body.get("tools")
     if isinstance(tools, list):
         for tool in tools:
-            if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool:
+            if (
+                isinstance(tool, dict)
+                and isinstance(tool.get("name"), str)
+                and "input_schema" in tool
+            ):
                 conv.tools.append(ToolSpec(tool["name"], tool.get("input_schema") or {}))
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
@@ -262,7 +271,12 @@ def message(model: str, reply: Reply) -> dict:
         content.append({"type": "text", "text": reply.text})
     for call in reply.tool_calls:
         content.append(
-            {"type": "tool_use", "id": new_id("toolu_01"), "name": call.name, "input": call.arguments}
+            {
+                "type": "tool_use",
+                "id": new_id("toolu_01"),
+                "name": call.name,
+                "input": call.arguments,
+            }
         )
     return {
         "id": new_id("msg_01"),
@@ -298,13 +312,23 @@ async def _stream(
     ]
     index = 0
     if reply.chunks or not reply.tool_calls:
-        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        block = {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        }
         events.append((_event("content_block_start", block), False))
         events.append((b'event: ping\ndata: {"type": "ping"}\n\n', False))
         for word in reply.chunks:
-            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}
+            delta = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": word},
+            }
             events.append((_event("content_block_delta", delta), True))
-        events.append((_event("content_block_stop", {"type": "content_block_stop", "index": 0}), False))
+        events.append(
+            (_event("content_block_stop", {"type": "content_block_stop", "index": 0}), False)
+        )
         index = 1
     else:
         events.append((b'event: ping\ndata: {"type": "ping"}\n\n', False))
@@ -312,7 +336,12 @@ async def _stream(
         block = {
             "type": "content_block_start",
             "index": index,
-            "content_block": {"type": "tool_use", "id": new_id("toolu_01"), "name": call.name, "input": {}},
+            "content_block": {
+                "type": "tool_use",
+                "id": new_id("toolu_01"),
+                "name": call.name,
+                "input": {},
+            },
         }
         events.append((_event("content_block_start", block), True))
         for fragment in ["", *call.fragments()]:
@@ -322,7 +351,9 @@ async def _stream(
                 "delta": {"type": "input_json_delta", "partial_json": fragment},
             }
             events.append((_event("content_block_delta", delta), True))
-        events.append((_event("content_block_stop", {"type": "content_block_stop", "index": index}), False))
+        events.append(
+            (_event("content_block_stop", {"type": "content_block_stop", "index": index}), False)
+        )
         index += 1
     final_usage = {
         "input_tokens": reply.prompt_tokens,
@@ -349,6 +380,6 @@ async def _stream(
         knobs,
         events,
         headers=headers,
-        malformed_event=b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,\n\n',
+        malformed_event=_MALFORMED_EVENT,
         error_event=_event("error", _MIDSTREAM_ERROR),
     )

@@ -124,7 +124,9 @@ def _routes() -> list[web.RouteDef]:
         routes += [
             web.get(f"{prefix}/{version}/models", gemini_wire.models_handler),
             web.get(f"{prefix}/{version}/models/{{model:[^:/]+}}", gemini_wire.model_get_handler),
-            web.post(f"{prefix}/{version}/models/{{model_action}}", gemini_wire.model_action_handler),
+            web.post(
+                f"{prefix}/{version}/models/{{model_action}}", gemini_wire.model_action_handler
+            ),
         ]
     routes.append(web.post("/gemini/v1internal:{method}", gemini_wire.code_assist_handler))
     return routes

@@ -68,7 +68,11 @@ class ToolCall:
     def fragments(self) -> list[str]:
         """The argument JSON split in >= 2 pieces, as real streams do."""
         text = self.arguments_json
-        size = ARGUMENT_FRAGMENT_CHARS if len(text) > ARGUMENT_FRAGMENT_CHARS else max(1, len(text) // 2)
+        size = (
+            ARGUMENT_FRAGMENT_CHARS
+            if len(text) > ARGUMENT_FRAGMENT_CHARS
+            else max(1, len(text) // 2)
+        )
         return [text[i : i + size] for i in range(0, len(text), size)]
 
 
@@ -148,7 +152,9 @@ def _choose_tools(conv: Conversation) -> list[ToolCall]:
     calls = []
     for tool in chosen:
         args = arguments_for(tool.schema)
-        calls.append(ToolCall(tool.name, args, json.dumps(args, ensure_ascii=False, separators=(",", ":"))))
+        calls.append(
+            ToolCall(tool.name, args, json.dumps(args, ensure_ascii=False, separators=(",", ":")))
+        )
     return calls
 
 

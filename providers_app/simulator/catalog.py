@@ -75,10 +75,20 @@ def _openrouter_entry(
 OPENROUTER_MODELS = [
     _openrouter_entry("openai/gpt-4o", "OpenAI: GPT-4o", 128000, 16384, "0.0000025", "0.00001"),
     _openrouter_entry(
-        "anthropic/claude-sonnet-4", "Anthropic: Claude Sonnet 4", 200000, 64000, "0.000003", "0.000015"
+        "anthropic/claude-sonnet-4",
+        "Anthropic: Claude Sonnet 4",
+        200000,
+        64000,
+        "0.000003",
+        "0.000015",
     ),
     _openrouter_entry(
-        "google/gemini-2.5-flash", "Google: Gemini 2.5 Flash", 1048576, 65535, "0.0000003", "0.0000025"
+        "google/gemini-2.5-flash",
+        "Google: Gemini 2.5 Flash",
+        1048576,
+        65535,
+        "0.0000003",
+        "0.0000025",
     ),
     _openrouter_entry(
         "meta-llama/llama-3.3-70b-instruct:free",
@@ -117,7 +127,14 @@ GEMINI_MODELS = [
         "maxTemperature": 2,
     }
     for model_id, version, name, input_limit, output_limit, methods in (
-        ("gemini-3-pro-preview", "3-pro-preview", "Gemini 3 Pro Preview", 1048576, 65536, _GENERATE),
+        (
+            "gemini-3-pro-preview",
+            "3-pro-preview",
+            "Gemini 3 Pro Preview",
+            1048576,
+            65536,
+            _GENERATE,
+        ),
         ("gemini-2.5-pro", "2.5", "Gemini 2.5 Pro", 1048576, 65536, _GENERATE),
         ("gemini-2.5-flash", "001", "Gemini 2.5 Flash", 1048576, 65536, _GENERATE),
         ("gemini-2.5-flash-lite", "001", "Gemini 2.5 Flash-Lite", 1048576, 65536, _GENERATE),
@@ -148,7 +165,6 @@ ANTHROPIC_LIST = _encode(
     }
 )
 GEMINI_LIST = _encode({"models": GEMINI_MODELS})
-
 
 
 def by_id(models: list[dict], key: str = "id") -> dict[str, bytes]:

@@ -25,7 +25,6 @@ from providers_app.simulator.credentials import bearer_token, is_rejected, mask
 from providers_app.simulator.failures import (
     FINISH_MODES,
     STATUS_MODES,
-    RequestKnobs,
     read_knobs,
     unknown_mode_message,
 )
@@ -138,7 +137,12 @@ def _quota_violation(quota_id: str, model: str, value: str) -> dict:
 
 
 def error_response(
-    mode: str, *, model: str = "", retry_after: int = 2, message: str | None = None
+    mode: str,
+    *,
+    model: str = "",
+    retry_after: int = 2,
+    message: str | None = None,
+    reason: str = "ACCESS_TOKEN_TYPE_UNSUPPORTED",
 ) -> web.Response:
     code, status, template = _ERRORS[mode]
     error: dict = {
@@ -151,10 +155,17 @@ def error_response(
             {
                 "@type": _QUOTA_FAILURE,
                 "violations": [
-                    _quota_violation("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, "10")
+                    _quota_violation(
+                        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, "10"
+                    )
                 ],
             },
-            {"@type": _HELP, "links": [{"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}]},
+            {
+                "@type": _HELP,
+                "links": [
+                    {"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}
+                ],
+            },
             {"@type": _RETRY_INFO, "retryDelay": f"{retry_after}s"},
         ]
     elif mode == "quota":
@@ -162,16 +173,23 @@ def error_response(
             {
                 "@type": _QUOTA_FAILURE,
                 "violations": [
-                    _quota_violation("GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, "250")
+                    _quota_violation(
+                        "GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, "250"
+                    )
                 ],
             },
-            {"@type": _HELP, "links": [{"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}]},
+            {
+                "@type": _HELP,
+                "links": [
+                    {"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}
+                ],
+            },
         ]
     elif mode == "auth":
         error["details"] = [
             {
                 "@type": _ERROR_INFO,
-                "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                "reason": reason,
                 "metadata": {"service": "generativelanguage.googleapis.com"},
             }
         ]
@@ -197,7 +215,10 @@ def _api_key_invalid(key: str) -> web.Response:
                     "locale": "en-US",
                     "message": _API_KEY_INVALID,
                 },
-                {"@type": "type.googleapis.com/google.rpc.DebugInfo", "detail": f"Invalid API key: {mask(key)}"},
+                {
+                    "@type": "type.googleapis.com/google.rpc.DebugInfo",
+                    "detail": f"Invalid API key: {mask(key)}",
+                },
             ],
         }
     }
@@ -213,11 +234,13 @@ _MISSING_CREDENTIAL = (
 
 def _check_auth(request: web.Request, *, bearer_only: bool = False) -> web.Response | None:
     token = bearer_token(request.headers)
-    key = None if bearer_only else (request.headers.get("x-goog-api-key") or request.query.get("key"))
+    key = (
+        None if bearer_only else (request.headers.get("x-goog-api-key") or request.query.get("key"))
+    )
     if key:
         return _api_key_invalid(key) if is_rejected(key) else None
     if token is None:
-        return error_response("auth", message=_MISSING_CREDENTIAL)
+        return error_response("auth", message=_MISSING_CREDENTIAL, reason="CREDENTIALS_MISSING")
     if is_rejected(token):
         return error_response("auth")
     return None
@@ -258,7 +281,9 @@ async def model_action_handler(request: web.Request) -> web.StreamResponse:
         return json_response({"totalTokens": conversation(body).prompt_tokens})
     if method not in ("generateContent", "streamGenerateContent"):
         return error_response("not_found", model=model, message=f"Method not found: {method}.")
-    return await _generate(request, model, json_body(request), method == "streamGenerateContent", None)
+    return await _generate(
+        request, model, json_body(request), method == "streamGenerateContent", None
+    )
 
 
 async def code_assist_handler(request: web.Request) -> web.StreamResponse:
@@ -272,14 +297,18 @@ async def code_assist_handler(request: web.Request) -> web.StreamResponse:
     if body is INVALID_JSON or not isinstance(body, dict):
         return error_response("bad_request", message="Invalid JSON payload received.")
     if not body.get("project"):
-        return error_response("bad_request", message="Invalid project: a Code Assist project is required.")
+        return error_response(
+            "bad_request", message="Invalid project: a Code Assist project is required."
+        )
     model = str(body.get("model") or "").removeprefix("models/")
     trace_id = new_id("")
 
     def wrap(response: dict) -> dict:
         return {"response": response, "traceId": trace_id}
 
-    return await _generate(request, model, body.get("request"), method == "streamGenerateContent", wrap)
+    return await _generate(
+        request, model, body.get("request"), method == "streamGenerateContent", wrap
+    )
 
 
 async def _generate(
@@ -301,7 +330,9 @@ async def _generate(
         return error_response(mode, model=model, retry_after=knobs.retry_after)
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
-        return error_response("bad_request", message="* GenerateContentRequest.contents: contents is not specified")
+        return error_response(
+            "bad_request", message="* GenerateContentRequest.contents: contents is not specified"
+        )
     conv = conversation(body)
     finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
     reply = behaviour.filtered(conv, finish) if finish else behaviour.decide(conv)
@@ -316,7 +347,9 @@ async def _generate(
         malformed = b'data: {"candidates": [{"content": {"parts": [{"text": \r\n\r\n'
         content_type = "text/event-stream"
     else:  # the JSON-array stream of the API without alt=sse
-        events = [((b"[" if i == 0 else b",\r\n") + dumps(c).encode(), True) for i, c in enumerate(chunks)]
+        events = [
+            ((b"[" if i == 0 else b",\r\n") + dumps(c).encode(), True) for i, c in enumerate(chunks)
+        ]
         events.append((b"]", False))
         malformed = b',\r\n{"candidates": [{"content": '
         content_type = "application/json"
@@ -434,7 +467,10 @@ def _candidate(parts: list[dict], finish: str | None) -> dict:
 def _response(model: str, response_id: str, usage: dict, candidate: dict | None) -> dict:
     response: dict = {}
     if candidate is None:
-        response["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS_BLOCKED}
+        response["promptFeedback"] = {
+            "blockReason": "SAFETY",
+            "safetyRatings": _SAFETY_RATINGS_BLOCKED,
+        }
     else:
         response["candidates"] = [candidate]
     response["usageMetadata"] = usage

@@ -253,12 +253,16 @@ def chat_handler(flavour: Flavour):
             )
         knobs = read_knobs(request.headers, model, default_delay(request))
         if knobs.unknown_fail:
-            return error_response(flavour, "bad_request", message=unknown_mode_message(knobs.unknown_fail))
+            return error_response(
+                flavour, "bad_request", message=unknown_mode_message(knobs.unknown_fail)
+            )
         stream = body.get("stream") is True
         if knobs.fail in STATUS_MODES or (knobs.fail == "midstream_error" and not stream):
             mode = "server" if knobs.fail == "midstream_error" else knobs.fail
             key = mask(bearer_token(request.headers) or "")
-            return error_response(flavour, mode, model=model, key=key, retry_after=knobs.retry_after)
+            return error_response(
+                flavour, mode, model=model, key=key, retry_after=knobs.retry_after
+            )
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return error_response(
@@ -315,7 +319,9 @@ def _text(content: object) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
         )
     return ""
 
@@ -415,7 +421,12 @@ async def _stream(
     include_usage: bool,
     headers: dict[str, str],
 ) -> web.StreamResponse:
-    base = {"id": new_id("chatcmpl-"), "object": "chat.completion.chunk", "created": now(), "model": model}
+    base = {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion.chunk",
+        "created": now(),
+        "model": model,
+    }
     base.update(flavour.chunk_extra)
     if flavour.system_fingerprint:
         base["system_fingerprint"] = flavour.system_fingerprint
@@ -460,6 +471,8 @@ async def _stream(
         knobs,
         events,
         headers=headers,
-        malformed_event=b'data: {"id":"' + base["id"].encode() + b'","choices":[{"delta":{"content":\n\n',
+        malformed_event=b'data: {"id":"'
+        + base["id"].encode()
+        + b'","choices":[{"delta":{"content":\n\n',
         error_event=b"data: " + dumps(error_chunk).encode() + b"\n\n",
     )

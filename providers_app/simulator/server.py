@@ -50,7 +50,12 @@ class RunningSimulator:
     """
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, thread: threading.Thread, runner: web.AppRunner, host: str, port: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        thread: threading.Thread,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
     ) -> None:
         self._loop = loop
         self._thread = thread
@@ -63,7 +68,7 @@ class RunningSimulator:
         return self.url + BASE_PATHS[provider]
 
     def requests(self) -> list[dict]:
-        """Same as ``GET /_sim/requests``: last <= 100 requests, oldest first, credentials masked."""
+        """Like ``GET /_sim/requests``: last <= 100 requests, oldest first, secrets masked."""
         return self._call(self._runner.app[REQUEST_LOG].snapshot)
 
     def clear_requests(self) -> None:
@@ -84,7 +89,9 @@ class RunningSimulator:
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=10)
 
 
-def start_in_thread(host: str = "127.0.0.1", port: int = 0, delay_ms: float = 0) -> RunningSimulator:
+def start_in_thread(
+    host: str = "127.0.0.1", port: int = 0, delay_ms: float = 0
+) -> RunningSimulator:
     """Start a simulator on a background thread; ``port=0`` picks a free port."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(

@@ -27,7 +27,11 @@ def dumps(obj: object) -> str:
 
 
 def json_response(
-    obj: object, *, status: int = 200, headers: dict[str, str] | None = None, indent: int | None = None
+    obj: object,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    indent: int | None = None,
 ) -> web.Response:
     text = json.dumps(obj, ensure_ascii=False, indent=indent) if indent else dumps(obj)
     return web.Response(
@@ -57,7 +61,9 @@ def cut_connection(request: web.Request) -> NoReturn:
     raise asyncio.CancelledError
 
 
-async def respond_plain(request: web.Request, knobs: RequestKnobs, response: web.Response) -> web.StreamResponse:
+async def respond_plain(
+    request: web.Request, knobs: RequestKnobs, response: web.Response
+) -> web.StreamResponse:
     """A non-stream success, after the configured delay, honouring transport failure modes."""
     if knobs.fail == "hang":
         await hang()

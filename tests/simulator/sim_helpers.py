@@ -35,7 +35,9 @@ def openai_client(base_url: str, key: str = "sk-test-1234", **kwargs) -> openai.
     return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, **kwargs)
 
 
-def anthropic_client(simulator, key: str = "sk-ant-test-1234", **kwargs) -> anthropic.AsyncAnthropic:
+def anthropic_client(
+    simulator, key: str = "sk-ant-test-1234", **kwargs
+) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(
         base_url=simulator.base_url("anthropic"), api_key=key, max_retries=0, **kwargs
     )

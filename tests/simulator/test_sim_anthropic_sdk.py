@@ -165,7 +165,9 @@ async def test_it_lists_models(client):
 
 async def test_it_accepts_oauth_bearer_tokens(simulator):
     client = anthropic.AsyncAnthropic(
-        base_url=simulator.base_url("anthropic"), auth_token="oauth-access-token-5678", max_retries=0
+        base_url=simulator.base_url("anthropic"),
+        auth_token="oauth-access-token-5678",
+        max_retries=0,
     )
     message = await client.messages.create(
         model="claude-sonnet-4-6", max_tokens=10, messages=user("hi")
@@ -187,7 +189,9 @@ async def test_it_accepts_oauth_bearer_tokens(simulator):
         ("overloaded", anthropic.OverloadedError, 529, "overloaded_error"),
     ],
 )
-async def test_it_fails_on_request_with_the_sdk_exception(client, mode, exception, status, error_type):
+async def test_it_fails_on_request_with_the_sdk_exception(
+    client, mode, exception, status, error_type
+):
     with pytest.raises(exception) as caught:
         await client.messages.create(
             model=f"claude-sonnet-4-6-fail-{mode}", max_tokens=10, messages=user("hi")

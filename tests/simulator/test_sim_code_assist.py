@@ -29,7 +29,9 @@ async def test_it_wraps_the_response_with_a_trace_id(http):
     wrapped = response.json()
     assert set(wrapped) == {"response", "traceId"}
     inner = wrapped["response"]
-    assert inner["candidates"][0]["content"]["parts"][0]["text"] == "Simulated reply to: hello there"
+    assert (
+        inner["candidates"][0]["content"]["parts"][0]["text"] == "Simulated reply to: hello there"
+    )
     assert inner["candidates"][0]["finishReason"] == "STOP"
     assert inner["modelVersion"] == "gemini-2.5-pro"
 
@@ -38,7 +40,9 @@ async def test_it_wraps_every_stream_chunk(http):
     response = await http.post(
         "/v1internal:streamGenerateContent", params={"alt": "sse"}, headers=BEARER, json=body()
     )
-    chunks = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    chunks = [
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")
+    ]
     assert len(chunks) == 5
     assert all(set(c) == {"response", "traceId"} for c in chunks)
     assert len({c["traceId"] for c in chunks}) == 1
@@ -52,21 +56,27 @@ async def test_it_requires_a_bearer_token(http):
         "/v1internal:generateContent", headers={"x-goog-api-key": "AIza-1234"}, json=body()
     )
     invalid = await http.post(
-        "/v1internal:generateContent", headers={"Authorization": "Bearer invalid-token"}, json=body()
+        "/v1internal:generateContent",
+        headers={"Authorization": "Bearer invalid-token"},
+        json=body(),
     )
     assert api_key.status_code == invalid.status_code == 401
     assert invalid.json()["error"]["status"] == "UNAUTHENTICATED"
 
 
 async def test_it_requires_a_project(http):
-    response = await http.post("/v1internal:generateContent", headers=BEARER, json=body(project=None))
+    response = await http.post(
+        "/v1internal:generateContent", headers=BEARER, json=body(project=None)
+    )
     assert response.status_code == 400
     assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
 async def test_it_fails_on_request_unwrapped(http):
     response = await http.post(
-        "/v1internal:generateContent", headers=BEARER, json=body(model="gemini-2.5-pro-fail-rate_limit")
+        "/v1internal:generateContent",
+        headers=BEARER,
+        json=body(model="gemini-2.5-pro-fail-rate_limit"),
     )
     assert response.status_code == 429
     assert response.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
@@ -89,6 +99,8 @@ async def test_it_calls_tools_through_the_wrapper(http):
             }
         ],
     }
-    response = await http.post("/v1internal:generateContent", headers=BEARER, json=body(request=request))
+    response = await http.post(
+        "/v1internal:generateContent", headers=BEARER, json=body(request=request)
+    )
     parts = response.json()["response"]["candidates"][0]["content"]["parts"]
     assert parts == [{"functionCall": {"name": "list_files", "args": {"path": "path-value"}}}]

@@ -24,7 +24,9 @@ def test_it_does_not_pull_django_into_the_simulator_package():
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.stdout.strip() == "False"

@@ -9,7 +9,6 @@ from tests.simulator.sim_helpers import (
     STOCK_ARGS,
     STOCK_SCHEMA,
     WEATHER_ARGS,
-    WEATHER_SCHEMA,
     gemini_client,
 )
 
@@ -137,7 +136,9 @@ async def test_it_honours_function_calling_config(client):
 
 
 async def test_it_answers_function_responses_in_a_second_turn(client):
-    contents = [types.Content(role="user", parts=[types.Part(text="get_weather and get_stock_price")])]
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="get_weather and get_stock_price")])
+    ]
     first = await client.aio.models.generate_content(
         model=MODEL, contents=contents, config=types.GenerateContentConfig(tools=GEMINI_TOOLS)
     )
@@ -194,12 +195,16 @@ async def test_it_puts_retry_info_and_quota_failure_in_a_429(client):
             model=MODEL,
             contents="hi",
             config=types.GenerateContentConfig(
-                http_options=types.HttpOptions(headers={"x-sim-fail": "rate_limit", "x-sim-retry-after": "7"})
+                http_options=types.HttpOptions(
+                    headers={"x-sim-fail": "rate_limit", "x-sim-retry-after": "7"}
+                )
             ),
         )
     details = {d["@type"].rsplit(".", 1)[-1]: d for d in caught.value.details["error"]["details"]}
     assert details["RetryInfo"]["retryDelay"] == "7s"
-    assert details["QuotaFailure"]["violations"][0]["quotaId"].endswith("PerMinutePerProjectPerModel-FreeTier")
+    assert details["QuotaFailure"]["violations"][0]["quotaId"].endswith(
+        "PerMinutePerProjectPerModel-FreeTier"
+    )
 
 
 async def test_it_rejects_an_invalid_key_like_the_real_api(simulator):
@@ -224,7 +229,9 @@ async def test_it_raises_the_midstream_error_object(client):
 
 
 async def test_it_finishes_with_safety_and_malformed_function_call(client):
-    safety = await client.aio.models.generate_content(model=f"{MODEL}-fail-content_filter", contents="x")
+    safety = await client.aio.models.generate_content(
+        model=f"{MODEL}-fail-content_filter", contents="x"
+    )
     assert safety.candidates[0].finish_reason == types.FinishReason.SAFETY
     malformed = await client.aio.models.generate_content(
         model=f"{MODEL}-fail-malformed_function_call", contents="x"

@@ -68,7 +68,8 @@ async def test_it_sends_no_rate_limit_headers_for_qwen(simulator):
 async def test_it_lists_openrouter_models_with_pricing(simulator):
     async with httpx.AsyncClient() as http:
         response = await http.get(
-            simulator.base_url("openrouter") + "/models", headers={"Authorization": "Bearer sk-or-1234"}
+            simulator.base_url("openrouter") + "/models",
+            headers={"Authorization": "Bearer sk-or-1234"},
         )
     models = response.json()["data"]
     gpt = next(m for m in models if m["id"] == "openai/gpt-4o")

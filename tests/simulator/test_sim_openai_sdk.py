@@ -4,6 +4,7 @@ import json
 
 import openai
 import pytest
+
 from tests.simulator.sim_helpers import OPENAI_TOOLS, STOCK_ARGS, WEATHER_ARGS, openai_client
 
 
@@ -133,7 +134,10 @@ async def test_it_streams_parallel_tool_calls_like_the_real_api(client):
             for call in choice.delta.tool_calls or []:
                 fragments.setdefault(call.index, []).append(call)
     assert sorted(fragments) == [0, 1]
-    for index, expected_name, expected_args in ((0, "get_weather", WEATHER_ARGS), (1, "get_stock_price", STOCK_ARGS)):
+    for index, expected_name, expected_args in (
+        (0, "get_weather", WEATHER_ARGS),
+        (1, "get_stock_price", STOCK_ARGS),
+    ):
         first, *rest = fragments[index]
         assert first.id and first.type == "function" and first.function.name == expected_name
         assert len(rest) >= 2
@@ -170,12 +174,16 @@ async def test_it_honours_tool_choice(client):
 
 async def test_it_answers_tool_results_in_a_second_turn(client):
     messages = user("get_weather and get_stock_price")
-    first = await client.chat.completions.create(model="gpt-4o", messages=messages, tools=OPENAI_TOOLS)
+    first = await client.chat.completions.create(
+        model="gpt-4o", messages=messages, tools=OPENAI_TOOLS
+    )
     assistant = first.choices[0].message
     messages = messages + [assistant.model_dump(exclude_none=True)]
     for call, result in zip(assistant.tool_calls, ["sunny", "42 USD"], strict=True):
         messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
-    second = await client.chat.completions.create(model="gpt-4o", messages=messages, tools=OPENAI_TOOLS)
+    second = await client.chat.completions.create(
+        model="gpt-4o", messages=messages, tools=OPENAI_TOOLS
+    )
     assert second.choices[0].message.content == "Tool results: sunny | 42 USD"
     assert second.choices[0].finish_reason == "stop"
 
@@ -278,7 +286,10 @@ async def test_it_finishes_with_content_filter(client):
     assert result.choices[0].finish_reason == "content_filter"
     assert result.choices[0].message.content == "Simulated reply "
     stream = await client.chat.completions.create(
-        model="gpt-4o", messages=user("x"), stream=True, extra_headers={"x-sim-fail": "prompt_blocked"}
+        model="gpt-4o",
+        messages=user("x"),
+        stream=True,
+        extra_headers={"x-sim-fail": "prompt_blocked"},
     )
     finishes = [c.finish_reason async for chunk in stream for c in chunk.choices if c.finish_reason]
     assert finishes == ["content_filter"]

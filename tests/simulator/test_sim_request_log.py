@@ -58,7 +58,9 @@ async def test_it_records_a_request_that_never_gets_an_answer(simulator):
     client = openai_client(simulator.base_url("openai"), timeout=0.2)
     try:
         await client.chat.completions.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-sim-fail": "hang"}
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-sim-fail": "hang"},
         )
     except openai.APITimeoutError:
         pass

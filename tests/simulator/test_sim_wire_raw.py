@@ -177,10 +177,22 @@ async def test_it_sends_a_chunk_that_is_not_json_when_malformed(simulator, provi
         json.loads(lines[-1])
 
 
+async def test_it_truncates_a_non_stream_body_when_malformed(simulator):
+    url, headers, body = openai_request(simulator)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(url, headers={**headers, "x-sim-fail": "malformed"}, json=body)
+    assert response.status_code == 200
+    assert response.text.startswith('{"id":"chatcmpl-')
+    with pytest.raises(json.JSONDecodeError):
+        response.json()
+
+
 async def test_it_sends_anthropic_error_events_midstream(simulator):
     url, headers, body = anthropic_request(simulator, stream=True)
     async with httpx.AsyncClient() as http:
-        response = await http.post(url, headers={**headers, "x-sim-fail": "midstream_error"}, json=body)
+        response = await http.post(
+            url, headers={**headers, "x-sim-fail": "midstream_error"}, json=body
+        )
     assert response.status_code == 200
     tail = response.text.rstrip().split("\n\n")[-1]
     assert tail.startswith("event: error\ndata: ")
@@ -193,7 +205,9 @@ async def test_it_sends_anthropic_error_events_midstream(simulator):
 async def test_it_sends_a_bare_json_error_object_midstream_for_gemini(simulator):
     url, headers, body = gemini_request(simulator, stream=True)
     async with httpx.AsyncClient() as http:
-        response = await http.post(url, headers={**headers, "x-sim-fail": "midstream_error"}, json=body)
+        response = await http.post(
+            url, headers={**headers, "x-sim-fail": "midstream_error"}, json=body
+        )
     head, _, tail = response.text.rpartition("\r\n\r\n")
     assert len(data_lines(head)) == 2
     assert not tail.startswith("data:")
@@ -227,11 +241,15 @@ async def test_it_takes_retry_after_from_the_request(simulator):
     async with httpx.AsyncClient() as http:
         default = await http.post(url, headers={**headers, "x-sim-fail": "rate_limit"}, json=body)
         custom = await http.post(
-            url, headers={**headers, "x-sim-fail": "rate_limit", "x-sim-retry-after": "9"}, json=body
+            url,
+            headers={**headers, "x-sim-fail": "rate_limit", "x-sim-retry-after": "9"},
+            json=body,
         )
         anthropic_url, anthropic_headers, anthropic_body = anthropic_request(simulator)
         anthropic = await http.post(
-            anthropic_url, headers={**anthropic_headers, "x-sim-fail": "rate_limit"}, json=anthropic_body
+            anthropic_url,
+            headers={**anthropic_headers, "x-sim-fail": "rate_limit"},
+            json=anthropic_body,
         )
     assert default.status_code == custom.status_code == anthropic.status_code == 429
     assert default.headers["retry-after"] == "2"
