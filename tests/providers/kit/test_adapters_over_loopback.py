@@ -248,3 +248,16 @@ async def test_it_closes_the_upstream_connection_when_a_stream_is_abandoned(simu
     pool = client._transport._pool  # noqa: SLF001 - the only way to see the pool's connections
     assert pool.connections == []
     await client.aclose()
+
+
+async def test_it_tells_an_exhausted_billing_quota_from_a_rate_limit(simulator, provider):
+    adapter = make_adapter(simulator, provider, extra_headers={"x-sim-fail": "quota"})
+    with pytest.raises(errors.ProviderError) as info:
+        await adapter.chat(ask(provider))
+    if provider == "gemini":
+        # Gemini's per-day quota is a RESOURCE_EXHAUSTED like any other: it frees up at the reset
+        assert type(info.value) is errors.RateLimitError
+    else:
+        assert type(info.value) is errors.QuotaExceededError
+        assert info.value.permanent and not info.value.retryable
+    await adapter.aclose()
