@@ -76,14 +76,15 @@ class StreamReader:
     exact code path a live stream takes.
     """
 
-    __slots__ = ("parser", "decoder", "saw_usage", "text")
+    __slots__ = ("parser", "decoder", "saw_usage", "completion_chars")
 
     def __init__(self, decoder: StreamDecoder) -> None:
         self.parser = SSEParser()
         self.decoder = decoder
         self.saw_usage = False
-        # text so far, for estimating usage when a provider reports none
-        self.text: list[str] = []
+        # size of the reply so far, for estimating usage when a provider reports
+        # none -- a count, not the text, so nothing buffers the stream
+        self.completion_chars = 0
 
     def feed(self, raw: bytes) -> Iterator[ChatChunk]:
         """Chunks completed by these bytes, yielded one by one so that a chunk
@@ -100,8 +101,9 @@ class StreamReader:
             for chunk in self.decoder.feed(event):
                 if chunk.usage is not None:
                     self.saw_usage = True
-                if chunk.text:
-                    self.text.append(chunk.text)
+                self.completion_chars += len(chunk.text) + sum(
+                    len(d.name or "") + len(d.arguments) for d in chunk.tool_calls
+                )
                 yield chunk
 
 
@@ -237,7 +239,9 @@ class BaseAdapter:
         result = self.parse_chat(body, request)
         result.rate_limit = self._rate_limit(response)
         if not result.usage.prompt_tokens and not result.usage.completion_tokens:
-            result.usage = estimate_usage(request, result.text, result.tool_calls)
+            result.usage = estimate_usage(
+                request, len(result.text) + sum(len(c.name) + len(c.arguments) for c in result.tool_calls)
+            )
         return result
 
     def stream(self, request: ChatRequest) -> ChatStream:
@@ -269,7 +273,7 @@ class BaseAdapter:
         except httpx.TransportError as exc:
             raise errors.NetworkError(f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name) from exc
         if not reader.saw_usage:
-            yield ChatChunk(usage=estimate_usage(request, "".join(reader.text), []))
+            yield ChatChunk(usage=estimate_usage(request, reader.completion_chars))
 
     # -- models and health --------------------------------------------------------
     async def fetch_models(self) -> list[ModelInfo]:
@@ -396,13 +400,12 @@ def _as_static(model: ModelInfo) -> ModelInfo:
     return ModelInfo(**{**{f: getattr(model, f) for f in model.__slots__}, "source": "static"})
 
 
-def estimate_usage(request: ChatRequest, text: str, tool_calls: list) -> Usage:
+def estimate_usage(request: ChatRequest, completion_chars: int) -> Usage:
     """Rough token count (4 characters a token) for providers that report none.
 
     Flagged ``estimated`` so billing can tell a guess from a provider's figure.
     """
     prompt_chars = sum(len(m.content or "") for m in request.messages)
-    completion_chars = len(text) + sum(len(c.name) + len(c.arguments) for c in tool_calls)
     return Usage(
         prompt_tokens=max(1, prompt_chars // 4),
         completion_tokens=max(1, completion_chars // 4) if completion_chars else 0,

@@ -200,3 +200,15 @@ def test_it_sends_a_gemini_thought_signature_back_with_its_call():
     )
     assert contents[1]["parts"] == [{"functionCall": {"name": "now", "args": {}}, "thoughtSignature": "CiIBVKhc7v"}]
     assert contents[2]["parts"] == [{"functionResponse": {"name": "now", "response": {"date": "2026-11-21"}}}]
+
+
+async def test_it_estimates_and_flags_usage_when_a_provider_reports_none(simulator):
+    adapter = make_adapter(simulator, "openai")
+    # a compatible server that ignores stream_options sends no usage chunk
+    request = ask("openai", "Hello there", extra_body={"stream_options": {"include_usage": False}})
+    usage = None
+    async with adapter.stream(request) as stream:
+        async for chunk in stream:
+            usage = chunk.usage or usage
+    assert usage.estimated is True
+    assert usage.prompt_tokens >= 1 and usage.completion_tokens == len("Simulated reply to: Hello there") // 4
