@@ -32,11 +32,16 @@ class SSEEvent:
 
 
 class SSEParser:
-    __slots__ = ("_decoder", "_tail", "_data", "_event", "_id", "_retry", "_raw", "_has_field")
+    __slots__ = ("_decoder", "_pending", "_held_cr", "_data", "_event", "_id", "_retry", "_raw", "_has_field")
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._tail = ""
+        # Pieces of the line still waiting for its end. Kept as a list and joined
+        # once when the line ends, so a long line arriving in many small reads
+        # costs linear, not quadratic, time.
+        self._pending: list[str] = []
+        # a CR ended the last read: it may be the first half of a CRLF
+        self._held_cr = False
         self._reset_event()
         self._raw: list[str] = []
 
@@ -49,17 +54,22 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Parse more bytes; return the events they completed."""
-        text = self._tail + self._decoder.decode(chunk)
-        # A trailing CR may be the first half of a CRLF: keep it for the next feed.
-        if text.endswith("\r"):
-            self._tail = "\r"
+        text = self._decoder.decode(chunk)
+        if not self._held_cr and "\n" not in text and "\r" not in text:
+            if text:
+                self._pending.append(text)
+            return []
+        text = "".join(self._pending) + ("\r" if self._held_cr else "") + text
+        self._pending = []
+        self._held_cr = text.endswith("\r")
+        if self._held_cr:
             text = text[:-1]
-        else:
-            self._tail = ""
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.split("\n")
-        self._tail = lines.pop() + self._tail
+        tail = lines.pop()
+        if tail:
+            self._pending.append(tail)
         events: list[SSEEvent] = []
         for line in lines:
             self._line(line, events)
@@ -68,8 +78,9 @@ class SSEParser:
     def flush(self) -> list[SSEEvent]:
         """End of stream: dispatch whatever is pending, as if a blank line followed."""
         events: list[SSEEvent] = []
-        rest = self._tail + self._decoder.decode(b"", final=True)
-        self._tail = ""
+        rest = "".join(self._pending) + self._decoder.decode(b"", final=True)
+        self._pending = []
+        self._held_cr = False
         for line in rest.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             if line:
                 self._line(line, events)

@@ -101,9 +101,9 @@ class StreamReader:
             for chunk in self.decoder.feed(event):
                 if chunk.usage is not None:
                     self.saw_usage = True
-                self.completion_chars += len(chunk.text) + sum(
-                    len(d.name or "") + len(d.arguments) for d in chunk.tool_calls
-                )
+                self.completion_chars += len(chunk.text)
+                if chunk.tool_calls:
+                    self.completion_chars += sum(len(d.name or "") + len(d.arguments) for d in chunk.tool_calls)
                 yield chunk
 
 

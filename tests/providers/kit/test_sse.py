@@ -75,4 +75,14 @@ def test_it_keeps_only_the_incomplete_tail_between_feeds():
     for _ in range(1000):
         parser.feed(b'data: {"chunk": "some text"}\n\n')
     parser.feed(b"data: partial")
-    assert parser._tail == "data: partial"  # noqa: SLF001 - proves nothing else is retained
+    assert parser._pending == ["data: partial"]  # noqa: SLF001 - proves nothing else is retained
+
+
+def test_it_reads_a_long_line_arriving_in_many_small_reads():
+    payload = "x" * (1 << 20)
+    data = f"data: {payload}\n\n".encode()
+    parser = SSEParser()
+    events = []
+    for start in range(0, len(data), 4096):
+        events += parser.feed(data[start : start + 4096])
+    assert [len(e.data) for e in events + parser.flush()] == [len(payload)]
