@@ -169,13 +169,12 @@ class AnthropicStreamDecoder(StreamDecoder):
     ``index``, whatever text blocks come between them.
     """
 
-    __slots__ = ("adapter", "tool_index_by_block", "usage", "finished")
+    __slots__ = ("tool_index_by_block", "usage")
 
     def __init__(self, adapter: BaseAdapter) -> None:
-        self.adapter = adapter
+        super().__init__(adapter)
         self.tool_index_by_block: dict[int, int] = {}
         self.usage = Usage()
-        self.finished = False
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         if event.raw:
@@ -223,12 +222,6 @@ class AnthropicStreamDecoder(StreamDecoder):
             raise errors.ProtocolError(f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name)
         return []  # ping, content_block_stop, message_stop, unknown future events
 
-    def finish(self) -> list[ChatChunk]:
-        if not self.finished:
-            raise errors.NetworkError(
-                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
-            )
-        return []
 
 
 def usage_from_anthropic(usage: dict[str, Any]) -> Usage:

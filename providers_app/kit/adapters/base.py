@@ -59,13 +59,27 @@ def secret_hint(secret: str | None) -> str:
 
 
 class StreamDecoder:
-    """Turns one provider's SSE events into normalised chunks. One instance per stream."""
+    """Turns one provider's SSE events into normalised chunks. One instance per stream.
+
+    A decoder sets ``finished`` when it sees the provider's end of reply; a
+    connection that closes before that was cut short.
+    """
+
+    __slots__ = ("adapter", "finished")
+
+    def __init__(self, adapter: "BaseAdapter") -> None:
+        self.adapter = adapter
+        self.finished = False
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def finish(self) -> list[ChatChunk]:
         """Called when the connection ends; raises if the stream was cut short."""
+        if not self.finished:
+            raise errors.NetworkError(
+                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
+            )
         return []
 
 

@@ -271,12 +271,11 @@ class ReplyReader:
 class GeminiStreamDecoder(StreamDecoder):
     """Each SSE event is a whole GenerateContentResponse; no [DONE], the stream just ends."""
 
-    __slots__ = ("adapter", "reader", "finished")
+    __slots__ = ("reader",)
 
     def __init__(self, adapter: GeminiAdapter) -> None:
-        self.adapter = adapter
+        super().__init__(adapter)
         self.reader = ReplyReader()
-        self.finished = False
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         data = self.adapter.decode_json(event.data)
@@ -292,12 +291,6 @@ class GeminiStreamDecoder(StreamDecoder):
             return [chunk]
         return []
 
-    def finish(self) -> list[ChatChunk]:
-        if not self.finished:
-            raise errors.NetworkError(
-                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
-            )
-        return []
 
 
 def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:

@@ -168,16 +168,11 @@ class OpenAIAdapter(BaseAdapter):
 
 
 class OpenAIStreamDecoder(StreamDecoder):
-    __slots__ = ("adapter", "finished", "done")
-
-    def __init__(self, adapter: BaseAdapter) -> None:
-        self.adapter = adapter
-        self.finished = False
-        self.done = False
+    __slots__ = ()
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         if event.data == DONE:
-            self.done = True
+            self.finished = True
             return []
         if event.raw:
             raise errors.ProtocolError(f"{self.adapter.name}: malformed stream", provider=self.adapter.name)
@@ -213,12 +208,6 @@ class OpenAIStreamDecoder(StreamDecoder):
             return [chunk]
         return []
 
-    def finish(self) -> list[ChatChunk]:
-        if not (self.finished or self.done):
-            raise errors.NetworkError(
-                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
-            )
-        return []
 
 
 def _status_of(error: Any) -> int:
