@@ -53,6 +53,12 @@ def test_it_serves_the_openapi_docs(client):
     assert b"openapi.json" in response.content
 
 
+def test_it_sends_visitors_of_the_root_to_the_api_docs(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/api/docs"
+
+
 def test_it_serves_the_openapi_schema(client):
     response = client.get("/api/openapi.json")
 
