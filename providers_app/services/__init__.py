@@ -1,0 +1,1 @@
+"""Business logic for providers and credentials (writes: ``<entity>_<action>``; reads: selectors)."""

@@ -1,0 +1,86 @@
+"""Type-specific provider settings, validated per provider type.
+
+Each type accepts only its own fields (pydantic models with ``extra="forbid"``),
+so a typo such as ``organisation`` is a clear error naming the field rather
+than a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+
+from providers_app.models import ProviderType
+
+
+class ProviderSettingsError(ValueError):
+    """Bad settings for a provider type; ``errors`` maps field → message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OpenAISettings(_Settings):
+    organization: str | None = Field(default=None, max_length=100)
+
+
+class AnthropicSettings(_Settings):
+    pass
+
+
+class GeminiSettings(_Settings):
+    # with OAuth, a Google Cloud project routes requests through Code Assist
+    project_id: str | None = Field(default=None, max_length=100)
+    rate_limit_tier: Literal["free", "tier1", "tier2", "tier3"] = "free"
+
+
+class CerebrasSettings(_Settings):
+    pass
+
+
+class QwenSettings(_Settings):
+    # Qwen sends no rate-limit headers; the kit's bucket enforces these instead
+    requests_per_minute: int = Field(default=60, ge=1, le=100_000)
+    requests_per_day: int = Field(default=2000, ge=1, le=10_000_000)
+
+
+class OpenRouterSettings(_Settings):
+    site_url: HttpUrl | None = None
+    site_name: str | None = Field(default=None, max_length=100)
+
+
+class OpenAICompatibleSettings(_Settings):
+    organization: str | None = Field(default=None, max_length=100)
+
+
+SETTINGS_MODELS: dict[str, type[_Settings]] = {
+    ProviderType.OPENAI: OpenAISettings,
+    ProviderType.ANTHROPIC: AnthropicSettings,
+    ProviderType.GEMINI: GeminiSettings,
+    ProviderType.CEREBRAS: CerebrasSettings,
+    ProviderType.QWEN: QwenSettings,
+    ProviderType.OPENROUTER: OpenRouterSettings,
+    ProviderType.OPENAI_COMPATIBLE: OpenAICompatibleSettings,
+}
+
+
+def validate_provider_settings(provider_type: str, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings as stored (defaults filled in), or ProviderSettingsError naming each bad field."""
+    model = SETTINGS_MODELS.get(provider_type)
+    if model is None:
+        raise ProviderSettingsError({"type": f"unknown provider type {provider_type!r}"})
+    if settings is not None and not isinstance(settings, dict):
+        raise ProviderSettingsError({"settings": "must be an object"})
+    try:
+        parsed = model.model_validate(settings or {})
+    except ValidationError as exc:
+        raise ProviderSettingsError(
+            {".".join(str(p) for p in error["loc"]) or "settings": error["msg"] for error in exc.errors()}
+        ) from None
+    return parsed.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,114 @@
+"""Creating and changing providers, and turning a provider + credential into a kit adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import httpx
+from django.db import transaction
+
+from providers_app.kit.adapters import ADAPTERS, BaseAdapter, ProviderConfig, create_adapter
+from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
+from providers_app.services.provider_settings import ProviderSettingsError, validate_provider_settings
+from tenants_app.services.audit import audit_record
+
+EDITABLE_FIELDS = (
+    "base_url", "default_model", "settings", "timeout_seconds", "enabled", "key_strategy",
+    "oauth_client_id", "oauth_authorize_url", "oauth_token_url", "oauth_device_url", "oauth_scopes",
+)
+
+
+def _clean(provider_type: str, fields: dict[str, Any]) -> dict[str, Any]:
+    if provider_type not in ProviderType.values:
+        raise ProviderSettingsError({"type": f"must be one of {', '.join(ProviderType.values)}"})
+    if "settings" in fields:
+        fields["settings"] = validate_provider_settings(provider_type, fields["settings"])
+    if provider_type == ProviderType.OPENAI_COMPATIBLE and "base_url" in fields and not fields["base_url"]:
+        raise ProviderSettingsError({"base_url": "an openai-compatible provider needs a base URL"})
+    return fields
+
+
+@transaction.atomic
+def provider_create(*, name: str, type: str, actor: Any = None, **fields: Any) -> Provider:
+    unknown = set(fields) - set(EDITABLE_FIELDS) - {"oauth_client_secret"}
+    if unknown:
+        raise ProviderSettingsError({field: "unknown field" for field in sorted(unknown)})
+    fields.setdefault("settings", {})
+    if type == ProviderType.OPENAI_COMPATIBLE:
+        fields.setdefault("base_url", "")
+    provider = Provider(name=name, type=type, **_clean(type, fields))
+    provider.full_clean()
+    provider.save()
+    audit_record(action="provider.create", obj=provider, actor=actor,
+                 changes={k: v for k, v in fields.items() if k != "oauth_client_secret"})
+    return provider
+
+
+@transaction.atomic
+def provider_update(*, provider: Provider, actor: Any = None, **fields: Any) -> Provider:
+    unknown = set(fields) - set(EDITABLE_FIELDS) - {"oauth_client_secret"}
+    if unknown:
+        raise ProviderSettingsError({field: "unknown field" for field in sorted(unknown)})
+    for field, value in _clean(provider.type, dict(fields)).items():
+        setattr(provider, field, value)
+    provider.full_clean()
+    provider.save()
+    audit_record(action="provider.update", obj=provider, actor=actor,
+                 changes={k: v for k, v in fields.items() if k != "oauth_client_secret"})
+    return provider
+
+
+def adapter_config(provider: Provider, credential: ApiKey | OAuthCredential | None = None) -> ProviderConfig:
+    """The kit configuration for one provider used with one credential."""
+    settings = provider.settings or {}
+    config = ProviderConfig(
+        base_url=provider.base_url or None,
+        default_model=provider.default_model or None,
+        timeout=provider.timeout_seconds,
+        name=provider.name,
+        organization=settings.get("organization"),
+        project_id=settings.get("project_id"),
+        site_url=settings.get("site_url"),
+        site_name=settings.get("site_name"),
+    )
+    if isinstance(credential, ApiKey):
+        config.api_key = credential.secret
+    elif isinstance(credential, OAuthCredential):
+        config.access_token = credential.access_token
+        config.access_token_expires_at = credential.expires_at.timestamp() if credential.expires_at else None
+        if credential.resource_url and provider.type == ProviderType.QWEN and not provider.base_url:
+            from providers_app.kit.oauth import qwen_base_url
+
+            config.base_url = qwen_base_url(credential.resource_url)
+    return config
+
+
+# One pooled httpx client per provider and event loop: an AsyncClient's
+# connections belong to the loop that opened them. This is a per-process
+# connection pool, not shared state, so a process-local map is right here.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, httpx.AsyncClient]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_client(provider: Provider) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    clients = _clients.setdefault(loop, {})
+    client = clients.get(provider.pk)
+    if client is None or client.is_closed:
+        client = clients[provider.pk] = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        )
+    return client
+
+
+def build_adapter(
+    provider: Provider, credential: ApiKey | OAuthCredential | None = None, *, limiter: Any = None
+) -> BaseAdapter:
+    """An adapter for this provider and credential, on the provider's shared pooled client."""
+    assert provider.type in ADAPTERS
+    return create_adapter(
+        provider.type, adapter_config(provider, credential), client=shared_client(provider), limiter=limiter
+    )

@@ -1,0 +1,1 @@
+"""Celery tasks for model discovery and health checks."""
