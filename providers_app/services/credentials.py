@@ -44,3 +44,62 @@ def api_key_set_state(*, key: ApiKey, state: str, actor: Any = None, reason: str
     audit_record(action="api_key.state", obj=key, actor=actor,
                  changes={"state": [previous, state], "reason": reason})
     return key
+
+
+class RotationError(CredentialError):
+    """The new key failed its live test; nothing was changed."""
+
+
+async def api_key_test_live(key: ApiKey) -> tuple[bool, str]:
+    """Ask the provider with this key (its model list). Returns (ok, error type)."""
+    from providers_app.kit.errors import ProviderError
+    from providers_app.services.providers import build_adapter
+
+    provider = await Provider.objects.aget(pk=key.provider_id)
+    adapter = build_adapter(provider, key)
+    try:
+        await adapter.fetch_models()
+    except ProviderError as exc:
+        return False, exc.type
+    return True, ""
+
+
+def api_key_rotate(*, key: ApiKey, new_secret: str, label: str = "", grace_seconds: int = 3600, actor: Any = None) -> ApiKey:
+    """Add a new key, test it live, activate it, and retire the old one after a grace period.
+
+    The old key keeps serving until ``retire_at`` so requests already using it
+    finish; new requests prefer keys that are not retiring. A new key that
+    fails its live test is removed and the old key is left untouched.
+    """
+    from asgiref.sync import async_to_sync
+
+    if key.state == ApiKey.State.RETIRED:
+        raise CredentialError("key", "a retired key cannot be rotated")
+    if grace_seconds < 0:
+        raise CredentialError("grace_seconds", "must be zero or more")
+    new_key = api_key_add(provider=key.provider, label=label or f"{key.label} (rotated)", secret=new_secret,
+                          actor=actor)
+    ok, error_type = async_to_sync(api_key_test_live)(new_key)
+    if not ok:
+        new_key.delete()
+        audit_record(action="api_key.rotate_failed", obj=key, actor=actor, changes={"error_type": error_type})
+        raise RotationError("new_secret", f"the new key failed its live test ({error_type}); nothing was changed")
+    now = timezone.now()
+    with transaction.atomic():
+        key.rotated_at = now
+        key.retire_at = now + timezone.timedelta(seconds=grace_seconds)
+        key.save(update_fields=["rotated_at", "retire_at"])
+        audit_record(action="api_key.rotate", obj=key, actor=actor,
+                     changes={"new_key": new_key.pk, "new_last4": new_key.last4, "retire_at": key.retire_at.isoformat()})
+    if grace_seconds == 0:
+        api_keys_retire_due()
+    return new_key
+
+
+def api_keys_retire_due(*, now: Any = None) -> int:
+    """Retire every key whose grace period has ended. Run periodically and after rotations."""
+    now = now or timezone.now()
+    due = list(ApiKey.objects.filter(retire_at__lte=now).exclude(state=ApiKey.State.RETIRED))
+    for key in due:
+        api_key_set_state(key=key, state=ApiKey.State.RETIRED, reason="rotation grace period ended")
+    return len(due)
