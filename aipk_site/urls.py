@@ -6,9 +6,11 @@ Each app's `api.py` Router is mounted here with `api.add_router(...)` as it arri
 from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
-from ninja import NinjaAPI
 
-api = NinjaAPI(title="aipk", version="1")
+from aipk_site.api import api
+from providers_app.api import router as providers_router
+
+api.add_router("/providers", providers_router)
 
 urlpatterns = [
     # Until the console exists, the API docs are the front door.

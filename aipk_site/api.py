@@ -1,0 +1,57 @@
+"""The one NinjaAPI instance and the error shape every API error takes:
+``{"error": {"type", "code", "message"}}`` with the right HTTP status."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+
+from providers_app.services.credentials import CredentialError
+from providers_app.services.provider_settings import ProviderSettingsError
+
+api = NinjaAPI(title="aipk", version="1")
+
+
+def error_response(request, status: int, error_type: str, code: str, message: str):
+    return api.create_response(
+        request, {"error": {"type": error_type, "code": code, "message": message}}, status=status
+    )
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc: ValidationError):
+    first = exc.errors[0] if exc.errors else {}
+    field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "payload")) or "body"
+    return error_response(request, 422, "invalid_request_error", field, f"{field}: {first.get('msg', 'invalid')}")
+
+
+@api.exception_handler(ProviderSettingsError)
+def on_settings_error(request, exc: ProviderSettingsError):
+    field = next(iter(exc.errors), "settings")
+    return error_response(request, 400, "invalid_request_error", field, str(exc))
+
+
+@api.exception_handler(CredentialError)
+def on_credential_error(request, exc: CredentialError):
+    return error_response(request, 400, "invalid_request_error", exc.field, str(exc))
+
+
+@api.exception_handler(Http404)
+def on_not_found(request, exc):
+    return error_response(request, 404, "not_found_error", "not_found", str(exc) or "not found")
+
+
+@api.exception_handler(AuthenticationError)
+def on_unauthenticated(request, exc):
+    return error_response(request, 401, "authentication_error", "unauthenticated", "log in first")
+
+
+@api.exception_handler(AuthorizationError)
+def on_forbidden(request, exc):
+    return error_response(request, 403, "permission_error", "forbidden", "staff only")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc: HttpError):
+    return error_response(request, exc.status_code, "invalid_request_error", "http_error", exc.message)
