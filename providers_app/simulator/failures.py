@@ -1,9 +1,12 @@
 """Per-request knobs: which failure to simulate, how long to wait between chunks.
 
-A failure is chosen by the ``x-sim-fail: <mode>`` request header or by a model
-id containing ``fail-<mode>`` (``gpt-4o-fail-rate_limit``), so it can be
+A failure is chosen by the ``x-sim-fail: <mode>`` request header, by a model
+id containing ``fail-<mode>`` (``gpt-4o-fail-rate_limit``), or by a credential
+containing ``fail-<mode>`` (``sk-sim-fail-rate_limit-0001``), so it can be
 triggered both by tests talking to the simulator directly and through the
-gateway, which forwards the model id but not arbitrary headers.
+gateway, which forwards the model id and the credential but not arbitrary
+headers. The credential form makes one key of a pool fail while the others
+serve, which is how key failover is exercised.
 """
 
 from __future__ import annotations
@@ -42,6 +45,16 @@ _MODEL_FAIL_RE = re.compile(
 )
 
 
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+
+
+def _fail_named_in(text: str) -> str | None:
+    if not text or "fail-" not in text:
+        return None
+    match = _MODEL_FAIL_RE.search(text)
+    return match.group(1) if match else None
+
+
 @dataclass(frozen=True, slots=True)
 class RequestKnobs:
     """What the request asked of the simulator beyond the provider API itself."""
@@ -62,10 +75,10 @@ def read_knobs(headers: CIMultiDictProxy[str], model: str, default_delay_s: floa
             fail = header
         else:
             unknown = header
-    elif model and "fail-" in model:
-        match = _MODEL_FAIL_RE.search(model)
-        if match:
-            fail = match.group(1)
+    else:
+        fail = _fail_named_in(model) or next(
+            (mode for name in _CREDENTIAL_HEADERS if (mode := _fail_named_in(headers.get(name, "")))), None
+        )
     delay_s = default_delay_s
     raw_delay = headers.get(DELAY_HEADER)
     if raw_delay:

@@ -332,3 +332,19 @@ async def test_it_reports_health(simulator):
     async with httpx.AsyncClient() as http:
         response = await http.get(simulator.url + "/_sim/health")
     assert response.status_code == 200
+
+
+async def test_it_fails_a_request_whose_credential_names_a_failure_mode(simulator):
+    url, _, body = openai_request(simulator)
+    async with httpx.AsyncClient() as client:
+        failing = await client.post(url, headers={"Authorization": "Bearer sk-sim-fail-rate_limit-0001"}, json=body)
+        serving = await client.post(url, headers={"Authorization": "Bearer sk-sim-good-0002"}, json=body)
+        anthropic_url, _, anthropic_body = anthropic_request(simulator)
+        overloaded = await client.post(
+            anthropic_url,
+            headers={"x-api-key": "sk-ant-fail-overloaded-0003", "anthropic-version": "2023-06-01"},
+            json=anthropic_body,
+        )
+    assert failing.status_code == 429 and failing.headers["retry-after"] == "2"
+    assert serving.status_code == 200
+    assert overloaded.status_code == 529
