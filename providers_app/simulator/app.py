@@ -19,7 +19,13 @@ import json
 
 from aiohttp import web
 
-from providers_app.simulator import anthropic_wire, gemini_wire, openai_wire, openrouter_account
+from providers_app.simulator import (
+    anthropic_wire,
+    gemini_wire,
+    oauth_server,
+    openai_wire,
+    openrouter_account,
+)
 from providers_app.simulator.context import DELAY_S, INVALID_JSON, JSON_KEY, REQUEST_LOG
 from providers_app.simulator.request_log import RequestLog
 
@@ -138,4 +144,5 @@ def create_app(delay_ms: float = 0) -> web.Application:
     app[DELAY_S] = max(0.0, float(delay_ms)) / 1000.0
     app[REQUEST_LOG] = RequestLog()
     app.add_routes(_routes())
+    oauth_server.setup(app)  # fake OAuth authorisation server: /oauth/..., docs/SIMULATOR.md
     return app

@@ -1,0 +1,459 @@
+"""A fake OAuth 2.0 authorisation server, so every OAuth flow runs end to end over HTTP.
+
+| route | what it fakes |
+|---|---|
+| GET  /oauth/authorize | RFC 6749 §4.1 authorize page with PKCE (RFC 7636): approves at once |
+| POST /oauth/token | token endpoint: authorization_code, refresh_token (rotating), device_code |
+| POST /oauth/device/code | RFC 8628 device authorisation |
+| POST /qwen-oauth/api/v1/oauth2/device/code, /token | the same, shaped like Qwen's (+ resource_url) |
+| GET  /openrouter/auth | OpenRouter's PKCE authorize page |
+| POST /openrouter/api/v1/auth/keys | OpenRouter's code → API key exchange |
+| GET / DELETE /_sim/oauth/calls | per-grant call counters (for "refreshed exactly once") |
+
+Knobs are query parameters, so they can ride on the endpoint URLs an admin
+configures (``Provider.oauth_token_url = <sim>/oauth/token?expires_in=1``):
+
+- authorize: ``deny=1`` (or a client id starting with ``sim-deny``) redirects
+  with ``error=access_denied``; ``expires_in=<s>`` sets the lifetime of the
+  access token issued for that code.
+- token: ``expires_in=<s>`` (default 3600) overrides the lifetime for this call;
+  ``rotate=0`` makes refresh replies carry no new refresh token (Google style:
+  the old one stays valid). By default refresh tokens rotate and a used one
+  is rejected with ``invalid_grant``.
+- device code: ``interval=<s>`` (advertised, default 1), ``pending_polls=<n>``
+  (default 2) polls answered authorization_pending, then ``slow_down_polls=<n>``
+  (default 0) answered slow_down, then ``outcome`` = ``approve`` (default),
+  ``deny`` (access_denied) or ``expire`` (expired_token). A poll sooner than
+  the current interval after the previous one also gets slow_down (RFC 8628
+  §3.5), and each slow_down raises that interval by 5 s.
+
+Clients whose id starts with ``confidential-`` must authenticate with the
+secret ``secret-<client id>`` (form field or HTTP Basic); other clients are
+public. State lives in this one simulator process, in bounded maps (oldest
+entries dropped), so it is lost on restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aiohttp import web
+
+MAX_ENTRIES = 10_000
+CODE_TTL_S = 600
+DEFAULT_EXPIRES_IN = 3600
+DEVICE_CODE_TTL_S = 1800
+SLOW_DOWN_STEP_S = 5.0
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+SIM_USER_EMAIL = "sim-user@example.com"
+
+
+class _Bounded(OrderedDict):
+    """An insertion-ordered map that drops its oldest entries past MAX_ENTRIES."""
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        while len(self) > MAX_ENTRIES:
+            self.popitem(last=False)
+
+
+@dataclass(slots=True)
+class _Code:
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    method: str
+    scope: str
+    expires_in: int | None
+    created: float
+
+
+@dataclass(slots=True)
+class _Refresh:
+    client_id: str
+    scope: str
+    used: bool = False
+
+
+@dataclass(slots=True)
+class _Device:
+    client_id: str
+    challenge: str
+    scope: str
+    interval: float
+    pending_polls: int
+    slow_down_polls: int
+    outcome: str
+    expires_at: float
+    polls: int = 0
+    last_poll: float | None = None
+    done: bool = False
+
+
+@dataclass
+class OAuthServerState:
+    codes: _Bounded = field(default_factory=_Bounded)
+    refresh_tokens: _Bounded = field(default_factory=_Bounded)
+    devices: _Bounded = field(default_factory=_Bounded)
+    openrouter_codes: _Bounded = field(default_factory=_Bounded)
+    # (endpoint or grant type, client id) -> calls
+    calls: Counter = field(default_factory=Counter)
+
+
+OAUTH_STATE = web.AppKey("sim_oauth_state", OAuthServerState)
+
+
+def _state(request: web.Request) -> OAuthServerState:
+    return request.app[OAUTH_STATE]
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _verifier_ok(challenge: str, method: str, verifier: str | None) -> bool:
+    if not verifier:
+        return False
+    if method == "plain":
+        return secrets.compare_digest(challenge, verifier)
+    return secrets.compare_digest(challenge, _s256(verifier))
+
+
+def _int_knob(request: web.Request, name: str, default: int | None) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    try:
+        return max(0, int(float(value)))
+    except ValueError:
+        return default
+
+
+def _add_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": error, "error_description": description}, status=status)
+
+
+def _id_token(client_id: str) -> str:
+    """An unsigned JWT-shaped id_token carrying the account's email (display only)."""
+
+    def part(obj: dict) -> str:
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'email': SIM_USER_EMAIL, 'aud': client_id})}."
+
+
+def _client_ok(client_id: str, secret: str | None) -> bool:
+    if not client_id:
+        return False
+    if client_id.startswith("confidential-"):
+        return secret is not None and secrets.compare_digest(secret, f"secret-{client_id}")
+    return True
+
+
+def _client_credentials(request: web.Request, form) -> tuple[str, str | None]:
+    """client_secret_post or client_secret_basic (RFC 6749 §2.3.1)."""
+    client_id = form.get("client_id", "")
+    secret = form.get("client_secret")
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(auth[6:].strip()).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        basic_id, _, basic_secret = decoded.partition(":")
+        client_id = client_id or basic_id
+        secret = secret or basic_secret
+    return client_id, secret
+
+
+# --------------------------------------------------------------------------- authorize
+
+
+async def authorize(request: web.Request) -> web.Response:
+    q = request.query
+    redirect_uri = q.get("redirect_uri", "")
+    if not redirect_uri.startswith(("http://", "https://")):
+        return web.Response(status=400, text="redirect_uri is missing or not an http(s) URL")
+    client_id = q.get("client_id", "")
+    oauth_state = q.get("state", "")
+    back: dict[str, str] = {}
+    if q.get("deny") == "1" or client_id.startswith("sim-deny"):
+        back = {"error": "access_denied", "error_description": "The user denied access"}
+    elif q.get("response_type") != "code" or not client_id:
+        back = {"error": "invalid_request", "error_description": "response_type=code and client_id are required"}
+    elif not q.get("code_challenge") or q.get("code_challenge_method", "plain") not in ("S256", "plain"):
+        back = {"error": "invalid_request", "error_description": "a PKCE code_challenge is required"}
+    else:
+        code = "sim-code-" + secrets.token_urlsafe(24)
+        _state(request).codes[code] = _Code(
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            challenge=q["code_challenge"],
+            method=q.get("code_challenge_method", "plain"),
+            scope=q.get("scope", ""),
+            expires_in=_int_knob(request, "expires_in", None),
+            created=time.time(),
+        )
+        back = {"code": code}
+    if oauth_state:
+        back["state"] = oauth_state
+    raise web.HTTPFound(_add_query(redirect_uri, back))
+
+
+# --------------------------------------------------------------------------- token
+
+
+def _issue(
+    request: web.Request,
+    client_id: str,
+    scope: str,
+    expires_in: int,
+    *,
+    refresh: bool = True,
+    qwen: bool = False,
+) -> dict:
+    body: dict = {
+        "access_token": "sim-at-" + secrets.token_urlsafe(24),
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+    }
+    if scope:
+        body["scope"] = scope
+    if refresh:
+        refresh_token = "sim-rt-" + secrets.token_urlsafe(24)
+        _state(request).refresh_tokens[refresh_token] = _Refresh(client_id=client_id, scope=scope)
+        body["refresh_token"] = refresh_token
+    if qwen:
+        # Qwen's per-account API host; pointed back at this simulator's Qwen routes.
+        body["resource_url"] = f"{request.scheme}://{request.host}/qwen"
+    else:
+        body["id_token"] = _id_token(client_id)
+    return body
+
+
+async def token(request: web.Request) -> web.Response:
+    return await _token(request, qwen=False)
+
+
+async def qwen_token(request: web.Request) -> web.Response:
+    return await _token(request, qwen=True)
+
+
+async def _token(request: web.Request, *, qwen: bool) -> web.Response:
+    form = await request.post()
+    grant = form.get("grant_type", "")
+    client_id, secret = _client_credentials(request, form)
+    _state(request).calls[(grant or "missing", client_id)] += 1
+    if not _client_ok(client_id, secret):
+        return _oauth_error("invalid_client", "client authentication failed", status=401)
+    expires_knob = _int_knob(request, "expires_in", None)
+    if grant == "authorization_code":
+        return _code_grant(request, form, client_id, expires_knob, qwen=qwen)
+    if grant == "refresh_token":
+        return _refresh_grant(request, form, client_id, expires_knob, qwen=qwen)
+    if grant == DEVICE_GRANT:
+        return _device_grant(request, form, client_id, expires_knob, qwen=qwen)
+    return _oauth_error("unsupported_grant_type", f"grant_type {grant!r} is not supported")
+
+
+def _code_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.Response:
+    code = _state(request).codes.pop(form.get("code", ""), None)  # single use
+    if code is None or time.time() - code.created > CODE_TTL_S:
+        return _oauth_error("invalid_grant", "the code is unknown, used or expired")
+    if code.client_id != client_id:
+        return _oauth_error("invalid_grant", "the code was issued to another client")
+    if form.get("redirect_uri", "") != code.redirect_uri:
+        return _oauth_error("invalid_grant", "redirect_uri does not match the authorize request")
+    if not _verifier_ok(code.challenge, code.method, form.get("code_verifier")):
+        return _oauth_error("invalid_grant", "code_verifier does not match the code_challenge")
+    expires_in = expires_knob if expires_knob is not None else code.expires_in
+    return web.json_response(
+        _issue(request, client_id, code.scope, DEFAULT_EXPIRES_IN if expires_in is None else expires_in, qwen=qwen)
+    )
+
+
+def _refresh_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.Response:
+    refresh = _state(request).refresh_tokens.get(form.get("refresh_token", ""))
+    if refresh is None or refresh.used or refresh.client_id != client_id:
+        return _oauth_error("invalid_grant", "the refresh token is invalid, used or revoked")
+    rotate = request.query.get("rotate", "1") != "0"
+    if rotate:
+        refresh.used = True
+    expires_in = DEFAULT_EXPIRES_IN if expires_knob is None else expires_knob
+    return web.json_response(
+        _issue(request, client_id, refresh.scope, expires_in, refresh=rotate, qwen=qwen)
+    )
+
+
+def _device_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.Response:
+    device = _state(request).devices.get(form.get("device_code", ""))
+    if device is None or device.client_id != client_id or device.done:
+        return _oauth_error("invalid_grant", "the device code is unknown or used")
+    now = time.time()
+    if device.challenge and not _verifier_ok(device.challenge, "S256", form.get("code_verifier")):
+        return _oauth_error("invalid_grant", "code_verifier does not match the code_challenge")
+    if now >= device.expires_at:
+        return _oauth_error("expired_token", "the device code has expired")
+    too_fast = device.last_poll is not None and now - device.last_poll < device.interval
+    device.last_poll = now
+    device.polls += 1
+    if too_fast:
+        device.interval += SLOW_DOWN_STEP_S
+        return _oauth_error("slow_down", "polling too fast", status=429)
+    if device.polls <= device.pending_polls:
+        return _oauth_error("authorization_pending", "the user has not approved yet")
+    if device.polls <= device.pending_polls + device.slow_down_polls:
+        device.interval += SLOW_DOWN_STEP_S
+        return _oauth_error("slow_down", "polling too fast", status=429)
+    device.done = True
+    if device.outcome == "deny":
+        return _oauth_error("access_denied", "the user denied access")
+    if device.outcome == "expire":
+        return _oauth_error("expired_token", "the device code has expired")
+    expires_in = DEFAULT_EXPIRES_IN if expires_knob is None else expires_knob
+    return web.json_response(_issue(request, client_id, device.scope, expires_in, qwen=qwen))
+
+
+# --------------------------------------------------------------------------- device authorisation
+
+
+async def device_code(request: web.Request) -> web.Response:
+    return await _device_code(request, qwen=False)
+
+
+async def qwen_device_code(request: web.Request) -> web.Response:
+    return await _device_code(request, qwen=True)
+
+
+async def _device_code(request: web.Request, *, qwen: bool) -> web.Response:
+    form = await request.post()
+    client_id, secret = _client_credentials(request, form)
+    _state(request).calls[("device_authorization", client_id)] += 1
+    if not _client_ok(client_id, secret):
+        return _oauth_error("invalid_client", "client authentication failed", status=401)
+    challenge = form.get("code_challenge", "")
+    if challenge and form.get("code_challenge_method", "S256") != "S256":
+        return _oauth_error("invalid_request", "only S256 is supported")
+    outcome = request.query.get("outcome", "approve")
+    if outcome not in ("approve", "deny", "expire"):
+        return _oauth_error("invalid_request", "outcome must be approve, deny or expire")
+    interval = float(_int_knob(request, "interval", 1) or 0)
+    device_code_value = "sim-dc-" + secrets.token_urlsafe(24)
+    user_code = secrets.token_hex(4).upper()
+    _state(request).devices[device_code_value] = _Device(
+        client_id=client_id,
+        challenge=challenge,
+        scope=form.get("scope", ""),
+        interval=interval,
+        pending_polls=_int_knob(request, "pending_polls", 2) or 0,
+        slow_down_polls=_int_knob(request, "slow_down_polls", 0) or 0,
+        outcome=outcome,
+        expires_at=time.time() + DEVICE_CODE_TTL_S,
+    )
+    verification_uri = f"{request.scheme}://{request.host}/oauth/device"
+    body = {
+        "device_code": device_code_value,
+        "user_code": user_code,
+        "verification_uri": verification_uri,
+        "verification_uri_complete": f"{verification_uri}?code={user_code}",
+        "expires_in": DEVICE_CODE_TTL_S,
+    }
+    if not qwen:  # Qwen's reply has no interval (its client polls every 2 s)
+        body["interval"] = interval
+    return web.json_response(body)
+
+
+# --------------------------------------------------------------------------- OpenRouter
+
+
+async def openrouter_authorize(request: web.Request) -> web.Response:
+    q = request.query
+    callback_url = q.get("callback_url", "")
+    if not callback_url.startswith(("http://", "https://")):
+        return web.Response(status=400, text="callback_url is required (headless mode is not simulated)")
+    if q.get("deny") == "1":
+        raise web.HTTPFound(_add_query(callback_url, {"error": "access_denied"}))
+    if not q.get("code_challenge"):
+        return web.Response(status=400, text="code_challenge is required")
+    code = "sim-or-code-" + secrets.token_urlsafe(24)
+    _state(request).openrouter_codes[code] = (
+        q["code_challenge"],
+        q.get("code_challenge_method", "plain"),
+        time.time(),
+    )
+    raise web.HTTPFound(_add_query(callback_url, {"code": code}))
+
+
+def _openrouter_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"code": status, "message": message}}, status=status)
+
+
+async def openrouter_key_exchange(request: web.Request) -> web.Response:
+    _state(request).calls[("openrouter_key_exchange", "")] += 1
+    try:
+        body = json.loads(await request.read() or b"null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return _openrouter_error(400, "Invalid request parameters")
+    entry = _state(request).openrouter_codes.pop(body["code"], None)  # single use
+    if entry is None or time.time() - entry[2] > CODE_TTL_S:
+        return _openrouter_error(400, "Invalid code")
+    challenge, method, _created = entry
+    if not _verifier_ok(challenge, method, body.get("code_verifier")):
+        return _openrouter_error(403, "Invalid code_verifier")
+    return web.json_response(
+        {"key": "sk-or-v1-sim" + secrets.token_hex(26), "user_id": "user_sim_" + secrets.token_hex(4)}
+    )
+
+
+# --------------------------------------------------------------------------- test helpers
+
+
+async def calls(request: web.Request) -> web.Response:
+    """Call counts by grant (or endpoint), optionally for one ``client_id``."""
+    client_id = request.query.get("client_id")
+    totals: Counter = Counter()
+    for (name, cid), n in _state(request).calls.items():
+        if client_id is None or cid == client_id:
+            totals[name] += n
+    return web.json_response(dict(totals))
+
+
+async def clear_calls(request: web.Request) -> web.Response:
+    _state(request).calls.clear()
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    """Give ``app`` the authorisation server's state and routes."""
+    app[OAUTH_STATE] = OAuthServerState()
+    app.add_routes(
+        [
+            web.get("/oauth/authorize", authorize),
+            web.post("/oauth/token", token),
+            web.post("/oauth/device/code", device_code),
+            web.post("/qwen-oauth/api/v1/oauth2/device/code", qwen_device_code),
+            web.post("/qwen-oauth/api/v1/oauth2/token", qwen_token),
+            web.get("/openrouter/auth", openrouter_authorize),
+            web.post("/openrouter/api/v1/auth/keys", openrouter_key_exchange),
+            web.get("/_sim/oauth/calls", calls),
+            web.delete("/_sim/oauth/calls", clear_calls),
+        ]
+    )
