@@ -1,0 +1,207 @@
+"""Health checks of providers and of each credential, with history and alerts.
+
+A probe is the kit adapter's ``health_check()`` (a timed model-list fetch that
+never raises). Each probe stores a HealthCheck row for its subject -- the
+provider itself (probed with its first usable credential), one API key, or
+one OAuth credential. When a subject's state differs from its previous check
+a HealthAlert is stored and a warning is logged (ids, labels and the last four
+characters only, never a secret). A subject's first check counts as a change
+only when it is unhealthy: a credential that is broken from the start is
+worth an alert, one that works is not news.
+
+Probes do not change a credential's state: disabling keys is the key pool's
+decision, on real traffic. ``acheck_*`` are for async code; the plain names
+are for sync callers (Celery, shell, tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from providers_app.kit.types import HealthStatus
+from providers_app.models import ApiKey, HealthAlert, HealthCheck, OAuthCredential, Provider
+from providers_app.services.discovery import provider_adapter, usable_credential
+
+logger = logging.getLogger(__name__)
+
+NO_CREDENTIALS = "no_credentials"
+DEFAULT_RETENTION_DAYS = 30
+
+Credential = ApiKey | OAuthCredential
+
+
+def _subject(credential: Credential | None) -> dict[str, Any]:
+    return {
+        "api_key": credential if isinstance(credential, ApiKey) else None,
+        "oauth_credential": credential if isinstance(credential, OAuthCredential) else None,
+    }
+
+
+def _describe(provider: Provider, credential: Credential | None) -> tuple[str, str]:
+    """(log id, human description) of a subject; never a secret."""
+    if isinstance(credential, ApiKey):
+        return f"key:{credential.pk}", f"API key {credential.label!r} (…{credential.last4}) of {provider.name}"
+    if isinstance(credential, OAuthCredential):
+        return (
+            f"oauth:{credential.pk}",
+            f"OAuth account {credential.account_label!r} (…{credential.last4}) of {provider.name}",
+        )
+    return f"provider:{provider.pk}", f"provider {provider.name}"
+
+
+@transaction.atomic
+def _record(provider: Provider, credential: Credential | None, status: HealthStatus) -> HealthCheck:
+    # One probe of a provider's subjects at a time decides "changed": two
+    # processes checking at once must not both raise the same alert.
+    Provider.objects.select_for_update().filter(pk=provider.pk).first()
+    subject = _subject(credential)
+    previous = (
+        HealthCheck.objects.filter(provider=provider, **subject).order_by("-checked_at", "-id").first()
+    )
+    check = HealthCheck.objects.create(
+        provider=provider,
+        healthy=status.healthy,
+        latency_ms=round(status.latency_ms, 3),
+        error_type=(status.error_type or "")[:64],
+        detail=(status.detail or "")[:500],
+        checked_at=timezone.now(),
+        **subject,
+    )
+    was_healthy = previous.healthy if previous is not None else True
+    if was_healthy != check.healthy:
+        log_id, description = _describe(provider, credential)
+        if check.healthy:
+            message = f"{description} is healthy again"
+        else:
+            message = f"{description} became unhealthy: {check.error_type or 'unknown error'}"
+        HealthAlert.objects.create(
+            provider=provider, healthy=check.healthy, message=message[:500], created_at=check.checked_at, **subject
+        )
+        logger.warning(
+            "health state changed subject=%s provider=%s healthy=%s error_type=%s",
+            log_id, provider.name, check.healthy, check.error_type or "-",
+        )
+    return check
+
+
+async def _probe(provider: Provider, credential: Credential | None, *, own_client: bool) -> HealthStatus:
+    async with provider_adapter(provider, credential, own_client=own_client) as adapter:
+        return await adapter.health_check()
+
+
+async def acheck_provider_health(provider: Provider, *, own_client: bool = False) -> HealthCheck:
+    """Probe the provider with its first usable credential."""
+    credential = await sync_to_async(usable_credential)(provider)
+    # A custom OpenAI-compatible endpoint (Ollama, vLLM) may need no key at all.
+    if credential is None and provider.type != "openai-compatible":
+        status = HealthStatus(healthy=False, latency_ms=0.0, error_type=NO_CREDENTIALS,
+                              detail="no usable API key or OAuth credential")
+    else:
+        status = await _probe(provider, credential, own_client=own_client)
+    return await sync_to_async(_record)(provider, None, status)
+
+
+async def acheck_credential_health(credential: Credential, *, own_client: bool = False) -> HealthCheck:
+    """Probe the provider with exactly this credential."""
+    provider = await sync_to_async(lambda: credential.provider)()
+    status = await _probe(provider, credential, own_client=own_client)
+    return await sync_to_async(_record)(provider, credential, status)
+
+
+def check_provider_health(provider: Provider) -> HealthCheck:
+    return async_to_sync(acheck_provider_health)(provider, own_client=True)
+
+
+def check_credential_health(credential: Credential) -> HealthCheck:
+    return async_to_sync(acheck_credential_health)(credential, own_client=True)
+
+
+def probed_credentials(provider: Provider) -> list[Credential]:
+    """Every credential worth probing: retired keys and revoked accounts are not."""
+    keys = list(provider.api_keys.exclude(state=ApiKey.State.RETIRED))
+    accounts = list(provider.oauth_credentials.exclude(state=OAuthCredential.State.REVOKED))
+    return [*keys, *accounts]
+
+
+async def acheck_all_health(*, providers: list[Provider] | None = None, own_client: bool = False) -> list[HealthCheck]:
+    """Probe every enabled provider and each of its credentials, concurrently."""
+    if providers is None:
+        providers = await sync_to_async(list)(Provider.objects.filter(enabled=True))
+    probes = []
+    for provider in providers:
+        probes.append(acheck_provider_health(provider, own_client=own_client))
+        for credential in await sync_to_async(probed_credentials)(provider):
+            credential.provider = provider  # already loaded: no query from async code
+            probes.append(acheck_credential_health(credential, own_client=own_client))
+    return list(await asyncio.gather(*probes))
+
+
+def check_all_health(*, providers: list[Provider] | None = None) -> list[HealthCheck]:
+    return async_to_sync(acheck_all_health)(providers=providers, own_client=True)
+
+
+def prune_health_history(*, older_than_days: int | None = None) -> int:
+    """Delete checks older than HEALTH_CHECK_RETENTION_DAYS (alerts are kept)."""
+    days = older_than_days if older_than_days is not None else int(
+        getattr(settings, "HEALTH_CHECK_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+    )
+    deleted, _ = HealthCheck.objects.filter(checked_at__lt=timezone.now() - timedelta(days=days)).delete()
+    return deleted
+
+
+# -- selectors ------------------------------------------------------------------------------
+
+
+def latest_check(provider: Provider, credential: Credential | None = None) -> HealthCheck | None:
+    return (
+        HealthCheck.objects.filter(provider=provider, **_subject(credential))
+        .order_by("-checked_at", "-id")
+        .first()
+    )
+
+
+def health_history(
+    provider: Provider, credential: Credential | None = None, *, limit: int = 100
+) -> QuerySet[HealthCheck]:
+    """One subject's checks, newest first: the provider itself, or one credential."""
+    return HealthCheck.objects.filter(provider=provider, **_subject(credential)).order_by(
+        "-checked_at", "-id"
+    )[:limit]
+
+
+def health_alerts(*, provider: Provider | None = None, limit: int = 100) -> QuerySet[HealthAlert]:
+    alerts = HealthAlert.objects.select_related("provider", "api_key", "oauth_credential")
+    if provider is not None:
+        alerts = alerts.filter(provider=provider)
+    return alerts.order_by("-created_at", "-id")[:limit]
+
+
+@dataclass
+class ProviderHealth:
+    provider: Provider
+    check: HealthCheck | None
+    credentials: list[tuple[Credential, HealthCheck | None]] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool | None:
+        """The provider's last known state; None before its first check."""
+        return None if self.check is None else self.check.healthy
+
+
+def current_health(provider: Provider) -> ProviderHealth:
+    """The provider's latest check and the latest check of each of its credentials."""
+    return ProviderHealth(
+        provider=provider,
+        check=latest_check(provider),
+        credentials=[(c, latest_check(provider, c)) for c in probed_credentials(provider)],
+    )
