@@ -192,3 +192,22 @@ LOGGING = {
         "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
     },
 }
+
+# --- Monitoring: discovery, health checks, metrics (docs/MONITORING.md) ------
+# How long a provider's discovered model list is reused before it is fetched
+# again, and how long a static fallback list is reused after a failed fetch.
+MODEL_DISCOVERY_CACHE_TTL = env.int("MODEL_DISCOVERY_CACHE_TTL", default=24 * 60 * 60)
+MODEL_DISCOVERY_FALLBACK_TTL = env.int("MODEL_DISCOVERY_FALLBACK_TTL", default=5 * 60)
+# Health-check rows older than this are deleted by the periodic health task.
+HEALTH_CHECK_RETENTION_DAYS = env.int("HEALTH_CHECK_RETENTION_DAYS", default=30)
+# prometheus-client's multiprocess mode is switched on by the environment
+# variable PROMETHEUS_MULTIPROC_DIR itself (read when prometheus_client is
+# imported, so it cannot be a Django setting). Set it in the start-up script
+# of every server and worker process, and empty the directory before they
+# start. Here it is only checked, so a typo fails at start-up, not per request.
+_prometheus_dir = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if _prometheus_dir and not Path(_prometheus_dir).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={_prometheus_dir!r} is not a directory. Create it (and empty "
+        "it) before starting aipk's processes, or unset it for single-process mode."
+    )

@@ -4,7 +4,7 @@ Each app's `api.py` Router is mounted here with `api.add_router(...)` as it arri
 """
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from aipk_site.api import api
@@ -17,4 +17,5 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("", include("providers_app.metrics_views")),  # /metrics, /metrics.json
 ]

@@ -1,0 +1,275 @@
+"""Per-provider and per-credential request metrics, in Prometheus and as JSON.
+
+Recording is an in-memory (or, in multiprocess mode, an mmap) counter
+increment: no database write, no network round trip, safe to call from async
+code. That is why the figures live in prometheus-client's metrics and nowhere
+else -- the JSON view reads the very same samples.
+
+Several worker processes: when the environment variable
+``PROMETHEUS_MULTIPROC_DIR`` is set *before the process starts* (prometheus-
+client decides at import time), every process writes its samples to files in
+that directory and a read merges all of them (``MultiProcessCollector``). The
+directory must be emptied before the server and workers start. Without it
+(embedded mode, one process) the default registry is used. docs/MONITORING.md
+has the operator's side.
+
+Average latency is sum / count of the duration histogram. p95 is estimated
+from the histogram's buckets by linear interpolation inside the bucket that
+holds the 95th percentile -- what Prometheus' ``histogram_quantile`` does --
+so it is exact across processes and costs nothing extra per request, at the
+price of bucket resolution (see LATENCY_BUCKETS).
+
+Labels never carry a secret: a provider's name, a credential as
+``key:<id>`` / ``oauth:<id>``, a model id, a status, an error type.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from providers_app.models import ApiKey, OAuthCredential, Provider
+
+# Seconds. Fine below 2 s (most chat calls), coarse above (long streams).
+LATENCY_BUCKETS = (
+    0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5,
+    2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
+)
+STATUSES = ("success", "error", "cancelled")
+NO_CREDENTIAL = "none"
+_LABEL_TOKEN = re.compile(r"^[a-z0-9_]{1,48}$")
+
+REQUESTS = Counter(
+    "aipk_provider_requests",
+    "Requests sent to a provider, by outcome.",
+    ["provider", "credential", "model", "status"],
+)
+ERRORS = Counter(
+    "aipk_provider_errors",
+    "Failed provider requests, by error type.",
+    ["provider", "credential", "model", "error_type"],
+)
+TOKENS = Counter(
+    "aipk_provider_tokens",
+    "Tokens reported (or estimated) by providers.",
+    ["provider", "credential", "model", "kind"],
+)
+DURATION = Histogram(
+    "aipk_provider_request_duration_seconds",
+    "Duration of provider requests (a stream: until its last chunk).",
+    ["provider", "credential", "model"],
+    buckets=LATENCY_BUCKETS,
+)
+REFRESHES = Counter(
+    "aipk_credential_token_refreshes",
+    "OAuth token refreshes, by outcome.",
+    ["provider", "credential", "outcome"],
+)
+_OWN_METRICS = (REQUESTS, ERRORS, TOKENS, DURATION, REFRESHES)
+_OWN_PREFIXES = ("aipk_provider_", "aipk_credential_")
+
+
+# -- recording (the request path calls these) -----------------------------------------
+
+
+def credential_label(credential: ApiKey | OAuthCredential | str | None) -> str:
+    """"key:12" / "oauth:3": identifies a credential without revealing anything about it."""
+    if credential is None or credential == "":
+        return NO_CREDENTIAL
+    if isinstance(credential, ApiKey):
+        return f"key:{credential.pk}"
+    if isinstance(credential, OAuthCredential):
+        return f"oauth:{credential.pk}"
+    text = str(credential)
+    if re.fullmatch(r"(key|oauth):\d+", text):
+        return text
+    # Anything else could be a secret handed over by mistake: never export it.
+    raise ValueError('credential_id must be "key:<id>", "oauth:<id>", an ApiKey or an OAuthCredential')
+
+
+def _provider_label(provider: Provider | str) -> str:
+    return provider.name if isinstance(provider, Provider) else str(provider)
+
+
+def _token(value: str | None, default: str) -> str:
+    value = (value or "").strip().lower()
+    return value if _LABEL_TOKEN.match(value) else default
+
+
+def record_request(
+    *,
+    provider: Provider | str,
+    credential_id: ApiKey | OAuthCredential | str | None,
+    model: str,
+    status: str,
+    latency_ms: float,
+    error_type: str | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> None:
+    """Count one upstream request. Cheap: in-process counters only."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    labels = (_provider_label(provider), credential_label(credential_id), model or "unknown")
+    REQUESTS.labels(*labels, status).inc()
+    if status == "error":
+        ERRORS.labels(*labels, _token(error_type, "unknown_error")).inc()
+    if prompt_tokens:
+        TOKENS.labels(*labels, "prompt").inc(max(0, prompt_tokens))
+    if completion_tokens:
+        TOKENS.labels(*labels, "completion").inc(max(0, completion_tokens))
+    DURATION.labels(*labels).observe(max(0.0, latency_ms) / 1000.0)
+
+
+def record_refresh(*, provider: Provider | str, credential_id: OAuthCredential | str, ok: bool) -> None:
+    REFRESHES.labels(
+        _provider_label(provider), credential_label(credential_id), "success" if ok else "failure"
+    ).inc()
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
+def metrics_registry() -> CollectorRegistry:
+    """What /metrics exports: every process's files in multiprocess mode, else this process."""
+    path = multiprocess_dir()
+    if path:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+        return registry
+    return REGISTRY
+
+
+def prometheus_text() -> bytes:
+    return generate_latest(metrics_registry())
+
+
+def _own_families() -> Iterable[Metric]:
+    path = multiprocess_dir()
+    if path:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+        families: Iterable[Metric] = registry.collect()
+    else:
+        families = (family for metric in _OWN_METRICS for family in metric.collect())
+    return (f for f in families if f.name.startswith(_OWN_PREFIXES))
+
+
+@dataclass
+class _Figures:
+    requests: float = 0
+    successes: float = 0
+    cancelled: float = 0
+    errors: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    prompt_tokens: float = 0
+    completion_tokens: float = 0
+    latency_sum: float = 0.0
+    latency_count: float = 0
+    buckets: dict[float, float] = field(default_factory=lambda: defaultdict(float))
+    refreshes_ok: float = 0
+    refreshes_failed: float = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        average = self.latency_sum / self.latency_count * 1000 if self.latency_count else None
+        p95 = histogram_quantile(0.95, self.buckets)
+        return {
+            "requests": int(self.requests),
+            "successes": int(self.successes),
+            "cancelled": int(self.cancelled),
+            "errors": int(sum(self.errors.values())),
+            "errors_by_type": {k: int(v) for k, v in sorted(self.errors.items())},
+            "tokens": {"prompt": int(self.prompt_tokens), "completion": int(self.completion_tokens)},
+            "latency_ms": {
+                "average": None if average is None else round(average, 3),
+                "p95": None if p95 is None else round(p95 * 1000, 3),
+            },
+            "refreshes": {"success": int(self.refreshes_ok), "failure": int(self.refreshes_failed)},
+        }
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative buckets {upper bound: count}."""
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]  # the +Inf bucket holds every observation
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower  # beyond the largest finite bucket: its bound is the best answer
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+def _apply(figures: _Figures, sample_name: str, labels: dict[str, str], value: float) -> None:
+    if sample_name == "aipk_provider_requests_total":
+        figures.requests += value
+        if labels.get("status") == "success":
+            figures.successes += value
+        elif labels.get("status") == "cancelled":
+            figures.cancelled += value
+    elif sample_name == "aipk_provider_errors_total":
+        figures.errors[labels.get("error_type", "unknown_error")] += value
+    elif sample_name == "aipk_provider_tokens_total":
+        if labels.get("kind") == "prompt":
+            figures.prompt_tokens += value
+        else:
+            figures.completion_tokens += value
+    elif sample_name == "aipk_provider_request_duration_seconds_sum":
+        figures.latency_sum += value
+    elif sample_name == "aipk_provider_request_duration_seconds_count":
+        figures.latency_count += value
+    elif sample_name == "aipk_provider_request_duration_seconds_bucket":
+        figures.buckets[float(labels["le"])] += value
+    elif sample_name == "aipk_credential_token_refreshes_total":
+        if labels.get("outcome") == "success":
+            figures.refreshes_ok += value
+        else:
+            figures.refreshes_failed += value
+
+
+def metrics_summary() -> dict[str, Any]:
+    """The JSON figures: per provider, and per credential inside each provider."""
+    providers: dict[str, _Figures] = defaultdict(_Figures)
+    credentials: dict[tuple[str, str], _Figures] = defaultdict(_Figures)
+    for family in _own_families():
+        for sample in family.samples:
+            provider = sample.labels.get("provider")
+            if provider is None:
+                continue
+            _apply(providers[provider], sample.name, sample.labels, sample.value)
+            credential = sample.labels.get("credential", NO_CREDENTIAL)
+            _apply(credentials[(provider, credential)], sample.name, sample.labels, sample.value)
+    result = []
+    for name in sorted(providers):
+        entry = {"provider": name, **providers[name].as_dict(), "credentials": []}
+        for (provider, credential), figures in sorted(credentials.items()):
+            if provider == name:
+                entry["credentials"].append({"credential": credential, **figures.as_dict()})
+        result.append(entry)
+    return {
+        "multiprocess": multiprocess_dir() is not None,
+        "p95_method": "histogram buckets, linear interpolation",
+        "providers": result,
+    }
