@@ -211,3 +211,14 @@ if _prometheus_dir and not Path(_prometheus_dir).is_dir():
         f"PROMETHEUS_MULTIPROC_DIR={_prometheus_dir!r} is not a directory. Create it (and empty "
         "it) before starting aipk's processes, or unset it for single-process mode."
     )
+
+# --- OAuth flows (providers_app.services.oauth, docs/OAUTH.md) --------------
+# Tokens expiring within this many seconds are refreshed (by the Celery task
+# and on demand when a request picks the credential).
+OAUTH_REFRESH_BUFFER_SECONDS = env.int("OAUTH_REFRESH_BUFFER_SECONDS", default=300)
+# Lifetime of an authorisation's single-use `state` (OAuthFlow rows).
+OAUTH_FLOW_TTL_SECONDS = env.int("OAUTH_FLOW_TTL_SECONDS", default=600)
+# The refresh lock (a cache key) lives at most this long; waiters give up after
+# OAUTH_REFRESH_WAIT_SECONDS.
+OAUTH_REFRESH_LOCK_SECONDS = env.int("OAUTH_REFRESH_LOCK_SECONDS", default=30)
+OAUTH_REFRESH_WAIT_SECONDS = env.int("OAUTH_REFRESH_WAIT_SECONDS", default=20)

@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 
 from aipk_site.api import api
 from providers_app.api import router as providers_router
+from providers_app.oauth_views import oauth_callback_view
 
 api.add_router("/providers", providers_router)
 
@@ -18,4 +19,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("", include("providers_app.metrics_views")),  # /metrics, /metrics.json
+    path("oauth/callback/<slug:provider>/", oauth_callback_view, name="oauth-callback"),
 ]

@@ -25,7 +25,7 @@ configures (``Provider.oauth_token_url = <sim>/oauth/token?expires_in=1``):
   (default 0) answered slow_down, then ``outcome`` = ``approve`` (default),
   ``deny`` (access_denied) or ``expire`` (expired_token). A poll sooner than
   the current interval after the previous one also gets slow_down (RFC 8628
-  §3.5), and each slow_down raises that interval by 5 s.
+  §3.5) and raises that interval by 5 s (scripted slow_downs do not).
 
 Clients whose id starts with ``confidential-`` must authenticate with the
 secret ``secret-<client id>`` (form field or HTTP Basic); other clients are
@@ -319,7 +319,7 @@ def _device_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.
     if device.polls <= device.pending_polls:
         return _oauth_error("authorization_pending", "the user has not approved yet")
     if device.polls <= device.pending_polls + device.slow_down_polls:
-        device.interval += SLOW_DOWN_STEP_S
+        # scripted: the enforced interval stays, so clients with a fake clock can go on
         return _oauth_error("slow_down", "polling too fast", status=429)
     device.done = True
     if device.outcome == "deny":

@@ -160,9 +160,21 @@ def test_it_answers_slow_down_then_tokens_with_a_resource_url(simulator):
     form = {"grant_type": DEVICE_CODE_GRANT_TYPE, "client_id": client_id, "device_code": start["device_code"]}
     slow = httpx.post(simulator.url + "/oauth/token", data=form)
     assert slow.status_code == 429 and slow.json()["error"] == "slow_down"
-    qwen = httpx.post(simulator.url + "/qwen-oauth/api/v1/oauth2/token", data=form)
-    # after slow_down the interval grew by 5 s: polling again at once is too fast
-    assert qwen.json()["error"] == "slow_down"
+    tokens = httpx.post(simulator.url + "/qwen-oauth/api/v1/oauth2/token", data=form).json()
+    assert tokens["resource_url"] == simulator.url + "/qwen" and tokens["refresh_token"]
+    again = httpx.post(simulator.url + "/oauth/token", data=form)
+    assert again.json()["error"] == "invalid_grant"  # a device code gives tokens once
+
+
+def test_it_answers_slow_down_to_polls_faster_than_the_interval(simulator):
+    client_id = _client_id()
+    start = httpx.post(
+        simulator.url + "/oauth/device/code?interval=30&pending_polls=5",
+        data={"client_id": client_id, "scope": "openid"},
+    ).json()
+    form = {"grant_type": DEVICE_CODE_GRANT_TYPE, "client_id": client_id, "device_code": start["device_code"]}
+    assert httpx.post(simulator.url + "/oauth/token", data=form).json()["error"] == "authorization_pending"
+    assert httpx.post(simulator.url + "/oauth/token", data=form).json()["error"] == "slow_down"
 
 
 def test_it_exchanges_an_openrouter_code_for_a_key(simulator):

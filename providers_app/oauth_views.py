@@ -1,0 +1,28 @@
+"""The OAuth redirect target: /oauth/callback/<provider>/ (thin: parse → service → render)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from providers_app.services.oauth import OAuthCallbackError, oauth_callback
+
+
+async def oauth_callback_view(request: HttpRequest, provider: str) -> HttpResponse:
+    """Finish an authorisation started by ``services.oauth.oauth_start``.
+
+    The single-use ``state`` is the proof that this browser started the flow,
+    so no login is required here; the flow remembers who started it.
+    """
+    try:
+        result = await oauth_callback(provider_name=provider, params=request.GET)
+    except OAuthCallbackError as exc:
+        context = {"provider_name": provider, "code": exc.code, "message": exc.message}
+        return render(request, "oauth/callback_error.html", context, status=exc.status)
+    context = {
+        "provider_name": result.provider_name,
+        "is_api_key": result.api_key is not None,
+        "label": result.label,
+        "last4": result.last4,
+    }
+    return render(request, "oauth/callback_success.html", context)

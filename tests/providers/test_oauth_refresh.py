@@ -1,0 +1,217 @@
+"""Token refresh: on demand, coalesced under concurrency, rotation, failures, the Celery task.
+
+Credentials are connected through the real flow (oauth_start → simulator authorize
+→ oauth_callback), so the simulator knows their refresh tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connections
+from django.utils import timezone
+
+from providers_app.kit.oauth import OAuthError
+from providers_app.models import OAuthCredential, OAuthFlow
+from providers_app.services.oauth import (
+    OAuthCredentialUnusable,
+    ensure_fresh_token,
+    oauth_callback,
+    oauth_start,
+)
+from providers_app.tasks.oauth import refresh_expiring_tokens
+from tenants_app.models import AuditEvent
+
+REFRESH = "refresh_token"
+
+
+@pytest.fixture
+async def close_db_thread():
+    """Close the connection sync_to_async's worker thread opened, so the test database can be dropped."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def connect(make_provider, simulator):
+    """connect(expires_in=1) → a new provider with one OAuth credential (sync; returns the credential)."""
+
+    def make(*, expires_in: int | None = None, token_query: str = "", provider_type: str = "openai"):
+        name = f"{provider_type}-{secrets.token_hex(3)}"
+        provider = make_provider(
+            provider_type,
+            name=name,
+            keys=0,
+            oauth_client_id=f"sim-{name}",
+            oauth_authorize_url=simulator.url + "/oauth/authorize"
+            + (f"?expires_in={expires_in}" if expires_in is not None else ""),
+            oauth_token_url=simulator.url + "/oauth/token" + token_query,
+        )
+        url = oauth_start(provider=provider, redirect_uri=f"http://testserver/oauth/callback/{name}/")
+        location = httpx.get(url, follow_redirects=False).headers["location"]
+        params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        result = async_to_sync(oauth_callback)(provider_name=name, params=params)
+        return OAuthCredential.objects.select_related("provider").get(pk=result.credential.pk)
+
+    return make
+
+
+def _refresh_calls(simulator, credential: OAuthCredential) -> int:
+    calls = httpx.get(simulator.url + "/_sim/oauth/calls", params={"client_id": credential.client_id}).json()
+    return calls.get(REFRESH, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_leaves_a_fresh_token_alone(connect, simulator):
+    credential = await sync_to_async(connect)()
+    same = await ensure_fresh_token(credential.pk)
+    assert same.access_token == credential.access_token
+    assert _refresh_calls(simulator, credential) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_refreshes_a_token_expiring_within_the_buffer(connect, simulator):
+    credential = await sync_to_async(connect)(expires_in=1)
+    assert credential.expires_at - timezone.now() < timedelta(seconds=5)
+
+    fresh = await ensure_fresh_token(credential.pk)
+
+    assert fresh.access_token != credential.access_token
+    assert fresh.refresh_token != credential.refresh_token  # rotated: the new one replaces it
+    assert fresh.last4 == fresh.access_token[-4:]
+    assert fresh.expires_at - timezone.now() > timedelta(minutes=59)
+    assert fresh.refresh_count == 1 and fresh.last_refresh_at is not None
+    stored = await OAuthCredential.objects.aget(pk=credential.pk)
+    assert (stored.access_token, stored.refresh_token) == (fresh.access_token, fresh.refresh_token)
+    assert _refresh_calls(simulator, credential) == 1
+    # an adapter request with the new token works
+    reply = httpx.get(
+        credential.provider.base_url + "/models", headers={"Authorization": f"Bearer {fresh.access_token}"}
+    )
+    assert reply.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_refreshes_exactly_once_under_20_concurrent_callers(connect, simulator):
+    credential = await sync_to_async(connect)(expires_in=1)
+
+    results = await asyncio.gather(*(ensure_fresh_token(credential.pk) for _ in range(20)))
+
+    assert _refresh_calls(simulator, credential) == 1
+    tokens = {r.access_token for r in results}
+    assert len(tokens) == 1 and credential.access_token not in tokens
+    stored = await OAuthCredential.objects.aget(pk=credential.pk)
+    assert stored.access_token in tokens and stored.refresh_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_keeps_the_refresh_token_when_the_reply_has_none(connect, simulator):
+    credential = await sync_to_async(connect)(token_query="?rotate=0", provider_type="gemini")
+    first = await ensure_fresh_token(credential.pk, force=True)
+    second = await ensure_fresh_token(credential.pk, force=True)
+    assert first.refresh_token == second.refresh_token == credential.refresh_token
+    assert len({credential.access_token, first.access_token, second.access_token}) == 3
+    assert second.refresh_count == 2 and _refresh_calls(simulator, credential) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_marks_a_credential_needs_reauth_when_its_refresh_token_was_rotated_away(
+    connect, simulator
+):
+    credential = await sync_to_async(connect)(expires_in=1)
+    old_refresh_token = credential.refresh_token
+    await ensure_fresh_token(credential.pk)  # rotates: the old refresh token is now spent
+    # another copy of the credential (a restored backup, a second install) still has the old one
+    stale = await OAuthCredential.objects.aget(pk=credential.pk)
+    stale.refresh_token = old_refresh_token
+    stale.expires_at = timezone.now()
+    await stale.asave(update_fields=["refresh_token", "expires_at"])
+
+    with pytest.raises(OAuthError) as raised:
+        await ensure_fresh_token(credential.pk)
+
+    assert raised.value.error == "invalid_grant" and raised.value.permanent
+    stored = await OAuthCredential.objects.aget(pk=credential.pk)
+    assert stored.state == OAuthCredential.State.NEEDS_REAUTH
+    assert stored.last_refresh_error.startswith("invalid_grant")
+    event = await AuditEvent.objects.aget(action="oauth_credential.needs_reauth", object_id=str(credential.pk))
+    assert event.changes == {"state": ["active", "needs_reauth"], "error": "invalid_grant"}
+    # from now on the pool is told at once, without asking the server
+    with pytest.raises(OAuthCredentialUnusable):
+        await ensure_fresh_token(credential.pk)
+    assert _refresh_calls(simulator, credential) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_does_not_give_up_on_a_transient_failure(connect, simulator):
+    credential = await sync_to_async(connect)(expires_in=1)
+    provider = credential.provider
+    provider.oauth_token_url = "http://127.0.0.1:9/oauth/token"  # nothing listens there
+    await provider.asave(update_fields=["oauth_token_url"])
+    with pytest.raises(OAuthError) as raised:
+        await ensure_fresh_token(credential.pk)
+    assert raised.value.retryable and not raised.value.permanent
+    stored = await OAuthCredential.objects.aget(pk=credential.pk)
+    assert stored.state == OAuthCredential.State.ACTIVE
+    assert stored.last_refresh_error == "temporarily_unavailable"
+
+
+@pytest.mark.django_db
+def test_it_refreshes_only_credentials_inside_the_buffer(connect, simulator, settings):
+    settings.OAUTH_REFRESH_BUFFER_SECONDS = 300
+    inside = connect(expires_in=200)
+    outside = connect(expires_in=400)
+    broken = connect(expires_in=1)
+    OAuthCredential.objects.filter(pk=broken.pk).update(state=OAuthCredential.State.NEEDS_REAUTH)
+
+    summary = refresh_expiring_tokens()  # called directly: with REDIS_URL Celery is not eager
+
+    assert summary == {"refreshed": [inside.pk], "failed": []}
+    assert OAuthCredential.objects.get(pk=inside.pk).access_token != inside.access_token
+    assert OAuthCredential.objects.get(pk=outside.pk).access_token == outside.access_token
+    assert [_refresh_calls(simulator, c) for c in (inside, outside, broken)] == [1, 0, 0]
+
+
+@pytest.mark.django_db
+def test_it_reports_failed_refreshes_and_carries_on(connect, simulator):
+    good = connect(expires_in=1)
+    bad = connect(expires_in=1)
+    OAuthCredential.objects.filter(pk=bad.pk).update(refresh_token="sim-rt-never-issued")
+    summary = refresh_expiring_tokens()
+    assert summary == {"refreshed": [good.pk], "failed": [bad.pk]}
+    assert OAuthCredential.objects.get(pk=bad.pk).state == OAuthCredential.State.NEEDS_REAUTH
+
+
+@pytest.mark.django_db
+def test_it_never_shows_a_secret_in_logs_audit_or_reprs(connect, simulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    credential = connect(expires_in=1)
+    async_to_sync(ensure_fresh_token)(credential.pk)
+    fresh = OAuthCredential.objects.get(pk=credential.pk)
+    OAuthCredential.objects.filter(pk=credential.pk).update(refresh_token=credential.refresh_token)
+    with pytest.raises(OAuthError):
+        async_to_sync(ensure_fresh_token)(credential.pk, force=True)
+    flow = OAuthFlow.objects.get(oauth_credential=credential)
+
+    secrets_seen = [
+        credential.access_token, credential.refresh_token, fresh.access_token, fresh.refresh_token,
+        flow.code_verifier,
+    ]
+    audit = " ".join(f"{e.changes} {e.object_repr}" for e in AuditEvent.objects.all())
+    shown = " ".join([caplog.text, audit, repr(fresh), str(fresh), repr(flow)])
+    assert "oauth token refreshed" in caplog.text and "oauth token refresh failed" in caplog.text
+    for secret in secrets_seen:
+        assert secret and secret not in shown
