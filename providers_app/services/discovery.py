@@ -42,8 +42,15 @@ DEFAULT_FALLBACK_TTL = 5 * 60
 _PRICE_STEP = Decimal("0.000001")
 _MAX_PRICE = Decimal("999999.999999")
 _ROW_FIELDS = (
-    "name", "context_window", "max_output_tokens", "supports_streaming", "supports_tools",
-    "input_price_per_million", "output_price_per_million", "source", "discovered_at",
+    "name",
+    "context_window",
+    "max_output_tokens",
+    "supports_streaming",
+    "supports_tools",
+    "input_price_per_million",
+    "output_price_per_million",
+    "source",
+    "discovered_at",
 )
 
 
@@ -64,7 +71,11 @@ def usable_credential(provider: Provider) -> ApiKey | OAuthCredential | None:
     )
     if key is not None:
         return key
-    return provider.oauth_credentials.filter(state=OAuthCredential.State.ACTIVE).order_by("created_at", "id").first()
+    return (
+        provider.oauth_credentials.filter(state=OAuthCredential.State.ACTIVE)
+        .order_by("created_at", "id")
+        .first()
+    )
 
 
 @asynccontextmanager
@@ -115,8 +126,12 @@ def _row(provider: Provider, info: ModelInfo, now: Any) -> DiscoveredModel:
         provider=provider,
         model_id=info.id,
         name=(info.name or info.id)[:200],
-        context_window=info.context_window if info.context_window and info.context_window > 0 else None,
-        max_output_tokens=info.max_output_tokens if info.max_output_tokens and info.max_output_tokens > 0 else None,
+        context_window=info.context_window
+        if info.context_window and info.context_window > 0
+        else None,
+        max_output_tokens=info.max_output_tokens
+        if info.max_output_tokens and info.max_output_tokens > 0
+        else None,
         supports_streaming=info.supports_streaming,
         supports_tools=info.supports_tools,
         input_price_per_million=_price(info.input_price_per_million),
@@ -135,8 +150,12 @@ def _as_cached(row: DiscoveredModel) -> dict[str, Any]:
         "max_output_tokens": row.max_output_tokens,
         "supports_streaming": row.supports_streaming,
         "supports_tools": row.supports_tools,
-        "input_price_per_million": None if row.input_price_per_million is None else str(row.input_price_per_million),
-        "output_price_per_million": None if row.output_price_per_million is None else str(row.output_price_per_million),
+        "input_price_per_million": None
+        if row.input_price_per_million is None
+        else str(row.input_price_per_million),
+        "output_price_per_million": None
+        if row.output_price_per_million is None
+        else str(row.output_price_per_million),
         "source": row.source,
     }
 
@@ -179,14 +198,17 @@ async def adiscover_models(
         except errors.ProviderError as exc:
             logger.warning(
                 "model discovery failed provider=%s error_type=%s; using the static catalogue",
-                provider.name, exc.type,
+                provider.name,
+                exc.type,
             )
             infos, fetched = [], False
         if not fetched:
             infos = [dataclasses.replace(m, source="static") for m in adapter.static_models]
     rows = await sync_to_async(_store)(provider, infos, fetched=fetched)
-    ttl = _ttl("MODEL_DISCOVERY_CACHE_TTL", DEFAULT_CACHE_TTL) if fetched else _ttl(
-        "MODEL_DISCOVERY_FALLBACK_TTL", DEFAULT_FALLBACK_TTL
+    ttl = (
+        _ttl("MODEL_DISCOVERY_CACHE_TTL", DEFAULT_CACHE_TTL)
+        if fetched
+        else _ttl("MODEL_DISCOVERY_FALLBACK_TTL", DEFAULT_FALLBACK_TTL)
     )
     await cache.aset(key, [_as_cached(row) for row in rows], ttl)
     return rows
@@ -198,10 +220,15 @@ def discover_models(provider: Provider, *, refresh: bool = False) -> list[Discov
 
 
 def discover_all_models(*, refresh: bool = True) -> dict[str, int]:
-    """Discovery for every enabled provider; {provider name: models stored}."""
+    """Discovery for every enabled provider; {provider name: models stored}.
+
+    One provider's unexpected failure is logged and skipped: the others still run."""
     counts = {}
     for provider in Provider.objects.filter(enabled=True):
-        counts[provider.name] = len(discover_models(provider, refresh=refresh))
+        try:
+            counts[provider.name] = len(discover_models(provider, refresh=refresh))
+        except Exception:
+            logger.exception("model discovery crashed provider=%s", provider.name)
     return counts
 
 
@@ -214,7 +241,8 @@ def cached_models(provider: Provider) -> list[dict[str, Any]] | None:
 
 
 def forget_models(provider: Provider) -> None:
-    """Drop the cached list, e.g. after a credential was added (editing the provider itself already changes the cache key)."""
+    """Drop the cached list, e.g. after a credential was added (editing the
+    provider itself already changes the cache key)."""
     cache.delete(_cache_key(provider))
 
 
@@ -251,4 +279,3 @@ def search_models(
     return models.order_by(
         F("input_price_per_million").asc(nulls_last=True), "provider__name", "model_id"
     )
-

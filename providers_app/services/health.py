@@ -50,7 +50,10 @@ def _subject(credential: Credential | None) -> dict[str, Any]:
 def _describe(provider: Provider, credential: Credential | None) -> tuple[str, str]:
     """(log id, human description) of a subject; never a secret."""
     if isinstance(credential, ApiKey):
-        return f"key:{credential.pk}", f"API key {credential.label!r} (…{credential.last4}) of {provider.name}"
+        return (
+            f"key:{credential.pk}",
+            f"API key {credential.label!r} (…{credential.last4}) of {provider.name}",
+        )
     if isinstance(credential, OAuthCredential):
         return (
             f"oauth:{credential.pk}",
@@ -66,7 +69,9 @@ def _record(provider: Provider, credential: Credential | None, status: HealthSta
     Provider.objects.select_for_update().filter(pk=provider.pk).first()
     subject = _subject(credential)
     previous = (
-        HealthCheck.objects.filter(provider=provider, **subject).order_by("-checked_at", "-id").first()
+        HealthCheck.objects.filter(provider=provider, **subject)
+        .order_by("-checked_at", "-id")
+        .first()
     )
     check = HealthCheck.objects.create(
         provider=provider,
@@ -85,16 +90,25 @@ def _record(provider: Provider, credential: Credential | None, status: HealthSta
         else:
             message = f"{description} became unhealthy: {check.error_type or 'unknown error'}"
         HealthAlert.objects.create(
-            provider=provider, healthy=check.healthy, message=message[:500], created_at=check.checked_at, **subject
+            provider=provider,
+            healthy=check.healthy,
+            message=message[:500],
+            created_at=check.checked_at,
+            **subject,
         )
         logger.warning(
             "health state changed subject=%s provider=%s healthy=%s error_type=%s",
-            log_id, provider.name, check.healthy, check.error_type or "-",
+            log_id,
+            provider.name,
+            check.healthy,
+            check.error_type or "-",
         )
     return check
 
 
-async def _probe(provider: Provider, credential: Credential | None, *, own_client: bool) -> HealthStatus:
+async def _probe(
+    provider: Provider, credential: Credential | None, *, own_client: bool
+) -> HealthStatus:
     async with provider_adapter(provider, credential, own_client=own_client) as adapter:
         return await adapter.health_check()
 
@@ -104,14 +118,20 @@ async def acheck_provider_health(provider: Provider, *, own_client: bool = False
     credential = await sync_to_async(usable_credential)(provider)
     # A custom OpenAI-compatible endpoint (Ollama, vLLM) may need no key at all.
     if credential is None and provider.type != "openai-compatible":
-        status = HealthStatus(healthy=False, latency_ms=0.0, error_type=NO_CREDENTIALS,
-                              detail="no usable API key or OAuth credential")
+        status = HealthStatus(
+            healthy=False,
+            latency_ms=0.0,
+            error_type=NO_CREDENTIALS,
+            detail="no usable API key or OAuth credential",
+        )
     else:
         status = await _probe(provider, credential, own_client=own_client)
     return await sync_to_async(_record)(provider, None, status)
 
 
-async def acheck_credential_health(credential: Credential, *, own_client: bool = False) -> HealthCheck:
+async def acheck_credential_health(
+    credential: Credential, *, own_client: bool = False
+) -> HealthCheck:
     """Probe the provider with exactly this credential."""
     provider = await sync_to_async(lambda: credential.provider)()
     status = await _probe(provider, credential, own_client=own_client)
@@ -133,17 +153,31 @@ def probed_credentials(provider: Provider) -> list[Credential]:
     return [*keys, *accounts]
 
 
-async def acheck_all_health(*, providers: list[Provider] | None = None, own_client: bool = False) -> list[HealthCheck]:
-    """Probe every enabled provider and each of its credentials, concurrently."""
+async def acheck_all_health(
+    *, providers: list[Provider] | None = None, own_client: bool = False
+) -> list[HealthCheck]:
+    """Probe every enabled provider and each of its credentials, concurrently.
+
+    A probe that crashes (rather than reporting unhealthy) is logged and left
+    out: the other subjects are still checked."""
     if providers is None:
         providers = await sync_to_async(list)(Provider.objects.filter(enabled=True))
-    probes = []
+    probes, subjects = [], []
     for provider in providers:
         probes.append(acheck_provider_health(provider, own_client=own_client))
+        subjects.append(_describe(provider, None)[0])
         for credential in await sync_to_async(probed_credentials)(provider):
             credential.provider = provider  # already loaded: no query from async code
             probes.append(acheck_credential_health(credential, own_client=own_client))
-    return list(await asyncio.gather(*probes))
+            subjects.append(_describe(provider, credential)[0])
+    checks = []
+    results = await asyncio.gather(*probes, return_exceptions=True)
+    for subject, result in zip(subjects, results, strict=True):
+        if isinstance(result, BaseException):
+            logger.error("health probe crashed subject=%s error=%s", subject, type(result).__name__)
+        else:
+            checks.append(result)
+    return checks
 
 
 def check_all_health(*, providers: list[Provider] | None = None) -> list[HealthCheck]:
@@ -152,10 +186,14 @@ def check_all_health(*, providers: list[Provider] | None = None) -> list[HealthC
 
 def prune_health_history(*, older_than_days: int | None = None) -> int:
     """Delete checks older than HEALTH_CHECK_RETENTION_DAYS (alerts are kept)."""
-    days = older_than_days if older_than_days is not None else int(
-        getattr(settings, "HEALTH_CHECK_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+    days = (
+        older_than_days
+        if older_than_days is not None
+        else int(getattr(settings, "HEALTH_CHECK_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
     )
-    deleted, _ = HealthCheck.objects.filter(checked_at__lt=timezone.now() - timedelta(days=days)).delete()
+    deleted, _ = HealthCheck.objects.filter(
+        checked_at__lt=timezone.now() - timedelta(days=days)
+    ).delete()
     return deleted
 
 

@@ -40,10 +40,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from providers_app.models import ApiKey, OAuthCredential, Provider
 
 # Seconds. Fine below 2 s (most chat calls), coarse above (long streams).
+# fmt: off
 LATENCY_BUCKETS = (
     0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5,
     2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
 )
+# fmt: on
 STATUSES = ("success", "error", "cancelled")
 NO_CREDENTIAL = "none"
 _LABEL_TOKEN = re.compile(r"^[a-z0-9_]{1,48}$")
@@ -82,7 +84,7 @@ _OWN_PREFIXES = ("aipk_provider_", "aipk_credential_")
 
 
 def credential_label(credential: ApiKey | OAuthCredential | str | None) -> str:
-    """"key:12" / "oauth:3": identifies a credential without revealing anything about it."""
+    """A credential as "key:12" / "oauth:3": identifies it without revealing anything about it."""
     if credential is None or credential == "":
         return NO_CREDENTIAL
     if isinstance(credential, ApiKey):
@@ -93,7 +95,9 @@ def credential_label(credential: ApiKey | OAuthCredential | str | None) -> str:
     if re.fullmatch(r"(key|oauth):\d+", text):
         return text
     # Anything else could be a secret handed over by mistake: never export it.
-    raise ValueError('credential_id must be "key:<id>", "oauth:<id>", an ApiKey or an OAuthCredential')
+    raise ValueError(
+        'credential_id must be "key:<id>", "oauth:<id>", an ApiKey or an OAuthCredential'
+    )
 
 
 def _provider_label(provider: Provider | str) -> str:
@@ -130,7 +134,9 @@ def record_request(
     DURATION.labels(*labels).observe(max(0.0, latency_ms) / 1000.0)
 
 
-def record_refresh(*, provider: Provider | str, credential_id: OAuthCredential | str, ok: bool) -> None:
+def record_refresh(
+    *, provider: Provider | str, credential_id: OAuthCredential | str, ok: bool
+) -> None:
     REFRESHES.labels(
         _provider_label(provider), credential_label(credential_id), "success" if ok else "failure"
     ).inc()
@@ -140,7 +146,11 @@ def record_refresh(*, provider: Provider | str, credential_id: OAuthCredential |
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+    return (
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        or os.environ.get("prometheus_multiproc_dir")
+        or None
+    )
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -191,7 +201,10 @@ class _Figures:
             "cancelled": int(self.cancelled),
             "errors": int(sum(self.errors.values())),
             "errors_by_type": {k: int(v) for k, v in sorted(self.errors.items())},
-            "tokens": {"prompt": int(self.prompt_tokens), "completion": int(self.completion_tokens)},
+            "tokens": {
+                "prompt": int(self.prompt_tokens),
+                "completion": int(self.completion_tokens),
+            },
             "latency_ms": {
                 "average": None if average is None else round(average, 3),
                 "p95": None if p95 is None else round(p95 * 1000, 3),

@@ -55,7 +55,9 @@ def test_it_discovers_and_stores_the_models_of_each_provider_type(
 def test_it_converts_openrouter_per_token_prices_to_decimal_per_million(make_provider):
     provider = make_provider("openrouter")
     discover_models(provider)
-    free = DiscoveredModel.objects.get(provider=provider, model_id="meta-llama/llama-3.3-70b-instruct:free")
+    free = DiscoveredModel.objects.get(
+        provider=provider, model_id="meta-llama/llama-3.3-70b-instruct:free"
+    )
     assert free.input_price_per_million == Decimal("0")
     gpt = DiscoveredModel.objects.get(provider=provider, model_id="openai/gpt-4o")
     assert gpt.input_price_per_million == Decimal("2.500000")
@@ -69,7 +71,9 @@ def test_it_leaves_out_models_that_cannot_chat(make_provider):
     assert "gemini-2.5-pro" in ids and "text-embedding-004" not in ids
 
 
-def test_it_answers_the_second_call_from_the_cache_without_asking_the_provider(make_provider, simulator):
+def test_it_answers_the_second_call_from_the_cache_without_asking_the_provider(
+    make_provider, simulator
+):
     provider = make_provider("openai")
     first = discover_models(provider)
     simulator.clear_requests()
@@ -146,15 +150,18 @@ def test_it_searches_stored_models_by_capability_and_price(make_provider):
     known = [p for p in prices if p is not None]
     assert known == sorted(known)
 
-    assert search_models(tools=True, streaming=True).count() == DiscoveredModel.objects.filter(
-        supports_tools=True, supports_streaming=True
-    ).count()
+    assert (
+        search_models(tools=True, streaming=True).count()
+        == DiscoveredModel.objects.filter(supports_tools=True, supports_streaming=True).count()
+    )
 
 
 def test_it_finds_models_without_tool_support(make_provider):
     provider = make_provider("openai")
     discover_models(provider)
-    DiscoveredModel.objects.filter(provider=provider, model_id="gpt-4o-mini").update(supports_tools=False)
+    DiscoveredModel.objects.filter(provider=provider, model_id="gpt-4o-mini").update(
+        supports_tools=False
+    )
     assert [m.model_id for m in search_models(tools=False)] == ["gpt-4o-mini"]
     assert "gpt-4o-mini" not in {m.model_id for m in search_models(tools=True)}
 
@@ -180,7 +187,11 @@ def test_it_runs_discovery_for_every_enabled_provider(make_provider):
 
 def test_it_runs_discovery_from_the_celery_task_by_id(make_provider):
     provider = make_provider("qwen")
-    assert discover_provider_models(provider.pk) == DiscoveredModel.objects.filter(provider=provider).count() > 0
+    assert (
+        discover_provider_models(provider.pk)
+        == DiscoveredModel.objects.filter(provider=provider).count()
+        > 0
+    )
 
 
 def test_it_ignores_a_task_for_a_provider_that_no_longer_exists(db):
@@ -199,3 +210,22 @@ async def test_it_discovers_from_async_code_on_the_shared_client(make_provider):
     finally:
         # the ORM ran in asgiref's worker thread: close its connection there
         await sync_to_async(connections.close_all)()
+
+
+def test_one_crashing_discovery_does_not_stop_the_others(make_provider, monkeypatch, caplog):
+    from providers_app.services import discovery
+
+    make_provider("openai", name="good")
+    make_provider("qwen", name="bad")
+    real_discover = discovery.discover_models
+
+    def discover(provider, *, refresh):
+        if provider.name == "bad":
+            raise RuntimeError("a bug")
+        return real_discover(provider, refresh=refresh)
+
+    monkeypatch.setattr(discovery, "discover_models", discover)
+    with caplog.at_level(logging.ERROR, logger="providers_app.services.discovery"):
+        counts = discovery.discover_all_models()
+    assert list(counts) == ["good"] and counts["good"] > 0
+    assert "model discovery crashed provider=bad" in caplog.text

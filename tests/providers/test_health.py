@@ -36,7 +36,9 @@ def _oauth(provider, token: str) -> OAuthCredential:
     )
 
 
-@pytest.mark.parametrize("provider_type", ["openai", "anthropic", "gemini", "cerebras", "qwen", "openrouter"])
+@pytest.mark.parametrize(
+    "provider_type", ["openai", "anthropic", "gemini", "cerebras", "qwen", "openrouter"]
+)
 def test_it_reports_a_provider_healthy_with_a_working_key(make_provider, simulator, provider_type):
     provider = make_provider(provider_type)
     simulator.clear_requests()
@@ -48,7 +50,9 @@ def test_it_reports_a_provider_healthy_with_a_working_key(make_provider, simulat
 
 
 @pytest.mark.parametrize("provider_type", ["openai", "anthropic", "gemini", "openrouter"])
-def test_it_shows_a_revoked_key_unhealthy_with_an_authentication_error(make_provider, provider_type):
+def test_it_shows_a_revoked_key_unhealthy_with_an_authentication_error(
+    make_provider, provider_type
+):
     provider = make_provider(provider_type, keys=0)
     key = api_key_add(provider=provider, label="revoked", secret="invalid-key-from-yesterday-4321")
     check = check_credential_health(key)
@@ -164,7 +168,10 @@ def test_current_health_shows_the_latest_state_of_provider_and_credentials(make_
     check_credential_health(second)
     state = current_health(provider)
     assert state.healthy is True
-    assert [(c.pk, check.healthy) for c, check in state.credentials] == [(first.pk, True), (second.pk, False)]
+    assert [(c.pk, check.healthy) for c, check in state.credentials] == [
+        (first.pk, True),
+        (second.pk, False),
+    ]
     assert [a.api_key_id for a in health_alerts(provider=provider)] == [second.pk]
 
 
@@ -180,14 +187,21 @@ def test_the_periodic_task_checks_every_enabled_provider_and_credential(make_pro
     summary = monitoring.run_health_checks()
     first_key = on.api_keys.first()
     oauth = on.oauth_credentials.get()
-    assert summary == {f"provider:{on.pk}": True, f"key:{first_key.pk}": True, f"oauth:{oauth.pk}": True}
+    assert summary == {
+        f"provider:{on.pk}": True,
+        f"key:{first_key.pk}": True,
+        f"oauth:{oauth.pk}": True,
+    }
     assert not HealthCheck.objects.filter(provider=off).exists()
 
 
 def test_the_on_demand_tasks_take_ids(make_provider):
     provider = make_provider("cerebras", keys=1)
     key = provider.api_keys.get()
-    assert monitoring.check_provider_health(provider.pk) == {f"provider:{provider.pk}": True, f"key:{key.pk}": True}
+    assert monitoring.check_provider_health(provider.pk) == {
+        f"provider:{provider.pk}": True,
+        f"key:{key.pk}": True,
+    }
     assert monitoring.check_credential_health("key", key.pk) is True
     assert monitoring.check_credential_health("key", 987654) is None
     assert monitoring.check_provider_health(987654) == {}
@@ -196,9 +210,32 @@ def test_the_on_demand_tasks_take_ids(make_provider):
 def test_old_checks_are_pruned(make_provider):
     provider = make_provider("openai", keys=0)
     old = HealthCheck.objects.create(
-        provider=provider, healthy=True, latency_ms=1, checked_at=timezone.now() - timedelta(days=40)
+        provider=provider,
+        healthy=True,
+        latency_ms=1,
+        checked_at=timezone.now() - timedelta(days=40),
     )
     recent = check_provider_health(provider)
     assert prune_health_history(older_than_days=30) == 1
     assert list(HealthCheck.objects.values_list("pk", flat=True)) == [recent.pk]
     assert not HealthCheck.objects.filter(pk=old.pk).exists()
+
+
+def test_one_crashing_probe_does_not_stop_the_others(make_provider, monkeypatch, caplog):
+    from providers_app.services import health
+
+    good = make_provider("openai", name="good")
+    bad = make_provider("qwen", name="bad")
+    real_probe = health._probe
+
+    async def probe(provider, credential, *, own_client):
+        if provider.name == "bad":
+            raise RuntimeError("a bug, not an unhealthy provider")
+        return await real_probe(provider, credential, own_client=own_client)
+
+    monkeypatch.setattr(health, "_probe", probe)
+    with caplog.at_level(logging.ERROR, logger="providers_app.services.health"):
+        checks = check_all_health()
+    assert {(c.provider_id, c.healthy) for c in checks} == {(good.pk, True)} and len(checks) == 2
+    assert f"subject=provider:{bad.pk}" in caplog.text
+    assert f"subject=key:{bad.api_keys.get().pk}" in caplog.text

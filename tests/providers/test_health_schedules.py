@@ -19,7 +19,10 @@ def test_it_schedules_the_monitoring_tasks_with_beat(task, every, period):
     scheduled = PeriodicTask.objects.select_related("interval").get(task=task)
     assert scheduled.enabled
     assert (scheduled.interval.every, scheduled.interval.period) == (every, period)
-    assert scheduled.expire_seconds and scheduled.expire_seconds < scheduled.interval.schedule.run_every.total_seconds()
+    assert (
+        scheduled.expire_seconds
+        and scheduled.expire_seconds < scheduled.interval.schedule.run_every.total_seconds()
+    )
     # the row names a task the worker knows
     assert task in app.tasks
 

@@ -52,13 +52,32 @@ def _provider(summary: dict, name: str) -> dict:
 def _record_traffic(provider: str) -> None:
     # key:1 -- 10 successes: 9 fast (100 ms), 1 slow (900 ms)
     for latency in [100] * 9 + [900]:
-        record_request(provider=provider, credential_id="key:1", model="gpt-4o", status="success",
-                       latency_ms=latency, prompt_tokens=10, completion_tokens=5)
+        record_request(
+            provider=provider,
+            credential_id="key:1",
+            model="gpt-4o",
+            status="success",
+            latency_ms=latency,
+            prompt_tokens=10,
+            completion_tokens=5,
+        )
     # key:2 -- a rate limit and a server error
-    record_request(provider=provider, credential_id="key:2", model="gpt-4o", status="error",
-                   error_type="rate_limit_error", latency_ms=50)
-    record_request(provider=provider, credential_id="key:2", model="gpt-4o-mini", status="error",
-                   error_type="server_error", latency_ms=250)
+    record_request(
+        provider=provider,
+        credential_id="key:2",
+        model="gpt-4o",
+        status="error",
+        error_type="rate_limit_error",
+        latency_ms=50,
+    )
+    record_request(
+        provider=provider,
+        credential_id="key:2",
+        model="gpt-4o-mini",
+        status="error",
+        error_type="server_error",
+        latency_ms=250,
+    )
 
 
 def test_it_exports_recorded_requests_in_prometheus_text(client, provider_name):
@@ -72,7 +91,10 @@ def test_it_exports_recorded_requests_in_prometheus_text(client, provider_name):
     text = response.content.decode()
     p = {"provider": provider_name}
     assert _samples(text, "aipk_provider_requests_total", **p) == 12
-    assert _samples(text, "aipk_provider_requests_total", **p, credential="key:1", status="success") == 10
+    assert (
+        _samples(text, "aipk_provider_requests_total", **p, credential="key:1", status="success")
+        == 10
+    )
     assert _samples(text, "aipk_provider_errors_total", **p, error_type="rate_limit_error") == 1
     assert _samples(text, "aipk_provider_errors_total", **p, error_type="server_error") == 1
     assert _samples(text, "aipk_provider_tokens_total", **p, kind="prompt") == 100
@@ -95,8 +117,18 @@ def test_it_serves_the_same_figures_as_json_with_average_and_p95(client, provide
     assert provider["latency_ms"]["average"] == pytest.approx(2100 / 12)
 
     key1, key2 = provider["credentials"]
-    assert (key1["credential"], key1["requests"], key1["successes"], key1["errors"]) == ("key:1", 10, 10, 0)
-    assert (key2["credential"], key2["requests"], key2["successes"], key2["errors"]) == ("key:2", 2, 0, 2)
+    assert (key1["credential"], key1["requests"], key1["successes"], key1["errors"]) == (
+        "key:1",
+        10,
+        10,
+        0,
+    )
+    assert (key2["credential"], key2["requests"], key2["successes"], key2["errors"]) == (
+        "key:2",
+        2,
+        0,
+        2,
+    )
     assert key1["latency_ms"]["average"] == pytest.approx(180.0)
     assert key2["latency_ms"]["average"] == pytest.approx(150.0)
     # p95 of key:1: rank 9.5 of 10 lies in the (750 ms, 1 s] bucket holding the one 900 ms
@@ -110,8 +142,13 @@ def test_it_serves_the_same_figures_as_json_with_average_and_p95(client, provide
 
 def test_p95_tracks_the_slow_tail(provider_name):
     for latency in [40] * 90 + [2500] * 10:
-        record_request(provider=provider_name, credential_id="key:3", model="m", status="success",
-                       latency_ms=latency)
+        record_request(
+            provider=provider_name,
+            credential_id="key:3",
+            model="m",
+            status="success",
+            latency_ms=latency,
+        )
     figures = _provider(metrics_summary(), provider_name)["latency_ms"]
     assert 2000 < figures["p95"] <= 3000
     assert figures["average"] == pytest.approx(286.0)
@@ -126,17 +163,30 @@ def test_a_provider_without_latencies_has_no_average_or_p95(provider_name):
 
 def test_labels_never_carry_a_secret(provider_name):
     with pytest.raises(ValueError):
-        record_request(provider=provider_name, credential_id="sk-live-very-secret", model="m",
-                       status="success", latency_ms=1)
+        record_request(
+            provider=provider_name,
+            credential_id="sk-live-very-secret",
+            model="m",
+            status="success",
+            latency_ms=1,
+        )
     with pytest.raises(ValueError):
-        record_request(provider=provider_name, credential_id="key:1", model="m", status="fine", latency_ms=1)
+        record_request(
+            provider=provider_name, credential_id="key:1", model="m", status="fine", latency_ms=1
+        )
     assert credential_label(None) == "none"
     assert credential_label("oauth:12") == "oauth:12"
 
 
 def test_an_odd_error_type_is_counted_under_a_fixed_label(provider_name):
-    record_request(provider=provider_name, credential_id="key:1", model="m", status="error",
-                   error_type="Something {weird}\n", latency_ms=5)
+    record_request(
+        provider=provider_name,
+        credential_id="key:1",
+        model="m",
+        status="error",
+        error_type="Something {weird}\n",
+        latency_ms=5,
+    )
     assert _provider(metrics_summary(), provider_name)["errors_by_type"] == {"unknown_error": 1}
 
 
@@ -146,7 +196,9 @@ def test_credential_labels_come_from_model_ids(make_provider):
 
     provider = make_provider("openai", keys=1)
     key = provider.api_keys.get()
-    oauth = OAuthCredential.objects.create(provider=provider, account_label="a", access_token="tok-0000")
+    oauth = OAuthCredential.objects.create(
+        provider=provider, account_label="a", access_token="tok-0000"
+    )
     assert credential_label(key) == f"key:{key.pk}"
     assert credential_label(oauth) == f"oauth:{oauth.pk}"
 
@@ -167,10 +219,11 @@ RECORDER = textwrap.dedent(
     import django
     django.setup()
     from providers_app.services.metrics import record_request, record_refresh
-    provider, credential, count, latency = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    provider, credential = sys.argv[1], sys.argv[2]
+    count, latency = int(sys.argv[3]), float(sys.argv[4])
     for _ in range(count):
-        record_request(provider=provider, credential_id=credential, model="gpt-4o", status="success",
-                       latency_ms=latency, prompt_tokens=3, completion_tokens=2)
+        record_request(provider=provider, credential_id=credential, model="gpt-4o",
+                       status="success", latency_ms=latency, prompt_tokens=3, completion_tokens=2)
     record_request(provider=provider, credential_id=credential, model="gpt-4o", status="error",
                    error_type="overloaded_error", latency_ms=latency)
     record_refresh(provider=provider, credential_id="oauth:1", ok=True)
@@ -179,7 +232,9 @@ RECORDER = textwrap.dedent(
 )
 
 
-def test_several_processes_add_up_in_multiprocess_mode(client, tmp_path, monkeypatch, provider_name):
+def test_several_processes_add_up_in_multiprocess_mode(
+    client, tmp_path, monkeypatch, provider_name
+):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     env.pop("prometheus_multiproc_dir", None)
     runs = [("key:1", "4", "120"), ("key:2", "6", "480")]
@@ -187,7 +242,12 @@ def test_several_processes_add_up_in_multiprocess_mode(client, tmp_path, monkeyp
     for credential, count, latency in runs:
         done = subprocess.run(
             [sys.executable, "-c", RECORDER, provider_name, credential, count, latency],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
         pids.add(done.stdout.strip().splitlines()[-1])
     assert len(pids) == 2
@@ -206,7 +266,9 @@ def test_several_processes_add_up_in_multiprocess_mode(client, tmp_path, monkeyp
     assert summary["multiprocess"] is True
     provider = _provider(summary, provider_name)
     assert (provider["requests"], provider["successes"], provider["errors_by_type"]) == (
-        12, 10, {"overloaded_error": 2},
+        12,
+        10,
+        {"overloaded_error": 2},
     )
     assert provider["latency_ms"]["average"] == pytest.approx((5 * 120 + 7 * 480) / 12)
     by_credential = {c["credential"]: c for c in provider["credentials"]}
