@@ -222,3 +222,13 @@ OAUTH_FLOW_TTL_SECONDS = env.int("OAUTH_FLOW_TTL_SECONDS", default=600)
 # OAUTH_REFRESH_WAIT_SECONDS.
 OAUTH_REFRESH_LOCK_SECONDS = env.int("OAUTH_REFRESH_LOCK_SECONDS", default=30)
 OAUTH_REFRESH_WAIT_SECONDS = env.int("OAUTH_REFRESH_WAIT_SECONDS", default=20)
+
+# --- Provider request path: failover and circuit breaker (providers_app/services/chat.py)
+# Attempts per request across a provider's credentials; the longest wait
+# between attempts (a provider's retry-after is honoured up to this); the
+# breaker opens after this many consecutive provider failures and lets one
+# probe through after the reset time.
+PROVIDER_MAX_ATTEMPTS = env.int("PROVIDER_MAX_ATTEMPTS", default=3)
+PROVIDER_RETRY_MAX_DELAY_SECONDS = env.float("PROVIDER_RETRY_MAX_DELAY_SECONDS", default=10.0)
+PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", default=5)
+PROVIDER_BREAKER_RESET_SECONDS = env.float("PROVIDER_BREAKER_RESET_SECONDS", default=30.0)

@@ -41,9 +41,20 @@ def api_key_set_state(*, key: ApiKey, state: str, actor: Any = None, reason: str
         key.failure_count = 0
         key.cooling_down_until = None
     key.save(update_fields=["state", "retired_at", "failure_count", "cooling_down_until"])
+    if state == ApiKey.State.ACTIVE and previous != ApiKey.State.ACTIVE:
+        _forget_pool_state(key)
     audit_record(action="api_key.state", obj=key, actor=actor,
                  changes={"state": [previous, state], "reason": reason})
     return key
+
+
+def _forget_pool_state(key: ApiKey) -> None:
+    """A re-enabled key starts afresh in the shared pool (every process sees it at once)."""
+    from asgiref.sync import async_to_sync
+
+    from providers_app.services.pools import credential_id, key_pool
+
+    async_to_sync(key_pool(key.provider_id).reset)(credential_id(key))
 
 
 class RotationError(CredentialError):

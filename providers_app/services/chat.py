@@ -1,0 +1,211 @@
+"""Sending one chat request to a provider through its pool of credentials.
+
+This is the provider half of the request path: choose a credential from the
+key pool, keep an OAuth token fresh, respect client-side rate limits, call the
+kit adapter, fail over to the next credential on a retryable error (for a
+stream: only before the first chunk has been delivered), feed the circuit
+breaker, persist a credential's permanent failure, and count the request in
+the metrics. All state the pool, breaker, buckets and tracker keep is in the
+shared store (Redis in production), so every server process agrees on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from providers_app.kit.errors import AllKeysExhaustedError, ProviderError, RateLimitError
+from providers_app.kit.ratelimit import RateLimitTracker, TokenBucket, gemini_bucket
+from providers_app.kit.resilience import CircuitBreaker, KeyPool, RetryPolicy, call_with_failover
+from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse
+from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
+from providers_app.services.credentials import api_key_set_state
+from providers_app.services.metrics import record_request
+from providers_app.services.oauth import ensure_fresh_token
+from providers_app.services.pools import credential_id, key_pool, provider_pool_name
+from providers_app.services.providers import build_adapter
+from providers_app.state import state_store
+
+Credential = ApiKey | OAuthCredential
+
+
+def usable_credentials(provider: Provider) -> list[Credential]:
+    """Credentials that may serve requests: keys in their grace period come after the others."""
+    now = timezone.now()
+    keys = list(
+        provider.api_keys.filter(state__in=[ApiKey.State.ACTIVE, ApiKey.State.COOLING_DOWN])
+        .filter(Q(retire_at__isnull=True) | Q(retire_at__gt=now))
+        .order_by("retire_at", "id")  # NULLs (not retiring) first on SQLite and PostgreSQL alike
+    )
+    keys.sort(key=lambda k: k.retire_at is not None)
+    tokens = list(provider.oauth_credentials.filter(state=OAuthCredential.State.ACTIVE).order_by("id"))
+    return [*keys, *tokens]
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """The pool, breaker and policy for one provider, from settings."""
+
+    pool: KeyPool
+    breaker: CircuitBreaker
+    retry: RetryPolicy
+    max_attempts: int
+    tracker: RateLimitTracker
+
+
+def resilience_for(provider: Provider) -> Resilience:
+    store = state_store()
+    return Resilience(
+        pool=key_pool(provider.pk, provider.key_strategy),
+        breaker=CircuitBreaker(
+            store,
+            provider_pool_name(provider.pk),
+            failure_threshold=settings.PROVIDER_BREAKER_FAILURES,
+            reset_timeout=settings.PROVIDER_BREAKER_RESET_SECONDS,
+        ),
+        retry=RetryPolicy(max_delay=settings.PROVIDER_RETRY_MAX_DELAY_SECONDS),
+        max_attempts=settings.PROVIDER_MAX_ATTEMPTS,
+        tracker=RateLimitTracker(store),
+    )
+
+
+def _limiter(provider: Provider, cred: str) -> Any:
+    """Token buckets for the providers that send no rate-limit headers."""
+    store = state_store()
+    if provider.type == ProviderType.GEMINI:
+        return gemini_bucket(store, f"{provider.pk}:{cred}", tier=provider.settings.get("rate_limit_tier", "free"))
+    if provider.type == ProviderType.QWEN:
+        limits = provider.settings
+        return TokenBucket(store, f"{provider.pk}:{cred}", per_minute=limits.get("requests_per_minute", 60),
+                           per_day=limits.get("requests_per_day", 2000))
+    return None
+
+
+class _Attempt:
+    """One credential's try at the request: everything that happens around the adapter call."""
+
+    def __init__(self, provider: Provider, request: ChatRequest, by_id: dict[str, Credential], res: Resilience):
+        self.provider = provider
+        self.request = request
+        self.by_id = by_id
+        self.res = res
+
+    async def adapter(self, cred: str):
+        credential = self.by_id[cred]
+        if isinstance(credential, OAuthCredential):
+            credential = await ensure_fresh_token(credential.pk)
+        tracked = f"{self.provider.pk}:{cred}:{self.request.model}"
+        if not await self.res.tracker.can_make_request(tracked):
+            wait = await self.res.tracker.wait_time(tracked)
+            raise RateLimitError("the provider's last reply said this key is at its limit", retry_after=wait,
+                                 provider=self.provider.name)
+        return build_adapter(self.provider, credential, limiter=_limiter(self.provider, cred)), tracked
+
+    async def failed(self, cred: str, error: ProviderError, started: float) -> None:
+        record_request(provider=self.provider, credential_id=cred, model=self.request.model, status="error",
+                       error_type=error.type, latency_ms=(time.perf_counter() - started) * 1000)
+        if error.permanent:
+            await sync_to_async(_persist_permanent_failure)(self.by_id[cred], error)
+
+    def succeeded(self, cred: str, response_usage, started: float) -> None:
+        record_request(
+            provider=self.provider, credential_id=cred, model=self.request.model, status="success",
+            latency_ms=(time.perf_counter() - started) * 1000,
+            prompt_tokens=response_usage.prompt_tokens if response_usage else 0,
+            completion_tokens=response_usage.completion_tokens if response_usage else 0,
+        )
+
+
+def _persist_permanent_failure(credential: Credential, error: ProviderError) -> None:
+    """A bad key stays out of the pool until an admin re-enables it, across restarts too."""
+    if isinstance(credential, ApiKey):
+        key = ApiKey.objects.get(pk=credential.pk)
+        if key.state != ApiKey.State.INVALID:
+            key.last_error_type = error.type
+            key.last_failure_at = timezone.now()
+            key.save(update_fields=["last_error_type", "last_failure_at"])
+            api_key_set_state(key=key, state=ApiKey.State.INVALID, actor=None, reason=error.type)
+    else:
+        OAuthCredential.objects.filter(pk=credential.pk).update(
+            state=OAuthCredential.State.NEEDS_REAUTH, last_error_type=error.type, last_failure_at=timezone.now()
+        )
+
+
+async def _prepare(provider: Provider, request: ChatRequest) -> tuple[_Attempt, list[str]]:
+    credentials = await sync_to_async(usable_credentials)(provider)
+    if not credentials:
+        raise AllKeysExhaustedError(f"{provider.name}: no usable credential", provider=provider.name)
+    by_id = {credential_id(c): c for c in credentials}
+    return _Attempt(provider, request, by_id, resilience_for(provider)), list(by_id)
+
+
+async def provider_chat(provider: Provider, request: ChatRequest) -> ChatResponse:
+    attempt, candidates = await _prepare(provider, request)
+
+    async def call(cred: str) -> ChatResponse:
+        started = time.perf_counter()
+        try:
+            adapter, tracked = await attempt.adapter(cred)
+            reply = await adapter.chat(request)
+        except ProviderError as error:
+            await attempt.failed(cred, error, started)
+            raise
+        await attempt.res.tracker.update(tracked, reply.rate_limit)
+        attempt.succeeded(cred, reply.usage, started)
+        return reply
+
+    res = attempt.res
+    return await call_with_failover(pool=res.pool, candidates=candidates, operation=call, breaker=res.breaker,
+                                    max_attempts=res.max_attempts, retry=res.retry)
+
+
+async def provider_stream(provider: Provider, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    """Chunks as they arrive. Failover covers opening the stream and its first chunk only:
+    once a chunk has gone to the caller, a failure is the caller's to see."""
+    attempt, candidates = await _prepare(provider, request)
+
+    async def open_stream(cred: str):
+        started = time.perf_counter()
+        try:
+            adapter, tracked = await attempt.adapter(cred)
+            stream = adapter.stream(request)
+            try:
+                first = await stream.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await stream.aclose()
+                raise
+        except ProviderError as error:
+            await attempt.failed(cred, error, started)
+            raise
+        return cred, stream, first, started, tracked
+
+    res = attempt.res
+    cred, stream, first, started, tracked = await call_with_failover(
+        pool=res.pool, candidates=candidates, operation=open_stream, breaker=res.breaker,
+        max_attempts=res.max_attempts, retry=res.retry,
+    )
+    usage = None
+    try:
+        if first is not None:
+            usage = first.usage or usage
+            yield first
+        async for chunk in stream:
+            usage = chunk.usage or usage
+            yield chunk
+    except ProviderError as error:
+        await attempt.failed(cred, error, started)
+        await res.pool.report_failure(cred, error)
+        raise
+    finally:
+        await stream.aclose()
+    await res.tracker.update(tracked, stream.rate_limit)
+    attempt.succeeded(cred, usage, started)

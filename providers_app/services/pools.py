@@ -1,0 +1,19 @@
+"""Naming of a provider's key pool and its credentials in the shared store, in one place."""
+
+from __future__ import annotations
+
+from providers_app.kit.resilience import KeyPool
+from providers_app.models import ApiKey, OAuthCredential
+from providers_app.state import state_store
+
+
+def credential_id(credential: ApiKey | OAuthCredential) -> str:
+    return f"key:{credential.pk}" if isinstance(credential, ApiKey) else f"oauth:{credential.pk}"
+
+
+def provider_pool_name(provider_id: int) -> str:
+    return f"provider:{provider_id}"
+
+
+def key_pool(provider_id: int, strategy: str = "health_aware") -> KeyPool:
+    return KeyPool(state_store(), provider_pool_name(provider_id), strategy=strategy)

@@ -1,0 +1,160 @@
+"""One request through a provider's credentials: failover, invalid keys, exhaustion,
+the circuit breaker and rotation under load -- over real HTTP against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+from django.db import connections
+
+from providers_app.kit.errors import AllKeysExhaustedError, RateLimitError
+from providers_app.kit.resilience import CircuitOpenError
+from providers_app.kit.types import ChatRequest, Message
+from providers_app.models import ApiKey
+from providers_app.services.chat import provider_chat, provider_stream, resilience_for
+from providers_app.services.credentials import api_key_add, api_key_rotate, api_key_set_state
+from providers_app.services.providers import provider_create
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+GOOD = "sk-sim-good-key-0002"
+
+
+@pytest.fixture(autouse=True)
+async def fresh_state():
+    """Pool and breaker state lives in the shared cache: start every test from nothing."""
+    await sync_to_async(cache.clear)()
+    yield
+    await sync_to_async(cache.clear)()
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def provider_with(simulator, settings):
+    settings.PROVIDER_RETRY_MAX_DELAY_SECONDS = 0.2
+
+    def make(*secrets: str, strategy: str = "round_robin", provider_type: str = "openai"):
+        provider = provider_create(
+            name=f"{provider_type}-pool", type=provider_type, base_url=simulator.url + "/openai/v1",
+            key_strategy=strategy,
+        )
+        for n, secret in enumerate(secrets, 1):
+            api_key_add(provider=provider, label=f"key {n}", secret=secret)
+        return provider
+
+    return make
+
+
+def ask(text: str = "Hello there") -> ChatRequest:
+    return ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content=text)])
+
+
+def keys_seen(simulator) -> list[str]:
+    """The last four characters of the key each chat request carried, in order."""
+    return [
+        r["headers"]["authorization"][-4:]
+        for r in httpx.get(simulator.url + "/_sim/requests").json()
+        if r["path"].endswith("/chat/completions")
+    ]
+
+
+async def test_it_serves_the_request_with_key_2_when_key_1_answers_429(provider_with, simulator):
+    provider = await sync_to_async(provider_with)("sk-sim-fail-rate_limit-0001", GOOD)
+    simulator.clear_requests()
+    for _ in range(3):
+        reply = await provider_chat(provider, ask())
+        assert reply.text == "Simulated reply to: Hello there"
+    assert keys_seen(simulator)[0] in ("0001", "0002")
+    assert keys_seen(simulator).count("0001") == 1  # cooling down after its 429: not asked again
+    health = await resilience_for(provider).pool.health(f"key:{(await first_key(provider)).pk}")
+    assert health.state == "cooling_down"
+
+
+async def first_key(provider) -> ApiKey:
+    return await ApiKey.objects.filter(provider=provider).order_by("id").afirst()
+
+
+async def test_it_marks_a_revoked_key_invalid_and_never_tries_it_again(provider_with, simulator):
+    provider = await sync_to_async(provider_with)("sk-sim-fail-auth-0001", GOOD)
+    simulator.clear_requests()
+    for _ in range(5):
+        assert (await provider_chat(provider, ask())).text
+    assert keys_seen(simulator).count("0001") == 1
+    revoked = await first_key(provider)
+    assert revoked.state == "invalid" and revoked.last_error_type == "authentication_error"
+    # an admin re-enables it: the pool forgets its state, and it is tried again
+    await sync_to_async(api_key_set_state)(key=revoked, state="active")
+    assert (await resilience_for(provider).pool.health(f"key:{revoked.pk}")).state == "active"
+
+
+async def test_it_reports_all_keys_exhausted_with_the_time_the_first_frees_up(provider_with):
+    provider = await sync_to_async(provider_with)("sk-sim-fail-rate_limit-0001", "sk-sim-fail-rate_limit-0002")
+    with pytest.raises((RateLimitError, AllKeysExhaustedError)):
+        await provider_chat(provider, ask())
+    with pytest.raises(AllKeysExhaustedError) as info:
+        await provider_chat(provider, ask())
+    assert 0 < info.value.retry_after <= 2
+
+
+async def test_it_opens_the_breaker_after_failures_and_closes_it_after_a_good_probe(provider_with, settings):
+    settings.PROVIDER_BREAKER_FAILURES = 2
+    settings.PROVIDER_BREAKER_RESET_SECONDS = 0.3
+    settings.PROVIDER_MAX_ATTEMPTS = 1
+    provider = await sync_to_async(provider_with)("sk-sim-fail-server-0001", "sk-sim-fail-server-0003")
+    for _ in range(2):
+        with pytest.raises(Exception) as info:
+            await provider_chat(provider, ask())
+        assert not isinstance(info.value, CircuitOpenError)
+    with pytest.raises(CircuitOpenError):
+        await provider_chat(provider, ask())
+    assert await resilience_for(provider).breaker.state() == "open"
+    # the provider recovers: bad keys go, a good one arrives
+    for key in await sync_to_async(list)(provider.api_keys.all()):
+        await sync_to_async(api_key_set_state)(key=key, state="retired")
+    await sync_to_async(api_key_add)(provider=provider, label="good", secret=GOOD)
+    await asyncio.sleep(0.35)
+    assert (await provider_chat(provider, ask())).text  # the half-open probe
+    assert await resilience_for(provider).breaker.state() == "closed"
+
+
+async def test_it_fails_over_a_stream_only_before_its_first_chunk(provider_with, simulator):
+    provider = await sync_to_async(provider_with)("sk-sim-fail-overloaded-0001", GOOD)
+    text = ""
+    async for chunk in provider_stream(provider, ask()):
+        text += chunk.text
+    assert text == "Simulated reply to: Hello there"
+    midstream = await sync_to_async(provider_with)("sk-sim-fail-midstream_error-0005", GOOD, provider_type="cerebras")
+    received = []
+    with pytest.raises(Exception):
+        for _ in range(4):  # round robin reaches the failing key within two requests
+            async for chunk in provider_stream(midstream, ask()):
+                received.append(chunk.text)
+    assert "".join(received)  # text had already gone out, so no failover hid the error
+
+
+async def test_it_rotates_keys_while_requests_are_running_without_failing_any(provider_with, simulator):
+    provider = await sync_to_async(provider_with)("sk-sim-old-key-0001", strategy="health_aware")
+    old = await first_key(provider)
+    failures = []
+
+    async def traffic():
+        for _ in range(10):
+            try:
+                assert (await provider_chat(provider, ask())).text
+            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+                failures.append(exc)
+
+    async def rotate():
+        await asyncio.sleep(0.01)
+        await sync_to_async(api_key_rotate)(key=old, new_secret="sk-sim-new-key-0009", grace_seconds=0)
+
+    await asyncio.gather(*(traffic() for _ in range(5)), rotate())
+    assert failures == []
+    assert (await ApiKey.objects.aget(pk=old.pk)).state == "retired"
+    simulator.clear_requests()
+    await provider_chat(provider, ask())
+    assert keys_seen(simulator) == ["0009"]
