@@ -197,7 +197,9 @@ class LockedCacheStateStore(SharedStateStore):
 
         return await self._run(lambda: self._locked(key, step))
 
-    async def breaker_allow(self, key: str, *, now: float, reset_timeout: float, ttl: float) -> bool:
+    async def breaker_allow(
+        self, key: str, *, now: float, reset_timeout: float, ttl: float
+    ) -> bool:
         def step(current):
             allowed, new = breaker_allow_transition(current, now=now, reset_timeout=reset_timeout)
             return ("keep" if new is None else "write"), new, ttl, allowed
@@ -316,7 +318,8 @@ elseif event == 'failure' then
   last_error_type = ARGV[3]
   local threshold = tonumber(ARGV[5])
   if failures >= threshold then
-    backoff_until = now + math.min(tonumber(ARGV[7]), tonumber(ARGV[6]) * 2 ^ (failures - threshold))
+    local backoff = tonumber(ARGV[6]) * 2 ^ (failures - threshold)
+    backoff_until = now + math.min(tonumber(ARGV[7]), backoff)
   end
 elseif event == 'cooldown' then
   cooldown_until = math.max(cooldown_until, now + tonumber(ARGV[4]))
@@ -527,7 +530,9 @@ class RedisStateStore(SharedStateStore):
         )
         return _decode(stored)
 
-    async def breaker_allow(self, key: str, *, now: float, reset_timeout: float, ttl: float) -> bool:
+    async def breaker_allow(
+        self, key: str, *, now: float, reset_timeout: float, ttl: float
+    ) -> bool:
         return bool(await self._eval("breaker_allow", key, now, reset_timeout, _ms(ttl)))
 
     async def breaker_record(

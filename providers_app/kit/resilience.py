@@ -215,10 +215,15 @@ class ResilienceStore(abc.ABC):
         ttl: float,
         invalid_ttl: float,
     ) -> dict | None:
-        """Atomically apply ``credential_transition``, store with ``credential_ttl``; the new state."""
+        """Atomically apply ``credential_transition`` and store it for ``credential_ttl``.
+
+        Returns the state now stored.
+        """
 
     @abc.abstractmethod
-    async def breaker_allow(self, key: str, *, now: float, reset_timeout: float, ttl: float) -> bool:
+    async def breaker_allow(
+        self, key: str, *, now: float, reset_timeout: float, ttl: float
+    ) -> bool:
         """Atomically apply ``breaker_allow_transition``."""
 
     @abc.abstractmethod
@@ -293,7 +298,9 @@ class MemoryStateStore(MemoryRateLimitStore, ResilienceStore):
             self._put(key, new, credential_ttl(new, now=now, ttl=ttl, invalid_ttl=invalid_ttl), at)
             return dict(new)
 
-    async def breaker_allow(self, key: str, *, now: float, reset_timeout: float, ttl: float) -> bool:
+    async def breaker_allow(
+        self, key: str, *, now: float, reset_timeout: float, ttl: float
+    ) -> bool:
         with self._lock:
             at = self._clock()
             allowed, new = breaker_allow_transition(
@@ -663,6 +670,9 @@ async def call_with_failover(
     Streams: call this only for work done before the first chunk reaches the
     client (open the stream and read the first chunk inside ``operation``).
 
+    Exceptions that are not ``ProviderError`` (a bug, a cancelled request)
+    propagate untouched and are reported to nobody.
+
     The breaker, when given, refuses with ``CircuitOpenError`` while open; it
     counts retryable errors other than rate limits (those are per credential
     and handled by the pool) as failures, and any answer from the provider --
@@ -670,6 +680,8 @@ async def call_with_failover(
     exhausted pool during a half-open probe says nothing about the provider:
     the probe's claim then simply lapses after ``reset_timeout``.
     """
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
     candidates = list(dict.fromkeys(candidates))
     tried: list[str] = []
     last_error: ProviderError | None = None

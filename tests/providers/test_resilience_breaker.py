@@ -27,7 +27,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def breaker(clock) -> CircuitBreaker:
-    return CircuitBreaker(MemoryStateStore(), "openai-1", failure_threshold=5, reset_timeout=30, clock=clock)
+    store = MemoryStateStore()
+    return CircuitBreaker(store, "openai-1", failure_threshold=5, reset_timeout=30, clock=clock)
 
 
 async def open_it(breaker: CircuitBreaker) -> None:

@@ -9,6 +9,7 @@ from providers_app.kit.errors import (
     AuthenticationError,
     ContentFilterError,
     InvalidRequestError,
+    NetworkError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -89,7 +90,9 @@ async def test_it_serves_from_key_2_when_key_1_is_rate_limited(pool, clock):
 async def test_it_never_tries_a_revoked_key_again(pool, clock):
     upstream = Upstream(key_1=AuthenticationError())
 
-    results = [await failover(pool, clock, upstream, candidates=["key:1", "key:2"]) for _ in range(5)]
+    results = [
+        await failover(pool, clock, upstream, candidates=["key:1", "key:2"]) for _ in range(5)
+    ]
 
     assert results == ["served by key:2"] * 5
     assert upstream.calls.count("key:1") == 1
@@ -111,7 +114,9 @@ async def test_it_does_not_retry_request_errors(pool, clock, error):
 
 
 async def test_it_raises_the_last_error_when_attempts_run_out(pool, clock):
-    upstream = Upstream(key_1=ServerError("one"), key_2=ServerError("two"), key_3=ServerError("three"))
+    upstream = Upstream(
+        key_1=ServerError("one"), key_2=ServerError("two"), key_3=ServerError("three")
+    )
 
     with pytest.raises(ServerError) as caught:
         await failover(pool, clock, upstream, max_attempts=2)
@@ -155,14 +160,17 @@ async def test_it_refuses_while_the_breaker_is_open_and_probes_after(store, pool
     upstream = Upstream(key_1=ServerError(), key_2=ServerError())
 
     with pytest.raises(ServerError):
-        await failover(pool, clock, upstream, candidates=["key:1", "key:2"], breaker=breaker, max_attempts=2)
+        await failover(
+            pool, clock, upstream, candidates=["key:1", "key:2"], breaker=breaker, max_attempts=2
+        )
     assert await breaker.state() == "open"
 
     with pytest.raises(CircuitOpenError):
         await failover(pool, clock, Upstream(), breaker=breaker)
 
     clock.now += 30
-    assert await failover(pool, clock, Upstream(), candidates=["key:3"], breaker=breaker) == "served by key:3"
+    served = await failover(pool, clock, Upstream(), candidates=["key:3"], breaker=breaker)
+    assert served == "served by key:3"
     assert await breaker.state() == "closed"
 
 
@@ -180,3 +188,23 @@ def test_it_jitters_the_backoff_downwards():
     assert policy.delay(1, rng=lambda: 0.0) == 4.0
     assert policy.delay(1, rng=lambda: 1.0) == 2.0
     assert policy.delay(1, retry_after=3.5, rng=lambda: 1.0) == 3.5
+
+
+async def test_it_fails_a_stream_over_only_until_its_first_chunk(pool, clock):
+    """The caller wraps "open the stream and read the first chunk" as the operation."""
+
+    async def stream(credential):
+        if credential == "key:1":
+            raise NetworkError("connection reset before the first chunk")
+        yield f"{credential}: Hel"
+        raise NetworkError("connection reset mid-stream")
+
+    async def first_chunk(credential):
+        chunks = stream(credential)
+        return chunks, await anext(chunks)
+
+    chunks, first = await failover(pool, clock, first_chunk, candidates=["key:1", "key:2"])
+
+    assert first == "key:2: Hel"
+    with pytest.raises(NetworkError, match="mid-stream"):  # after delivery: the caller's error
+        await anext(chunks)

@@ -105,11 +105,14 @@ async def test_it_resets_failures_and_backoff_on_success(pool, clock):
     await pool.report_success("key:1")
 
     health = await pool.health("key:1")
-    assert (health.consecutive_failures, health.state, health.unavailable_until) == (0, "active", None)
+    assert health.consecutive_failures == 0
+    assert (health.state, health.unavailable_until) == ("active", None)
     assert await pool.acquire(["key:1"]) == "key:1"
 
 
-@pytest.mark.parametrize("error", [AuthenticationError(), PermissionDeniedError(), QuotaExceededError()])
+@pytest.mark.parametrize(
+    "error", [AuthenticationError(), PermissionDeniedError(), QuotaExceededError()]
+)
 async def test_it_marks_a_credential_invalid_until_it_is_reset(pool, clock, error):
     await pool.report_failure("key:1", error)
 

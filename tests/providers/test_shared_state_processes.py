@@ -49,7 +49,8 @@ OTHER_PROCESS = textwrap.dedent(
 
     async def main():
         if action == "fail":
-            await asyncio.gather(*(pool.report_failure(credential, errors.ServerError()) for _ in range(int(count))))
+            failures = [errors.ServerError() for _ in range(int(count))]
+            await asyncio.gather(*(pool.report_failure(credential, e) for e in failures))
         elif action == "revoke":
             await pool.report_failure(credential, errors.AuthenticationError())
         elif action == "trip":
@@ -98,7 +99,8 @@ async def test_it_sees_a_key_revoked_in_another_process(pool_id):
     pool = KeyPool(state_store(), pool_id)
     assert await pool.acquire(["key:1"]) == "key:1"
 
-    assert await asyncio.to_thread(finish, other_process(pool_id, "revoke", "key:1", 1)) == "invalid"
+    answer = await asyncio.to_thread(finish, other_process(pool_id, "revoke", "key:1", 1))
+    assert answer == "invalid"
 
     health = await pool.health("key:1")
     assert (health.state, health.last_error_type) == ("invalid", "authentication_error")

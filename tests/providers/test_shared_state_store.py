@@ -22,7 +22,7 @@ from django.core.cache.backends.redis import RedisCache
 
 from providers_app.kit.errors import AuthenticationError, RateLimitError, ServerError
 from providers_app.kit.ratelimit import RateLimitInfo, RateLimitTracker, TokenBucket
-from providers_app.kit.ratelimit_store import MemoryRateLimitStore, take_from_bucket
+from providers_app.kit.ratelimit_store import MemoryRateLimitStore
 from providers_app.kit.resilience import CircuitBreaker, KeyPool, credential_transition
 from providers_app.state import (
     LockedCacheStateStore,
@@ -89,7 +89,7 @@ def clock() -> FakeClock:
 
 
 def in_threads(threads: int, work) -> list:
-    """Run ``work()`` (a coroutine function) in that many threads at once, each with its own loop."""
+    """Run the coroutine function ``work`` in that many threads at once, each with its own loop."""
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(lambda _: asyncio.run(work()), range(threads)))
 
@@ -173,7 +173,8 @@ async def test_it_admits_exactly_10_of_50_concurrent_bucket_takes(store, clock):
 
 
 async def test_it_admits_exactly_capacity_from_many_threads_through_the_kits_bucket(store, clock):
-    bucket = TokenBucket(store, ("qwen", "qwen3-coder-plus", "oauth:1"), per_minute=10, per_day=1000, clock=clock)
+    key = ("qwen", "qwen3-coder-plus", "oauth:1")
+    bucket = TokenBucket(store, key, per_minute=10, per_day=1000, clock=clock)
 
     async def ten_takes():
         return await asyncio.gather(*(bucket.try_acquire() for _ in range(10)))
@@ -191,8 +192,10 @@ async def test_it_applies_the_kits_bucket_arithmetic_exactly(store, clock):
     now = clock()
     for _ in range(200):
         now += rng.choice([0.0, 0.001, 0.37, 1.5, 6.0])
-        kw = dict(capacity=15, refill_per_second=0.25, amount=rng.choice([1, 1, 2, 5, -1, 20]), now=now)
-        assert await store.take_tokens("bucket:x", **kw) == await reference.take_tokens("bucket:x", **kw)
+        amount = rng.choice([1, 1, 2, 5, -1, 20])
+        kw = dict(capacity=15, refill_per_second=0.25, amount=amount, now=now)
+        expected = await reference.take_tokens("bucket:x", **kw)
+        assert await store.take_tokens("bucket:x", **kw) == expected
         assert await store.get("bucket:x") == await reference.get("bucket:x")
 
 
@@ -205,7 +208,9 @@ async def test_it_applies_the_kits_credential_steps_exactly(store, clock):
         now += rng.choice([0.0, 0.25, 1.1, 7.3])
         event = rng.choice(["failure", "failure", "failure", "success", "cooldown"])
         step = dict(event=event, now=now, error_type="server_error", cooldown_seconds=12.5)
-        stored = await store.update_credential("pool:p:cred:key:1", **step, **params, ttl=3600, invalid_ttl=86400)
+        stored = await store.update_credential(
+            "pool:p:cred:key:1", **step, **params, ttl=3600, invalid_ttl=86400
+        )
         expected = credential_transition(expected, **step, **params) or expected
         assert stored == expected
     await store.update_credential(
