@@ -22,8 +22,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -64,7 +63,8 @@ class OAuthEndpoints:
 
     def __repr__(self) -> str:  # the client secret stays out of reprs and tracebacks
         return (
-            f"OAuthEndpoints(client_id={self.client_id!r}, client_secret={'***' if self.client_secret else ''!r}, "
+            f"OAuthEndpoints(client_id={self.client_id!r}, "
+            f"client_secret={'***' if self.client_secret else ''!r}, "
             f"authorize_url={self.authorize_url!r}, token_url={self.token_url!r}, "
             f"device_url={self.device_url!r}, scopes={self.scopes!r})"
         )
@@ -111,7 +111,11 @@ DEVICE_DEFAULT_INTERVAL = {ProviderType.QWEN: 2.0}
 def oauth_endpoints(provider: Provider) -> OAuthEndpoints:
     defaults = PROVIDER_DEFAULTS.get(provider.type, {})
     token_url = provider.oauth_token_url or defaults.get("token_url", "")
-    if provider.type == ProviderType.OPENROUTER and not provider.oauth_token_url and provider.base_url:
+    if (
+        provider.type == ProviderType.OPENROUTER
+        and not provider.oauth_token_url
+        and provider.base_url
+    ):
         token_url = provider.base_url.rstrip("/") + "/auth/keys"  # {base}/api/v1 + /auth/keys
     return OAuthEndpoints(
         client_id=provider.oauth_client_id,
@@ -138,7 +142,7 @@ def _now() -> datetime:
 
 
 def _from_unix(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=dt_timezone.utc) if value is not None else None
+    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
 
 
 # --------------------------------------------------------------------------- errors
@@ -176,7 +180,9 @@ class OAuthCredentialUnusable(OAuthError):
 # --------------------------------------------------------------------------- HTTP
 
 
-async def _post(url: str, *, provider: str, form: dict | None = None, json_body: dict | None = None):
+async def _post(
+    url: str, *, provider: str, form: dict | None = None, json_body: dict | None = None
+):
     """POST to an authorisation server; transport failures become a retryable OAuthError."""
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
@@ -186,7 +192,8 @@ async def _post(url: str, *, provider: str, form: dict | None = None, json_body:
     except httpx.HTTPError as exc:
         # The exception text may quote the request; only its type is kept.
         raise OAuthError(
-            "temporarily_unavailable", f"{type(exc).__name__} talking to the authorisation server",
+            "temporarily_unavailable",
+            f"{type(exc).__name__} talking to the authorisation server",
             provider=provider,
         ) from None
     try:
@@ -196,7 +203,9 @@ async def _post(url: str, *, provider: str, form: dict | None = None, json_body:
     return response.status_code, body
 
 
-def _token_reply(status: int, body: Any, *, provider: str, previous_refresh_token: str | None = None):
+def _token_reply(
+    status: int, body: Any, *, provider: str, previous_refresh_token: str | None = None
+):
     if status != 200:
         raise wire.oauth_error_from_response(status, body, provider=provider)
     return wire.parse_token_response(
@@ -257,7 +266,10 @@ def _credential_store(*, flow: OAuthFlow, tokens: wire.OAuthTokens) -> OAuthCred
         },
     )
     logger.info(
-        "oauth credential stored provider=%s credential=%s flow=%s", provider.name, credential.pk, flow.kind
+        "oauth credential stored provider=%s credential=%s flow=%s",
+        provider.name,
+        credential.pk,
+        flow.kind,
     )
     return credential
 
@@ -270,7 +282,9 @@ def _flow_record_failure(*, flow: OAuthFlow, error: str) -> None:
         actor=flow.created_by,
         changes={"provider": flow.provider.name, "flow": flow.kind, "error": error[:200]},
     )
-    logger.info("oauth flow failed provider=%s flow=%s error=%s", flow.provider.name, flow.pk, error[:200])
+    logger.info(
+        "oauth flow failed provider=%s flow=%s error=%s", flow.provider.name, flow.pk, error[:200]
+    )
 
 
 async def _claim(flow: OAuthFlow) -> bool:
@@ -282,7 +296,7 @@ async def _claim(flow: OAuthFlow) -> bool:
     return bool(claimed)
 
 
-# --------------------------------------------------------------------------- authorization code + PKCE
+# ------------------------------------------------------------------ authorization code + PKCE
 
 
 def _require(value: str, field: str, what: str) -> str:
@@ -297,7 +311,7 @@ def _user(actor: Any) -> Any:
 
 @transaction.atomic
 def oauth_start(*, provider: Provider, redirect_uri: str, actor: Any = None) -> str:
-    """Begin an authorisation: a single-use state + PKCE verifier stored, the authorize URL returned.
+    """Begin an authorisation: store a single-use state + PKCE verifier, return the authorize URL.
 
     ``redirect_uri`` is this server's ``/oauth/callback/<provider>/`` URL as the
     provider knows it. OpenRouter providers get OpenRouter's PKCE variant (the
@@ -341,7 +355,10 @@ def oauth_start(*, provider: Provider, redirect_uri: str, actor: Any = None) -> 
         expires_at=_now() + timedelta(seconds=_setting("OAUTH_FLOW_TTL_SECONDS", 600)),
     )
     audit_record(
-        action="oauth_flow.start", obj=flow, actor=actor, changes={"provider": provider.name, "flow": kind}
+        action="oauth_flow.start",
+        obj=flow,
+        actor=actor,
+        changes={"provider": provider.name, "flow": kind},
     )
     return url
 
@@ -373,7 +390,9 @@ async def oauth_callback(*, provider_name: str, params: Mapping[str, str]) -> OA
     if not state:
         raise OAuthCallbackError("missing_state", "The callback has no state parameter.")
     flow = (
-        await OAuthFlow.objects.select_related("provider", "created_by").filter(state=state[:128]).afirst()
+        await OAuthFlow.objects.select_related("provider", "created_by")
+        .filter(state=state[:128])
+        .afirst()
     )
     if flow is None or flow.kind == OAuthFlow.Kind.DEVICE_CODE:
         raise OAuthCallbackError("unknown_state", "This authorisation is unknown. Start again.")
@@ -382,25 +401,33 @@ async def oauth_callback(*, provider_name: str, params: Mapping[str, str]) -> OA
             "state_mismatch", "This authorisation was started for another provider. Start again."
         )
     if flow.used_at is not None:
-        raise OAuthCallbackError("state_used", "This authorisation link was already used. Start again.")
+        raise OAuthCallbackError(
+            "state_used", "This authorisation link was already used. Start again."
+        )
     if flow.expires_at <= _now():
         raise OAuthCallbackError("state_expired", "This authorisation has expired. Start again.")
 
     error = params.get("error")
     if error:
         if not await _claim(flow):
-            raise OAuthCallbackError("state_used", "This authorisation link was already used. Start again.")
+            raise OAuthCallbackError(
+                "state_used", "This authorisation link was already used. Start again."
+            )
         code = error if error.replace("_", "").isalnum() else "provider_error"
         await sync_to_async(_flow_record_failure)(flow=flow, error=code)
         if code == "access_denied":
-            raise OAuthCallbackError("access_denied", "Access was denied at the provider. Nothing was stored.")
+            raise OAuthCallbackError(
+                "access_denied", "Access was denied at the provider. Nothing was stored."
+            )
         raise OAuthCallbackError("provider_error", f"The provider returned an error ({code[:64]}).")
 
     code = params.get("code")
     if not code:
         raise OAuthCallbackError("missing_code", "The callback has no authorization code.")
     if not await _claim(flow):
-        raise OAuthCallbackError("state_used", "This authorisation link was already used. Start again.")
+        raise OAuthCallbackError(
+            "state_used", "This authorisation link was already used. Start again."
+        )
 
     try:
         if flow.kind == OAuthFlow.Kind.OPENROUTER_PKCE:
@@ -411,7 +438,9 @@ async def oauth_callback(*, provider_name: str, params: Mapping[str, str]) -> OA
         await sync_to_async(_flow_record_failure)(flow=flow, error=exc.error)
         status = 502 if exc.retryable else 400
         raise OAuthCallbackError(
-            "exchange_failed", f"The provider refused the code exchange ({exc.error}).", status=status
+            "exchange_failed",
+            f"The provider refused the code exchange ({exc.error}).",
+            status=status,
         ) from None
     credential = await sync_to_async(_credential_store)(flow=flow, tokens=tokens)
     return OAuthCallbackResult(provider_name, flow.kind, credential=credential)
@@ -445,14 +474,16 @@ async def _openrouter_exchange(flow: OAuthFlow, code: str) -> ApiKey:
 
     @transaction.atomic
     def store() -> ApiKey:
-        api_key = api_key_add(provider=flow.provider, label=label[:100], secret=key, actor=flow.created_by)
+        api_key = api_key_add(
+            provider=flow.provider, label=label[:100], secret=key, actor=flow.created_by
+        )
         OAuthFlow.objects.filter(pk=flow.pk).update(api_key=api_key)
         return api_key
 
     return await sync_to_async(store)()
 
 
-# --------------------------------------------------------------------------- device grant (RFC 8628)
+# ------------------------------------------------------------------ device grant (RFC 8628)
 
 DEVICE_STATUSES = ("pending", "slow_down", "success", "expired", "denied")
 
@@ -477,7 +508,9 @@ async def device_start(*, provider: Provider, actor: Any = None) -> OAuthFlow:
     device = wire.parse_device_authorization(
         body,
         now=time.time(),
-        default_interval=DEVICE_DEFAULT_INTERVAL.get(provider.type, wire.DEFAULT_DEVICE_POLL_INTERVAL),
+        default_interval=DEVICE_DEFAULT_INTERVAL.get(
+            provider.type, wire.DEFAULT_DEVICE_POLL_INTERVAL
+        ),
     )
 
     @transaction.atomic
@@ -548,7 +581,10 @@ async def device_poll(*, flow: OAuthFlow) -> str:
     status, body = await _post(url, provider=flow.provider.name, form=form)
     try:
         result = wire.classify_device_poll(
-            status, body if isinstance(body, dict) else {}, now=time.time(), interval=flow.poll_interval
+            status,
+            body if isinstance(body, dict) else {},
+            now=time.time(),
+            interval=flow.poll_interval,
         )
     except OAuthError as exc:
         if exc.retryable:
@@ -676,14 +712,23 @@ def _refresh_succeeded(*, credential: OAuthCredential, tokens: wire.OAuthTokens)
     credential.last_refresh_error = ""
     credential.save(
         update_fields=[
-            "access_token", "refresh_token", "last4", "expires_at", "scopes", "resource_url",
-            "refresh_count", "last_refresh_at", "last_refresh_error",
+            "access_token",
+            "refresh_token",
+            "last4",
+            "expires_at",
+            "scopes",
+            "resource_url",
+            "refresh_count",
+            "last_refresh_at",
+            "last_refresh_error",
         ]
     )
     record_refresh(provider=credential.provider, credential_id=credential, ok=True)
     logger.info(
         "oauth token refreshed provider=%s credential=%s refresh_count=%s",
-        credential.provider.name, credential.pk, credential.refresh_count,
+        credential.provider.name,
+        credential.pk,
+        credential.refresh_count,
     )
     return credential
 
@@ -692,7 +737,9 @@ def _refresh_succeeded(*, credential: OAuthCredential, tokens: wire.OAuthTokens)
 def _refresh_failed(*, credential: OAuthCredential, error: OAuthError) -> None:
     """Record a failed refresh; a permanent one takes the credential out of the pool."""
     previous = credential.state
-    credential.last_refresh_error = f"{error.error} (HTTP {error.status_code})" if error.status_code else error.error
+    credential.last_refresh_error = (
+        f"{error.error} (HTTP {error.status_code})" if error.status_code else error.error
+    )
     credential.last_refresh_error = credential.last_refresh_error[:200]
     fields = ["last_refresh_error"]
     if error.permanent:
@@ -702,7 +749,10 @@ def _refresh_failed(*, credential: OAuthCredential, error: OAuthError) -> None:
     record_refresh(provider=credential.provider, credential_id=credential, ok=False)
     logger.warning(
         "oauth token refresh failed provider=%s credential=%s error=%s permanent=%s",
-        credential.provider.name, credential.pk, error.error, error.permanent,
+        credential.provider.name,
+        credential.pk,
+        error.error,
+        error.permanent,
     )
     if error.permanent:
         audit_record(

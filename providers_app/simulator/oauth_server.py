@@ -5,7 +5,7 @@
 | GET  /oauth/authorize | RFC 6749 §4.1 authorize page with PKCE (RFC 7636): approves at once |
 | POST /oauth/token | token endpoint: authorization_code, refresh_token (rotating), device_code |
 | POST /oauth/device/code | RFC 8628 device authorisation |
-| POST /qwen-oauth/api/v1/oauth2/device/code, /token | the same, shaped like Qwen's (+ resource_url) |
+| POST /qwen-oauth/api/v1/oauth2/device/code, /token | the same, Qwen-shaped (+ resource_url) |
 | GET  /openrouter/auth | OpenRouter's PKCE authorize page |
 | POST /openrouter/api/v1/auth/keys | OpenRouter's code → API key exchange |
 | GET / DELETE /_sim/oauth/calls | per-grant call counters (for "refreshed exactly once") |
@@ -155,7 +155,8 @@ def _id_token(client_id: str) -> str:
         raw = json.dumps(obj, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'email': SIM_USER_EMAIL, 'aud': client_id})}."
+    header = part({"alg": "none", "typ": "JWT"})
+    return f"{header}.{part({'email': SIM_USER_EMAIL, 'aud': client_id})}."
 
 
 def _client_ok(client_id: str, secret: str | None) -> bool:
@@ -196,9 +197,18 @@ async def authorize(request: web.Request) -> web.Response:
     if q.get("deny") == "1" or client_id.startswith("sim-deny"):
         back = {"error": "access_denied", "error_description": "The user denied access"}
     elif q.get("response_type") != "code" or not client_id:
-        back = {"error": "invalid_request", "error_description": "response_type=code and client_id are required"}
-    elif not q.get("code_challenge") or q.get("code_challenge_method", "plain") not in ("S256", "plain"):
-        back = {"error": "invalid_request", "error_description": "a PKCE code_challenge is required"}
+        back = {
+            "error": "invalid_request",
+            "error_description": "response_type=code and client_id are required",
+        }
+    elif not q.get("code_challenge") or q.get("code_challenge_method", "plain") not in (
+        "S256",
+        "plain",
+    ):
+        back = {
+            "error": "invalid_request",
+            "error_description": "a PKCE code_challenge is required",
+        }
     else:
         code = "sim-code-" + secrets.token_urlsafe(24)
         _state(request).codes[code] = _Code(
@@ -284,7 +294,13 @@ def _code_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.Re
         return _oauth_error("invalid_grant", "code_verifier does not match the code_challenge")
     expires_in = expires_knob if expires_knob is not None else code.expires_in
     return web.json_response(
-        _issue(request, client_id, code.scope, DEFAULT_EXPIRES_IN if expires_in is None else expires_in, qwen=qwen)
+        _issue(
+            request,
+            client_id,
+            code.scope,
+            DEFAULT_EXPIRES_IN if expires_in is None else expires_in,
+            qwen=qwen,
+        )
     )
 
 
@@ -386,7 +402,9 @@ async def openrouter_authorize(request: web.Request) -> web.Response:
     q = request.query
     callback_url = q.get("callback_url", "")
     if not callback_url.startswith(("http://", "https://")):
-        return web.Response(status=400, text="callback_url is required (headless mode is not simulated)")
+        return web.Response(
+            status=400, text="callback_url is required (headless mode is not simulated)"
+        )
     if q.get("deny") == "1":
         raise web.HTTPFound(_add_query(callback_url, {"error": "access_denied"}))
     if not q.get("code_challenge"):
@@ -419,7 +437,10 @@ async def openrouter_key_exchange(request: web.Request) -> web.Response:
     if not _verifier_ok(challenge, method, body.get("code_verifier")):
         return _openrouter_error(403, "Invalid code_verifier")
     return web.json_response(
-        {"key": "sk-or-v1-sim" + secrets.token_hex(26), "user_id": "user_sim_" + secrets.token_hex(4)}
+        {
+            "key": "sk-or-v1-sim" + secrets.token_hex(26),
+            "user_id": "user_sim_" + secrets.token_hex(4),
+        }
     )
 
 

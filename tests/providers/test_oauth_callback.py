@@ -51,7 +51,9 @@ def _authorize(url: str) -> dict[str, str]:
 
 
 def _start(provider, actor=None):
-    url = oauth_start(provider=provider, redirect_uri=REDIRECT.format(name=provider.name), actor=actor)
+    url = oauth_start(
+        provider=provider, redirect_uri=REDIRECT.format(name=provider.name), actor=actor
+    )
     return url, _authorize(url)
 
 
@@ -85,7 +87,9 @@ def test_it_connects_an_openai_style_account(client, oauth_provider, admin_user)
 
 def test_it_connects_a_google_account_with_client_secret_and_offline_access(client, oauth_provider):
     client_id = f"confidential-gemini-{secrets.token_hex(3)}"
-    provider = oauth_provider("gemini", client_id=client_id, oauth_client_secret=f"secret-{client_id}")
+    provider = oauth_provider(
+        "gemini", client_id=client_id, oauth_client_secret=f"secret-{client_id}"
+    )
     url, params = _start(provider)
     query = parse_qs(urlsplit(url).query)
     assert query["access_type"] == ["offline"] and query["prompt"] == ["consent"]
@@ -128,7 +132,9 @@ def test_it_rejects_an_unknown_state(client, oauth_provider):
     _url, params = _start(provider)
     response = client.get(f"/oauth/callback/{provider.name}/", {**params, "state": "not-a-state"})
     _assert_rejected(response, "unknown_state")
-    _assert_rejected(client.get(f"/oauth/callback/{provider.name}/", {"code": "x"}), "missing_state")
+    _assert_rejected(
+        client.get(f"/oauth/callback/{provider.name}/", {"code": "x"}), "missing_state"
+    )
     assert not OAuthCredential.objects.exists()
     assert OAuthFlow.objects.get().used_at is None
 
@@ -176,7 +182,10 @@ def test_it_shows_access_denied_and_uses_up_the_flow(client, oauth_provider):
 
 def test_it_adds_an_openrouter_key_to_the_pool(client, make_provider, simulator):
     provider = make_provider(
-        "openrouter", name="or-oauth", keys=0, oauth_authorize_url=simulator.url + "/openrouter/auth"
+        "openrouter",
+        name="or-oauth",
+        keys=0,
+        oauth_authorize_url=simulator.url + "/openrouter/auth",
     )
     url = oauth_start(provider=provider, redirect_uri=REDIRECT.format(name=provider.name))
     callback_url = parse_qs(urlsplit(url).query)["callback_url"][0]

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 @pytest.fixture
 async def close_db_thread():
-    """Close the connection sync_to_async's worker thread opened, so the test database can be dropped."""
+    """Close sync_to_async's worker-thread connection, so the test database can be dropped."""
     yield
     await sync_to_async(connections.close_all)()
 
@@ -68,16 +68,19 @@ async def test_it_runs_through_pending_and_slow_down_to_tokens(qwen_provider, si
     provider = await qwen_provider("interval=0&pending_polls=1&slow_down_polls=1")
     flow = await device_start(provider=provider)
     assert flow.kind == OAuthFlow.Kind.DEVICE_CODE
-    assert flow.user_code and flow.verification_uri.startswith(simulator.url + "/oauth/device?code=")
+    assert flow.user_code and flow.verification_uri.startswith(
+        simulator.url + "/oauth/device?code="
+    )
     assert flow.poll_interval == 2.0  # Qwen sends no interval: its client's 2 s
     assert timedelta(minutes=29) < flow.expires_at - timezone.now() <= timedelta(minutes=30)
 
     assert await device_poll(flow=flow) == "pending"
     # polled again before the interval: answered locally, the server is not asked
     assert await device_poll(flow=flow) == "pending"
-    assert _calls(simulator, provider.oauth_client_id)[
-        "urn:ietf:params:oauth:grant-type:device_code"
-    ] == 1
+    assert (
+        _calls(simulator, provider.oauth_client_id)["urn:ietf:params:oauth:grant-type:device_code"]
+        == 1
+    )
 
     clock.advance(2)
     assert await device_poll(flow=flow) == "slow_down"
@@ -97,11 +100,18 @@ async def test_it_runs_through_pending_and_slow_down_to_tokens(qwen_provider, si
     assert await device_poll(flow=flow) == "success"
     assert await AuditEvent.objects.filter(action="oauth_credential.add").acount() == 1
     # the new account's token works on the simulator's Qwen routes
-    reply = httpx.get(simulator.url + "/qwen/v1/models", headers={"Authorization": f"Bearer {credential.access_token}"})
+    async with httpx.AsyncClient() as http:
+        reply = await http.get(
+            simulator.url + "/qwen/v1/models",
+            headers={"Authorization": f"Bearer {credential.access_token}"},
+        )
     assert reply.status_code == 200
 
 
-@pytest.mark.parametrize("outcome, status, error", [("deny", "denied", "access_denied"), ("expire", "expired", "expired_token")])
+@pytest.mark.parametrize(
+    "outcome, status, error",
+    [("deny", "denied", "access_denied"), ("expire", "expired", "expired_token")],
+)
 async def test_it_ends_a_denied_or_expired_flow(qwen_provider, clock, outcome, status, error):
     provider = await qwen_provider(f"interval=0&pending_polls=0&outcome={outcome}")
     flow = await device_start(provider=provider)
@@ -111,7 +121,10 @@ async def test_it_ends_a_denied_or_expired_flow(qwen_provider, clock, outcome, s
     assert not await OAuthCredential.objects.filter(provider=provider).aexists()
     clock.advance(10)
     assert await device_poll(flow=flow) == status  # finished flows stay finished
-    assert await AuditEvent.objects.filter(action="oauth_flow.failed", object_id=str(flow.pk)).acount() == 1
+    assert (
+        await AuditEvent.objects.filter(action="oauth_flow.failed", object_id=str(flow.pk)).acount()
+        == 1
+    )
 
 
 async def test_it_expires_a_flow_past_its_lifetime_without_asking(qwen_provider, simulator, clock):

@@ -34,27 +34,32 @@ REFRESH = "refresh_token"
 
 @pytest.fixture
 async def close_db_thread():
-    """Close the connection sync_to_async's worker thread opened, so the test database can be dropped."""
+    """Close sync_to_async's worker-thread connection, so the test database can be dropped."""
     yield
     await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
 def connect(make_provider, simulator):
-    """connect(expires_in=1) → a new provider with one OAuth credential (sync; returns the credential)."""
+    """connect(expires_in=1) → the OAuth credential of a new provider (sync)."""
 
-    def make(*, expires_in: int | None = None, token_query: str = "", provider_type: str = "openai"):
+    def make(
+        *, expires_in: int | None = None, token_query: str = "", provider_type: str = "openai"
+    ):
         name = f"{provider_type}-{secrets.token_hex(3)}"
         provider = make_provider(
             provider_type,
             name=name,
             keys=0,
             oauth_client_id=f"sim-{name}",
-            oauth_authorize_url=simulator.url + "/oauth/authorize"
+            oauth_authorize_url=simulator.url
+            + "/oauth/authorize"
             + (f"?expires_in={expires_in}" if expires_in is not None else ""),
             oauth_token_url=simulator.url + "/oauth/token" + token_query,
         )
-        url = oauth_start(provider=provider, redirect_uri=f"http://testserver/oauth/callback/{name}/")
+        url = oauth_start(
+            provider=provider, redirect_uri=f"http://testserver/oauth/callback/{name}/"
+        )
         location = httpx.get(url, follow_redirects=False).headers["location"]
         params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
         result = async_to_sync(oauth_callback)(provider_name=name, params=params)
@@ -64,7 +69,9 @@ def connect(make_provider, simulator):
 
 
 def _refresh_calls(simulator, credential: OAuthCredential) -> int:
-    calls = httpx.get(simulator.url + "/_sim/oauth/calls", params={"client_id": credential.client_id}).json()
+    calls = httpx.get(
+        simulator.url + "/_sim/oauth/calls", params={"client_id": credential.client_id}
+    ).json()
     return calls.get(REFRESH, 0)
 
 
@@ -94,9 +101,11 @@ async def test_it_refreshes_a_token_expiring_within_the_buffer(connect, simulato
     assert (stored.access_token, stored.refresh_token) == (fresh.access_token, fresh.refresh_token)
     assert _refresh_calls(simulator, credential) == 1
     # an adapter request with the new token works
-    reply = httpx.get(
-        credential.provider.base_url + "/models", headers={"Authorization": f"Bearer {fresh.access_token}"}
-    )
+    async with httpx.AsyncClient() as http:
+        reply = await http.get(
+            credential.provider.base_url + "/models",
+            headers={"Authorization": f"Bearer {fresh.access_token}"},
+        )
     assert reply.status_code == 200
 
 
@@ -146,7 +155,9 @@ async def test_it_marks_a_credential_needs_reauth_when_its_refresh_token_was_rot
     stored = await OAuthCredential.objects.aget(pk=credential.pk)
     assert stored.state == OAuthCredential.State.NEEDS_REAUTH
     assert stored.last_refresh_error.startswith("invalid_grant")
-    event = await AuditEvent.objects.aget(action="oauth_credential.needs_reauth", object_id=str(credential.pk))
+    event = await AuditEvent.objects.aget(
+        action="oauth_credential.needs_reauth", object_id=str(credential.pk)
+    )
     assert event.changes == {"state": ["active", "needs_reauth"], "error": "invalid_grant"}
     # from now on the pool is told at once, without asking the server
     with pytest.raises(OAuthCredentialUnusable):
@@ -207,7 +218,10 @@ def test_it_never_shows_a_secret_in_logs_audit_or_reprs(connect, simulator, capl
     flow = OAuthFlow.objects.get(oauth_credential=credential)
 
     secrets_seen = [
-        credential.access_token, credential.refresh_token, fresh.access_token, fresh.refresh_token,
+        credential.access_token,
+        credential.refresh_token,
+        fresh.access_token,
+        fresh.refresh_token,
         flow.code_verifier,
     ]
     audit = " ".join(f"{e.changes} {e.object_repr}" for e in AuditEvent.objects.all())

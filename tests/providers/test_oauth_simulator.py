@@ -51,7 +51,11 @@ def _code_grant(simulator, client_id, code, verifier, *, secret=None, path="/oau
 def _refresh(simulator, client_id, refresh_token, query=""):
     return httpx.post(
         simulator.url + "/oauth/token" + query,
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+        },
     )
 
 
@@ -123,7 +127,9 @@ def test_it_keeps_refresh_tokens_without_rotation(simulator):
     code = _authorize(simulator, client_id, pkce)["code"][0]
     first = _code_grant(simulator, client_id, code, pkce.verifier).json()
     for _ in range(2):
-        reply = _refresh(simulator, client_id, first["refresh_token"], "?rotate=0&expires_in=5").json()
+        reply = _refresh(
+            simulator, client_id, first["refresh_token"], "?rotate=0&expires_in=5"
+        ).json()
         assert "refresh_token" not in reply and reply["expires_in"] == 5
 
 
@@ -131,18 +137,33 @@ def test_it_keeps_refresh_tokens_without_rotation(simulator):
 def test_it_runs_the_device_flow_to_the_chosen_outcome(simulator, outcome, error):
     client_id, pkce = _client_id(), new_pkce_pair()
     start = httpx.post(
-        simulator.url + f"/qwen-oauth/api/v1/oauth2/device/code?interval=0&pending_polls=1&outcome={outcome}",
-        data={"client_id": client_id, "scope": "openid", "code_challenge": pkce.challenge,
-              "code_challenge_method": "S256"},
+        simulator.url
+        + f"/qwen-oauth/api/v1/oauth2/device/code?interval=0&pending_polls=1&outcome={outcome}",
+        data={
+            "client_id": client_id,
+            "scope": "openid",
+            "code_challenge": pkce.challenge,
+            "code_challenge_method": "S256",
+        },
     ).json()
-    assert {"device_code", "user_code", "verification_uri", "verification_uri_complete", "expires_in"} <= set(start)
+    assert {
+        "device_code",
+        "user_code",
+        "verification_uri",
+        "verification_uri_complete",
+        "expires_in",
+    } <= set(start)
     assert "interval" not in start  # Qwen's shape
 
     def poll():
         return httpx.post(
             simulator.url + "/qwen-oauth/api/v1/oauth2/token",
-            data={"grant_type": DEVICE_CODE_GRANT_TYPE, "client_id": client_id,
-                  "device_code": start["device_code"], "code_verifier": pkce.verifier},
+            data={
+                "grant_type": DEVICE_CODE_GRANT_TYPE,
+                "client_id": client_id,
+                "device_code": start["device_code"],
+                "code_verifier": pkce.verifier,
+            },
         )
 
     pending = poll()
@@ -157,7 +178,11 @@ def test_it_answers_slow_down_then_tokens_with_a_resource_url(simulator):
         data={"client_id": client_id, "scope": "openid"},
     ).json()
     assert start["interval"] == 0
-    form = {"grant_type": DEVICE_CODE_GRANT_TYPE, "client_id": client_id, "device_code": start["device_code"]}
+    form = {
+        "grant_type": DEVICE_CODE_GRANT_TYPE,
+        "client_id": client_id,
+        "device_code": start["device_code"],
+    }
     slow = httpx.post(simulator.url + "/oauth/token", data=form)
     assert slow.status_code == 429 and slow.json()["error"] == "slow_down"
     tokens = httpx.post(simulator.url + "/qwen-oauth/api/v1/oauth2/token", data=form).json()
@@ -172,8 +197,15 @@ def test_it_answers_slow_down_to_polls_faster_than_the_interval(simulator):
         simulator.url + "/oauth/device/code?interval=30&pending_polls=5",
         data={"client_id": client_id, "scope": "openid"},
     ).json()
-    form = {"grant_type": DEVICE_CODE_GRANT_TYPE, "client_id": client_id, "device_code": start["device_code"]}
-    assert httpx.post(simulator.url + "/oauth/token", data=form).json()["error"] == "authorization_pending"
+    form = {
+        "grant_type": DEVICE_CODE_GRANT_TYPE,
+        "client_id": client_id,
+        "device_code": start["device_code"],
+    }
+    assert (
+        httpx.post(simulator.url + "/oauth/token", data=form).json()["error"]
+        == "authorization_pending"
+    )
     assert httpx.post(simulator.url + "/oauth/token", data=form).json()["error"] == "slow_down"
 
 
@@ -182,13 +214,21 @@ def test_it_exchanges_an_openrouter_code_for_a_key(simulator):
     callback = "http://127.0.0.1:1/cb?state=abc"
     redirect = httpx.get(
         simulator.url + "/openrouter/auth",
-        params={"callback_url": callback, "code_challenge": pkce.challenge, "code_challenge_method": "S256"},
+        params={
+            "callback_url": callback,
+            "code_challenge": pkce.challenge,
+            "code_challenge_method": "S256",
+        },
     )
     assert redirect.status_code == 302
     params = parse_qs(urlsplit(redirect.headers["location"]).query)
     assert params["state"] == ["abc"]
     url = simulator.url + "/openrouter/api/v1/auth/keys"
-    body = {"code": params["code"][0], "code_verifier": pkce.verifier, "code_challenge_method": "S256"}
+    body = {
+        "code": params["code"][0],
+        "code_verifier": pkce.verifier,
+        "code_challenge_method": "S256",
+    }
     reply = httpx.post(url, json=body)
     assert reply.status_code == 200 and reply.json()["key"].startswith("sk-or-v1-")
     again = httpx.post(url, json=body)
