@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -121,6 +122,30 @@ async def test_it_refreshes_exactly_once_under_20_concurrent_callers(connect, si
     assert len(tokens) == 1 and credential.access_token not in tokens
     stored = await OAuthCredential.objects.aget(pk=credential.pk)
     assert stored.access_token in tokens and stored.refresh_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refreshes_once_for_callers_on_separate_event_loops(connect, simulator):
+    """Like separate workers: 4 threads, each with its own event loop, share only the cache lock."""
+    credential = connect(expires_in=1)
+
+    def worker(results: list) -> None:
+        async def five():
+            return await asyncio.gather(*(ensure_fresh_token(credential.pk) for _ in range(5)))
+
+        results.extend(asyncio.run(five()))
+
+    results: list[OAuthCredential] = []
+    threads = [threading.Thread(target=worker, args=(results,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    asyncio.run(sync_to_async(connections.close_all)())  # the ORM worker thread's connection
+
+    assert len(results) == 20
+    assert len({r.access_token for r in results}) == 1
+    assert _refresh_calls(simulator, credential) == 1
 
 
 @pytest.mark.django_db(transaction=True)
