@@ -25,7 +25,7 @@ the version apply) and always carry a TTL. Layout, under the prefix:
     breaker:<name>                        a circuit breaker (JSON)
     ratelimit:...                         tracker snapshots and token buckets (kit's keys)
 
-``state_store()`` returns the store for the ``default`` cache.
+``state_store()`` returns this process's store for the ``default`` cache.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from typing import Any, TypeVar
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from providers_app.kit.ratelimit_store import RateLimitStore, bucket_ttl, take_from_bucket
 from providers_app.kit.resilience import (
@@ -58,9 +60,30 @@ T = TypeVar("T")
 _LOCAL_LOCK = threading.Lock()
 
 
+# Connection handles, not state: one store per cache alias in this process.
+# Django gives every async context its own cache object, and a Redis cache
+# object its own connection pool, so a store built per request would open new
+# connections per request; this one reuses a single thread-safe pool.
+_stores: dict[str, SharedStateStore] = {}
+_stores_lock = threading.Lock()
+
+
 def state_store(alias: str = "default") -> SharedStateStore:
     """The shared store over the cache ``alias`` (Redis → Lua scripts, else a lock)."""
-    return shared_store_for(caches[alias])
+    store = _stores.get(alias)
+    if store is None:
+        with _stores_lock:
+            store = _stores.get(alias)
+            if store is None:
+                store = _stores[alias] = shared_store_for(caches[alias])
+    return store
+
+
+@receiver(setting_changed)
+def _forget_stores(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHES":
+        with _stores_lock:
+            _stores.clear()
 
 
 def shared_store_for(cache: BaseCache) -> SharedStateStore:

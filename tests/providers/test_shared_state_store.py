@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
+from django.test import override_settings
 
 from providers_app.kit.errors import AuthenticationError, RateLimitError, ServerError
 from providers_app.kit.ratelimit import RateLimitInfo, RateLimitTracker, TokenBucket
@@ -97,6 +98,26 @@ def in_threads(threads: int, work) -> list:
 def test_it_picks_the_backend_from_the_configured_cache():
     expected = RedisStateStore if REDIS_URL else LockedCacheStateStore
     assert isinstance(state_store(), expected)
+
+
+async def test_it_hands_out_one_store_per_process_so_connections_are_reused():
+    async def store_in_another_task():
+        return state_store()
+
+    assert await asyncio.create_task(store_in_another_task()) is state_store()
+    assert await asyncio.to_thread(state_store) is state_store()
+
+
+def test_it_builds_a_new_store_when_the_cache_settings_change():
+    before = state_store()
+    private = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+    with override_settings(CACHES=private):
+        assert isinstance(state_store(), LockedCacheStateStore)
+        assert state_store() is not before
+
+    assert state_store() is not before  # rebuilt on the restored settings
+    assert isinstance(state_store(), type(before))
 
 
 async def test_it_counts_every_failure_reported_at_once(store, clock):
