@@ -5,6 +5,7 @@
 | GET  /oauth/authorize | RFC 6749 §4.1 authorize page with PKCE (RFC 7636): approves at once |
 | POST /oauth/token | token endpoint: authorization_code, refresh_token (rotating), device_code |
 | POST /oauth/device/code | RFC 8628 device authorisation |
+| GET  /oauth/device | the verification page named in device replies (text only) |
 | POST /qwen-oauth/api/v1/oauth2/device/code, /token | the same, Qwen-shaped (+ resource_url) |
 | GET  /openrouter/auth | OpenRouter's PKCE authorize page |
 | POST /openrouter/api/v1/auth/keys | OpenRouter's code → API key exchange |
@@ -395,6 +396,14 @@ async def _device_code(request: web.Request, *, qwen: bool) -> web.Response:
     return web.json_response(body)
 
 
+async def device_page(request: web.Request) -> web.Response:
+    """The verification page a user would open; approval is scripted by the device-code knobs."""
+    code = request.query.get("code", "")
+    return web.Response(
+        text=f"Simulated device verification for code {code!r}: approval follows the knobs.",
+    )
+
+
 # --------------------------------------------------------------------------- OpenRouter
 
 
@@ -470,6 +479,7 @@ def setup(app: web.Application) -> None:
             web.get("/oauth/authorize", authorize),
             web.post("/oauth/token", token),
             web.post("/oauth/device/code", device_code),
+            web.get("/oauth/device", device_page),
             web.post("/qwen-oauth/api/v1/oauth2/device/code", qwen_device_code),
             web.post("/qwen-oauth/api/v1/oauth2/token", qwen_token),
             web.get("/openrouter/auth", openrouter_authorize),

@@ -154,6 +154,7 @@ def test_it_runs_the_device_flow_to_the_chosen_outcome(simulator, outcome, error
         "expires_in",
     } <= set(start)
     assert "interval" not in start  # Qwen's shape
+    assert httpx.get(start["verification_uri_complete"]).status_code == 200
 
     def poll():
         return httpx.post(
