@@ -508,6 +508,12 @@ class KeyPool:
     shared counter; ``health_aware`` picks the healthiest (fewest consecutive
     failures, then least recently failed) and rotates among equally healthy
     ones so load still spreads.
+
+    Every key has a TTL. An invalid mark is kept for ``invalid_ttl`` (30 days
+    by default) rather than forever; the durable record is the credential's
+    database row, which the caller syncs from ``health()`` and which keeps the
+    credential out of ``candidates`` until an admin re-enables it (and calls
+    ``reset``).
     """
 
     def __init__(
