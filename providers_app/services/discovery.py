@@ -240,6 +240,11 @@ def cached_models(provider: Provider) -> list[dict[str, Any]] | None:
     return cache.get(_cache_key(provider))
 
 
+async def acached_models(provider: Provider) -> list[dict[str, Any]] | None:
+    """``cached_models`` for async code (e.g. the gateway's model list)."""
+    return await cache.aget(_cache_key(provider))
+
+
 def forget_models(provider: Provider) -> None:
     """Drop the cached list, e.g. after a credential was added (editing the
     provider itself already changes the cache key)."""

@@ -10,6 +10,7 @@ import pytest
 from providers_app.models import DiscoveredModel
 from providers_app.services.credentials import api_key_add
 from providers_app.services.discovery import (
+    acached_models,
     adiscover_models,
     cached_models,
     discover_all_models,
@@ -207,6 +208,9 @@ async def test_it_discovers_from_async_code_on_the_shared_client(make_provider):
         provider = await sync_to_async(make_provider)("openai", name="openai-async")
         rows = await adiscover_models(provider)
         assert any(r.model_id == "gpt-4o" for r in rows)
+        cached = await acached_models(provider)
+        assert {m["id"] for m in cached} == {r.model_id for r in rows}
+        assert [m async for m in search_models(provider=provider, min_context=1_000_000)]
     finally:
         # the ORM ran in asgiref's worker thread: close its connection there
         await sync_to_async(connections.close_all)()
