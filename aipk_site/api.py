@@ -23,7 +23,9 @@ def error_response(request, status: int, error_type: str, code: str, message: st
 def on_validation_error(request, exc: ValidationError):
     first = exc.errors[0] if exc.errors else {}
     field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "payload")) or "body"
-    return error_response(request, 422, "invalid_request_error", field, f"{field}: {first.get('msg', 'invalid')}")
+    return error_response(
+        request, 422, "invalid_request_error", field, f"{field}: {first.get('msg', 'invalid')}"
+    )
 
 
 @api.exception_handler(ProviderSettingsError)
@@ -54,4 +56,6 @@ def on_forbidden(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
-    return error_response(request, exc.status_code, "invalid_request_error", "http_error", exc.message)
+    return error_response(
+        request, exc.status_code, "invalid_request_error", "http_error", exc.message
+    )

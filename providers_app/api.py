@@ -13,7 +13,12 @@ from ninja.errors import AuthorizationError
 from ninja.security import django_auth
 
 from providers_app.models import ApiKey, Provider
-from providers_app.services.credentials import api_key_add, api_key_rotate, api_key_set_state, api_key_test_live
+from providers_app.services.credentials import (
+    api_key_add,
+    api_key_rotate,
+    api_key_set_state,
+    api_key_test_live,
+)
 
 router = Router(tags=["providers"], auth=django_auth)
 
@@ -70,14 +75,26 @@ class LiveTestOut(Schema):
 
 def _provider_out(provider: Provider) -> dict:
     return {
-        **{f: getattr(provider, f) for f in ("name", "type", "base_url", "default_model", "enabled",
-                                             "key_strategy", "settings")},
+        **{
+            f: getattr(provider, f)
+            for f in (
+                "name",
+                "type",
+                "base_url",
+                "default_model",
+                "enabled",
+                "key_strategy",
+                "settings",
+            )
+        },
         "api_keys": list(provider.api_keys.all()),
     }
 
 
 def _key(provider_name: str, key_id: int) -> ApiKey:
-    return get_object_or_404(ApiKey.objects.select_related("provider"), pk=key_id, provider__name=provider_name)
+    return get_object_or_404(
+        ApiKey.objects.select_related("provider"), pk=key_id, provider__name=provider_name
+    )
 
 
 @router.get("/", response=list[ProviderOut])
@@ -96,14 +113,24 @@ def get_provider(request, name: str):
 def add_key(request, name: str, payload: ApiKeyIn):
     _staff(request)
     provider = get_object_or_404(Provider, name=name)
-    return Status(201, api_key_add(provider=provider, label=payload.label, secret=payload.secret, actor=request.user))
+    return Status(
+        201,
+        api_key_add(
+            provider=provider, label=payload.label, secret=payload.secret, actor=request.user
+        ),
+    )
 
 
 @router.post("/{name}/keys/{key_id}/rotate", response={201: ApiKeyOut})
 def rotate_key(request, name: str, key_id: int, payload: RotateIn):
     _staff(request)
-    new_key = api_key_rotate(key=_key(name, key_id), new_secret=payload.secret, label=payload.label,
-                             grace_seconds=payload.grace_seconds, actor=request.user)
+    new_key = api_key_rotate(
+        key=_key(name, key_id),
+        new_secret=payload.secret,
+        label=payload.label,
+        grace_seconds=payload.grace_seconds,
+        actor=request.user,
+    )
     return Status(201, new_key)
 
 
@@ -122,4 +149,6 @@ async def test_key(request, name: str, key_id: int):
 @router.post("/{name}/keys/{key_id}/state", response=ApiKeyOut)
 def set_key_state(request, name: str, key_id: int, payload: StateIn):
     _staff(request)
-    return api_key_set_state(key=_key(name, key_id), state=payload.state, actor=request.user, reason=payload.reason)
+    return api_key_set_state(
+        key=_key(name, key_id), state=payload.state, actor=request.user, reason=payload.reason
+    )

@@ -45,7 +45,9 @@ class Provider(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     timeout_seconds = models.FloatField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
-    key_strategy = models.CharField(max_length=20, choices=KeyStrategy.choices, default=KeyStrategy.HEALTH_AWARE)
+    key_strategy = models.CharField(
+        max_length=20, choices=KeyStrategy.choices, default=KeyStrategy.HEALTH_AWARE
+    )
     # OAuth client configuration entered by an admin; aipk ships no client id of its own.
     oauth_client_id = models.CharField(max_length=255, blank=True)
     oauth_client_secret = EncryptedTextField(blank=True, default="")
@@ -104,7 +106,9 @@ class OAuthCredential(models.Model):
         NEEDS_REAUTH = "needs_reauth", "Needs re-authorisation"
         REVOKED = "revoked", "Revoked"
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="oauth_credentials")
+    provider = models.ForeignKey(
+        Provider, on_delete=models.CASCADE, related_name="oauth_credentials"
+    )
     account_label = models.CharField(max_length=200)
     access_token = EncryptedTextField()
     refresh_token = EncryptedTextField(blank=True, default="")
@@ -159,14 +163,20 @@ class OAuthFlow(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=200, blank=True)
-    oauth_credential = models.ForeignKey(OAuthCredential, null=True, blank=True, on_delete=models.SET_NULL)
+    oauth_credential = models.ForeignKey(
+        OAuthCredential, null=True, blank=True, on_delete=models.SET_NULL
+    )
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for provider {self.provider_id}"
+
     def __repr__(self) -> str:
-        return f"<OAuthFlow {self.pk} {self.kind} provider={self.provider_id} used={bool(self.used_at)}>"
+        used = bool(self.used_at)
+        return f"<OAuthFlow {self.pk} {self.kind} provider={self.provider_id} used={used}>"
 
 
 class DiscoveredModel(models.Model):
@@ -179,14 +189,22 @@ class DiscoveredModel(models.Model):
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     supports_streaming = models.BooleanField(default=True)
     supports_tools = models.BooleanField(default=True)
-    input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
-    output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    input_price_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    output_price_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
     source = models.CharField(max_length=10, default="fetched")
     discovered_at = models.DateTimeField()
 
     class Meta:
         ordering = ["provider", "model_id"]
-        constraints = [models.UniqueConstraint(fields=["provider", "model_id"], name="unique_model_per_provider")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model_id"], name="unique_model_per_provider"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider.name}/{self.model_id}"
@@ -197,7 +215,9 @@ class HealthCheck(models.Model):
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="health_checks")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE)
-    oauth_credential = models.ForeignKey(OAuthCredential, null=True, blank=True, on_delete=models.CASCADE)
+    oauth_credential = models.ForeignKey(
+        OAuthCredential, null=True, blank=True, on_delete=models.CASCADE
+    )
     healthy = models.BooleanField()
     latency_ms = models.FloatField()
     error_type = models.CharField(max_length=64, blank=True)
@@ -207,16 +227,25 @@ class HealthCheck(models.Model):
     class Meta:
         ordering = ["-checked_at"]
 
+    def __str__(self) -> str:
+        state = "healthy" if self.healthy else "unhealthy"
+        return f"{state} at {self.checked_at:%Y-%m-%d %H:%M:%S}"
+
 
 class HealthAlert(models.Model):
     """A change of health state (healthy → unhealthy or back)."""
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="health_alerts")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE)
-    oauth_credential = models.ForeignKey(OAuthCredential, null=True, blank=True, on_delete=models.CASCADE)
+    oauth_credential = models.ForeignKey(
+        OAuthCredential, null=True, blank=True, on_delete=models.CASCADE
+    )
     healthy = models.BooleanField()
     message = models.CharField(max_length=500)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.message

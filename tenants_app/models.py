@@ -10,7 +10,9 @@ from django.db import models
 class AuditEvent(models.Model):
     """Who changed what, when and from where. ``changes`` never holds a secret."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     # who acted when there is no user: "system", "celery", "oauth-callback", ...
     actor_label = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=100, db_index=True)

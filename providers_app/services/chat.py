@@ -45,7 +45,9 @@ def usable_credentials(provider: Provider) -> list[Credential]:
         .order_by("retire_at", "id")  # NULLs (not retiring) first on SQLite and PostgreSQL alike
     )
     keys.sort(key=lambda k: k.retire_at is not None)
-    tokens = list(provider.oauth_credentials.filter(state=OAuthCredential.State.ACTIVE).order_by("id"))
+    tokens = list(
+        provider.oauth_credentials.filter(state=OAuthCredential.State.ACTIVE).order_by("id")
+    )
     return [*keys, *tokens]
 
 
@@ -80,18 +82,30 @@ def _limiter(provider: Provider, cred: str) -> Any:
     """Token buckets for the providers that send no rate-limit headers."""
     store = state_store()
     if provider.type == ProviderType.GEMINI:
-        return gemini_bucket(store, f"{provider.pk}:{cred}", tier=provider.settings.get("rate_limit_tier", "free"))
+        return gemini_bucket(
+            store, f"{provider.pk}:{cred}", tier=provider.settings.get("rate_limit_tier", "free")
+        )
     if provider.type == ProviderType.QWEN:
         limits = provider.settings
-        return TokenBucket(store, f"{provider.pk}:{cred}", per_minute=limits.get("requests_per_minute", 60),
-                           per_day=limits.get("requests_per_day", 2000))
+        return TokenBucket(
+            store,
+            f"{provider.pk}:{cred}",
+            per_minute=limits.get("requests_per_minute", 60),
+            per_day=limits.get("requests_per_day", 2000),
+        )
     return None
 
 
 class _Attempt:
     """One credential's try at the request: everything that happens around the adapter call."""
 
-    def __init__(self, provider: Provider, request: ChatRequest, by_id: dict[str, Credential], res: Resilience):
+    def __init__(
+        self,
+        provider: Provider,
+        request: ChatRequest,
+        by_id: dict[str, Credential],
+        res: Resilience,
+    ):
         self.provider = provider
         self.request = request
         self.by_id = by_id
@@ -104,19 +118,33 @@ class _Attempt:
         tracked = f"{self.provider.pk}:{cred}:{self.request.model}"
         if not await self.res.tracker.can_make_request(tracked):
             wait = await self.res.tracker.wait_time(tracked)
-            raise RateLimitError("the provider's last reply said this key is at its limit", retry_after=wait,
-                                 provider=self.provider.name)
-        return build_adapter(self.provider, credential, limiter=_limiter(self.provider, cred)), tracked
+            raise RateLimitError(
+                "the provider's last reply said this key is at its limit",
+                retry_after=wait,
+                provider=self.provider.name,
+            )
+        return build_adapter(
+            self.provider, credential, limiter=_limiter(self.provider, cred)
+        ), tracked
 
     async def failed(self, cred: str, error: ProviderError, started: float) -> None:
-        record_request(provider=self.provider, credential_id=cred, model=self.request.model, status="error",
-                       error_type=error.type, latency_ms=(time.perf_counter() - started) * 1000)
+        record_request(
+            provider=self.provider,
+            credential_id=cred,
+            model=self.request.model,
+            status="error",
+            error_type=error.type,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
         if error.permanent:
             await sync_to_async(_persist_permanent_failure)(self.by_id[cred], error)
 
     def succeeded(self, cred: str, response_usage, started: float) -> None:
         record_request(
-            provider=self.provider, credential_id=cred, model=self.request.model, status="success",
+            provider=self.provider,
+            credential_id=cred,
+            model=self.request.model,
+            status="success",
             latency_ms=(time.perf_counter() - started) * 1000,
             prompt_tokens=response_usage.prompt_tokens if response_usage else 0,
             completion_tokens=response_usage.completion_tokens if response_usage else 0,
@@ -134,14 +162,18 @@ def _persist_permanent_failure(credential: Credential, error: ProviderError) -> 
             api_key_set_state(key=key, state=ApiKey.State.INVALID, actor=None, reason=error.type)
     else:
         OAuthCredential.objects.filter(pk=credential.pk).update(
-            state=OAuthCredential.State.NEEDS_REAUTH, last_error_type=error.type, last_failure_at=timezone.now()
+            state=OAuthCredential.State.NEEDS_REAUTH,
+            last_error_type=error.type,
+            last_failure_at=timezone.now(),
         )
 
 
 async def _prepare(provider: Provider, request: ChatRequest) -> tuple[_Attempt, list[str]]:
     credentials = await sync_to_async(usable_credentials)(provider)
     if not credentials:
-        raise AllKeysExhaustedError(f"{provider.name}: no usable credential", provider=provider.name)
+        raise AllKeysExhaustedError(
+            f"{provider.name}: no usable credential", provider=provider.name
+        )
     by_id = {credential_id(c): c for c in credentials}
     return _Attempt(provider, request, by_id, resilience_for(provider)), list(by_id)
 
@@ -162,8 +194,14 @@ async def provider_chat(provider: Provider, request: ChatRequest) -> ChatRespons
         return reply
 
     res = attempt.res
-    return await call_with_failover(pool=res.pool, candidates=candidates, operation=call, breaker=res.breaker,
-                                    max_attempts=res.max_attempts, retry=res.retry)
+    return await call_with_failover(
+        pool=res.pool,
+        candidates=candidates,
+        operation=call,
+        breaker=res.breaker,
+        max_attempts=res.max_attempts,
+        retry=res.retry,
+    )
 
 
 async def provider_stream(provider: Provider, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -190,8 +228,12 @@ async def provider_stream(provider: Provider, request: ChatRequest) -> AsyncIter
 
     res = attempt.res
     cred, stream, first, started, tracked = await call_with_failover(
-        pool=res.pool, candidates=candidates, operation=open_stream, breaker=res.breaker,
-        max_attempts=res.max_attempts, retry=res.retry,
+        pool=res.pool,
+        candidates=candidates,
+        operation=open_stream,
+        breaker=res.breaker,
+        max_attempts=res.max_attempts,
+        retry=res.retry,
     )
     usage = None
     try:

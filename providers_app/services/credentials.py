@@ -24,8 +24,12 @@ def api_key_add(*, provider: Provider, label: str, secret: str, actor: Any = Non
         raise CredentialError("secret", "an API key has at least 8 characters")
     if not (label or "").strip():
         raise CredentialError("label", "a label is required")
-    key = ApiKey.objects.create(provider=provider, label=label.strip(), secret=secret, last4=secret[-4:])
-    audit_record(action="api_key.add", obj=key, actor=actor, changes={"label": key.label, "last4": key.last4})
+    key = ApiKey.objects.create(
+        provider=provider, label=label.strip(), secret=secret, last4=secret[-4:]
+    )
+    audit_record(
+        action="api_key.add", obj=key, actor=actor, changes={"label": key.label, "last4": key.last4}
+    )
     return key
 
 
@@ -43,8 +47,12 @@ def api_key_set_state(*, key: ApiKey, state: str, actor: Any = None, reason: str
     key.save(update_fields=["state", "retired_at", "failure_count", "cooling_down_until"])
     if state == ApiKey.State.ACTIVE and previous != ApiKey.State.ACTIVE:
         _forget_pool_state(key)
-    audit_record(action="api_key.state", obj=key, actor=actor,
-                 changes={"state": [previous, state], "reason": reason})
+    audit_record(
+        action="api_key.state",
+        obj=key,
+        actor=actor,
+        changes={"state": [previous, state], "reason": reason},
+    )
     return key
 
 
@@ -75,7 +83,9 @@ async def api_key_test_live(key: ApiKey) -> tuple[bool, str]:
     return True, ""
 
 
-def api_key_rotate(*, key: ApiKey, new_secret: str, label: str = "", grace_seconds: int = 3600, actor: Any = None) -> ApiKey:
+def api_key_rotate(
+    *, key: ApiKey, new_secret: str, label: str = "", grace_seconds: int = 3600, actor: Any = None
+) -> ApiKey:
     """Add a new key, test it live, activate it, and retire the old one after a grace period.
 
     The old key keeps serving until ``retire_at`` so requests already using it
@@ -88,20 +98,36 @@ def api_key_rotate(*, key: ApiKey, new_secret: str, label: str = "", grace_secon
         raise CredentialError("key", "a retired key cannot be rotated")
     if grace_seconds < 0:
         raise CredentialError("grace_seconds", "must be zero or more")
-    new_key = api_key_add(provider=key.provider, label=label or f"{key.label} (rotated)", secret=new_secret,
-                          actor=actor)
+    new_key = api_key_add(
+        provider=key.provider,
+        label=label or f"{key.label} (rotated)",
+        secret=new_secret,
+        actor=actor,
+    )
     ok, error_type = async_to_sync(api_key_test_live)(new_key)
     if not ok:
         new_key.delete()
-        audit_record(action="api_key.rotate_failed", obj=key, actor=actor, changes={"error_type": error_type})
-        raise RotationError("new_secret", f"the new key failed its live test ({error_type}); nothing was changed")
+        audit_record(
+            action="api_key.rotate_failed", obj=key, actor=actor, changes={"error_type": error_type}
+        )
+        raise RotationError(
+            "new_secret", f"the new key failed its live test ({error_type}); nothing was changed"
+        )
     now = timezone.now()
     with transaction.atomic():
         key.rotated_at = now
         key.retire_at = now + timezone.timedelta(seconds=grace_seconds)
         key.save(update_fields=["rotated_at", "retire_at"])
-        audit_record(action="api_key.rotate", obj=key, actor=actor,
-                     changes={"new_key": new_key.pk, "new_last4": new_key.last4, "retire_at": key.retire_at.isoformat()})
+        audit_record(
+            action="api_key.rotate",
+            obj=key,
+            actor=actor,
+            changes={
+                "new_key": new_key.pk,
+                "new_last4": new_key.last4,
+                "retire_at": key.retire_at.isoformat(),
+            },
+        )
     if grace_seconds == 0:
         api_keys_retire_due()
     return new_key

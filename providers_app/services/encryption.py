@@ -12,7 +12,6 @@ from django.db import models, transaction
 from fernet_fields import EncryptedField
 
 
-
 def encrypted_models() -> list[tuple[type[models.Model], list[str]]]:
     """Every installed model with encrypted fields, and those fields' names."""
     found = []
@@ -35,7 +34,9 @@ def reencrypt_all() -> dict[str, int]:
     for model, fields in encrypted_models():
         count = 0
         with transaction.atomic():
-            for row in model._base_manager.select_for_update().only("pk", *fields).iterator(chunk_size=500):
+            for row in (
+                model._base_manager.select_for_update().only("pk", *fields).iterator(chunk_size=500)
+            ):
                 row.save(update_fields=fields)
                 count += 1
         counts[model._meta.label] = count

@@ -70,8 +70,11 @@ SETTINGS_MODELS: dict[str, type[_Settings]] = {
 }
 
 
-def validate_provider_settings(provider_type: str, settings: dict[str, Any] | None) -> dict[str, Any]:
-    """The settings as stored (defaults filled in), or ProviderSettingsError naming each bad field."""
+def validate_provider_settings(
+    provider_type: str, settings: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The settings as stored (defaults filled in), or ProviderSettingsError naming each bad
+    field."""
     model = SETTINGS_MODELS.get(provider_type)
     if model is None:
         raise ProviderSettingsError({"type": f"unknown provider type {provider_type!r}"})
@@ -81,6 +84,9 @@ def validate_provider_settings(provider_type: str, settings: dict[str, Any] | No
         parsed = model.model_validate(settings or {})
     except ValidationError as exc:
         raise ProviderSettingsError(
-            {".".join(str(p) for p in error["loc"]) or "settings": error["msg"] for error in exc.errors()}
+            {
+                ".".join(str(p) for p in error["loc"]) or "settings": error["msg"]
+                for error in exc.errors()
+            }
         ) from None
     return parsed.model_dump(mode="json", exclude_none=True)

@@ -11,12 +11,24 @@ from django.db import transaction
 
 from providers_app.kit.adapters import ADAPTERS, BaseAdapter, ProviderConfig, create_adapter
 from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
-from providers_app.services.provider_settings import ProviderSettingsError, validate_provider_settings
+from providers_app.services.provider_settings import (
+    ProviderSettingsError,
+    validate_provider_settings,
+)
 from tenants_app.services.audit import audit_record
 
 EDITABLE_FIELDS = (
-    "base_url", "default_model", "settings", "timeout_seconds", "enabled", "key_strategy",
-    "oauth_client_id", "oauth_authorize_url", "oauth_token_url", "oauth_device_url", "oauth_scopes",
+    "base_url",
+    "default_model",
+    "settings",
+    "timeout_seconds",
+    "enabled",
+    "key_strategy",
+    "oauth_client_id",
+    "oauth_authorize_url",
+    "oauth_token_url",
+    "oauth_device_url",
+    "oauth_scopes",
 )
 
 
@@ -25,7 +37,11 @@ def _clean(provider_type: str, fields: dict[str, Any]) -> dict[str, Any]:
         raise ProviderSettingsError({"type": f"must be one of {', '.join(ProviderType.values)}"})
     if "settings" in fields:
         fields["settings"] = validate_provider_settings(provider_type, fields["settings"])
-    if provider_type == ProviderType.OPENAI_COMPATIBLE and "base_url" in fields and not fields["base_url"]:
+    if (
+        provider_type == ProviderType.OPENAI_COMPATIBLE
+        and "base_url" in fields
+        and not fields["base_url"]
+    ):
         raise ProviderSettingsError({"base_url": "an openai-compatible provider needs a base URL"})
     return fields
 
@@ -41,8 +57,12 @@ def provider_create(*, name: str, type: str, actor: Any = None, **fields: Any) -
     provider = Provider(name=name, type=type, **_clean(type, fields))
     provider.full_clean()
     provider.save()
-    audit_record(action="provider.create", obj=provider, actor=actor,
-                 changes={k: v for k, v in fields.items() if k != "oauth_client_secret"})
+    audit_record(
+        action="provider.create",
+        obj=provider,
+        actor=actor,
+        changes={k: v for k, v in fields.items() if k != "oauth_client_secret"},
+    )
     return provider
 
 
@@ -55,12 +75,18 @@ def provider_update(*, provider: Provider, actor: Any = None, **fields: Any) -> 
         setattr(provider, field, value)
     provider.full_clean()
     provider.save()
-    audit_record(action="provider.update", obj=provider, actor=actor,
-                 changes={k: v for k, v in fields.items() if k != "oauth_client_secret"})
+    audit_record(
+        action="provider.update",
+        obj=provider,
+        actor=actor,
+        changes={k: v for k, v in fields.items() if k != "oauth_client_secret"},
+    )
     return provider
 
 
-def adapter_config(provider: Provider, credential: ApiKey | OAuthCredential | None = None) -> ProviderConfig:
+def adapter_config(
+    provider: Provider, credential: ApiKey | OAuthCredential | None = None
+) -> ProviderConfig:
     """The kit configuration for one provider used with one credential."""
     settings = provider.settings or {}
     config = ProviderConfig(
@@ -77,7 +103,9 @@ def adapter_config(provider: Provider, credential: ApiKey | OAuthCredential | No
         config.api_key = credential.secret
     elif isinstance(credential, OAuthCredential):
         config.access_token = credential.access_token
-        config.access_token_expires_at = credential.expires_at.timestamp() if credential.expires_at else None
+        config.access_token_expires_at = (
+            credential.expires_at.timestamp() if credential.expires_at else None
+        )
         if credential.resource_url and provider.type == ProviderType.QWEN and not provider.base_url:
             from providers_app.kit.oauth import qwen_base_url
 
@@ -88,7 +116,7 @@ def adapter_config(provider: Provider, credential: ApiKey | OAuthCredential | No
 # One pooled httpx client per provider and event loop: an AsyncClient's
 # connections belong to the loop that opened them. This is a per-process
 # connection pool, not shared state, so a process-local map is right here.
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, httpx.AsyncClient]]" = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -110,5 +138,8 @@ def build_adapter(
     """An adapter for this provider and credential, on the provider's shared pooled client."""
     assert provider.type in ADAPTERS
     return create_adapter(
-        provider.type, adapter_config(provider, credential), client=shared_client(provider), limiter=limiter
+        provider.type,
+        adapter_config(provider, credential),
+        client=shared_client(provider),
+        limiter=limiter,
     )

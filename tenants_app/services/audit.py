@@ -11,13 +11,28 @@ from tenants_app.models import AuditEvent
 
 # keys whose values are never stored, whatever the caller passes
 SECRET_KEYS = frozenset(
-    {"secret", "api_key", "access_token", "refresh_token", "client_secret", "code_verifier", "device_code", "password"}
+    {
+        "secret",
+        "api_key",
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "code_verifier",
+        "device_code",
+        "password",
+    }
 )
 
 
 def _masked(changes: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: ("***" if key in SECRET_KEYS and value else _masked(value) if isinstance(value, dict) else value)
+        key: (
+            "***"
+            if key in SECRET_KEYS and value
+            else _masked(value)
+            if isinstance(value, dict)
+            else value
+        )
         for key, value in changes.items()
     }
 

@@ -50,7 +50,11 @@ def store_secrets() -> tuple[ApiKey, OAuthCredential]:
     provider = provider_create(name="oa", type="openai")
     key = api_key_add(provider=provider, label="k", secret=SECRETS[0])
     credential = OAuthCredential.objects.create(
-        provider=provider, account_label="me", access_token=SECRETS[1], refresh_token=SECRETS[2], last4="0002"
+        provider=provider,
+        account_label="me",
+        access_token=SECRETS[1],
+        refresh_token=SECRETS[2],
+        last4="0002",
     )
     return key, credential
 

@@ -16,7 +16,9 @@ from tenants_app.models import AuditEvent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_it_activates_a_new_key_that_passes_its_live_test_and_schedules_the_old_one_to_retire(make_provider):
+def test_it_activates_a_new_key_that_passes_its_live_test_and_schedules_the_old_one_to_retire(
+    make_provider,
+):
     provider = make_provider("openai", keys=1)
     old = provider.api_keys.get()
     new = api_key_rotate(key=old, new_secret="sk-sim-openai-new-0042", grace_seconds=600)
@@ -25,7 +27,9 @@ def test_it_activates_a_new_key_that_passes_its_live_test_and_schedules_the_old_
     assert old.state == "active"  # still serving during the grace period
     assert old.retire_at - old.rotated_at == timedelta(seconds=600)
     event = AuditEvent.objects.get(action="api_key.rotate")
-    assert event.changes["new_last4"] == "0042" and "sk-sim-openai-new-0042" not in str(event.changes)
+    assert event.changes["new_last4"] == "0042" and "sk-sim-openai-new-0042" not in str(
+        event.changes
+    )
 
 
 def test_it_leaves_everything_as_it_was_when_the_new_key_fails_its_live_test(make_provider):

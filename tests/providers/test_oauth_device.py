@@ -8,7 +8,6 @@ from datetime import timedelta
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 from django.utils import timezone
 
 from providers_app.kit.oauth import OAuthError
@@ -19,13 +18,6 @@ from providers_app.services.providers import adapter_config
 from tenants_app.models import AuditEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_db_thread")]
-
-
-@pytest.fixture
-async def close_db_thread():
-    """Close sync_to_async's worker-thread connection, so the test database can be dropped."""
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

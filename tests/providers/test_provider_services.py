@@ -15,8 +15,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_it_creates_a_provider_with_settings_checked_for_its_type():
-    provider = provider_create(name="openrouter", type="openrouter",
-                               settings={"site_url": "https://aipk.example", "site_name": "aipk"})
+    provider = provider_create(
+        name="openrouter",
+        type="openrouter",
+        settings={"site_url": "https://aipk.example", "site_name": "aipk"},
+    )
     assert provider.settings == {"site_url": "https://aipk.example/", "site_name": "aipk"}
     assert AuditEvent.objects.filter(action="provider.create", object_id=str(provider.pk)).exists()
 
@@ -51,10 +54,17 @@ def test_it_rejects_an_unknown_type():
 
 
 def test_it_builds_the_kit_configuration_from_provider_and_key():
-    provider = provider_create(name="gem", type="gemini", settings={"project_id": "proj-9"}, timeout_seconds=30)
+    provider = provider_create(
+        name="gem", type="gemini", settings={"project_id": "proj-9"}, timeout_seconds=30
+    )
     key = api_key_add(provider=provider, label="main", secret="AIza-secret-value-1234")
     config = adapter_config(provider, key)
-    assert (config.api_key, config.project_id, config.timeout, config.name) == ("AIza-secret-value-1234", "proj-9", 30, "gem")
+    assert (config.api_key, config.project_id, config.timeout, config.name) == (
+        "AIza-secret-value-1234",
+        "proj-9",
+        30,
+        "gem",
+    )
     assert "AIza-secret-value-1234" not in repr(config)
 
 

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import connections
 
-from providers_app.kit.errors import AllKeysExhaustedError, RateLimitError
+from providers_app.kit.errors import AllKeysExhaustedError, RateLimitError, ServerError
 from providers_app.kit.resilience import CircuitOpenError
 from providers_app.kit.types import ChatRequest, Message
 from providers_app.models import ApiKey
@@ -39,7 +39,9 @@ def provider_with(simulator, settings):
 
     def make(*secrets: str, strategy: str = "round_robin", provider_type: str = "openai"):
         provider = provider_create(
-            name=f"{provider_type}-pool", type=provider_type, base_url=simulator.url + "/openai/v1",
+            name=f"{provider_type}-pool",
+            type=provider_type,
+            base_url=simulator.url + "/openai/v1",
             key_strategy=strategy,
         )
         for n, secret in enumerate(secrets, 1):
@@ -92,7 +94,9 @@ async def test_it_marks_a_revoked_key_invalid_and_never_tries_it_again(provider_
 
 
 async def test_it_reports_all_keys_exhausted_with_the_time_the_first_frees_up(provider_with):
-    provider = await sync_to_async(provider_with)("sk-sim-fail-rate_limit-0001", "sk-sim-fail-rate_limit-0002")
+    provider = await sync_to_async(provider_with)(
+        "sk-sim-fail-rate_limit-0001", "sk-sim-fail-rate_limit-0002"
+    )
     with pytest.raises((RateLimitError, AllKeysExhaustedError)):
         await provider_chat(provider, ask())
     with pytest.raises(AllKeysExhaustedError) as info:
@@ -100,13 +104,17 @@ async def test_it_reports_all_keys_exhausted_with_the_time_the_first_frees_up(pr
     assert 0 < info.value.retry_after <= 2
 
 
-async def test_it_opens_the_breaker_after_failures_and_closes_it_after_a_good_probe(provider_with, settings):
+async def test_it_opens_the_breaker_after_failures_and_closes_it_after_a_good_probe(
+    provider_with, settings
+):
     settings.PROVIDER_BREAKER_FAILURES = 2
     settings.PROVIDER_BREAKER_RESET_SECONDS = 0.3
     settings.PROVIDER_MAX_ATTEMPTS = 1
-    provider = await sync_to_async(provider_with)("sk-sim-fail-server-0001", "sk-sim-fail-server-0003")
+    provider = await sync_to_async(provider_with)(
+        "sk-sim-fail-server-0001", "sk-sim-fail-server-0003"
+    )
     for _ in range(2):
-        with pytest.raises(Exception) as info:
+        with pytest.raises(ServerError) as info:
             await provider_chat(provider, ask())
         assert not isinstance(info.value, CircuitOpenError)
     with pytest.raises(CircuitOpenError):
@@ -127,16 +135,20 @@ async def test_it_fails_over_a_stream_only_before_its_first_chunk(provider_with,
     async for chunk in provider_stream(provider, ask()):
         text += chunk.text
     assert text == "Simulated reply to: Hello there"
-    midstream = await sync_to_async(provider_with)("sk-sim-fail-midstream_error-0005", GOOD, provider_type="cerebras")
+    midstream = await sync_to_async(provider_with)(
+        "sk-sim-fail-midstream_error-0005", GOOD, provider_type="cerebras"
+    )
     received = []
-    with pytest.raises(Exception):
+    with pytest.raises(ServerError):
         for _ in range(4):  # round robin reaches the failing key within two requests
             async for chunk in provider_stream(midstream, ask()):
                 received.append(chunk.text)
     assert "".join(received)  # text had already gone out, so no failover hid the error
 
 
-async def test_it_rotates_keys_while_requests_are_running_without_failing_any(provider_with, simulator):
+async def test_it_rotates_keys_while_requests_are_running_without_failing_any(
+    provider_with, simulator
+):
     provider = await sync_to_async(provider_with)("sk-sim-old-key-0001", strategy="health_aware")
     old = await first_key(provider)
     failures = []
@@ -150,7 +162,9 @@ async def test_it_rotates_keys_while_requests_are_running_without_failing_any(pr
 
     async def rotate():
         await asyncio.sleep(0.01)
-        await sync_to_async(api_key_rotate)(key=old, new_secret="sk-sim-new-key-0009", grace_seconds=0)
+        await sync_to_async(api_key_rotate)(
+            key=old, new_secret="sk-sim-new-key-0009", grace_seconds=0
+        )
 
     await asyncio.gather(*(traffic() for _ in range(5)), rotate())
     assert failures == []
@@ -158,3 +172,19 @@ async def test_it_rotates_keys_while_requests_are_running_without_failing_any(pr
     simulator.clear_requests()
     await provider_chat(provider, ask())
     assert keys_seen(simulator) == ["0009"]
+
+
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_refreshes_a_token_expiring_mid_traffic_exactly_once_for_20_requests(
+    connect, simulator
+):
+    credential = await sync_to_async(connect)(expires_in=1)
+    provider = credential.provider
+    replies = await asyncio.gather(*(provider_chat(provider, ask()) for _ in range(20)))
+    assert all(r.text == "Simulated reply to: Hello there" for r in replies)
+    calls = httpx.get(
+        simulator.url + "/_sim/oauth/calls", params={"client_id": credential.client_id}
+    ).json()
+    assert calls.get("refresh_token") == 1
+    refreshed = await credential.__class__.objects.aget(pk=credential.pk)
+    assert refreshed.refresh_count == 1 and refreshed.access_token != credential.access_token

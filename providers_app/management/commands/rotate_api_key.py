@@ -13,7 +13,10 @@ from providers_app.services.credentials import CredentialError, api_key_rotate
 
 
 class Command(BaseCommand):
-    help = "Add a new secret for a key, test it live, activate it, retire the old one after a grace period."
+    help = (
+        "Add a new secret for a key, test it live, activate it, and retire the old one "
+        "after a grace period."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("key_id", type=int)
@@ -29,7 +32,9 @@ class Command(BaseCommand):
         if not new_secret:
             raise CommandError("give the new secret on standard input")
         try:
-            new_key = api_key_rotate(key=key, new_secret=new_secret, label=label, grace_seconds=grace_seconds)
+            new_key = api_key_rotate(
+                key=key, new_secret=new_secret, label=label, grace_seconds=grace_seconds
+            )
         except CredentialError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(

@@ -1,4 +1,5 @@
-"""``python manage.py rotate_fernet_keys``: re-encrypt every secret with the first FERNET_KEYS key."""
+"""``python manage.py rotate_fernet_keys``: re-encrypt every secret with the first FERNET_KEYS
+key."""
 
 from django.core.management.base import BaseCommand
 
@@ -15,4 +16,6 @@ class Command(BaseCommand):
         counts = reencrypt_all()
         for label, count in counts.items():
             self.stdout.write(f"{label}: {count} row(s) re-encrypted")
-        self.stdout.write(self.style.SUCCESS(f"done: {sum(counts.values())} row(s) with the first key"))
+        self.stdout.write(
+            self.style.SUCCESS(f"done: {sum(counts.values())} row(s) with the first key")
+        )
