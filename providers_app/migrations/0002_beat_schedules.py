@@ -1,4 +1,4 @@
-# Periodic monitoring tasks as django-celery-beat rows, so an admin can change
+# Periodic provider tasks as django-celery-beat rows, so an admin can change
 # their interval or switch them off in /admin/ (Periodic tasks) without a deploy.
 
 from django.db import migrations
@@ -23,6 +23,24 @@ SCHEDULES = [
         "expire_seconds": 60 * 60,
         "description": "Refresh the model list of every enabled provider "
         "(providers_app.tasks.monitoring.discover_all_models).",
+    },
+    {
+        "name": "providers: OAuth token refresh",
+        "task": "providers.refresh_expiring_tokens",
+        "every": 1,
+        "period": "minutes",
+        "expire_seconds": 50,
+        "description": "Refresh OAuth tokens expiring within OAUTH_REFRESH_BUFFER_SECONDS "
+        "(providers_app.tasks.oauth.refresh_expiring_tokens).",
+    },
+    {
+        "name": "providers: retire rotated keys",
+        "task": "providers.retire_rotated_keys",
+        "every": 1,
+        "period": "minutes",
+        "expire_seconds": 50,
+        "description": "Retire API keys whose rotation grace period has ended "
+        "(providers_app.tasks.credentials.retire_rotated_keys).",
     },
 ]
 

@@ -2,4 +2,4 @@
 take ids, call a service, and own their retries. Imported here so Celery's
 autodiscovery (which imports ``providers_app.tasks``) registers them all."""
 
-from providers_app.tasks import monitoring, oauth  # noqa: F401
+from providers_app.tasks import credentials, monitoring, oauth  # noqa: F401

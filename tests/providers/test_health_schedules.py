@@ -1,11 +1,11 @@
-"""The periodic monitoring tasks exist as django-celery-beat rows after migrate."""
+"""The periodic provider tasks exist as django-celery-beat rows after migrate."""
 
 from __future__ import annotations
 
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-import providers_app.tasks.monitoring  # noqa: F401 - registers the tasks
+import providers_app.tasks  # noqa: F401 - registers the tasks
 from aipk_site.celery import app
 
 pytestmark = pytest.mark.django_db
@@ -13,7 +13,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.parametrize(
     ("task", "every", "period"),
-    [("providers.run_health_checks", 5, "minutes"), ("providers.discover_all_models", 24, "hours")],
+    [
+        ("providers.run_health_checks", 5, "minutes"),
+        ("providers.discover_all_models", 24, "hours"),
+        ("providers.refresh_expiring_tokens", 1, "minutes"),
+        ("providers.retire_rotated_keys", 1, "minutes"),
+    ],
 )
 def test_it_schedules_the_monitoring_tasks_with_beat(task, every, period):
     scheduled = PeriodicTask.objects.select_related("interval").get(task=task)

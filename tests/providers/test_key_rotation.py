@@ -77,3 +77,14 @@ def test_it_refuses_to_rotate_an_unknown_or_retired_key(make_provider, monkeypat
     monkeypatch.setattr("sys.stdin", io.StringIO("sk-sim-openai-new-0042\n"))
     with pytest.raises(CommandError, match="retired"):
         call_command("rotate_api_key", str(old.pk))
+
+
+def test_it_retires_due_keys_from_the_periodic_task(make_provider):
+    from providers_app.tasks.credentials import retire_rotated_keys
+
+    old = make_provider("openai", keys=1).api_keys.get()
+    api_key_rotate(key=old, new_secret="sk-sim-openai-new-0042", grace_seconds=60)
+    ApiKey.objects.filter(pk=old.pk).update(retire_at=timezone.now() - timedelta(seconds=1))
+    assert retire_rotated_keys() == 1
+    old.refresh_from_db()
+    assert old.state == "retired"

@@ -1,0 +1,13 @@
+"""Celery tasks for API keys (thin: the work is in services.credentials)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from providers_app.services.credentials import api_keys_retire_due
+
+
+@shared_task(name="providers.retire_rotated_keys")
+def retire_rotated_keys() -> int:
+    """Retire every key whose rotation grace period has ended; returns how many."""
+    return api_keys_retire_due()
