@@ -42,6 +42,15 @@ SCHEDULES = [
         "description": "Retire API keys whose rotation grace period has ended "
         "(providers_app.tasks.credentials.retire_rotated_keys).",
     },
+    {
+        "name": "providers: credential state",
+        "task": "providers.sync_credential_state",
+        "every": 1,
+        "period": "minutes",
+        "expire_seconds": 50,
+        "description": "Copy key-pool health and request counters onto the credential rows "
+        "(providers_app.tasks.credentials.sync_credential_state).",
+    },
 ]
 
 

@@ -11,6 +11,7 @@ shared store (Redis in production), so every server process agrees on it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ from providers_app.services.providers import build_adapter
 from providers_app.state import state_store
 
 Credential = ApiKey | OAuthCredential
+
+# Near a provider's limit (this share of a window used), requests are paced:
+# each waits (time to reset) / (requests left), at most MAX_PACING_SECONDS,
+# so the rest of the window is spread out instead of spent in a burst.
+THROTTLE_FRACTION = 0.9
+MAX_PACING_SECONDS = 1.0
+pace_sleep = asyncio.sleep  # replaced in tests to see the pacing without waiting
 
 
 def usable_credentials(provider: Provider) -> list[Credential]:
@@ -123,9 +131,23 @@ class _Attempt:
                 retry_after=wait,
                 provider=self.provider.name,
             )
+        await self._pace(tracked)
         return build_adapter(
             self.provider, credential, limiter=_limiter(self.provider, cred)
         ), tracked
+
+    async def _pace(self, tracked: str) -> None:
+        if not await self.res.tracker.should_throttle(tracked, THROTTLE_FRACTION):
+            return
+        info = await self.res.tracker.get(tracked)
+        now = time.time()
+        delays = [
+            (reset_at - now) / remaining
+            for _, _, remaining, reset_at in (info.windows() if info else ())
+            if remaining and reset_at and reset_at > now
+        ]
+        if delays:
+            await pace_sleep(min(max(delays), MAX_PACING_SECONDS))
 
     async def failed(self, cred: str, error: ProviderError, started: float) -> None:
         record_request(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from providers_app.kit.resilience import KeyPool
 from providers_app.models import ApiKey, OAuthCredential
+from providers_app.services.metrics import credential_label
 from providers_app.state import state_store
 
 
 def credential_id(credential: ApiKey | OAuthCredential) -> str:
-    return f"key:{credential.pk}" if isinstance(credential, ApiKey) else f"oauth:{credential.pk}"
+    """ "key:12" / "oauth:3": the same id in the pool, the breaker and the metrics."""
+    return credential_label(credential)
 
 
 def provider_pool_name(provider_id: int) -> str:

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
         ("providers.discover_all_models", 24, "hours"),
         ("providers.refresh_expiring_tokens", 1, "minutes"),
         ("providers.retire_rotated_keys", 1, "minutes"),
+        ("providers.sync_credential_state", 1, "minutes"),
     ],
 )
 def test_it_schedules_the_monitoring_tasks_with_beat(task, every, period):

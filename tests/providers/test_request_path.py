@@ -182,9 +182,64 @@ async def test_it_refreshes_a_token_expiring_mid_traffic_exactly_once_for_20_req
     provider = credential.provider
     replies = await asyncio.gather(*(provider_chat(provider, ask()) for _ in range(20)))
     assert all(r.text == "Simulated reply to: Hello there" for r in replies)
-    calls = httpx.get(
+    calls = httpx.get(  # noqa: ASYNC210 - the simulator answers from its own thread
         simulator.url + "/_sim/oauth/calls", params={"client_id": credential.client_id}
     ).json()
     assert calls.get("refresh_token") == 1
     refreshed = await credential.__class__.objects.aget(pk=credential.pk)
     assert refreshed.refresh_count == 1 and refreshed.access_token != credential.access_token
+
+
+async def test_it_paces_requests_when_a_key_is_near_its_limit(provider_with, monkeypatch):
+    import time as clock
+
+    from providers_app.kit.ratelimit import RateLimitInfo
+    from providers_app.services import chat
+
+    waits = []
+
+    async def record(seconds):
+        waits.append(seconds)
+
+    monkeypatch.setattr(chat, "pace_sleep", record)
+    provider = await sync_to_async(provider_with)(GOOD)
+    key = await first_key(provider)
+    tracked = f"{provider.pk}:key:{key.pk}:gpt-4o-mini"
+    now = clock.time()
+    info = RateLimitInfo(
+        requests_limit=100, requests_remaining=5, requests_reset_at=now + 2, observed_at=now
+    )
+    await resilience_for(provider).tracker.update(tracked, info)
+    assert (await provider_chat(provider, ask())).text
+    assert len(waits) == 1 and 0.3 < waits[0] <= 0.4  # 2 s left for 5 requests
+
+
+async def test_it_moves_off_a_key_whose_provider_said_it_has_nothing_left(provider_with, simulator):
+    import time as clock
+
+    from providers_app.kit.ratelimit import RateLimitInfo
+
+    provider = await sync_to_async(provider_with)("sk-sim-spent-key-0001", GOOD)
+    spent = await first_key(provider)
+    now = clock.time()
+    info = RateLimitInfo(
+        requests_limit=60, requests_remaining=0, requests_reset_at=now + 30, observed_at=now
+    )
+    await resilience_for(provider).tracker.update(f"{provider.pk}:key:{spent.pk}:gpt-4o-mini", info)
+    simulator.clear_requests()
+    for _ in range(3):
+        assert (await provider_chat(provider, ask())).text
+    assert "0001" not in keys_seen(simulator)
+
+
+async def test_it_copies_pool_health_and_counters_onto_the_key_rows(provider_with):
+    from providers_app.services.credential_state import credentials_sync_state
+
+    provider = await sync_to_async(provider_with)("sk-sim-fail-rate_limit-0001", GOOD)
+    for _ in range(2):
+        await provider_chat(provider, ask())
+    assert await sync_to_async(credentials_sync_state)() >= 1
+    limited, good = [k async for k in ApiKey.objects.filter(provider=provider).order_by("id")]
+    assert limited.state == "cooling_down" and limited.cooling_down_until is not None
+    assert limited.last_error_type == "rate_limit_error" and limited.error_count >= 1
+    assert good.state == "active" and good.request_count >= 2 and good.error_count == 0
