@@ -33,6 +33,10 @@ EDITABLE_FIELDS = (
 
 
 def _clean(provider_type: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Known fields only, settings validated for the type; raises naming the bad field."""
+    unknown = set(fields) - set(EDITABLE_FIELDS) - {"oauth_client_secret"}
+    if unknown:
+        raise ProviderSettingsError({field: "unknown field" for field in sorted(unknown)})
     if provider_type not in ProviderType.values:
         raise ProviderSettingsError({"type": f"must be one of {', '.join(ProviderType.values)}"})
     if "settings" in fields:
@@ -46,42 +50,30 @@ def _clean(provider_type: str, fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _save_audited(
+    provider: Provider, *, action: str, actor: Any, fields: dict[str, Any]
+) -> Provider:
+    provider.full_clean()
+    provider.save()
+    changes = {k: v for k, v in fields.items() if k != "oauth_client_secret"}
+    audit_record(action=action, obj=provider, actor=actor, changes=changes)
+    return provider
+
+
 @transaction.atomic
 def provider_create(*, name: str, type: str, actor: Any = None, **fields: Any) -> Provider:
-    unknown = set(fields) - set(EDITABLE_FIELDS) - {"oauth_client_secret"}
-    if unknown:
-        raise ProviderSettingsError({field: "unknown field" for field in sorted(unknown)})
     fields.setdefault("settings", {})
     if type == ProviderType.OPENAI_COMPATIBLE:
         fields.setdefault("base_url", "")
     provider = Provider(name=name, type=type, **_clean(type, fields))
-    provider.full_clean()
-    provider.save()
-    audit_record(
-        action="provider.create",
-        obj=provider,
-        actor=actor,
-        changes={k: v for k, v in fields.items() if k != "oauth_client_secret"},
-    )
-    return provider
+    return _save_audited(provider, action="provider.create", actor=actor, fields=fields)
 
 
 @transaction.atomic
 def provider_update(*, provider: Provider, actor: Any = None, **fields: Any) -> Provider:
-    unknown = set(fields) - set(EDITABLE_FIELDS) - {"oauth_client_secret"}
-    if unknown:
-        raise ProviderSettingsError({field: "unknown field" for field in sorted(unknown)})
     for field, value in _clean(provider.type, dict(fields)).items():
         setattr(provider, field, value)
-    provider.full_clean()
-    provider.save()
-    audit_record(
-        action="provider.update",
-        obj=provider,
-        actor=actor,
-        changes={k: v for k, v in fields.items() if k != "oauth_client_secret"},
-    )
-    return provider
+    return _save_audited(provider, action="provider.update", actor=actor, fields=fields)
 
 
 def adapter_config(
