@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
 from providers_app.models import ApiKey, OAuthCredential, Provider
 from providers_app.services.metrics import metrics_summary
@@ -57,6 +58,9 @@ def credentials_sync_state() -> int:
             if figures:
                 fields["request_count"] = figures["requests"]
                 fields["error_count"] = figures["errors"]
+                # successes since the last copy: the last success was within this interval
+                if figures["successes"] > credential.request_count - credential.error_count:
+                    fields["last_success_at"] = timezone.now()
             if isinstance(credential, ApiKey):
                 resting = health.state in RESTING and health.unavailable_until
                 fields["state"] = ApiKey.State.COOLING_DOWN if resting else ApiKey.State.ACTIVE

@@ -243,3 +243,23 @@ async def test_it_copies_pool_health_and_counters_onto_the_key_rows(provider_wit
     assert limited.state == "cooling_down" and limited.cooling_down_until is not None
     assert limited.last_error_type == "rate_limit_error" and limited.error_count >= 1
     assert good.state == "active" and good.request_count >= 2 and good.error_count == 0
+    assert good.last_success_at is not None
+
+
+@pytest.mark.usefixtures("close_db_thread")
+async def test_it_carries_on_with_other_credentials_when_a_token_cannot_be_refreshed(
+    connect, simulator
+):
+    from providers_app.models import OAuthCredential
+
+    credential = await sync_to_async(connect)(expires_in=1)
+    provider = credential.provider
+    # the refresh token was revoked at the provider: the refresh gets invalid_grant
+    await OAuthCredential.objects.filter(pk=credential.pk).aupdate(
+        refresh_token="revoked-at-the-provider"
+    )
+    await sync_to_async(api_key_add)(provider=provider, label="backup", secret=GOOD)
+    for _ in range(3):
+        assert (await provider_chat(provider, ask())).text == "Simulated reply to: Hello there"
+    stored = await OAuthCredential.objects.aget(pk=credential.pk)
+    assert stored.state == "needs_reauth" and stored.last_refresh_error
