@@ -57,8 +57,9 @@ def _start(provider, actor=None):
     return url, _authorize(url)
 
 
-def test_it_connects_an_openai_style_account(client, oauth_provider, admin_user):
-    provider = oauth_provider("openai", oauth_scopes="openid email offline_access")
+@pytest.mark.parametrize("provider_type", ["openai", "anthropic"])
+def test_it_connects_an_openai_style_account(client, oauth_provider, admin_user, provider_type):
+    provider = oauth_provider(provider_type, oauth_scopes="openid email offline_access")
     url, params = _start(provider, admin_user)
     query = parse_qs(urlsplit(url).query)
     assert query["code_challenge_method"] == ["S256"]
