@@ -65,7 +65,22 @@ class Provider(models.Model):
         return f"{self.name} ({self.type})"
 
 
-class ApiKey(models.Model):
+class CredentialUsage(models.Model):
+    """How a credential has been doing: copied from the shared pool state and the
+    metrics by a periodic task (services/credential_state.py), never per request."""
+
+    failure_count = models.PositiveIntegerField(default=0)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_error_type = models.CharField(max_length=64, blank=True)
+    request_count = models.PositiveBigIntegerField(default=0)
+    error_count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ApiKey(CredentialUsage):
     class State(models.TextChoices):
         ACTIVE = "active", "Active"
         COOLING_DOWN = "cooling_down", "Cooling down"
@@ -78,12 +93,6 @@ class ApiKey(models.Model):
     last4 = models.CharField(max_length=4)
     state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
     cooling_down_until = models.DateTimeField(null=True, blank=True)
-    failure_count = models.PositiveIntegerField(default=0)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    last_error_type = models.CharField(max_length=64, blank=True)
-    request_count = models.PositiveBigIntegerField(default=0)
-    error_count = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
     # set when a rotation replaced this key: it keeps serving until then
@@ -100,7 +109,7 @@ class ApiKey(models.Model):
         return f"<ApiKey {self.pk} {self.label!r} …{self.last4} {self.state}>"
 
 
-class OAuthCredential(models.Model):
+class OAuthCredential(CredentialUsage):
     class State(models.TextChoices):
         ACTIVE = "active", "Active"
         NEEDS_REAUTH = "needs_reauth", "Needs re-authorisation"
@@ -123,12 +132,6 @@ class OAuthCredential(models.Model):
     refresh_count = models.PositiveIntegerField(default=0)
     last_refresh_at = models.DateTimeField(null=True, blank=True)
     last_refresh_error = models.CharField(max_length=200, blank=True)
-    failure_count = models.PositiveIntegerField(default=0)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    last_error_type = models.CharField(max_length=64, blank=True)
-    request_count = models.PositiveBigIntegerField(default=0)
-    error_count = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
