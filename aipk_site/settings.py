@@ -232,3 +232,24 @@ PROVIDER_MAX_ATTEMPTS = env.int("PROVIDER_MAX_ATTEMPTS", default=3)
 PROVIDER_RETRY_MAX_DELAY_SECONDS = env.float("PROVIDER_RETRY_MAX_DELAY_SECONDS", default=10.0)
 PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", default=5)
 PROVIDER_BREAKER_RESET_SECONDS = env.float("PROVIDER_BREAKER_RESET_SECONDS", default=30.0)
+
+# --- Gateway (tenants_app, docs/GATEWAY.md) ------------------------------------
+# Input guard: bigger bodies get 413, longer conversations or tool lists 400.
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+GATEWAY_MAX_MESSAGES = env.int("GATEWAY_MAX_MESSAGES", default=2000)
+GATEWAY_MAX_MESSAGE_CHARS = env.int("GATEWAY_MAX_MESSAGE_CHARS", default=1_000_000)
+GATEWAY_MAX_TOOLS = env.int("GATEWAY_MAX_TOOLS", default=128)
+# A virtual key's lookup (by hash) is cached this long in each process; revoking
+# a key also drops it from the shared cache at once.
+VIRTUAL_KEY_CACHE_SECONDS = env.int("VIRTUAL_KEY_CACHE_SECONDS", default=30)
+# Routes, providers and prices are cached in each process this long; the
+# process that changes one drops its copy at once.
+ROUTING_CACHE_SECONDS = env.float("ROUTING_CACHE_SECONDS", default=5.0)
+# The longest TTL a key or request may ask of the response cache.
+RESPONSE_CACHE_MAX_TTL_SECONDS = env.int("RESPONSE_CACHE_MAX_TTL_SECONDS", default=24 * 60 * 60)
+# A stream still counted as running after this long is assumed dead (its
+# process crashed) and stops counting against max concurrent streams.
+ADMISSION_STREAM_MAX_SECONDS = env.int("ADMISSION_STREAM_MAX_SECONDS", default=900)
+# Usage records are written in batches: whichever comes first.
+USAGE_BATCH_SIZE = env.int("USAGE_BATCH_SIZE", default=200)
+USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=0.5)

@@ -88,6 +88,14 @@ class ApiKey(CredentialUsage):
         RETIRED = "retired", "Retired"
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="api_keys")
+    # null = shared by the organisation; set = only this tenant's requests may use it
+    tenant = models.ForeignKey(
+        "tenants_app.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="provider_api_keys",
+    )
     label = models.CharField(max_length=100)
     secret = EncryptedTextField()
     last4 = models.CharField(max_length=4)
@@ -117,6 +125,14 @@ class OAuthCredential(CredentialUsage):
 
     provider = models.ForeignKey(
         Provider, on_delete=models.CASCADE, related_name="oauth_credentials"
+    )
+    # null = shared by the organisation; set = only this tenant's requests may use it
+    tenant = models.ForeignKey(
+        "tenants_app.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="provider_oauth_credentials",
     )
     account_label = models.CharField(max_length=200)
     access_token = EncryptedTextField()

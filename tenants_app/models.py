@@ -1,10 +1,265 @@
-"""Tenant-side records. Tenants, virtual keys, usage and invoices arrive in a later issue;
-the audit log is here already because credential changes must be audited from the start."""
+"""Tenants and everything a tenant owns: members, virtual keys, routes, usage, invoices.
+
+Money is Decimal in the database (USD). The admission counters in the cache
+count micro-dollars as integers, so no float rounding ever reaches a budget.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+
+class Tenant(models.Model):
+    """A team or app that calls the gateway. Its limits apply on top of each key's own."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    active = models.BooleanField(default=True)
+    # USD per calendar month (UTC); null = unlimited
+    monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    # defaults for the tenant as a whole (all its keys together); null = unlimited
+    default_rpm = models.PositiveIntegerField(null=True, blank=True)
+    default_tpm = models.PositiveIntegerField(null=True, blank=True)
+    # mask emails, phone numbers and card numbers before a request leaves aipk
+    pii_redaction = models.BooleanField(default=False)
+    # providers this tenant may use; empty = every enabled provider
+    allowed_providers = models.ManyToManyField(
+        "providers_app.Provider", blank=True, related_name="allowed_tenants"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class Membership(models.Model):
+    """A user's role in a tenant: owner and admin manage, member uses, viewer reads."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant"], name="one_membership_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.tenant_id}:{self.role}"
+
+
+class VirtualKey(models.Model):
+    """A tenant's key for the gateway. Only a SHA-256 of the secret is stored; ``prefix``
+    (the first characters) is what pages show. Limits left null fall back to the tenant's."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="virtual_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    # aliases and "<provider>/<model>" ids this key may call; empty = everything the tenant may
+    allowed_models = models.JSONField(default=list, blank=True)
+    rpm = models.PositiveIntegerField(null=True, blank=True)
+    tpm = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent_streams = models.PositiveIntegerField(null=True, blank=True)
+    monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    # exact-match response cache: opt-in per key (a request may also ask for it)
+    cache_enabled = models.BooleanField(default=False)
+    cache_ttl_seconds = models.PositiveIntegerField(default=300)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class AdminToken(models.Model):
+    """A bearer token for the management API that acts as its user (scripts, CI).
+    Stored hashed like virtual keys; the secret is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="admin_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class RouteStrategy(models.TextChoices):
+    FAILOVER = "failover"
+    ROUND_ROBIN = "round_robin"
+    CHEAPEST_FIRST = "cheapest_first"
+    LOWEST_LATENCY = "lowest_latency"
+
+
+class ModelRoute(models.Model):
+    """An alias clients call by name → ordered candidates ``[{"provider": name, "model": id}]``.
+    A tenant's own route shadows a global one (tenant null) with the same alias."""
+
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="routes"
+    )
+    alias = models.CharField(max_length=100)
+    strategy = models.CharField(
+        max_length=20, choices=RouteStrategy.choices, default=RouteStrategy.FAILOVER
+    )
+    candidates = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["alias"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "alias"], name="route_alias_unique_per_tenant"
+            ),
+            models.UniqueConstraint(
+                fields=["alias"], condition=Q(tenant__isnull=True), name="route_alias_unique_global"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.alias
+
+
+class Pricing(models.Model):
+    """USD per million tokens for a model. A row for one provider wins over the row for its
+    provider type (provider null), which is how the bundled table is stored."""
+
+    provider_type = models.CharField(max_length=32)
+    provider = models.ForeignKey(
+        "providers_app.Provider",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="prices",
+    )
+    model = models.CharField(max_length=200)
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    # "bundled" (seeded from tenants_app/pricing_table.json) or "manual"
+    source = models.CharField(max_length=10, default="manual")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider_type", "model"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model"], name="price_unique_per_provider"
+            ),
+            models.UniqueConstraint(
+                fields=["provider_type", "model"],
+                condition=Q(provider__isnull=True),
+                name="price_unique_per_type",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_type}/{self.model}"
+
+
+class UsageStatus(models.TextChoices):
+    SUCCESS = "success"
+    ERROR = "error"  # the provider (or every candidate) failed
+    REFUSED = "refused"  # admission said no: limit, budget, model not allowed
+    CANCELLED = "cancelled"  # the client went away or cancelled mid-request
+
+
+class UsageRecord(models.Model):
+    """Exactly one per gateway request, whatever its outcome."""
+
+    request_id = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_records")
+    virtual_key = models.ForeignKey(
+        VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+    )
+    provider = models.ForeignKey(
+        "providers_app.Provider",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="usage_records",
+    )
+    # names kept as text too, so records stay readable after a provider is deleted
+    provider_name = models.CharField(max_length=64, blank=True)
+    credential_id = models.CharField(max_length=32, blank=True)  # "key:<id>" / "oauth:<id>"
+    model = models.CharField(max_length=200, blank=True)
+    alias = models.CharField(max_length=100, blank=True)
+    endpoint = models.CharField(max_length=32, blank=True)  # chat.completions, messages, ws
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    tokens_estimated = models.BooleanField(default=False)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    # for a cache hit: what the call would have cost
+    cost_saved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    latency_ms = models.FloatField(default=0)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    error_type = models.CharField(max_length=64, blank=True)
+    cached = models.BooleanField(default=False)
+    streamed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="usage_tenant_time"),
+            models.Index(fields=["virtual_key", "created_at"], name="usage_key_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.status}"
+
+
+class Invoice(models.Model):
+    """One per tenant per month. ``lines`` itemise by provider and model:
+    ``[{provider, model, requests, prompt_tokens, completion_tokens, cost_usd}]``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invoices")
+    period = models.DateField(help_text="first day of the month")
+    total_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    lines = models.JSONField(default=list)
+    # a month that has ended is final; the current month's invoice is a draft, regenerated
+    final = models.BooleanField(default=False)
+    generated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-period", "tenant"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "period"], name="one_invoice_per_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.period:%Y-%m}"
 
 
 class AuditEvent(models.Model):
@@ -15,6 +270,10 @@ class AuditEvent(models.Model):
     )
     # who acted when there is no user: "system", "celery", "oauth-callback", ...
     actor_label = models.CharField(max_length=150, blank=True)
+    # the tenant the change belongs to, so tenant admins can read their own audit log
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
     action = models.CharField(max_length=100, db_index=True)
     object_type = models.CharField(max_length=100)
     object_id = models.CharField(max_length=64, blank=True)

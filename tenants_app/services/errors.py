@@ -1,0 +1,89 @@
+"""Errors the gateway answers with, each carrying its HTTP status and the
+``{"error": {"type", "code", "message", "param"}}`` body fields.
+
+Services raise these; the API edge (tenants_app/api.py) and the websocket
+consumer render them. ``type`` follows OpenAI's vocabulary, so the official
+SDKs raise their matching exception classes.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.param = param
+        self.retry_after = retry_after
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict:
+        return {
+            "error": {
+                "type": self.type,
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    """A malformed or unacceptable request body; ``param`` names the field."""
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "payload_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class LimitExceeded(GatewayError):
+    """Admission refused: ``code`` says which limit (e.g. key_rpm, tenant_budget)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    """Every candidate failed; status is 502, 503 or 504 depending on how."""
+
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status: int = 502, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status
