@@ -1,0 +1,250 @@
+"""Model prices and what a request costs.
+
+Prices are read on the request path (routing's cheapest-first ordering, budget
+reservations, the usage row), so each process keeps the answers for
+``ROUTING_CACHE_SECONDS``. The cache holds misses too: a model without a price
+must not cost a query per request. The process that writes a price drops its
+copy at once; other processes see it within the cache period, which the
+settings document as the accepted staleness for routing data.
+
+Money: ``cost_usd`` is the Decimal stored on usage rows and invoices;
+``cost_micro`` is the integer the budget counters in the cache add up, rounded
+up so a reservation is never smaller than what the call will cost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from providers_app.models import Provider, ProviderType
+from tenants_app.models import Pricing
+from tenants_app.services.audit import audit_record
+from tenants_app.services.errors import InvalidRequest
+
+MILLION = Decimal(1_000_000)
+# usage rows store 8 decimal places (UsageRecord.cost_usd)
+COST_QUANTUM = Decimal("0.00000001")
+# What a reservation assumes a reply may use when the request sets no max_tokens.
+# Generous enough for a typical chat answer; the reservation is settled against
+# the real usage afterwards, so erring high only delays a near-budget request.
+DEFAULT_COMPLETION_ALLOWANCE_TOKENS = 1024
+
+SOURCE_BUNDLED = "bundled"
+SOURCE_MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens."""
+
+    input_per_million: Decimal
+    output_per_million: Decimal
+
+
+# (provider pk, provider type, model) -> (expires at, price or None)
+_cache: dict[tuple[Any, str, str], tuple[float, Price | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def pricing_cache_clear() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def _cache_key(provider: Provider, model: str) -> tuple[Any, str, str]:
+    return (provider.pk, provider.type, model)
+
+
+def _cached(key: tuple[Any, str, str]) -> tuple[bool, Price | None]:
+    with _cache_lock:
+        entry = _cache.get(key)
+    if entry is None or entry[0] < time.monotonic():
+        return False, None
+    return True, entry[1]
+
+
+def _remember(key: tuple[Any, str, str], price: Price | None) -> Price | None:
+    ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 5.0))
+    if ttl > 0:
+        with _cache_lock:
+            _cache[key] = (time.monotonic() + ttl, price)
+    return price
+
+
+def _price_query(provider: Provider, model: str):
+    return Pricing.objects.filter(model=model).filter(
+        Q(provider_id=provider.pk) | Q(provider__isnull=True, provider_type=provider.type)
+    )
+
+
+def _best(rows: list[Pricing]) -> Price | None:
+    # the provider's own row wins over its type's (provider null) row
+    rows.sort(key=lambda row: row.provider_id is None)
+    if not rows:
+        return None
+    return Price(rows[0].input_per_million, rows[0].output_per_million)
+
+
+def price_for(provider: Provider, model: str) -> Price | None:
+    key = _cache_key(provider, model)
+    hit, price = _cached(key)
+    if hit:
+        return price
+    return _remember(key, _best(list(_price_query(provider, model))))
+
+
+async def aprice_for(provider: Provider, model: str) -> Price | None:
+    """``price_for`` for the event loop: a cache hit costs no thread hop."""
+    key = _cache_key(provider, model)
+    hit, price = _cached(key)
+    if hit:
+        return price
+    rows = [row async for row in _price_query(provider, model)]
+    return _remember(key, _best(rows))
+
+
+def _exact_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    return (
+        Decimal(max(prompt_tokens, 0)) * price.input_per_million
+        + Decimal(max(completion_tokens, 0)) * price.output_per_million
+    ) / MILLION
+
+
+def cost_usd(price: Price | None, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    if price is None:
+        return Decimal(0).quantize(COST_QUANTUM)
+    return _exact_cost(price, prompt_tokens, completion_tokens).quantize(
+        COST_QUANTUM, rounding=ROUND_HALF_UP
+    )
+
+
+def cost_micro(price: Price | None, prompt_tokens: int, completion_tokens: int) -> int:
+    """Micro-dollars, rounded up from the exact cost (not from the 8-decimal one),
+    so budget counters never fall short of what the usage rows add up to."""
+    if price is None:
+        return 0
+    micro = _exact_cost(price, prompt_tokens, completion_tokens) * MILLION
+    return int(micro.to_integral_value(rounding=ROUND_CEILING))
+
+
+def estimate_cost_micro(
+    price: Price | None, prompt_tokens_estimate: int, max_tokens: int | None
+) -> int:
+    """What to reserve against a budget before the call: the prompt plus the
+    longest reply the request allows (or DEFAULT_COMPLETION_ALLOWANCE_TOKENS)."""
+    completion = DEFAULT_COMPLETION_ALLOWANCE_TOKENS if max_tokens is None else max_tokens
+    return cost_micro(price, prompt_tokens_estimate, completion)
+
+
+def _money(value: Any, field: str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        raise InvalidRequest(f"{field} must be a number", param=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidRequest(f"{field} must be a non-negative number", param=field)
+    # Pricing columns: 12 digits, 6 after the point
+    if amount >= Decimal(10**6):
+        raise InvalidRequest(f"{field} must be below 1000000", param=field)
+    return amount.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+
+def _drop_cache_now_and_on_commit() -> None:
+    # now: this request's later reads see the change; on commit: a read that ran
+    # between now and the commit may have cached the old row again
+    pricing_cache_clear()
+    transaction.on_commit(pricing_cache_clear)
+
+
+@transaction.atomic
+def pricing_set(
+    *,
+    provider_type: str,
+    provider: Provider | None = None,
+    model: str,
+    input_per_million: Any,
+    output_per_million: Any,
+    actor: Any,
+) -> Pricing:
+    """Set a manual price for a provider type (provider None) or one provider account."""
+    if provider_type not in ProviderType.values:
+        raise InvalidRequest(f"unknown provider_type {provider_type!r}", param="provider_type")
+    if provider is not None and provider.type != provider_type:
+        raise InvalidRequest(
+            f"provider {provider.name!r} is of type {provider.type!r}", param="provider_type"
+        )
+    model = (model or "").strip()
+    if not model or len(model) > 200:
+        raise InvalidRequest("model must be 1 to 200 characters", param="model")
+    price_in = _money(input_per_million, "input_per_million")
+    price_out = _money(output_per_million, "output_per_million")
+
+    if provider is not None:
+        lookup = {"provider": provider, "model": model}
+    else:
+        lookup = {"provider": None, "provider_type": provider_type, "model": model}
+    existing = Pricing.objects.select_for_update().filter(**lookup).first()
+    before = (
+        {
+            "input_per_million": str(existing.input_per_million),
+            "output_per_million": str(existing.output_per_million),
+            "source": existing.source,
+        }
+        if existing
+        else None
+    )
+    pricing, created = Pricing.objects.update_or_create(
+        **lookup,
+        defaults={
+            "provider_type": provider_type,
+            "input_per_million": price_in,
+            "output_per_million": price_out,
+            "source": SOURCE_MANUAL,
+        },
+    )
+    audit_record(
+        action="pricing.create" if created else "pricing.update",
+        obj=pricing,
+        actor=actor,
+        changes={
+            "provider_type": provider_type,
+            "provider": provider.name if provider else None,
+            "model": model,
+            "input_per_million": str(price_in),
+            "output_per_million": str(price_out),
+            "before": before,
+        },
+    )
+    _drop_cache_now_and_on_commit()
+    return pricing
+
+
+@transaction.atomic
+def pricing_delete(*, pricing: Pricing, actor: Any) -> None:
+    changes = {
+        "provider_type": pricing.provider_type,
+        "provider": pricing.provider.name if pricing.provider_id else None,
+        "model": pricing.model,
+        "input_per_million": str(pricing.input_per_million),
+        "output_per_million": str(pricing.output_per_million),
+        "source": pricing.source,
+    }
+    object_id = str(pricing.pk)
+    object_repr = str(pricing)
+    pricing.delete()
+    audit_record(
+        action="pricing.delete",
+        object_type=Pricing._meta.label,
+        object_id=object_id,
+        actor=actor,
+        changes={**changes, "repr": object_repr},
+    )
+    _drop_cache_now_and_on_commit()
