@@ -44,19 +44,53 @@ MAX_PACING_SECONDS = 1.0
 pace_sleep = asyncio.sleep  # replaced in tests to see the pacing without waiting
 
 
-def usable_credentials(provider: Provider) -> list[Credential]:
-    """Credentials that may serve requests: keys in their grace period come after the others."""
+def usable_credentials(provider: Provider, tenant_id: int | None = None) -> list[Credential]:
+    """Credentials that may serve a tenant's requests: the organisation's shared ones and the
+    tenant's own, never another tenant's. Keys in their grace period come after the others."""
     now = timezone.now()
+    owner = (Q(tenant__isnull=True) | Q(tenant_id=tenant_id)) if tenant_id else Q(tenant__isnull=True)
     keys = list(
-        provider.api_keys.filter(state__in=[ApiKey.State.ACTIVE, ApiKey.State.COOLING_DOWN])
+        provider.api_keys.filter(owner)
+        .filter(state__in=[ApiKey.State.ACTIVE, ApiKey.State.COOLING_DOWN])
         .filter(Q(retire_at__isnull=True) | Q(retire_at__gt=now))
         .order_by("retire_at", "id")  # NULLs (not retiring) first on SQLite and PostgreSQL alike
     )
     keys.sort(key=lambda k: k.retire_at is not None)
     tokens = list(
-        provider.oauth_credentials.filter(state=OAuthCredential.State.ACTIVE).order_by("id")
+        provider.oauth_credentials.filter(owner)
+        .filter(state=OAuthCredential.State.ACTIVE)
+        .order_by("id")
     )
     return [*keys, *tokens]
+
+
+# Usable credentials per (provider, tenant), cached in this process for
+# ROUTING_CACHE_SECONDS: every request needs them, and reading them means a
+# query plus a Fernet decryption per secret. This is a read cache, not shared
+# state (key health lives in the shared store): a change made in this process
+# drops it at once (credentials_forget, called on save and delete), one made in
+# another process is seen within the TTL. A retiring key stays usable for its
+# whole grace period, so rotation never waits on this.
+_usable_cache: dict[tuple[int, int | None], tuple[float, list[Credential]]] = {}
+
+
+def credentials_forget(provider_id: int | None = None) -> None:
+    if provider_id is None:
+        _usable_cache.clear()
+        return
+    for cache_key in [k for k in _usable_cache if k[0] == provider_id]:
+        _usable_cache.pop(cache_key, None)
+
+
+async def usable_credentials_cached(provider: Provider, tenant_id: int | None) -> list[Credential]:
+    cache_key = (provider.pk, tenant_id)
+    hit = _usable_cache.get(cache_key)
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    credentials = await sync_to_async(usable_credentials)(provider, tenant_id)
+    _usable_cache[cache_key] = (now + settings.ROUTING_CACHE_SECONDS, credentials)
+    return credentials
 
 
 @dataclass(frozen=True)
@@ -188,10 +222,13 @@ def _persist_permanent_failure(credential: Credential, error: ProviderError) -> 
             last_error_type=error.type,
             last_failure_at=timezone.now(),
         )
+    credentials_forget(credential.provider_id)
 
 
-async def _prepare(provider: Provider, request: ChatRequest) -> tuple[_Attempt, list[str]]:
-    credentials = await sync_to_async(usable_credentials)(provider)
+async def _prepare(
+    provider: Provider, request: ChatRequest, tenant_id: int | None
+) -> tuple[_Attempt, list[str]]:
+    credentials = await usable_credentials_cached(provider, tenant_id)
     if not credentials:
         raise AllKeysExhaustedError(
             f"{provider.name}: no usable credential", provider=provider.name
@@ -200,8 +237,11 @@ async def _prepare(provider: Provider, request: ChatRequest) -> tuple[_Attempt, 
     return _Attempt(provider, request, by_id, resilience_for(provider)), list(by_id)
 
 
-async def provider_chat(provider: Provider, request: ChatRequest) -> ChatResponse:
-    attempt, candidates = await _prepare(provider, request)
+async def provider_chat(
+    provider: Provider, request: ChatRequest, *, tenant_id: int | None = None
+) -> ChatResponse:
+    """One reply from ``provider``, using the organisation's credentials and ``tenant_id``'s own."""
+    attempt, candidates = await _prepare(provider, request, tenant_id)
 
     async def call(cred: str) -> ChatResponse:
         started = time.perf_counter()
@@ -226,10 +266,12 @@ async def provider_chat(provider: Provider, request: ChatRequest) -> ChatRespons
     )
 
 
-async def provider_stream(provider: Provider, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+async def provider_stream(
+    provider: Provider, request: ChatRequest, *, tenant_id: int | None = None
+) -> AsyncIterator[ChatChunk]:
     """Chunks as they arrive. Failover covers opening the stream and its first chunk only:
     once a chunk has gone to the caller, a failure is the caller's to see."""
-    attempt, candidates = await _prepare(provider, request)
+    attempt, candidates = await _prepare(provider, request, tenant_id)
 
     async def open_stream(cred: str):
         started = time.perf_counter()
