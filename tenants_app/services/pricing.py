@@ -14,10 +14,12 @@ up so a reservation is never smaller than what the call will cost.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +41,7 @@ DEFAULT_COMPLETION_ALLOWANCE_TOKENS = 1024
 
 SOURCE_BUNDLED = "bundled"
 SOURCE_MANUAL = "manual"
+PRICING_TABLE_PATH = Path(__file__).resolve().parents[1] / "pricing_table.json"
 
 
 @dataclass(frozen=True)
@@ -248,3 +251,53 @@ def pricing_delete(*, pricing: Pricing, actor: Any) -> None:
         changes={**changes, "repr": object_repr},
     )
     _drop_cache_now_and_on_commit()
+
+
+def bundled_price_table(path: Path | str = PRICING_TABLE_PATH) -> dict[str, dict[str, Price]]:
+    """{provider type: {model: Price}} from the JSON shipped with aipk."""
+    with open(path, encoding="utf-8") as handle:
+        table = json.load(handle)
+    return {
+        provider_type: {
+            model: Price(Decimal(entry["input"]), Decimal(entry["output"]))
+            for model, entry in models.items()
+        }
+        for provider_type, models in table["prices"].items()
+    }
+
+
+@transaction.atomic
+def pricing_load_bundled(path: Path | str = PRICING_TABLE_PATH) -> dict[str, int]:
+    """Bring the provider-type rows in line with the bundled table. A row someone set
+    by hand (source manual) is left alone: the operator's figure beats ours."""
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "kept_manual": 0}
+    for provider_type, models in bundled_price_table(path).items():
+        for model, price in models.items():
+            row = (
+                Pricing.objects.select_for_update()
+                .filter(provider__isnull=True, provider_type=provider_type, model=model)
+                .first()
+            )
+            if row is None:
+                Pricing.objects.create(
+                    provider_type=provider_type,
+                    model=model,
+                    input_per_million=price.input_per_million,
+                    output_per_million=price.output_per_million,
+                    source=SOURCE_BUNDLED,
+                )
+                counts["created"] += 1
+            elif row.source != SOURCE_BUNDLED:
+                counts["kept_manual"] += 1
+            elif (row.input_per_million, row.output_per_million) == (
+                price.input_per_million,
+                price.output_per_million,
+            ):
+                counts["unchanged"] += 1
+            else:
+                row.input_per_million = price.input_per_million
+                row.output_per_million = price.output_per_million
+                row.save(update_fields=["input_per_million", "output_per_million", "updated_at"])
+                counts["updated"] += 1
+    _drop_cache_now_and_on_commit()
+    return counts

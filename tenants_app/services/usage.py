@@ -1,0 +1,353 @@
+"""Usage rows: exactly one per gateway request, written in batches off the hot path.
+
+``usage_record`` only appends a dict to an in-process queue under a lock, so a
+stream (or its ``finally`` after a client disconnect) never waits for the
+database. A daemon writer thread, started on first use, bulk-inserts batches of
+``USAGE_BATCH_SIZE`` rows or whatever has waited ``USAGE_FLUSH_INTERVAL_SECONDS``,
+whichever comes first.
+
+Why a daemon thread plus an atexit drain: Python joins non-daemon threads
+*before* it runs atexit hooks, so a non-daemon writer would have to be told to
+stop by something that runs before that join, and nothing public does. A
+daemon thread is not joined; it keeps running while atexit hooks run and is
+frozen only afterwards. So the hook (1) stops the writer from taking new
+batches, (2) waits for the batch it already holds to be stored, then (3) writes
+what is left in the exiting thread itself. A KeyboardInterrupt (SIGINT) ends the
+process the same way. SIGKILL, or SIGTERM without a handler, skip atexit: up to
+one interval of rows can be lost then (daphne and celery turn SIGTERM into a
+clean exit).
+
+Duplicates: ``request_id`` is unique. ``bulk_create(ignore_conflicts=True)``
+is not used because it hides which rows were dropped, and on SQLite it becomes
+``INSERT OR IGNORE``, which also silently drops rows that break NOT NULL or
+CHECK constraints (e.g. negative token counts). Instead each batch first asks
+which of its request ids are already stored, logs and skips those, and inserts
+the rest with a plain INSERT. A row inserted by another process in between makes
+the batch fail, and the row-by-row pass then tells that duplicate apart from a
+real failure.
+
+Failures: a failed batch is retried once after ``RETRY_DELAY_SECONDS``, then
+row by row, so one bad row cannot take its batch-mates with it. Rows that still
+fail are logged by request id only (never field values) and dropped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
+from django.utils import timezone
+
+from tenants_app.models import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+USAGE_FIELDS = frozenset(f.attname for f in UsageRecord._meta.concrete_fields if not f.primary_key)
+REQUIRED_FIELDS = frozenset({"request_id", "tenant_id", "status"})
+# a failed batch is tried again once after this pause (a lock timeout, a failover)
+RETRY_DELAY_SECONDS = 0.5
+# how long the atexit drain waits for the batch the writer thread is holding
+EXIT_WAIT_SECONDS = 10.0
+
+
+def _batch_size() -> int:
+    return max(1, int(getattr(settings, "USAGE_BATCH_SIZE", 200)))
+
+
+def _interval() -> float:
+    return max(0.0, float(getattr(settings, "USAGE_FLUSH_INTERVAL_SECONDS", 0.5)))
+
+
+@dataclass(eq=False)
+class _Batch:
+    rows: list[dict[str, Any]]
+    written: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _release_connection() -> None:
+    """Give back a broken or (CONN_MAX_AGE) expired connection, but never one inside
+    a caller's transaction (a test case, an atomic view): closing it would doom it."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+def _existing_request_ids(request_ids: list[str]) -> set[str]:
+    try:
+        return set(
+            UsageRecord.objects.filter(request_id__in=request_ids).values_list(
+                "request_id", flat=True
+            )
+        )
+    except DatabaseError:
+        # the insert below will fail the same way and take the retry path
+        _release_connection()
+        return set()
+
+
+def _insert_one(row: dict[str, Any]) -> str:
+    """'ok', 'duplicate' or 'failed'."""
+    try:
+        with transaction.atomic():
+            UsageRecord(**row).save(force_insert=True)
+        return "ok"
+    except IntegrityError:
+        _release_connection()
+        if _existing_request_ids([row["request_id"]]):
+            return "duplicate"
+        return "failed"
+    except Exception:  # noqa: BLE001 -- a bad value must not stop the other rows
+        _release_connection()
+        return "failed"
+
+
+def _store(rows: list[dict[str, Any]]) -> int:
+    """Insert one batch; returns how many rows were stored now."""
+    unique: dict[str, dict[str, Any]] = {}
+    duplicates: list[str] = []
+    for row in rows:
+        if row["request_id"] in unique:
+            duplicates.append(row["request_id"])
+        else:
+            unique[row["request_id"]] = row
+    stored_before = _existing_request_ids(list(unique))
+    duplicates.extend(stored_before)
+    todo = [row for request_id, row in unique.items() if request_id not in stored_before]
+
+    written = 0
+    for attempt in (1, 2):
+        if not todo:
+            break
+        try:
+            with transaction.atomic():
+                UsageRecord.objects.bulk_create([UsageRecord(**row) for row in todo])
+            written, todo = len(todo), []
+        except Exception as exc:  # noqa: BLE001 -- retried, then row by row
+            _release_connection()
+            logger.warning(
+                "usage: batch of %d rows failed (attempt %d, %s)",
+                len(todo),
+                attempt,
+                type(exc).__name__,
+            )
+            if attempt == 1:
+                time.sleep(RETRY_DELAY_SECONDS)
+
+    failed: list[str] = []
+    for row in todo:
+        outcome = _insert_one(row)
+        if outcome == "ok":
+            written += 1
+        elif outcome == "duplicate":
+            duplicates.append(row["request_id"])
+        else:
+            failed.append(row["request_id"])
+    if duplicates:
+        logger.warning(
+            "usage: %d duplicate request ids not written again: %s",
+            len(duplicates),
+            ", ".join(duplicates),
+        )
+    if failed:
+        logger.error(
+            "usage: %d rows could not be stored and are lost: request ids %s",
+            len(failed),
+            ", ".join(failed),
+        )
+    return written
+
+
+class UsageWriter:
+    """The queue and its writer thread; one per process (``_writer`` below)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: list[dict[str, Any]] = []
+        self._first_pending_at: float | None = None
+        self._in_flight: set[_Batch] = set()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._atexit_registered = False
+
+    # -- callers --------------------------------------------------------------------
+
+    def record(self, row: dict[str, Any]) -> None:
+        with self._cond:
+            if not self._stopping:
+                self._pending.append(row)
+                if self._first_pending_at is None:
+                    self._first_pending_at = time.monotonic()
+                self._ensure_thread()
+                if len(self._pending) == 1 or len(self._pending) >= _batch_size():
+                    self._cond.notify_all()
+                return
+        # The process is exiting and the drain may already have run: store it here,
+        # blocking is acceptable during interpreter shutdown.
+        _store([row])
+
+    def flush(self, timeout: float = 10) -> int:
+        """Store everything recorded before the call; the number of rows this stored
+        (including the batch the writer thread was holding)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            held_by_writer = set(self._in_flight)
+            rows, self._pending, self._first_pending_at = self._pending, [], None
+            mine = _Batch(rows)
+            self._in_flight.add(mine)
+        try:
+            size = _batch_size()
+            for start in range(0, len(rows), size):
+                mine.written += _store(rows[start : start + size])
+        finally:
+            self._finish(mine)
+        written = mine.written
+        for batch in held_by_writer:
+            if batch.done.wait(max(0.0, deadline - time.monotonic())):
+                written += batch.written
+            else:
+                logger.warning("usage: flush timed out waiting for %d rows", len(batch.rows))
+        return written
+
+    def pending_count(self) -> int:
+        with self._cond:
+            return len(self._pending) + sum(len(batch.rows) for batch in self._in_flight)
+
+    # -- writer thread --------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        # called with the lock held
+        if self._thread is not None and self._thread.is_alive():
+            return
+        if not self._atexit_registered:
+            atexit.register(self.drain_at_exit)
+            self._atexit_registered = True
+        self._thread = threading.Thread(target=self._run, name="aipk-usage-writer", daemon=True)
+        self._thread.start()
+
+    def _finish(self, batch: _Batch) -> None:
+        with self._cond:
+            self._in_flight.discard(batch)
+            self._cond.notify_all()
+        batch.done.set()
+
+    def _take_batch(self) -> _Batch | None:
+        """Wait for a full batch or an expired interval; None when stopping."""
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                size = _batch_size()
+                if len(self._pending) >= size:
+                    break
+                if self._pending:
+                    assert self._first_pending_at is not None
+                    wait = self._first_pending_at + _interval() - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+            rows, self._pending = self._pending[:size], self._pending[size:]
+            if not self._pending:
+                self._first_pending_at = None
+            # rows left over are at least as old as the deadline that just passed,
+            # so they go out on the next turn without waiting again
+            batch = _Batch(rows)
+            self._in_flight.add(batch)
+            return batch
+
+    def _run(self) -> None:
+        try:
+            while (batch := self._take_batch()) is not None:
+                try:
+                    batch.written = _store(batch.rows)
+                except Exception:  # noqa: BLE001 -- the thread must survive anything
+                    logger.exception(
+                        "usage: writer failed; request ids %s",
+                        ", ".join(row["request_id"] for row in batch.rows),
+                    )
+                finally:
+                    self._finish(batch)
+                    # per batch, as Django does per request: honours CONN_MAX_AGE
+                    # (0 under ASGI) and drops a connection that broke
+                    connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+        finally:
+            connections.close_all()
+
+    # -- shutdown -------------------------------------------------------------------
+
+    def drain_at_exit(self) -> None:
+        deadline = time.monotonic() + EXIT_WAIT_SECONDS
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            while self._in_flight and (remaining := deadline - time.monotonic()) > 0:
+                self._cond.wait(remaining)
+            lost = [row["request_id"] for batch in self._in_flight for row in batch.rows]
+            rows, self._pending, self._first_pending_at = self._pending, [], None
+        if lost:
+            logger.error("usage: writer did not finish at exit; request ids %s", ", ".join(lost))
+        size = _batch_size()
+        try:
+            for start in range(0, len(rows), size):
+                _store(rows[start : start + size])
+        finally:
+            connections.close_all()
+
+    def discard_pending(self) -> int:
+        """Forget queued rows (tests only: rows of a test whose data is gone)."""
+        with self._cond:
+            count = len(self._pending)
+            self._pending, self._first_pending_at = [], None
+            return count
+
+
+_writer = UsageWriter()
+
+
+def _reset_after_fork() -> None:
+    # The child has no writer thread and a copy of the lock that may be held;
+    # the parent's queued rows stay the parent's to write.
+    global _writer
+    _writer = UsageWriter()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def usage_record(**fields: Any) -> None:
+    """Queue one usage row; never touches the database in the caller. Raises
+    TypeError at once for unknown or missing field names."""
+    unknown = fields.keys() - USAGE_FIELDS
+    if unknown:
+        raise TypeError(f"usage_record: unknown fields {sorted(unknown)}")
+    missing = REQUIRED_FIELDS - {name for name, value in fields.items() if value is not None}
+    if missing:
+        raise TypeError(f"usage_record: missing fields {sorted(missing)}")
+    fields.setdefault("created_at", timezone.now())
+    _writer.record(fields)
+
+
+def usage_flush(timeout: float = 10) -> int:
+    """Store every row recorded so far, in this thread; the number stored."""
+    return _writer.flush(timeout)
+
+
+async def ausage_flush() -> int:
+    """``usage_flush`` for async code (shutdown hooks, async tests)."""
+    return await sync_to_async(usage_flush)()
+
+
+def usage_pending() -> int:
+    """Rows recorded but not yet stored (queued or being written)."""
+    return _writer.pending_count()
