@@ -1,0 +1,639 @@
+"""Anthropic ``POST /v1/messages``: request parsing, response and stream rendering.
+
+The shapes follow what api.anthropic.com sends (see the SDK fixtures in
+tests/fixtures/wire), because the official ``anthropic`` SDK and tools built
+on it must work against the gateway unchanged.
+
+Accepted request fields: ``model``, ``max_tokens`` (required), ``system``
+(string or text blocks), ``messages`` (user and assistant turns; text,
+tool_use and tool_result blocks), ``tools`` (custom tools), ``tool_choice``
+(including ``disable_parallel_tool_use``), ``stop_sequences``,
+``temperature`` (0..1), ``top_p``, ``metadata.user_id``, ``stream`` and the
+gateway's own ``aipk: {"cache": bool}``. ``top_k`` is checked and dropped:
+the kit's other providers have no such knob.
+
+Ignored: ``thinking`` and thinking / redacted_thinking blocks sent back in
+assistant turns (the kit does not model reasoning), ``cache_control`` on any
+block, ``service_tier``, ``container``, ``mcp_servers``, ``context_management``
+and any other field. Images and documents are refused with a 400 rather than
+silently dropped, because the answer would be about a picture the model
+never saw.
+
+A ``tool_result`` with ``is_error: true`` reaches the kit as a tool message
+whose content starts with ``"Error: "``: kit messages have no error flag, and
+the other providers only see the text anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from providers_app.kit.tools import (
+    ToolValidationError,
+    tool_choice_from_anthropic,
+    tools_from_anthropic,
+    validate_tool_choice,
+)
+from providers_app.kit.types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_TOOL_CALLS,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from tenants_app.services.errors import GatewayError
+
+from .common import (
+    InputLimits,
+    ParsedRequest,
+    check_message_size,
+    dumps,
+    effective_finish,
+    from_tool_error,
+    invalid,
+    json_type,
+    public_tool_call_id,
+    split_tool_call_id,
+)
+
+__all__ = [
+    "parse_messages",
+    "render_message",
+    "AnthropicStreamEncoder",
+    "anthropic_error_body",
+    "anthropic_stop_reason",
+]
+
+_UNSUPPORTED_BLOCKS = {
+    "image": "image input is not supported",
+    "document": "document input is not supported",
+    "search_result": "search_result blocks are not supported",
+}
+# sent back by clients when extended thinking was on; nothing downstream can use them
+_SKIPPED_BLOCKS = ("thinking", "redacted_thinking")
+
+
+# -- request -------------------------------------------------------------------------------
+
+
+def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
+    """Validate a Messages API body and turn it into a kit ``ChatRequest``.
+
+    Raises ``InvalidRequest`` with ``param`` set to the offending field path.
+    """
+    if not isinstance(body, dict):
+        raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
+
+    model = body.get("model")
+    if model is None:
+        raise invalid("is required", "model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid(f"must be a non-empty string, got {json_type(model)}", "model")
+
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise invalid("is required", "max_tokens")
+    if isinstance(max_tokens, float) and max_tokens.is_integer():
+        max_tokens = int(max_tokens)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        raise invalid(f"must be an integer, got {json_type(max_tokens)}", "max_tokens")
+    if max_tokens < 1:
+        raise invalid(f"must be at least 1, got {max_tokens}", "max_tokens")
+
+    messages = _parse_system(body.get("system"), limits)
+    messages.extend(_parse_messages(body.get("messages"), limits))
+
+    tools_value = body.get("tools")
+    if isinstance(tools_value, list) and len(tools_value) > limits.max_tools:
+        raise invalid(f"has {len(tools_value)} tools; the limit is {limits.max_tools}", "tools")
+    try:
+        tools = tools_from_anthropic(tools_value)
+        tool_choice, parallel = tool_choice_from_anthropic(body.get("tool_choice"))
+        validate_tool_choice(tool_choice, tools)
+    except ToolValidationError as exc:
+        raise from_tool_error(exc) from None
+
+    top_k = body.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+        raise invalid(f"must be a non-negative integer, got {json_type(top_k)}", "top_k")
+
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid(f"must be a boolean, got {json_type(stream)}", "stream")
+
+    request = ChatRequest(
+        model=model,
+        messages=messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        max_tokens=max_tokens,
+        temperature=_optional_number(body, "temperature", 0, 1),
+        top_p=_optional_number(body, "top_p", 0, 1),
+        stop=_parse_stop_sequences(body.get("stop_sequences")),
+        user=_parse_metadata_user(body.get("metadata")),
+    )
+    return ParsedRequest(
+        request=request,
+        stream=bool(stream),
+        # Anthropic streams always report usage (message_start and message_delta)
+        include_usage=True,
+        cache=_parse_aipk_cache(body.get("aipk")),
+    )
+
+
+def _parse_system(value: Any, limits: InputLimits) -> list[Message]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list):
+        texts = []
+        for i, block in enumerate(value):
+            texts.append(_text_block(block, f"system[{i}]"))
+        text = "\n".join(texts)
+    else:
+        raise invalid(
+            f"must be a string or an array of text blocks, got {json_type(value)}", "system"
+        )
+    check_message_size(len(text), limits, "system")
+    return [Message(role="system", content=text)] if text else []
+
+
+def _text_block(block: Any, where: str) -> str:
+    if not isinstance(block, dict):
+        raise invalid(f"must be an object, got {json_type(block)}", where)
+    kind = block.get("type")
+    if kind in _UNSUPPORTED_BLOCKS:
+        raise invalid(_UNSUPPORTED_BLOCKS[kind], f"{where}.type")
+    if kind != "text":
+        raise invalid(
+            "is required" if kind is None else f"{kind!r} is not allowed here: only 'text' is",
+            f"{where}.type",
+        )
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise invalid(f"must be a string, got {json_type(text)}", f"{where}.text")
+    return text
+
+
+def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
+    if value is None:
+        raise invalid("is required", "messages")
+    if not isinstance(value, list):
+        raise invalid(f"must be an array, got {json_type(value)}", "messages")
+    if not value:
+        raise invalid("must contain at least one message", "messages")
+    if len(value) > limits.max_messages:
+        raise invalid(f"has {len(value)} messages; the limit is {limits.max_messages}", "messages")
+    out: list[Message] = []
+    names_by_call_id: dict[str, str] = {}
+    last = len(value) - 1
+    for i, item in enumerate(value):
+        base = f"messages[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(f"must be an object, got {json_type(item)}", base)
+        role = item.get("role")
+        if role not in ("user", "assistant"):
+            raise invalid(
+                "is required"
+                if role is None
+                else f"{role!r} is not one of 'user', 'assistant'"
+                if isinstance(role, str)
+                else f"must be a string, got {json_type(role)}",
+                f"{base}.role",
+            )
+        content = item.get("content")
+        if content is None:
+            raise invalid("is required", f"{base}.content")
+        if isinstance(content, str):
+            blocks: list = [{"type": "text", "text": content}] if content else []
+        elif isinstance(content, list):
+            blocks = content
+        else:
+            raise invalid(
+                f"must be a string or an array of content blocks, got {json_type(content)}",
+                f"{base}.content",
+            )
+        # Anthropic's own rule: only a final assistant turn (a prefill) may be empty
+        if not blocks and not (role == "assistant" and i == last):
+            raise invalid("must not be empty", f"{base}.content")
+        if role == "user":
+            produced = _parse_user_blocks(blocks, f"{base}.content", names_by_call_id)
+        else:
+            produced = _parse_assistant_blocks(blocks, f"{base}.content")
+            for call in produced[0].tool_calls if produced else []:
+                names_by_call_id[call.id] = call.name
+        size = sum(
+            len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+            for m in produced
+        )
+        check_message_size(size, limits, f"{base}.content")
+        out.extend(produced)
+    return out
+
+
+def _parse_user_blocks(blocks: list, base: str, names_by_call_id: dict[str, str]) -> list[Message]:
+    """Tool results first (one tool message each, in order), then the user's text.
+
+    Every provider wants a call's result right after the call, so results
+    that the client interleaved with text still come before that text.
+    """
+    results: list[Message] = []
+    texts: list[str] = []
+    for k, block in enumerate(blocks):
+        where = f"{base}[{k}]"
+        if not isinstance(block, dict):
+            raise invalid(f"must be an object, got {json_type(block)}", where)
+        kind = block.get("type")
+        if kind == "tool_result":
+            results.append(_parse_tool_result(block, where, names_by_call_id))
+        elif kind == "tool_use":
+            raise invalid("tool_use blocks belong in assistant messages", f"{where}.type")
+        else:
+            texts.append(_text_block(block, where))
+    out = results
+    if texts:
+        out.append(Message(role="user", content="\n".join(texts)))
+    return out
+
+
+def _parse_tool_result(block: dict, where: str, names_by_call_id: dict[str, str]) -> Message:
+    public_id = block.get("tool_use_id")
+    if not isinstance(public_id, str) or not public_id:
+        raise invalid(
+            "is required" if public_id is None else "must be a non-empty string",
+            f"{where}.tool_use_id",
+        )
+    content = block.get("content")
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        text = "\n".join(
+            _text_block(part, f"{where}.content[{j}]") for j, part in enumerate(content)
+        )
+    else:
+        raise invalid(
+            f"must be a string or an array of text blocks, got {json_type(content)}",
+            f"{where}.content",
+        )
+    is_error = block.get("is_error")
+    if is_error is not None and not isinstance(is_error, bool):
+        raise invalid(f"must be a boolean, got {json_type(is_error)}", f"{where}.is_error")
+    if is_error:
+        text = f"Error: {text}"
+    call_id, _signature = split_tool_call_id(public_id)
+    return Message(
+        role="tool", content=text, tool_call_id=call_id, name=names_by_call_id.get(call_id)
+    )
+
+
+def _parse_assistant_blocks(blocks: list, base: str) -> list[Message]:
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for k, block in enumerate(blocks):
+        where = f"{base}[{k}]"
+        if not isinstance(block, dict):
+            raise invalid(f"must be an object, got {json_type(block)}", where)
+        kind = block.get("type")
+        if kind in _SKIPPED_BLOCKS:
+            continue
+        if kind == "tool_use":
+            calls.append(_parse_tool_use(block, where))
+        elif kind == "tool_result":
+            raise invalid("tool_result blocks belong in user messages", f"{where}.type")
+        else:
+            texts.append(_text_block(block, where))
+    if not texts and not calls:
+        # an empty prefill, or a turn that only held thinking
+        return [Message(role="assistant", content="")]
+    # no separator: clients split one answer into several text blocks (around citations)
+    content = "".join(texts) if texts else None
+    return [Message(role="assistant", content=content, tool_calls=calls)]
+
+
+def _parse_tool_use(block: dict, where: str) -> ToolCall:
+    public_id = block.get("id")
+    if not isinstance(public_id, str) or not public_id:
+        raise invalid(
+            "is required" if public_id is None else "must be a non-empty string", f"{where}.id"
+        )
+    name = block.get("name")
+    if not isinstance(name, str) or not name:
+        raise invalid(
+            "is required" if name is None else "must be a non-empty string", f"{where}.name"
+        )
+    arguments = block.get("input", {})
+    if not isinstance(arguments, dict):
+        raise invalid(f"must be an object, got {json_type(arguments)}", f"{where}.input")
+    call_id, signature = split_tool_call_id(public_id)
+    return ToolCall(
+        id=call_id,
+        name=name,
+        arguments=json.dumps(arguments, ensure_ascii=False),
+        signature=signature,
+    )
+
+
+def _parse_stop_sequences(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise invalid(f"must be an array of strings, got {json_type(value)}", "stop_sequences")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise invalid(f"must be a string, got {json_type(item)}", f"stop_sequences[{i}]")
+        if not item:
+            raise invalid("must not be empty", f"stop_sequences[{i}]")
+    return list(value) or None
+
+
+def _parse_metadata_user(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(f"must be an object, got {json_type(value)}", "metadata")
+    user = value.get("user_id")
+    if user is not None and not isinstance(user, str):
+        raise invalid(f"must be a string, got {json_type(user)}", "metadata.user_id")
+    return user
+
+
+def _parse_aipk_cache(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(f"must be an object, got {json_type(value)}", "aipk")
+    cache = value.get("cache")
+    if cache is not None and not isinstance(cache, bool):
+        raise invalid(f"must be a boolean, got {json_type(cache)}", "aipk.cache")
+    return cache
+
+
+def _optional_number(body: dict, key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid(f"must be a number, got {json_type(value)}", key)
+    if not low <= value <= high:
+        raise invalid(f"must be between {low} and {high}, got {value}", key)
+    return value
+
+
+# -- response ------------------------------------------------------------------------------
+
+
+def anthropic_stop_reason(
+    finish_reason: str | None, raw_finish_reason: str | None = None, has_tool_calls: bool = False
+) -> str:
+    """The kit's finish reason in Anthropic's vocabulary.
+
+    "stop_sequence" only when the upstream said so (an Anthropic upstream
+    keeps it in ``raw_finish_reason``); the kit's ``malformed_tool_call``
+    and ``error`` have no Anthropic counterpart and read as ``end_turn``.
+    """
+    reason = effective_finish(finish_reason, has_tool_calls)
+    if reason == FINISH_LENGTH:
+        return "max_tokens"
+    if reason == FINISH_TOOL_CALLS:
+        return "tool_use"
+    if reason == FINISH_CONTENT_FILTER:
+        return "refusal"
+    if raw_finish_reason == "stop_sequence":
+        return "stop_sequence"
+    return "end_turn"
+
+
+def _input_object(arguments: str) -> dict:
+    """A tool call's arguments as the object ``tool_use.input`` must be; ``{}`` if unusable."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def render_message(response: ChatResponse, *, model: str, request_id: str) -> dict:
+    """Anthropic's ``message`` object for a finished reply.
+
+    ``stop_sequence`` is always null: the kit does not record which sequence
+    matched.
+    """
+    content: list[dict] = []
+    if response.text or not response.tool_calls:
+        content.append({"type": "text", "text": response.text or ""})
+    for call in response.tool_calls:
+        content.append(
+            {
+                "type": "tool_use",
+                "id": public_tool_call_id(call.id, call.signature),
+                "name": call.name,
+                "input": _input_object(call.arguments),
+            }
+        )
+    usage = response.usage or Usage()
+    return {
+        "id": request_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": anthropic_stop_reason(
+            response.finish_reason, response.raw_finish_reason, bool(response.tool_calls)
+        ),
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
+    }
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(err: GatewayError) -> dict:
+    """Anthropic's ``{"type": "error", "error": {"type", "message"}}`` envelope.
+
+    The type comes from the status, which is what the anthropic SDK maps to
+    its exception classes; the gateway's own ``code`` rides along so
+    callers can still tell a key limit from a budget limit.
+    """
+    status = int(getattr(err, "status", 500) or 500)
+    kind = _ERROR_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": err.message, "code": err.code},
+    }
+
+
+# -- streaming -----------------------------------------------------------------------------
+
+
+class AnthropicStreamEncoder:
+    """Renders kit chunks as Anthropic Messages server-sent events.
+
+    The grammar of the recorded streams: ``message_start``; per content
+    block ``content_block_start`` / ``content_block_delta``... /
+    ``content_block_stop``, blocks numbered from 0 in order, a new block
+    whenever the reply moves from text to a tool call or from one call to
+    the next; then ``message_delta`` with the stop reason and usage, and
+    ``message_stop``.
+
+    Blocks never reopen. Kit adapters send each call's fragments together,
+    so that holds; a fragment for an already closed call (an upstream that
+    interleaves parallel calls) is still sent under its block's index, which
+    the SDK's accumulator handles, rather than lost.
+    """
+
+    def __init__(self, model: str, request_id: str, prompt_tokens_estimate: int) -> None:
+        self.model = model
+        self.request_id = request_id
+        self.prompt_tokens_estimate = prompt_tokens_estimate
+        self._started = False
+        self._closed = False
+        self._next_index = 0
+        # ("text", None) or ("tool", kit call index) for the open block, with its index
+        self._open: tuple[str, int | None] | None = None
+        self._open_index = -1
+        self._tool_blocks: dict[int, int] = {}
+        self._finish: str | None = None
+        self._raw_finish: str | None = None
+        self._usage: Usage | None = None
+
+    @staticmethod
+    def _event(kind: str, payload: dict) -> bytes:
+        return f"event: {kind}\ndata: {dumps(payload)}\n\n".encode()
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        return self._event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": self.request_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": self.prompt_tokens_estimate, "output_tokens": 1},
+                },
+            },
+        )
+
+    def _close_block(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return self._event(
+            "content_block_stop", {"type": "content_block_stop", "index": self._open_index}
+        )
+
+    def _open_block(self, kind: tuple[str, int | None], block: dict) -> bytes:
+        out = self._close_block()
+        self._open = kind
+        self._open_index = self._next_index
+        self._next_index += 1
+        return out + self._event(
+            "content_block_start",
+            {"type": "content_block_start", "index": self._open_index, "content_block": block},
+        )
+
+    def _delta(self, index: int, delta: dict) -> bytes:
+        return self._event(
+            "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+        )
+
+    def chunk(self, c: ChatChunk) -> bytes:
+        if self._closed:
+            return b""
+        out = [self._start()]
+        if c.text:
+            if self._open != ("text", None):
+                out.append(self._open_block(("text", None), {"type": "text", "text": ""}))
+            out.append(self._delta(self._open_index, {"type": "text_delta", "text": c.text}))
+        for d in c.tool_calls:
+            out.append(self._tool_fragment(d))
+        if c.finish_reason:
+            self._finish = c.finish_reason
+            self._raw_finish = c.raw_finish_reason
+        if c.usage is not None:
+            self._usage = c.usage
+        return b"".join(out)
+
+    def _tool_fragment(self, d: ToolCallDelta) -> bytes:
+        out = b""
+        index = self._tool_blocks.get(d.index)
+        if index is None:
+            out = self._open_block(
+                ("tool", d.index),
+                {
+                    "type": "tool_use",
+                    # the block must name its id up front; a provider that sent none gets one
+                    "id": public_tool_call_id(d.id or f"call_{d.index}", d.signature),
+                    "name": d.name or "",
+                    "input": {},
+                },
+            )
+            index = self._tool_blocks[d.index] = self._open_index
+        if d.arguments:
+            out += self._delta(index, {"type": "input_json_delta", "partial_json": d.arguments})
+        return out
+
+    def finish(self, usage: Usage | None = None) -> bytes:
+        """Close the open block; then ``message_delta`` (stop reason, usage), ``message_stop``."""
+        if self._closed:
+            return b""
+        self._closed = True
+        final = usage or self._usage
+        delta_usage: dict[str, int] = {}
+        if final is not None:
+            # cumulative, as the live API sends it: the SDK replaces the estimate with it
+            delta_usage["input_tokens"] = final.prompt_tokens
+        delta_usage["output_tokens"] = final.completion_tokens if final is not None else 0
+        stop_reason = anthropic_stop_reason(self._finish, self._raw_finish, bool(self._tool_blocks))
+        return b"".join(
+            [
+                self._start(),
+                self._close_block(),
+                self._event(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                        "usage": delta_usage,
+                    },
+                ),
+                self._event("message_stop", {"type": "message_stop"}),
+            ]
+        )
+
+    def error(self, err: GatewayError) -> bytes:
+        """A mid-stream ``error`` event; the anthropic SDK raises on reading it. Nothing follows."""
+        if self._closed:
+            return b""
+        self._closed = True
+        return self._event("error", anthropic_error_body(err))

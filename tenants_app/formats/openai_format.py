@@ -1,0 +1,539 @@
+"""OpenAI ``POST /v1/chat/completions``: request parsing, response and stream rendering.
+
+The shapes follow what api.openai.com sends (see the captured transcripts in
+tests/fixtures/wire), because the official ``openai`` SDK and everything
+built on it must work against the gateway unchanged.
+
+Accepted request fields: ``model``, ``messages`` (roles system, developer →
+system, user, assistant, tool), ``tools`` (function tools), ``tool_choice``,
+``parallel_tool_calls``, ``max_tokens`` / ``max_completion_tokens`` (the
+latter wins when both are given), ``temperature``, ``top_p``, ``stop``,
+``user``, ``n`` (1 only), ``stream``, ``stream_options.include_usage``, and
+the gateway's own ``aipk: {"cache": bool}``.
+
+Ignored, because no upstream of the kit honours them the same way (or they
+only affect billing and storage at OpenAI): ``frequency_penalty``,
+``presence_penalty``, ``logit_bias``, ``logprobs``, ``top_logprobs``,
+``seed``, ``response_format``, ``reasoning_effort``, ``service_tier``,
+``store``, ``metadata``, ``modalities``, ``audio``, ``prediction``,
+``web_search_options``, ``prompt_cache_key``, ``safety_identifier`` and any
+other top-level field. Message ``name`` fields are ignored too.
+
+Finish reasons: the kit's ``malformed_tool_call`` and ``error`` have no OpenAI
+counterpart and are reported as ``"stop"``; OpenAI's own vocabulary has only
+stop, length, tool_calls, content_filter (and the legacy function_call).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from providers_app.kit.tools import (
+    ToolValidationError,
+    tool_choice_from_openai,
+    tools_from_openai,
+    validate_tool_choice,
+)
+from providers_app.kit.types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_TOOL_CALLS,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ToolCall,
+    Usage,
+)
+from tenants_app.services.errors import GatewayError
+
+from .common import (
+    InputLimits,
+    ParsedRequest,
+    check_message_size,
+    dumps,
+    effective_finish,
+    from_tool_error,
+    invalid,
+    json_type,
+    public_tool_call_id,
+    split_tool_call_id,
+)
+
+__all__ = [
+    "parse_chat_completion",
+    "render_chat_completion",
+    "OpenAIStreamEncoder",
+    "openai_error_body",
+    "openai_finish_reason",
+]
+
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+# content parts OpenAI defines that the gateway cannot pass on
+_UNSUPPORTED_PARTS = {
+    "image_url": "image input is not supported",
+    "input_audio": "audio input is not supported",
+    "file": "file input is not supported",
+}
+
+
+# -- request -------------------------------------------------------------------------------
+
+
+def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
+    """Validate a chat-completions body and turn it into a kit ``ChatRequest``.
+
+    Raises ``InvalidRequest`` with ``param`` set to the offending field path.
+    """
+    if not isinstance(body, dict):
+        raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
+
+    model = body.get("model")
+    if model is None:
+        raise invalid("is required", "model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid(f"must be a non-empty string, got {json_type(model)}", "model")
+
+    messages = _parse_messages(body.get("messages"), limits)
+
+    n = body.get("n")
+    if n is not None and (not _is_int(n) or n != 1):
+        raise invalid("only n=1 is supported", "n")
+
+    tools_value = body.get("tools")
+    if isinstance(tools_value, list) and len(tools_value) > limits.max_tools:
+        raise invalid(f"has {len(tools_value)} tools; the limit is {limits.max_tools}", "tools")
+    try:
+        tools = tools_from_openai(tools_value)
+        tool_choice = tool_choice_from_openai(body.get("tool_choice"))
+        validate_tool_choice(tool_choice, tools)
+    except ToolValidationError as exc:
+        raise from_tool_error(exc) from None
+
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise invalid(f"must be a boolean, got {json_type(parallel)}", "parallel_tool_calls")
+
+    max_tokens = _optional_positive_int(body, "max_tokens")
+    max_completion_tokens = _optional_positive_int(body, "max_completion_tokens")
+
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid(f"must be a boolean, got {json_type(stream)}", "stream")
+    include_usage = False
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise invalid(f"must be an object, got {json_type(options)}", "stream_options")
+        flag = options.get("include_usage")
+        if flag is not None and not isinstance(flag, bool):
+            raise invalid(
+                f"must be a boolean, got {json_type(flag)}", "stream_options.include_usage"
+            )
+        include_usage = bool(flag)
+
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid(f"must be a string, got {json_type(user)}", "user")
+
+    request = ChatRequest(
+        model=model,
+        messages=messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        max_tokens=max_completion_tokens if max_completion_tokens is not None else max_tokens,
+        temperature=_optional_number(body, "temperature", 0, 2),
+        top_p=_optional_number(body, "top_p", 0, 1),
+        stop=_parse_stop(body.get("stop")),
+        user=user,
+    )
+    return ParsedRequest(
+        request=request,
+        stream=bool(stream),
+        include_usage=include_usage,
+        cache=_parse_aipk_cache(body.get("aipk")),
+    )
+
+
+def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
+    if value is None:
+        raise invalid("is required", "messages")
+    if not isinstance(value, list):
+        raise invalid(f"must be an array, got {json_type(value)}", "messages")
+    if not value:
+        raise invalid("must contain at least one message", "messages")
+    if len(value) > limits.max_messages:
+        raise invalid(f"has {len(value)} messages; the limit is {limits.max_messages}", "messages")
+    out: list[Message] = []
+    # tool messages carry only the call id; Gemini also wants the function's name
+    names_by_call_id: dict[str, str] = {}
+    for i, item in enumerate(value):
+        base = f"messages[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(f"must be an object, got {json_type(item)}", base)
+        role = item.get("role")
+        if role is None:
+            raise invalid("is required", f"{base}.role")
+        if role not in _ROLES:
+            raise invalid(
+                f"{role!r} is not one of 'system', 'developer', 'user', 'assistant', 'tool'"
+                if isinstance(role, str)
+                else f"must be a string, got {json_type(role)}",
+                f"{base}.role",
+            )
+        if role == "assistant":
+            message = _parse_assistant(item, base)
+            for call in message.tool_calls:
+                names_by_call_id[call.id] = call.name
+        elif role == "tool":
+            message = _parse_tool_result(item, base, names_by_call_id)
+        else:
+            content = _text_content(item.get("content"), f"{base}.content", required=True)
+            message = Message(role="system" if role == "developer" else role, content=content)
+        size = len(message.content or "") + sum(
+            len(call.arguments) + len(call.name) for call in message.tool_calls
+        )
+        check_message_size(size, limits, f"{base}.content")
+        out.append(message)
+    return out
+
+
+def _parse_assistant(item: dict, base: str) -> Message:
+    if item.get("function_call") is not None:
+        raise invalid("is not supported: send tool_calls instead", f"{base}.function_call")
+    content = _text_content(item.get("content"), f"{base}.content", required=False)
+    raw_calls = item.get("tool_calls")
+    calls: list[ToolCall] = []
+    if raw_calls is not None:
+        if not isinstance(raw_calls, list):
+            raise invalid(f"must be an array, got {json_type(raw_calls)}", f"{base}.tool_calls")
+        for j, raw in enumerate(raw_calls):
+            calls.append(_parse_tool_call(raw, f"{base}.tool_calls[{j}]"))
+    if content is None and not calls:
+        raise invalid("is required unless tool_calls is given", f"{base}.content")
+    return Message(role="assistant", content=content, tool_calls=calls)
+
+
+def _parse_tool_call(raw: Any, base: str) -> ToolCall:
+    if not isinstance(raw, dict):
+        raise invalid(f"must be an object, got {json_type(raw)}", base)
+    kind = raw.get("type", "function")
+    if kind != "function":
+        raise invalid(f"{kind!r} is not supported: only 'function' tool calls are", f"{base}.type")
+    public_id = raw.get("id")
+    if not isinstance(public_id, str) or not public_id:
+        raise invalid(
+            "is required" if public_id is None else "must be a non-empty string", f"{base}.id"
+        )
+    function = raw.get("function")
+    if not isinstance(function, dict):
+        raise invalid(f"must be an object, got {json_type(function)}", f"{base}.function")
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        raise invalid(
+            "is required" if name is None else "must be a non-empty string",
+            f"{base}.function.name",
+        )
+    arguments = function.get("arguments")
+    if arguments is None:
+        arguments = "{}"
+    elif isinstance(arguments, dict):
+        # OpenAI wants a JSON string, but some clients echo back the parsed object
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    elif not isinstance(arguments, str):
+        raise invalid(
+            f"must be a JSON string, got {json_type(arguments)}", f"{base}.function.arguments"
+        )
+    call_id, signature = split_tool_call_id(public_id)
+    return ToolCall(id=call_id, name=name, arguments=arguments, signature=signature)
+
+
+def _parse_tool_result(item: dict, base: str, names_by_call_id: dict[str, str]) -> Message:
+    public_id = item.get("tool_call_id")
+    if not isinstance(public_id, str) or not public_id:
+        raise invalid(
+            "is required" if public_id is None else "must be a non-empty string",
+            f"{base}.tool_call_id",
+        )
+    call_id, _signature = split_tool_call_id(public_id)
+    content = _text_content(item.get("content"), f"{base}.content", required=True)
+    return Message(
+        role="tool", content=content, tool_call_id=call_id, name=names_by_call_id.get(call_id)
+    )
+
+
+def _text_content(value: Any, param: str, *, required: bool) -> str | None:
+    """A string, or an array of text parts joined with newlines (they are separate blocks)."""
+    if value is None:
+        if required:
+            raise invalid("is required", param)
+        return None
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise invalid(
+            f"must be a string or an array of content parts, got {json_type(value)}", param
+        )
+    texts: list[str] = []
+    for k, part in enumerate(value):
+        where = f"{param}[{k}]"
+        if not isinstance(part, dict):
+            raise invalid(f"must be an object, got {json_type(part)}", where)
+        kind = part.get("type")
+        if kind in _UNSUPPORTED_PARTS:
+            raise invalid(_UNSUPPORTED_PARTS[kind], f"{where}.type")
+        # an assistant's refusal part is text the model said
+        field = {"text": "text", "refusal": "refusal"}.get(kind) if isinstance(kind, str) else None
+        if field is None:
+            raise invalid(
+                "is required" if kind is None else f"{kind!r} is not a supported content part type",
+                f"{where}.type",
+            )
+        text = part.get(field)
+        if not isinstance(text, str):
+            raise invalid(f"must be a string, got {json_type(text)}", f"{where}.{field}")
+        texts.append(text)
+    return "\n".join(texts)
+
+
+def _parse_stop(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value:
+            raise invalid("must not be empty", "stop")
+        return [value]
+    if not isinstance(value, list):
+        raise invalid(f"must be a string or an array of strings, got {json_type(value)}", "stop")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise invalid(
+                f"must be a non-empty string, got {json_type(item)}"
+                if not isinstance(item, str)
+                else "must not be empty",
+                f"stop[{i}]",
+            )
+    return list(value) or None
+
+
+def _parse_aipk_cache(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(f"must be an object, got {json_type(value)}", "aipk")
+    cache = value.get("cache")
+    if cache is not None and not isinstance(cache, bool):
+        raise invalid(f"must be a boolean, got {json_type(cache)}", "aipk.cache")
+    return cache
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_positive_int(body: dict, key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not _is_int(value):
+        raise invalid(f"must be an integer, got {json_type(value)}", key)
+    if value < 1:
+        raise invalid(f"must be at least 1, got {value}", key)
+    return value
+
+
+def _optional_number(body: dict, key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid(f"must be a number, got {json_type(value)}", key)
+    if not low <= value <= high:
+        raise invalid(f"must be between {low} and {high}, got {value}", key)
+    return value
+
+
+# -- response ------------------------------------------------------------------------------
+
+_FINISH = {
+    "stop": "stop",
+    FINISH_LENGTH: "length",
+    FINISH_TOOL_CALLS: "tool_calls",
+    FINISH_CONTENT_FILTER: "content_filter",
+}
+
+
+def openai_finish_reason(finish_reason: str | None, has_tool_calls: bool = False) -> str:
+    """The kit's finish reason in OpenAI's vocabulary; anything without a match is "stop"."""
+    return _FINISH.get(effective_finish(finish_reason, has_tool_calls) or "stop", "stop")
+
+
+def _usage_dict(usage: Usage) -> dict:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _tool_call_dict(call: ToolCall) -> dict:
+    return {
+        "id": public_tool_call_id(call.id, call.signature),
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments or "{}"},
+    }
+
+
+def render_chat_completion(
+    response: ChatResponse, *, model: str, request_id: str, created: int
+) -> dict:
+    """OpenAI's ``chat.completion`` object for a finished reply."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        # OpenAI sends null, not "", when the reply is only tool calls
+        "content": response.text if response.text or not response.tool_calls else None,
+        "refusal": None,
+    }
+    if response.tool_calls:
+        message["tool_calls"] = [_tool_call_dict(call) for call in response.tool_calls]
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": openai_finish_reason(
+                    response.finish_reason, bool(response.tool_calls)
+                ),
+            }
+        ],
+        "usage": _usage_dict(response.usage or Usage()),
+    }
+
+
+def openai_error_body(err: GatewayError) -> dict:
+    """``{"error": {"type", "code", "message", "param"}}``, the envelope the openai SDK reads."""
+    return err.body()
+
+
+# -- streaming -----------------------------------------------------------------------------
+
+
+class OpenAIStreamEncoder:
+    """Renders kit chunks as OpenAI ``chat.completion.chunk`` server-sent events.
+
+    The grammar follows the recorded streams: a first chunk carrying only the
+    role, content chunks, tool-call fragments whose id, type and name appear
+    once per call (the SDK concatenates every string it receives for a call,
+    so repeating them would corrupt the id), one chunk with an empty delta and
+    the finish reason, an optional ``choices: []`` usage chunk, then
+    ``data: [DONE]``.
+
+    A signature that arrives after a call's id was sent cannot be added to
+    it any more; the kit's Gemini adapter sends both in the same fragment.
+    """
+
+    def __init__(self, model: str, request_id: str, created: int, include_usage: bool) -> None:
+        self.model = model
+        self.request_id = request_id
+        self.created = created
+        self.include_usage = include_usage
+        self._started = False
+        self._finish_sent = False
+        self._closed = False
+        self._usage: Usage | None = None
+        # per tool-call index: whether its id / name went out already
+        self._id_sent: set[int] = set()
+        self._name_sent: set[int] = set()
+        self._saw_tool_calls = False
+
+    def _event(self, choices: list[dict], **extra: Any) -> bytes:
+        payload = {
+            "id": self.request_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {dumps(payload)}\n\n".encode()
+
+    def _delta(self, delta: dict, finish_reason: str | None = None) -> bytes:
+        return self._event(
+            [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        )
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        return self._delta({"role": "assistant", "content": ""})
+
+    def chunk(self, c: ChatChunk) -> bytes:
+        if self._closed:
+            return b""
+        out = [self._start()]
+        if c.text and not self._finish_sent:
+            out.append(self._delta({"content": c.text}))
+        fragments = [self._fragment(d) for d in c.tool_calls if not self._finish_sent]
+        fragments = [f for f in fragments if f is not None]
+        if fragments:
+            self._saw_tool_calls = True
+            out.append(self._delta({"tool_calls": fragments}))
+        if c.finish_reason and not self._finish_sent:
+            out.append(self._finish_event(c.finish_reason))
+        if c.usage is not None:
+            self._usage = c.usage
+        return b"".join(out)
+
+    def _fragment(self, d: Any) -> dict | None:
+        fragment: dict[str, Any] = {"index": d.index}
+        function: dict[str, Any] = {}
+        if d.id and d.index not in self._id_sent:
+            self._id_sent.add(d.index)
+            fragment["id"] = public_tool_call_id(d.id, d.signature)
+            fragment["type"] = "function"
+        if d.name and d.index not in self._name_sent:
+            self._name_sent.add(d.index)
+            function["name"] = d.name
+        if "name" in function or d.arguments:
+            function["arguments"] = d.arguments
+        if function:
+            fragment["function"] = function
+        return fragment if len(fragment) > 1 else None
+
+    def _finish_event(self, finish_reason: str | None) -> bytes:
+        self._finish_sent = True
+        return self._delta({}, openai_finish_reason(finish_reason, self._saw_tool_calls))
+
+    def finish(self, usage: Usage | None = None) -> bytes:
+        """End the stream: the finish chunk if none was sent, usage if asked for, ``[DONE]``."""
+        if self._closed:
+            return b""
+        out = [self._start()]
+        if not self._finish_sent:
+            out.append(self._finish_event(None))
+        if self.include_usage:
+            final = usage or self._usage or Usage()
+            out.append(self._event([], usage=_usage_dict(final)))
+        out.append(b"data: [DONE]\n\n")
+        self._closed = True
+        return b"".join(out)
+
+    def error(self, err: GatewayError) -> bytes:
+        """A mid-stream error event; the openai SDK raises ``APIError`` on reading it.
+
+        Nothing follows it, not even ``[DONE]``: the stream ends there.
+        """
+        if self._closed:
+            return b""
+        self._closed = True
+        return f"data: {dumps(openai_error_body(err))}\n\n".encode()
