@@ -137,6 +137,15 @@ class LockedCacheStateStore(SharedStateStore):
                 self.cache.delete(full)
             return result
 
+    async def atomically(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (any reads and writes of this cache) as one step for the whole process."""
+
+        def locked() -> T:
+            with _LOCAL_LOCK:
+                return fn()
+
+        return await self._run(locked)
+
     async def get(self, key: str) -> dict | None:
         return await self._run(lambda: self.cache.get(self.full_key(key)))
 
@@ -457,6 +466,10 @@ class RedisStateStore(SharedStateStore):
         # Always the write connection: reads must see this store's own writes
         # even when the cache has read replicas.
         return self.cache._cache.get_client(full_key, write=True)
+
+    def client(self, full_key: str | None = None):
+        """The connection this store uses, for other modules' scripts over the same keys."""
+        return self._client(full_key)
 
     def _script(self, name: str):
         with self._script_lock:
