@@ -1,0 +1,188 @@
+"""Exact-match response cache, per tenant, over Django's cache (Redis in production).
+
+A hit needs the same tenant and every request field that changes the answer;
+the key is a SHA-256 of a canonical JSON of those fields, so two tenants never
+share an entry and the prompt itself never appears in a cache key. Entries
+are JSON text, not pickled objects: a cache shared by several processes (and
+versions of aipk) should hold data, not code paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.cache.backends.locmem import LocMemCache
+
+from providers_app.kit.types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_ERROR,
+    FINISH_MALFORMED_TOOL_CALL,
+    ChatRequest,
+    ChatResponse,
+    ToolCall,
+    Usage,
+)
+from providers_app.state import state_store
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Bumped when the key's canonical form or the stored JSON changes shape, so old
+# entries are simply never read again.
+FORMAT_VERSION = 1
+
+# Replies that must not be served again: a failure, a refusal, a broken tool call.
+# A reply without any finish reason was cut short (e.g. the client went away).
+UNCACHEABLE_FINISH_REASONS = frozenset(
+    {FINISH_ERROR, FINISH_CONTENT_FILTER, FINISH_MALFORMED_TOOL_CALL, None}
+)
+
+
+def _number(value: Any) -> Any:
+    # 1 and 1.0 mean the same temperature; JSON would print them differently
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _canonical(tenant_id: int, request: ChatRequest) -> dict[str, Any]:
+    """Everything that changes the answer. ``user`` is left out: it labels the
+    caller for abuse tracking and does not change what the model says."""
+    return {
+        "v": FORMAT_VERSION,
+        "tenant": tenant_id,
+        "model": request.model,
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "tool_calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments, "signature": c.signature}
+                    for c in m.tool_calls
+                ],
+                "tool_call_id": m.tool_call_id,
+                "name": m.name,
+            }
+            for m in request.messages
+        ],
+        "tools": [
+            {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters,
+                "strict": t.strict,
+            }
+            for t in request.tools
+        ],
+        "tool_choice": (
+            {"mode": request.tool_choice.mode, "name": request.tool_choice.name}
+            if request.tool_choice is not None
+            else None
+        ),
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "max_tokens": request.max_tokens,
+        "temperature": _number(request.temperature),
+        "top_p": _number(request.top_p),
+        "stop": list(request.stop) if request.stop is not None else None,
+        "extra_body": request.extra_body or {},
+    }
+
+
+def cache_key(*, tenant_id: int, request: ChatRequest) -> str:
+    """The cache key for ``request`` as ``tenant_id`` sends it (model as called)."""
+    canonical = json.dumps(
+        _canonical(tenant_id, request),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return f"response-cache:v{FORMAT_VERSION}:{tenant_id}:{digest}"
+
+
+def _encode(response: ChatResponse) -> str:
+    return json.dumps(
+        {
+            "v": FORMAT_VERSION,
+            "id": response.id,
+            "model": response.model,
+            "text": response.text,
+            "tool_calls": [asdict(call) for call in response.tool_calls],
+            "finish_reason": response.finish_reason,
+            "raw_finish_reason": response.raw_finish_reason,
+            "usage": {
+                "prompt_tokens": response.usage.prompt_tokens,
+                "completion_tokens": response.usage.completion_tokens,
+                "estimated": response.usage.estimated,
+            },
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def _decode(raw: str) -> ChatResponse:
+    data = json.loads(raw)
+    if data.get("v") != FORMAT_VERSION:
+        raise ValueError("unknown format version")
+    usage = data.get("usage") or {}
+    return ChatResponse(
+        id=data["id"],
+        model=data["model"],
+        text=data.get("text", ""),
+        tool_calls=[ToolCall(**call) for call in data.get("tool_calls", [])],
+        finish_reason=data.get("finish_reason"),
+        raw_finish_reason=data.get("raw_finish_reason"),
+        usage=Usage(
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            estimated=bool(usage.get("estimated", False)),
+        ),
+    )
+
+
+async def _run(fn: Callable[[], T]) -> T:
+    # The process-wide cache object from the shared store, not ``django.core.cache.cache``:
+    # Django gives each async context its own cache object, and on Redis each one
+    # opens its own connection pool. Local memory does no I/O and runs inline; any
+    # other backend runs in a worker thread so the event loop never waits on it.
+    cache = state_store().cache
+    if isinstance(cache, LocMemCache):
+        return fn()
+    return await asyncio.to_thread(fn)
+
+
+async def cache_get(key: str) -> ChatResponse | None:
+    """The cached reply, or None (also for an entry that cannot be read back)."""
+    cache = state_store().cache
+    raw = await _run(lambda: cache.get(key))
+    if raw is None:
+        return None
+    try:
+        return _decode(raw)
+    except (TypeError, ValueError, KeyError) as exc:
+        logger.warning("response cache: dropping unreadable entry (%s)", type(exc).__name__)
+        await _run(lambda: cache.delete(key))
+        return None
+
+
+async def cache_put(key: str, response: ChatResponse, ttl: int) -> None:
+    """Keep ``response`` for ``ttl`` seconds (at most RESPONSE_CACHE_MAX_TTL_SECONDS).
+
+    Failed, filtered or cut-short replies are not kept, and neither is the
+    rate-limit state read from the provider's headers: it was true only then."""
+    if response.finish_reason in UNCACHEABLE_FINISH_REASONS:
+        return
+    timeout = min(int(ttl), int(settings.RESPONSE_CACHE_MAX_TTL_SECONDS))
+    if timeout <= 0:
+        return
+    cache = state_store().cache
+    encoded = _encode(response)
+    await _run(lambda: cache.set(key, encoded, timeout=timeout))
