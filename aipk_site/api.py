@@ -9,6 +9,7 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Val
 
 from providers_app.services.credentials import CredentialError
 from providers_app.services.provider_settings import ProviderSettingsError
+from tenants_app.services.errors import GatewayError
 
 api = NinjaAPI(title="aipk", version="1")
 
@@ -44,14 +45,27 @@ def on_not_found(request, exc):
     return error_response(request, 404, "not_found_error", "not_found", str(exc) or "not found")
 
 
+@api.exception_handler(GatewayError)
+def on_service_error(request, exc: GatewayError):
+    # services name the offending field in ``param``; it is the error's code, as for 422s
+    return error_response(request, exc.status, exc.type, exc.param or exc.code, exc.message)
+
+
+# ninja's default messages, raised bare by the providers API's staff check and by
+# ninja itself when no authenticator accepts the request
+_NINJA_DEFAULT_MESSAGES = ("Unauthorized", "Forbidden")
+
+
 @api.exception_handler(AuthenticationError)
 def on_unauthenticated(request, exc):
-    return error_response(request, 401, "authentication_error", "unauthenticated", "log in first")
+    message = "log in first" if exc.message in _NINJA_DEFAULT_MESSAGES else exc.message
+    return error_response(request, 401, "authentication_error", "unauthenticated", message)
 
 
 @api.exception_handler(AuthorizationError)
 def on_forbidden(request, exc):
-    return error_response(request, 403, "permission_error", "forbidden", "staff only")
+    message = "staff only" if exc.message in _NINJA_DEFAULT_MESSAGES else exc.message
+    return error_response(request, 403, "permission_error", "forbidden", message)
 
 
 @api.exception_handler(HttpError)

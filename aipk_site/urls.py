@@ -10,14 +10,21 @@ from django.views.generic import RedirectView
 from aipk_site.api import api
 from providers_app.api import router as providers_router
 from providers_app.oauth_views import oauth_callback_view
+from tenants_app.api import gateway_api
+from tenants_app.management_api import pricing_router, routes_router, tenants_router, tokens_router
 
 api.add_router("/providers", providers_router)
+api.add_router("/tenants", tenants_router)
+api.add_router("/routes", routes_router)
+api.add_router("/pricing", pricing_router)
+api.add_router("/admin-tokens", tokens_router)
 
 urlpatterns = [
     # Until the console exists, the API docs are the front door.
     path("", RedirectView.as_view(url="/api/docs", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("v1/", gateway_api.urls),  # the OpenAI/Anthropic-compatible gateway
     path("", include("providers_app.metrics_views")),  # /metrics, /metrics.json
     path("oauth/callback/<slug:provider>/", oauth_callback_view, name="oauth-callback"),
 ]

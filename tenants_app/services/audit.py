@@ -1,5 +1,6 @@
 """Writing the audit log. Callers pass changes already free of secrets; as a last
-guard, values under secret-looking keys are masked here too."""
+guard, values under secret-looking keys are masked here too. ``tenant`` files the
+event under a tenant, so that tenant's admins can read it in their audit log."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.db import models
 
-from tenants_app.models import AuditEvent
+from tenants_app.models import AuditEvent, Tenant
 
 # keys whose values are never stored, whatever the caller passes
 SECRET_KEYS = frozenset(
@@ -20,6 +21,8 @@ SECRET_KEYS = frozenset(
         "code_verifier",
         "device_code",
         "password",
+        "key_hash",
+        "token_hash",
     }
 )
 
@@ -47,6 +50,7 @@ def audit_record(
     actor_label: str = "",
     changes: dict[str, Any] | None = None,
     ip_address: str | None = None,
+    tenant: Tenant | None = None,
 ) -> AuditEvent:
     if obj is not None:
         object_type = object_type or obj._meta.label
@@ -54,6 +58,7 @@ def audit_record(
     user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEvent.objects.create(
         actor=user,
+        tenant=tenant,
         actor_label=actor_label or (user.get_username() if user else "system"),
         action=action,
         object_type=object_type,

@@ -1,0 +1,146 @@
+"""Reads for the management API and the console. Usage sums are computed by the
+database (values + annotate), never by loading rows into Python."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from django.db.models import Count, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
+
+from tenants_app.models import (
+    AdminToken,
+    AuditEvent,
+    Invoice,
+    Membership,
+    ModelRoute,
+    Pricing,
+    Tenant,
+    UsageRecord,
+    UsageStatus,
+    VirtualKey,
+)
+
+UsageGroup = Literal["day", "model", "provider", "key"]
+
+
+def day_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start 00:00 UTC, the day after ``end`` 00:00 UTC): both dates inclusive."""
+    return (
+        dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC),
+        dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC),
+    )
+
+
+def tenants_visible_to(user: Any) -> QuerySet[Tenant]:
+    if user.is_staff:
+        return Tenant.objects.all()
+    return Tenant.objects.filter(memberships__user=user)
+
+
+def tenant_roles(user: Any) -> dict[int, str]:
+    return dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
+
+
+def tenant_members(tenant: Tenant) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username")
+    )
+
+
+def tenant_keys(tenant: Tenant) -> QuerySet[VirtualKey]:
+    return VirtualKey.objects.filter(tenant=tenant).select_related("created_by")
+
+
+def routes_for(tenant: Tenant | None) -> QuerySet[ModelRoute]:
+    """A tenant's own routes, or the global ones for ``None``."""
+    return ModelRoute.objects.filter(tenant=tenant).select_related("tenant")
+
+
+def pricing_list() -> QuerySet[Pricing]:
+    return Pricing.objects.select_related("provider")
+
+
+def tenant_invoices(tenant: Tenant) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(tenant=tenant)
+
+
+def user_admin_tokens(user: Any) -> QuerySet[AdminToken]:
+    return AdminToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def _usage_in(tenant: Tenant, start: dt.date, end: dt.date) -> QuerySet[UsageRecord]:
+    since, until = day_bounds(start, end)
+    return UsageRecord.objects.filter(tenant=tenant, created_at__gte=since, created_at__lt=until)
+
+
+def tenant_usage_rows(*, tenant: Tenant, start: dt.date, end: dt.date) -> QuerySet[UsageRecord]:
+    """Oldest first, for exports."""
+    return _usage_in(tenant, start, end).order_by("created_at", "id")
+
+
+_SUMS = {
+    "requests": Count("id"),
+    "errors": Count("id", filter=~Q(status=UsageStatus.SUCCESS)),
+    "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
+    "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
+    "cost_usd": Sum("cost_usd"),
+}
+
+
+def usage_summary(
+    *, tenant: Tenant, group_by: UsageGroup, start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
+    """One row per day / model / provider / key with request, error, token and cost
+    totals. Key rows carry ``key_id`` and ``key_name`` (None for deleted keys)."""
+    rows = _usage_in(tenant, start, end)
+    if group_by == "day":
+        grouped = rows.annotate(group=TruncDate("created_at", tzinfo=dt.UTC)).values("group")
+    elif group_by == "model":
+        grouped = rows.annotate(group=F("model")).values("group")
+    elif group_by == "provider":
+        grouped = rows.annotate(group=F("provider_name")).values("group")
+    elif group_by == "key":
+        grouped = rows.annotate(
+            group=Coalesce(F("virtual_key__prefix"), Value("")),
+            key_id=F("virtual_key_id"),
+            key_name=F("virtual_key__name"),
+        ).values("group", "key_id", "key_name")
+    else:
+        raise ValueError(f"unknown grouping {group_by!r}")
+    # order_by() first: the model's default ordering would otherwise join the GROUP BY
+    result = list(grouped.order_by().annotate(**_SUMS).order_by("group"))
+    for row in result:
+        row["group"] = row["group"].isoformat() if group_by == "day" else row["group"]
+        row["cost_usd"] = row["cost_usd"] or 0
+    return result
+
+
+def usage_totals(*, tenant: Tenant, start: dt.date, end: dt.date) -> dict[str, Any]:
+    totals = _usage_in(tenant, start, end).order_by().aggregate(**_SUMS)
+    totals["cost_usd"] = totals["cost_usd"] or 0
+    return totals
+
+
+def tenant_audit_events(
+    *,
+    tenant: Tenant,
+    action: str | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> QuerySet[AuditEvent]:
+    """Newest first. ``action`` matches exactly ("member.add") or, ending in ".",
+    by prefix ("member.")."""
+    events = AuditEvent.objects.filter(tenant=tenant).select_related("actor")
+    if action:
+        events = (
+            events.filter(action__startswith=action)
+            if action.endswith(".")
+            else events.filter(action=action)
+        )
+    if start is not None:
+        events = events.filter(created_at__gte=day_bounds(start, start)[0])
+    if end is not None:
+        events = events.filter(created_at__lt=day_bounds(end, end)[1])
+    return events
