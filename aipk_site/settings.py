@@ -253,3 +253,6 @@ ADMISSION_STREAM_MAX_SECONDS = env.int("ADMISSION_STREAM_MAX_SECONDS", default=9
 # Usage records are written in batches: whichever comes first.
 USAGE_BATCH_SIZE = env.int("USAGE_BATCH_SIZE", default=200)
 USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=0.5)
+# Django refuses bodies over this before a view sees them; the gateway's own limit
+# (GATEWAY_MAX_BODY_BYTES, answered with 413) must be the one that applies.
+DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES

@@ -238,13 +238,20 @@ async def _prepare(
 
 
 async def provider_chat(
-    provider: Provider, request: ChatRequest, *, tenant_id: int | None = None
+    provider: Provider,
+    request: ChatRequest,
+    *,
+    tenant_id: int | None = None,
+    trace: dict | None = None,
 ) -> ChatResponse:
-    """One reply from ``provider``, using the organisation's credentials and ``tenant_id``'s own."""
+    """One reply from ``provider``, using the organisation's credentials and ``tenant_id``'s own.
+    ``trace["credential_id"]`` tells the caller which credential answered (for usage records)."""
     attempt, candidates = await _prepare(provider, request, tenant_id)
 
     async def call(cred: str) -> ChatResponse:
         started = time.perf_counter()
+        if trace is not None:
+            trace["credential_id"] = cred
         try:
             adapter, tracked = await attempt.adapter(cred)
             reply = await adapter.chat(request)
@@ -267,7 +274,11 @@ async def provider_chat(
 
 
 async def provider_stream(
-    provider: Provider, request: ChatRequest, *, tenant_id: int | None = None
+    provider: Provider,
+    request: ChatRequest,
+    *,
+    tenant_id: int | None = None,
+    trace: dict | None = None,
 ) -> AsyncIterator[ChatChunk]:
     """Chunks as they arrive. Failover covers opening the stream and its first chunk only:
     once a chunk has gone to the caller, a failure is the caller's to see."""
@@ -275,6 +286,8 @@ async def provider_stream(
 
     async def open_stream(cred: str):
         started = time.perf_counter()
+        if trace is not None:
+            trace["credential_id"] = cred
         try:
             adapter, tracked = await attempt.adapter(cred)
             stream = adapter.stream(request)

@@ -1,0 +1,272 @@
+"""The gateway API at /v1/: OpenAI's chat completions, Anthropic's messages and a model list.
+
+Thin transports over services/gateway.py: authenticate the virtual key, parse
+the body with the client's wire format, call the gateway, render its reply
+in the same format. Errors use each format's own error shape (OpenAI's
+``{"error": {type, code, message, param}}``, Anthropic's
+``{"type": "error", "error": {...}}``) so the official SDKs raise the
+matching exception classes.
+
+It is a NinjaAPI of its own (not a router on the management API) because
+its auth, error shapes and docs differ; its OpenAPI schema is at
+/v1/openapi.json and its docs at /v1/docs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from ninja import NinjaAPI
+
+from tenants_app.formats.anthropic_format import (
+    AnthropicStreamEncoder,
+    anthropic_error_body,
+    parse_messages,
+    render_message,
+)
+from tenants_app.formats.common import InputLimits, ParsedRequest
+from tenants_app.formats.openai_format import (
+    OpenAIStreamEncoder,
+    openai_error_body,
+    parse_chat_completion,
+    render_chat_completion,
+)
+from tenants_app.services.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from tenants_app.services.gateway import GatewayCall, gateway_reply, gateway_stream
+from tenants_app.services.key_auth import KeyContext, authenticate_virtual_key
+from tenants_app.services.routing import models_for
+
+gateway_api = NinjaAPI(
+    title="aipk gateway",
+    version="1",
+    description="OpenAI- and Anthropic-compatible endpoints. Authenticate with a virtual key: "
+    "`Authorization: Bearer aipk-…` or `x-api-key: aipk-…`.",
+    urls_namespace="gateway",
+)
+
+_JSON = "application/json"
+
+# Documentation of the bodies for /v1/docs and schema-driven tests. The views parse
+# bodies themselves (formats/), so every error names the field in the client's terms.
+_MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "null"}]},
+        "tool_calls": {"type": "array"},
+        "tool_call_id": {"type": "string"},
+    },
+}
+_CHAT_BODY = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "description": "an alias or '<provider>/<model id>'"},
+        "messages": {"type": "array", "items": _MESSAGE_SCHEMA},
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object"},
+        "max_tokens": {"type": "integer"},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "stop": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+        "tools": {"type": "array"},
+        "tool_choice": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        "aipk": {"type": "object", "properties": {"cache": {"type": "boolean"}}},
+    },
+}
+_MESSAGES_BODY = {
+    "type": "object",
+    "required": ["model", "messages", "max_tokens"],
+    "properties": {
+        "model": {"type": "string"},
+        "max_tokens": {"type": "integer"},
+        "system": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+        "messages": {"type": "array"},
+        "stream": {"type": "boolean"},
+        "tools": {"type": "array"},
+        "tool_choice": {"type": "object"},
+        "stop_sequences": {"type": "array"},
+        "temperature": {"type": "number"},
+    },
+}
+
+
+def _body_doc(schema: dict) -> dict:
+    return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
+
+
+def _limits() -> InputLimits:
+    return InputLimits(
+        max_messages=settings.GATEWAY_MAX_MESSAGES,
+        max_message_chars=settings.GATEWAY_MAX_MESSAGE_CHARS,
+        max_tools=settings.GATEWAY_MAX_TOOLS,
+    )
+
+
+def _json_response(body: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return HttpResponse(data, status=status, content_type=_JSON, headers=headers)
+
+
+def _error_response(error: GatewayError, render: Callable[[GatewayError], dict]) -> HttpResponse:
+    headers = dict(error.headers)
+    if error.retry_after is not None:
+        headers.setdefault("retry-after", str(max(1, round(error.retry_after))))
+    return _json_response(render(error), error.status, headers)
+
+
+def _secret_from(request: HttpRequest) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _read_json(request: HttpRequest):
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.GATEWAY_MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise _too_large() from None
+    if len(raw) > settings.GATEWAY_MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidRequest(f"the body is not valid JSON: {error}", param="body") from None
+
+
+def _too_large() -> PayloadTooLarge:
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    return PayloadTooLarge(f"the request body is larger than {limit} bytes", param="body")
+
+
+async def _prepare(
+    request: HttpRequest, parse: Callable[..., ParsedRequest], endpoint: str, id_prefix: str
+) -> tuple[KeyContext, GatewayCall]:
+    ctx = await authenticate_virtual_key(_secret_from(request))
+    parsed = parse(_read_json(request), _limits())
+    call = GatewayCall(ctx, parsed, endpoint, f"{id_prefix}{uuid.uuid4().hex}")
+    return ctx, call
+
+
+def _stream_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    response["cache-control"] = "no-cache"
+    response["x-accel-buffering"] = "no"  # tell proxies not to hold the stream back
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+@gateway_api.post(
+    "/chat/completions",
+    summary="Create a chat completion (OpenAI format)",
+    openapi_extra=_body_doc(_CHAT_BODY),
+)
+async def chat_completions(request: HttpRequest):
+    try:
+        _, call = await _prepare(request, parse_chat_completion, "chat.completions", "chatcmpl-")
+        model, created = call.parsed.request.model, int(time.time())
+        if not call.parsed.stream:
+            reply = await gateway_reply(call)
+            body = render_chat_completion(
+                reply.response, model=model, request_id=call.request_id, created=created
+            )
+            return _json_response(body, headers=reply.headers)
+        streamed = await gateway_stream(call)
+    except GatewayError as error:
+        return _error_response(error, openai_error_body)
+    encoder = OpenAIStreamEncoder(model, call.request_id, created, call.parsed.include_usage)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in streamed.chunks:
+                data = encoder.chunk(chunk)
+                if data:
+                    yield data
+        except GatewayError as error:
+            yield encoder.error(error)
+            return
+        yield encoder.finish(streamed.usage())
+
+    return _stream_response(events(), streamed.headers)
+
+
+@gateway_api.post(
+    "/messages",
+    summary="Create a message (Anthropic format)",
+    openapi_extra=_body_doc(_MESSAGES_BODY),
+)
+async def messages(request: HttpRequest):
+    try:
+        _, call = await _prepare(request, parse_messages, "messages", "msg_")
+        model = call.parsed.request.model
+        if not call.parsed.stream:
+            reply = await gateway_reply(call)
+            body = render_message(reply.response, model=model, request_id=call.request_id)
+            return _json_response(body, headers=reply.headers)
+        streamed = await gateway_stream(call)
+    except GatewayError as error:
+        return _error_response(error, anthropic_error_body)
+    encoder = AnthropicStreamEncoder(model, call.request_id, streamed.prompt_tokens_estimate)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in streamed.chunks:
+                data = encoder.chunk(chunk)
+                if data:
+                    yield data
+        except GatewayError as error:
+            yield encoder.error(error)
+            return
+        yield encoder.finish(streamed.usage())
+
+    return _stream_response(events(), streamed.headers)
+
+
+@gateway_api.get("/models", summary="Models this key may call (OpenAI or Anthropic list format)")
+async def models(request: HttpRequest):
+    anthropic = "anthropic-version" in request.headers
+    render_error = anthropic_error_body if anthropic else openai_error_body
+    try:
+        ctx = await authenticate_virtual_key(_secret_from(request))
+    except GatewayError as error:
+        return _error_response(error, render_error)
+    entries = await models_for(
+        tenant_id=ctx.tenant_id,
+        allowed_models=ctx.allowed_models,
+        allowed_provider_ids=ctx.allowed_provider_ids,
+    )
+    if anthropic:
+        data = [
+            {
+                "type": "model",
+                "id": e["id"],
+                "display_name": e["id"],
+                "created_at": "1970-01-01T00:00:00Z",
+            }
+            for e in entries
+        ]
+        return _json_response(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+    data = [
+        {"id": e["id"], "object": "model", "created": 0, "owned_by": e["owned_by"]}
+        for e in entries
+    ]
+    return _json_response({"object": "list", "data": data})

@@ -1,0 +1,470 @@
+"""The gateway's request path, shared by every transport (REST API, websocket).
+
+    key context (already authenticated) → route the model → PII filter →
+    admit (reserve the estimate) → response cache → candidates in order
+    (the provider request path fails over between credentials; here, before
+    the first byte, between candidates) → stream or reply → settle + one
+    usage record.
+
+Transports parse their wire format into a ``ParsedRequest``, call
+``gateway_reply`` or ``gateway_stream`` and render what comes back; they hold
+no logic of their own. ``Ledger`` makes "exactly one usage record and one
+settle per request" hold on every path: success, provider error, refusal,
+cache hit, client disconnect or cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from providers_app.kit import errors as kit_errors
+from providers_app.kit.errors import ProviderError
+from providers_app.kit.resilience import CircuitOpenError
+from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, ResponseBuilder, Usage
+from providers_app.services.chat import provider_chat, provider_stream
+from tenants_app.formats.common import ParsedRequest, response_as_chunks
+from tenants_app.models import UsageStatus
+from tenants_app.services.admission import Admission, Limits, admit, settle
+from tenants_app.services.errors import GatewayError, LimitExceeded, UpstreamError
+from tenants_app.services.key_auth import KeyContext
+from tenants_app.services.pricing import (
+    DEFAULT_COMPLETION_ALLOWANCE_TOKENS,
+    Price,
+    aprice_for,
+    cost_micro,
+    cost_usd,
+    estimate_cost_micro,
+)
+from tenants_app.services.redaction import redact_request
+from tenants_app.services.response_cache import cache_get, cache_key, cache_put
+from tenants_app.services.routing import Candidate, Resolution, record_latency, resolve_model
+from tenants_app.services.usage import usage_record
+
+logger = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4  # the kit's estimate when a provider reports no usage
+
+
+@dataclass(slots=True)
+class GatewayCall:
+    ctx: KeyContext
+    parsed: ParsedRequest
+    endpoint: str  # "chat.completions", "messages", "ws"
+    request_id: str
+
+
+@dataclass(slots=True)
+class Reply:
+    response: ChatResponse
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class StreamReply:
+    """Headers are known before the first byte; ``chunks`` is already primed: the first
+    chunk has arrived, so an error raised while opening could still become an HTTP status."""
+
+    headers: dict[str, str]
+    chunks: AsyncIterator[ChatChunk]
+    prompt_tokens_estimate: int
+    ledger: Ledger
+
+    def usage(self) -> Usage | None:
+        """The usage accounted for this stream, once ``chunks`` is exhausted."""
+        return self.ledger.final_usage
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    chars = sum(len(m.content or "") for m in request.messages)
+    chars += sum(len(c.arguments) for m in request.messages for c in m.tool_calls)
+    chars += sum(len(t.name) + len(t.description) + len(str(t.parameters)) for t in request.tools)
+    return max(1, chars // CHARS_PER_TOKEN)
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Accounts one request exactly once: settle the admission, write the usage record."""
+
+    call: GatewayCall
+    started: float = field(default_factory=time.perf_counter)
+    alias: str = ""
+    candidate: Candidate | None = None
+    credential_id: str = ""
+    price: Price | None = None
+    admission: Admission | None = None
+    ttft_ms: float | None = None
+    closed: bool = False
+    # what was accounted, for transports that report usage after the stream
+    final_usage: Usage | None = None
+
+    def first_token(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+
+    async def close(
+        self,
+        *,
+        status: str,
+        usage: Usage | None = None,
+        error_type: str = "",
+        cached: bool = False,
+        cost_saved: Decimal = Decimal(0),
+    ) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        usage = self.final_usage = usage or Usage()
+        cost = Decimal(0) if cached else cost_usd(self.price, usage.prompt_tokens, usage.completion_tokens)
+        latency_ms = (time.perf_counter() - self.started) * 1000
+        try:
+            if self.admission is not None:
+                await settle(
+                    self.admission,
+                    tokens=0 if cached else usage.total_tokens,
+                    cost_micro=0
+                    if cached
+                    else cost_micro(self.price, usage.prompt_tokens, usage.completion_tokens),
+                )
+        finally:
+            ctx, candidate = self.call.ctx, self.candidate
+            usage_record(
+                request_id=self.call.request_id,
+                tenant_id=ctx.tenant_id,
+                virtual_key_id=ctx.key_id,
+                provider_id=candidate.provider.pk if candidate else None,
+                provider_name=candidate.provider.name if candidate else "",
+                credential_id=self.credential_id,
+                model=candidate.model if candidate else self.call.parsed.request.model[:200],
+                alias=self.alias,
+                endpoint=self.call.endpoint,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                tokens_estimated=usage.estimated,
+                cost_usd=cost,
+                cost_saved_usd=cost_saved,
+                latency_ms=latency_ms,
+                ttft_ms=self.ttft_ms,
+                status=status,
+                error_type=error_type[:64],
+                cached=cached,
+                streamed=self.call.parsed.stream,
+            )
+        if status == UsageStatus.SUCCESS and candidate is not None and not cached:
+            await record_latency(
+                provider_id=candidate.provider.pk, model=candidate.model, latency_ms=latency_ms
+            )
+
+
+def _limits(ctx: KeyContext) -> tuple[Limits, Limits]:
+    return (
+        Limits(
+            rpm=ctx.rpm,
+            tpm=ctx.tpm,
+            max_concurrent=ctx.max_concurrent_streams,
+            budget_micro_usd=ctx.budget_micro_usd,
+        ),
+        Limits(
+            rpm=ctx.tenant_rpm, tpm=ctx.tenant_tpm, budget_micro_usd=ctx.tenant_budget_micro_usd
+        ),
+    )
+
+
+async def _admit(call: GatewayCall, ledger: Ledger) -> Resolution:
+    """Route, filter and reserve; a refusal is accounted before it is raised."""
+    ctx, request = call.ctx, call.parsed.request
+    try:
+        resolution = await resolve_model(
+            tenant_id=ctx.tenant_id,
+            model=request.model,
+            allowed_models=ctx.allowed_models,
+            allowed_provider_ids=ctx.allowed_provider_ids,
+        )
+        ledger.alias = resolution.alias
+        if ctx.pii_redaction:
+            redact_request(request)
+        prompt_tokens = estimate_prompt_tokens(request)
+        completion_tokens = request.max_tokens or DEFAULT_COMPLETION_ALLOWANCE_TOKENS
+        # Reserve what the dearest candidate could cost: failover may land on it.
+        estimate = 0
+        for candidate in resolution.candidates:
+            price = await aprice_for(candidate.provider, candidate.model)
+            estimate = max(estimate, estimate_cost_micro(price, prompt_tokens, request.max_tokens))
+        key_limits, tenant_limits = _limits(ctx)
+        ledger.admission = await admit(
+            request_id=call.request_id,
+            key_id=ctx.key_id,
+            tenant_id=ctx.tenant_id,
+            key_limits=key_limits,
+            tenant_limits=tenant_limits,
+            estimated_tokens=prompt_tokens + completion_tokens,
+            estimated_cost_micro=estimate,
+            stream=call.parsed.stream,
+        )
+    except GatewayError as error:
+        await ledger.close(status=UsageStatus.REFUSED, error_type=error.code)
+        raise
+    except BaseException as error:
+        await _close_on_exit(ledger, error)
+        raise
+    return resolution
+
+
+def _headers(ledger: Ledger, *, cache: str | None) -> dict[str, str]:
+    headers = {"x-request-id": ledger.call.request_id}
+    if ledger.admission is not None:
+        headers.update(ledger.admission.headers)
+    if ledger.candidate is not None:
+        headers["x-aipk-provider"] = ledger.candidate.provider.name
+        headers["x-aipk-model"] = ledger.candidate.model
+    if cache is not None:
+        headers["x-aipk-cache"] = cache
+    return headers
+
+
+def _cache_key_for(call: GatewayCall) -> str | None:
+    wanted = call.parsed.cache if call.parsed.cache is not None else call.ctx.cache_enabled
+    return cache_key(tenant_id=call.ctx.tenant_id, request=call.parsed.request) if wanted else None
+
+
+async def _cache_hit(call: GatewayCall, ledger: Ledger, key: str | None, resolution: Resolution):
+    if key is None:
+        return None
+    hit = await cache_get(key)
+    if hit is None:
+        return None
+    first = resolution.candidates[0]
+    ledger.candidate = first
+    ledger.price = await aprice_for(first.provider, first.model)
+    saved = cost_usd(ledger.price, hit.usage.prompt_tokens, hit.usage.completion_tokens)
+    ledger.first_token()
+    await ledger.close(status=UsageStatus.SUCCESS, usage=hit.usage, cached=True, cost_saved=saved)
+    return hit
+
+
+def _try_next_candidate(error: ProviderError) -> bool:
+    """Another provider may serve what this one could not; a bad request stays bad anywhere."""
+    return error.retryable or isinstance(
+        error,
+        (
+            kit_errors.AuthenticationError,
+            kit_errors.PermissionDeniedError,
+            kit_errors.QuotaExceededError,
+            kit_errors.NotFoundError,
+        ),
+    )
+
+
+def upstream_error(error: ProviderError) -> GatewayError:
+    """A provider failure as the client sees it. Credential problems are aipk's, not the
+    caller's: they become 502, never 401/403, and their text (which may quote a key) is dropped."""
+    retry = error.retry_after
+    if isinstance(error, CircuitOpenError):
+        return UpstreamError(
+            f"{error.provider or 'the provider'} is failing; retry later",
+            status=503,
+            code="circuit_open",
+            retry_after=retry,
+        )
+    if isinstance(error, kit_errors.AllKeysExhaustedError):
+        return UpstreamError(
+            "no provider credential is available right now; retry later",
+            status=503,
+            code="no_available_credential",
+            retry_after=retry,
+        )
+    if isinstance(error, kit_errors.RateLimitError):
+        return LimitExceeded(
+            "the provider is rate limiting requests; retry later",
+            code="upstream_rate_limited",
+            retry_after=retry,
+        )
+    if isinstance(error, kit_errors.OverloadedError):
+        return UpstreamError(
+            "the provider is overloaded", status=503, code="upstream_overloaded", retry_after=retry
+        )
+    if isinstance(error, kit_errors.TimeoutError):
+        return UpstreamError("the provider timed out", status=504, code="upstream_timeout")
+    if isinstance(
+        error,
+        (
+            kit_errors.AuthenticationError,
+            kit_errors.PermissionDeniedError,
+            kit_errors.QuotaExceededError,
+        ),
+    ):
+        return UpstreamError(
+            "the provider refused aipk's credentials", code="upstream_credentials"
+        )
+    if isinstance(error, kit_errors.ContextLengthError):
+        return GatewayError(str(error), code="context_length_exceeded", param="messages")
+    if isinstance(error, kit_errors.ContentFilterError):
+        return GatewayError(str(error), code="content_filter")
+    if isinstance(error, kit_errors.InvalidRequestError):
+        return GatewayError(str(error), code="upstream_invalid_request")
+    if isinstance(error, kit_errors.NotFoundError):
+        return UpstreamError(
+            "the provider does not know this model", status=404, code="model_not_found"
+        )
+    return UpstreamError(f"the provider failed ({error.type})", code="upstream_error")
+
+
+def _usage_or_estimate(request: ChatRequest, usage: Usage | None, completion_chars: int) -> Usage:
+    if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+        return usage
+    return Usage(
+        prompt_tokens=estimate_prompt_tokens(request),
+        completion_tokens=(completion_chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN,
+        estimated=True,
+    )
+
+
+async def _close_on_exit(ledger: Ledger, error: BaseException) -> None:
+    """Account a request that ends in an exception (shielded: a cancel must not skip it)."""
+    if isinstance(error, ProviderError):
+        status, error_type = UsageStatus.ERROR, error.type
+    elif isinstance(error, GatewayError):
+        status, error_type = UsageStatus.ERROR, error.code
+    elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+    else:
+        status, error_type = UsageStatus.ERROR, type(error).__name__
+    await asyncio.shield(ledger.close(status=status, error_type=error_type))
+
+
+async def gateway_reply(call: GatewayCall) -> Reply:
+    """A whole reply: the first candidate that answers, accounted once."""
+    ledger = Ledger(call)
+    resolution = await _admit(call, ledger)
+    try:
+        key = _cache_key_for(call)
+        hit = await _cache_hit(call, ledger, key, resolution)
+        if hit is not None:
+            return Reply(hit, _headers(ledger, cache="hit"))
+        last: ProviderError | None = None
+        for candidate in resolution.candidates:
+            ledger.candidate = candidate
+            ledger.price = await aprice_for(candidate.provider, candidate.model)
+            request = dataclasses.replace(call.parsed.request, model=candidate.model)
+            trace: dict = {}
+            try:
+                response = await provider_chat(
+                    candidate.provider, request, tenant_id=call.ctx.tenant_id, trace=trace
+                )
+            except ProviderError as error:
+                ledger.credential_id = trace.get("credential_id", "")
+                last = error
+                if _try_next_candidate(error):
+                    continue
+                break
+            ledger.credential_id = trace.get("credential_id", "")
+            ledger.first_token()
+            usage = _usage_or_estimate(request, response.usage, len(response.text))
+            response.usage = usage
+            await ledger.close(status=UsageStatus.SUCCESS, usage=usage)
+            if key is not None:
+                await cache_put(key, response, call.ctx.cache_ttl_seconds)
+            return Reply(response, _headers(ledger, cache="miss" if key else None))
+        assert last is not None  # resolution always has at least one candidate
+        raise upstream_error(last) from last
+    except BaseException as error:
+        await _close_on_exit(ledger, error.__cause__ or error)
+        raise
+
+
+async def gateway_stream(call: GatewayCall) -> StreamReply:
+    """Open a stream on the first candidate that produces a first chunk, then relay it."""
+    ledger = Ledger(call)
+    resolution = await _admit(call, ledger)
+    prompt_estimate = estimate_prompt_tokens(call.parsed.request)
+    try:
+        key = _cache_key_for(call)
+        hit = await _cache_hit(call, ledger, key, resolution)
+        if hit is not None:
+            return StreamReply(
+                _headers(ledger, cache="hit"),
+                _replay(response_as_chunks(hit)),
+                prompt_estimate,
+                ledger,
+            )
+        last: ProviderError | None = None
+        for candidate in resolution.candidates:
+            ledger.candidate = candidate
+            ledger.price = await aprice_for(candidate.provider, candidate.model)
+            request = dataclasses.replace(call.parsed.request, model=candidate.model)
+            trace: dict = {}
+            chunks = provider_stream(
+                candidate.provider, request, tenant_id=call.ctx.tenant_id, trace=trace
+            )
+            try:
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except ProviderError as error:
+                await chunks.aclose()
+                ledger.credential_id = trace.get("credential_id", "")
+                last = error
+                if _try_next_candidate(error):
+                    continue
+                break
+            except BaseException:
+                await chunks.aclose()
+                raise
+            ledger.credential_id = trace.get("credential_id", "")
+            relay = _relay(call, ledger, request, chunks, first, key)
+            return StreamReply(
+                _headers(ledger, cache="miss" if key else None), relay, prompt_estimate, ledger
+            )
+        assert last is not None
+        raise upstream_error(last) from last
+    except BaseException as error:
+        await _close_on_exit(ledger, error.__cause__ or error)
+        raise
+
+
+async def _replay(chunks: list[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _relay(
+    call: GatewayCall,
+    ledger: Ledger,
+    request: ChatRequest,
+    chunks: AsyncIterator[ChatChunk],
+    first: ChatChunk | None,
+    key: str | None,
+) -> AsyncIterator[ChatChunk]:
+    """Forward chunks as they arrive; whatever ends the stream, account it once."""
+    builder = ResponseBuilder(call.request_id, request.model)
+    completion_chars = 0
+    status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+    try:
+        if first is not None:
+            ledger.first_token()
+            builder.add(first)
+            completion_chars += len(first.text) + sum(len(d.arguments) for d in first.tool_calls)
+            yield first
+        async for chunk in chunks:
+            builder.add(chunk)
+            completion_chars += len(chunk.text) + sum(len(d.arguments) for d in chunk.tool_calls)
+            yield chunk
+        status, error_type = UsageStatus.SUCCESS, ""
+    except ProviderError as error:
+        status, error_type = UsageStatus.ERROR, error.type
+        raise upstream_error(error) from error
+    finally:
+        await chunks.aclose()
+        response = builder.build()
+        usage = _usage_or_estimate(
+            request, response.usage if response.usage.total_tokens else None, completion_chars
+        )
+        await asyncio.shield(ledger.close(status=status, usage=usage, error_type=error_type))
+        if status == UsageStatus.SUCCESS and key is not None:
+            response.usage = usage
+            await cache_put(key, response, call.ctx.cache_ttl_seconds)

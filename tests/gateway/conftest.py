@@ -1,0 +1,143 @@
+"""A real aipk server on loopback for gateway tests, and a tenant wired to every provider.
+
+``gateway_server`` runs daphne (the production ASGI server) in a background
+thread of the test process for the whole session, so the server and the test
+share the test database and the cache: tests that call it use
+``transactional_db`` (the server's connection must see committed rows). Twisted's
+reactor cannot be restarted, hence one server per session.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    url: str  # e.g. http://127.0.0.1:54321
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup, django_db_blocker) -> Iterator[RunningGateway]:
+    from daphne.server import Server
+    from twisted.internet import reactor
+
+    from aipk_site.asgi import application
+
+    server = Server(
+        application=application,
+        endpoints=["tcp:port=0:interface=127.0.0.1"],
+        signal_handlers=False,
+        verbosity=0,
+    )
+    thread = threading.Thread(target=server.run, name="daphne", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.listening_addresses:
+        if time.monotonic() > deadline:
+            raise RuntimeError("daphne did not start listening within 20 s")
+        time.sleep(0.02)
+    host, port = server.listening_addresses[0]
+    yield RunningGateway(url=f"http://{host}:{port}")
+    reactor.callFromThread(reactor.stop)
+    thread.join(timeout=10)
+
+
+PROVIDER_TYPES = ("openai", "anthropic", "gemini", "cerebras", "qwen", "openrouter")
+SIMULATOR_PATHS = {
+    "openai": "/openai/v1",
+    "anthropic": "/anthropic",
+    "gemini": "/gemini",
+    "cerebras": "/cerebras/v1",
+    "qwen": "/qwen/v1",
+    "openrouter": "/openrouter/api/v1",
+    "openai-compatible": "/openai/v1",
+}
+# a model id each provider type is called with in these tests
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-5-haiku-20241022",
+    "gemini": "gemini-2.0-flash",
+    "cerebras": "llama3.1-8b",
+    "qwen": "qwen-plus",
+    "openrouter": "openai/gpt-4o-mini",
+    "openai-compatible": "llama-3.1-8b-instant",
+}
+
+
+@dataclass
+class World:
+    """A tenant with a virtual key, and one provider of every type on the simulator."""
+
+    tenant: object
+    key: object
+    secret: str
+    providers: dict  # type → Provider
+
+    def model(self, provider_type: str) -> str:
+        return f"{self.providers[provider_type].name}/{MODELS[provider_type]}"
+
+
+def _clear_caches() -> None:
+    from django.core.cache import cache
+
+    from providers_app.services.chat import credentials_forget
+    from tenants_app.services.pricing import pricing_cache_clear
+    from tenants_app.services.routing import routing_cache_clear
+
+    cache.clear()
+    credentials_forget()
+    pricing_cache_clear()
+    routing_cache_clear()
+
+
+@pytest.fixture
+def make_key():
+    """make_key(tenant, **limits) → (VirtualKey, secret)."""
+    from tenants_app.models import VirtualKey
+    from tenants_app.services.secrets import VIRTUAL_KEY_PREFIX, new_secret
+
+    def make(tenant, name: str = "test key", **fields):
+        secret, key_hash, prefix = new_secret(VIRTUAL_KEY_PREFIX)
+        key = VirtualKey.objects.create(
+            tenant=tenant, name=name, prefix=prefix, key_hash=key_hash, **fields
+        )
+        return key, secret
+
+    return make
+
+
+@pytest.fixture
+def world(transactional_db, simulator, gateway_server, make_key) -> Iterator[World]:
+    from providers_app.services.credentials import api_key_add
+    from providers_app.services.providers import provider_create
+    from tenants_app.models import Tenant
+
+    _clear_caches()
+    providers = {}
+    for provider_type in (*PROVIDER_TYPES, "openai-compatible"):
+        name = "groq" if provider_type == "openai-compatible" else provider_type
+        provider = provider_create(
+            name=name,
+            type=provider_type,
+            base_url=simulator.url + SIMULATOR_PATHS[provider_type],
+            default_model=MODELS[provider_type],
+        )
+        api_key_add(provider=provider, label="key 1", secret=f"sk-sim-{name}-key-0001")
+        providers[provider_type] = provider
+    tenant = Tenant.objects.create(name="Acme", slug="acme")
+    key, secret = make_key(tenant)
+    yield World(tenant=tenant, key=key, secret=secret, providers=providers)
+    from tenants_app.services.usage import usage_flush
+
+    usage_flush()
+    _clear_caches()
