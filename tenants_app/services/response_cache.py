@@ -167,7 +167,7 @@ async def cache_get(key: str) -> ChatResponse | None:
         return None
     try:
         return _decode(raw)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
         logger.warning("response cache: dropping unreadable entry (%s)", type(exc).__name__)
         await _run(lambda: cache.delete(key))
         return None
