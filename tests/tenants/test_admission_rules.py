@@ -1,0 +1,255 @@
+"""The pure admission steps: what is admitted, what is refused, what is stored."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from tenants_app.services.admission_rules import (
+    Counters,
+    Limits,
+    Refusal,
+    SettleScope,
+    admit_step,
+    duration,
+    live_streams,
+    month_bounds,
+    month_id,
+    month_reset,
+    rate_headers,
+    refusal_details,
+    settle_step,
+    usd,
+    window_id,
+    window_reset,
+)
+
+# 10.25 s into a window; 2026-02-25 UTC
+NOW = 1_772_049_660.0 + 10.25
+MAX = 900.0
+
+
+def step(key=None, tenant=None, *, key_limits=None, tenant_limits=None, **kw):
+    args = {
+        "request_id": "r1",
+        "tokens": 100,
+        "cost": 50,
+        "stream": False,
+        "now": NOW,
+        "stream_max_seconds": MAX,
+    }
+    args.update(kw)
+    return admit_step(
+        key or Counters(spend=0),
+        tenant or Counters(spend=0),
+        key_limits=key_limits or Limits(),
+        tenant_limits=tenant_limits or Limits(),
+        **args,
+    )
+
+
+def test_it_numbers_fixed_sixty_second_windows():
+    assert window_id(NOW) == 29_534_161
+    assert window_reset(NOW) == pytest.approx(49.75)
+    assert window_id(29_534_162 * 60.0) == 29_534_162
+    assert window_reset(29_534_162 * 60.0) == 60.0
+
+
+def test_it_takes_the_utc_calendar_month():
+    start, end = month_bounds(NOW)
+    assert (start, end) == (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
+    assert month_id(NOW) == "202602"
+    assert month_reset(NOW) == pytest.approx(end.timestamp() - NOW)
+    december = datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    assert month_bounds(december)[1] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert month_reset(december) == pytest.approx(1.0)
+
+
+def test_it_reserves_on_key_and_tenant_together():
+    result = step(
+        Counters(requests=1, tokens=10, spend=5),
+        Counters(requests=7, tokens=70, spend=500),
+    )
+    assert result.admitted and result.refusal is None
+    assert result.key == Counters(requests=2, tokens=110, spend=55, streams={})
+    assert result.tenant == Counters(requests=8, tokens=170, spend=550, streams={})
+
+
+@pytest.mark.parametrize(
+    ("key_limits", "tenant_limits", "code"),
+    [
+        (Limits(rpm=2), Limits(), "key_rpm"),
+        (Limits(tpm=150), Limits(), "key_tpm"),
+        (Limits(budget_micro_usd=89), Limits(), "key_budget"),
+        (Limits(), Limits(rpm=8), "tenant_rpm"),
+        (Limits(), Limits(tpm=200), "tenant_tpm"),
+        (Limits(), Limits(budget_micro_usd=549), "tenant_budget"),
+        # key first, then rpm → tpm → concurrency → budget
+        (Limits(budget_micro_usd=0), Limits(rpm=1), "key_budget"),
+        (Limits(rpm=2, tpm=1), Limits(), "key_rpm"),
+    ],
+)
+def test_it_refuses_the_first_limit_that_would_be_exceeded(key_limits, tenant_limits, code):
+    key = Counters(requests=2, tokens=60, spend=40)
+    tenant = Counters(requests=8, tokens=110, spend=500)
+    result = step(key, tenant, key_limits=key_limits, tenant_limits=tenant_limits)
+    assert not result.admitted
+    assert result.refusal.code == code
+    assert (result.key, result.tenant) == (key, tenant)  # nothing reserved
+
+
+def test_it_admits_up_to_the_limit_exactly():
+    key = Counters(requests=1, tokens=900, spend=950)
+    limits = Limits(rpm=2, tpm=1000, budget_micro_usd=1000)
+    assert step(key, key_limits=limits).admitted
+    assert not step(key, key_limits=limits, tokens=101).admitted
+    assert not step(key, key_limits=limits, cost=51).admitted
+
+
+def test_it_refuses_a_spent_budget_even_for_a_free_request():
+    result = step(Counters(spend=1000), key_limits=Limits(budget_micro_usd=1000), cost=0)
+    assert result.refusal == Refusal("key", "budget")
+    assert step(Counters(spend=999), key_limits=Limits(budget_micro_usd=1000), cost=0).admitted
+
+
+def test_it_takes_a_stream_slot_only_where_a_concurrency_limit_applies():
+    result = step(key_limits=Limits(max_concurrent=2), stream=True, request_id="s1")
+    assert result.key.streams == {"s1": NOW}
+    assert result.tenant.streams == {}
+    assert step(key_limits=Limits(max_concurrent=2), stream=False).key.streams == {}
+
+
+def test_it_refuses_a_stream_over_the_concurrency_limit_but_not_a_plain_request():
+    key = Counters(spend=0, streams={"a": NOW - 5, "b": NOW - 1})
+    limits = Limits(max_concurrent=2)
+    assert step(key, key_limits=limits, stream=True).refusal.code == "key_concurrency"
+    assert step(key, key_limits=limits, stream=False).admitted
+    tenant_limited = step(key, tenant_limits=Limits(max_concurrent=0), stream=True)
+    assert tenant_limited.refusal.code == "tenant_concurrency"
+
+
+def test_it_drops_streams_older_than_the_maximum():
+    key = Counters(spend=0, streams={"dead": NOW - MAX, "alive": NOW - MAX + 1})
+    result = step(key, key_limits=Limits(max_concurrent=2), stream=True, request_id="new")
+    assert result.admitted
+    assert result.key.streams == {"alive": NOW - MAX + 1, "new": NOW}
+    refused = step(key, key_limits=Limits(max_concurrent=1), stream=True)
+    assert refused.refusal.code == "key_concurrency"
+    assert refused.key.streams == {"alive": NOW - MAX + 1}  # still dropped from the store
+    assert live_streams({"x": 1.0, "y": 2.0}, 1.0) == {"y": 2.0}
+
+
+def test_it_asks_for_a_seed_when_a_month_counter_is_missing():
+    result = step(Counters(), Counters(), key_limits=Limits(rpm=1))
+    assert not result.admitted
+    assert result.needs_seed == ("key", "tenant")
+    assert step(Counters(spend=1), Counters(), key_seed=5).needs_seed == ("tenant",)
+
+
+def test_it_seeds_missing_spend_and_ignores_seeds_for_present_spend():
+    result = step(Counters(), Counters(spend=7), key_seed=300, tenant_seed=999)
+    assert (result.key.spend, result.tenant.spend) == (350, 57)
+    refused = step(
+        Counters(), Counters(spend=0), key_seed=990, key_limits=Limits(budget_micro_usd=1000)
+    )
+    assert refused.refusal.code == "key_budget"
+    assert refused.key.spend == 990  # the seed is stored even when refused
+
+
+def test_it_settles_the_difference_and_frees_the_slot():
+    scope = SettleScope(tokens=500, spend=800, streams={"r1": NOW, "r2": NOW})
+    applied, key, tenant = settle_step(
+        scope, scope, reserved=True, request_id="r1", token_delta=-300, cost_delta=-20
+    )
+    assert applied
+    assert key == tenant == SettleScope(tokens=200, spend=780, streams={"r2": NOW})
+
+
+def test_it_settles_only_counters_still_held_and_never_below_zero():
+    applied, key, tenant = settle_step(
+        SettleScope(tokens=None, spend=10, streams={}),
+        SettleScope(tokens=5, spend=None, streams={}),
+        reserved=True,
+        request_id="r1",
+        token_delta=-50,
+        cost_delta=-40,
+    )
+    assert applied
+    assert key == SettleScope(tokens=None, spend=0, streams={})
+    assert tenant == SettleScope(tokens=0, spend=None, streams={})
+
+
+def test_it_settles_nothing_without_a_reservation():
+    scope = SettleScope(tokens=500, spend=800, streams={"r1": NOW})
+    assert settle_step(
+        scope, scope, reserved=False, request_id="r1", token_delta=-1, cost_delta=-1
+    ) == (False, scope, scope)
+
+
+def test_it_reports_headers_for_the_tighter_limit_only_when_set():
+    key = Counters(requests=3, tokens=900, spend=0)
+    tenant = Counters(requests=40, tokens=1000, spend=0)
+    headers = rate_headers(
+        key,
+        tenant,
+        key_limits=Limits(rpm=10, tpm=1000),
+        tenant_limits=Limits(rpm=42, tpm=50_000),
+        now=NOW,
+    )
+    assert headers == {
+        "x-ratelimit-limit-requests": "42",
+        "x-ratelimit-remaining-requests": "2",
+        "x-ratelimit-reset-requests": "50s",
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "100",
+        "x-ratelimit-reset-tokens": "50s",
+    }
+    assert rate_headers(key, tenant, key_limits=Limits(), tenant_limits=Limits(), now=NOW) == {}
+    only_tokens = rate_headers(
+        key, tenant, key_limits=Limits(tpm=800), tenant_limits=Limits(), now=NOW
+    )
+    assert only_tokens["x-ratelimit-remaining-tokens"] == "0"
+    assert "x-ratelimit-limit-requests" not in only_tokens
+
+
+def test_it_says_which_limit_its_value_and_when_it_resets():
+    assert refusal_details(Refusal("key", "rpm"), Limits(rpm=60), tokens=1, now=NOW) == (
+        "key rate limit of 60 requests per minute reached; resets in 50s",
+        50,
+    )
+    assert refusal_details(Refusal("tenant", "tpm"), Limits(tpm=5000), tokens=1, now=NOW) == (
+        "tenant token limit of 5000 tokens per minute reached; resets in 50s",
+        50,
+    )
+    too_big, _ = refusal_details(Refusal("key", "tpm"), Limits(tpm=100), tokens=300, now=NOW)
+    assert "below this request's estimate of 300 tokens" in too_big
+    message, wait = refusal_details(
+        Refusal("key", "budget"), Limits(budget_micro_usd=12_500_000), tokens=1, now=NOW
+    )
+    assert message == "key monthly budget of $12.50 reached; resets in 3d3h"
+    assert wait == math.ceil(datetime(2026, 3, 1, tzinfo=UTC).timestamp() - NOW)
+    message, wait = refusal_details(
+        Refusal("key", "concurrency"), Limits(max_concurrent=2), tokens=1, now=NOW
+    )
+    assert message.startswith("key limit of 2 concurrent streams reached")
+    assert wait == 1
+
+
+def test_it_formats_durations_and_dollars():
+    assert [duration(s) for s in (0.2, 12, 59.5, 60, 303, 7200, 90061)] == [
+        "1s",
+        "12s",
+        "1m0s",
+        "1m0s",
+        "5m3s",
+        "2h0m",
+        "1d1h",
+    ]
+    assert [usd(m) for m in (0, 12_500_000, 1_234_567, 500)] == [
+        "$0.00",
+        "$12.50",
+        "$1.234567",
+        "$0.0005",
+    ]
