@@ -7,3 +7,6 @@ class TenantsConfig(AppConfig):
     name = "tenants_app"
     verbose_name = "Tenants"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from tenants_app import signals  # noqa: F401  (connects the cache invalidation)

@@ -45,6 +45,10 @@ _MODEL_FAIL_RE = re.compile(
 )
 
 
+# ``delay-<n>ms`` in a model id: the per-chunk delay for clients that cannot send headers
+# to the simulator (e.g. the gateway, which calls it through a provider adapter).
+_MODEL_DELAY_RE = re.compile(r"delay-(\d{1,5})ms")
+
 _CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 
 
@@ -80,6 +84,8 @@ def read_knobs(headers: CIMultiDictProxy[str], model: str, default_delay_s: floa
             (mode for name in _CREDENTIAL_HEADERS if (mode := _fail_named_in(headers.get(name, "")))), None
         )
     delay_s = default_delay_s
+    if (named_delay := _MODEL_DELAY_RE.search(model or "")) is not None:
+        delay_s = int(named_delay.group(1)) / 1000.0
     raw_delay = headers.get(DELAY_HEADER)
     if raw_delay:
         try:
