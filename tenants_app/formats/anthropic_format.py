@@ -58,6 +58,8 @@ from .common import (
     from_tool_error,
     invalid,
     json_type,
+    optional_number,
+    parse_aipk_cache,
     public_tool_call_id,
     split_tool_call_id,
 )
@@ -134,8 +136,8 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         max_tokens=max_tokens,
-        temperature=_optional_number(body, "temperature", 0, 1),
-        top_p=_optional_number(body, "top_p", 0, 1),
+        temperature=optional_number(body, "temperature", 0, 1),
+        top_p=optional_number(body, "top_p", 0, 1),
         stop=_parse_stop_sequences(body.get("stop_sequences")),
         user=_parse_metadata_user(body.get("metadata")),
     )
@@ -144,7 +146,7 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
         stream=bool(stream),
         # Anthropic streams always report usage (message_start and message_delta)
         include_usage=True,
-        cache=_parse_aipk_cache(body.get("aipk")),
+        cache=parse_aipk_cache(body.get("aipk")),
     )
 
 
@@ -365,28 +367,6 @@ def _parse_metadata_user(value: Any) -> str | None:
     if user is not None and not isinstance(user, str):
         raise invalid(f"must be a string, got {json_type(user)}", "metadata.user_id")
     return user
-
-
-def _parse_aipk_cache(value: Any) -> bool | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise invalid(f"must be an object, got {json_type(value)}", "aipk")
-    cache = value.get("cache")
-    if cache is not None and not isinstance(cache, bool):
-        raise invalid(f"must be a boolean, got {json_type(cache)}", "aipk.cache")
-    return cache
-
-
-def _optional_number(body: dict, key: str, low: float, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(f"must be a number, got {json_type(value)}", key)
-    if not low <= value <= high:
-        raise invalid(f"must be between {low} and {high}, got {value}", key)
-    return value
 
 
 # -- response ------------------------------------------------------------------------------
@@ -630,6 +610,12 @@ class AnthropicStreamEncoder:
                 self._event("message_stop", {"type": "message_stop"}),
             ]
         )
+
+    def ping(self) -> bytes:
+        """Anthropic's own keep-alive event (the SDK skips it), after ``message_start``."""
+        if self._closed:
+            return b""
+        return self._start() + self._event("ping", {"type": "ping"})
 
     def error(self, err: GatewayError) -> bytes:
         """A mid-stream ``error`` event; the anthropic SDK raises on reading it. Nothing follows."""

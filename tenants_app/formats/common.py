@@ -30,9 +30,6 @@ __all__ = [
     "public_tool_call_id",
     "split_tool_call_id",
     "response_as_chunks",
-    "dumps",
-    "json_type",
-    "effective_finish",
 ]
 
 
@@ -194,3 +191,27 @@ def from_tool_error(exc: Exception) -> InvalidRequest:
 def check_message_size(chars: int, limits: InputLimits, param: str) -> None:
     if chars > limits.max_message_chars:
         raise invalid(f"is {chars} characters long; the limit is {limits.max_message_chars}", param)
+
+
+def parse_aipk_cache(value: Any) -> bool | None:
+    """The gateway's ``aipk.cache`` extension field; None leaves the route's default."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(f"must be an object, got {json_type(value)}", "aipk")
+    cache = value.get("cache")
+    if cache is not None and not isinstance(cache, bool):
+        raise invalid(f"must be a boolean, got {json_type(cache)}", "aipk.cache")
+    return cache
+
+
+def optional_number(body: dict, key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    # bool is an int to Python, never a temperature to a client
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid(f"must be a number, got {json_type(value)}", key)
+    if not low <= value <= high:
+        raise invalid(f"must be between {low} and {high}, got {value}", key)
+    return value

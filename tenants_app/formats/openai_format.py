@@ -44,6 +44,7 @@ from providers_app.kit.types import (
     ChatResponse,
     Message,
     ToolCall,
+    ToolCallDelta,
     Usage,
 )
 from tenants_app.services.errors import GatewayError
@@ -57,6 +58,8 @@ from .common import (
     from_tool_error,
     invalid,
     json_type,
+    optional_number,
+    parse_aipk_cache,
     public_tool_call_id,
     split_tool_call_id,
 )
@@ -144,8 +147,8 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         max_tokens=max_completion_tokens if max_completion_tokens is not None else max_tokens,
-        temperature=_optional_number(body, "temperature", 0, 2),
-        top_p=_optional_number(body, "top_p", 0, 1),
+        temperature=optional_number(body, "temperature", 0, 2),
+        top_p=optional_number(body, "top_p", 0, 1),
         stop=_parse_stop(body.get("stop")),
         user=user,
     )
@@ -153,7 +156,7 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
         request=request,
         stream=bool(stream),
         include_usage=include_usage,
-        cache=_parse_aipk_cache(body.get("aipk")),
+        cache=parse_aipk_cache(body.get("aipk")),
     )
 
 
@@ -318,17 +321,6 @@ def _parse_stop(value: Any) -> list[str] | None:
     return list(value) or None
 
 
-def _parse_aipk_cache(value: Any) -> bool | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise invalid(f"must be an object, got {json_type(value)}", "aipk")
-    cache = value.get("cache")
-    if cache is not None and not isinstance(cache, bool):
-        raise invalid(f"must be a boolean, got {json_type(cache)}", "aipk.cache")
-    return cache
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -343,17 +335,6 @@ def _optional_positive_int(body: dict, key: str) -> int | None:
         raise invalid(f"must be an integer, got {json_type(value)}", key)
     if value < 1:
         raise invalid(f"must be at least 1, got {value}", key)
-    return value
-
-
-def _optional_number(body: dict, key: str, low: float, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(f"must be a number, got {json_type(value)}", key)
-    if not low <= value <= high:
-        raise invalid(f"must be between {low} and {high}, got {value}", key)
     return value
 
 
@@ -437,8 +418,9 @@ class OpenAIStreamEncoder:
     the finish reason, an optional ``choices: []`` usage chunk, then
     ``data: [DONE]``.
 
-    A signature that arrives after a call's id was sent cannot be added to
-    it any more; the kit's Gemini adapter sends both in the same fragment.
+    A call's id goes out with its first fragment: an id or signature that
+    arrives later cannot be added any more (the kit's adapters send both in
+    the first fragment; a call without one is named ``call_<index>``).
     """
 
     def __init__(self, model: str, request_id: str, created: int, include_usage: bool) -> None:
@@ -494,12 +476,13 @@ class OpenAIStreamEncoder:
             self._usage = c.usage
         return b"".join(out)
 
-    def _fragment(self, d: Any) -> dict | None:
+    def _fragment(self, d: ToolCallDelta) -> dict | None:
         fragment: dict[str, Any] = {"index": d.index}
         function: dict[str, Any] = {}
-        if d.id and d.index not in self._id_sent:
+        if d.index not in self._id_sent:
             self._id_sent.add(d.index)
-            fragment["id"] = public_tool_call_id(d.id, d.signature)
+            # a call's first fragment names it; a provider that sent no id gets one
+            fragment["id"] = public_tool_call_id(d.id or f"call_{d.index}", d.signature)
             fragment["type"] = "function"
         if d.name and d.index not in self._name_sent:
             self._name_sent.add(d.index)
@@ -527,6 +510,10 @@ class OpenAIStreamEncoder:
         out.append(b"data: [DONE]\n\n")
         self._closed = True
         return b"".join(out)
+
+    def ping(self) -> bytes:
+        """An SSE comment, to keep idle proxies from cutting a slow stream; clients skip it."""
+        return b"" if self._closed else b": ping\n\n"
 
     def error(self, err: GatewayError) -> bytes:
         """A mid-stream error event; the openai SDK raises ``APIError`` on reading it.

@@ -727,3 +727,23 @@ def test_it_replays_a_cached_reply_as_the_same_stream():
     assert final.content[1].input == {"location": "San Francisco, CA", "units": "f"}
     assert final.stop_reason == "tool_use"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (656, 74)
+
+
+def test_it_sends_ping_events_the_sdk_skips():
+    encoder = AnthropicStreamEncoder("m", "msg_gw1", 10)
+    raw = (
+        encoder.ping()
+        + encoder.chunk(ChatChunk(text="hi"))
+        + encoder.ping()
+        + encoder.finish(Usage(1, 2))
+    )
+    assert encoder.ping() == b""
+    events = sse_events(raw)
+    # pings may come anywhere after message_start in the live API
+    assert grammar_of(events) == "MpSdpXDZ"
+    client = client_returning(raw)
+    with client.messages.stream(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].text == "hi"

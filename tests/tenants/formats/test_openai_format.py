@@ -708,3 +708,37 @@ def test_it_replays_a_cached_reply_as_the_same_stream():
     message = state.get_final_completion().choices[0].message
     assert message.content == response.text
     assert message.tool_calls[0].id == public_tool_call_id("call_w", SIGNATURE)
+
+
+def test_it_sends_keepalive_comments_the_sdk_ignores():
+    encoder = OpenAIStreamEncoder("gpt-4o", "chatcmpl-gw1", 1, False)
+    raw = (
+        encoder.ping() + encoder.chunk(ChatChunk(text="hi")) + encoder.ping() + encoder.finish(None)
+    )
+    assert raw.startswith(b": ping\n\n")
+    assert encoder.ping() == b""
+    client = client_returning(raw)
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    )
+    assert [c.choices[0].delta.content for c in chunks] == ["", "hi", None]
+
+
+def test_it_names_a_tool_call_whose_first_fragment_has_no_id():
+    payloads = sse_payloads(
+        encode(
+            [
+                ChatChunk(tool_calls=[ToolCallDelta(index=0, arguments='{"a"')]),
+                ChatChunk(tool_calls=[ToolCallDelta(index=0, name="f", arguments=": 1}")]),
+            ],
+            include_usage=False,
+        )
+    )
+    fragments = [p["choices"][0]["delta"]["tool_calls"][0] for p in payloads[1:3]]
+    assert fragments == [
+        {"index": 0, "id": "call_0", "type": "function", "function": {"arguments": '{"a"'}},
+        {"index": 0, "function": {"name": "f", "arguments": ": 1}"}},
+    ]
+    assert payloads[3]["choices"][0]["finish_reason"] == "tool_calls"
