@@ -58,6 +58,7 @@ from .common import (
     from_tool_error,
     invalid,
     json_type,
+    not_one_of,
     optional_number,
     parse_aipk_cache,
     public_tool_call_id,
@@ -203,14 +204,7 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
             raise invalid(f"must be an object, got {json_type(item)}", base)
         role = item.get("role")
         if role not in ("user", "assistant"):
-            raise invalid(
-                "is required"
-                if role is None
-                else f"{role!r} is not one of 'user', 'assistant'"
-                if isinstance(role, str)
-                else f"must be a string, got {json_type(role)}",
-                f"{base}.role",
-            )
+            raise invalid(not_one_of(role, ("user", "assistant")), f"{base}.role")
         content = item.get("content")
         if content is None:
             raise invalid("is required", f"{base}.content")

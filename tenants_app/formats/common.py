@@ -215,3 +215,12 @@ def optional_number(body: dict, key: str, low: float, high: float) -> float | No
     if not low <= value <= high:
         raise invalid(f"must be between {low} and {high}, got {value}", key)
     return value
+
+
+def not_one_of(value: Any, allowed: tuple[str, ...]) -> str:
+    """Why ``value`` is not an acceptable choice among ``allowed``."""
+    if value is None:
+        return "is required"
+    if not isinstance(value, str):
+        return f"must be a string, got {json_type(value)}"
+    return f"{value!r} is not one of " + ", ".join(repr(a) for a in allowed)

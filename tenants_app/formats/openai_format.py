@@ -58,6 +58,7 @@ from .common import (
     from_tool_error,
     invalid,
     json_type,
+    not_one_of,
     optional_number,
     parse_aipk_cache,
     public_tool_call_id,
@@ -177,15 +178,8 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
         if not isinstance(item, dict):
             raise invalid(f"must be an object, got {json_type(item)}", base)
         role = item.get("role")
-        if role is None:
-            raise invalid("is required", f"{base}.role")
         if role not in _ROLES:
-            raise invalid(
-                f"{role!r} is not one of 'system', 'developer', 'user', 'assistant', 'tool'"
-                if isinstance(role, str)
-                else f"must be a string, got {json_type(role)}",
-                f"{base}.role",
-            )
+            raise invalid(not_one_of(role, _ROLES), f"{base}.role")
         if role == "assistant":
             message = _parse_assistant(item, base)
             for call in message.tool_calls:
