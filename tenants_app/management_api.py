@@ -295,6 +295,10 @@ class AuditOut(Schema):
     changes: dict[str, Any]
     ip_address: str | None
 
+    @staticmethod
+    def resolve_actor(event) -> str:
+        return event.actor_label or (event.actor.get_username() if event.actor else "")
+
 
 class TokenOut(Schema):
     id: int
@@ -379,25 +383,6 @@ def _invoice_out(invoice: Invoice) -> dict:
         "lines": invoice.lines,
         "final": invoice.final,
         "generated_at": invoice.generated_at,
-    }
-
-
-def _audit_out(event) -> dict:
-    return {
-        **{
-            f: getattr(event, f)
-            for f in (
-                "id",
-                "created_at",
-                "action",
-                "object_type",
-                "object_id",
-                "object_repr",
-                "changes",
-                "ip_address",
-            )
-        },
-        "actor": event.actor_label or (event.actor.get_username() if event.actor else ""),
     }
 
 
@@ -783,20 +768,7 @@ def audit_log(request, slug: str, query: Query[AuditQuery]):
     events = selectors.tenant_audit_events(
         tenant=access.tenant, action=query.action, start=query.start, end=query.end
     )
-    return _AuditPage(events)
-
-
-class _AuditPage:
-    """Lets the paginator slice and count in the database, then renders only the page."""
-
-    def __init__(self, events) -> None:
-        self.events = events
-
-    def count(self) -> int:
-        return self.events.count()
-
-    def __getitem__(self, index):
-        return [_audit_out(e) for e in self.events[index]]
+    return events
 
 
 # --- admin tokens --------------------------------------------------------------------------

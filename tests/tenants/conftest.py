@@ -6,7 +6,9 @@
 
 ``client_as(user)`` is a test client logged in as ``user`` (a console session);
 ``token_for(user)`` mints an admin token and returns its secret;
-``bearer(secret)`` is a client sending ``Authorization: Bearer <secret>``.
+``bearer(secret)`` is a client sending ``Authorization: Bearer <secret>``;
+``make_member(username, tenant, role)`` adds someone else to the cast;
+``send(client, method, url, body)`` sends ``body`` as JSON.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from django.test import Client
 from tenants_app.models import Membership, Role, Tenant
 from tenants_app.services.keys import admin_token_create
 
-PASSWORD = "pw-not-used-by-tests"
 
-
-def _user(username: str, **extra):
-    return get_user_model().objects.create_user(username, password=PASSWORD, **extra)
+def make_user(username: str, **extra):
+    """A user without a usable password: tests log in with force_login, and skipping
+    the password hash keeps hundreds of matrix cells fast."""
+    return get_user_model().objects.create_user(username, **extra)
 
 
 def _member(user, tenant: Tenant, role: Role):
@@ -45,32 +47,44 @@ def other_tenant(db) -> Tenant:
 
 @pytest.fixture
 def staff(db):
-    return _user("staff", is_staff=True)
+    return make_user("staff", is_staff=True)
 
 
 @pytest.fixture
 def owner(tenant):
-    return _member(_user("owner"), tenant, Role.OWNER)
+    return _member(make_user("owner"), tenant, Role.OWNER)
 
 
 @pytest.fixture
 def tenant_admin(tenant):
-    return _member(_user("tenant-admin"), tenant, Role.ADMIN)
+    return _member(make_user("tenant-admin"), tenant, Role.ADMIN)
 
 
 @pytest.fixture
 def teammate(tenant):
-    return _member(_user("teammate"), tenant, Role.MEMBER)
+    return _member(make_user("teammate"), tenant, Role.MEMBER)
 
 
 @pytest.fixture
 def viewer(tenant):
-    return _member(_user("viewer"), tenant, Role.VIEWER)
+    return _member(make_user("viewer"), tenant, Role.VIEWER)
 
 
 @pytest.fixture
 def outsider(other_tenant):
-    return _member(_user("outsider"), other_tenant, Role.OWNER)
+    return _member(make_user("outsider"), other_tenant, Role.OWNER)
+
+
+@pytest.fixture
+def make_member(db) -> Callable:
+    """make_member("carol", tenant, Role.ADMIN) → a new user with that role in ``tenant``;
+    with tenant None, a user with no membership at all."""
+
+    def make(username: str, tenant: Tenant | None = None, role: Role = Role.MEMBER, **extra):
+        user = make_user(username, **extra)
+        return _member(user, tenant, role) if tenant is not None else user
+
+    return make
 
 
 @pytest.fixture
@@ -100,9 +114,14 @@ def bearer() -> Callable[[str], Client]:
     return make
 
 
-def send(client: Client, method: str, url: str, body: dict | None = None):
-    """``client.<method>(url)`` with ``body`` as JSON when given."""
-    call = getattr(client, method.lower())
-    if body is None:
-        return call(url)
-    return call(url, data=json.dumps(body), content_type="application/json")
+@pytest.fixture
+def send() -> Callable:
+    """send(client, "POST", url, body) → response, with ``body`` sent as JSON."""
+
+    def call(client: Client, method: str, url: str, body: dict | None = None):
+        method_call = getattr(client, method.lower())
+        if body is None:
+            return method_call(url)
+        return method_call(url, data=json.dumps(body), content_type="application/json")
+
+    return call
