@@ -1,0 +1,280 @@
+"""Usage rows: recorded without touching the database, written in batches, each once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tenants_app.models import Tenant, UsageRecord
+from tenants_app.services import usage
+from tenants_app.services.usage import ausage_flush, usage_flush, usage_pending, usage_record
+
+
+@pytest.fixture(autouse=True)
+def writer_waits(settings, monkeypatch):
+    """By default the background thread never fires on its own here, so tests that
+    run inside a transaction write only through usage_flush (in their own thread)."""
+    settings.USAGE_BATCH_SIZE = 100_000
+    settings.USAGE_FLUSH_INTERVAL_SECONDS = 3600
+    monkeypatch.setattr(usage, "RETRY_DELAY_SECONDS", 0)
+    usage._writer.discard_pending()
+    yield
+    usage._writer.discard_pending()
+
+
+@pytest.fixture
+def tenant(db):
+    return Tenant.objects.create(name="Acme", slug=f"acme-{uuid.uuid4().hex[:8]}")
+
+
+def row(tenant, **fields):
+    values = {
+        "request_id": f"req-{uuid.uuid4().hex}",
+        "tenant_id": tenant.pk,
+        "status": "success",
+        "provider_name": "openai-a",
+        "model": "gpt-4o-mini",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cost_usd": Decimal("0.00000450"),
+    }
+    values.update(fields)
+    return values
+
+
+def wait_until(condition, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_it_rejects_an_unknown_field_name_in_the_caller(tenant):
+    with pytest.raises(TypeError, match="prompt_tokenz"):
+        usage_record(**row(tenant, prompt_tokenz=3))
+    assert usage_pending() == 0
+
+
+def test_it_rejects_a_missing_request_id_or_tenant_or_status(tenant):
+    fields = row(tenant)
+    del fields["status"]
+    with pytest.raises(TypeError, match="status"):
+        usage_record(**fields)
+    with pytest.raises(TypeError, match="tenant_id"):
+        usage_record(**row(tenant, tenant_id=None))
+
+
+def test_it_does_not_touch_the_database_when_recording(tenant, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        for _ in range(50):
+            usage_record(**row(tenant))
+    assert usage_pending() == 50
+
+
+def test_it_returns_the_number_flushed_and_stores_every_field(tenant):
+    first = row(tenant, ttft_ms=12.5, latency_ms=40.0, streamed=True, cached=False)
+    usage_record(**first)
+    usage_record(**row(tenant))
+    usage_record(**row(tenant))
+
+    assert usage_flush() == 3
+    assert usage_flush() == 0
+    stored = UsageRecord.objects.get(request_id=first["request_id"])
+    assert stored.tenant_id == tenant.pk
+    assert stored.cost_usd == Decimal("0.00000450")
+    assert (stored.ttft_ms, stored.latency_ms, stored.streamed) == (12.5, 40.0, True)
+    assert abs((timezone.now() - stored.created_at).total_seconds()) < 60
+
+
+def test_it_keeps_a_given_created_at(tenant):
+    when = timezone.now() - timezone.timedelta(days=3)
+    fields = row(tenant, created_at=when)
+    usage_record(**fields)
+    usage_flush()
+    assert UsageRecord.objects.get(request_id=fields["request_id"]).created_at == when
+
+
+def test_it_writes_many_records_with_few_inserts(tenant, settings):
+    for _ in range(120):
+        usage_record(**row(tenant))
+    # set after recording, so the writer thread (whose connection cannot see this
+    # test's transaction) is not woken by a full batch
+    # 40: under the ~999 parameters SQLite allows per statement, so one INSERT each
+    settings.USAGE_BATCH_SIZE = 40
+
+    with CaptureQueriesContext(connection) as queries:
+        assert usage_flush() == 120
+
+    inserts = [
+        q for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("INSERT")
+    ]
+    assert len(inserts) == 3
+    assert UsageRecord.objects.filter(tenant=tenant).count() == 120
+
+
+def test_it_does_not_lose_the_batch_mates_of_a_bad_row(tenant, caplog):
+    good = [row(tenant) for _ in range(5)]
+    bad = row(tenant, prompt_tokens=-1)  # breaks the column's CHECK (>= 0)
+    for fields in [*good[:2], bad, *good[2:]]:
+        usage_record(**fields)
+
+    with caplog.at_level(logging.WARNING, logger="tenants_app.services.usage"):
+        assert usage_flush() == 5
+
+    stored = set(UsageRecord.objects.values_list("request_id", flat=True))
+    assert stored == {fields["request_id"] for fields in good}
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert bad["request_id"] in errors[0]
+    # request ids only: no other field value reaches the log
+    assert "gpt-4o-mini" not in caplog.text and "openai-a" not in caplog.text
+
+
+def test_it_writes_a_request_id_once_and_logs_the_duplicate(tenant, caplog):
+    fields = row(tenant)
+    usage_record(**fields)
+    usage_flush()
+
+    usage_record(**fields)  # again, after it was stored
+    usage_record(**{**fields, "status": "error"})  # and twice in one batch
+    other = row(tenant)
+    usage_record(**other)
+    with caplog.at_level(logging.WARNING, logger="tenants_app.services.usage"):
+        assert usage_flush() == 1
+
+    assert UsageRecord.objects.filter(request_id=fields["request_id"]).count() == 1
+    assert UsageRecord.objects.get(request_id=fields["request_id"]).status == "success"
+    assert UsageRecord.objects.filter(request_id=other["request_id"]).exists()
+    assert "duplicate" in caplog.text and fields["request_id"] in caplog.text
+
+
+def test_it_tries_a_failed_batch_again_before_going_row_by_row(tenant, monkeypatch):
+    calls = []
+    real_bulk_create = UsageRecord.objects.bulk_create
+
+    def flaky_bulk_create(objs, *args, **kwargs):
+        calls.append(len(objs))
+        if len(calls) == 1:
+            from django.db import OperationalError
+
+            raise OperationalError("simulated lock timeout")
+        return real_bulk_create(objs, *args, **kwargs)
+
+    monkeypatch.setattr(UsageRecord.objects, "bulk_create", flaky_bulk_create)
+    for _ in range(4):
+        usage_record(**row(tenant))
+
+    assert usage_flush() == 4
+    assert calls == [4, 4]
+
+
+# -- the background thread ---------------------------------------------------------
+
+
+@pytest.fixture
+def committed_tenant(django_db_serialized_rollback, transactional_db):
+    # serialized rollback: the data migrations' rows (prices, schedules) come back after
+    return Tenant.objects.create(name="Threads", slug=f"threads-{uuid.uuid4().hex[:8]}")
+
+
+def test_it_writes_a_full_batch_without_a_flush(committed_tenant, settings):
+    settings.USAGE_BATCH_SIZE = 10
+    for _ in range(30):
+        usage_record(**row(committed_tenant))
+
+    assert wait_until(lambda: usage_pending() == 0)
+    assert UsageRecord.objects.filter(tenant=committed_tenant).count() == 30
+
+
+def test_it_writes_a_partial_batch_after_the_interval(committed_tenant, settings):
+    settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.1
+    usage_record(**row(committed_tenant))
+    usage_record(**row(committed_tenant))
+
+    assert wait_until(lambda: UsageRecord.objects.filter(tenant=committed_tenant).count() == 2)
+    assert usage_pending() == 0
+
+
+def test_it_stores_records_from_many_threads_exactly_once(committed_tenant, settings):
+    settings.USAGE_BATCH_SIZE = 25
+    settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.05
+    ids: list[str] = []
+    ids_lock = threading.Lock()
+
+    def producer():
+        for _ in range(60):
+            fields = row(committed_tenant)
+            with ids_lock:
+                ids.append(fields["request_id"])
+            usage_record(**fields)
+
+    threads = [threading.Thread(target=producer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert wait_until(lambda: usage_pending() == 0)
+    usage_flush()
+    stored = list(
+        UsageRecord.objects.filter(tenant=committed_tenant).values_list("request_id", flat=True)
+    )
+    assert len(stored) == 480
+    assert sorted(stored) == sorted(ids)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_it_stores_records_from_many_coroutines_exactly_once(settings):
+    settings.USAGE_BATCH_SIZE = 30
+    settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.05
+    tenant = await Tenant.objects.acreate(name="Async", slug=f"async-{uuid.uuid4().hex[:8]}")
+
+    async def producer(n: int) -> list[str]:
+        ids = []
+        for _ in range(n):
+            fields = row(tenant)
+            usage_record(**fields)
+            ids.append(fields["request_id"])
+            await asyncio.sleep(0)
+        return ids
+
+    batches = await asyncio.gather(*(producer(10) for _ in range(40)))
+    await ausage_flush()
+
+    stored = [
+        request_id
+        async for request_id in UsageRecord.objects.filter(tenant=tenant).values_list(
+            "request_id", flat=True
+        )
+    ]
+    assert sorted(stored) == sorted(i for batch in batches for i in batch)
+    assert len(stored) == 400
+
+
+def test_it_gives_back_the_writer_threads_connection(committed_tenant, settings, monkeypatch):
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("Django never closes an in-memory SQLite connection (it would drop the db)")
+    seen = []
+    real_store = usage._store
+
+    def store_and_note_connection(rows):
+        seen.append(connections["default"])
+        return real_store(rows)
+
+    monkeypatch.setattr(usage, "_store", store_and_note_connection)
+    settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.05
+    usage_record(**row(committed_tenant))
+
+    assert wait_until(lambda: seen and seen[0].connection is None)
+    assert seen[0] is not connections["default"]  # it was the writer thread's own
