@@ -13,6 +13,8 @@ Code Assist (used with Google OAuth + a project id, as gemini-cli does):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Callable
 
@@ -333,6 +335,12 @@ async def _generate(
         return error_response(
             "bad_request", message="* GenerateContentRequest.contents: contents is not specified"
         )
+    if _unsigned_call(model, contents):
+        return error_response(
+            "bad_request",
+            message="Function call is missing a thought_signature in functionCall parts. This is "
+            "required for tools to work correctly.",
+        )
     conv = conversation(body)
     finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
     reply = behaviour.filtered(conv, finish) if finish else behaviour.decide(conv)
@@ -479,17 +487,43 @@ def _response(model: str, response_id: str, usage: dict, candidate: dict | None)
     return response
 
 
-def _final_parts(reply: Reply) -> list[dict]:
+def _thinks(model: str) -> bool:
+    """Gemini 2.5 and later think, and sign the first function call of a turn."""
+    return "gemini-2.5" in model or "gemini-3" in model
+
+
+def _signature(name: str) -> str:
+    return base64.b64encode(hashlib.sha256(f"sim-thought:{name}".encode()).digest()).decode()
+
+
+def _final_parts(reply: Reply, model: str = "") -> list[dict]:
     if reply.tool_calls:
-        return [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+        parts = [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+        if _thinks(model):
+            parts[0]["thoughtSignature"] = _signature(reply.tool_calls[0].name)
+        return parts
     return [{"text": reply.text}] if reply.chunks else []
+
+
+def _unsigned_call(model: str, contents: list) -> bool:
+    """Gemini 3 refuses a history whose model turn has a first function call without its
+    thought signature (the real API answers 400 INVALID_ARGUMENT)."""
+    if "gemini-3" not in model:
+        return False
+    for content in contents:
+        if not isinstance(content, dict) or content.get("role") != "model":
+            continue
+        calls = [p for p in content.get("parts") or () if isinstance(p, dict) and "functionCall" in p]
+        if calls and not calls[0].get("thoughtSignature"):
+            return True
+    return False
 
 
 def _full(model: str, reply: Reply, response_id: str) -> dict:
     usage = _usage(reply, True)
     if reply.finish == behaviour.PROMPT_BLOCKED:
         return _response(model, response_id, usage, None)
-    candidate = _candidate(_final_parts(reply), FINISH_REASONS[reply.finish])
+    candidate = _candidate(_final_parts(reply, model), FINISH_REASONS[reply.finish])
     return _response(model, response_id, usage, candidate)
 
 
