@@ -59,6 +59,7 @@ from providers_app.state import (
     LockedCacheStateStore,
     RedisStateStore,
     SharedStateStore,
+    _ms,
     state_store,
 )
 from tenants_app.models import UsageRecord
@@ -77,6 +78,9 @@ MONTH_MARGIN_SECONDS = 86400
 WINDOW_MARGIN_SECONDS = 5
 # A reservation outlives the longest stream, so any real request can settle.
 RESERVATION_MARGIN_SECONDS = 3600
+# Dead entries are dropped on every admit; a stream set's own TTL only clears
+# up after a scope nobody uses any more.
+STREAMS_MARGIN_SECONDS = 60
 
 
 @dataclass
@@ -164,11 +168,6 @@ def _reservation_ttl() -> float:
     return _stream_max() + RESERVATION_MARGIN_SECONDS
 
 
-# Dead entries are dropped on every admit; the set's own TTL only clears up
-# after a scope nobody uses any more.
-STREAMS_MARGIN_SECONDS = 60
-
-
 @dataclass(frozen=True, slots=True)
 class _AdmitRequest:
     keys: _Keys
@@ -192,11 +191,6 @@ class _Settle:
     token_delta: int
     cost_delta: int
     now: float
-
-
-def _ms(seconds: float) -> int:
-    """A TTL in whole milliseconds, at least 1 (Redis rejects 0)."""
-    return max(1, math.ceil(seconds * 1000))
 
 
 # --- local memory: the pure steps under the process-wide lock ------------------------
