@@ -15,14 +15,17 @@ its auth, error shapes and docs differ; its OpenAPI schema is at
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI
+from redis.exceptions import RedisError
 
 from tenants_app.formats.anthropic_format import (
     AnthropicStreamEncoder,
@@ -37,10 +40,17 @@ from tenants_app.formats.openai_format import (
     parse_chat_completion,
     render_chat_completion,
 )
-from tenants_app.services.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from tenants_app.services.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UpstreamError,
+)
 from tenants_app.services.gateway import GatewayCall, gateway_reply, gateway_stream
 from tenants_app.services.key_auth import KeyContext, authenticate_virtual_key
 from tenants_app.services.routing import models_for
+
+logger = logging.getLogger(__name__)
 
 gateway_api = NinjaAPI(
     title="aipk gateway",
@@ -122,6 +132,21 @@ def _error_response(error: GatewayError, render: Callable[[GatewayError], dict])
     return _json_response(render(error), error.status, headers)
 
 
+# The gateway cannot check limits or budgets without its cache and database; when one is
+# down, callers get a 503 they can retry rather than an HTML 500.
+_INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, RedisError, OSError)
+
+
+def _unavailable(error: BaseException) -> GatewayError:
+    logger.error("gateway: %s while serving a request", type(error).__name__, exc_info=error)
+    return UpstreamError(
+        "aipk cannot reach its database or cache; retry shortly",
+        status=503,
+        code="service_unavailable",
+        retry_after=1,
+    )
+
+
 def _secret_from(request: HttpRequest) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
@@ -186,6 +211,8 @@ async def chat_completions(request: HttpRequest):
         streamed = await gateway_stream(call)
     except GatewayError as error:
         return _error_response(error, openai_error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return _error_response(_unavailable(error), openai_error_body)
     encoder = OpenAIStreamEncoder(model, call.request_id, created, call.parsed.include_usage)
 
     async def events() -> AsyncIterator[bytes]:
@@ -218,6 +245,8 @@ async def messages(request: HttpRequest):
         streamed = await gateway_stream(call)
     except GatewayError as error:
         return _error_response(error, anthropic_error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return _error_response(_unavailable(error), anthropic_error_body)
     encoder = AnthropicStreamEncoder(model, call.request_id, streamed.prompt_tokens_estimate)
 
     async def events() -> AsyncIterator[bytes]:
