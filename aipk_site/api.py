@@ -23,7 +23,9 @@ def error_response(request, status: int, error_type: str, code: str, message: st
 @api.exception_handler(ValidationError)
 def on_validation_error(request, exc: ValidationError):
     first = exc.errors[0] if exc.errors else {}
-    field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "payload")) or "body"
+    # loc is (source, param name, field...): keep only the field the client sent
+    wrappers = ("body", "payload", "query", "path")
+    field = ".".join(str(p) for p in first.get("loc", ()) if p not in wrappers) or "body"
     return error_response(
         request, 422, "invalid_request_error", field, f"{field}: {first.get('msg', 'invalid')}"
     )
