@@ -10,7 +10,8 @@
 - a superuser "admin" with a generated password (printed once, stored only as its hash),
   only while the database has no superuser at all;
 - a tenant "demo" owned by that admin, with a monthly budget and RPM/TPM limits;
-- global routes "fast", "smart", "cheap" and "balanced" (existing ones are kept);
+- global routes "fast", "smart", "cheap" and "balanced" (existing ones are kept), and
+  the bundled price table if the database has no prices at all (a flushed database);
 - a virtual key "demo key": virtual keys are stored hashed, so each run revokes the
   demo tenant's previous "demo key"(s) and prints a fresh one.
 
@@ -35,7 +36,7 @@ from providers_app.services.providers import provider_create, provider_update
 from tenants_app.models import ModelRoute, Pricing, RouteStrategy, Tenant, VirtualKey
 from tenants_app.services.audit import audit_record
 from tenants_app.services.keys import virtual_key_create, virtual_key_revoke
-from tenants_app.services.pricing import pricing_set
+from tenants_app.services.pricing import pricing_load_bundled, pricing_set
 from tenants_app.services.routes import route_create
 from tenants_app.services.tenants import tenant_create
 
@@ -212,6 +213,11 @@ class Command(BaseCommand):
                     actor=actor,
                 )
                 self._note(f"provider {name!r}: fake API key added")
+        if not Pricing.objects.filter(provider__isnull=True).exists():
+            # the migration loads the bundled table; a flushed database has lost it, and
+            # without prices "cheap" (cheapest_first) would just be a failover
+            pricing_load_bundled()
+            self._note("bundled price table loaded")
         groq = Provider.objects.filter(name="groq", type="openai-compatible").first()
         model, price_in, price_out = GROQ_PRICE
         if groq is not None and not Pricing.objects.filter(provider=groq, model=model).exists():
@@ -307,7 +313,6 @@ class Command(BaseCommand):
                 "  (shown only now; change it with `manage.py changepassword admin`)",
             ]
         elif admin is not None:
-            lines.append(
-                f"Admin: {base_url}/admin/  user {admin.get_username()} (exists; password unchanged)"
-            )
+            user = admin.get_username()
+            lines.append(f"Admin: {base_url}/admin/  user {user} (exists; password unchanged)")
         self.stdout.write("\n".join(lines))
