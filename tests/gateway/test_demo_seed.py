@@ -16,7 +16,6 @@ from django.core.management import call_command
 from providers_app.models import ApiKey, Provider
 from tenants_app.models import AuditEvent, Membership, ModelRoute, Tenant, VirtualKey
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY_RE = re.compile(r"aipk-[A-Za-z0-9_-]{20,}")
 PROVIDER_NAMES = {"openai", "anthropic", "gemini", "cerebras", "qwen", "openrouter", "groq"}
 ROUTES = {"fast": "cerebras", "smart": "openai", "cheap": None, "balanced": None}
@@ -68,9 +67,11 @@ def block(output: str, first: str, last: str) -> str:
 
 
 def run_as_printed(script: str) -> subprocess.CompletedProcess:
+    # pasted into a shell in the directory the command was run from (it may print
+    # the interpreter's path relative to it)
     return subprocess.run(
         ["bash", "-c", script],
-        cwd=PROJECT_ROOT,
+        cwd=Path.cwd(),
         capture_output=True,
         text=True,
         timeout=60,
