@@ -10,6 +10,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Literal
 
+from asgiref.sync import async_to_sync
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -41,6 +42,7 @@ from tenants_app.models import (
     VirtualKey,
 )
 from tenants_app.services import billing
+from tenants_app.services.admission import usage_now
 from tenants_app.services.errors import InvalidRequest
 from tenants_app.services.keys import (
     admin_token_create,
@@ -700,6 +702,17 @@ def usage_summary(request, slug: str, query: Query[UsageQuery]):
         ),
         "totals": selectors.usage_totals(tenant=access.tenant, start=start, end=end),
     }
+
+
+@tenants_router.get("/{slug}/usage/now", response=dict[str, Any])
+def usage_right_now(request, slug: str, key_id: int | None = None):
+    """The admission counters as the gateway sees them: this rate window's requests
+    and tokens, the month's spend (micro-USD) and running streams, for the tenant
+    and optionally one of its keys."""
+    access = tenant_access(request, slug)
+    if key_id is not None:
+        _key(access.tenant, key_id)
+    return async_to_sync(usage_now)(key_id=key_id, tenant_id=access.tenant.pk)
 
 
 def _csv_response(content: Any, filename: str) -> HttpResponse:

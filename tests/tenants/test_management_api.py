@@ -567,6 +567,16 @@ def test_it_defaults_usage_to_this_month(as_owner, tenant):
     assert body["rows"] == [] and body["totals"]["requests"] == 0
 
 
+def test_it_shows_the_admission_counters_right_now(as_owner, owner, tenant):
+    key, _secret = _make_key(tenant, owner)
+    response = as_owner.get(f"{T}/usage/now?key_id={key.pk}")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["tenant"]["requests"] == 0 and body["key"]["requests"] == 0
+    assert as_owner.get(f"{T}/usage/now").json()["key"] is None
+    assert as_owner.get(f"{T}/usage/now?key_id=999999").status_code == 404
+
+
 def test_it_streams_the_usage_csv_for_the_range_only(as_owner, month_of_usage):
     response = as_owner.get(f"{T}/usage/csv?from=2025-01-01&to=2025-01-31")
     assert response.status_code == 200 and response.streaming
