@@ -343,9 +343,17 @@ def usage_flush(timeout: float = 10) -> int:
     return _writer.flush(timeout)
 
 
+def _flush_and_release() -> int:
+    try:
+        return usage_flush()
+    finally:
+        # no request cycle closes this worker thread's connection for us
+        _release_connection()
+
+
 async def ausage_flush() -> int:
     """``usage_flush`` for async code (shutdown hooks, async tests)."""
-    return await sync_to_async(usage_flush)()
+    return await sync_to_async(_flush_and_release)()
 
 
 def usage_pending() -> int:

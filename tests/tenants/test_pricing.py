@@ -8,6 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connections
 
 from providers_app.kit.adapters import ADAPTERS
 from providers_app.models import Provider
@@ -142,6 +143,7 @@ async def test_it_looks_prices_up_from_async_code():
         Decimal("0.8"), Decimal("4")
     )
     assert await aprice_for(provider, "nope") is None
+    await sync_to_async(connections.close_all)()  # the async ORM's worker thread's
 
 
 # -- what it costs -------------------------------------------------------------------

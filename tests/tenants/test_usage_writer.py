@@ -10,6 +10,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -260,6 +261,7 @@ async def test_it_stores_records_from_many_coroutines_exactly_once(settings):
     ]
     assert sorted(stored) == sorted(i for batch in batches for i in batch)
     assert len(stored) == 400
+    await sync_to_async(connections.close_all)()  # the async ORM's worker thread's
 
 
 def test_it_gives_back_the_writer_threads_connection(committed_tenant, settings, monkeypatch):
