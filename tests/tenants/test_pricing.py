@@ -124,7 +124,7 @@ def test_it_forgets_a_cached_price_after_the_routing_cache_period(openai_a, sett
     assert price_for(openai_a, "gpt-4o-mini").input_per_million == Decimal("7")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_it_looks_prices_up_from_async_code():
     await sync_to_async(pricing_load_bundled)()
     provider = await Provider.objects.acreate(name="anthropic-a", type="anthropic")

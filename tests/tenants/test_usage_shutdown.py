@@ -81,8 +81,7 @@ class SharedDatabase:
 @pytest.fixture
 def shared_database(request) -> SharedDatabase:
     if connection.vendor == "postgresql":
-        # the child must see committed rows; the rows data migrations seeded come back after
-        request.getfixturevalue("django_db_serialized_rollback")
+        # the child must see committed rows
         request.getfixturevalue("transactional_db")
         s = connection.settings_dict
         url = (

@@ -184,8 +184,7 @@ def test_it_tries_a_failed_batch_again_before_going_row_by_row(tenant, monkeypat
 
 
 @pytest.fixture
-def committed_tenant(django_db_serialized_rollback, transactional_db):
-    # serialized rollback: the data migrations' rows (prices, schedules) come back after
+def committed_tenant(transactional_db):
     return Tenant.objects.create(name="Threads", slug=f"threads-{uuid.uuid4().hex[:8]}")
 
 
@@ -235,7 +234,7 @@ def test_it_stores_records_from_many_threads_exactly_once(committed_tenant, sett
     assert sorted(stored) == sorted(ids)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_it_stores_records_from_many_coroutines_exactly_once(settings):
     settings.USAGE_BATCH_SIZE = 30
     settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.05
