@@ -17,11 +17,21 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from aipk_site.gateway_handler import GatewayASGIHandler, gateway_path  # noqa: E402
 from aipk_site.routing import websocket_urlpatterns  # noqa: E402
+
+# /v1/ (the gateway) skips the site's session, CSRF and login middleware: see gateway_handler.
+gateway_asgi_app = GatewayASGIHandler()
+
+
+async def http_app(scope, receive, send):
+    app = gateway_asgi_app if gateway_path(scope) else django_asgi_app
+    await app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
