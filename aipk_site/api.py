@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django.http import Http404
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 
@@ -45,6 +46,15 @@ def on_credential_error(request, exc: CredentialError):
 @api.exception_handler(Http404)
 def on_not_found(request, exc):
     return error_response(request, 404, "not_found_error", "not_found", str(exc) or "not found")
+
+
+@api.exception_handler(MultiPartParserError)
+def on_unparsable_form(request, exc: MultiPartParserError):
+    # a form body Django cannot parse (e.g. multipart without a boundary), met when the
+    # session auth's CSRF check reads request.POST: Django's own answer is an HTML page
+    return error_response(
+        request, 400, "invalid_request_error", "body", f"the request body cannot be parsed: {exc}"
+    )
 
 
 @api.exception_handler(GatewayError)

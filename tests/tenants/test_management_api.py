@@ -698,6 +698,21 @@ def test_it_refuses_an_admin_token_minting_another(bearer, send, token_for, owne
     assert AdminToken.objects.count() == 1
 
 
+def test_it_answers_an_unparsable_form_body_with_a_json_400(owner, tenant):
+    # found by tests/gateway/test_api_schema_fuzz.py: multipart without a boundary made
+    # the session auth's CSRF check raise, and Django answered with its HTML 400 page
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    client.cookies["csrftoken"] = "x" * 32  # so the check goes on to read the form
+    response = client.post(f"{T}/keys", data=b"{}", content_type="multipart/form-data")
+    assert response.status_code == 400, response.content
+    assert response["content-type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "body"
+    assert "boundary" in response.json()["error"]["message"]
+
+
 def test_it_checks_csrf_for_session_writes(owner, send, tenant):
     from django.test import Client
 
