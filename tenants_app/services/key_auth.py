@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 
 from tenants_app.models import VirtualKey
 from tenants_app.services.errors import AuthenticationFailed, PermissionDenied
@@ -109,6 +110,15 @@ def _from_cache(data: dict) -> KeyContext:
     )
 
 
+async def _cache_get(key: str):
+    backend = caches["default"]
+    if isinstance(backend, LocMemCache):
+        # An in-process dict: reading it inline is cheaper than the thread hop BaseCache.aget
+        # makes (which was ~10 % of a gateway request's CPU).
+        return backend.get(key)
+    return await backend.aget(key)
+
+
 async def authenticate_virtual_key(secret: str | None) -> KeyContext:
     """The caller's context, or AuthenticationFailed / PermissionDenied saying why."""
     if not secret:
@@ -119,7 +129,7 @@ async def authenticate_virtual_key(secret: str | None) -> KeyContext:
     if not secret.startswith(VIRTUAL_KEY_PREFIX):
         raise AuthenticationFailed("invalid API key")
     key_hash = secret_hash(secret)
-    cached = await cache.aget(_cache_key(key_hash))
+    cached = await _cache_get(_cache_key(key_hash))
     if cached is not None:
         ctx = _from_cache(cached)
     else:
