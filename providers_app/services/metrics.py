@@ -21,19 +21,34 @@ price of bucket resolution (see LATENCY_BUCKETS).
 
 Labels never carry a secret: a provider's name, a credential as
 ``key:<id>`` / ``oauth:<id>``, a model id, a status, an error type.
+
+The gateway's own series (``aipk_gateway_*``, one observation per client
+request, recorded by ``record_gateway_request`` from the gateway's single
+accounting point) keep their label sets bounded: endpoint, route alias (or
+"direct" / "unknown" -- never the model string a client sent), provider name,
+status, and error or refusal codes that aipk itself chose.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -76,8 +91,96 @@ REFRESHES = Counter(
     "OAuth token refreshes, by outcome.",
     ["provider", "credential", "outcome"],
 )
-_OWN_METRICS = (REQUESTS, ERRORS, TOKENS, DURATION, REFRESHES)
-_OWN_PREFIXES = ("aipk_provider_", "aipk_credential_")
+
+# -- the gateway: one observation per client request ------------------------------------
+
+# Seconds to the first token: most answers start well under 2 s.
+TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+GATEWAY_STATUSES = ("success", "error", "refused", "cancelled")
+DIRECT_ALIAS = "direct"  # a "<provider>/<model id>" request, no route alias
+UNKNOWN = "unknown"  # not resolved (e.g. refused before routing): never the client's string
+NO_PROVIDER = "none"
+_ENDPOINT = re.compile(r"^[a-z0-9_.]{1,32}$")
+_ALIAS_MAX = 100
+
+GATEWAY_REQUESTS = Counter(
+    "aipk_gateway_requests",
+    "Gateway requests, by endpoint, route alias, provider and outcome.",
+    ["endpoint", "alias", "provider", "status"],
+)
+GATEWAY_ERRORS = Counter(
+    "aipk_gateway_errors",
+    "Gateway requests that ended in an error, by error type.",
+    ["endpoint", "provider", "error_type"],
+)
+GATEWAY_REFUSALS = Counter(
+    "aipk_gateway_refusals",
+    "Gateway requests refused before any provider was called, by limit or refusal code.",
+    ["endpoint", "code"],
+)
+GATEWAY_CACHE_HITS = Counter(
+    "aipk_gateway_cache_hits",
+    "Gateway requests answered from the response cache.",
+    ["endpoint", "alias"],
+)
+GATEWAY_CACHE_SAVED = Counter(
+    "aipk_gateway_cache_saved_usd",
+    "What the cache hits would have cost at provider prices (USD).",
+    ["alias"],
+)
+GATEWAY_TOKENS = Counter(
+    "aipk_gateway_tokens",
+    "Tokens processed by providers for gateway requests (cache hits excluded).",
+    ["provider", "alias", "kind"],
+)
+GATEWAY_COST = Counter(
+    "aipk_gateway_cost_usd",
+    "Cost of gateway requests at provider prices (USD).",
+    ["provider", "alias"],
+)
+GATEWAY_DURATION = Histogram(
+    "aipk_gateway_request_duration_seconds",
+    "Gateway requests sent to a provider, until the reply's last byte (refusals and cache "
+    "hits excluded).",
+    ["endpoint", "provider"],
+    buckets=LATENCY_BUCKETS,
+)
+GATEWAY_TTFT = Histogram(
+    "aipk_gateway_ttft_seconds",
+    "Time to the first token of gateway requests sent to a provider.",
+    ["endpoint", "provider"],
+    buckets=TTFT_BUCKETS,
+)
+ACTIVE_STREAMS = Gauge(
+    "aipk_gateway_active_streams",
+    "Gateway streams being relayed right now.",
+    ["endpoint"],
+    multiprocess_mode="livesum",
+)
+WS_CONNECTIONS = Gauge(
+    "aipk_websocket_connections",
+    "Open websocket connections.",
+    multiprocess_mode="livesum",
+)
+_GATEWAY_METRICS = (
+    GATEWAY_REQUESTS,
+    GATEWAY_ERRORS,
+    GATEWAY_REFUSALS,
+    GATEWAY_CACHE_HITS,
+    GATEWAY_CACHE_SAVED,
+    GATEWAY_TOKENS,
+    GATEWAY_COST,
+    GATEWAY_DURATION,
+    GATEWAY_TTFT,
+    ACTIVE_STREAMS,
+    WS_CONNECTIONS,
+)
+_GATEWAY_PREFIXES = ("aipk_gateway_", "aipk_websocket_")
+_OWN_METRICS = (REQUESTS, ERRORS, TOKENS, DURATION, REFRESHES, *_GATEWAY_METRICS)
+_OWN_PREFIXES = ("aipk_provider_", "aipk_credential_", *_GATEWAY_PREFIXES)
+
+# One INFO line per gateway request when settings.GATEWAY_REQUEST_LOG is on.
+_request_log = logging.getLogger("aipk.gateway.requests")
 
 
 # -- recording (the request path calls these) -----------------------------------------
@@ -140,6 +243,93 @@ def record_refresh(
     REFRESHES.labels(
         _provider_label(provider), credential_label(credential_id), "success" if ok else "failure"
     ).inc()
+
+
+def _endpoint_label(endpoint: str) -> str:
+    return endpoint if _ENDPOINT.match(endpoint or "") else "other"
+
+
+def record_gateway_request(
+    *,
+    endpoint: str,
+    alias: str,
+    provider: str | None,
+    status: str,
+    latency_ms: float,
+    ttft_ms: float | None = None,
+    error_type: str = "",
+    cached: bool = False,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    cost_usd: float | Decimal = 0,
+    cost_saved_usd: float | Decimal = 0,
+) -> None:
+    """Count one gateway request, once, whatever its outcome. In-process counters only.
+
+    ``alias`` is the route alias the request resolved to, "" if it named
+    "<provider>/<model>" or was refused before routing; ``provider`` the one that
+    served it (None if none did). ``error_type`` is a kit error type or, for a
+    refusal, the refusal code (``key_rpm``, ``model_not_found``, ...)."""
+    status = str(status)
+    if status not in GATEWAY_STATUSES:
+        status = UNKNOWN
+    endpoint = _endpoint_label(endpoint)
+    provider_label = provider or NO_PROVIDER
+    alias_label = (alias or "")[:_ALIAS_MAX] or (DIRECT_ALIAS if provider else UNKNOWN)
+    GATEWAY_REQUESTS.labels(endpoint, alias_label, provider_label, status).inc()
+    if status == "refused":
+        GATEWAY_REFUSALS.labels(endpoint, _token(error_type, UNKNOWN)).inc()
+    elif status == "error":
+        GATEWAY_ERRORS.labels(endpoint, provider_label, _token(error_type, "unknown_error")).inc()
+    if cached:
+        GATEWAY_CACHE_HITS.labels(endpoint, alias_label).inc()
+        if cost_saved_usd:
+            GATEWAY_CACHE_SAVED.labels(alias_label).inc(max(0.0, float(cost_saved_usd)))
+    elif status != "refused" and provider:
+        if prompt_tokens:
+            GATEWAY_TOKENS.labels(provider_label, alias_label, "prompt").inc(max(0, prompt_tokens))
+        if completion_tokens:
+            GATEWAY_TOKENS.labels(provider_label, alias_label, "completion").inc(
+                max(0, completion_tokens)
+            )
+        if cost_usd:
+            GATEWAY_COST.labels(provider_label, alias_label).inc(max(0.0, float(cost_usd)))
+        GATEWAY_DURATION.labels(endpoint, provider_label).observe(max(0.0, latency_ms) / 1000)
+        if ttft_ms is not None:
+            GATEWAY_TTFT.labels(endpoint, provider_label).observe(max(0.0, ttft_ms) / 1000)
+    if _request_log.isEnabledFor(logging.INFO):
+        _request_log.info(
+            "gateway request endpoint=%s status=%s",
+            endpoint,
+            status,
+            extra={
+                "endpoint": endpoint,
+                "status": status,
+                "alias": alias_label,
+                "provider": provider_label,
+                "error_type": error_type or None,
+                "cached": cached,
+                "latency_ms": round(latency_ms, 3),
+                "ttft_ms": None if ttft_ms is None else round(ttft_ms, 3),
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost_usd": str(cost_usd),
+            },
+        )
+
+
+def stream_started(endpoint: str) -> None:
+    """A gateway stream began relaying: pair every call with ``stream_ended``."""
+    ACTIVE_STREAMS.labels(_endpoint_label(endpoint)).inc()
+
+
+def stream_ended(endpoint: str) -> None:
+    ACTIVE_STREAMS.labels(_endpoint_label(endpoint)).dec()
+
+
+def record_ws_connections(delta: int) -> None:
+    """+1 when a websocket connection is accepted, -1 when it closes."""
+    WS_CONNECTIONS.inc(delta)
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -266,7 +456,12 @@ def metrics_summary() -> dict[str, Any]:
     """The JSON figures: per provider, and per credential inside each provider."""
     providers: dict[str, _Figures] = defaultdict(_Figures)
     credentials: dict[tuple[str, str], _Figures] = defaultdict(_Figures)
+    gateway = _GatewayFigures()
     for family in _own_families():
+        if family.name.startswith(_GATEWAY_PREFIXES):
+            for sample in family.samples:
+                gateway.apply(sample.name, sample.labels, sample.value)
+            continue
         for sample in family.samples:
             provider = sample.labels.get("provider")
             if provider is None:
@@ -285,4 +480,70 @@ def metrics_summary() -> dict[str, Any]:
         "multiprocess": multiprocess_dir() is not None,
         "p95_method": "histogram buckets, linear interpolation",
         "providers": result,
+        "gateway": gateway.as_dict(),
     }
+
+
+@dataclass
+class _GatewayFigures:
+    by_status: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    by_endpoint: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    refusals: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    errors: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    tokens: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    cache_hits: float = 0
+    cache_saved_usd: float = 0.0
+    cost_usd: float = 0.0
+    active_streams: float = 0
+    websocket_connections: float = 0
+    latency: _Figures = field(default_factory=_Figures)
+    ttft: _Figures = field(default_factory=_Figures)
+
+    def apply(self, name: str, labels: dict[str, str], value: float) -> None:
+        if name == "aipk_gateway_requests_total":
+            self.by_status[labels.get("status", UNKNOWN)] += value
+            self.by_endpoint[labels.get("endpoint", UNKNOWN)] += value
+        elif name == "aipk_gateway_refusals_total":
+            self.refusals[labels.get("code", UNKNOWN)] += value
+        elif name == "aipk_gateway_errors_total":
+            self.errors[labels.get("error_type", "unknown_error")] += value
+        elif name == "aipk_gateway_tokens_total":
+            self.tokens[labels.get("kind", UNKNOWN)] += value
+        elif name == "aipk_gateway_cache_hits_total":
+            self.cache_hits += value
+        elif name == "aipk_gateway_cache_saved_usd_total":
+            self.cache_saved_usd += value
+        elif name == "aipk_gateway_cost_usd_total":
+            self.cost_usd += value
+        elif name == "aipk_gateway_active_streams":
+            self.active_streams += value
+        elif name == "aipk_websocket_connections":
+            self.websocket_connections += value
+        elif name.startswith("aipk_gateway_request_duration_seconds"):
+            _apply(self.latency, name.replace("gateway_", "provider_", 1), labels, value)
+        elif name.startswith("aipk_gateway_ttft_seconds"):
+            suffix = name[len("aipk_gateway_ttft_seconds") :]
+            _apply(self.ttft, "aipk_provider_request_duration_seconds" + suffix, labels, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        def counts(values: dict[str, float]) -> dict[str, int]:
+            return {k: int(v) for k, v in sorted(values.items()) if v}
+
+        return {
+            "requests": int(sum(self.by_status.values())),
+            "by_status": counts(self.by_status),
+            "by_endpoint": counts(self.by_endpoint),
+            "refusals_by_code": counts(self.refusals),
+            "errors_by_type": counts(self.errors),
+            "cache_hits": int(self.cache_hits),
+            "tokens": {
+                "prompt": int(self.tokens.get("prompt", 0)),
+                "completion": int(self.tokens.get("completion", 0)),
+            },
+            "cost_usd": round(self.cost_usd, 8),
+            "cache_saved_usd": round(self.cache_saved_usd, 8),
+            "latency_ms": self.latency.as_dict()["latency_ms"],
+            "ttft_ms": self.ttft.as_dict()["latency_ms"],
+            "active_streams": int(self.active_streams),
+            "websocket_connections": int(self.websocket_connections),
+        }

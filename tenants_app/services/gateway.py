@@ -23,11 +23,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from aipk_site.log_context import bind_request_id
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
 from providers_app.kit.resilience import CircuitOpenError
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, ResponseBuilder, Usage
 from providers_app.services.chat import provider_chat, provider_stream
+from providers_app.services.metrics import record_gateway_request, stream_ended, stream_started
 from tenants_app.formats.common import ParsedRequest, response_as_chunks
 from tenants_app.models import UsageStatus
 from tenants_app.services.admission import Admission, Limits, admit, settle
@@ -154,6 +156,20 @@ class Ledger:
                 error_type=error_type[:64],
                 cached=cached,
                 streamed=self.call.parsed.stream,
+            )
+            record_gateway_request(
+                endpoint=self.call.endpoint,
+                alias=self.alias,
+                provider=candidate.provider.name if candidate else None,
+                status=status,
+                latency_ms=latency_ms,
+                ttft_ms=self.ttft_ms,
+                error_type=error_type,
+                cached=cached,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=cost,
+                cost_saved_usd=cost_saved,
             )
         if status == UsageStatus.SUCCESS and candidate is not None and not cached:
             await record_latency(
@@ -340,6 +356,7 @@ async def _close_on_exit(ledger: Ledger, error: BaseException) -> None:
 async def gateway_reply(call: GatewayCall) -> Reply:
     """A whole reply: the first candidate that answers, accounted once."""
     ledger = Ledger(call)
+    bind_request_id(call.request_id)  # its log lines carry the id the client gets
     resolution = await _admit(call, ledger)
     try:
         key = _cache_key_for(call)
@@ -380,6 +397,7 @@ async def gateway_reply(call: GatewayCall) -> Reply:
 async def gateway_stream(call: GatewayCall) -> StreamReply:
     """Open a stream on the first candidate that produces a first chunk, then relay it."""
     ledger = Ledger(call)
+    bind_request_id(call.request_id)  # its log lines carry the id the client gets
     resolution = await _admit(call, ledger)
     prompt_estimate = estimate_prompt_tokens(call.parsed.request)
     try:
@@ -444,6 +462,7 @@ async def _relay(
     builder = ResponseBuilder(call.request_id, request.model)
     completion_chars = 0
     status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+    stream_started(call.endpoint)
     try:
         if first is not None:
             ledger.first_token()
@@ -459,6 +478,7 @@ async def _relay(
         status, error_type = UsageStatus.ERROR, error.type
         raise upstream_error(error) from error
     finally:
+        stream_ended(call.endpoint)
         await chunks.aclose()
         response = builder.build()
         usage = _usage_or_estimate(
