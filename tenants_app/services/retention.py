@@ -1,0 +1,85 @@
+"""Deleting usage records and audit events older than their retention period.
+
+Rows go in batches of ``RETENTION_BATCH_SIZE``, each its own short
+transaction (a primary-key range picked first, then deleted), so pruning a
+year of backlog never holds a long lock on a table the gateway writes to all
+the time. The cut-off is fixed when a run starts: rows that age past it while
+the run goes on wait for the next run.
+
+A retention of 0 (or less) keeps that table's rows forever. Usage must be
+kept at least as long as invoicing needs it -- this month and last
+(services/billing.py) -- so the settings' comment asks for 62 days or more.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from tenants_app.models import AuditEvent, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_DAYS = 400
+DEFAULT_BATCH_SIZE = 5000
+
+
+def _setting(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+def delete_older_than(
+    model: type[models.Model], *, days: int, batch_size: int | None = None
+) -> int:
+    """Delete ``model`` rows whose ``created_at`` is more than ``days`` old, batch by batch."""
+    if days <= 0:
+        return 0
+    batch_size = max(1, batch_size or _setting("RETENTION_BATCH_SIZE", DEFAULT_BATCH_SIZE))
+    cutoff = timezone.now() - timedelta(days=days)
+    old = model.objects.filter(created_at__lt=cutoff).order_by("pk")
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(old.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            count, _ = model.objects.filter(pk__in=ids).delete()
+        deleted += count
+    return deleted
+
+
+def usage_prune(*, older_than_days: int | None = None, batch_size: int | None = None) -> int:
+    """Usage records older than USAGE_RETENTION_DAYS (default 400)."""
+    days = (
+        older_than_days
+        if older_than_days is not None
+        else _setting("USAGE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+    )
+    return delete_older_than(UsageRecord, days=days, batch_size=batch_size)
+
+
+def audit_prune(*, older_than_days: int | None = None, batch_size: int | None = None) -> int:
+    """Audit events older than AUDIT_RETENTION_DAYS (default 400)."""
+    days = (
+        older_than_days
+        if older_than_days is not None
+        else _setting("AUDIT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+    )
+    return delete_older_than(AuditEvent, days=days, batch_size=batch_size)
+
+
+def retention_prune() -> dict[str, int]:
+    """Both tables, with the configured periods: {"usage_records": n, "audit_events": m}."""
+    result = {"usage_records": usage_prune(), "audit_events": audit_prune()}
+    if any(result.values()):
+        logger.info(
+            "retention: deleted usage_records=%d audit_events=%d",
+            result["usage_records"],
+            result["audit_events"],
+            extra=result,
+        )
+    return result
