@@ -15,10 +15,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from aipk_site.gateway_handler import GatewayASGIHandler, gateway_path  # noqa: E402
-from aipk_site.routing import websocket_urlpatterns  # noqa: E402
+from aipk_site.routing import origin_validator, websocket_urlpatterns  # noqa: E402
 
 # /v1/ (the gateway) skips the site's session, CSRF and login middleware: see gateway_handler.
 gateway_asgi_app = GatewayASGIHandler()
@@ -32,8 +31,7 @@ async def http_app(scope, receive, send):
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Origin is checked when a browser sends one; see routing.BrowserOriginValidator.
+        "websocket": origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

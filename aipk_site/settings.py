@@ -239,6 +239,9 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 10
 GATEWAY_MAX_MESSAGES = env.int("GATEWAY_MAX_MESSAGES", default=2000)
 GATEWAY_MAX_MESSAGE_CHARS = env.int("GATEWAY_MAX_MESSAGE_CHARS", default=1_000_000)
 GATEWAY_MAX_TOOLS = env.int("GATEWAY_MAX_TOOLS", default=128)
+# Websocket chat (/ws/chat/, docs/WEBSOCKET.md): requests one socket may run at once;
+# a socket's messages are bounded by GATEWAY_MAX_BODY_BYTES like a REST body.
+WS_MAX_IN_FLIGHT = env.int("WS_MAX_IN_FLIGHT", default=16)
 # A virtual key's lookup (by hash) is cached this long in each process; revoking
 # a key also drops it from the shared cache at once.
 VIRTUAL_KEY_CACHE_SECONDS = env.int("VIRTUAL_KEY_CACHE_SECONDS", default=30)

@@ -1,0 +1,201 @@
+"""The websocket chat at /ws/chat/: a second transport over the gateway, next to api.py.
+
+DESIGN.md places the consumer in providers_app, but it is a gateway transport
+like tenants_app/api.py — same key auth, admission, routing, usage and cost —
+so it lives beside the gateway. Protocol, auth and close codes:
+docs/WEBSOCKET.md; the rules themselves are in services/chat_socket.py.
+
+This class only moves frames: read a message, start or cancel a turn, send what
+the turn yields. Each chat.request runs in its own asyncio task so several run
+at once on one socket; every event carries the client's id, and each send is
+one ASGI message (one whole frame), so concurrent tasks never interleave bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import aclosing
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from tenants_app.formats.common import InputLimits
+from tenants_app.services.chat_socket import (
+    CLOSE_TRY_AGAIN_LATER,
+    ENDPOINT,
+    INFRASTRUCTURE_ERRORS,
+    ChatCancel,
+    ChatStart,
+    ChatTurn,
+    ProtocolError,
+    SocketCaller,
+    accepted_subprotocol,
+    close_code_for,
+    error_event,
+    new_request_id,
+    read_message,
+    service_unavailable,
+    socket_caller,
+)
+from tenants_app.services.errors import AuthenticationFailed, GatewayError, PermissionDenied
+from tenants_app.services.gateway import GatewayCall
+
+logger = logging.getLogger(__name__)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    caller: SocketCaller | None = None
+
+    async def __call__(self, scope, receive, send):
+        self.turns: dict[Any, asyncio.Task] = {}
+        self.cancelled: set[Any] = set()
+        self.gone = False
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the consumer ends (even cancelled by the server), no turn outlives it.
+            await self._cancel_all()
+
+    async def send_event(self, event: dict) -> None:
+        await self.send(text_data=json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+    async def connect(self) -> None:
+        subprotocol = accepted_subprotocol(self.scope)
+        try:
+            self.caller, _ = await socket_caller(self.scope)
+        except GatewayError as error:
+            # Accept first: a close before the handshake reaches the client as a bare
+            # HTTP 403, and the reason (and our close code) would be lost.
+            await self._refuse(subprotocol, error_event(None, error), close_code_for(error))
+            return
+        except INFRASTRUCTURE_ERRORS:
+            await self._refuse(
+                subprotocol, error_event(None, service_unavailable()), CLOSE_TRY_AGAIN_LATER
+            )
+            return
+        await self.accept(subprotocol)
+
+    async def _refuse(self, subprotocol: str | None, event: dict, code: int) -> None:
+        await self.accept(subprotocol)
+        await self.send_event(event)
+        await self.close(code)
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.caller is None:
+            return  # refused in connect(); the close is on its way
+        try:
+            message = read_message(
+                text_data if text_data is not None else bytes_data,
+                max_bytes=settings.GATEWAY_MAX_BODY_BYTES,
+                limits=InputLimits(
+                    max_messages=settings.GATEWAY_MAX_MESSAGES,
+                    max_message_chars=settings.GATEWAY_MAX_MESSAGE_CHARS,
+                    max_tools=settings.GATEWAY_MAX_TOOLS,
+                ),
+            )
+        except ProtocolError as error:
+            await self.send_event(error.event())
+            return
+        if isinstance(message, ChatStart):
+            await self._start(message)
+        elif isinstance(message, ChatCancel):
+            self._cancel(message.msg_id)
+        else:
+            await self.send_event({"type": "pong"})
+
+    async def _start(self, message: ChatStart) -> None:
+        msg_id = message.msg_id
+        if msg_id in self.turns:
+            await self.send_event(
+                ProtocolError(
+                    "duplicate_id",
+                    f"a request with id {msg_id!r} is already running",
+                    msg_id=msg_id,
+                ).event()
+            )
+            return
+        limit = settings.WS_MAX_IN_FLIGHT
+        if len(self.turns) >= limit:
+            await self.send_event(
+                ProtocolError(
+                    "too_many_in_flight",
+                    f"{limit} requests are already running on this socket (WS_MAX_IN_FLIGHT)",
+                    msg_id=msg_id,
+                ).event()
+            )
+            return
+        assert self.caller is not None
+        try:
+            # Checked per request: a key revoked or a membership removed ends the socket.
+            ctx = await self.caller.context()
+        except (AuthenticationFailed, PermissionDenied) as error:
+            await self.send_event(error_event(msg_id, error))
+            await self.close(close_code_for(error))
+            return
+        except INFRASTRUCTURE_ERRORS:
+            await self.send_event(error_event(msg_id, service_unavailable()))
+            return
+        turn = ChatTurn(msg_id, GatewayCall(ctx, message.parsed, ENDPOINT, new_request_id()))
+        task = self.turns[msg_id] = asyncio.create_task(self._run(turn))
+        # A backstop for the finally in _run, which never runs if the task is cancelled
+        # before its first step.
+        task.add_done_callback(lambda done: self._forget(msg_id, done))
+        # Let the turn start (and reach the gateway, which accounts a cancel from then on)
+        # before the next message — possibly its chat.cancel — is read.
+        await asyncio.sleep(0)
+
+    async def _run(self, turn: ChatTurn) -> None:
+        msg_id = turn.msg_id
+        try:
+            async with aclosing(turn.events()) as events:
+                async for event in events:
+                    await self.send_event(event)
+        except asyncio.CancelledError:
+            # Ours: chat.cancel or the socket going away. The gateway has accounted the
+            # request as cancelled by now; tell a client that is still there.
+            if msg_id in self.cancelled and not self.gone:
+                for event in turn.cancelled_events():
+                    await self.send_event(event)
+        except Exception as error:  # a bug must cost one request, not the socket
+            logger.exception("websocket chat: request %s failed", turn.call.request_id)
+            if not self.gone:
+                await self.send_event(
+                    error_event(
+                        msg_id,
+                        GatewayError(
+                            f"internal error ({type(error).__name__})", code="internal_error"
+                        ),
+                    )
+                )
+        finally:
+            # No await between the last send and here: a client that reuses the id right
+            # after chat.done finds it free.
+            self.turns.pop(msg_id, None)
+            self.cancelled.discard(msg_id)
+
+    def _forget(self, msg_id: Any, task: asyncio.Task) -> None:
+        if self.turns.get(msg_id) is task:
+            del self.turns[msg_id]
+            self.cancelled.discard(msg_id)
+
+    def _cancel(self, msg_id: Any) -> None:
+        """Cancelling an id that is not running (finished already, or never was) does
+        nothing: a cancel racing the last event is normal."""
+        task = self.turns.get(msg_id)
+        if task is not None and msg_id not in self.cancelled:
+            self.cancelled.add(msg_id)
+            task.cancel()
+
+    async def disconnect(self, code: int) -> None:
+        await self._cancel_all()
+
+    async def _cancel_all(self) -> None:
+        self.gone = True
+        tasks = list(self.turns.values())
+        for task in tasks:
+            task.cancel()
+        # Wait, so every turn's usage is recorded before the consumer is gone.
+        await asyncio.gather(*tasks, return_exceptions=True)
