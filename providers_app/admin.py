@@ -14,6 +14,7 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, Q
 
 from providers_app.kit.errors import ProviderError
@@ -51,6 +52,13 @@ def _masked(last4: str) -> str:
 # --------------------------------------------------------------------------- providers
 
 
+def _https_by_default(db_field, **kwargs):
+    # an address typed without a scheme is https (Django 6's default, chosen now)
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class ProviderForm(ServiceModelForm):
     new_oauth_client_secret = forms.CharField(
         label="OAuth client secret",
@@ -67,6 +75,7 @@ class ProviderForm(ServiceModelForm):
     class Meta:
         model = Provider
         fields = ["name", "type", *EDITABLE_FIELDS]
+        formfield_callback = _https_by_default
 
     def save_through_service(self, original):
         fields = self.changed_values(EDITABLE_FIELDS)
@@ -87,6 +96,7 @@ class ProviderForm(ServiceModelForm):
 @admin.register(Provider)
 class ProviderAdmin(ServiceAdmin):
     form = ProviderForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = (
         "name",
         "type",
@@ -174,11 +184,11 @@ class ProviderAdmin(ServiceAdmin):
     def discover(self, request, queryset):
         for provider in queryset:
             try:
-                models = discover_models(provider, refresh=True)
+                found = discover_models(provider, refresh=True)
             except ProviderError as exc:
                 report(self, request, provider, False, f"discovery failed ({exc.type})")
             else:
-                report(self, request, provider, True, f"{len(models)} models")
+                report(self, request, provider, True, f"{len(found)} models")
 
 
 # --------------------------------------------------------------------------- API keys
@@ -205,9 +215,7 @@ class ApiKeyAddForm(ServiceModelForm):
             actor=self.actor,
         )
         # api_key_add has no tenant argument: scoping to a tenant is a second, audited step
-        return audited_save(
-            key, action="api_key.update", form=self, fields=["tenant"], tenant=key.tenant
-        )
+        return audited_save(key, action="api_key.update", form=self, fields=["tenant"])
 
 
 class ApiKeyChangeForm(ServiceModelForm):
@@ -221,7 +229,6 @@ class ApiKeyChangeForm(ServiceModelForm):
             action="api_key.update",
             form=self,
             fields=["label", "tenant"],
-            tenant=original.tenant,
         )
         if "state" in self.changed_data:
             key = api_key_set_state(
@@ -357,7 +364,6 @@ class OAuthCredentialForm(ServiceModelForm):
             action="oauth_credential.update",
             form=self,
             fields=["account_label", "tenant"],
-            tenant=original.tenant,
         )
 
 

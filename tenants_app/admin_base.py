@@ -108,10 +108,12 @@ def audited_save(
     tenant: Any = None,
 ) -> models.Model:
     """A plain save of ``fields`` (no service owns them), audited with their old and new
-    values. Only call it with fields that hold no secret."""
+    values, under ``tenant`` or else the row's tenant (after the change, or before it
+    when the change made the row shared). Only call it with fields that hold no secret."""
     fields = [f for f in fields if f in form.changed_data]
     if not fields:
         return obj
+    tenant_before = getattr(obj, "tenant", None)
     changes = {}
     for name in fields:
         before, after = getattr(obj, name), form.cleaned_data[name]
@@ -123,7 +125,7 @@ def audited_save(
         obj=obj,
         actor=form.actor,
         ip_address=form.ip_address,
-        tenant=tenant,
+        tenant=tenant or getattr(obj, "tenant", None) or tenant_before,
         changes=changes,
     )
     return obj
