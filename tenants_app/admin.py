@@ -19,6 +19,7 @@ from tenants_app.admin_base import (
     ReadOnlyAdmin,
     ServiceAdmin,
     ServiceModelForm,
+    audited_delete,
     report,
     request_ip,
 )
@@ -263,8 +264,11 @@ class VirtualKeyAdmin(SecretOnceMixin, ServiceAdmin):
             return False
         return super().has_change_permission(request, obj)
 
+    # Revoke instead: usage records keep pointing at the key. A key is deleted only
+    # with its tenant (tenant_delete also drops it from the key cache at once).
+    deleted_only_with_owner = True
+
     def has_delete_permission(self, request, obj=None):
-        # Revoke instead: usage records and the audit log keep pointing at the key.
         return False
 
     @admin.display(description="status")
@@ -323,8 +327,10 @@ class AdminTokenAdmin(SecretOnceMixin, ServiceAdmin):
             return False
         return super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request, obj=None):
-        return False  # revoke instead, so the audit log keeps naming the token
+    def delete_one(self, request, obj):
+        # tokens are looked up in the database on every use, so deleting one is immediate;
+        # revoking keeps the row (and its name in the list) instead
+        audited_delete(request, obj, action="admin_token.delete", name=obj.name, prefix=obj.prefix)
 
     @admin.display(description="status")
     def status(self, obj):

@@ -194,6 +194,17 @@ class ServiceAdmin(admin.ModelAdmin):
         for obj in queryset:
             self.delete_one(request, obj)
 
+    def get_deleted_objects(self, objs, request):
+        """Rows whose admin never deletes them on their own (usage, health history,
+        virtual keys, ...) still go with what owns them, as the delete service says."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        owned = {
+            str(model._meta.verbose_name)
+            for model, model_admin in self.admin_site._registry.items()
+            if getattr(model_admin, "deleted_only_with_owner", False)
+        }
+        return deleted, counts, {p for p in perms_needed if str(p) not in owned}, protected
+
     def delete_view(self, request, object_id, extra_context=None):
         """A service refusing a delete (e.g. a tenant's last owner) is a message, not a 500."""
         try:
@@ -205,7 +216,10 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the system (usage, audit, health): to look at, never to edit."""
+    """Rows written by the system (usage, audit, health): to look at, never to edit,
+    and deleted only with the tenant or provider they belong to."""
+
+    deleted_only_with_owner = True
 
     def has_add_permission(self, request):
         return False

@@ -597,3 +597,30 @@ def test_it_refreshes_selected_oauth_tokens(client, world, simulator):
     assert AuditEvent.objects.filter(
         action="oauth_credential.refresh", object_id=str(good.pk)
     ).exists()
+
+
+def test_it_deletes_a_tenant_with_its_usage_through_tenant_delete(client, world, root):
+    tenant = world["tenant"]
+    confirm = client.get(url(Tenant, "delete", tenant.pk))
+    assert "Are you sure" in confirm.content.decode()  # not "would require deleting…"
+
+    response = client.post(url(Tenant, "delete", tenant.pk), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Tenant.objects.filter(pk=tenant.pk).exists()
+    assert not UsageRecord.objects.filter(request_id="req-1").exists()
+    event = AuditEvent.objects.get(action="tenant.delete", object_id=str(tenant.pk))
+    assert event.actor == root and event.changes["keys"] == 1
+
+
+def test_it_deletes_a_provider_with_its_history_audited(client, world, root):
+    provider = world["provider"]
+
+    response = client.post(url(Provider, "delete", provider.pk), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Provider.objects.filter(pk=provider.pk).exists()
+    assert not HealthCheck.objects.exists() and not ApiKey.objects.exists()
+    event = AuditEvent.objects.get(action="provider.delete", object_id=str(provider.pk))
+    assert event.actor == root and event.changes["name"] == "openai-sim"
+    assert event.ip_address == "127.0.0.1"
