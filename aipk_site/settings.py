@@ -71,6 +71,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # first: every later middleware's and view's log lines carry the request id
+    "aipk_site.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -169,29 +171,50 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# --- Logging: one line per record on stdout (JSON logs arrive later) -------
+# --- Logging: one record per line on stdout (docs/MONITORING.md, "Logs") ----------
+# LOG_FORMAT=json writes one JSON object per line (time, level, logger, message,
+# request_id, extra fields); LOG_FORMAT=line a readable line. Default: json in
+# production (DEBUG off), line in development (DEBUG on). Every handler adds the
+# request id and masks anything that looks like a secret (aipk_site/log_context.py).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="line" if DEBUG else "json").lower()
+if LOG_FORMAT not in ("json", "line"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'line', not {LOG_FORMAT!r}.")
+# One INFO line per gateway request (logger aipk.gateway.requests: endpoint, status,
+# provider, tokens, latency). Off by default: /metrics has the aggregates.
+GATEWAY_REQUEST_LOG = env.bool("GATEWAY_REQUEST_LOG", default=False)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "aipk_site.log_context.RequestIdFilter"},
+        "mask_secrets": {"()": "aipk_site.log_context.SecretMaskFilter"},
+    },
     "formatters": {
         "line": {
-            "format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+            "()": "aipk_site.log_context.LineFormatter",
+            "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
+            "request_id=%(request_id)s %(message)s",
         },
+        "json": {"()": "aipk_site.log_context.JsonFormatter"},
     },
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "formatter": "line",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "mask_secrets"],
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        "aipk.gateway.requests": {"level": "INFO" if GATEWAY_REQUEST_LOG else "WARNING"},
     },
 }
+# Celery workers keep this configuration instead of installing their own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Monitoring: discovery, health checks, metrics (docs/MONITORING.md) ------
 # How long a provider's discovered model list is reused before it is fetched
@@ -200,6 +223,14 @@ MODEL_DISCOVERY_CACHE_TTL = env.int("MODEL_DISCOVERY_CACHE_TTL", default=24 * 60
 MODEL_DISCOVERY_FALLBACK_TTL = env.int("MODEL_DISCOVERY_FALLBACK_TTL", default=5 * 60)
 # Health-check rows older than this are deleted by the periodic health task.
 HEALTH_CHECK_RETENTION_DAYS = env.int("HEALTH_CHECK_RETENTION_DAYS", default=30)
+# /ready gives the database and the cache this long each before calling them down.
+READY_TIMEOUT_SECONDS = env.float("READY_TIMEOUT_SECONDS", default=2.0)
+# Usage records and audit events older than this are deleted daily (tenants.prune_retention),
+# in batches of RETENTION_BATCH_SIZE rows. 0 keeps them forever. Keep usage longer than
+# the invoice run needs (this month and last): at least 62 days.
+USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=400)
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
 # prometheus-client's multiprocess mode is switched on by the environment
 # variable PROMETHEUS_MULTIPROC_DIR itself (read when prometheus_client is
 # imported, so it cannot be a Django setting). Set it in the start-up script

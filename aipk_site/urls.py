@@ -8,6 +8,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from aipk_site.api import api
+from aipk_site.operations_views import health, ready
 from providers_app.api import router as providers_router
 from providers_app.oauth_views import oauth_callback_view
 from tenants_app.api import gateway_api
@@ -26,5 +27,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("v1/", gateway_api.urls),  # the OpenAI/Anthropic-compatible gateway
     path("", include("providers_app.metrics_views")),  # /metrics, /metrics.json
+    path("health", health, name="health"),
+    path("ready", ready, name="ready"),
     path("oauth/callback/<slug:provider>/", oauth_callback_view, name="oauth-callback"),
 ]
