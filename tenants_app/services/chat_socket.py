@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from providers_app.kit.types import ToolCallAccumulator
 from tenants_app.formats.common import InputLimits, ParsedRequest, public_tool_call_id
 from tenants_app.formats.openai_format import openai_finish_reason, parse_chat_completion
-from tenants_app.models import Membership, Role
+from tenants_app.models import Membership, Role, VirtualKey
 from tenants_app.services.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -158,8 +158,9 @@ def _member_context(user_id: int, tenant_slug: str) -> KeyContext:
         else int(tenant.monthly_budget_usd * micro),
         allowed_models=(),
         allowed_provider_ids=allowed or None,
+        # the response cache only when a request asks (options.cache), for a new key's TTL
         cache_enabled=False,
-        cache_ttl_seconds=0,
+        cache_ttl_seconds=VirtualKey._meta.get_field("cache_ttl_seconds").default,
         pii_redaction=tenant.pii_redaction,
     )
 
@@ -168,7 +169,7 @@ def _member_context(user_id: int, tenant_slug: str) -> KeyContext:
 class SocketCaller:
     """Who opened the socket: a virtual key, or a console user acting for one tenant."""
 
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)  # never in a log or traceback
     user_id: int | None = None
     tenant_slug: str = ""
 
@@ -285,8 +286,8 @@ def _parse_request(message: dict, msg_id: str | int, limits: InputLimits) -> Par
         "stream": True,  # the socket always streams; admission counts it as a stream
     }
     for name, value in options.items():
-        field = _OPTIONS.get(name)
-        if field is None:
+        body_field = _OPTIONS.get(name)
+        if body_field is None:
             # Strict, unlike /v1 (which must accept whatever the SDKs send): a typo such
             # as "max_token" would otherwise be silently ignored.
             known = ", ".join(_OPTIONS)
@@ -296,7 +297,7 @@ def _parse_request(message: dict, msg_id: str | int, limits: InputLimits) -> Par
                 msg_id=msg_id,
                 param=f"options.{name}",
             )
-        body[field] = {"cache": value} if name == "cache" else value
+        body[body_field] = {"cache": value} if name == "cache" else value
     try:
         return parse_chat_completion(body, limits)
     except GatewayError as error:
@@ -311,7 +312,10 @@ def read_message(
     data: str | bytes, *, max_bytes: int, limits: InputLimits
 ) -> ChatStart | ChatCancel | Ping:
     """One client frame → what it asks for, or ProtocolError saying what is wrong."""
-    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    size = len(data)
+    if isinstance(data, str) and max_bytes < size * 4:
+        # A character is at most 4 bytes in UTF-8: encode only when the answer depends on it.
+        size = size if size > max_bytes else len(data.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         # Not parsed (that is what the limit is for), so the error cannot carry its id.
         raise ProtocolError("payload_too_large", f"the message is larger than {max_bytes} bytes")
@@ -431,13 +435,10 @@ class ChatTurn:
         ledger = self.streamed.ledger
         usage = self.streamed.usage()
         cached = self.streamed.headers.get("x-aipk-cache") == "hit"
-        cost = None
-        if usage is not None and ledger.price is not None:
-            cost = (
-                "0"
-                if cached
-                else str(cost_usd(ledger.price, usage.prompt_tokens, usage.completion_tokens))
-            )
+        # A cache hit costs nothing; otherwise the Ledger's figure (unknown without a price).
+        cost = "0" if cached else None
+        if usage is not None and ledger.price is not None and not cached:
+            cost = str(cost_usd(ledger.price, usage.prompt_tokens, usage.completion_tokens))
         return {
             "type": "chat.usage",
             "id": self.msg_id,

@@ -17,7 +17,8 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tenants_app.models import Membership, Role, Tenant, UsageRecord
+from tenants_app.models import Membership, Pricing, Role, Tenant, UsageRecord
+from tenants_app.services.pricing import pricing_cache_clear
 from tenants_app.services.usage import usage_flush
 
 from .support import WEATHER_TOOLS
@@ -113,6 +114,14 @@ def member(tenant, username: str, role=Role.MEMBER):
 
 
 def test_it_streams_a_reply_as_deltas_then_usage_then_done(world, gateway_server):
+    Pricing.objects.update_or_create(
+        provider_type="openai",
+        provider=None,
+        model="gpt-4o-mini",
+        defaults={"input_per_million": 1, "output_per_million": 2},
+    )
+    pricing_cache_clear()
+
     async def scenario(session):
         async with session.ws_connect(ws_url(gateway_server), headers=bearer(world.secret)) as ws:
             await ws.send_json(chat("r1"))
@@ -138,7 +147,7 @@ def test_it_streams_a_reply_as_deltas_then_usage_then_done(world, gateway_server
         usage["prompt_tokens"],
         usage["completion_tokens"],
     )
-    assert usage["cost_usd"] == str(record.cost_usd)
+    assert usage["cost_usd"] == str(record.cost_usd) and record.cost_usd > 0
 
 
 def test_it_authenticates_with_a_key_subprotocol(world, gateway_server):
@@ -370,8 +379,9 @@ def test_it_refuses_a_request_over_the_keys_rpm(world, gateway_server, make_key)
 def test_it_reports_a_provider_failure(world, gateway_server):
     async def scenario(session):
         async with session.ws_connect(ws_url(gateway_server), headers=bearer(world.secret)) as ws:
+            # different providers: a failing request puts its provider's key in backoff
             await ws.send_json(chat("f", model="openai/x-fail-server"))
-            await ws.send_json(chat("m", model="openai/gpt-4o-mini-fail-midstream_error"))
+            await ws.send_json(chat("m", model="cerebras/llama3.1-8b-fail-midstream_error"))
             return await until_finished(ws, ["f", "m"])
 
     events = run(scenario)
@@ -475,3 +485,24 @@ def test_it_refuses_an_oversized_message(world, gateway_server, settings):
     error, events = run(scenario)
     assert (error["type"], error["code"], error["id"]) == ("chat.error", "payload_too_large", None)
     assert events[-1]["type"] == "chat.done"
+
+
+def test_it_answers_from_the_response_cache_when_a_request_asks(world, gateway_server):
+    # a console user: no key, so the cache is used only because the request asks
+    headers = session_cookie(member(world.tenant, "alice"))
+
+    async def scenario(session):
+        url = ws_url(gateway_server, "?tenant=acme")
+        async with session.ws_connect(url, headers=headers) as ws:
+            replies = []
+            for msg_id in ("first", "second"):
+                await ws.send_json(chat(msg_id, "cache me", options={"cache": True}))
+                replies.append(await until_finished(ws, [msg_id]))
+            return replies
+
+    first, second = run(scenario)
+    text = ["".join(e.get("text", "") for e in reply) for reply in (first, second)]
+    assert text[0] == text[1] == "Simulated reply to: cache me"
+    assert [reply[-2]["cached"] for reply in (first, second)] == [False, True]
+    assert second[-2]["cost_usd"] == "0"
+    assert [r.cached for r in records()] == [False, True]
