@@ -88,7 +88,7 @@ class Admission:
     """An admitted request's reservation; ``settle`` needs nothing else."""
 
     request_id: str
-    key_id: int
+    key_id: int | None  # None: no key, only the tenant's limits (a console user)
     tenant_id: int
     window: int
     month: str
@@ -548,7 +548,7 @@ async def _recorded_spend(*, tenant_id: int, key_id: int | None, now: float) -> 
 async def admit(
     *,
     request_id: str,
-    key_id: int,
+    key_id: int | None,
     tenant_id: int,
     key_limits: Limits,
     tenant_limits: Limits,

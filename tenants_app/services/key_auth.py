@@ -30,7 +30,8 @@ MICRO = 1_000_000
 class KeyContext:
     """Everything the request path needs to know about the caller, without a query."""
 
-    key_id: int
+    # None: a console user on the websocket chat (no key; the tenant's limits only)
+    key_id: int | None
     key_prefix: str
     tenant_id: int
     tenant_slug: str
