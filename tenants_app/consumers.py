@@ -22,6 +22,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from providers_app.services.metrics import record_ws_connections
 from tenants_app.formats.common import InputLimits
 from tenants_app.services.chat_socket import (
     CLOSE_TRY_AGAIN_LATER,
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 class ChatConsumer(AsyncWebsocketConsumer):
     caller: SocketCaller | None = None
+    counted = False  # in the websocket connections gauge
 
     async def __call__(self, scope, receive, send):
         self.turns: dict[Any, asyncio.Task] = {}
@@ -77,6 +79,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
         await self.accept(subprotocol)
+        self.counted = True
+        record_ws_connections(+1)
 
     async def _refuse(self, subprotocol: str | None, event: dict, code: int) -> None:
         await self.accept(subprotocol)
@@ -190,6 +194,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             task.cancel()
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            record_ws_connections(-1)
         await self._cancel_all()
 
     async def _cancel_all(self) -> None:

@@ -506,3 +506,31 @@ def test_it_answers_from_the_response_cache_when_a_request_asks(world, gateway_s
     assert [reply[-2]["cached"] for reply in (first, second)] == [False, True]
     assert second[-2]["cost_usd"] == "0"
     assert [r.cached for r in records()] == [False, True]
+
+
+async def test_it_counts_open_sockets_in_the_metrics(world, gateway_server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def open_sockets(session) -> float:
+        async with session.get(gateway_server.url + "/metrics") as response:
+            text = await response.text()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "aipk_websocket_connections"
+        )
+
+    async with aiohttp.ClientSession() as session:
+        before = await open_sockets(session)
+        async with session.ws_connect(
+            gateway_server.url + "/ws/chat/", headers={"authorization": f"Bearer {world.secret}"}
+        ) as ws:
+            await ws.send_json({"type": "ping"})
+            assert (await ws.receive_json())["type"] == "pong"
+            assert await open_sockets(session) == before + 1
+        for _ in range(100):
+            if await open_sockets(session) == before:
+                break
+            await asyncio.sleep(0.02)
+        assert await open_sockets(session) == before
