@@ -32,6 +32,7 @@ from django.utils.module_loading import import_string
 # Middlewares whose hooks do no I/O and touch no database, session or cookie, so
 # calling them on the event loop cannot block it.
 ON_LOOP_MIDDLEWARE = (
+    "aipk_site.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

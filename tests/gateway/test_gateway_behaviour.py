@@ -199,3 +199,15 @@ def test_it_keeps_geminis_thought_signature_across_turns(world, gateway_server, 
             tools=WEATHER_TOOLS,
         )
     assert "thought_signature" in caught.value.message
+
+
+def test_it_answers_gateway_errors_with_a_request_id_and_the_site_headers(world, gateway_server):
+    reply = httpx.post(
+        gateway_server.openai_base_url + "/chat/completions",
+        content=b"{not json",
+        headers={"authorization": f"Bearer {world.secret}", "x-request-id": "trace-123"},
+    )
+    assert reply.status_code == 400
+    assert reply.headers["x-request-id"] == "trace-123"  # the caller's id follows the request
+    assert reply.headers["x-frame-options"] == "DENY"
+    assert reply.headers["x-content-type-options"] == "nosniff"
