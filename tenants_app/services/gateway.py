@@ -434,7 +434,7 @@ async def gateway_stream(call: GatewayCall) -> StreamReply:
                 await chunks.aclose()
                 raise
             ledger.credential_id = trace.get("credential_id", "")
-            relay = _relay(call, ledger, request, chunks, first, key)
+            relay = await _started(_relay(call, ledger, request, chunks, first, key))
             return StreamReply(
                 _headers(ledger, cache="miss" if key else None), relay, prompt_estimate, ledger
             )
@@ -443,6 +443,27 @@ async def gateway_stream(call: GatewayCall) -> StreamReply:
     except BaseException as error:
         await _close_on_exit(ledger, error.__cause__ or error)
         raise
+
+
+async def _started(relay: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    """Start the relay before handing it over. A transport may drop a stream it never
+    iterates (the client leaves between the response head and the body), and Python never
+    runs a never-started generator's ``finally``; asyncio does close a started one that is
+    dropped, so the relay's ``finally`` accounts the request either way."""
+    try:
+        head = await relay.__anext__()
+    except StopAsyncIteration:
+        return _replay([])
+    return _prepend(head, relay)
+
+
+async def _prepend(head: ChatChunk, rest: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    try:
+        yield head
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()
 
 
 async def _replay(chunks: list[ChatChunk]) -> AsyncIterator[ChatChunk]:

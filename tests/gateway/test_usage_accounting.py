@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 
@@ -191,3 +192,31 @@ def test_it_counts_a_thousand_concurrent_requests_exactly_once(world, gateway_se
     assert {r.status_code for r in replies} == {200}
     got = records()
     assert len(got) == 200 and len({r.request_id for r in got}) == 200
+
+
+async def test_it_accounts_a_stream_its_transport_drops_without_reading(world, gateway_server):
+    """The client may leave between the response head and the body: the stream is then
+    dropped unread, and still accounted once (as cancelled) with its slot given back."""
+    import gc
+
+    from asgiref.sync import sync_to_async
+
+    from tenants_app.formats.common import InputLimits
+    from tenants_app.formats.openai_format import parse_chat_completion
+    from tenants_app.services.gateway import GatewayCall, gateway_stream
+    from tenants_app.services.key_auth import authenticate_virtual_key
+
+    ctx = await authenticate_virtual_key(world.secret)
+    parsed = parse_chat_completion(
+        {"model": "openai/gpt-4o-mini", "messages": HELLO, "stream": True},
+        InputLimits(max_messages=10, max_message_chars=1000, max_tools=1),
+    )
+    reply = await gateway_stream(GatewayCall(ctx, parsed, "chat.completions", "chatcmpl-dropped"))
+    del reply
+    gc.collect()
+    for _ in range(100):  # asyncio closes the dropped generator on its next turns
+        await asyncio.sleep(0.01)
+        if (found := await sync_to_async(records)(request_id="chatcmpl-dropped")):
+            break
+    [record] = found
+    assert (record.status, record.error_type) == ("cancelled", "client_disconnected")
