@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.db import DataError
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
@@ -54,6 +55,15 @@ def on_unparsable_form(request, exc: MultiPartParserError):
     # session auth's CSRF check reads request.POST: Django's own answer is an HTML page
     return error_response(
         request, 400, "invalid_request_error", "body", f"the request body cannot be parsed: {exc}"
+    )
+
+
+@api.exception_handler(DataError)
+def on_data_error(request, exc: DataError):
+    # a value the database refuses (e.g. NUL in a path or query on PostgreSQL) is the
+    # client's to fix: a 400 naming it rather than a 500
+    return error_response(
+        request, 400, "invalid_request_error", "invalid_value", f"a value was refused: {exc}"
     )
 
 

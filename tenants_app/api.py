@@ -74,15 +74,27 @@ _MESSAGE_SCHEMA = {
         "tool_call_id": {"type": "string"},
     },
 }
+_ANTHROPIC_MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"type": "string", "enum": ["user", "assistant"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+    },
+}
 _CHAT_BODY = {
     "type": "object",
     "required": ["model", "messages"],
     "properties": {
-        "model": {"type": "string", "description": "an alias or '<provider>/<model id>'"},
-        "messages": {"type": "array", "items": _MESSAGE_SCHEMA},
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "description": "an alias or '<provider>/<model id>'",
+        },
+        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE_SCHEMA},
         "stream": {"type": "boolean"},
         "stream_options": {"type": "object"},
-        "max_tokens": {"type": "integer"},
+        "max_tokens": {"type": "integer", "minimum": 1},
         "temperature": {"type": "number"},
         "top_p": {"type": "number"},
         "stop": {"anyOf": [{"type": "string"}, {"type": "array"}]},
@@ -95,10 +107,10 @@ _MESSAGES_BODY = {
     "type": "object",
     "required": ["model", "messages", "max_tokens"],
     "properties": {
-        "model": {"type": "string"},
-        "max_tokens": {"type": "integer"},
+        "model": {"type": "string", "minLength": 1},
+        "max_tokens": {"type": "integer", "minimum": 1},
         "system": {"anyOf": [{"type": "string"}, {"type": "array"}]},
-        "messages": {"type": "array"},
+        "messages": {"type": "array", "minItems": 1, "items": _ANTHROPIC_MESSAGE_SCHEMA},
         "stream": {"type": "boolean"},
         "tools": {"type": "array"},
         "tool_choice": {"type": "object"},

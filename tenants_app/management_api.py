@@ -17,7 +17,7 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import AuthorizationError
 from ninja.pagination import LimitOffsetPagination, paginate
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from providers_app.models import Provider, ProviderType
 from tenants_app import selectors
@@ -79,8 +79,26 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 # field, while an absent field is simply left alone (exclude_unset).
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
 class Strict(Schema):
     model_config = ConfigDict(extra="forbid")
+
+    # PostgreSQL cannot store NUL in text (SQLite can): refuse it up front, the same on both
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
 
 
 class TenantOut(Schema):

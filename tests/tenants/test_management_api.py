@@ -713,6 +713,38 @@ def test_it_answers_an_unparsable_form_body_with_a_json_400(owner, tenant):
     assert "boundary" in response.json()["error"]["message"]
 
 
+def test_it_refuses_nul_characters_in_a_body(client_as, send, owner):
+    # found by test_api_schema_fuzz.py on PostgreSQL, whose text columns cannot hold NUL:
+    # the insert failed with a 500 there (and SQLite stored the NUL)
+    response = send(client_as(owner), "POST", "/api/admin-tokens/", {"name": "ci\x00"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "name"
+    assert "NUL" in response.json()["error"]["message"]
+    assert AdminToken.objects.count() == 0
+
+
+def test_it_refuses_nul_characters_nested_in_a_body(client_as, send, owner):
+    body = {"alias": "fast", "candidates": [{"provider": "open\x00ai", "model": "gpt-4o"}]}
+    response = send(client_as(owner), "POST", f"{T}/routes", body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "candidates.0.provider"
+    assert not ModelRoute.objects.exists()
+
+
+def test_it_answers_a_value_the_database_refuses_with_a_400(client_as, owner, monkeypatch):
+    # e.g. NUL in a path or query string on PostgreSQL: the database's DataError
+    from django.db import DataError
+
+    def refuse(*args, **kwargs):
+        raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+
+    monkeypatch.setattr("tenants_app.management_api.selectors.tenant_keys", refuse)
+    response = client_as(owner).get(f"{T}/keys")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_value"
+    assert "NUL" in response.json()["error"]["message"]
+
+
 def test_it_checks_csrf_for_session_writes(owner, send, tenant):
     from django.test import Client
 
