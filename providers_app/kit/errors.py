@@ -115,6 +115,15 @@ class TimeoutError(ProviderError):  # noqa: A001 - deliberately mirrors the buil
     default_status = 504
 
 
+class LocalCongestionError(ProviderError):
+    """aipk's own connection pool had no free connection in time. The provider was never
+    asked, so neither the credential nor the provider's circuit breaker may be blamed:
+    counting it would turn an overload of aipk into an outage of the provider."""
+
+    type = "local_congestion"
+    default_status = 503
+
+
 class NetworkError(ProviderError):
     """Connection refused, reset, or cut before the reply was complete."""
 

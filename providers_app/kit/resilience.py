@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from .errors import AllKeysExhaustedError, ProviderError, RateLimitError
+from .errors import AllKeysExhaustedError, LocalCongestionError, ProviderError, RateLimitError
 from .ratelimit_store import MemoryRateLimitStore
 
 Clock = Callable[[], float]
@@ -708,6 +708,8 @@ async def call_with_failover(
         tried.append(credential)
         try:
             result = await operation(credential)
+        except LocalCongestionError:
+            raise  # aipk's own pool was full: nothing to hold against the credential or provider
         except ProviderError as error:
             last_error = error
             await pool.report_failure(credential, error)

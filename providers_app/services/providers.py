@@ -119,7 +119,9 @@ def shared_client(provider: Provider) -> httpx.AsyncClient:
     client = clients.get(provider.pk)
     if client is None or client.is_closed:
         client = clients[provider.pk] = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+            # as many kept alive as may be open: under a burst, closing and reopening
+            # connections above a smaller keep-alive limit costs more than holding them
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)
         )
     return client
 

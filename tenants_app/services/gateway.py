@@ -122,7 +122,11 @@ class Ledger:
             return
         self.closed = True
         usage = self.final_usage = usage or Usage()
-        cost = Decimal(0) if cached else cost_usd(self.price, usage.prompt_tokens, usage.completion_tokens)
+        cost = (
+            Decimal(0)
+            if cached
+            else cost_usd(self.price, usage.prompt_tokens, usage.completion_tokens)
+        )
         latency_ms = (time.perf_counter() - self.started) * 1000
         try:
             if self.admission is not None:
@@ -293,6 +297,13 @@ def upstream_error(error: ProviderError) -> GatewayError:
             status=503,
             code="no_available_credential",
             retry_after=retry,
+        )
+    if isinstance(error, kit_errors.LocalCongestionError):
+        return UpstreamError(
+            "aipk is at its connection limit for this provider; retry shortly",
+            status=503,
+            code="gateway_overloaded",
+            retry_after=1,
         )
     if isinstance(error, kit_errors.RateLimitError):
         return LimitExceeded(

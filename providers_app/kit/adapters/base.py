@@ -282,6 +282,8 @@ class BaseAdapter:
                         yield chunk
                 for chunk in reader.close():
                     yield chunk
+        except httpx.PoolTimeout as exc:
+            raise _congested(self.name) from exc
         except httpx.TimeoutException as exc:
             raise errors.TimeoutError(f"{self.name}: no reply within {self.timeout:g}s", provider=self.name) from exc
         except httpx.TransportError as exc:
@@ -331,6 +333,8 @@ class BaseAdapter:
     async def _send(self, method: str, url: str, *, json: Any = None) -> httpx.Response:
         try:
             response = await self._client.request(method, url, json=json, headers=self.request_headers())
+        except httpx.PoolTimeout as exc:
+            raise _congested(self.name) from exc
         except httpx.TimeoutException as exc:
             raise errors.TimeoutError(f"{self.name}: no reply within {self.timeout:g}s", provider=self.name) from exc
         except httpx.TransportError as exc:
@@ -412,6 +416,12 @@ def _body_message(body: Any) -> str:
 
 def _as_static(model: ModelInfo) -> ModelInfo:
     return ModelInfo(**{**{f: getattr(model, f) for f in model.__slots__}, "source": "static"})
+
+
+def _congested(provider: str) -> errors.LocalCongestionError:
+    return errors.LocalCongestionError(
+        f"{provider}: no free connection in aipk's pool in time", provider=provider
+    )
 
 
 def estimate_usage(request: ChatRequest, completion_chars: int) -> Usage:
