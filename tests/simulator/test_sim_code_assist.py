@@ -103,4 +103,8 @@ async def test_it_calls_tools_through_the_wrapper(http):
         "/v1internal:generateContent", headers=BEARER, json=body(request=request)
     )
     parts = response.json()["response"]["candidates"][0]["content"]["parts"]
-    assert parts == [{"functionCall": {"name": "list_files", "args": {"path": "path-value"}}}]
+    # Code Assist serves thinking models (gemini-2.5-*): the first call carries its signature
+    assert [p["functionCall"] for p in parts] == [
+        {"name": "list_files", "args": {"path": "path-value"}}
+    ]
+    assert parts[0]["thoughtSignature"]
