@@ -195,8 +195,9 @@ def _limits(ctx: KeyContext) -> tuple[Limits, Limits]:
     )
 
 
-async def _admit(call: GatewayCall, ledger: Ledger) -> Resolution:
-    """Route, filter and reserve; a refusal is accounted before it is raised."""
+async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
+    """Route, filter and reserve; a refusal is accounted before it is raised.
+    Returns the route and the prompt-token estimate the reservation used."""
     ctx, request = call.ctx, call.parsed.request
     try:
         resolution = await resolve_model(
@@ -232,7 +233,7 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> Resolution:
     except BaseException as error:
         await _close_on_exit(ledger, error)
         raise
-    return resolution
+    return resolution, prompt_tokens
 
 
 def _headers(ledger: Ledger, *, cache: str | None) -> dict[str, str]:
@@ -368,7 +369,7 @@ async def gateway_reply(call: GatewayCall) -> Reply:
     """A whole reply: the first candidate that answers, accounted once."""
     ledger = Ledger(call)
     bind_request_id(call.request_id)  # its log lines carry the id the client gets
-    resolution = await _admit(call, ledger)
+    resolution, _ = await _admit(call, ledger)
     try:
         key = _cache_key_for(call)
         hit = await _cache_hit(call, ledger, key, resolution)
@@ -409,8 +410,7 @@ async def gateway_stream(call: GatewayCall) -> StreamReply:
     """Open a stream on the first candidate that produces a first chunk, then relay it."""
     ledger = Ledger(call)
     bind_request_id(call.request_id)  # its log lines carry the id the client gets
-    resolution = await _admit(call, ledger)
-    prompt_estimate = estimate_prompt_tokens(call.parsed.request)
+    resolution, prompt_estimate = await _admit(call, ledger)
     try:
         key = _cache_key_for(call)
         hit = await _cache_hit(call, ledger, key, resolution)
