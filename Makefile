@@ -14,7 +14,7 @@ PORT      ?= 8000
 SIM_PORT  ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: help install run test migrate clean
+.PHONY: help install browser run test migrate clean
 
 help:
 	@echo "make run    set up .venv, migrate, start the provider simulator and the server"
@@ -31,6 +31,10 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian's chromium for the browser tests (installed with apt-get when missing).
+browser:
+	@scripts/ensure-chromium
 
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
@@ -69,7 +73,7 @@ run: migrate
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 # pytest exit code 5 means "no tests collected": a failure, said out loud.
-test: $(STAMP)
+test: $(STAMP) browser
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc

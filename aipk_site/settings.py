@@ -11,6 +11,7 @@ DEBUG defaults to on for local development. With DEBUG off, DJANGO_SECRET_KEY
 and FERNET_KEYS must be set; there are no fallbacks for them.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -74,6 +75,7 @@ MIDDLEWARE = [
     # first: every later middleware's and view's log lines carry the request id
     "aipk_site.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -97,6 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "aipk_site.console.context.console_nav",
             ],
         },
     },
@@ -170,6 +173,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves /static/ from the app itself. With finders on, the few console
+# files (css, js, vendored htmx) are served straight from static/ without a
+# collectstatic step, in `make run`, the tests and a plain production start alike.
+WHITENOISE_USE_FINDERS = True
+# ...so STATIC_ROOT exists only after an optional collectstatic; until then
+# WhiteNoise's warning about the missing folder is noise.
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles", category=UserWarning)
+
+# The console (/console/) signs people in with Django's own auth views.
+LOGIN_URL = "/console/login/"
+LOGIN_REDIRECT_URL = "/console/"
+LOGOUT_REDIRECT_URL = "/console/login/"
 
 # --- Logging: one record per line on stdout (docs/MONITORING.md, "Logs") ----------
 # LOG_FORMAT=json writes one JSON object per line (time, level, logger, message,

@@ -21,8 +21,8 @@ api.add_router("/pricing", pricing_router)
 api.add_router("/admin-tokens", tokens_router)
 
 urlpatterns = [
-    # Until the console exists, the API docs are the front door.
-    path("", RedirectView.as_view(url="/api/docs", permanent=False)),
+    path("", RedirectView.as_view(url="/console/", permanent=False)),
+    path("console/", include("aipk_site.console.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("v1/", gateway_api.urls),  # the OpenAI/Anthropic-compatible gateway

@@ -87,7 +87,12 @@ class TenantAccess:
 
 def tenant_access(request: HttpRequest, slug: str, role: Role = Role.VIEWER) -> TenantAccess:
     """The tenant behind ``slug`` if the caller may see it, with at least ``role``."""
-    user = request.auth
+    return user_tenant_access(request.auth, slug, role)
+
+
+def user_tenant_access(user: Any, slug: str, role: Role = Role.VIEWER) -> TenantAccess:
+    """``tenant_access`` for a known user: the API (``request.auth``) and the
+    console (``request.user``) decide who may see a tenant the same way."""
     if user.is_staff:
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:

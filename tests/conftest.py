@@ -17,11 +17,20 @@ background thread with its own event loop. Stable API:
   The server is shared by the session: clear before asserting on requests.
 - ``simulator.host``, ``simulator.port``.
 
+``gateway_server`` -- a real aipk server: daphne (the production ASGI server)
+in a background thread of the test process for the whole session, so the server
+and the test share the test database and the cache. Tests that call it use
+``transactional_db`` (the server's connection must see committed rows).
+Twisted's reactor cannot be restarted, hence one server per session.
+
 Failures, delays and replies are chosen per request (``x-sim-fail``,
 ``x-sim-delay-ms``, model ids containing ``fail-<mode>``): docs/SIMULATOR.md.
 """
 
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -33,3 +42,38 @@ def simulator() -> Iterator[RunningSimulator]:
     running = start_in_thread(host="127.0.0.1", port=0, delay_ms=0)
     yield running
     running.stop()
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    url: str  # e.g. http://127.0.0.1:54321
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup, django_db_blocker) -> Iterator[RunningGateway]:
+    from daphne.server import Server
+    from twisted.internet import reactor
+
+    from aipk_site.asgi import application
+
+    server = Server(
+        application=application,
+        endpoints=["tcp:port=0:interface=127.0.0.1"],
+        signal_handlers=False,
+        verbosity=0,
+    )
+    thread = threading.Thread(target=server.run, name="daphne", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.listening_addresses:
+        if time.monotonic() > deadline:
+            raise RuntimeError("daphne did not start listening within 20 s")
+        time.sleep(0.02)
+    host, port = server.listening_addresses[0]
+    yield RunningGateway(url=f"http://{host}:{port}")
+    reactor.callFromThread(reactor.stop)
+    thread.join(timeout=10)

@@ -53,10 +53,10 @@ def test_it_serves_the_openapi_docs(client):
     assert b"openapi.json" in response.content
 
 
-def test_it_sends_visitors_of_the_root_to_the_api_docs(client):
+def test_it_sends_visitors_of_the_root_to_the_console(client):
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == "/api/docs"
+    assert response["Location"] == "/console/"
 
 
 def test_it_serves_the_openapi_schema(client):

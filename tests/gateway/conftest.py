@@ -1,56 +1,12 @@
-"""A real aipk server on loopback for gateway tests, and a tenant wired to every provider.
-
-``gateway_server`` runs daphne (the production ASGI server) in a background
-thread of the test process for the whole session, so the server and the test
-share the test database and the cache: tests that call it use
-``transactional_db`` (the server's connection must see committed rows). Twisted's
-reactor cannot be restarted, hence one server per session.
-"""
+"""A tenant wired to every provider on the simulator, for tests against the real
+aipk server (``gateway_server``, defined in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
-
-@dataclass(frozen=True)
-class RunningGateway:
-    url: str  # e.g. http://127.0.0.1:54321
-
-    @property
-    def openai_base_url(self) -> str:
-        return self.url + "/v1"
-
-
-@pytest.fixture(scope="session")
-def gateway_server(django_db_setup, django_db_blocker) -> Iterator[RunningGateway]:
-    from daphne.server import Server
-    from twisted.internet import reactor
-
-    from aipk_site.asgi import application
-
-    server = Server(
-        application=application,
-        endpoints=["tcp:port=0:interface=127.0.0.1"],
-        signal_handlers=False,
-        verbosity=0,
-    )
-    thread = threading.Thread(target=server.run, name="daphne", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.listening_addresses:
-        if time.monotonic() > deadline:
-            raise RuntimeError("daphne did not start listening within 20 s")
-        time.sleep(0.02)
-    host, port = server.listening_addresses[0]
-    yield RunningGateway(url=f"http://{host}:{port}")
-    reactor.callFromThread(reactor.stop)
-    thread.join(timeout=10)
-
 
 PROVIDER_TYPES = ("openai", "anthropic", "gemini", "cerebras", "qwen", "openrouter")
 SIMULATOR_PATHS = {

@@ -1,0 +1,46 @@
+"""Who may see which console page.
+
+The console asks the same questions as the management API (tenants_app/auth.py)
+and gets the same answers: staff run the organisation (providers, credentials,
+every tenant); everyone else sees the tenants they belong to, with what their
+role allows. A tenant someone does not belong to is a 404, exactly like one that
+does not exist; a role too low for an action is a 403 naming the role needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from ninja.errors import AuthorizationError
+
+from tenants_app.auth import TenantAccess, client_ip, user_tenant_access
+from tenants_app.models import Role
+
+__all__ = ["console_tenant", "staff_required", "client_ip", "TenantAccess", "Role"]
+
+
+def staff_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Organisation-wide pages (providers, credentials): staff only, 403 otherwise."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if not request.user.is_staff:
+            raise PermissionDenied("this page is for staff (organisation administrators)")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def console_tenant(request: HttpRequest, slug: str, role: Role = Role.VIEWER) -> TenantAccess:
+    """The tenant behind ``slug`` for the signed-in user, with at least ``role``:
+    Http404 if they may not see it, PermissionDenied if their role is too low."""
+    try:
+        return user_tenant_access(request.user, slug, role)
+    except AuthorizationError as exc:
+        raise PermissionDenied(str(exc)) from exc
