@@ -1,11 +1,13 @@
 """Server-rendered SVG charts (pygal): the page works without JavaScript and
 nothing is fetched from a CDN. pygal's default output links tooltip scripts on
-the internet, so every chart here is built with ``js=[]``; the SVG is inlined.
-pygal builds the SVG with an XML library, so labels (tenant, model names) are
-escaped, never interpreted."""
+the internet and always inlines a config <script>; charts here are built with
+``js=[]`` and the config script is dropped from the tree before serialising,
+so the inlined SVG holds no script at all. pygal builds the SVG as an XML tree,
+so labels (tenant, model names) are escaped, never interpreted."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 
 import pygal
@@ -25,6 +27,15 @@ _STYLE = Style(
     legend_font_size=11,
     title_font_size=13,
 )
+
+
+def _svg(chart: pygal.graph.graph.Graph) -> SafeString:
+    tree = chart.render_tree()
+    for parent in tree.iter():
+        for child in list(parent):
+            if child.tag == "script":
+                parent.remove(child)
+    return mark_safe(ElementTree.tostring(tree, encoding="unicode"))  # noqa: S308 -- escaped XML
 
 
 def _common(title: str, labels: Sequence[str]) -> dict:
@@ -68,7 +79,7 @@ def bar_chart(
     chart.x_labels = list(labels)
     for name, values in series.items():
         chart.add(name, [float(v) for v in values])
-    return mark_safe(chart.render(is_unicode=True))  # noqa: S308 -- pygal escapes labels
+    return _svg(chart)
 
 
 def line_chart(
@@ -89,4 +100,4 @@ def line_chart(
     chart.x_labels = list(labels)
     for name, values in series.items():
         chart.add(name, [None if v is None else float(v) for v in values])
-    return mark_safe(chart.render(is_unicode=True))  # noqa: S308 -- pygal escapes labels
+    return _svg(chart)

@@ -50,7 +50,7 @@ class ServiceHealth:
         return {"status": self.status, "providers": self.providers}
 
 
-def _latest_provider_checks() -> list[tuple[str, int, bool | None, Any]]:
+def latest_provider_checks() -> list[tuple[str, int, bool | None, Any]]:
     """(name, pk, healthy, checked_at) of each enabled provider, in one query."""
     latest = HealthCheck.objects.filter(
         provider=OuterRef("pk"), api_key__isnull=True, oauth_credential__isnull=True
@@ -81,7 +81,7 @@ async def _breaker_state(provider: Provider) -> str:
 
 async def aservice_health() -> ServiceHealth:
     """Every enabled provider's latest check and breaker state; degraded if any is failing."""
-    rows = await sync_to_async(_latest_provider_checks)()
+    rows = await sync_to_async(latest_provider_checks)()
     breakers = await asyncio.gather(
         *(_breaker_state(Provider(pk=pk, name=name)) for name, pk, _, _ in rows)
     )
