@@ -1,7 +1,47 @@
+"""The playground: chat with a tenant's models over the websocket chat (/ws/chat/).
+
+The page is only the frame; static/console/playground.js talks to the socket with the
+console session, which is how docs/WEBSOCKET.md lets console users in. So the view offers
+exactly what the socket will accept (tenant_app.console_selectors) and no more: a tenant
+the user could not chat as would only fail once the socket opens.
+
+Changing the tenant picker re-requests this page with ``?tenant=``; htmx keeps only
+the model field from the answer (hx-select), so one view and one template serve both.
+"""
+
+from __future__ import annotations
+
 from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from tenants_app.console_selectors import (
+    chat_memberships,
+    memberships_without_chat,
+    tenant_chat_models,
+)
 
 
 @login_required
-def playground(request):  # TEMPORARY: replaced by the playground helper
-    return render(request, "console/dashboard.html", {"nav_section": "playground"})
+def playground(request: HttpRequest) -> HttpResponse:
+    memberships = list(chat_memberships(request.user))
+    by_slug = {m.tenant.slug: m for m in memberships}
+    asked = request.GET.get("tenant", "").strip()
+    # An unknown slug and a tenant someone may not chat as get the same answer, so the
+    # picker cannot be used to probe which tenants exist.
+    unknown_tenant = bool(asked) and asked not in by_slug
+    chosen = by_slug.get(asked) or (memberships[0] if memberships else None)
+    models = tenant_chat_models(chosen.tenant) if chosen else []
+    return render(
+        request,
+        "console/playground.html",
+        {
+            "nav_section": "playground",
+            "memberships": memberships,
+            "chosen": chosen,
+            "unknown_tenant": unknown_tenant,
+            "aliases": [m for m in models if m["kind"] == "alias"],
+            "model_ids": [m for m in models if m["kind"] == "model"],
+            "cannot_chat": list(memberships_without_chat(request.user)),
+        },
+    )
