@@ -1,0 +1,322 @@
+"""Forms behind the console's tenant pages.
+
+They only turn HTML form fields into the keyword arguments the services take
+(blank → None, text lists → lists, "provider/model" lines → candidates) and
+bound them the way the management API's schemas do. The business rules (taken
+slugs, unknown providers, the last owner, expiry in the past...) stay in the
+services; their InvalidRequest lands on the field it names via ``add_service_error``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from providers_app.models import Provider
+from tenants_app.models import Role, RouteStrategy
+from tenants_app.services.errors import InvalidRequest
+
+# the same bounds as the management API's schemas (PostgreSQL integer columns)
+MAX_INT = 2_147_483_647
+MAX_CACHE_TTL = 30 * 24 * 3600
+# a usage page draws one bar per day: a year is plenty and keeps the charts legible
+MAX_USAGE_DAYS = 366
+
+
+def _limit_field(label: str, help_text: str = "") -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label, required=False, min_value=1, max_value=MAX_INT, help_text=help_text
+    )
+
+
+def _budget_field(label: str = "Monthly budget (USD)") -> forms.DecimalField:
+    return forms.DecimalField(
+        label=label,
+        required=False,
+        min_value=0,
+        max_digits=12,
+        decimal_places=4,
+        help_text="Empty: no budget.",
+    )
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in re.split(r"[,\n]", value or "") if item.strip()]
+
+
+class ServiceErrorsMixin:
+    """Puts a service's InvalidRequest on the field it names (``param``), or on the
+    form as a whole when the field is not on this form."""
+
+    # service parameter → form field, where their names differ
+    param_fields: dict[str, str] = {}
+
+    def add_service_error(self, error: InvalidRequest) -> None:
+        param = (error.param or "").split(".")[0]
+        field = self.param_fields.get(param, param)
+        self.add_error(field if field in self.fields else None, error.message)
+
+
+def _provider_choices() -> list[tuple[str, str]]:
+    return [
+        (name, name) for name in Provider.objects.order_by("name").values_list("name", flat=True)
+    ]
+
+
+class TenantSettingsForm(ServiceErrorsMixin, forms.Form):
+    """What an admin may change about their tenant; ``staff=True`` adds the
+    organisation's policy fields (active, allowed providers), as the API does."""
+
+    name = forms.CharField(max_length=100)
+    default_rpm = _limit_field("Requests per minute", "All keys together. Empty: unlimited.")
+    default_tpm = _limit_field("Tokens per minute", "All keys together. Empty: unlimited.")
+    monthly_budget_usd = _budget_field()
+    pii_redaction = forms.BooleanField(
+        label="Redact PII",
+        required=False,
+        help_text="Mask emails, phone and card numbers before a request leaves aipk.",
+    )
+
+    STAFF_FIELDS = ("active", "allowed_providers")
+
+    def __init__(self, *args: Any, staff: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if staff:
+            self.fields["active"] = forms.BooleanField(label="Active", required=False)
+            self.fields["allowed_providers"] = forms.MultipleChoiceField(
+                label="Allowed providers",
+                required=False,
+                choices=_provider_choices(),
+                widget=forms.CheckboxSelectMultiple,
+                help_text="None ticked: every enabled provider.",
+            )
+
+    @classmethod
+    def initial_for(cls, tenant) -> dict[str, Any]:
+        return {
+            "name": tenant.name,
+            "default_rpm": tenant.default_rpm,
+            "default_tpm": tenant.default_tpm,
+            "monthly_budget_usd": tenant.monthly_budget_usd,
+            "pii_redaction": tenant.pii_redaction,
+            "active": tenant.active,
+            "allowed_providers": [p.name for p in tenant.allowed_providers.all()],
+        }
+
+
+class TenantCreateForm(TenantSettingsForm):
+    slug = forms.CharField(
+        max_length=50,
+        required=False,
+        help_text="Lower-case letters, digits, '-' or '_'. Empty: made from the name.",
+    )
+    owner = forms.CharField(
+        label="First owner",
+        max_length=150,
+        required=False,
+        help_text="Username. Empty: no owner yet (staff manage it).",
+    )
+
+    field_order = ["name", "slug", "owner"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, staff=True, **kwargs)
+        # a new tenant is active; switching it off is a later, deliberate edit
+        del self.fields["active"]
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"].strip()
+        if slug and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", slug):
+            raise forms.ValidationError("Use lower-case letters, digits, '-' or '_'.")
+        return slug
+
+    def clean_owner(self):
+        return (
+            _active_user(self.cleaned_data["owner"].strip()) if self.cleaned_data["owner"] else None
+        )
+
+
+def _active_user(username: str):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise forms.ValidationError(f"No active user {username!r}.")
+    return user
+
+
+def _role_choices(may_grant_owner: bool) -> list[tuple[str, str]]:
+    # only owners make owners: the others never see the choice
+    return [(r.value, r.label) for r in Role if may_grant_owner or r != Role.OWNER]
+
+
+class MemberAddForm(ServiceErrorsMixin, forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args: Any, may_grant_owner: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the select offers only what this user may grant; the field still accepts every
+        # role, so asking for more is the view's 403 (as in the API), not a form error
+        self.fields["role"].widget.choices = _role_choices(may_grant_owner)
+
+    def clean_username(self):
+        return _active_user(self.cleaned_data["username"].strip())
+
+
+class MemberRoleForm(forms.Form):
+    # every role is accepted here; whether this user may grant it is the view's check
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class KeyForm(ServiceErrorsMixin, forms.Form):
+    name = forms.CharField(max_length=100)
+    allowed_models = forms.CharField(
+        label="Allowed models",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Aliases or provider/model ids, comma or line separated. Empty: everything "
+        "the tenant may use.",
+    )
+    rpm = _limit_field("Requests per minute", "Empty: the tenant's limit.")
+    tpm = _limit_field("Tokens per minute", "Empty: the tenant's limit.")
+    max_concurrent_streams = _limit_field("Concurrent streams", "Empty: unlimited.")
+    monthly_budget_usd = _budget_field()
+    cache_enabled = forms.BooleanField(label="Response cache", required=False)
+    cache_ttl_seconds = forms.IntegerField(
+        label="Cache TTL (seconds)", min_value=1, max_value=MAX_CACHE_TTL, initial=300
+    )
+    expires_at = forms.DateTimeField(
+        label="Expires (UTC)",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Empty: never.",
+    )
+
+    def clean_allowed_models(self) -> list[str]:
+        models = _split_list(self.cleaned_data["allowed_models"])
+        if len(models) > 500:
+            raise forms.ValidationError("At most 500 models.")
+        too_long = [m for m in models if len(m) > 200]
+        if too_long:
+            raise forms.ValidationError(f"{too_long[0][:40]!r}…: at most 200 characters.")
+        return models
+
+    def clean_expires_at(self) -> dt.datetime | None:
+        # console times are UTC (TIME_ZONE), as the page says
+        value = self.cleaned_data["expires_at"]
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, dt.UTC)
+        return value
+
+    @classmethod
+    def initial_for(cls, key) -> dict[str, Any]:
+        return {
+            "name": key.name,
+            "allowed_models": ", ".join(key.allowed_models),
+            "rpm": key.rpm,
+            "tpm": key.tpm,
+            "max_concurrent_streams": key.max_concurrent_streams,
+            "monthly_budget_usd": key.monthly_budget_usd,
+            "cache_enabled": key.cache_enabled,
+            "cache_ttl_seconds": key.cache_ttl_seconds,
+            "expires_at": key.expires_at,
+        }
+
+
+class RouteForm(ServiceErrorsMixin, forms.Form):
+    alias = forms.CharField(
+        max_length=100, help_text="The model name clients ask for; no '/'.", strip=True
+    )
+    strategy = forms.ChoiceField(choices=RouteStrategy.choices, initial=RouteStrategy.FAILOVER)
+    candidates = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One provider/model per line, in order, e.g. openai-prod/gpt-4o-mini.",
+    )
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            # an alias is the route's name: changing it is a new route
+            del self.fields["alias"]
+
+    def clean_alias(self) -> str:
+        alias = self.cleaned_data["alias"]
+        if "/" in alias:
+            raise forms.ValidationError("An alias must not contain '/'.")
+        return alias
+
+    def clean_candidates(self) -> list[dict[str, str]]:
+        lines = [line.strip() for line in self.cleaned_data["candidates"].splitlines()]
+        lines = [line for line in lines if line]
+        if not lines:
+            raise forms.ValidationError("At least one candidate.")
+        if len(lines) > 50:
+            raise forms.ValidationError("At most 50 candidates.")
+        candidates = []
+        for number, line in enumerate(lines, start=1):
+            # provider names are slugs, so the first '/' ends them; model ids may hold more
+            provider, slash, model = line.partition("/")
+            if not slash or not provider.strip() or not model.strip():
+                raise forms.ValidationError(f"Line {number}: write provider/model, not {line!r}.")
+            candidates.append({"provider": provider.strip(), "model": model.strip()})
+        return candidates
+
+    def add_service_error(self, error: InvalidRequest) -> None:
+        # "candidates.2.provider" → say which line, people count from 1
+        match = re.match(r"candidates\.(\d+)", error.param or "")
+        if match:
+            message = re.sub(r"^candidates\.\d+(\.\w+)?:?\s*", "", error.message)
+            self.add_error("candidates", f"Line {int(match.group(1)) + 1}: {message}")
+            return
+        super().add_service_error(error)
+
+    @staticmethod
+    def candidates_text(candidates: list[dict[str, str]]) -> str:
+        return "\n".join(f"{c['provider']}/{c['model']}" for c in candidates)
+
+
+class UsageRangeForm(forms.Form):
+    """?from=…&to=… (the API's parameter names, so the CSV link can reuse them);
+    both optional: this month up to today. ``start``/``end`` are the resolved days."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # "from" is a Python keyword, so these fields cannot be class attributes
+        self.fields["from"] = forms.DateField(
+            label="From", required=False, widget=forms.DateInput({"type": "date"})
+        )
+        self.fields["to"] = forms.DateField(
+            label="To", required=False, widget=forms.DateInput({"type": "date"})
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        end = cleaned.get("to") or timezone.now().date()
+        start = cleaned.get("from") or end.replace(day=1)
+        if end < start:
+            self.add_error("to", "Must not be before 'From'.")
+        elif (end - start).days >= MAX_USAGE_DAYS:
+            self.add_error("from", f"Pick at most {MAX_USAGE_DAYS} days.")
+        cleaned["start"], cleaned["end"] = start, end
+        return cleaned
+
+
+class InvoiceGenerateForm(forms.Form):
+    period = forms.CharField(
+        label="Month",
+        widget=forms.TextInput(attrs={"type": "month", "placeholder": "YYYY-MM"}),
+        help_text="Recomputed from usage now; an ended month's invoice is final.",
+    )
+
+    def clean_period(self) -> dt.date:
+        try:
+            return dt.datetime.strptime(self.cleaned_data["period"].strip(), "%Y-%m").date()
+        except ValueError:
+            raise forms.ValidationError("Write the month as YYYY-MM, e.g. 2025-01.") from None
