@@ -784,3 +784,42 @@ def oauth_refresh_expiring() -> dict[str, list[int]]:
     if ids:
         async_to_sync(refresh_all)()
     return result
+
+
+# --------------------------------------------------------------------------- disconnect
+
+
+@transaction.atomic
+def oauth_credential_disconnect(
+    *, credential: OAuthCredential, actor: Any = None, ip_address: str | None = None
+) -> OAuthCredential:
+    """Take an OAuth account out of use for good: state ``revoked``, tokens wiped.
+
+    The row stays (with its label, last four and history) so the audit log and
+    past usage still name it; the tokens go, so nothing can use the account
+    again -- reconnecting creates a new credential. The provider is not asked to
+    revoke the tokens: not every provider offers a revocation endpoint, and
+    wiping our copy is what makes aipk stop using them.
+    """
+    previous = credential.state
+    credential.state = OAuthCredential.State.REVOKED
+    credential.access_token = ""
+    credential.refresh_token = ""
+    credential.save(update_fields=["state", "access_token", "refresh_token"])
+    audit_record(
+        action="oauth_credential.disconnect",
+        obj=credential,
+        actor=actor,
+        ip_address=ip_address,
+        changes={
+            "provider": credential.provider.name,
+            "account_label": credential.account_label,
+            "state": [previous, credential.state],
+        },
+    )
+    logger.info(
+        "oauth credential disconnected provider=%s credential=%s",
+        credential.provider.name,
+        credential.pk,
+    )
+    return credential
