@@ -13,7 +13,7 @@ it: never in the session, a message, a redirect or a later page.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import wraps
 from typing import Any
 
@@ -69,16 +69,22 @@ INVALID = 422  # a form re-rendered with its errors (htmx swaps it too)
 
 
 def console_view(view):
-    """Signed in, and a refusal from the API's own rule helpers (ninja's
-    AuthorizationError) is a 403 page naming the role needed."""
+    """Signed in; a refusal (console_tenant's PermissionDenied, or the API's own rule
+    helpers' AuthorizationError) is a 403 page that names the role needed, which
+    Django's bare default 403 would not say."""
 
     @login_required
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
-        except AuthorizationError as exc:
-            raise PermissionDenied(str(exc)) from exc
+        except (AuthorizationError, PermissionDenied) as exc:
+            return render(
+                request,
+                "console/tenants/refused.html",
+                {"nav_section": "tenants", "reason": str(exc) or "not allowed"},
+                status=403,
+            )
 
     return wrapped
 
@@ -94,7 +100,10 @@ def _this_month() -> tuple[dt.date, dt.date]:
 
 def _budget_use(spent: Decimal, budget: Decimal | None) -> dict[str, Any]:
     """Spend against a budget, for a progress meter and its badge."""
-    percent = None if not budget else min(999, round(Decimal(spent) * 100 / budget))
+    percent = None
+    if budget:
+        share = (Decimal(spent) * 100 / budget).quantize(Decimal(1), ROUND_HALF_UP)
+        percent = min(999, int(share))
     if percent is None:
         state = "muted"
     elif percent >= 100:
