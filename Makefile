@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: help install browser run test migrate clean
 
 help:
-	@echo "make run    set up .venv, migrate, start the provider simulator and the server"
+	@echo "make run    set up .venv, migrate, start the provider simulator, the server and its scheduled jobs"
 	@echo "make test   set up .venv and run the whole test suite"
 	@echo "variables:  HOST=$(HOST) PORT=$(PORT) SIM_PORT=$(SIM_PORT) PYTEST_ARGS='...'"
 
@@ -59,7 +59,7 @@ run: migrate
 	fi; \
 	echo ""; \
 	echo "aipk is starting:"; \
-	echo "  app        http://$(HOST):$(PORT)/"; \
+	echo "  console    http://$(HOST):$(PORT)/console/"; \
 	echo "  admin      http://$(HOST):$(PORT)/admin/"; \
 	echo "  API docs   http://$(HOST):$(PORT)/api/docs"; \
 	echo "  simulator  http://127.0.0.1:$(SIM_PORT)"; \
@@ -70,7 +70,7 @@ run: migrate
 	echo ""; \
 	echo "Stop with Ctrl-C (the simulator stops with the server)."; \
 	echo ""; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	$(PY) manage.py run_embedded $(HOST):$(PORT)
 
 # pytest exit code 5 means "no tests collected": a failure, said out loud.
 test: $(STAMP) browser

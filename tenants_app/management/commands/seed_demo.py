@@ -309,10 +309,11 @@ class Command(BaseCommand):
         ]
         if password is not None:
             lines += [
-                f"Admin: {base_url}/admin/  user {ADMIN_USERNAME}  password {password}",
-                "  (shown only now; change it with `manage.py changepassword admin`)",
+                f"Console: {base_url}/console/  user {ADMIN_USERNAME}  password {password}",
+                "  (also for /admin/; shown only now; change it with "
+                "`manage.py changepassword admin`)",
             ]
         elif admin is not None:
             user = admin.get_username()
-            lines.append(f"Admin: {base_url}/admin/  user {user} (exists; password unchanged)")
+            lines.append(f"Console: {base_url}/console/  user {user} (exists; password unchanged)")
         self.stdout.write("\n".join(lines))

@@ -1,0 +1,23 @@
+"""`manage.py run_embedded`: the development server (daphne's runserver) plus, in
+embedded mode, the scheduled jobs in the same process (aipk_site/embedded_jobs.py).
+`make run` uses it. Takes every option `runserver` takes."""
+
+from daphne.management.commands.runserver import Command as RunserverCommand
+
+from aipk_site.embedded_jobs import embedded_scheduling_applies, start_embedded_scheduler
+
+
+class Command(RunserverCommand):
+    help = "Run the server and, in embedded mode, the scheduled jobs (Celery beat) with it."
+
+    def inner_run(self, *args, **options):
+        # inner_run runs in the serving process (the autoreloader's child), so the
+        # jobs share its local-memory cache; a reload restarts them with the server
+        if start_embedded_scheduler() is not None:
+            self.stdout.write("Scheduled jobs: running in this process (embedded mode).\n")
+        elif not embedded_scheduling_applies():
+            self.stdout.write(
+                "Scheduled jobs: expected from a Celery worker and beat "
+                "(celery -A aipk_site worker / celery -A aipk_site beat -S django).\n"
+            )
+        return super().inner_run(*args, **options)
