@@ -169,6 +169,18 @@ def start_daphne(env: dict[str, str], port: int) -> Proc:
     )
 
 
+def start_profiler(output: str, pid: int) -> subprocess.Popen:
+    spy = os.path.join(BIN, "py-spy")
+    if not os.path.exists(spy):
+        spy = shutil.which("py-spy") or spy
+    return subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-o", output, "-f", "speedscope", "-r", "200"]
+        + ["--nonblocking", "--threads"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def manage_shell(env: dict[str, str], code: str) -> str:
     done = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", code],
@@ -800,6 +812,12 @@ def main() -> int:
     )
     parser.add_argument("--redis-url", help="redis://…/<db>: flushed before and after")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record aipk with py-spy (speedscope JSON) to FILE during the load runs "
+        "(py-spy from the venv or PATH)",
+    )
     args = parser.parse_args()
     if args.database_url and not args.database_url.startswith(("postgres://", "postgresql://")):
         parser.error("--database-url must be a PostgreSQL URL")
@@ -888,6 +906,7 @@ def main() -> int:
         # are not charged to the first run.
         runs.append(asyncio.run(load_run("warmup", ws_url, auth, 1, 2, 1, aipk, sim, args.timeout)))
         print_run(runs[-1])
+        spy = start_profiler(args.profile, aipk.pid) if args.profile else None
         plan = [("load", args.connections, 1)]
         if args.mux_sockets:
             plan.append(("multiplexed", args.mux_sockets, args.mux_requests))
@@ -900,6 +919,9 @@ def main() -> int:
             )
             runs.append(run)
             print_run(run)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=120)
 
         output = stop_cleanly(aipk)
         procs.remove(aipk)
