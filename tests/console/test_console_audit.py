@@ -1,0 +1,236 @@
+"""/console/audit/: who reads which events, the filters, pagination, and no secrets.
+
+The rule is the management API's (GET /api/tenants/{slug}/audit needs the admin role):
+staff read everything, including events of no tenant; tenant admins and owners read
+their tenants' events; anyone with no admin role anywhere gets 403."""
+
+import datetime as dt
+import re
+
+import pytest
+
+from providers_app.services.credentials import api_key_add
+from providers_app.services.providers import provider_create
+from tenants_app.models import AuditEvent, VirtualKey
+from tenants_app.services.audit import audit_record
+from tenants_app.services.keys import virtual_key_create
+
+URL = "/console/audit/"
+PROVIDER_SECRET = "sk-audit-provider-secret-9876"
+
+
+@pytest.fixture
+def events(tenant, other_tenant, owner, outsider, staff):
+    """An Acme route change by the owner, a Globex key change by the outsider, and a
+    provider created by staff (no tenant)."""
+    audit_record(
+        action="route.create",
+        object_type="tenants_app.ModelRoute",
+        object_id="7",
+        actor=owner,
+        tenant=tenant,
+        changes={"alias": "acme-smart", "strategy": "failover"},
+        ip_address="203.0.113.7",
+    )
+    audit_record(
+        action="virtual_key.revoke",
+        object_type="tenants_app.VirtualKey",
+        object_id="9",
+        actor=outsider,
+        tenant=other_tenant,
+        changes={"name": "globex-ci"},
+    )
+    provider = provider_create(
+        name="openai", type="openai", base_url="http://127.0.0.1:9/openai/v1", actor=staff
+    )
+    api_key_add(provider=provider, label="main", secret=PROVIDER_SECRET, actor=staff)
+
+
+def rows(body: str) -> list[str]:
+    """Each table row's action."""
+    tbody = body.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return re.findall(r"<td class=\"audit-action\"><code>([^<]+)</code></td>", tbody)
+
+
+def test_it_sends_anonymous_visitors_to_the_login_page(client, db):
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/console/login/")
+
+
+def test_it_shows_staff_every_event_including_those_of_no_tenant(client_as, staff, events):
+    response = client_as(staff).get(URL)
+    body = response.content.decode()
+
+    assert response.status_code == 200
+    assert rows(body) == ["api_key.add", "provider.create", "virtual_key.revoke", "route.create"]
+    assert '<option value="(none)">No tenant' in body
+    assert "Acme" in body and "Globex" in body
+    assert "203.0.113.7" in body
+    assert "tenants_app.ModelRoute:7" in body
+    assert '<span class="mono">alias</span>: acme-smart' in body
+
+
+@pytest.mark.parametrize("who", ["owner", "tenant_admin"])
+def test_it_shows_tenant_admins_only_their_tenants_events(request, client_as, who, events):
+    response = client_as(request.getfixturevalue(who)).get(URL)
+    body = response.content.decode()
+
+    assert response.status_code == 200
+    assert rows(body) == ["route.create"]
+    assert "Globex" not in body and "globex-ci" not in body
+    assert "provider.create" not in body and "(none)" not in body
+
+
+@pytest.mark.parametrize("who", ["teammate", "viewer"])
+def test_it_refuses_members_and_viewers_with_no_admin_role(request, client_as, who, events):
+    response = client_as(request.getfixturevalue(who)).get(URL)
+
+    assert response.status_code == 403
+    assert "route.create" not in response.content.decode()
+
+
+def test_it_refuses_someone_with_no_tenant(client_as, make_member, events):
+    loner = make_member("loner", None)
+
+    assert client_as(loner).get(URL).status_code == 403
+
+
+def test_it_shows_an_outsider_their_own_tenant_and_nothing_of_acme(client_as, outsider, events):
+    body = client_as(outsider).get(URL).content.decode()
+
+    assert rows(body) == ["virtual_key.revoke"]
+    assert "Acme" not in body and "acme-smart" not in body and "203.0.113.7" not in body
+
+
+def test_it_refuses_a_tenant_filter_outside_what_the_user_may_read(client_as, outsider, events):
+    response = client_as(outsider).get(URL, {"tenant": "acme"})
+    body = response.content.decode()
+
+    assert response.status_code == 422
+    assert "Tenant: Select a valid choice." in body
+    assert "<tbody>" not in body and "route.create" not in body
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"tenant": "acme"}, ["route.create"]),
+        ({"tenant": "(none)"}, ["api_key.add", "provider.create"]),
+        ({"action": "route.create"}, ["route.create"]),
+        ({"action": "route"}, []),  # exact unless it ends in "."
+        ({"action": "provider."}, ["provider.create"]),
+        ({"actor": "OUTSIDER"}, ["virtual_key.revoke"]),
+        ({"object_type": "providers_app.ApiKey"}, ["api_key.add"]),
+        ({"tenant": "globex", "action": "route.create"}, []),
+    ],
+)
+def test_it_filters_events(client_as, staff, events, filters, expected):
+    response = client_as(staff).get(URL, filters)
+
+    assert response.status_code == 200
+    assert rows(response.content.decode()) == expected
+
+
+def test_it_filters_by_date_with_both_days_included(client_as, staff, tenant, owner):
+    for day in (1, 2, 3, 4):
+        event = audit_record(action=f"day.{day}", actor=owner, tenant=tenant, object_type="t")
+        AuditEvent.objects.filter(pk=event.pk).update(
+            created_at=dt.datetime(2025, 3, day, 12, tzinfo=dt.UTC)
+        )
+
+    body = client_as(staff).get(URL, {"date_from": "2025-03-02", "date_to": "2025-03-03"})
+
+    assert rows(body.content.decode()) == ["day.3", "day.2"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "error"),
+    [
+        ({"date_from": "yesterday"}, "From: Enter a valid date."),
+        ({"date_to": "2025-02-30"}, "To: Enter a valid date."),
+        (
+            {"date_from": "2025-03-05", "date_to": "2025-03-01"},
+            "To: must be on or after the From date",
+        ),
+        ({"action": "x" * 101}, "Action: Ensure this value has at most 100 characters"),
+    ],
+)
+def test_it_answers_bad_filters_with_422_and_the_field_named(
+    client_as, staff, events, filters, error
+):
+    response = client_as(staff).get(URL, filters)
+    body = response.content.decode()
+
+    assert response.status_code == 422
+    assert error in body
+    assert "Fix the filters above" in body and "<tbody>" not in body
+
+
+def test_it_pages_fifty_events_at_a_time_and_keeps_the_filters(client_as, staff, tenant, owner):
+    for n in range(120):
+        audit_record(
+            action="bulk.touch", object_type="t", object_id=str(n), actor=owner, tenant=tenant
+        )
+    audit_record(action="other.thing", object_type="t", actor=owner, tenant=tenant)
+    client = client_as(staff)
+
+    first = client.get(URL, {"action": "bulk.touch"}).content.decode()
+    last = client.get(URL, {"action": "bulk.touch", "page": "3"}).content.decode()
+
+    assert len(rows(first)) == 50 and set(rows(first)) == {"bulk.touch"}
+    assert "120 events · page 1 of 3" in first
+    assert 'href="?action=bulk.touch&amp;page=2"' in first
+    assert len(rows(last)) == 20
+    assert 'href="?action=bulk.touch&amp;page=2"' in last and "page=4" not in last
+    assert "t:0" in last and "t:119" not in last  # newest first
+
+
+def test_it_answers_htmx_with_the_panel_only(client_as, staff, events):
+    response = client_as(staff).get(URL, {"action": "route."}, headers={"HX-Request": "true"})
+    body = response.content.decode()
+
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<div id="audit-panel">')
+    assert 'class="sidebar"' not in body
+    assert rows(body) == ["route.create"]
+    assert "HX-Request" in response["Vary"]
+
+
+def test_it_never_shows_a_secret(client_as, staff, owner, tenant, events):
+    _key, key_secret = virtual_key_create(tenant=tenant, name="ci", actor=owner)
+    audit_record(
+        action="oops.logged",
+        object_type="t",
+        actor=owner,
+        tenant=tenant,
+        changes={"secret": "sk-should-never-show-1234", "nested": {"api_key": "sk-nested-5678"}},
+    )
+    key = VirtualKey.objects.get(name="ci")
+
+    staff_body = client_as(staff).get(URL).content.decode()
+    assert "api_key.add" in staff_body  # the provider key's own event is listed, not its secret
+    for user in (staff, owner):
+        body = client_as(user).get(URL).content.decode()
+
+        assert "virtual_key.create" in body and "oops.logged" in body
+        for secret in (key_secret, key.key_hash, PROVIDER_SECRET, "sk-should-never-show-1234"):
+            assert secret not in body
+        assert "sk-nested-5678" not in body
+        assert '<span class="mono">secret</span>: ***' in body
+
+
+def test_it_escapes_what_the_changes_hold(client_as, staff, tenant, owner):
+    audit_record(
+        action="tenant.update",
+        object_type="t",
+        actor=owner,
+        tenant=tenant,
+        changes={"name": "<script>alert(1)</script>"},
+    )
+
+    body = client_as(staff).get(URL).content.decode()
+
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
