@@ -467,7 +467,13 @@ def api_key_rotate_view(request: HttpRequest, pk: int) -> HttpResponse:
                 )
                 return _back(request, _credentials_url())
         status = UNPROCESSABLE
-    context = {"nav_section": "credentials", "key": key, "row": key_rows([key])[0], "form": form}
+    context = {
+        "nav_section": "credentials",
+        "key": key,
+        "row": key_rows([key])[0],
+        "form": form,
+        "next": request.POST.get("next") or request.GET.get("next", ""),
+    }
     return render(request, "console/credentials/rotate.html", context, status=status)
 
 

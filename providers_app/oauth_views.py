@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from providers_app.services.oauth import OAuthCallbackError, oauth_callback
+
+# Rendering runs context processors, which may load the signed-in user (a query):
+# from an async view that has to happen in a thread.
+arender = sync_to_async(render)
 
 
 async def oauth_callback_view(request: HttpRequest, provider: str) -> HttpResponse:
@@ -18,11 +23,11 @@ async def oauth_callback_view(request: HttpRequest, provider: str) -> HttpRespon
         result = await oauth_callback(provider_name=provider, params=request.GET)
     except OAuthCallbackError as exc:
         context = {"provider_name": provider, "code": exc.code, "message": exc.message}
-        return render(request, "oauth/callback_error.html", context, status=exc.status)
+        return await arender(request, "oauth/callback_error.html", context, status=exc.status)
     context = {
         "provider_name": result.provider_name,
         "is_api_key": result.api_key is not None,
         "label": result.label,
         "last4": result.last4,
     }
-    return render(request, "oauth/callback_success.html", context)
+    return await arender(request, "oauth/callback_success.html", context)
