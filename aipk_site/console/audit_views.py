@@ -6,8 +6,9 @@ events that belong to no tenant; tenant admins and owners read their tenants' ev
 anyone with no admin role anywhere gets 403.
 
 The filters are a GET form, so a filtered view is a URL that can be shared. htmx sends
-the same GET and swaps only the panel (form and table); a bad filter is answered 422
-with the errors next to their fields, which the console's htmx settings swap too.
+the same GET and swaps only the results, never the form (a swap must not replace a
+field someone is typing in); each field's errors come along out of band. A bad filter
+is answered 422, which the console's htmx settings swap like a success.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "filter_query": query.urlencode(),
         "vocabulary": audit_vocabulary(visible),
     }
-    # a history restore (back button, cache miss) needs the whole page, not the panel
-    fragment = request.htmx and not request.htmx.history_restore_request
-    template = "console/audit_panel.html" if fragment else "console/audit.html"
-    return render(request, template, context, status=status)
+    # a history restore (back button, cache miss) needs the whole page, not the results
+    if request.htmx and not request.htmx.history_restore_request:
+        context["refresh_errors"] = True
+        return render(request, "console/audit_results.html", context, status=status)
+    return render(request, "console/audit.html", context, status=status)

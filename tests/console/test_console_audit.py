@@ -187,15 +187,28 @@ def test_it_pages_fifty_events_at_a_time_and_keeps_the_filters(client_as, staff,
     assert "t:0" in last and "t:119" not in last  # newest first
 
 
-def test_it_answers_htmx_with_the_panel_only(client_as, staff, events):
-    response = client_as(staff).get(URL, {"action": "route."}, headers={"HX-Request": "true"})
-    body = response.content.decode()
+def test_it_answers_htmx_with_the_results_and_each_fields_errors(client_as, staff, events):
+    client = client_as(staff)
+    htmx = {"HX-Request": "true"}
 
-    assert response.status_code == 200
-    assert body.lstrip().startswith('<div id="audit-panel">')
-    assert 'class="sidebar"' not in body
+    good = client.get(URL, {"action": "route."}, headers=htmx)
+    bad = client.get(URL, {"action": "route.", "date_from": "soon"}, headers=htmx)
+
+    body = good.content.decode()
+    assert good.status_code == 200
+    assert body.lstrip().startswith('<div id="audit-results">')
+    assert 'class="sidebar"' not in body and "<form" not in body
     assert rows(body) == ["route.create"]
-    assert "HX-Request" in response["Vary"]
+    # every field's error slot comes along out of band, empty: old errors are cleared
+    assert (
+        '<span class="field-error" id="audit-errors-date_from" hx-swap-oob="true"></span>' in body
+    )
+    assert "HX-Request" in good["Vary"]
+    assert bad.status_code == 422
+    assert (
+        '<span class="field-error" id="audit-errors-date_from" role="alert" hx-swap-oob="true">'
+        "From: Enter a valid date.</span>"
+    ) in bad.content.decode()
 
 
 def test_it_never_shows_a_secret(client_as, staff, owner, tenant, events):
