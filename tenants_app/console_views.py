@@ -547,7 +547,10 @@ def _usage_charts(by_day: list[dict[str, Any]], start: dt.date, end: dt.date) ->
     """One bar per day of the range, days without usage at zero."""
     rows = {row["group"]: row for row in by_day}
     days = _days(start, end)
-    labels = [f"{day:%b} {day.day}" for day in days]
+    # "Nov 1", "2", "3"…: the month only where it starts, so 31 labels fit under the bars
+    labels = [
+        f"{day:%b} {day.day}" if day.day == 1 or day == start else str(day.day) for day in days
+    ]
     empty = {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0}
     per_day = [rows.get(day.isoformat(), empty) for day in days]
     return {
@@ -597,7 +600,8 @@ def tenant_usage(request: HttpRequest, slug: str) -> HttpResponse:
         access,
         "usage",
         {
-            "form": form,
+            # the picker shows the days in effect, defaults included
+            "form": UsageRangeForm(initial={"from": start, "to": end}),
             "start": start,
             "end": end,
             "totals": selectors.usage_totals(tenant=tenant, start=start, end=end),

@@ -150,6 +150,8 @@ def test_it_defaults_to_this_month(client_as, viewer, tenant):
 
     today = timezone.now().date()
     assert f"from {today.replace(day=1):%Y-%m-%d} to {today:%Y-%m-%d}" in body
+    assert f'name="from" value="{today.replace(day=1):%Y-%m-%d}"' in body
+    assert f'name="to" value="{today:%Y-%m-%d}"' in body
     assert '<div class="value">$0.4200</div>' in body
 
 
