@@ -224,7 +224,8 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
             "monthly_budget_usd": key.monthly_budget_usd,
             "cache_enabled": key.cache_enabled,
             "cache_ttl_seconds": key.cache_ttl_seconds,
-            "expires_at": key.expires_at,
+            # the picker shows minutes: unchanged means equal to the minute
+            "expires_at": key.expires_at and key.expires_at.replace(second=0, microsecond=0),
         }
 
 

@@ -438,10 +438,13 @@ def tenant_key_edit(request: HttpRequest, slug: str, key_id: int) -> HttpRespons
     require_key_manager(access, key)
     status = 200
     if request.method == "POST":
-        form = KeyForm(request.POST)
+        form = KeyForm(request.POST, initial=KeyForm.initial_for(key))
         if form.is_valid():
+            # only what was changed, as a PATCH would: an untouched expiry that has
+            # passed since must not block a change of name or limits
+            changed = {field: form.cleaned_data[field] for field in form.changed_data}
             try:
-                virtual_key_update(key=key, **form.cleaned_data, **_who(request))
+                virtual_key_update(key=key, **changed, **_who(request))
             except InvalidRequest as error:
                 form.add_service_error(error)
             else:

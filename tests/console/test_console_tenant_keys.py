@@ -5,6 +5,7 @@ create keys and manage their own; admins manage every key (docs/API.md)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -295,3 +296,26 @@ def test_it_lets_staff_manage_every_key(client_as, staff, teammate, tenant):
     assert created.status_code == 201
     assert_audited("virtual_key.revoke", staff)
     assert_audited("virtual_key.create", staff)
+
+
+def test_it_changes_only_what_the_edit_form_changed(client_as, owner, tenant):
+    key = key_of(
+        tenant, owner, "nightly", rpm=10, expires_at=timezone.now() + dt.timedelta(hours=1)
+    )
+    # the expiry passes while the key is still listed
+    passed = timezone.now() - dt.timedelta(minutes=5, seconds=17)
+    VirtualKey.objects.filter(pk=key.pk).update(expires_at=passed)
+    client = client_as(owner)
+    form_page = client.get(f"{KEYS_URL}{key.pk}/").content.decode()
+    shown_expiry = re.search(r'name="expires_at" value="([^"]+)"', form_page).group(1)
+
+    response = client.post(
+        f"{KEYS_URL}{key.pk}/",
+        {"name": "nightly", "rpm": "20", "cache_ttl_seconds": "300", "expires_at": shown_expiry},
+    )
+
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.rpm == 20 and key.expires_at == passed
+    event = assert_audited("virtual_key.update", owner)
+    assert set(event.changes) == {"prefix", "rpm"}

@@ -201,13 +201,24 @@ def test_it_shows_the_overview_with_limits_and_this_months_spend(client_as, view
 
 
 @pytest.mark.django_db
-def test_it_answers_404_to_outsiders_and_for_unknown_tenants(client_as, outsider, tenant):
+def test_it_answers_404_to_outsiders_and_for_unknown_tenants(client_as, outsider, owner, tenant):
+    make_route(tenant)
     client = client_as(outsider)
 
     for url in (TENANT_URL, MEMBERS_URL, ROUTES_URL, INVOICES_URL, "/console/tenants/nope/"):
         assert client.get(url).status_code == 404, url
     before = snapshot()
-    assert client.post(TENANT_URL, {"name": "Mine now"}).status_code == 404
+    for url, data in [
+        (TENANT_URL, {"name": "Mine now"}),
+        (MEMBERS_URL, {"username": "outsider", "role": "owner"}),
+        (MEMBERS_URL + "owner/role/", {"role": "viewer"}),
+        (MEMBERS_URL + "owner/remove/", {}),
+        (ROUTES_URL, {"alias": "x", "strategy": "failover", "candidates": "a/b"}),
+        (ROUTES_URL + "fast/", {"strategy": "failover", "candidates": "a/b"}),
+        (ROUTES_URL + "fast/delete/", {}),
+        (INVOICES_URL, {"period": "2025-03"}),
+    ]:
+        assert client.post(url, data).status_code == 404, url
     assert snapshot() == before
 
 
@@ -620,7 +631,9 @@ def test_it_shows_a_bad_invoice_month_inline(client_as, owner):
 # --- staff ---------------------------------------------------------------------------------
 
 
-def test_it_treats_staff_as_owner_everywhere(client_as, staff, tenant, owner, make_member):
+def test_it_treats_staff_as_owner_everywhere(
+    client_as, staff, tenant, owner, make_member, providers
+):
     client = client_as(staff)
     make_member("carol")
 
@@ -629,3 +642,8 @@ def test_it_treats_staff_as_owner_everywhere(client_as, staff, tenant, owner, ma
     assert 'value="owner"' in client.get(MEMBERS_URL).content.decode()
     assert client.post(MEMBERS_URL, {"username": "carol", "role": "owner"}).status_code == 302
     assert_audited("member.add", staff, tenant)
+    route = {"alias": "staffs", "strategy": "failover", "candidates": "claude/haiku"}
+    assert client.post(ROUTES_URL, route).status_code == 302
+    assert_audited("route.create", staff, tenant)
+    assert client.post(INVOICES_URL, {"period": "2025-02"}).status_code == 302
+    assert_audited("invoice.generate", staff, tenant)
