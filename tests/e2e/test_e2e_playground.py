@@ -4,6 +4,7 @@ streams one word every n ms, so a reply arrives in visible pieces)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -19,10 +20,17 @@ from tenants_app.services.usage import usage_flush
 FAST_MODEL = "gpt-4o-mini-delay-60ms"
 SLOW_MODEL = "gpt-4o-mini-delay-400ms"
 PROMPT = "Please describe how a streamed reply arrives in the playground one word at a time"
+# checked in one go in the page, so "still streaming" and what it shows are one moment:
+# the streamed text so far, once several chat.delta have arrived, with Send disabled and
+# Stop enabled while the reply runs
 STREAMING_WITH_SEVERAL_DELTAS = """() => {
   const replies = document.querySelectorAll('.msg-assistant');
   const reply = replies[replies.length - 1];
-  return reply && reply.dataset.state === 'streaming' && Number(reply.dataset.deltas) >= 3;
+  const streaming = reply && reply.dataset.state === 'streaming'
+    && Number(reply.dataset.deltas) >= 3
+    && document.getElementById('pg-send').disabled
+    && !document.getElementById('pg-stop').disabled;
+  return streaming ? reply.querySelector('.msg-body').textContent : false;
 }"""
 
 
@@ -89,10 +97,7 @@ def test_it_streams_a_reply_and_shows_its_usage_and_latency(console, member):
     send(page, PROMPT)
 
     # several chat.delta have been appended while the reply is still streaming
-    page.wait_for_function(STREAMING_WITH_SEVERAL_DELTAS)
-    partial = last_reply(page).locator(".msg-body").text_content()
-    expect(page.get_by_role("button", name="Send")).to_be_disabled()
-    expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+    partial = page.wait_for_function(STREAMING_WITH_SEVERAL_DELTAS).json_value()
     console.shot("streaming")
     expect(last_reply(page)).to_have_attribute("data-state", "done")
     final = last_reply(page).locator(".msg-body").text_content()
@@ -177,3 +182,44 @@ def test_it_shows_a_refused_request_as_an_error(console, member):
     expect(page.locator(".msg-assistant")).to_have_count(0)
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     console.shot("error")
+
+
+def test_it_shows_model_output_as_text_never_as_html(console, member):
+    page = open_playground(console, member, "chat-fast")
+    hostile = '<b>bold</b> <img src="x" onerror="window.pwned = 1">'
+
+    send(page, hostile)
+
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
+    expect(last_reply(page).locator(".msg-body")).to_have_text(f"Simulated reply to: {hostile}")
+    assert page.locator("#pg-log b, #pg-log img").count() == 0
+    assert page.evaluate("() => window.pwned") is None
+    console.shot("output-as-text")
+
+
+def test_it_switches_tenant_with_its_own_socket_and_models(console, member):
+    globex = Tenant.objects.create(name="Globex", slug="globex")
+    route_create(
+        tenant=globex,
+        alias="globex-chat",
+        candidates=[{"provider": "openai", "model": FAST_MODEL}],
+        actor=None,
+    )
+    Membership.objects.create(user=member, tenant=globex, role=Role.ADMIN)
+    page = open_playground(console, member, "chat-fast")
+    send(page, "Hello Acme")
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
+
+    page.get_by_label("Tenant", exact=True).select_option("globex")
+
+    expect(page.get_by_role("status").filter(has_text="Connected as Globex")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/console/playground/\?tenant=globex$"))
+    expect(page.get_by_label("Model", exact=True).locator("option")).to_have_text(
+        ["globex-chat", "openai/gpt-4o-mini"]
+    )
+    expect(page.locator(".msg")).to_have_count(0)  # a new tenant starts a new conversation
+    send(page, "Hello Globex")
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
+    console.shot("switched-tenant")
+    usage_flush()
+    assert sorted(UsageRecord.objects.values_list("tenant__slug", flat=True)) == ["acme", "globex"]
