@@ -99,11 +99,13 @@ def _this_month() -> tuple[dt.date, dt.date]:
 
 
 def _budget_use(spent: Decimal, budget: Decimal | None) -> dict[str, Any]:
-    """Spend against a budget, for a progress meter and its badge."""
+    """Spend against a budget as a share and a badge state (none without a budget)."""
     percent = None
-    if budget:
+    if budget is not None and budget > 0:
         share = (Decimal(spent) * 100 / budget).quantize(Decimal(1), ROUND_HALF_UP)
         percent = min(999, int(share))
+    elif budget is not None:
+        percent = 100  # a zero budget is used up from the start: the gateway refuses all
     if percent is None:
         state = "muted"
     elif percent >= 100:

@@ -647,3 +647,12 @@ def test_it_treats_staff_as_owner_everywhere(
     assert_audited("route.create", staff, tenant)
     assert client.post(INVOICES_URL, {"period": "2025-02"}).status_code == 302
     assert_audited("invoice.generate", staff, tenant)
+
+
+def test_it_shows_a_zero_budget_as_used_up(client_as, owner, tenant):
+    tenant.monthly_budget_usd = Decimal("0")
+    tenant.save()
+
+    body = client_as(owner).get("/console/tenants/").content.decode()
+
+    assert '$0.00 <span class="badge badge-bad">100%</span>' in body
