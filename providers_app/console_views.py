@@ -69,8 +69,8 @@ from providers_app.services.oauth import (
     OAuthConfigError,
     device_poll,
     device_start,
-    ensure_fresh_token,
     oauth_credential_disconnect,
+    oauth_credential_refresh_now,
     oauth_endpoints,
     oauth_start,
 )
@@ -556,7 +556,9 @@ async def oauth_device_poll(request: HttpRequest, flow_pk: int) -> HttpResponse:
 async def oauth_refresh(request: HttpRequest, pk: int) -> HttpResponse:
     credential = await aget_object_or_404(OAuthCredential, pk=pk)
     try:
-        credential = await ensure_fresh_token(credential.pk, force=True)
+        credential = await oauth_credential_refresh_now(
+            credential_id=credential.pk, actor=request.user, ip_address=client_ip(request)
+        )
     except OAuthError as exc:
         messages.error(
             request, f"Refreshing {credential.account_label} failed ({exc.error}); see its state."

@@ -786,6 +786,38 @@ def oauth_refresh_expiring() -> dict[str, list[int]]:
     return result
 
 
+async def oauth_credential_refresh_now(
+    *, credential_id: int, actor: Any = None, ip_address: str | None = None
+) -> OAuthCredential:
+    """A refresh a person asked for (the console's "Refresh now"): forced, and audited with
+    who asked and how it went. Automatic refreshes are not audited one by one (the
+    refresh count, ``last_refresh_*`` and the metrics record them)."""
+    try:
+        credential = await ensure_fresh_token(credential_id, force=True)
+    except OAuthError as exc:
+        await sync_to_async(audit_record)(
+            action="oauth_credential.refresh",
+            object_type=OAuthCredential._meta.label,
+            object_id=str(credential_id),
+            actor=actor,
+            ip_address=ip_address,
+            changes={"ok": False, "error": exc.error},
+        )
+        raise
+    await sync_to_async(audit_record)(
+        action="oauth_credential.refresh",
+        obj=credential,
+        actor=actor,
+        ip_address=ip_address,
+        changes={
+            "ok": True,
+            "last4": credential.last4,
+            "expires_at": credential.expires_at.isoformat() if credential.expires_at else None,
+        },
+    )
+    return credential
+
+
 # --------------------------------------------------------------------------- disconnect
 
 

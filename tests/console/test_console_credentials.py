@@ -385,6 +385,8 @@ def test_it_refreshes_an_account_now(client_as, staff, oauth_provider):
     assert credential.refresh_count == 1 and credential.access_token != old_token
     body = response.content.decode()
     assert f"refreshed (…{credential.last4}" in body
+    event = AuditEvent.objects.get(action="oauth_credential.refresh")
+    assert event.actor == staff and event.changes["ok"] is True
     for secret in [old_token, *_secrets_of(credential)]:
         assert secret not in body
 
@@ -401,6 +403,8 @@ def test_it_reports_a_refused_refresh_and_marks_the_account(client_as, staff, oa
     credential.refresh_from_db()
     assert credential.state == "needs_reauth"
     assert "failed (invalid_grant)" in body
+    event = AuditEvent.objects.get(action="oauth_credential.refresh")
+    assert event.changes == {"ok": False, "error": "invalid_grant"}
     assert '<span class="badge badge-needs_reauth">needs re-authorisation</span>' in body
 
 
