@@ -27,3 +27,13 @@ def test_it_draws_one_bar_per_value():
     svg = bar_chart("Requests", ["a", "b", "c"], {"ok": [1, 2, 3]})
 
     assert svg.count('class="rect reactive tooltip-trigger"') == 3
+
+
+def test_it_labels_a_count_axis_with_whole_numbers_each_once():
+    svg = bar_chart("Requests", ["a", "b"], {"ok": [2, 1], "failed": [1, 0]}, stacked=True)
+
+    y_axis = svg[svg.index('class="axis y') :]
+    y_axis = y_axis[: y_axis.index('class="axis x')] if 'class="axis x' in y_axis else y_axis
+    labels = re.findall(r"<title>([^<]+)</title>", y_axis)
+    assert labels == sorted(set(labels), key=labels.index)  # no label repeated
+    assert set(labels) == {"0", "1", "2", "3"}
