@@ -140,16 +140,43 @@ def raise_fd_limit(needed: int) -> tuple[int, int]:
 
 def stop_cleanly(proc: Proc, timeout: float = 60) -> str:
     """SIGTERM and wait (daphne exits through atexit, where the usage writer drains);
-    returns the process's output."""
+    returns all the process wrote (WARNING and above: problems only)."""
     if proc.proc.poll() is None:
         proc.proc.send_signal(signal.SIGTERM)
         try:
             proc.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             print(f"warning: {proc.name} did not exit within {timeout:g} s", flush=True)
-    output = proc.output()
+    proc.log.seek(0)
+    output = proc.log.read().decode(errors="replace")
     proc.stop()
     return output
+
+
+def report_log(label: str, output: str, log_dir: str | None) -> int:
+    """Print one line per record the server logged (JSON lines: level, logger,
+    message; the first traceback in full) and keep the whole log if asked."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if log_dir:
+        os.makedirs(log_dir, exist_ok=True)
+        with open(os.path.join(log_dir, f"aipk-{label}.log"), "w") as log:
+            log.write(output)
+    if not lines:
+        return 0
+    print(f"  aipk ({label}) logged {len(lines)} records (WARNING and above):")
+    shown_traceback = False
+    for line in lines[:20]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            print(f"    {line[:300]}")
+            continue
+        print(f"    {record.get('level')} {record.get('logger')}: {record.get('message')[:300]}")
+        trace = record.get("exc_info")
+        if trace and not shown_traceback:
+            shown_traceback = True
+            print("      " + str(trace)[-2500:].replace("\n", "\n      "))
+    return len(lines)
 
 
 def start_daphne(env: dict[str, str], port: int) -> Proc:
@@ -581,10 +608,10 @@ class IdleSocket:
 
     async def ping(self, wait_s: float) -> bool:
         self.pong.clear()
-        await self.ws.send_str('{"type":"ping"}')
         try:
+            await self.ws.send_str('{"type":"ping"}')
             await asyncio.wait_for(self.pong.wait(), wait_s)
-        except TimeoutError:
+        except (TimeoutError, aiohttp.ClientError):  # closed by the server: counted below
             return False
         return True
 
@@ -639,13 +666,18 @@ async def idle_memory(
             await asyncio.sleep(settle)
             rss = await asyncio.to_thread(rss_samples_kib, server.pid, 3.0)
             alive = sum(answered)
-            closed = sum(1 for s in sockets if s.closed_code is not None)
+            close_codes: dict[str, int] = {}
+            for s in sockets:
+                if s.closed_code is not None:
+                    close_codes[str(s.closed_code)] = close_codes.get(str(s.closed_code), 0) + 1
+            closed = sum(close_codes.values())
             results["levels"].append(
                 {
                     "sockets": level,
                     "open": len(sockets),
                     "answered_ping": alive,
                     "closed_by_server": closed,
+                    "close_codes": close_codes,
                     "refused": refused,
                     "rss_kib": rss,
                     "kib_per_socket": round((rss - rss0) / level, 1),
@@ -653,6 +685,7 @@ async def idle_memory(
             )
             print(
                 f"  idle {level:>5} sockets: open {len(sockets)}, answered ping {alive}, "
+                f"closed by the server {closed} {close_codes or ''}, refused {refused}, "
                 f"RSS {rss0 / 1024:.1f} → {rss / 1024:.1f} MiB, "
                 f"{(rss - rss0) / level:.1f} KiB per socket",
                 flush=True,
@@ -811,7 +844,14 @@ def main() -> int:
         "after (default: SQLite in a temp dir)",
     )
     parser.add_argument("--redis-url", help="redis://…/<db>: flushed before and after")
+    parser.add_argument(
+        "--layer-no-socket-timeout",
+        action="store_true",
+        help="with --redis-url: run aipk with the channels-redis connections' socket_timeout "
+        "set to None (benchmarks/_settings_layer_no_socket_timeout.py)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--logs", metavar="DIR", help="keep aipk's full logs in DIR")
     parser.add_argument(
         "--profile",
         metavar="FILE",
@@ -842,6 +882,13 @@ def main() -> int:
     else:
         env.pop("REDIS_URL", None)
     layer = "channels_redis RedisChannelLayer" if args.redis_url else "InMemoryChannelLayer"
+    if args.layer_no_socket_timeout:
+        if not args.redis_url:
+            parser.error("--layer-no-socket-timeout needs --redis-url")
+        benchmarks_dir = os.path.dirname(os.path.abspath(__file__))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [benchmarks_dir, env.get("PYTHONPATH")]))
+        env["DJANGO_SETTINGS_MODULE"] = "_settings_layer_no_socket_timeout"
+        layer += " (socket_timeout=None)"
     backends = (
         f"{'PostgreSQL' if args.database_url else 'SQLite'} + "
         f"{'Redis' if args.redis_url else 'local-memory'} cache, {layer}"
@@ -923,7 +970,7 @@ def main() -> int:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=120)
 
-        output = stop_cleanly(aipk)
+        log_lines = report_log("load", stop_cleanly(aipk), args.logs)
         procs.remove(aipk)
         usage = check_usage_rows(env, runs)
         print(
@@ -931,11 +978,6 @@ def main() -> int:
             f"→ {'OK' if usage['ok'] else 'MISMATCH'} {usage}",
             flush=True,
         )
-        problems = [line for line in output.splitlines() if line.strip()]
-        if problems:
-            print(f"  aipk logged {len(problems)} lines (WARNING and above); last ones:")
-            for line in problems[-5:]:
-                print(f"    {line[:300]}")
 
         if args.idle:
             aipk_port = free_port()
@@ -944,13 +986,8 @@ def main() -> int:
             procs.append(aipk)
             wait_http(aipk, f"http://127.0.0.1:{aipk_port}/v1/models", auth)
             idle = asyncio.run(idle_memory(ws_url, auth, args.idle, aipk, args.settle))
-            idle_output = stop_cleanly(aipk)
+            log_lines += report_log("idle", stop_cleanly(aipk), args.logs)
             procs.remove(aipk)
-            idle_problems = [line for line in idle_output.splitlines() if line.strip()]
-            if idle_problems:
-                print(f"  aipk (idle run) logged {len(idle_problems)} lines; last ones:")
-                for line in idle_problems[-5:]:
-                    print(f"    {line[:300]}")
 
         measured = [run for run in runs if run.name != "warmup"]
         print()
@@ -965,7 +1002,7 @@ def main() -> int:
                         "runs": [run.summary() for run in runs],
                         "usage_rows": usage,
                         "idle_memory": idle,
-                        "server_log_lines": len(problems),
+                        "server_log_records": log_lines,
                     },
                     out,
                     indent=2,
