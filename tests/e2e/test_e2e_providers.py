@@ -21,7 +21,7 @@ def test_it_adds_a_provider_and_a_key_then_tests_the_connection(console, console
     console.shot("choose-type")
     page.get_by_role("link", name="OpenAI", exact=True).click()
 
-    expect(page.get_by_role("heading", name="Add a OpenAI provider")).to_be_visible()
+    expect(page.get_by_role("heading", name="New provider: OpenAI")).to_be_visible()
     page.get_by_label(re.compile(r"^Name")).fill("openai-e2e")
     page.get_by_label("Base URL").fill(simulator.url + "/openai/v1")
     page.get_by_label("Default model").fill("gpt-4o-mini")
