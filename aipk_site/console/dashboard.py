@@ -52,7 +52,7 @@ class Dashboard:
     month: PeriodFigures
     hours: list[dict[str, Any]]  # today, one row per hour: label, success, failed
     days: list[dict[str, Any]]  # this month, one row per day: label, requests, tokens, spend
-    providers: list[dict[str, Any]]  # name, healthy (None: never checked), checked_at
+    providers: list[dict[str, Any]]  # name, pk, healthy (None: never checked), checked_at
 
 
 def _percentile(rows: QuerySet[UsageRecord], count: int, fraction: float) -> float | None:
@@ -167,8 +167,8 @@ def dashboard_for(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
         hours=_hours(today_rows, day_start),
         days=_days(month_rows, month_start, now.date()),
         providers=[
-            {"name": name, "healthy": healthy, "checked_at": checked_at}
-            for name, _pk, healthy, checked_at in latest_provider_checks()
+            {"name": name, "pk": pk, "healthy": healthy, "checked_at": checked_at}
+            for name, pk, healthy, checked_at in latest_provider_checks()
         ],
     )
     cache.set(cache_key, board, CACHE_SECONDS)

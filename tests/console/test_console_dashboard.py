@@ -109,6 +109,7 @@ def test_it_shows_provider_health_at_a_glance(client_as, staff):
 
     body = client_as(staff).get("/console/").content.decode()
     table = body.split('aria-label="Provider health"', 1)[1]
+    assert f'<a href="/console/providers/{up.pk}/">up</a>' in table
 
     assert re.search(r">up</a></td>\s*<td><span class=\"badge badge-healthy\">healthy", table)
     assert re.search(r">down</a></td>\s*<td><span class=\"badge badge-down\">down", table)
