@@ -401,8 +401,11 @@ def main() -> None:
         "FERNET_KEYS": "bench-fernet-key",
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PROMETHEUS_MULTIPROC_DIR": "",
     }
+    # one process: in-process metrics. Unset, not empty: prometheus_client takes an
+    # empty PROMETHEUS_MULTIPROC_DIR as "multiprocess, files in the working directory"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("prometheus_multiproc_dir", None)
     pg_db = f"aipk_bench_{os.getpid()}"
     if args.postgres:
         psql(f"CREATE DATABASE {pg_db}")

@@ -343,7 +343,7 @@ class ApiKeyAdmin(ServiceAdmin):
 
     @admin.action(description="Disable selected API keys")
     def disable_selected(self, request, queryset):
-        self._set_state(request, queryset, ApiKey.State.INVALID, "disabled")
+        self._set_state(request, queryset, ApiKey.State.DISABLED, "disabled")
 
     @admin.action(description="Re-enable selected API keys")
     def enable_selected(self, request, queryset):

@@ -235,4 +235,4 @@ class ApiKeyRotateForm(ServiceErrorsMixin, forms.Form):
 class ApiKeyStateForm(forms.Form):
     """Disable (state ``invalid``) or re-enable (``active``) a key by hand."""
 
-    state = forms.ChoiceField(choices=[("active", "active"), ("invalid", "invalid")])
+    state = forms.ChoiceField(choices=[("active", "active"), ("disabled", "disabled")])

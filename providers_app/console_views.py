@@ -17,13 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import wraps
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
@@ -55,7 +53,6 @@ from providers_app.services.credentials import (
     api_key_rotate,
     api_key_set_state,
     api_key_test_live,
-    api_keys_disabled_by_hand,
 )
 from providers_app.services.discovery import adiscover_models
 from providers_app.services.health import (
@@ -77,28 +74,9 @@ from providers_app.services.oauth import (
 from providers_app.services.provider_settings import ProviderSettingsError
 from providers_app.services.providers import provider_create, provider_update
 
-STAFF_ONLY = "this page is for staff (organisation administrators)"
 UNPROCESSABLE = 422
 # device_poll's answers that mean "ask again later"
 DEVICE_WAITING = ("pending", "slow_down")
-
-
-def staff_required_async(view: Callable[..., Any]) -> Callable[..., Any]:
-    """``staff_required`` for ``async def`` views (the foundation's decorator wraps sync
-    views only): login redirect for visitors, 403 for signed-in non-staff."""
-
-    @wraps(view)
-    async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user = await request.auser()
-        if not user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not user.is_staff:
-            raise PermissionDenied(STAFF_ONLY)
-        # the resolved user, so templates and services never load it again from async code
-        request.user = user
-        return await view(request, *args, **kwargs)
-
-    return wrapped
 
 
 async def arender(request: HttpRequest, template: str, context: dict, status: int = 200):
@@ -146,19 +124,19 @@ class KeyRow:
 
     @property
     def can_enable(self) -> bool:
-        return self.key.state == ApiKey.State.INVALID
+        return self.key.state in (ApiKey.State.INVALID, ApiKey.State.DISABLED)
 
     @property
     def can_rotate(self) -> bool:
         return self.key.state != ApiKey.State.RETIRED and self.key.retire_at is None
 
 
-def key_row(key: ApiKey, disabled_by_hand: set[int]) -> KeyRow:
+def key_row(key: ApiKey) -> KeyRow:
     if key.state == ApiKey.State.RETIRED:
         return KeyRow(key, "retired", "retired", key.retired_at)
+    if key.state == ApiKey.State.DISABLED:
+        return KeyRow(key, "disabled", "disabled")
     if key.state == ApiKey.State.INVALID:
-        if key.pk in disabled_by_hand:
-            return KeyRow(key, "disabled", "disabled")
         return KeyRow(key, "invalid", "invalid")
     if key.retire_at is not None:
         return KeyRow(key, "retiring", "retiring", key.retire_at)
@@ -168,8 +146,7 @@ def key_row(key: ApiKey, disabled_by_hand: set[int]) -> KeyRow:
 
 
 def key_rows(keys: list[ApiKey]) -> list[KeyRow]:
-    disabled = api_keys_disabled_by_hand(keys)
-    return [key_row(key, disabled) for key in keys]
+    return [key_row(key) for key in keys]
 
 
 @dataclass
@@ -323,7 +300,7 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "console/providers/detail.html", context)
 
 
-@staff_required_async
+@staff_required
 @require_POST
 async def provider_test_connection(request: HttpRequest, pk: int) -> HttpResponse:
     """The health check, run now; the result replaces the button's neighbour (htmx)."""
@@ -334,7 +311,7 @@ async def provider_test_connection(request: HttpRequest, pk: int) -> HttpRespons
     )
 
 
-@staff_required_async
+@staff_required
 @require_POST
 async def provider_refresh_models(request: HttpRequest, pk: int) -> HttpResponse:
     provider = await aget_object_or_404(Provider, pk=pk)
@@ -409,7 +386,7 @@ def api_key_add_view(request: HttpRequest) -> HttpResponse:
     return _credentials_page(request, add_form=form, status=UNPROCESSABLE)
 
 
-@staff_required_async
+@staff_required
 @require_POST
 async def api_key_test(request: HttpRequest, pk: int) -> HttpResponse:
     """A live request with this key (its model list); the result shows inline (htmx)."""
@@ -428,7 +405,7 @@ def api_key_state(request: HttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey.objects.select_related("provider"), pk=pk)
     form = ApiKeyStateForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Unknown state: choose active or invalid.")
+        messages.error(request, "Unknown state: choose active or disabled.")
         return _back(request, _credentials_url())
     state = form.cleaned_data["state"]
     if key.state == ApiKey.State.RETIRED:
@@ -494,7 +471,7 @@ def oauth_connect(request: HttpRequest, provider_pk: int) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
-@staff_required_async
+@staff_required
 @require_POST
 async def oauth_device_start(request: HttpRequest, provider_pk: int) -> HttpResponse:
     provider = await aget_object_or_404(Provider, pk=provider_pk)
@@ -536,7 +513,7 @@ async def _device_flow(pk: int) -> OAuthFlow:
     )
 
 
-@staff_required_async
+@staff_required
 async def oauth_device(request: HttpRequest, flow_pk: int) -> HttpResponse:
     """The device-code page: the user code, the verification link, and a status that polls."""
     context = await _device_context(await _device_flow(flow_pk))
@@ -544,14 +521,14 @@ async def oauth_device(request: HttpRequest, flow_pk: int) -> HttpResponse:
     return await arender(request, "console/credentials/device.html", context)
 
 
-@staff_required_async
+@staff_required
 @require_POST
 async def oauth_device_poll(request: HttpRequest, flow_pk: int) -> HttpResponse:
     context = await _device_context(await _device_flow(flow_pk))
     return await arender(request, "console/credentials/_device_status.html", context)
 
 
-@staff_required_async
+@staff_required
 @require_POST
 async def oauth_refresh(request: HttpRequest, pk: int) -> HttpResponse:
     credential = await aget_object_or_404(OAuthCredential, pk=pk)

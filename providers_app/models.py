@@ -84,7 +84,8 @@ class ApiKey(CredentialUsage):
     class State(models.TextChoices):
         ACTIVE = "active", "Active"
         COOLING_DOWN = "cooling_down", "Cooling down"
-        INVALID = "invalid", "Invalid"
+        INVALID = "invalid", "Invalid"  # the provider refused it (a permanent error)
+        DISABLED = "disabled", "Disabled"  # a person switched it off
         RETIRED = "retired", "Retired"
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="api_keys")

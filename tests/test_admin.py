@@ -523,7 +523,7 @@ def test_it_disables_and_re_enables_selected_keys(client, world, root):
 
     messages = run_action(client, ApiKey, "disable_selected", [key])
     key.refresh_from_db()
-    assert key.state == ApiKey.State.INVALID
+    assert key.state == ApiKey.State.DISABLED
     assert messages == ["prod key (…1234): disabled"]
 
     run_action(client, ApiKey, "enable_selected", [key])
@@ -531,8 +531,8 @@ def test_it_disables_and_re_enables_selected_keys(client, world, root):
     assert key.state == ApiKey.State.ACTIVE
     states = AuditEvent.objects.filter(action="api_key.state", object_id=str(key.pk))
     assert [e.changes["state"] for e in states.order_by("id")] == [
-        ["active", "invalid"],
-        ["invalid", "active"],
+        ["active", "disabled"],
+        ["disabled", "active"],
     ]
     assert all(e.actor == root for e in states)
 

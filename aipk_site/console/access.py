@@ -13,7 +13,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from ninja.errors import AuthorizationError
@@ -24,14 +26,32 @@ from tenants_app.models import Role
 __all__ = ["console_tenant", "staff_required", "client_ip", "TenantAccess", "Role"]
 
 
+STAFF_ONLY = "this page is for staff (organisation administrators)"
+
+
 def staff_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Organisation-wide pages (providers, credentials): staff only, 403 otherwise."""
+    """Organisation-wide pages (providers, credentials): the login page for visitors,
+    403 for signed-in non-staff. Wraps sync and ``async def`` views alike."""
+    if iscoroutinefunction(view):
+
+        @wraps(view)
+        async def wrapped_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            user = await request.auser()
+            if not user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not user.is_staff:
+                raise PermissionDenied(STAFF_ONLY)
+            # the resolved user: templates and services never load it again from async code
+            request.user = user
+            return await view(request, *args, **kwargs)
+
+        return wrapped_async
 
     @login_required
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         if not request.user.is_staff:
-            raise PermissionDenied("this page is for staff (organisation administrators)")
+            raise PermissionDenied(STAFF_ONLY)
         return view(request, *args, **kwargs)
 
     return wrapped

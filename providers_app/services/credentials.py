@@ -35,7 +35,8 @@ def api_key_add(*, provider: Provider, label: str, secret: str, actor: Any = Non
 
 @transaction.atomic
 def api_key_set_state(*, key: ApiKey, state: str, actor: Any = None, reason: str = "") -> ApiKey:
-    """Disable (invalid), re-enable (active) or retire a key by hand or on a permanent error."""
+    """Disable (disabled), re-enable (active) or retire a key by hand; mark it invalid on a
+    permanent provider error. Only active and cooling-down keys serve requests."""
     if state not in ApiKey.State.values:
         raise CredentialError("state", f"must be one of {', '.join(ApiKey.State.values)}")
     previous = key.state
@@ -140,23 +141,3 @@ def api_keys_retire_due(*, now: Any = None) -> int:
     for key in due:
         api_key_set_state(key=key, state=ApiKey.State.RETIRED, reason="rotation grace period ended")
     return len(due)
-
-
-def api_keys_disabled_by_hand(keys: list[ApiKey]) -> set[int]:
-    """Ids of the invalid keys among ``keys`` that a person disabled (rather than the pool,
-    after a permanent provider error): the last state change of each has a human actor.
-
-    Both end as state ``invalid``; only the audit log tells them apart, and the
-    console shows them differently ("disabled" vs "invalid")."""
-    from tenants_app.models import AuditEvent
-
-    invalid = {str(key.pk) for key in keys if key.state == ApiKey.State.INVALID}
-    if not invalid:
-        return set()
-    last_change: dict[str, AuditEvent] = {}
-    events = AuditEvent.objects.filter(
-        action="api_key.state", object_type=ApiKey._meta.label, object_id__in=invalid
-    ).order_by("-created_at", "-id")
-    for event in events.only("object_id", "actor_id", "created_at"):
-        last_change.setdefault(event.object_id, event)
-    return {int(pk) for pk, event in last_change.items() if event.actor_id is not None}

@@ -132,7 +132,7 @@ def test_it_refuses_every_page_and_action_to_non_staff(
             {"provider": key.provider_id, "label": "x", "secret": "sk-sim-nope-12345"},
         ),
         (f"/console/credentials/keys/{key.pk}/test/", {}),
-        (f"/console/credentials/keys/{key.pk}/state/", {"state": "invalid"}),
+        (f"/console/credentials/keys/{key.pk}/state/", {"state": "disabled"}),
         (
             f"/console/credentials/keys/{key.pk}/rotate/",
             {"new_secret": NEW_SECRET, "grace_minutes": "5"},
@@ -166,7 +166,7 @@ def test_it_shows_each_key_state_as_a_badge(client_as, staff, provider):
     broken = api_key_add(provider=provider, label="broken", secret="sk-sim-broken-0002")
     api_key_set_state(key=broken, state="invalid", actor=None, reason="authentication_error")
     disabled = api_key_add(provider=provider, label="by hand", secret="sk-sim-byhand-0003")
-    api_key_set_state(key=disabled, state="invalid", actor=staff, reason="console: disabled")
+    api_key_set_state(key=disabled, state="disabled", actor=staff, reason="console: disabled")
     retired = api_key_add(provider=provider, label="old", secret="sk-sim-retired-0004")
     api_key_set_state(key=retired, state="retired", actor=staff)
 
@@ -239,9 +239,9 @@ def test_it_tests_a_key_live_and_shows_the_result_inline(client_as, staff, key, 
 def test_it_disables_and_re_enables_a_key_with_audit(client_as, staff, key):
     client = client_as(staff)
 
-    response = client.post(f"/console/credentials/keys/{key.pk}/state/", {"state": "invalid"})
+    response = client.post(f"/console/credentials/keys/{key.pk}/state/", {"state": "disabled"})
     key.refresh_from_db()
-    assert response.status_code == 302 and key.state == "invalid"
+    assert response.status_code == 302 and key.state == "disabled"
     body = client.get("/console/credentials/").content.decode()
     assert '<span class="badge badge-disabled">disabled</span>' in body
     assert ">Enable</button>" in body
@@ -253,7 +253,7 @@ def test_it_disables_and_re_enables_a_key_with_audit(client_as, staff, key):
         e.changes["state"]
         for e in AuditEvent.objects.filter(action="api_key.state", actor=staff).order_by("id")
     ]
-    assert changes == [["active", "invalid"], ["invalid", "active"]]
+    assert changes == [["active", "disabled"], ["disabled", "active"]]
 
 
 def test_it_refuses_an_unknown_state(client_as, staff, key):
