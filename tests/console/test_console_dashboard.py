@@ -131,3 +131,12 @@ def test_it_keeps_each_viewers_figures_apart_in_the_cache(owner, outsider, tenan
 
     assert dashboard_for(owner).today.requests == 1
     assert dashboard_for(outsider).today.requests == 0
+
+
+def test_it_updates_itself_every_30_seconds_with_htmx(client_as, staff):
+    body = client_as(staff).get("/console/").content.decode()
+
+    assert (
+        '<div id="dashboard" hx-get="/console/" hx-trigger="every 30s" hx-select="#dashboard"'
+        in body
+    )
