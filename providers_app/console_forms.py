@@ -18,8 +18,12 @@ from django.core.exceptions import ValidationError
 
 from providers_app.models import KeyStrategy, Provider
 from providers_app.services.provider_settings import SETTINGS_MODELS
+from providers_app.services.providers import EDITABLE_FIELDS
 
 SETTINGS_PREFIX = "settings_"
+# the provider's own columns the form edits directly; ``settings`` is spread over
+# one form field per type-specific setting instead
+PLAIN_FIELDS = tuple(name for name in EDITABLE_FIELDS if name != "settings")
 MAX_GRACE_MINUTES = 7 * 24 * 60
 
 
@@ -132,19 +136,7 @@ class ProviderForm(ServiceErrorsMixin, forms.Form):
 
     @staticmethod
     def _initial_from(provider: Provider) -> dict[str, Any]:
-        fields = (
-            "base_url",
-            "default_model",
-            "timeout_seconds",
-            "enabled",
-            "key_strategy",
-            "oauth_client_id",
-            "oauth_authorize_url",
-            "oauth_token_url",
-            "oauth_device_url",
-            "oauth_scopes",
-        )
-        return {name: getattr(provider, name) for name in fields}
+        return {name: getattr(provider, name) for name in PLAIN_FIELDS}
 
     def settings_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith(SETTINGS_PREFIX)]
@@ -159,21 +151,7 @@ class ProviderForm(ServiceErrorsMixin, forms.Form):
     def service_fields(self) -> dict[str, Any]:
         """What to hand to provider_create / provider_update (on edit: only what changed)."""
         data = self.cleaned_data
-        fields: dict[str, Any] = {
-            name: data[name]
-            for name in (
-                "base_url",
-                "default_model",
-                "timeout_seconds",
-                "enabled",
-                "key_strategy",
-                "oauth_client_id",
-                "oauth_authorize_url",
-                "oauth_token_url",
-                "oauth_device_url",
-                "oauth_scopes",
-            )
-        }
+        fields: dict[str, Any] = {name: data[name] for name in PLAIN_FIELDS}
         fields["settings"] = {
             name[len(SETTINGS_PREFIX) :]: value
             for name, value in data.items()
