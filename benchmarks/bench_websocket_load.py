@@ -46,7 +46,10 @@ Exit status: 1 if any message was lost or mixed or the usage rows do not match,
     .venv/bin/python benchmarks/bench_websocket_load.py [--connections 500] [--turns 1]
         [--mux-sockets 100] [--mux-requests 5] [--idle 500 1000] [--delay-ms 20]
         [--database-url postgres://postgres@127.0.0.1:5432/bench_ws_db]
-        [--redis-url redis://127.0.0.1:6379/8] [--json results.json]
+        [--redis-url redis://127.0.0.1:6379/8 [--layer-no-socket-timeout]]
+        [--json results.json] [--logs DIR] [--profile py-spy.json]
+
+Results and their reading: docs/BENCHMARKS.md, "Websocket chat load".
 """
 
 from __future__ import annotations
