@@ -39,11 +39,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
-    """One chromium for the package (a launch costs about a second). Package scope,
-    not session: Playwright's sync API runs its own event loop, which must be gone
-    before the async tests in other folders run."""
+    """One chromium per test module (a launch costs about a second). Not longer:
+    Playwright's sync API keeps an event loop running on this thread, which must
+    be gone before the async tests in other folders run. (Package scope would not
+    do: without __init__.py files pytest has no package here, and a "package"
+    fixture lives for the whole session.)"""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
             f"{CHROMIUM} is missing: `make test` installs it (scripts/ensure-chromium); "
