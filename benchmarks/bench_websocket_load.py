@@ -878,9 +878,12 @@ def main() -> int:
         "FERNET_KEYS": "bench-fernet-key",
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PROMETHEUS_MULTIPROC_DIR": "",
         "DATABASE_URL": args.database_url or f"sqlite:///{workdir}/bench.sqlite3",
     }
+    # prometheus_client turns multiprocess mode on when the variable merely exists (even
+    # empty) and then writes its .db files into the working directory, the repo root.
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("prometheus_multiproc_dir", None)
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
     else:
