@@ -132,7 +132,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "aipk:channels"},
+            # socket_timeout None: every consumer waits on the layer with a blocking
+            # BZPOPMIN whose own timeout is 5 s, and redis-py 8's default 5 s socket
+            # timeout made a read the busy loop got to late raise inside the consumer,
+            # closing that websocket with 1011 (django/channels_redis#422; found by
+            # benchmarks/bench_websocket_load.py: a socket every 5-10 s under load)
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": "aipk:channels",
+            },
         }
     }
     # A RabbitMQ broker can replace Redis here; results stay on Redis.

@@ -46,7 +46,7 @@ Exit status: 1 if any message was lost or mixed or the usage rows do not match,
     .venv/bin/python benchmarks/bench_websocket_load.py [--connections 500] [--turns 1]
         [--mux-sockets 100] [--mux-requests 5] [--idle 500 1000] [--delay-ms 20]
         [--database-url postgres://postgres@127.0.0.1:5432/bench_ws_db]
-        [--redis-url redis://127.0.0.1:6379/8 [--layer-no-socket-timeout]]
+        [--redis-url redis://127.0.0.1:6379/8]
         [--json results.json] [--logs DIR] [--profile py-spy.json]
 
 Results and their reading: docs/BENCHMARKS.md, "Websocket chat load".
@@ -848,12 +848,6 @@ def main() -> int:
         "after (default: SQLite in a temp dir)",
     )
     parser.add_argument("--redis-url", help="redis://…/<db>: flushed before and after")
-    parser.add_argument(
-        "--layer-no-socket-timeout",
-        action="store_true",
-        help="with --redis-url: run aipk with the channels-redis connections' socket_timeout "
-        "set to None (benchmarks/_settings_layer_no_socket_timeout.py)",
-    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--logs", metavar="DIR", help="keep aipk's full logs in DIR")
     parser.add_argument(
@@ -889,13 +883,6 @@ def main() -> int:
     else:
         env.pop("REDIS_URL", None)
     layer = "channels_redis RedisChannelLayer" if args.redis_url else "InMemoryChannelLayer"
-    if args.layer_no_socket_timeout:
-        if not args.redis_url:
-            parser.error("--layer-no-socket-timeout needs --redis-url")
-        benchmarks_dir = os.path.dirname(os.path.abspath(__file__))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [benchmarks_dir, env.get("PYTHONPATH")]))
-        env["DJANGO_SETTINGS_MODULE"] = "_settings_layer_no_socket_timeout"
-        layer += " (socket_timeout=None)"
     backends = (
         f"{'PostgreSQL' if args.database_url else 'SQLite'} + "
         f"{'Redis' if args.redis_url else 'local-memory'} cache, {layer}"

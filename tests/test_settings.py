@@ -118,7 +118,9 @@ def test_it_switches_cache_channels_and_celery_to_redis():
     assert s["cache"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     assert s["cache"]["LOCATION"] == url
     assert s["channel_layer"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert s["channel_layer"]["CONFIG"]["hosts"] == [url]
+    # no socket timeout on the layer: its blocking receive must not time out (and close
+    # the websocket) when the event loop reads a reply late
+    assert s["channel_layer"]["CONFIG"]["hosts"] == [{"address": url, "socket_timeout": None}]
     assert s["celery"] == {"broker": url, "result": url, "eager": False}
 
 
