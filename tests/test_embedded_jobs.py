@@ -21,7 +21,19 @@ def _old_usage(tenant, request_id: str, days_ago: int) -> UsageRecord:
     )
 
 
-def test_it_runs_a_due_schedule_in_this_process(transactional_db, settings):
+@pytest.fixture
+def embedded_mode(settings):
+    """Embedded mode whatever the suite runs on: no broker, tasks run eagerly."""
+    from aipk_site.celery import app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    was_eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = was_eager
+
+
+def test_it_runs_a_due_schedule_in_this_process(transactional_db, settings, embedded_mode):
     settings.USAGE_RETENTION_DAYS = 30
     tenant = Tenant.objects.create(name="Acme", slug="acme")
     _old_usage(tenant, "old", days_ago=90)
@@ -37,14 +49,15 @@ def test_it_runs_a_due_schedule_in_this_process(transactional_db, settings):
         },
     )
 
-    service = start_embedded_scheduler()
+    beat = start_embedded_scheduler()
+    assert beat is not None
     try:
         deadline = time.monotonic() + 20
         while UsageRecord.objects.filter(request_id="old").exists():
             assert time.monotonic() < deadline, "the due retention job did not run within 20 s"
             time.sleep(0.2)
     finally:
-        service.stop()
+        beat.stop()
 
     assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["recent"]
     assert PeriodicTask.objects.get(name="tenants: retention").total_run_count >= 1
