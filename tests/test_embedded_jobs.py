@@ -26,8 +26,10 @@ def embedded_mode(settings):
     """Embedded mode whatever the suite runs on: no broker, tasks run eagerly."""
     from aipk_site.celery import app
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+    # read before changing the Django setting: the first read loads the app's config
+    # from Django settings, and must load the suite's own value
     was_eager = app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = was_eager
