@@ -80,6 +80,14 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def start_simulator(env: dict[str, str], delay_ms: int) -> tuple[Proc, str]:
+    """The provider simulator on a free loopback port: (its process, its URL)."""
+    port = free_port()
+    argv = [PYTHON, "manage.py", "simulate_providers", "--host", "127.0.0.1", "--port", str(port)]
+    sim = Proc("simulator", [*argv, "--delay-ms", str(delay_ms)], env)
+    return sim, f"http://127.0.0.1:{port}"
+
+
 class Proc:
     """A child process with its output in a temp file; ``stop()`` always ends it."""
 
@@ -430,24 +438,9 @@ def main() -> None:
                 [PYTHON, "-c", f"import redis; redis.Redis.from_url({REDIS_URL!r}).flushdb()"],
                 check=True,
             )
-        sim_port, aipk_port = free_port(), free_port()
-        sim = Proc(
-            "simulator",
-            [
-                PYTHON,
-                "manage.py",
-                "simulate_providers",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(sim_port),
-                "--delay-ms",
-                str(args.delay_ms),
-            ],
-            env,
-        )
+        aipk_port = free_port()
+        sim, sim_url = start_simulator(env, args.delay_ms)
         procs.append(sim)
-        sim_url = f"http://127.0.0.1:{sim_port}"
         seeded = subprocess.run(
             [
                 PYTHON,

@@ -80,6 +80,7 @@ from bench_gateway_overhead import (
     free_port,
     own_cpu,
     pct,
+    start_simulator,
     wait_http,
 )
 
@@ -902,24 +903,8 @@ def main() -> int:
             env=env,
             check=True,
         )
-        sim_port = free_port()
-        sim = Proc(
-            "simulator",
-            [
-                PYTHON,
-                "manage.py",
-                "simulate_providers",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(sim_port),
-                "--delay-ms",
-                str(args.delay_ms),
-            ],
-            env,
-        )
+        sim, sim_url = start_simulator(env, args.delay_ms)
         procs.append(sim)
-        sim_url = f"http://127.0.0.1:{sim_port}"
         seeded = manage_shell(
             env,
             SEED.format(base_url=f"{sim_url}/openai/v1", model=OPENAI_MODEL)
