@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.vary import vary_on_headers
 
-from tenants_app.console_selectors import (
+from tenants_app.selectors import (
     audit_events_for,
     audit_tenants,
     audit_vocabulary,

@@ -2,7 +2,7 @@
 
 The page is only the frame; static/console/playground.js talks to the socket with the
 console session, which is how docs/WEBSOCKET.md lets console users in. So the view offers
-exactly what the socket will accept (tenant_app.console_selectors) and no more: a tenant
+exactly what the socket will accept (tenants_app.selectors) and no more: a tenant
 the user could not chat as would only fail once the socket opens.
 
 Changing the tenant picker re-requests this page with ``?tenant=``; htmx keeps only
@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from tenants_app.console_selectors import (
+from tenants_app.selectors import (
     chat_memberships,
     memberships_without_chat,
     tenant_chat_models,
