@@ -69,22 +69,17 @@ INVALID = 422  # a form re-rendered with its errors (htmx swaps it too)
 
 
 def console_view(view):
-    """Signed in; a refusal (console_tenant's PermissionDenied, or the API's own rule
-    helpers' AuthorizationError) is a 403 page that names the role needed, which
-    Django's bare default 403 would not say."""
+    """Signed in; the API's own rule helpers (require_key_manager, ...) refuse with
+    ninja's AuthorizationError, which becomes a PermissionDenied: Django's 403 page
+    (templates/403.html) then names the role needed, as for every console refusal."""
 
     @login_required
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
-        except (AuthorizationError, PermissionDenied) as exc:
-            return render(
-                request,
-                "console/tenants/refused.html",
-                {"nav_section": "tenants", "reason": str(exc) or "not allowed"},
-                status=403,
-            )
+        except AuthorizationError as exc:
+            raise PermissionDenied(str(exc)) from exc
 
     return wrapped
 

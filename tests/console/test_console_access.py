@@ -39,3 +39,13 @@ def test_it_serves_the_vendored_htmx_without_a_cdn(client_as, staff):
 
     assert '<script src="/static/vendor/htmx-2.0.11.min.js"' in body
     assert "unpkg.com" not in body and "cdn" not in body.lower()
+
+
+def test_it_says_why_a_page_is_refused(client_as, owner, teammate):
+    staff_only = client_as(owner).get("/console/providers/")
+    too_low = client_as(teammate).post("/console/tenants/acme/members/", {"username": "x"})
+
+    assert staff_only.status_code == 403
+    assert "this page is for staff" in staff_only.content.decode()
+    assert too_low.status_code == 403
+    assert "this needs the admin role in the tenant" in too_low.content.decode()
