@@ -14,11 +14,12 @@ PORT      ?= 8000
 SIM_PORT  ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: help install browser run test migrate clean
+.PHONY: help install browser run test lint migrate clean
 
 help:
 	@echo "make run    set up .venv, migrate, start the provider simulator, the server and its scheduled jobs"
 	@echo "make test   set up .venv and run the whole test suite"
+	@echo "make lint   ruff (lint + format check) and mypy"
 	@echo "variables:  HOST=$(HOST) PORT=$(PORT) SIM_PORT=$(SIM_PORT) PYTEST_ARGS='...'"
 
 $(PY):
@@ -77,6 +78,12 @@ test: $(STAMP) browser
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# ruff (lint + format check) and mypy over the project's code.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy aipk_site providers_app tenants_app
 
 clean:
 	rm -rf staticfiles
