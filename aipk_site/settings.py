@@ -12,6 +12,7 @@ and FERNET_KEYS must be set; there are no fallbacks for them.
 """
 
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -68,6 +69,8 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "django_celery_beat",
+    "axes",  # login throttling (docs/SECURITY.md)
+    "csp",  # Content-Security-Policy (docs/SECURITY.md)
     "providers_app",
     "tenants_app",
 ]
@@ -84,6 +87,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Content-Security-Policy on every site response (the gateway's /v1/ has its own stack)
+    "aipk_site.csp.ConsoleCSPMiddleware",
+    # last, as django-axes asks: turns a locked-out sign-in into its 429 answer
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "aipk_site.urls"
@@ -195,6 +202,71 @@ LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"
 
+# --- Security: HTTPS, cookies, headers, CSP, sign-in throttling (docs/SECURITY.md) -----
+# Production-safe when DEBUG is off, plain local http when it is on; each one can be set
+# from the environment. aipk expects a TLS-terminating proxy in front of it in production.
+_SECURE_DEFAULT = not DEBUG
+# Behind a proxy that sets X-Forwarded-Proto (and drops any value a client sent), set
+# SECURE_PROXY_SSL_HEADER=true so Django sees https requests as https. Never without such a
+# proxy: a client could then claim https itself.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("SECURE_PROXY_SSL_HEADER", default=False)
+    else None
+)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_SECURE_DEFAULT)
+# Probes and scrapers often talk plain http to the app behind the proxy: never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^(health|ready|metrics|metrics\.json)$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _SECURE_DEFAULT else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_SECURE_DEFAULT)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_SECURE_DEFAULT)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_SECURE_DEFAULT)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_SECURE_DEFAULT)
+SECURE_CONTENT_TYPE_NOSNIFF = env.bool("SECURE_CONTENT_TYPE_NOSNIFF", default=True)
+X_FRAME_OPTIONS = env.str("X_FRAME_OPTIONS", default="DENY")
+SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp): the console's scripts are files under /static/,
+# never inline. Styles may be inline: pygal's SVG charts carry a <style> element, htmx
+# inserts its indicator style and the admin uses style attributes; a style cannot run code.
+# connect-src: the playground's websocket (aipk_site/csp.py adds ws(s)://<this host>).
+# The OpenAPI pages load Swagger UI from a CDN with an inline script, so they are left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/docs", "/v1/docs"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Sign-in throttling (django-axes), console and admin alike: after AXES_FAILURE_LIMIT
+# failed attempts for one username from one IP address, that pair is locked out for
+# LOGIN_LOCKOUT_MINUTES, the right password included (429). Attempts are rows in the
+# database, so every process agrees; the admin lists and resets them ("Axes").
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The address Django sees (REMOTE_ADDR): behind a proxy, the server must put the client's
+# address there (daphne --proxy-headers, uvicorn --forwarded-allow-ips), as for the API.
+AXES_CLIENT_IP_CALLABLE = "tenants_app.auth.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Its attempt log and these settings' names stay out of the request log.
+AXES_VERBOSE = False
+
 # --- Logging: one record per line on stdout (docs/MONITORING.md, "Logs") ----------
 # LOG_FORMAT=json writes one JSON object per line (time, level, logger, message,
 # request_id, extra fields); LOG_FORMAT=line a readable line. Default: json in
@@ -267,6 +339,17 @@ if _prometheus_dir and not Path(_prometheus_dir).is_dir():
         "it) before starting aipk's processes, or unset it for single-process mode."
     )
 
+# /metrics and /metrics.json: with METRICS_TOKEN set they answer only
+# "Authorization: Bearer <METRICS_TOKEN>" (401 otherwise); unset, they are open and
+# `manage.py check --deploy` warns (aipk.W001).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Label values come only from known sets (providers, known models, route aliases), read
+# from the database by this function at most every METRICS_LABELS_REFRESH_SECONDS, and
+# each label holds at most METRICS_MAX_LABEL_VALUES values per process; the rest are "other".
+METRICS_KNOWN_LABELS = "aipk_site.metric_labels.known_labels"
+METRICS_LABELS_REFRESH_SECONDS = env.float("METRICS_LABELS_REFRESH_SECONDS", default=60.0)
+METRICS_MAX_LABEL_VALUES = env.int("METRICS_MAX_LABEL_VALUES", default=1000)
+
 # --- OAuth flows (providers_app.services.oauth, docs/OAUTH.md) --------------
 # Tokens expiring within this many seconds are refreshed (by the Celery task
 # and on demand when a request picks the credential).
@@ -305,9 +388,13 @@ VIRTUAL_KEY_CACHE_SECONDS = env.int("VIRTUAL_KEY_CACHE_SECONDS", default=30)
 ROUTING_CACHE_SECONDS = env.float("ROUTING_CACHE_SECONDS", default=5.0)
 # The longest TTL a key or request may ask of the response cache.
 RESPONSE_CACHE_MAX_TTL_SECONDS = env.int("RESPONSE_CACHE_MAX_TTL_SECONDS", default=24 * 60 * 60)
-# A stream still counted as running after this long is assumed dead (its
-# process crashed) and stops counting against max concurrent streams.
-ADMISSION_STREAM_MAX_SECONDS = env.int("ADMISSION_STREAM_MAX_SECONDS", default=900)
+# Budgets and admission (docs/GATEWAY.md "Limits and budgets"). A request's
+# reservation and stream slot are leases: unsettled after this long (its process
+# was killed), they are reclaimed. Keep it above the longest request (the
+# providers' total deadlines). ADMISSION_STREAM_MAX_SECONDS is its old name.
+ADMISSION_LEASE_SECONDS = env.float(
+    "ADMISSION_LEASE_SECONDS", default=env.float("ADMISSION_STREAM_MAX_SECONDS", default=900)
+)
 # Usage records are written in batches: whichever comes first.
 USAGE_BATCH_SIZE = env.int("USAGE_BATCH_SIZE", default=200)
 USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=0.5)

@@ -22,6 +22,20 @@ price of bucket resolution (see LATENCY_BUCKETS).
 Labels never carry a secret: a provider's name, a credential as
 ``key:<id>`` / ``oauth:<id>``, a model id, a status, an error type.
 
+Labels are bounded. Prometheus keeps one series per label combination for as
+long as the process lives, so a label fed from what a client sends (a model id
+it made up) grows /metrics and memory without end: 2,000 random model ids took
+/metrics from 4 KB to 7.5 MB. So a model id becomes a label only when it is
+*known* -- a provider's default model, a discovered model, a route candidate,
+a priced model -- and a route alias only when a route has it; anything else is
+counted under ``other``. The known sets are a snapshot (``KnownLabels``) read
+from the database off the request path: loaded on first use, reloaded
+``METRICS_LABELS_REFRESH_SECONDS`` after the last load or at once after a
+change in this process (``metric_labels_forget``), and while a reload runs the
+old snapshot keeps answering, so recording never waits for the database. As a
+last guard every label holds at most ``METRICS_MAX_LABEL_VALUES`` distinct
+values per process; values past that are counted under ``other`` too.
+
 The gateway's own series (``aipk_gateway_*``, one observation per client
 request, recorded by ``record_gateway_request`` from the gateway's single
 accounting point) keep their label sets bounded: endpoint, route alias (or
@@ -31,16 +45,24 @@ status, and error or refusal codes that aipk itself chose.
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import math
 import os
 import re
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.core import checks
+from django.db import connections
+from django.utils.module_loading import import_string
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -52,7 +74,9 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from providers_app.models import ApiKey, OAuthCredential, Provider
+from providers_app.models import ApiKey, DiscoveredModel, OAuthCredential, Provider
+
+logger = logging.getLogger(__name__)
 
 # Seconds. Fine below 2 s (most chat calls), coarse above (long streams).
 # fmt: off
@@ -63,6 +87,7 @@ LATENCY_BUCKETS = (
 # fmt: on
 STATUSES = ("success", "error", "cancelled")
 NO_CREDENTIAL = "none"
+OTHER = "other"  # a label value outside the known sets
 _LABEL_TOKEN = re.compile(r"^[a-z0-9_]{1,48}$")
 
 REQUESTS = Counter(
@@ -183,6 +208,177 @@ _OWN_PREFIXES = ("aipk_provider_", "aipk_credential_", *_GATEWAY_PREFIXES)
 _request_log = logging.getLogger("aipk.gateway.requests")
 
 
+# -- bounded labels: what may become a label value ---------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownLabels:
+    """The values a label may take: configured providers, their known models, route aliases.
+
+    A label source (``settings.METRICS_KNOWN_LABELS``) returns one; providers_app's own
+    (``provider_known_labels``) knows providers, default and discovered models, and the
+    project's adds route aliases, route candidates and priced models."""
+
+    providers: frozenset[str] = frozenset()
+    models: frozenset[tuple[str, str]] = frozenset()  # (provider name, model id)
+    aliases: frozenset[str] = frozenset()
+
+    def __or__(self, other: KnownLabels) -> KnownLabels:
+        return KnownLabels(
+            providers=self.providers | other.providers,
+            models=self.models | other.models,
+            aliases=self.aliases | other.aliases,
+        )
+
+
+def provider_known_labels() -> KnownLabels:
+    """Providers, each one's default model and its discovered models (two queries)."""
+    providers = list(Provider.objects.values_list("name", "default_model"))
+    models = {(name, model) for name, model in providers if model}
+    models.update(DiscoveredModel.objects.values_list("provider__name", "model_id"))
+    return KnownLabels(providers=frozenset(name for name, _ in providers), models=frozenset(models))
+
+
+class _LabelSnapshot:
+    """The known labels of this process, reloaded off the request path.
+
+    Recording only ever reads ``labels``. When the snapshot is stale, a caller on
+    an event loop starts one background thread to reload it (and keeps using the
+    old one meanwhile); a caller in a plain thread, where a query is allowed,
+    reloads it in place."""
+
+    RETRY_SECONDS = 5.0  # after a failed load (database away), before the next try
+
+    def __init__(self) -> None:
+        self.labels = KnownLabels()
+        self._expires_at = 0.0
+        self._generation = 0
+        self._loading = False
+        self._lock = threading.Lock()
+
+    def current(self) -> KnownLabels:
+        if time.monotonic() >= self._expires_at:
+            self._reload_soon()
+        return self.labels
+
+    def forget(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._expires_at = 0.0
+
+    def load(self) -> KnownLabels:
+        """Read the known labels now (a sync context: it queries the database)."""
+        with self._lock:
+            generation = self._generation
+        try:
+            source = getattr(
+                settings,
+                "METRICS_KNOWN_LABELS",
+                "providers_app.services.metrics.provider_known_labels",
+            )
+            labels: KnownLabels = import_string(source)()
+        except Exception:
+            logger.warning("metrics: could not load the known label values", exc_info=True)
+            with self._lock:
+                self._expires_at = time.monotonic() + self.RETRY_SECONDS
+            return self.labels
+        ttl = float(getattr(settings, "METRICS_LABELS_REFRESH_SECONDS", 60.0))
+        with self._lock:
+            self.labels = labels
+            # a change seen while loading leaves the snapshot stale, so it is read again
+            if generation == self._generation:
+                self._expires_at = time.monotonic() + ttl
+        return labels
+
+    def _reload_soon(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.load()  # no event loop in this thread: a query cannot block one
+            return
+        with self._lock:
+            if self._loading:
+                return
+            self._loading = True
+        threading.Thread(
+            target=self._load_in_thread, name="aipk-metric-labels", daemon=True
+        ).start()
+
+    def _load_in_thread(self) -> None:
+        try:
+            self.load()
+        finally:
+            connections.close_all()  # this thread's connections only
+            with self._lock:
+                self._loading = False
+
+
+_snapshot = _LabelSnapshot()
+_seen: dict[str, set[str]] = defaultdict(set)
+
+
+def known_labels() -> KnownLabels:
+    """This process's known label values; never queries the database on an event loop."""
+    return _snapshot.current()
+
+
+def metric_labels_refresh() -> KnownLabels:
+    """Reload the known label values now (sync code only: it queries the database)."""
+    _snapshot.forget()
+    return _snapshot.load()
+
+
+def metric_labels_forget() -> None:
+    """A provider, model, route or price changed: reload the known values on next use."""
+    _snapshot.forget()
+
+
+def _capped(label: str, value: str) -> str:
+    """``value`` itself while ``label`` holds fewer than METRICS_MAX_LABEL_VALUES values."""
+    seen = _seen[label]
+    if value in seen:
+        return value
+    if len(seen) >= int(getattr(settings, "METRICS_MAX_LABEL_VALUES", 1000)):
+        return OTHER
+    seen.add(value)
+    return value
+
+
+# -- access: the optional bearer token of /metrics and /metrics.json -----------------------
+
+
+def metrics_token() -> str:
+    return str(getattr(settings, "METRICS_TOKEN", "") or "")
+
+
+def metrics_authorized(authorization: str | None) -> bool:
+    """Whether an Authorization header opens /metrics: always when no METRICS_TOKEN is set,
+    else only "Bearer <METRICS_TOKEN>", compared in constant time."""
+    token = metrics_token()
+    if not token:
+        return True
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """`manage.py check --deploy` says so when /metrics is open to anyone who can reach it."""
+    if metrics_token():
+        return []
+    return [
+        checks.Warning(
+            "METRICS_TOKEN is not set: /metrics and /metrics.json answer anyone who can reach "
+            "them (request counts, providers, route aliases, costs).",
+            hint="Set METRICS_TOKEN and give Prometheus the same value "
+            "(authorization: credentials_file), or keep /metrics unreachable from outside.",
+            id="aipk.W001",
+        )
+    ]
+
+
 # -- recording (the request path calls these) -----------------------------------------
 
 
@@ -204,12 +400,28 @@ def credential_label(credential: ApiKey | OAuthCredential | str | None) -> str:
 
 
 def _provider_label(provider: Provider | str) -> str:
-    return provider.name if isinstance(provider, Provider) else str(provider)
+    # a provider's name comes from its row, which an admin configured: a bounded set
+    return _capped("provider", provider.name if isinstance(provider, Provider) else str(provider))
 
 
-def _token(value: str | None, default: str) -> str:
+def _token(value: str | None, default: str, label: str = "error_type") -> str:
     value = (value or "").strip().lower()
-    return value if _LABEL_TOKEN.match(value) else default
+    return _capped(label, value) if _LABEL_TOKEN.match(value) else default
+
+
+def _model_label(provider: str, model: str) -> str:
+    """The model id when it is a known model of ``provider``, else "other"."""
+    if not model:
+        return UNKNOWN
+    if (provider, model) in known_labels().models:
+        return _capped("model", model)
+    return OTHER
+
+
+def _alias_label(alias: str, provider: str | None) -> str:
+    if not alias:
+        return DIRECT_ALIAS if provider else UNKNOWN
+    return _capped("alias", alias) if alias in known_labels().aliases else OTHER
 
 
 def record_request(
@@ -226,7 +438,8 @@ def record_request(
     """Count one upstream request. Cheap: in-process counters only."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    labels = (_provider_label(provider), credential_label(credential_id), model or "unknown")
+    provider_label = _provider_label(provider)
+    labels = (provider_label, credential_label(credential_id), _model_label(provider_label, model))
     REQUESTS.labels(*labels, status).inc()
     if status == "error":
         ERRORS.labels(*labels, _token(error_type, "unknown_error")).inc()
@@ -246,7 +459,7 @@ def record_refresh(
 
 
 def _endpoint_label(endpoint: str) -> str:
-    return endpoint if _ENDPOINT.match(endpoint or "") else "other"
+    return _capped("endpoint", endpoint) if _ENDPOINT.match(endpoint or "") else OTHER
 
 
 def record_gateway_request(
@@ -274,11 +487,11 @@ def record_gateway_request(
     if status not in GATEWAY_STATUSES:
         status = UNKNOWN
     endpoint = _endpoint_label(endpoint)
-    provider_label = provider or NO_PROVIDER
-    alias_label = (alias or "")[:_ALIAS_MAX] or (DIRECT_ALIAS if provider else UNKNOWN)
+    provider_label = _capped("provider", provider) if provider else NO_PROVIDER
+    alias_label = _alias_label((alias or "")[:_ALIAS_MAX], provider)
     GATEWAY_REQUESTS.labels(endpoint, alias_label, provider_label, status).inc()
     if status == "refused":
-        GATEWAY_REFUSALS.labels(endpoint, _token(error_type, UNKNOWN)).inc()
+        GATEWAY_REFUSALS.labels(endpoint, _token(error_type, UNKNOWN, "code")).inc()
     elif status == "error":
         GATEWAY_ERRORS.labels(endpoint, provider_label, _token(error_type, "unknown_error")).inc()
     if cached:
