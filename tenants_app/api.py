@@ -19,12 +19,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from ninja import NinjaAPI
 from redis.exceptions import RedisError
 
 from tenants_app.formats.anthropic_format import (
@@ -33,26 +33,51 @@ from tenants_app.formats.anthropic_format import (
     parse_messages,
     render_message,
 )
-from tenants_app.formats.common import InputLimits, ParsedRequest
+from tenants_app.formats.common import InputLimits, ParsedRequest, load_json
 from tenants_app.formats.openai_format import (
     OpenAIStreamEncoder,
     openai_error_body,
     parse_chat_completion,
     render_chat_completion,
 )
+from tenants_app.models import UsageStatus
+from tenants_app.ninja_fallbacks import JSONFallbackAPI
 from tenants_app.services.errors import (
     GatewayError,
-    InvalidRequest,
+    NotFound,
     PayloadTooLarge,
     UpstreamError,
 )
 from tenants_app.services.gateway import GatewayCall, gateway_reply, gateway_stream
 from tenants_app.services.key_auth import KeyContext, authenticate_virtual_key
 from tenants_app.services.routing import models_for
+from tenants_app.services.usage import usage_record
 
 logger = logging.getLogger(__name__)
 
-gateway_api = NinjaAPI(
+class GatewayAPI(JSONFallbackAPI):
+    """The gateway's NinjaAPI: unknown paths, wrong methods and unexpected errors are
+    JSON in the caller's format, never Django's HTML pages."""
+
+    def fallback_error(
+        self, request: HttpRequest, status: int, code: str, message: str
+    ) -> HttpResponse:
+        error = GatewayError(message, code=code)
+        error.status = status
+        if status == 404:
+            error.type = NotFound.type
+        return _error_response(error, _error_renderer(request))
+
+
+def _error_renderer(request: HttpRequest) -> Callable[[GatewayError], dict]:
+    """Anthropic's error shape for Anthropic clients and paths, OpenAI's otherwise."""
+    anthropic = "anthropic-version" in request.headers or request.path_info.startswith(
+        "/v1/messages"
+    )
+    return anthropic_error_body if anthropic else openai_error_body
+
+
+gateway_api = GatewayAPI(
     title="aipk gateway",
     version="1",
     description="OpenAI- and Anthropic-compatible endpoints. Authenticate with a virtual key: "
@@ -61,6 +86,18 @@ gateway_api = NinjaAPI(
 )
 
 _JSON = "application/json"
+
+
+@gateway_api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A bug answers with a JSON 500 in the caller's format, logged with its traceback."""
+    logger.error("gateway: unexpected %s", type(exc).__name__, exc_info=exc)
+    if isinstance(exc, _INFRASTRUCTURE_ERRORS):
+        return _error_response(_unavailable(exc), _error_renderer(request))
+    error = UpstreamError(
+        f"internal error in aipk ({type(exc).__name__})", status=500, code="internal_error"
+    )
+    return _error_response(error, _error_renderer(request))
 
 # Documentation of the bodies for /v1/docs and schema-driven tests. The views parse
 # bodies themselves (formats/), so every error names the field in the client's terms.
@@ -166,7 +203,7 @@ def _secret_from(request: HttpRequest) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def _read_json(request: HttpRequest):
+def _read_json(request: HttpRequest) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.GATEWAY_MAX_BODY_BYTES:
         raise _too_large()
@@ -176,10 +213,8 @@ def _read_json(request: HttpRequest):
         raise _too_large() from None
     if len(raw) > settings.GATEWAY_MAX_BODY_BYTES:
         raise _too_large()
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequest(f"the body is not valid JSON: {error}", param="body") from None
+    # strict UTF-8, bounded nesting, no lone surrogates: InvalidRequest otherwise
+    return load_json(raw)
 
 
 def _too_large() -> PayloadTooLarge:
@@ -191,9 +226,40 @@ async def _prepare(
     request: HttpRequest, parse: Callable[..., ParsedRequest], endpoint: str, id_prefix: str
 ) -> tuple[KeyContext, GatewayCall]:
     ctx = await authenticate_virtual_key(_secret_from(request))
-    parsed = parse(_read_json(request), _limits())
-    call = GatewayCall(ctx, parsed, endpoint, f"{id_prefix}{uuid.uuid4().hex}")
-    return ctx, call
+    request_id = f"{id_prefix}{uuid.uuid4().hex}"
+    body: Any = None
+    try:
+        body = _read_json(request)
+        parsed = parse(body, _limits())
+    except GatewayError as error:
+        # A key's refused requests are its usage too (docs/GATEWAY.md, "Usage records").
+        _record_refused_body(ctx, endpoint, request_id, body, error)
+        raise
+    return ctx, GatewayCall(ctx, parsed, endpoint, request_id)
+
+
+def _stored_text(value: Any, limit: int) -> str:
+    """Client text as a usage record may hold it: NUL escaped (PostgreSQL refuses NUL in
+    text, and the whole row would be lost), cut to the column's length."""
+    if not isinstance(value, str):
+        return ""
+    return value.replace("\x00", "\\u0000")[:limit]
+
+
+def _record_refused_body(
+    ctx: KeyContext, endpoint: str, request_id: str, body: Any, error: GatewayError
+) -> None:
+    fields = body if isinstance(body, dict) else {}
+    usage_record(
+        request_id=request_id,
+        tenant_id=ctx.tenant_id,
+        virtual_key_id=ctx.key_id,
+        model=_stored_text(fields.get("model"), 200),
+        endpoint=endpoint,
+        status=UsageStatus.REFUSED,
+        error_type=error.code[:64],
+        streamed=fields.get("stream") is True,
+    )
 
 
 def _stream_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingHttpResponse:
@@ -281,13 +347,15 @@ async def models(request: HttpRequest):
     render_error = anthropic_error_body if anthropic else openai_error_body
     try:
         ctx = await authenticate_virtual_key(_secret_from(request))
+        entries = await models_for(
+            tenant_id=ctx.tenant_id,
+            allowed_models=ctx.allowed_models,
+            allowed_provider_ids=ctx.allowed_provider_ids,
+        )
     except GatewayError as error:
         return _error_response(error, render_error)
-    entries = await models_for(
-        tenant_id=ctx.tenant_id,
-        allowed_models=ctx.allowed_models,
-        allowed_provider_ids=ctx.allowed_provider_ids,
-    )
+    except _INFRASTRUCTURE_ERRORS as error:
+        return _error_response(_unavailable(error), render_error)
     if anthropic:
         data = [
             {

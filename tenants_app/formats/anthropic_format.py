@@ -50,8 +50,10 @@ from providers_app.kit.types import (
 from tenants_app.services.errors import GatewayError
 
 from .common import (
+    MAX_OUTPUT_TOKENS,
     InputLimits,
     ParsedRequest,
+    bounded_int,
     check_message_size,
     dumps,
     effective_finish,
@@ -61,6 +63,7 @@ from .common import (
     not_one_of,
     optional_number,
     parse_aipk_cache,
+    parse_model,
     public_tool_call_id,
     split_tool_call_id,
 )
@@ -78,6 +81,7 @@ _UNSUPPORTED_BLOCKS = {
     "document": "document input is not supported",
     "search_result": "search_result blocks are not supported",
 }
+MAX_TOP_K = 2**31 - 1
 # sent back by clients when extended thinking was on; nothing downstream can use them
 _SKIPPED_BLOCKS = ("thinking", "redacted_thinking")
 
@@ -93,21 +97,11 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
     if not isinstance(body, dict):
         raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
 
-    model = body.get("model")
-    if model is None:
-        raise invalid("is required", "model")
-    if not isinstance(model, str) or not model.strip():
-        raise invalid(f"must be a non-empty string, got {json_type(model)}", "model")
+    model = parse_model(body)
 
-    max_tokens = body.get("max_tokens")
+    max_tokens = bounded_int(body, "max_tokens", 1, MAX_OUTPUT_TOKENS)
     if max_tokens is None:
         raise invalid("is required", "max_tokens")
-    if isinstance(max_tokens, float) and max_tokens.is_integer():
-        max_tokens = int(max_tokens)
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-        raise invalid(f"must be an integer, got {json_type(max_tokens)}", "max_tokens")
-    if max_tokens < 1:
-        raise invalid(f"must be at least 1, got {max_tokens}", "max_tokens")
 
     messages = _parse_system(body.get("system"), limits)
     messages.extend(_parse_messages(body.get("messages"), limits))
@@ -122,9 +116,8 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
     except ToolValidationError as exc:
         raise from_tool_error(exc) from None
 
-    top_k = body.get("top_k")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
-        raise invalid(f"must be a non-negative integer, got {json_type(top_k)}", "top_k")
+    # checked, then dropped (see the module docstring); no vocabulary has 2**31 tokens
+    bounded_int(body, "top_k", 0, MAX_TOP_K)
 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,11 @@ from providers_app.kit.types import (
 from tenants_app.services.errors import InvalidRequest
 
 __all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_OUTPUT_TOKENS",
     "ParsedRequest",
     "InputLimits",
+    "load_json",
     "public_tool_call_id",
     "split_tool_call_id",
     "response_as_chunks",
@@ -52,6 +56,114 @@ class InputLimits:
     max_messages: int
     max_message_chars: int
     max_tools: int
+
+
+# -- reading a JSON body -----------------------------------------------------------------
+
+# Deeper than any real request: a message part is 4 levels down, and a tool schema of
+# 25 nested objects about 55. The limit is what keeps recursive code further on (the
+# kit's schema translation, json.dumps, redaction) clear of Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+# The largest output any current model offers is in the low hundreds of thousands of
+# tokens; the bound keeps the reservation arithmetic (and Redis' 64-bit counters) sane.
+MAX_OUTPUT_TOKENS = 1_000_000
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def load_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A request body (or websocket frame) as JSON values that are safe to pass on.
+
+    Raises ``InvalidRequest`` (param ``body`` unless a field can be named) when the
+    bytes are not UTF-8, the text is not JSON, the values nest deeper than
+    ``max_depth`` (Python's decoder would otherwise raise RecursionError on deep
+    input, and recursive code after it on less deep input), or a string holds a lone
+    UTF-16 surrogate such as ``"\\ud800"``: JSON's escapes allow one, Unicode
+    does not, and the first UTF-8 encoder it meets (the upstream call, the database)
+    would fail with a 500.
+    """
+    if isinstance(raw, bytes | bytearray | memoryview):
+        try:
+            # strict UTF-8: json.loads(bytes) would let encoded surrogates through
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidRequest(
+                f"the body is not valid UTF-8: byte {error.start} ({error.reason})",
+                param="body",
+                code="invalid_json",
+            ) from None
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise _too_deep(max_depth) from None
+    except ValueError as error:
+        raise InvalidRequest(
+            f"the body is not valid JSON: {error}", param="body", code="invalid_json"
+        ) from None
+    _check_values(value, max_depth)
+    return value
+
+
+def _too_deep(max_depth: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"the body is JSON nested deeper than {max_depth} levels, the limit",
+        param="body",
+        code="json_too_deep",
+    )
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _check_values(value: Any, max_depth: int) -> None:
+    """One pass over the parsed tree without recursion: depth, and lone surrogates.
+
+    Each stack entry keeps its parent entry and its key, so the path of a bad string
+    is only put together when there is one.
+    """
+    if isinstance(value, str):
+        if _has_surrogate(value):
+            raise _surrogate_at(None)
+        return
+    stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
+    while stack:
+        entry = stack.pop()
+        node, depth, _where = entry
+        if isinstance(node, dict):
+            items: Any = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            continue
+        if depth > max_depth:
+            raise _too_deep(max_depth)
+        for key, item in items:
+            if isinstance(key, str) and _has_surrogate(key):
+                raise _surrogate_at(entry)
+            if isinstance(item, str):
+                if _has_surrogate(item):
+                    raise _surrogate_at((item, depth + 1, (entry, key)))
+            elif isinstance(item, dict | list):
+                stack.append((item, depth + 1, (entry, key)))
+
+
+def _surrogate_at(entry: Any) -> InvalidRequest:
+    parts: list[Any] = []
+    while entry is not None and entry[2] is not None:
+        entry, key = entry[2]
+        parts.append(key)
+    path = ""
+    for key in reversed(parts):
+        path += f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
+    param = path or "body"
+    return InvalidRequest(
+        f"{param}: contains a lone UTF-16 surrogate (such as \\ud800), which is not valid "
+        "Unicode text",
+        param=param,
+        code="invalid_unicode",
+    )
 
 
 # -- tool-call ids ---------------------------------------------------------------------
@@ -188,6 +300,22 @@ def from_tool_error(exc: Exception) -> InvalidRequest:
     )
 
 
+def parse_model(body: dict) -> str:
+    """The ``model`` field: a non-empty string without NUL.
+
+    NUL is refused because the model id is stored with the request's usage record
+    and PostgreSQL cannot store NUL in text: the record would be lost.
+    """
+    model = body.get("model")
+    if model is None:
+        raise invalid("is required", "model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid(f"must be a non-empty string, got {json_type(model)}", "model")
+    if "\x00" in model:
+        raise invalid("must not contain NUL (\\u0000) characters", "model")
+    return model
+
+
 def check_message_size(chars: int, limits: InputLimits, param: str) -> None:
     if chars > limits.max_message_chars:
         raise invalid(f"is {chars} characters long; the limit is {limits.max_message_chars}", param)
@@ -203,6 +331,27 @@ def parse_aipk_cache(value: Any) -> bool | None:
     if cache is not None and not isinstance(cache, bool):
         raise invalid(f"must be a boolean, got {json_type(cache)}", "aipk.cache")
     return cache
+
+
+# OpenAI documents ``seed`` as a 64-bit signed integer
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def bounded_int(body: dict, key: str, low: int, high: int) -> int | None:
+    """An optional integer field within [low, high]; the 400 names the field and the range.
+
+    An integral float (``16.0``) is accepted as the integer, as the providers do.
+    """
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"must be an integer, got {json_type(value)}", key)
+    if not low <= value <= high:
+        raise invalid(f"must be between {low} and {high}, got {value}", key)
+    return value
 
 
 def optional_number(body: dict, key: str, low: float, high: float) -> float | None:

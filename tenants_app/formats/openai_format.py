@@ -50,8 +50,12 @@ from providers_app.kit.types import (
 from tenants_app.services.errors import GatewayError
 
 from .common import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_OUTPUT_TOKENS,
     InputLimits,
     ParsedRequest,
+    bounded_int,
     check_message_size,
     dumps,
     effective_finish,
@@ -61,6 +65,7 @@ from .common import (
     not_one_of,
     optional_number,
     parse_aipk_cache,
+    parse_model,
     public_tool_call_id,
     split_tool_call_id,
 )
@@ -93,17 +98,15 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
     if not isinstance(body, dict):
         raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
 
-    model = body.get("model")
-    if model is None:
-        raise invalid("is required", "model")
-    if not isinstance(model, str) or not model.strip():
-        raise invalid(f"must be a non-empty string, got {json_type(model)}", "model")
+    model = parse_model(body)
 
     messages = _parse_messages(body.get("messages"), limits)
 
     n = body.get("n")
     if n is not None and (not _is_int(n) or n != 1):
         raise invalid("only n=1 is supported", "n")
+    # ignored (see the module docstring), but still a 64-bit integer when sent
+    bounded_int(body, "seed", INT64_MIN, INT64_MAX)
 
     tools_value = body.get("tools")
     if isinstance(tools_value, list) and len(tools_value) > limits.max_tools:
@@ -119,8 +122,8 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
     if parallel is not None and not isinstance(parallel, bool):
         raise invalid(f"must be a boolean, got {json_type(parallel)}", "parallel_tool_calls")
 
-    max_tokens = _optional_positive_int(body, "max_tokens")
-    max_completion_tokens = _optional_positive_int(body, "max_completion_tokens")
+    max_tokens = bounded_int(body, "max_tokens", 1, MAX_OUTPUT_TOKENS)
+    max_completion_tokens = bounded_int(body, "max_completion_tokens", 1, MAX_OUTPUT_TOKENS)
 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -317,19 +320,6 @@ def _parse_stop(value: Any) -> list[str] | None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _optional_positive_int(body: dict, key: str) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not _is_int(value):
-        raise invalid(f"must be an integer, got {json_type(value)}", key)
-    if value < 1:
-        raise invalid(f"must be at least 1, got {value}", key)
-    return value
 
 
 # -- response ------------------------------------------------------------------------------
