@@ -25,6 +25,14 @@ Budgets survive a cache restart: a missing month counter is seeded,
 set-if-absent, from the month's ``UsageRecord.cost_usd`` (in micro-dollars,
 rounded half up). Money is integer micro-dollars throughout, never a float.
 
+Reservations and stream slots are leases (``admission_rules``): each
+expires ``ADMISSION_LEASE_SECONDS`` after admission, and the next admit or
+usage read in its scope gives back what an expired one holds -- so a killed
+process's reservations and stream slots return without an admin. Set the
+lease at least as long as the longest request (the providers' total
+deadlines); a request that outlives its lease is still charged its whole real
+cost when it settles, but its hold was released early.
+
 Stores, chosen by the cache like ``providers_app.state``: on Redis one Lua
 script per admit and per settle, every key of a key+tenant under the Redis
 Cluster hash tag ``{t<tenant_id>}``; on local memory ``admit_step`` and
@@ -32,12 +40,14 @@ Cluster hash tag ``{t<tenant_id>}``; on local memory ``admit_step`` and
 
     adm:{t<T>}:k<K>:w:<window>   key K's requests and tokens in a window
     adm:{t<T>}:k<K>:m:<YYYYMM>   key K's spend that month (micro-USD)
-    adm:{t<T>}:k<K>:s            key K's running streams (request id → start)
-    adm:{t<T>}:t:w|m|s           the same for the tenant as a whole
+    adm:{t<T>}:k<K>:s            key K's running streams (request id → lease expiry)
+    adm:{t<T>}:k<K>:l            key K's leases (``<request id>|<cost>|<YYYYMM>`` → expiry)
+    adm:{t<T>}:t:w|m|s|l         the same for the tenant as a whole
     adm:{t<T>}:r:<request id>    a reservation not yet settled
 
 Every key has a TTL: windows until they end, months one day past theirs,
-stream sets and reservations ``ADMISSION_STREAM_MAX_SECONDS`` plus a margin.
+stream and lease sets the lease plus a margin, reservations the lease plus an
+hour (so a request that outlived its lease still settles once).
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -76,11 +86,15 @@ clock: Callable[[], float] = time.time
 MONTH_MARGIN_SECONDS = 86400
 # Covers a few seconds of clock difference between processes.
 WINDOW_MARGIN_SECONDS = 5
-# A reservation outlives the longest stream, so any real request can settle.
+# A reservation record outlives its lease, so a request that outlived its lease
+# still settles (once) and is charged its real cost.
 RESERVATION_MARGIN_SECONDS = 3600
-# Dead entries are dropped on every admit; a stream set's own TTL only clears
-# up after a scope nobody uses any more.
-STREAMS_MARGIN_SECONDS = 60
+# Expired entries are reclaimed on every admit; a stream or lease set's own TTL
+# only clears up after a scope nobody uses any more.
+LEASES_MARGIN_SECONDS = 60
+# Expired leases reclaimed per scope and call: bounds one Lua call's work after
+# a crash with thousands in flight (the rest go on the next calls).
+RECLAIM_BATCH = 1000
 
 
 @dataclass
@@ -99,6 +113,15 @@ class Admission:
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
 
+    @property
+    def lease_member(self) -> str:
+        """The lease's member in the Redis lease sets: settle removes exactly this."""
+        return lease_member(self.request_id, self.cost_micro, self.month)
+
+
+def lease_member(request_id: str, cost: int, month: str) -> str:
+    return f"{request_id}|{cost}|{month}"
+
 
 @dataclass(frozen=True, slots=True)
 class _Keys:
@@ -107,9 +130,11 @@ class _Keys:
     key_window: str
     key_month: str
     key_streams: str
+    key_leases: str
     tenant_window: str
     tenant_month: str
     tenant_streams: str
+    tenant_leases: str
     reservation: str
 
     @classmethod
@@ -122,33 +147,41 @@ class _Keys:
             key_window=f"{k}:w:{window}",
             key_month=f"{k}:m:{month}",
             key_streams=f"{k}:s",
+            key_leases=f"{k}:l",
             tenant_window=f"{base}:t:w:{window}",
             tenant_month=f"{base}:t:m:{month}",
             tenant_streams=f"{base}:t:s",
+            tenant_leases=f"{base}:t:l",
             reservation=f"{base}:r:{request_id}",
         )
 
     def ordered(self) -> list[str]:
+        """The Lua scripts' KEYS: the key's four, the tenant's four, the reservation."""
         return [
             self.key_window,
             self.key_month,
             self.key_streams,
+            self.key_leases,
             self.tenant_window,
             self.tenant_month,
             self.tenant_streams,
+            self.tenant_leases,
             self.reservation,
         ]
 
-    def scopes(self) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
-        """(window, month, streams) of the key, then of the tenant."""
+    def scopes(
+        self,
+    ) -> tuple[tuple[str, str, str, str], tuple[str, str, str, str]]:
+        """(window, month, streams, leases) of the key, then of the tenant."""
         return (
-            (self.key_window, self.key_month, self.key_streams),
-            (self.tenant_window, self.tenant_month, self.tenant_streams),
+            (self.key_window, self.key_month, self.key_streams, self.key_leases),
+            (self.tenant_window, self.tenant_month, self.tenant_streams, self.tenant_leases),
         )
 
 
-def _stream_max() -> float:
-    return float(settings.ADMISSION_STREAM_MAX_SECONDS)
+def lease_seconds() -> float:
+    """How long a reservation and a stream slot are held without a settle."""
+    return float(settings.ADMISSION_LEASE_SECONDS)
 
 
 def _window_ttl(window: int, now: float) -> float:
@@ -160,18 +193,19 @@ def _month_ttl(month_of: float, now: float) -> float:
     return rules.month_bounds(month_of)[1].timestamp() - now + MONTH_MARGIN_SECONDS
 
 
-def _streams_ttl() -> float:
-    return _stream_max() + STREAMS_MARGIN_SECONDS
+def _leases_ttl() -> float:
+    return lease_seconds() + LEASES_MARGIN_SECONDS
 
 
 def _reservation_ttl() -> float:
-    return _stream_max() + RESERVATION_MARGIN_SECONDS
+    return lease_seconds() + RESERVATION_MARGIN_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
 class _AdmitRequest:
     keys: _Keys
     window: int
+    month: str
     key_limits: Limits
     tenant_limits: Limits
     request_id: str
@@ -188,8 +222,10 @@ class _Settle:
     admitted_at: float
     same_window: bool
     request_id: str
+    lease_member: str
     token_delta: int
     cost_delta: int
+    real_cost: int
     now: float
 
 
@@ -213,32 +249,35 @@ class _LockedAdmissionStore:
     def _delete(self, key: str) -> None:
         self.cache.delete(self.shared.full_key(key))
 
-    def _write_streams(self, key: str, streams: dict[str, float]) -> None:
-        if streams:
-            self._write(key, streams, _streams_ttl())
+    def _write_map(self, key: str, entries: Mapping[str, Any]) -> None:
+        if entries:
+            self._write(key, dict(entries), _leases_ttl())
         else:
             self._delete(key)
+
+    @staticmethod
+    def _counters(stored: dict[str, Any], names: tuple[str, str, str, str]) -> Counters:
+        window, month, streams, leases = names
+        w = stored.get(window) or {}
+        return Counters(
+            requests=int(w.get("requests", 0)),
+            tokens=int(w.get("tokens", 0)),
+            spend=None if stored.get(month) is None else int(stored[month]),
+            streams=dict(stored.get(streams) or {}),
+            leases=dict(stored.get(leases) or {}),
+        )
 
     async def admit(
         self, req: _AdmitRequest, *, key_seed: int | None, tenant_seed: int | None
     ) -> rules.AdmitResult:
         k = req.keys
 
-        def counters(stored: dict[str, Any], window: str, month: str, streams: str) -> Counters:
-            w = stored.get(window) or {}
-            return Counters(
-                requests=int(w.get("requests", 0)),
-                tokens=int(w.get("tokens", 0)),
-                spend=None if stored.get(month) is None else int(stored[month]),
-                streams=dict(stored.get(streams) or {}),
-            )
-
         def step() -> rules.AdmitResult:
-            stored = self._read(k.ordered()[:6])
-            (kw, km, ks), (tw, tm, ts) = k.scopes()
+            stored = self._read(k.ordered()[:8])
+            key_names, tenant_names = k.scopes()
             result = rules.admit_step(
-                counters(stored, kw, km, ks),
-                counters(stored, tw, tm, ts),
+                self._counters(stored, key_names),
+                self._counters(stored, tenant_names),
                 key_limits=req.key_limits,
                 tenant_limits=req.tenant_limits,
                 request_id=req.request_id,
@@ -246,20 +285,22 @@ class _LockedAdmissionStore:
                 cost=req.cost,
                 stream=req.stream,
                 now=req.now,
-                stream_max_seconds=_stream_max(),
+                month=req.month,
+                lease_seconds=lease_seconds(),
                 key_seed=key_seed,
                 tenant_seed=tenant_seed,
             )
             if result.needs_seed:
                 return result
-            for c, (window, month, streams) in zip(
+            for c, (window, month, streams, leases) in zip(
                 (result.key, result.tenant), k.scopes(), strict=True
             ):
                 if result.admitted:
                     counts = {"requests": c.requests, "tokens": c.tokens}
                     self._write(window, counts, _window_ttl(req.window, req.now))
                 self._write(month, c.spend, _month_ttl(req.now, req.now))
-                self._write_streams(streams, dict(c.streams))
+                self._write_map(streams, c.streams)
+                self._write_map(leases, c.leases)
             if result.admitted:
                 self._write(k.reservation, 1, _reservation_ttl())
             return result
@@ -269,46 +310,55 @@ class _LockedAdmissionStore:
     async def settle(self, s: _Settle) -> bool:
         k = s.keys
 
-        def scope(stored: dict[str, Any], window: str, month: str, streams: str) -> SettleScope:
+        def scope(stored: dict[str, Any], names: tuple[str, str, str, str]) -> SettleScope:
+            window, month, streams, leases = names
             w = stored.get(window)
             return SettleScope(
                 tokens=int(w["tokens"]) if s.same_window and w is not None else None,
                 spend=None if stored.get(month) is None else int(stored[month]),
                 streams=dict(stored.get(streams) or {}),
+                leases=dict(stored.get(leases) or {}),
             )
 
         def step() -> bool:
             stored = self._read(k.ordered())
             applied, key, tenant = rules.settle_step(
-                *(scope(stored, *names) for names in k.scopes()),
+                *(scope(stored, names) for names in k.scopes()),
                 reserved=stored.get(k.reservation) is not None,
                 request_id=s.request_id,
                 token_delta=s.token_delta,
                 cost_delta=s.cost_delta,
+                real_cost=s.real_cost,
             )
             if not applied:
                 return False
-            for new, (window, month, streams) in zip((key, tenant), k.scopes(), strict=True):
+            for new, (window, month, streams, leases) in zip(
+                (key, tenant), k.scopes(), strict=True
+            ):
                 if new.tokens is not None:
                     counts = {"requests": stored[window]["requests"], "tokens": new.tokens}
                     self._write(window, counts, _window_ttl(s.window, s.now))
                 if new.spend is not None:
                     self._write(month, new.spend, _month_ttl(s.admitted_at, s.now))
-                self._write_streams(streams, dict(new.streams))
+                self._write_map(streams, new.streams)
+                self._write_map(leases, new.leases)
             self._delete(k.reservation)
             return True
 
         return await self.shared.atomically(step)
 
-    async def read(self, keys: _Keys, *, cutoff: float) -> list[int | None]:
+    async def read(self, keys: _Keys, *, now: float, month: str) -> list[int | None]:
         def step() -> list[int | None]:
-            stored = self._read(keys.ordered()[:6])
+            stored = self._read(keys.ordered()[:8])
             out: list[int | None] = []
-            for window, month, streams in keys.scopes():
-                w = stored.get(window) or {}
-                spend = stored.get(month)
-                live = rules.live_streams(stored.get(streams) or {}, cutoff)
-                out += [w.get("requests", 0), w.get("tokens", 0), spend, len(live)]
+            for names in keys.scopes():
+                _, month_key, streams, leases = names
+                c = rules.reclaim(self._counters(stored, names), now=now, month=month)
+                if c.spend is not None:
+                    self._write(month_key, c.spend, _month_ttl(now, now))
+                self._write_map(streams, c.streams)
+                self._write_map(leases, c.leases)
+                out += [c.requests, c.tokens, c.spend, len(c.streams)]
             return out
 
         return await self.shared.atomically(step)
@@ -316,48 +366,76 @@ class _LockedAdmissionStore:
 
 # --- Redis: one Lua script per admit and per settle ----------------------------------
 
+# Gives back what a scope's expired leases hold (admission_rules.reclaim): their
+# cost comes off the month counter if they were charged to it (DECRBY of the
+# digits stored in the member, never a Lua double printed back), and they leave
+# the set. Returns the spend afterwards (nil: no counter).
+_LUA_RECLAIM = """
+local function reclaim(m, l, now, month)
+  local expired = redis.call('ZRANGEBYSCORE', l, '-inf', now, 'LIMIT', 0, RECLAIM_BATCH)
+  local spend = redis.call('GET', m)
+  for _, member in ipairs(expired) do
+    local cost, held = string.match(member, '|(%d+)|(%d+)$')
+    if spend and held == month then spend = redis.call('DECRBY', m, cost) end
+    redis.call('ZREM', l, member)
+  end
+  if spend and tonumber(spend) < 0 then
+    redis.call('SET', m, '0', 'KEEPTTL')
+    spend = 0
+  end
+  if spend then return tonumber(spend) end
+  return nil
+end
+""".replace("RECLAIM_BATCH", str(RECLAIM_BATCH))
+
 # Mirrors admission_rules.admit_step. Counts are integers; money goes through
-# INCRBY and SET of the caller's own digits, never through a Lua double printed
-# back (tostring would print 1e+15).
-# KEYS: key window, key month, key streams, tenant window, tenant month,
-#       tenant streams, reservation.
-# ARGV: 1 now, 2 stream cutoff, 3 request id, 4 tokens, 5 cost, 6 stream (1/0),
-#       7-10 key rpm, tpm, max concurrent, budget; 11-14 the tenant's (-1: none);
-#       15 key seed, 16 tenant seed (-1: none); TTLs in ms: 17 window, 18 month,
-#       19 streams, 20 reservation.
+# INCRBY/DECRBY and SET of the caller's own digits, never through a Lua double
+# printed back (tostring would print 1e+15).
+# KEYS: key window, month, streams, leases; the tenant's four; reservation.
+# ARGV: 1 now, 2 request id, 3 tokens, 4 cost, 5 stream (1/0),
+#       6-9 key rpm, tpm, max concurrent, budget; 10-13 the tenant's (-1: none);
+#       14 key seed, 15 tenant seed (-1: none); TTLs in ms: 16 window, 17 month,
+#       18 stream and lease sets, 19 reservation; 20 month id, 21 lease expiry.
 # Returns {2, "key,tenant"} when a month counter needs a seed, else
 # {admitted 1/0, refusal code, then per scope requests, tokens, spend, streams}.
-_LUA_ADMIT = """
-local tokens = tonumber(ARGV[4])
-local cost = tonumber(ARGV[5])
-local stream = ARGV[6] == '1'
+_LUA_ADMIT = (
+    _LUA_RECLAIM
+    + """
+local now = ARGV[1]
+local tokens = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local stream = ARGV[5] == '1'
+local month = ARGV[20]
 local function limit(i)
   local v = tonumber(ARGV[i])
   if v < 0 then return nil end
   return v
 end
 local scopes = {
-  {name = 'key', w = KEYS[1], m = KEYS[2], s = KEYS[3], seed = ARGV[15],
-   rpm = limit(7), tpm = limit(8), conc = limit(9), budget = limit(10)},
-  {name = 'tenant', w = KEYS[4], m = KEYS[5], s = KEYS[6], seed = ARGV[16],
-   rpm = limit(11), tpm = limit(12), conc = limit(13), budget = limit(14)},
+  {name = 'key', w = KEYS[1], m = KEYS[2], s = KEYS[3], l = KEYS[4], seed = ARGV[14],
+   rpm = limit(6), tpm = limit(7), conc = limit(8), budget = limit(9)},
+  {name = 'tenant', w = KEYS[5], m = KEYS[6], s = KEYS[7], l = KEYS[8], seed = ARGV[15],
+   rpm = limit(10), tpm = limit(11), conc = limit(12), budget = limit(13)},
 }
 local missing = {}
 for _, sc in ipairs(scopes) do
-  local spend = redis.call('GET', sc.m)
-  if spend then
-    sc.spend = tonumber(spend)
-  elseif tonumber(sc.seed) >= 0 then
-    sc.spend = tonumber(sc.seed)
-    sc.seeded = true
-  else
-    table.insert(missing, sc.name)
+  if redis.call('EXISTS', sc.m) == 0 then
+    if tonumber(sc.seed) >= 0 then
+      sc.seeded = true
+    else
+      table.insert(missing, sc.name)
+    end
   end
 end
 if #missing > 0 then return {2, table.concat(missing, ',')} end
 for _, sc in ipairs(scopes) do
-  if sc.seeded then redis.call('SET', sc.m, sc.seed, 'PX', ARGV[18]) end
-  redis.call('ZREMRANGEBYSCORE', sc.s, '-inf', ARGV[2])
+  if sc.seeded then
+    redis.call('SET', sc.m, sc.seed, 'PX', ARGV[17])
+    -- the seed holds none of the old leases' costs
+    redis.call('DEL', sc.l)
+  end
+  sc.spend = reclaim(sc.m, sc.l, now, month)
+  redis.call('ZREMRANGEBYSCORE', sc.s, '-inf', now)
   local counts = redis.call('HMGET', sc.w, 'r', 't')
   sc.requests = tonumber(counts[1]) or 0
   sc.tokens = tonumber(counts[2]) or 0
@@ -378,18 +456,21 @@ for _, sc in ipairs(scopes) do
   end
 end
 if refusal == '' then
+  local member = ARGV[2] .. '|' .. ARGV[4] .. '|' .. month
   for _, sc in ipairs(scopes) do
     sc.requests = redis.call('HINCRBY', sc.w, 'r', 1)
-    sc.tokens = redis.call('HINCRBY', sc.w, 't', ARGV[4])
-    redis.call('PEXPIRE', sc.w, ARGV[17])
-    sc.spend = redis.call('INCRBY', sc.m, ARGV[5])
+    sc.tokens = redis.call('HINCRBY', sc.w, 't', ARGV[3])
+    redis.call('PEXPIRE', sc.w, ARGV[16])
+    sc.spend = redis.call('INCRBY', sc.m, ARGV[4])
+    redis.call('ZADD', sc.l, ARGV[21], member)
+    redis.call('PEXPIRE', sc.l, ARGV[18])
     if stream and sc.conc then
-      redis.call('ZADD', sc.s, ARGV[1], ARGV[3])
-      redis.call('PEXPIRE', sc.s, ARGV[19])
+      redis.call('ZADD', sc.s, ARGV[21], ARGV[2])
+      redis.call('PEXPIRE', sc.s, ARGV[18])
       sc.streams = redis.call('ZCARD', sc.s)
     end
   end
-  redis.call('SET', KEYS[7], '1', 'PX', ARGV[20])
+  redis.call('SET', KEYS[9], '1', 'PX', ARGV[19])
 end
 local out = {refusal == '' and 1 or 0, refusal}
 for _, sc in ipairs(scopes) do
@@ -400,39 +481,50 @@ for _, sc in ipairs(scopes) do
 end
 return out
 """
+)
 
 # Mirrors admission_rules.settle_step. KEYS as for admit; ARGV: 1 same window
-# (1/0), 2 token delta, 3 cost delta, 4 request id. Returns 1 if applied.
-# Only existing counters change, so their TTLs stand (HINCRBY and INCRBY keep them).
+# (1/0), 2 token delta, 3 cost delta, 4 request id, 5 lease member, 6 real cost.
+# Returns 1 if applied. Only existing counters change, so their TTLs stand
+# (HINCRBY and INCRBY keep them).
 _LUA_SETTLE = """
-if redis.call('DEL', KEYS[7]) == 0 then return 0 end
-for i = 0, 3, 3 do
-  local w, m, s = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
+if redis.call('DEL', KEYS[9]) == 0 then return 0 end
+for i = 0, 4, 4 do
+  local w, m, s, l = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
+  local held = redis.call('ZREM', l, ARGV[5])
   if ARGV[1] == '1' and redis.call('EXISTS', w) == 1 then
     if redis.call('HINCRBY', w, 't', ARGV[2]) < 0 then redis.call('HSET', w, 't', '0') end
   end
   if redis.call('EXISTS', m) == 1 then
-    if redis.call('INCRBY', m, ARGV[3]) < 0 then redis.call('SET', m, '0', 'KEEPTTL') end
+    -- a reclaimed lease no longer holds the reservation: charge the whole real cost
+    local delta = ARGV[6]
+    if held == 1 then delta = ARGV[3] end
+    if redis.call('INCRBY', m, delta) < 0 then redis.call('SET', m, '0', 'KEEPTTL') end
   end
   redis.call('ZREM', s, ARGV[4])
 end
 return 1
 """
 
-# A consistent snapshot. KEYS: the first six of admit's; ARGV: 1 stream cutoff.
-# Per scope: requests, tokens, spend (-1: not in the cache), live streams.
-_LUA_READ = """
+# A consistent snapshot, after reclaiming expired leases. KEYS: the first eight
+# of admit's; ARGV: 1 now, 2 month id. Per scope: requests, tokens, spend
+# (-1: not in the cache), live streams.
+_LUA_READ = (
+    _LUA_RECLAIM
+    + """
 local out = {}
-for i = 0, 3, 3 do
+for i = 0, 4, 4 do
+  local spend = reclaim(KEYS[i + 2], KEYS[i + 4], ARGV[1], ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i + 3], '-inf', ARGV[1])
   local counts = redis.call('HMGET', KEYS[i + 1], 'r', 't')
-  local spend = redis.call('GET', KEYS[i + 2])
   table.insert(out, tonumber(counts[1]) or 0)
   table.insert(out, tonumber(counts[2]) or 0)
-  table.insert(out, spend and tonumber(spend) or -1)
-  table.insert(out, redis.call('ZCOUNT', KEYS[i + 3], '(' .. ARGV[1], '+inf'))
+  table.insert(out, spend or -1)
+  table.insert(out, redis.call('ZCARD', KEYS[i + 3]))
 end
 return out
 """
+)
 
 
 def _limit_args(limits: Limits) -> list[int]:
@@ -461,7 +553,6 @@ class _RedisAdmissionStore:
     ) -> rules.AdmitResult:
         args = [
             repr(req.now),
-            repr(rules.stream_cutoff(req.now, _stream_max())),
             req.request_id,
             req.tokens,
             req.cost,
@@ -472,15 +563,20 @@ class _RedisAdmissionStore:
             -1 if tenant_seed is None else tenant_seed,
             _ms(_window_ttl(req.window, req.now)),
             _ms(_month_ttl(req.now, req.now)),
-            _ms(_streams_ttl()),
+            _ms(_leases_ttl()),
             _ms(_reservation_ttl()),
+            req.month,
+            repr(req.now + lease_seconds()),
         ]
         reply = await self._run(self._admit, req.keys.ordered(), args)
         status = int(reply[0])
         code = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
         if status == 2:
             return rules.AdmitResult(
-                False, Counters(), Counters(), needs_seed=tuple(code.split(","))
+                False,
+                Counters(),
+                Counters(),
+                needs_seed=tuple(x for x in rules.SCOPES if x in code.split(",")),
             )
         # Only the number of streams comes back; headers need no more.
         key, tenant = (
@@ -494,11 +590,18 @@ class _RedisAdmissionStore:
         return rules.AdmitResult(status == 1, key, tenant, refusal)
 
     async def settle(self, s: _Settle) -> bool:
-        args = [1 if s.same_window else 0, s.token_delta, s.cost_delta, s.request_id]
+        args = [
+            1 if s.same_window else 0,
+            s.token_delta,
+            s.cost_delta,
+            s.request_id,
+            s.lease_member,
+            s.real_cost,
+        ]
         return bool(await self._run(self._settle, s.keys.ordered(), args))
 
-    async def read(self, keys: _Keys, *, cutoff: float) -> list[int | None]:
-        reply = await self._run(self._read, keys.ordered()[:6], [repr(cutoff)])
+    async def read(self, keys: _Keys, *, now: float, month: str) -> list[int | None]:
+        reply = await self._run(self._read, keys.ordered()[:8], [repr(now), month])
         out: list[int | None] = [int(v) for v in reply]
         for spend in (2, 6):
             if out[spend] == -1:
@@ -566,6 +669,7 @@ async def admit(
             tenant_id=tenant_id, key_id=key_id, window=window, month=month, request_id=request_id
         ),
         window=window,
+        month=month,
         key_limits=key_limits,
         tenant_limits=tenant_limits,
         request_id=request_id,
@@ -615,6 +719,7 @@ async def settle(admission: Admission, *, tokens: int, cost_micro: int) -> None:
     if admission.settled:
         return
     now = clock()
+    real_cost = max(0, int(cost_micro))
     await _store().settle(
         _Settle(
             keys=_Keys.of(
@@ -628,8 +733,10 @@ async def settle(admission: Admission, *, tokens: int, cost_micro: int) -> None:
             admitted_at=admission.admitted_at,
             same_window=rules.window_id(now) == admission.window,
             request_id=admission.request_id,
+            lease_member=admission.lease_member,
             token_delta=max(0, int(tokens)) - admission.tokens,
-            cost_delta=max(0, int(cost_micro)) - admission.cost_micro,
+            cost_delta=real_cost - admission.cost_micro,
+            real_cost=real_cost,
             now=now,
         )
     )
@@ -643,12 +750,12 @@ async def usage_now(*, key_id: int | None, tenant_id: int) -> dict:
     scope ``{"requests", "tokens", "spend_micro_usd", "streams"}`` (``key`` is
     None when no key was asked for). A month the cache has lost is read from
     the usage records. Streams are counted only where a concurrency limit applies.
+    Expired leases are reclaimed first, so what a killed process held is not shown.
     """
     now = clock()
-    keys = _Keys.of(
-        tenant_id=tenant_id, key_id=key_id, window=rules.window_id(now), month=rules.month_id(now)
-    )
-    values = await _store().read(keys, cutoff=rules.stream_cutoff(now, _stream_max()))
+    month = rules.month_id(now)
+    keys = _Keys.of(tenant_id=tenant_id, key_id=key_id, window=rules.window_id(now), month=month)
+    values = await _store().read(keys, now=now, month=month)
     scopes: dict[str, dict[str, int] | None] = {}
     for name, chunk in (("key", values[:4]), ("tenant", values[4:])):
         if name == "key" and key_id is None:

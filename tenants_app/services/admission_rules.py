@@ -13,8 +13,18 @@ Counters per scope (a virtual key, or its tenant as a whole):
   reset when the window ends);
 - spend in integer micro-dollars for the UTC calendar month (``None`` when the
   cache has lost it: the store seeds it from the usage records, set-if-absent);
-- running streams, request id → start time; one older than
-  ``stream_max_seconds`` is taken for dead (its process crashed) and dropped.
+- running streams, request id → lease expiry;
+- leases: request id → (expiry, reserved cost, month) for every admitted
+  request not yet settled.
+
+Reservations and stream slots are **leases**: each expires ``lease_seconds``
+after admission. A request whose process was killed never settles, so the next
+admit (or usage read) in that scope reclaims its expired lease: the reserved
+cost goes back off the month's spend and its stream slot frees. Tokens are not
+reclaimed: the one-minute window holding them resets on its own. A settle that
+arrives after its lease was reclaimed (a request that outlived its lease) adds
+the request's whole real cost, so the month's spend still equals the sum of
+its requests' real costs.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Literal
 WINDOW_SECONDS = 60
 
 Scope = Literal["key", "tenant"]
+SCOPES: tuple[Scope, Scope] = ("key", "tenant")
 LimitKind = Literal["rpm", "tpm", "concurrency", "budget"]
 
 
@@ -43,13 +54,23 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """What an admitted, unsettled request holds in a scope until ``expires``."""
+
+    expires: float
+    cost: int  # micro-USD added to the spend of ``month`` at admission
+    month: str  # YYYYMM
+
+
+@dataclass(frozen=True, slots=True)
 class Counters:
     """One scope's counters for the current window and month, as stored."""
 
     requests: int = 0
     tokens: int = 0
     spend: int | None = None  # micro-USD this month; None = not in the cache
-    streams: Mapping[str, float] = field(default_factory=dict)  # request id → start
+    streams: Mapping[str, float] = field(default_factory=dict)  # request id → lease expiry
+    leases: Mapping[str, Lease] = field(default_factory=dict)  # request id → its lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +132,24 @@ def month_reset(now: float) -> float:
     return month_bounds(now)[1].timestamp() - now
 
 
-def stream_cutoff(now: float, stream_max_seconds: float) -> float:
-    """Streams that started at or before this are dead."""
-    return now - stream_max_seconds
+def live_streams(streams: Mapping[str, float], now: float) -> dict[str, float]:
+    """The stream slots whose lease has not expired at ``now``."""
+    return {rid: expires for rid, expires in streams.items() if expires > now}
 
 
-def live_streams(streams: Mapping[str, float], cutoff: float) -> dict[str, float]:
-    return {rid: start for rid, start in streams.items() if start > cutoff}
+def reclaim(c: Counters, *, now: float, month: str) -> Counters:
+    """Give back what expired leases hold: their cost (if it went to ``month``, the
+    counter in hand) and their stream slots. A missing spend stays missing."""
+    expired = [lease for lease in c.leases.values() if lease.expires <= now]
+    spend = c.spend
+    if spend is not None and expired:
+        spend = max(0, spend - sum(lease.cost for lease in expired if lease.month == month))
+    return replace(
+        c,
+        spend=spend,
+        streams=live_streams(c.streams, now),
+        leases={rid: lease for rid, lease in c.leases.items() if lease.expires > now},
+    )
 
 
 # --- the steps ---------------------------------------------------------------------
@@ -132,9 +164,9 @@ def _check(
         return "tpm"
     if stream and limits.max_concurrent is not None and len(c.streams) + 1 > limits.max_concurrent:
         return "concurrency"
-    budget = limits.budget_micro_usd
+    budget, spend = limits.budget_micro_usd, c.spend or 0
     # A spent budget refuses even a request estimated at zero cost.
-    if budget is not None and (c.spend >= budget or c.spend + cost > budget):
+    if budget is not None and (spend >= budget or spend + cost > budget):
         return "budget"
     return None
 
@@ -147,16 +179,18 @@ def _reserve(
     tokens: int,
     cost: int,
     stream: bool,
-    now: float,
+    lease: Lease,
 ) -> Counters:
     streams = dict(c.streams)
     if stream and limits.max_concurrent is not None:
-        streams[request_id] = now
+        streams[request_id] = lease.expires
+    assert c.spend is not None  # seeded before any check
     return Counters(
         requests=c.requests + 1,
         tokens=c.tokens + tokens,
         spend=c.spend + cost,
         streams=streams,
+        leases={**c.leases, request_id: lease},
     )
 
 
@@ -171,32 +205,39 @@ def admit_step(
     cost: int,
     stream: bool,
     now: float,
-    stream_max_seconds: float,
+    month: str,
+    lease_seconds: float,
     key_seed: int | None = None,
     tenant_seed: int | None = None,
 ) -> AdmitResult:
     """Reserve one request, ``tokens`` and ``cost`` on both scopes, or nothing.
 
-    Checks run key first, then tenant, each rpm → tpm → concurrency → budget;
-    the first that fails is the refusal. A stream slot is taken only in a scope
-    with ``max_concurrent`` set.
+    First each scope's expired leases are reclaimed (kept even on refusal). Checks
+    run key first, then tenant, each rpm → tpm → concurrency → budget; the first
+    that fails is the refusal. The reservation is a lease in both scopes; a stream
+    slot is taken only in a scope with ``max_concurrent`` set.
     """
     missing: list[Scope] = []
     seeded: dict[Scope, Counters] = {}
-    for scope, c, seed in (("key", key, key_seed), ("tenant", tenant, tenant_seed)):
+    scopes: tuple[tuple[Scope, Counters, int | None], ...] = (
+        ("key", key, key_seed),
+        ("tenant", tenant, tenant_seed),
+    )
+    for scope, c, seed in scopes:
         if c.spend is None:
             if seed is None:
                 missing.append(scope)
             else:
-                c = replace(c, spend=seed)
+                # the seed (recorded spend) holds none of the old leases' costs:
+                # dropping them makes their late settles add their whole real cost
+                c = replace(c, spend=seed, leases={})
         seeded[scope] = c
     if missing:
         return AdmitResult(False, key, tenant, needs_seed=tuple(missing))
 
-    cutoff = stream_cutoff(now, stream_max_seconds)
-    current = {s: replace(c, streams=live_streams(c.streams, cutoff)) for s, c in seeded.items()}
+    current = {s: reclaim(c, now=now, month=month) for s, c in seeded.items()}
     limits: dict[Scope, Limits] = {"key": key_limits, "tenant": tenant_limits}
-    for scope in ("key", "tenant"):
+    for scope in SCOPES:
         kind = _check(current[scope], limits[scope], tokens=tokens, cost=cost, stream=stream)
         if kind is not None:
             return AdmitResult(False, current["key"], current["tenant"], Refusal(scope, kind))
@@ -208,7 +249,7 @@ def admit_step(
             tokens=tokens,
             cost=cost,
             stream=stream,
-            now=now,
+            lease=Lease(expires=now + lease_seconds, cost=cost, month=month),
         )
         for s in current
     }
@@ -222,6 +263,7 @@ class SettleScope:
     tokens: int | None  # the admission's window, if it is still the current one
     spend: int | None  # the admission's month
     streams: Mapping[str, float] = field(default_factory=dict)
+    leases: Mapping[str, Lease] = field(default_factory=dict)
 
 
 def settle_step(
@@ -232,22 +274,27 @@ def settle_step(
     request_id: str,
     token_delta: int,
     cost_delta: int,
+    real_cost: int,
 ) -> tuple[bool, SettleScope, SettleScope]:
     """Swap the reservation for the real figures: (applied, key, tenant).
 
     ``reserved`` says the reservation is still on record; without it this is a
-    no-op, which makes a second settle harmless. Counters the cache no longer
-    holds stay missing rather than being recreated without their history
-    (a month counter is then reseeded from the usage records).
+    no-op, which makes a second settle harmless. In a scope that still holds the
+    request's lease the spend moves by ``cost_delta`` (real minus reserved); in one
+    whose lease was reclaimed (it expired), by the whole ``real_cost``. Counters
+    the cache no longer holds stay missing rather than being recreated without
+    their history (a month counter is then reseeded from the usage records).
     """
     if not reserved:
         return False, key, tenant
 
     def one(s: SettleScope) -> SettleScope:
+        delta = cost_delta if request_id in s.leases else real_cost
         return SettleScope(
             tokens=None if s.tokens is None else max(0, s.tokens + token_delta),
-            spend=None if s.spend is None else max(0, s.spend + cost_delta),
+            spend=None if s.spend is None else max(0, s.spend + delta),
             streams={rid: t for rid, t in s.streams.items() if rid != request_id},
+            leases={rid: lease for rid, lease in s.leases.items() if rid != request_id},
         )
 
     return True, one(key), one(tenant)

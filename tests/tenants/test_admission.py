@@ -268,7 +268,7 @@ async def test_it_frees_a_stream_slot_when_settled(backend, clock):
 
 
 async def test_it_forgets_a_stream_whose_process_died(backend, clock, settings):
-    settings.ADMISSION_STREAM_MAX_SECONDS = 30
+    settings.ADMISSION_LEASE_SECONDS = 30
     limits = Limits(max_concurrent=1)
     await go(key=limits, stream=True)  # never settled: its process "crashed"
 
@@ -431,9 +431,11 @@ async def test_it_keeps_every_redis_key_under_the_tenant_hash_tag_with_a_ttl(bac
         f"{tag}:k{KEY}:w:29534161",
         f"{tag}:k{KEY}:m:202602",
         f"{tag}:k{KEY}:s",
+        f"{tag}:k{KEY}:l",
         f"{tag}:t:w:29534161",
         f"{tag}:t:m:202602",
         f"{tag}:t:s",
+        f"{tag}:t:l",
     }
     assert len(names - counters) == 2
     assert f"{tag}:r:{stream.request_id}" in names

@@ -9,6 +9,7 @@ import pytest
 
 from tenants_app.services.admission_rules import (
     Counters,
+    Lease,
     Limits,
     Refusal,
     SettleScope,
@@ -28,7 +29,8 @@ from tenants_app.services.admission_rules import (
 
 # 10.25 s into a window; 2026-02-25 UTC
 NOW = 1_772_049_660.0 + 10.25
-MAX = 900.0
+MAX = 900.0  # lease seconds
+MONTH = "202602"
 
 
 def step(key=None, tenant=None, *, key_limits=None, tenant_limits=None, **kw):
@@ -38,7 +40,8 @@ def step(key=None, tenant=None, *, key_limits=None, tenant_limits=None, **kw):
         "cost": 50,
         "stream": False,
         "now": NOW,
-        "stream_max_seconds": MAX,
+        "month": MONTH,
+        "lease_seconds": MAX,
     }
     args.update(kw)
     return admit_step(
@@ -73,8 +76,9 @@ def test_it_reserves_on_key_and_tenant_together():
         Counters(requests=7, tokens=70, spend=500),
     )
     assert result.admitted and result.refusal is None
-    assert result.key == Counters(requests=2, tokens=110, spend=55, streams={})
-    assert result.tenant == Counters(requests=8, tokens=170, spend=550, streams={})
+    lease = {"r1": Lease(expires=NOW + MAX, cost=50, month=MONTH)}
+    assert result.key == Counters(requests=2, tokens=110, spend=55, streams={}, leases=lease)
+    assert result.tenant == Counters(requests=8, tokens=170, spend=550, streams={}, leases=lease)
 
 
 @pytest.mark.parametrize(
@@ -116,13 +120,13 @@ def test_it_refuses_a_spent_budget_even_for_a_free_request():
 
 def test_it_takes_a_stream_slot_only_where_a_concurrency_limit_applies():
     result = step(key_limits=Limits(max_concurrent=2), stream=True, request_id="s1")
-    assert result.key.streams == {"s1": NOW}
+    assert result.key.streams == {"s1": NOW + MAX}  # held until its lease expires
     assert result.tenant.streams == {}
     assert step(key_limits=Limits(max_concurrent=2), stream=False).key.streams == {}
 
 
 def test_it_refuses_a_stream_over_the_concurrency_limit_but_not_a_plain_request():
-    key = Counters(spend=0, streams={"a": NOW - 5, "b": NOW - 1})
+    key = Counters(spend=0, streams={"a": NOW + 5, "b": NOW + 1})
     limits = Limits(max_concurrent=2)
     assert step(key, key_limits=limits, stream=True).refusal.code == "key_concurrency"
     assert step(key, key_limits=limits, stream=False).admitted
@@ -130,14 +134,14 @@ def test_it_refuses_a_stream_over_the_concurrency_limit_but_not_a_plain_request(
     assert tenant_limited.refusal.code == "tenant_concurrency"
 
 
-def test_it_drops_streams_older_than_the_maximum():
-    key = Counters(spend=0, streams={"dead": NOW - MAX, "alive": NOW - MAX + 1})
+def test_it_drops_streams_whose_lease_expired():
+    key = Counters(spend=0, streams={"dead": NOW, "alive": NOW + 1})
     result = step(key, key_limits=Limits(max_concurrent=2), stream=True, request_id="new")
     assert result.admitted
-    assert result.key.streams == {"alive": NOW - MAX + 1, "new": NOW}
+    assert result.key.streams == {"alive": NOW + 1, "new": NOW + MAX}
     refused = step(key, key_limits=Limits(max_concurrent=1), stream=True)
     assert refused.refusal.code == "key_concurrency"
-    assert refused.key.streams == {"alive": NOW - MAX + 1}  # still dropped from the store
+    assert refused.key.streams == {"alive": NOW + 1}  # still dropped from the store
     assert live_streams({"x": 1.0, "y": 2.0}, 1.0) == {"y": 2.0}
 
 
@@ -158,23 +162,33 @@ def test_it_seeds_missing_spend_and_ignores_seeds_for_present_spend():
     assert refused.key.spend == 990  # the seed is stored even when refused
 
 
+HELD = {"r1": Lease(expires=NOW + MAX, cost=100, month=MONTH)}
+
+
 def test_it_settles_the_difference_and_frees_the_slot():
-    scope = SettleScope(tokens=500, spend=800, streams={"r1": NOW, "r2": NOW})
+    scope = SettleScope(tokens=500, spend=800, streams={"r1": NOW, "r2": NOW}, leases=HELD)
     applied, key, tenant = settle_step(
-        scope, scope, reserved=True, request_id="r1", token_delta=-300, cost_delta=-20
+        scope,
+        scope,
+        reserved=True,
+        request_id="r1",
+        token_delta=-300,
+        cost_delta=-20,
+        real_cost=80,
     )
     assert applied
-    assert key == tenant == SettleScope(tokens=200, spend=780, streams={"r2": NOW})
+    assert key == tenant == SettleScope(tokens=200, spend=780, streams={"r2": NOW}, leases={})
 
 
 def test_it_settles_only_counters_still_held_and_never_below_zero():
     applied, key, tenant = settle_step(
-        SettleScope(tokens=None, spend=10, streams={}),
-        SettleScope(tokens=5, spend=None, streams={}),
+        SettleScope(tokens=None, spend=10, streams={}, leases=HELD),
+        SettleScope(tokens=5, spend=None, streams={}, leases=HELD),
         reserved=True,
         request_id="r1",
         token_delta=-50,
         cost_delta=-40,
+        real_cost=60,
     )
     assert applied
     assert key == SettleScope(tokens=None, spend=0, streams={})
@@ -184,8 +198,60 @@ def test_it_settles_only_counters_still_held_and_never_below_zero():
 def test_it_settles_nothing_without_a_reservation():
     scope = SettleScope(tokens=500, spend=800, streams={"r1": NOW})
     assert settle_step(
-        scope, scope, reserved=False, request_id="r1", token_delta=-1, cost_delta=-1
+        scope,
+        scope,
+        reserved=False,
+        request_id="r1",
+        token_delta=-1,
+        cost_delta=-1,
+        real_cost=1,
     ) == (False, scope, scope)
+
+
+def test_it_reclaims_what_expired_leases_hold_before_checking():
+    key = Counters(
+        spend=900,
+        streams={"dead": NOW, "live": NOW + 1},
+        leases={
+            "dead": Lease(expires=NOW, cost=600, month=MONTH),
+            "old-month": Lease(expires=NOW - 5, cost=50, month="202601"),
+            "live": Lease(expires=NOW + 1, cost=200, month=MONTH),
+        },
+    )
+    limits = Limits(budget_micro_usd=1000, max_concurrent=2)
+    # without the reclaim, 900 + 50 would not fit and the dead stream would hold the slot
+    result = step(key, key_limits=limits, cost=50, stream=True, request_id="new")
+    assert result.admitted, result.refusal
+    assert result.key.spend == 900 - 600 + 50  # a lease of another month holds nothing here
+    assert set(result.key.leases) == {"live", "new"}
+    assert result.key.streams == {"live": NOW + 1, "new": NOW + MAX}
+    # a refusal stores the reclaim too
+    refused = step(key, key_limits=Limits(budget_micro_usd=300), cost=50)
+    assert refused.refusal.code == "key_budget" and refused.key.spend == 300
+    assert set(refused.key.leases) == {"live"}
+
+
+def test_it_charges_the_whole_real_cost_when_settled_after_its_lease_was_reclaimed():
+    reclaimed = SettleScope(tokens=None, spend=300, streams={}, leases={})
+    still_held = SettleScope(tokens=None, spend=900, streams={}, leases=HELD)
+    applied, key, tenant = settle_step(
+        reclaimed,
+        still_held,
+        reserved=True,
+        request_id="r1",
+        token_delta=0,
+        cost_delta=-30,
+        real_cost=70,
+    )
+    assert applied
+    assert (key.spend, tenant.spend) == (370, 870)
+
+
+def test_it_drops_old_leases_when_it_seeds_a_month():
+    # the recorded spend holds no reservation: an old lease must not come off it
+    old = {"x": Lease(expires=NOW - 1, cost=500, month=MONTH)}
+    result = step(Counters(leases=old), Counters(spend=0), key_seed=600)
+    assert result.key.spend == 650 and set(result.key.leases) == {"r1"}
 
 
 def test_it_reports_headers_for_the_tighter_limit_only_when_set():
