@@ -15,6 +15,8 @@ from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
 from providers_app.simulator.credentials import bearer_token, is_rejected
 from providers_app.simulator.failures import (
+    DEFAULT_DAILY_RETRY_AFTER,
+    DEFAULT_RETRY_AFTER,
     FINISH_MODES,
     STATUS_MODES,
     RequestKnobs,
@@ -46,6 +48,12 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
         "permission_error",
         "Your API key does not have permission to use the specified resource.",
     ),
+    # The key works, but the organisation may not use this model.
+    "model_permission": (
+        403,
+        "permission_error",
+        "Your organization does not have access to model: {model}",
+    ),
     "not_found": (404, "not_found_error", "model: {model}"),
     "bad_request": (400, "invalid_request_error", "Invalid request (simulated)."),
     "context_length": (
@@ -58,6 +66,14 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
         "rate_limit_error",
         "This request would exceed the rate limit for your organization of 50 requests per "
         "minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.",
+    ),
+    # Worded like the recorded per-hour 429 (tests/fixtures/wire), for a daily window.
+    "daily_quota": (
+        429,
+        "rate_limit_error",
+        "This request would exceed your organization's rate limit of 1,000 requests per day "
+        "(model: {model}). For details, refer to: https://docs.claude.com/en/api/rate-limits. "
+        "You can see the response headers for current usage. Please try again later.",
     ),
     "quota": (
         402,
@@ -74,15 +90,17 @@ _MIDSTREAM_ERROR = {"type": "error", "error": {"type": "overloaded_error", "mess
 
 
 def error_response(
-    mode: str, *, model: str = "", retry_after: int = 2, message: str | None = None
+    mode: str, *, model: str = "", retry_after: int | None = None, message: str | None = None
 ) -> web.Response:
+    if retry_after is None:
+        retry_after = DEFAULT_DAILY_RETRY_AFTER if mode == "daily_quota" else DEFAULT_RETRY_AFTER
     status, type_, template = _ERRORS[mode]
     request_id = new_id("req_011C")
     headers = {
         "request-id": request_id,
         "x-should-retry": "true" if status in (429, 500, 529) else "false",
     }
-    if mode == "rate_limit":
+    if mode in ("rate_limit", "daily_quota"):
         headers["retry-after"] = str(retry_after)
         headers.update(ratelimit_headers.anthropic_exhausted(retry_after))
     body = {
@@ -134,6 +152,7 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
     if invalid:
         return error_response("bad_request", message=invalid)
     conv = conversation(body)
+    behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
     if knobs.fail in FINISH_MODES:
         reply = behaviour.filtered(conv, behaviour.CONTENT_FILTER)
     else:
@@ -141,8 +160,9 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
     headers = {"request-id": new_id("req_011C"), **ratelimit_headers.anthropic()}
     if stream:
         return await _stream(request, knobs, model, reply, headers)
+    units = len(reply.chunks) + sum(2 + len(call.fragments()) for call in reply.tool_calls)
     return await respond_plain(
-        request, knobs, json_response(message(model, reply), headers=headers)
+        request, knobs, json_response(message(model, reply), headers=headers), units
     )
 
 
@@ -153,7 +173,11 @@ async def count_tokens_handler(request: web.Request) -> web.Response:
     body = json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         return error_response("bad_request", message="messages: Field required")
-    return json_response({"input_tokens": conversation(body).prompt_tokens})
+    conv = conversation(body)
+    # ``dense`` models count tokens the same way here as in the replies' usage.
+    knobs = read_knobs(request.headers, str(body.get("model") or ""), 0.0)
+    behaviour.shape(conv, words=None, dense=knobs.dense, overrun=False)
+    return json_response({"input_tokens": behaviour.prompt_tokens(conv)})
 
 
 async def models_handler(request: web.Request) -> web.Response:
@@ -178,6 +202,15 @@ def _validate(body: dict) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
+    for index, item in enumerate(messages):
+        role = item.get("role") if isinstance(item, dict) else None
+        if role == "system":  # the API's own words for the commonest mistake
+            return (
+                'messages: Unexpected role "system". The Messages API accepts a top-level '
+                '`system` parameter, not "system" as an input message role.'
+            )
+        if role not in ("user", "assistant"):
+            return f"messages.{index}.role: Input should be 'user' or 'assistant'"
     limit = body.get("max_tokens")
     if limit is None:
         return "max_tokens: Field required"
@@ -217,7 +250,10 @@ def conversation(body: dict) -> Conversation:
     for m in messages:
         texts.append(_block_text(m.get("content")))
         texts.extend(_tool_results(m.get("content")))
-    conv = Conversation(prompt_tokens=max(1, behaviour.count_words(*texts)))
+    conv = Conversation(
+        prompt_tokens=max(1, behaviour.count_words(*texts)),
+        prompt_chars=behaviour.count_chars(*texts),
+    )
     last = messages[-1] if messages else {}
     conv.last_is_user = last.get("role") == "user"
     results = _tool_results(last.get("content")) if conv.last_is_user else []

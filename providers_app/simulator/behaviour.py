@@ -15,11 +15,18 @@ The rules (docs/SIMULATOR.md has the user-facing version):
 
 Text is emitted one word per chunk (``\\S+\\s*`` pieces, so the pieces
 concatenate to the full text) and truncated to ``max_tokens`` words.
+
+Three knobs make the reply less friendly to a gateway's estimates (set by
+:func:`shape`): an exact word count (``words-<n>``), one token per character
+instead of per word (``dense``; never more than the UTF-8 bytes of the text,
+so a reservation by bytes stays an upper bound), and a provider that emits a
+tenth more tokens than ``max_tokens`` allowed (``overrun``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -35,6 +42,13 @@ PROMPT_BLOCKED = "prompt_blocked"
 
 ARGUMENT_FRAGMENT_CHARS = 8
 FILTERED_WORDS = 2  # words a filtered reply shows before it is cut
+OVERRUN_RATIO = 0.10  # ``overrun``: completion tokens = max_tokens + 10 % (at least one more)
+
+# Filler for ``words-<n>`` and ``overrun`` replies longer than the natural one.
+_FILLER = (
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+    "incididunt ut labore et dolore magna aliqua"
+).split()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +71,10 @@ class Conversation:
     allowed_tools: frozenset[str] | None = None
     parallel_tool_calls: bool = True
     max_tokens: int | None = None
+    prompt_chars: int = 0  # characters of the prompt text, for ``dense`` usage
+    reply_words: int | None = None  # ``words-<n>``: the text reply has exactly n words
+    dense: bool = False  # usage counts one token per character
+    overrun: bool = False  # completion tokens exceed max_tokens by OVERRUN_RATIO
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +111,22 @@ def count_words(*texts: str) -> int:
     return sum(len(t.split()) for t in texts if t)
 
 
+def count_chars(*texts: str) -> int:
+    return sum(len(t) for t in texts if t)
+
+
+def shape(conv: Conversation, *, words: int | None, dense: bool, overrun: bool) -> None:
+    """Apply the reply-length knobs of a request to its conversation."""
+    conv.reply_words = words
+    conv.dense = dense
+    conv.overrun = overrun
+
+
+def prompt_tokens(conv: Conversation) -> int:
+    """Prompt tokens as usage reports them: words, or characters when ``dense``."""
+    return max(1, conv.prompt_chars) if conv.dense else conv.prompt_tokens
+
+
 def words(text: str) -> list[str]:
     return _WORD_RE.findall(text)
 
@@ -103,8 +137,11 @@ def decide(conv: Conversation) -> Reply:
     if conv.last_is_user and conv.tools and conv.tool_mode != "none":
         calls = _choose_tools(conv)
         if calls:
-            tokens = sum(len(c.fragments()) for c in calls)
-            return Reply([], calls, TOOL_CALLS, conv.prompt_tokens, tokens)
+            if conv.dense:
+                tokens = sum(len(c.arguments_json) for c in calls)
+            else:
+                tokens = sum(len(c.fragments()) for c in calls)
+            return Reply([], calls, TOOL_CALLS, prompt_tokens(conv), tokens)
     return _text_reply(conv, _reply_text(conv.last_user_text))
 
 
@@ -113,7 +150,8 @@ def filtered(conv: Conversation, finish: str) -> Reply:
     shown = words(_reply_text(conv.last_user_text))[:FILTERED_WORDS]
     if finish in (MALFORMED_FUNCTION_CALL, PROMPT_BLOCKED):
         shown = []
-    return Reply(shown, [], finish, conv.prompt_tokens, len(shown))
+    tokens = len("".join(shown)) if conv.dense else len(shown)
+    return Reply(shown, [], finish, prompt_tokens(conv), tokens)
 
 
 def _reply_text(user_text: str) -> str:
@@ -121,15 +159,42 @@ def _reply_text(user_text: str) -> str:
     return f"Simulated reply to: {user_text}" if user_text else "Simulated reply."
 
 
+def _exactly(text: str, count: int) -> str:
+    """``text`` cut or extended with filler words to exactly ``count`` words."""
+    pieces = text.split()
+    if len(pieces) < count:
+        pieces += [_FILLER[i % len(_FILLER)] for i in range(count - len(pieces))]
+    return " ".join(pieces[:count])
+
+
 def _text_reply(conv: Conversation, text: str) -> Reply:
-    chunks = words(text)
+    """The text reply, cut by max_tokens, counted in words or (``dense``) characters.
+
+    With ``overrun`` the limit becomes max_tokens + 10 % and the text is
+    padded to reach it, so the provider always "ignores" max_tokens by that
+    much: the case a gateway's reservation must survive.
+    """
+    if conv.reply_words is not None:
+        text = _exactly(text, conv.reply_words)
     finish = STOP
-    limit = conv.max_tokens
-    if limit is not None and 0 < limit < len(chunks):
+    limit = conv.max_tokens if conv.max_tokens is not None and conv.max_tokens > 0 else None
+    if limit is not None and conv.overrun:
+        limit += max(1, math.ceil(limit * OVERRUN_RATIO))
+        size = len(text) if conv.dense else len(text.split())
+        if size < limit:
+            text = _exactly(text, len(text.split()) + limit)  # long enough in words and chars
+        finish = LENGTH
+    if conv.dense:
+        if limit is not None and len(text) > limit:
+            text = text[:limit]
+            finish = LENGTH
+        return Reply(words(text), [], finish, prompt_tokens(conv), len(text))
+    chunks = words(text)
+    if limit is not None and limit < len(chunks):
         chunks = chunks[:limit]
         chunks[-1] = chunks[-1].rstrip()
         finish = LENGTH
-    return Reply(chunks, [], finish, conv.prompt_tokens, len(chunks))
+    return Reply(chunks, [], finish, prompt_tokens(conv), len(chunks))
 
 
 def _choose_tools(conv: Conversation) -> list[ToolCall]:

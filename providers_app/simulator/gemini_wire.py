@@ -25,6 +25,7 @@ from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
 from providers_app.simulator.credentials import bearer_token, is_rejected, mask
 from providers_app.simulator.failures import (
+    DEFAULT_RETRY_AFTER,
     FINISH_MODES,
     STATUS_MODES,
     read_knobs,
@@ -69,6 +70,11 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
         "https://developers.google.com/identity/sign-in/web/devconsole-project.",
     ),
     "permission": (403, "PERMISSION_DENIED", "The caller does not have permission"),
+    "model_permission": (
+        403,
+        "PERMISSION_DENIED",
+        "Permission denied: this project does not have access to models/{model}.",
+    ),
     "not_found": (
         404,
         "NOT_FOUND",
@@ -89,6 +95,16 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
         "information on this error, head to: " + _RATE_LIMIT_DOCS + ".\n* Quota exceeded for "
         "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: "
         "10\nPlease retry in {retry_after}s.",
+    ),
+    # As captured in public reports: the per-day quota, with a RetryInfo of seconds.
+    "daily_quota": (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        "information on this error, head to: " + _RATE_LIMIT_DOCS + ". To monitor your current "
+        "usage, head to: https://ai.dev/rate-limit. \n* Quota exceeded for metric: "
+        "generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 20, "
+        "model: {model}\nPlease retry in {retry_after}s.",
     ),
     "quota": (
         429,
@@ -138,14 +154,21 @@ def _quota_violation(quota_id: str, model: str, value: str) -> dict:
     }
 
 
+# Real Gemini answers a spent per-DAY quota with a RetryInfo of seconds (36 s and 47 s in
+# public reports), not hours: only the quotaId says the wait is until tomorrow.
+DEFAULT_DAILY_RETRY_DELAY = 36
+
+
 def error_response(
     mode: str,
     *,
     model: str = "",
-    retry_after: int = 2,
+    retry_after: int | None = None,
     message: str | None = None,
     reason: str = "ACCESS_TOKEN_TYPE_UNSUPPORTED",
 ) -> web.Response:
+    if retry_after is None:
+        retry_after = DEFAULT_DAILY_RETRY_DELAY if mode == "daily_quota" else DEFAULT_RETRY_AFTER
     code, status, template = _ERRORS[mode]
     error: dict = {
         "code": code,
@@ -159,6 +182,24 @@ def error_response(
                 "violations": [
                     _quota_violation(
                         "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, "10"
+                    )
+                ],
+            },
+            {
+                "@type": _HELP,
+                "links": [
+                    {"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}
+                ],
+            },
+            {"@type": _RETRY_INFO, "retryDelay": f"{retry_after}s"},
+        ]
+    elif mode == "daily_quota":
+        error["details"] = [
+            {
+                "@type": _QUOTA_FAILURE,
+                "violations": [
+                    _quota_violation(
+                        "GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, "20"
                     )
                 ],
             },
@@ -278,9 +319,12 @@ async def model_action_handler(request: web.Request) -> web.StreamResponse:
     if method == "countTokens":
         body = json_body(request)
         contents = body.get("contents") if isinstance(body, dict) else None
-        if not isinstance(contents, list):
+        if not isinstance(body, dict) or not isinstance(contents, list):
             return error_response("bad_request", message="contents is required")
-        return json_response({"totalTokens": conversation(body).prompt_tokens})
+        conv = conversation(body)
+        knobs = read_knobs(request.headers, model, 0.0, [request.query.get("key", "")])
+        behaviour.shape(conv, words=None, dense=knobs.dense, overrun=False)
+        return json_response({"totalTokens": behaviour.prompt_tokens(conv)})
     if method not in ("generateContent", "streamGenerateContent"):
         return error_response("not_found", model=model, message=f"Method not found: {method}.")
     return await _generate(
@@ -324,7 +368,9 @@ async def _generate(
         return error_response("bad_request", message="Invalid JSON payload received.")
     if not model:
         return error_response("bad_request", message="model is required")
-    knobs = read_knobs(request.headers, model, default_delay(request))
+    knobs = read_knobs(
+        request.headers, model, default_delay(request), [request.query.get("key", "")]
+    )
     if knobs.unknown_fail:
         return error_response("bad_request", message=unknown_mode_message(knobs.unknown_fail))
     if knobs.fail in STATUS_MODES or (knobs.fail == "midstream_error" and not stream):
@@ -335,6 +381,10 @@ async def _generate(
         return error_response(
             "bad_request", message="* GenerateContentRequest.contents: contents is not specified"
         )
+    for content in contents:
+        role = content.get("role") if isinstance(content, dict) else None
+        if role not in (None, "", "user", "model"):
+            return error_response("bad_request", message="Please use a valid role: user, model.")
     if _unsigned_call(model, contents):
         return error_response(
             "bad_request",
@@ -342,6 +392,7 @@ async def _generate(
             "required for tools to work correctly.",
         )
     conv = conversation(body)
+    behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
     finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
     reply = behaviour.filtered(conv, finish) if finish else behaviour.decide(conv)
     response_id = new_id("")
@@ -349,7 +400,8 @@ async def _generate(
     if wrap is not None:
         chunks = [wrap(c) for c in chunks]
     if not stream:
-        return await respond_plain(request, knobs, json_response(chunks[0]))
+        units = max(1, len(reply.chunks)) if not reply.tool_calls else 1
+        return await respond_plain(request, knobs, json_response(chunks[0]), units)
     if request.query.get("alt") == "sse":
         events: list[Event] = [(b"data: " + dumps(c).encode() + b"\r\n\r\n", True) for c in chunks]
         malformed = b'data: {"candidates": [{"content": {"parts": [{"text": \r\n\r\n'
@@ -409,7 +461,10 @@ def conversation(body: dict) -> Conversation:
     for c in contents:
         texts.extend(_part_texts(c))
         texts.extend(_function_responses(c))
-    conv = Conversation(prompt_tokens=max(1, behaviour.count_words(*texts)))
+    conv = Conversation(
+        prompt_tokens=max(1, behaviour.count_words(*texts)),
+        prompt_chars=behaviour.count_chars(*texts),
+    )
     last = contents[-1] if contents else {}
     conv.last_is_user = last.get("role", "user") in ("user", "function")
     results = _function_responses(last) if conv.last_is_user else []
@@ -513,7 +568,8 @@ def _unsigned_call(model: str, contents: list) -> bool:
     for content in contents:
         if not isinstance(content, dict) or content.get("role") != "model":
             continue
-        calls = [p for p in content.get("parts") or () if isinstance(p, dict) and "functionCall" in p]
+        parts = content.get("parts") or ()
+        calls = [p for p in parts if isinstance(p, dict) and "functionCall" in p]
         if calls and not calls[0].get("thoughtSignature"):
             return True
     return False

@@ -16,9 +16,12 @@ from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
 from providers_app.simulator.credentials import bearer_token, is_rejected, mask
 from providers_app.simulator.failures import (
+    DEFAULT_DAILY_RETRY_AFTER,
+    DEFAULT_RETRY_AFTER,
     FINISH_MODES,
     STATUS_MODES,
     RequestKnobs,
+    go_duration,
     read_knobs,
     unknown_mode_message,
 )
@@ -93,6 +96,15 @@ _OPENAI_ERRORS: dict[str, tuple[int, str, str, str | None, str | None]] = {
         None,
         "insufficient_permissions",
     ),
+    # The key works, but its project may not use this one model (captured in public
+    # bug reports: 403 with code model_not_found).
+    "model_permission": (
+        403,
+        "Project `proj_simulator` does not have access to model `{model}`",
+        "invalid_request_error",
+        None,
+        "model_not_found",
+    ),
     "not_found": (
         404,
         "The model `{model}` does not exist or you do not have access to it.",
@@ -112,7 +124,17 @@ _OPENAI_ERRORS: dict[str, tuple[int, str, str, str | None, str | None]] = {
     "rate_limit": (
         429,
         "Rate limit reached for {model} in organization org-simulator on requests per min "
-        "(RPM): Limit 60, Used 60, Requested 1. Please try again in {retry_after}s.",
+        "(RPM): Limit 60, Used 60, Requested 1. Please try again in {retry_in}.",
+        "requests",
+        None,
+        "rate_limit_exceeded",
+    ),
+    # Same type and code as the per-minute limit; only the message says "per day".
+    "daily_quota": (
+        429,
+        "Rate limit reached for {model} in organization org-simulator on requests per day "
+        "(RPD): Limit 200, Used 200, Requested 1. Please try again in {retry_in}. Visit "
+        "https://platform.openai.com/account/rate-limits to learn more.",
         "requests",
         None,
         "rate_limit_exceeded",
@@ -144,6 +166,11 @@ _OPENAI_ERRORS: dict[str, tuple[int, str, str, str | None, str | None]] = {
 _OPENROUTER_ERRORS: dict[str, tuple[int, str, dict]] = {
     "auth": (401, "User not found.", {"error_type": "authentication_error"}),
     "permission": (403, "Your key does not have access to {model}.", {"error_type": "forbidden"}),
+    "model_permission": (
+        403,
+        "Model {model} is not allowed for this API key (its allowed models exclude it).",
+        {"error_type": "forbidden"},
+    ),
     "not_found": (404, "No endpoints found for {model}.", {"error_type": "not_found"}),
     "bad_request": (400, "Invalid request (simulated).", {"error_type": "bad_request"}),
     "context_length": (
@@ -153,6 +180,12 @@ _OPENROUTER_ERRORS: dict[str, tuple[int, str, dict]] = {
         {"error_type": "context_length_exceeded"},
     ),
     "rate_limit": (429, "Rate limit exceeded", {"error_type": "rate_limit_exceeded"}),
+    "daily_quota": (
+        429,
+        "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model "
+        "requests per day",
+        {"error_type": "rate_limit_exceeded"},
+    ),
     "quota": (
         402,
         "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
@@ -167,52 +200,104 @@ _OPENROUTER_ERRORS: dict[str, tuple[int, str, dict]] = {
 }
 
 
+# Bodies that differ from OpenAI's for one flavour: (flavour, mode) -> (status, body).
+_FLAVOUR_BODIES: dict[tuple[str, str], tuple[int, dict]] = {
+    # Cerebras answers its limits with a top-level body, no "error" envelope
+    # (seen in public bug reports: "Requests per minute limit exceeded - ...").
+    ("cerebras", "daily_quota"): (
+        429,
+        {
+            "message": "Requests per day limit exceeded - too many requests sent.",
+            "type": "too_many_requests_error",
+            "param": "quota",
+            "code": "request_quota_exceeded",
+        },
+    ),
+    # Qwen (DashScope compatible mode): the free daily allocation, spent.
+    ("qwen", "daily_quota"): (
+        429,
+        {
+            "error": {
+                "message": "Free allocated quota exceeded.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+}
+
+
 def error_response(
     flavour: Flavour,
     mode: str,
     *,
     model: str = "",
     key: str = "",
-    retry_after: int = 2,
+    retry_after: int | None = None,
     message: str | None = None,
     param: str | None = None,
+    code: str | None = None,
 ) -> web.Response:
+    """The flavour's error reply for a failure mode (or a validation message)."""
+    if retry_after is None:
+        retry_after = DEFAULT_DAILY_RETRY_AFTER if mode == "daily_quota" else DEFAULT_RETRY_AFTER
     headers = {"x-request-id": new_id("req_")}
-    values = {"model": model, "key": key, "retry_after": retry_after}
-    if flavour.openrouter_errors:
+    values = {
+        "model": model,
+        "key": key,
+        "retry_after": retry_after,
+        "retry_in": go_duration(retry_after),
+    }
+    body: dict
+    special = _FLAVOUR_BODIES.get((flavour.name, mode))
+    if special is not None and message is None:
+        status, body = special
+    elif flavour.openrouter_errors:
         status, template, metadata = _OPENROUTER_ERRORS[mode]
-        body: dict = {
+        body = {
             "error": {
                 "code": status,
                 "message": message or template.format(**values),
-                "metadata": metadata,
+                "metadata": dict(metadata),
             }
         }
     else:
-        status, template, type_, default_param, code = _OPENAI_ERRORS[mode]
+        status, template, type_, default_param, default_code = _OPENAI_ERRORS[mode]
         body = {
             "error": {
                 "message": message or template.format(**values),
                 "type": type_,
                 "param": param if param is not None else default_param,
-                "code": code,
+                "code": code if code is not None else default_code,
             }
         }
-    if status == 429 and mode == "rate_limit":
-        headers["retry-after"] = str(retry_after)
-        if flavour.name == "openrouter":
-            headers["X-RateLimit-Limit"] = "20"
-            headers["X-RateLimit-Remaining"] = "0"
-            headers["X-RateLimit-Reset"] = str((now() + retry_after) * 1000)
-        elif flavour.success_headers:
-            headers.update(flavour.success_headers)
-            if flavour.name == "cerebras":
-                headers["x-ratelimit-remaining-requests-day"] = "0"
-                headers["x-ratelimit-reset-requests-day"] = f"{float(retry_after)}"
-            else:
-                headers["x-ratelimit-remaining-requests"] = "0"
-                headers["x-ratelimit-reset-requests"] = f"{retry_after}s"
+    if status == 429 and mode in ("rate_limit", "daily_quota"):
+        headers.update(_limit_headers(flavour, mode, retry_after))
+        if flavour.name == "openrouter" and mode == "daily_quota":
+            body["error"]["metadata"]["headers"] = {
+                k: v for k, v in headers.items() if k.startswith("X-RateLimit")
+            }
     return json_response(body, status=status, headers=headers)
+
+
+def _limit_headers(flavour: Flavour, mode: str, retry_after: int) -> dict[str, str]:
+    """retry-after plus each flavour's own rate-limit headers, showing nothing left."""
+    headers = {"retry-after": str(retry_after)}
+    if flavour.name == "openrouter":
+        headers["X-RateLimit-Limit"] = "50" if mode == "daily_quota" else "20"
+        headers["X-RateLimit-Remaining"] = "0"
+        headers["X-RateLimit-Reset"] = str((now() + retry_after) * 1000)
+    elif flavour.success_headers:
+        headers.update(flavour.success_headers)
+        if flavour.name == "cerebras":
+            # Cerebras's only request limit is per day; its reset is float seconds.
+            headers["x-ratelimit-remaining-requests-day"] = "0"
+            headers["x-ratelimit-reset-requests-day"] = f"{float(retry_after)}"
+        else:
+            headers["x-ratelimit-remaining-requests"] = "0"
+            headers["x-ratelimit-reset-requests"] = go_duration(retry_after)
+    return headers
 
 
 def check_auth(request: web.Request, flavour: Flavour) -> web.Response | None:
@@ -262,7 +347,7 @@ def chat_handler(flavour: Flavour):
             key = mask(bearer_token(request.headers) or "")
             return error_response(
                 flavour, mode, model=model, key=key, retry_after=knobs.retry_after
-            )
+            )  # retry_after None -> the mode's own default
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return error_response(
@@ -271,7 +356,11 @@ def chat_handler(flavour: Flavour):
                 message="'messages' must be a non-empty array of message objects.",
                 param="messages",
             )
+        refused = _check_roles(flavour, messages)
+        if refused is not None:
+            return refused
         conv = conversation(body)
+        behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
         if knobs.fail in FINISH_MODES:  # every safety-ish finish is content_filter here
             reply = behaviour.filtered(conv, behaviour.CONTENT_FILTER)
         else:
@@ -281,10 +370,66 @@ def chat_handler(flavour: Flavour):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await _stream(request, flavour, knobs, model, reply, include_usage, headers)
         return await respond_plain(
-            request, knobs, json_response(completion(flavour, model, reply), headers=headers)
+            request,
+            knobs,
+            json_response(completion(flavour, model, reply), headers=headers),
+            _content_units(reply),
         )
 
     return handle
+
+
+# Roles each dialect accepts (Qwen's DashScope has no "developer").
+_OPENAI_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+_QWEN_ROLES = ("system", "assistant", "user", "tool", "function")
+
+
+def _check_roles(flavour: Flavour, messages: list) -> web.Response | None:
+    """A 400 for a message with a missing or unknown role, as each real API answers it.
+
+    Always on: a gateway must translate roles, never pass an unknown one on
+    hoping the provider copes.
+    """
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        param = f"messages[{index}].role"
+        if role is None:
+            return error_response(
+                flavour,
+                "bad_request",
+                message=f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            )
+        if flavour.name == "qwen":
+            if role not in _QWEN_ROLES:
+                listed = ", ".join(f"'{r}'" for r in _QWEN_ROLES)
+                return error_response(
+                    flavour,
+                    "bad_request",
+                    message=f"{role} is not one of [{listed}] - 'messages.['{index}].role'",
+                    param=None,
+                    code="invalid_parameter_error",
+                )
+        elif role not in _OPENAI_ROLES:
+            shown = f"'{role}'" if isinstance(role, str) else dumps(role)
+            listed = ", ".join(f"'{r}'" for r in _OPENAI_ROLES[:-1])
+            return error_response(
+                flavour,
+                "bad_request",
+                message=f"Invalid value: {shown}. Supported values are: {listed}, and "
+                f"'{_OPENAI_ROLES[-1]}'.",
+                param=param,
+                code="invalid_value",
+            )
+    return None
+
+
+def _content_units(reply: Reply) -> int:
+    """How many paced chunks the reply streams (words, or tool-call pieces)."""
+    return len(reply.chunks) + sum(1 + len(call.fragments()) for call in reply.tool_calls)
 
 
 def models_handler(flavour: Flavour):
@@ -329,7 +474,10 @@ def _text(content: object) -> str:
 def conversation(body: dict) -> Conversation:
     messages = [m for m in body["messages"] if isinstance(m, dict)]
     texts = [_text(m.get("content")) for m in messages]
-    conv = Conversation(prompt_tokens=max(1, behaviour.count_words(*texts)))
+    conv = Conversation(
+        prompt_tokens=max(1, behaviour.count_words(*texts)),
+        prompt_chars=behaviour.count_chars(*texts),
+    )
     last = messages[-1] if messages else {}
     conv.last_is_user = last.get("role") == "user"
     for message, text in zip(reversed(messages), reversed(texts), strict=True):

@@ -1,9 +1,12 @@
 """Writing responses: JSON bodies, SSE streams, and the transport failure modes.
 
 A stream is precomputed as a list of events ``(wire bytes, is_content)``; the
-writer only sleeps before content events (so time-to-first-token equals the
-delay, and framing events cost nothing) and, with no delay, sends the whole
-stream in one write.
+writer only sleeps before content events (the waits come from
+:meth:`RequestKnobs.content_waits`: the first one is the time to first token,
+the framing before it goes out at once, as real APIs send headers and the
+role chunk right away) and, with no wait at all, sends the whole stream in one
+write. A non-stream response waits the whole generation before its headers,
+as a real long completion does.
 """
 
 from __future__ import annotations
@@ -61,14 +64,35 @@ def cut_connection(request: web.Request) -> NoReturn:
     raise asyncio.CancelledError
 
 
+async def stall(request: web.Request, response: web.StreamResponse) -> NoReturn:
+    """Send the status line and headers, then nothing, never closing.
+
+    The headers are flushed at once (``prepare``), so a client sees a 200 and
+    then waits for a body that never comes -- what a wedged upstream behind a
+    proxy looks like. The handler is cancelled when the client leaves.
+    """
+    await response.prepare(request)
+    await hang()
+
+
 async def respond_plain(
-    request: web.Request, knobs: RequestKnobs, response: web.Response
+    request: web.Request, knobs: RequestKnobs, response: web.Response, content_units: int = 0
 ) -> web.StreamResponse:
-    """A non-stream success, after the configured delay, honouring transport failure modes."""
+    """A non-stream success after the generation time, honouring transport failure modes.
+
+    ``content_units`` is how many chunks the same reply would stream; with
+    timing knobs the response waits as long as that stream would take.
+    """
     if knobs.fail == "hang":
         await hang()
-    if knobs.delay_s:
-        await asyncio.sleep(knobs.delay_s)
+    if knobs.fail in ("stall", "stall_midstream"):
+        body = bytes(response.body or b"")  # type: ignore[arg-type]
+        stalled = web.StreamResponse(status=response.status, headers=response.headers)
+        stalled.content_length = len(body)  # promises a body that never comes
+        await stall(request, stalled)
+    wait = knobs.plain_wait(content_units)
+    if wait:
+        await asyncio.sleep(wait)
     if knobs.fail == "disconnect":
         cut_connection(request)
     if knobs.fail == "malformed" and response.body is not None:
@@ -90,7 +114,9 @@ async def respond_stream(
     if knobs.fail == "hang":
         await hang()
     mode = knobs.fail
-    if mode in ("disconnect", "malformed", "midstream_error"):
+    # Paced as the whole reply would be, even when a failure cuts it short.
+    waits = knobs.content_waits(sum(1 for _, is_content in events if is_content))
+    if mode in ("disconnect", "malformed", "midstream_error", "stall_midstream"):
         events = _head(events)
         if mode == "malformed":
             events.append((malformed_event, False))
@@ -100,8 +126,12 @@ async def respond_stream(
     response.content_type = content_type
     if content_type == SSE_CONTENT_TYPE:
         response.headers["Cache-Control"] = "no-cache"
+    if mode == "stall":
+        await stall(request, response)
     await response.prepare(request)
-    await _write(response, events, knobs.delay_s)
+    await _write(response, events, waits)
+    if mode == "stall_midstream":
+        await hang()  # the two chunks are out; the connection stays open and silent
     if mode == "disconnect":
         cut_connection(request)
     await response.write_eof()
@@ -119,17 +149,20 @@ def _head(events: list[Event]) -> list[Event]:
     return list(events)
 
 
-async def _write(response: web.StreamResponse, events: list[Event], delay_s: float) -> None:
-    if not delay_s:
+async def _write(response: web.StreamResponse, events: list[Event], waits: list[float]) -> None:
+    if not any(waits):
         await response.write(b"".join(data for data, _ in events))
         return
     pending: list[bytes] = []
+    remaining = iter(waits)
     for data, is_content in events:
         if is_content:
-            if pending:
-                await response.write(b"".join(pending))
-                pending.clear()
-            await asyncio.sleep(delay_s)
+            wait = next(remaining, 0.0)
+            if wait:
+                if pending:
+                    await response.write(b"".join(pending))
+                    pending.clear()
+                await asyncio.sleep(wait)
         pending.append(data)
     if pending:
         await response.write(b"".join(pending))

@@ -337,8 +337,12 @@ async def test_it_reports_health(simulator):
 async def test_it_fails_a_request_whose_credential_names_a_failure_mode(simulator):
     url, _, body = openai_request(simulator)
     async with httpx.AsyncClient() as client:
-        failing = await client.post(url, headers={"Authorization": "Bearer sk-sim-fail-rate_limit-0001"}, json=body)
-        serving = await client.post(url, headers={"Authorization": "Bearer sk-sim-good-0002"}, json=body)
+        failing = await client.post(
+            url, headers={"Authorization": "Bearer sk-sim-fail-rate_limit-0001"}, json=body
+        )
+        serving = await client.post(
+            url, headers={"Authorization": "Bearer sk-sim-good-0002"}, json=body
+        )
         anthropic_url, _, anthropic_body = anthropic_request(simulator)
         overloaded = await client.post(
             anthropic_url,
