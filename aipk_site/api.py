@@ -3,17 +3,59 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
-from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+from ninja.parser import Parser
 
 from providers_app.services.credentials import CredentialError
 from providers_app.services.provider_settings import ProviderSettingsError
-from tenants_app.services.errors import GatewayError
+from tenants_app.formats.common import load_json
+from tenants_app.ninja_fallbacks import JSONFallbackAPI
+from tenants_app.services.errors import GatewayError, PayloadTooLarge
 
-api = NinjaAPI(title="aipk", version="1")
+logger = logging.getLogger(__name__)
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class JSONBodyParser(Parser):
+    """Bodies must be JSON, sent as such: the gateway's own reader (strict UTF-8, nesting
+    bounded, no lone surrogates), so a body that is JSON in name only is a 4xx naming
+    the problem rather than ninja's "Cannot parse request body" or a RecursionError."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        content_type = request.content_type or ""
+        if content_type != "application/json" and not (
+            content_type.startswith("application/") and content_type.endswith("+json")
+        ):
+            raise UnsupportedMediaType(
+                "the body must be JSON sent with Content-Type: application/json, "
+                f"not {content_type or 'no content type'}"
+            )
+        return load_json(request.body)
+
+
+class ManagementAPI(JSONFallbackAPI):
+    """Unknown paths and wrong methods answer in the API's error shape too."""
+
+    def fallback_error(
+        self, request: HttpRequest, status: int, code: str, message: str
+    ) -> HttpResponse:
+        error_type = "not_found_error" if status == 404 else "invalid_request_error"
+        return error_response(request, status, error_type, code, message)
+
+
+api = ManagementAPI(title="aipk", version="1", parser=JSONBodyParser())
 
 
 def error_response(request, status: int, error_type: str, code: str, message: str):
@@ -92,6 +134,29 @@ def on_forbidden(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, GatewayError):
+        # ninja wraps whatever the body parser raises in a bare "Cannot parse request
+        # body"; the parser's own error says what is wrong
+        return on_service_error(request, exc.__cause__)
     return error_response(
         request, exc.status_code, "invalid_request_error", "http_error", exc.message
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_body_too_big(request, exc: RequestDataTooBig):
+    # Django's own answer is its HTML 400 page
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return on_service_error(
+        request, PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    )
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request, exc: Exception):
+    """A bug answers with a JSON 500 rather than Django's HTML page; logged with its
+    traceback."""
+    logger.error("api: unexpected %s on %s", type(exc).__name__, request.path, exc_info=exc)
+    return error_response(
+        request, 500, "api_error", "internal_error", f"internal error ({type(exc).__name__})"
     )

@@ -13,6 +13,22 @@ from providers_app.services.oauth import OAuthCallbackError, oauth_callback
 arender = sync_to_async(render)
 
 
+# What oauth_start hands out (secrets.token_urlsafe) and what providers echo back.
+_STATE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def _check_state(state: str) -> None:
+    """Refuse a state we could never have issued before it reaches the database.
+
+    A NUL in it made PostgreSQL refuse the lookup (a 500); any other character outside
+    the URL-safe alphabet cannot match a stored state either.
+    """
+    if state and not _STATE_CHARS.issuperset(state):
+        raise OAuthCallbackError(
+            "invalid_state", "The callback's state parameter is malformed. Start again."
+        )
+
+
 async def oauth_callback_view(request: HttpRequest, provider: str) -> HttpResponse:
     """Finish an authorisation started by ``services.oauth.oauth_start``.
 
@@ -20,6 +36,7 @@ async def oauth_callback_view(request: HttpRequest, provider: str) -> HttpRespon
     so no login is required here; the flow remembers who started it.
     """
     try:
+        _check_state(request.GET.get("state") or "")
         result = await oauth_callback(provider_name=provider, params=request.GET)
     except OAuthCallbackError as exc:
         context = {"provider_name": provider, "code": exc.code, "message": exc.message}

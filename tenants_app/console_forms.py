@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from providers_app.models import Provider
 from tenants_app.models import Role, RouteStrategy
+from tenants_app.services import billing
 from tenants_app.services.errors import InvalidRequest
 
 # the same bounds as the management API's schemas (PostgreSQL integer columns)
@@ -318,6 +319,10 @@ class InvoiceGenerateForm(forms.Form):
 
     def clean_period(self) -> dt.date:
         try:
-            return dt.datetime.strptime(self.cleaned_data["period"].strip(), "%Y-%m").date()
+            period = dt.datetime.strptime(self.cleaned_data["period"].strip(), "%Y-%m").date()
         except ValueError:
             raise forms.ValidationError("Write the month as YYYY-MM, e.g. 2025-01.") from None
+        try:
+            return billing.period_check(period)  # 9999-12 was a 500
+        except InvalidRequest as error:
+            raise forms.ValidationError(error.message.removeprefix("period: ")) from None

@@ -421,9 +421,10 @@ def _date_range(start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt
 
 def _period(value: str) -> dt.date:
     try:
-        return dt.datetime.strptime(value, "%Y-%m").date()
+        period = dt.datetime.strptime(value, "%Y-%m").date()
     except ValueError:
         raise InvalidRequest("period must look like 2025-01", param="period") from None
+    return billing.period_check(period)
 
 
 def _user_named(username: str):

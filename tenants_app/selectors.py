@@ -29,11 +29,17 @@ UsageGroup = Literal["day", "model", "provider", "key"]
 
 
 def day_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """[start 00:00 UTC, the day after ``end`` 00:00 UTC): both dates inclusive."""
-    return (
-        dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC),
-        dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC),
-    )
+    """[start 00:00 UTC, the day after ``end`` 00:00 UTC): both dates inclusive.
+
+    Any date a query can name is accepted: 9999-12-31 has no day after it in Python,
+    so that end is the last representable instant instead (its final microsecond is
+    the only one left out).
+    """
+    if end >= dt.date.max:
+        until = dt.datetime.max.replace(tzinfo=dt.UTC)
+    else:
+        until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    return dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC), until
 
 
 def tenants_visible_to(user: Any) -> QuerySet[Tenant]:

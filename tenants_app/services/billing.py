@@ -23,6 +23,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from tenants_app.models import Invoice, Tenant, UsageRecord, UsageStatus
+from tenants_app.services.errors import InvalidRequest
 
 COST_QUANTUM = Decimal("0.00000001")
 ZERO = Decimal(0)
@@ -40,6 +41,28 @@ def month_bounds(period: date) -> tuple[datetime, datetime]:
     else:
         end = datetime(period.year, period.month + 1, 1, tzinfo=UTC)
     return start, end
+
+
+# The first month an invoice may be asked for: before it there is no usage to bill.
+FIRST_PERIOD = date(2000, 1, 1)
+
+
+def period_check(period: date) -> date:
+    """The first day of ``period``'s month, if an invoice may exist for it.
+
+    From FIRST_PERIOD to the current month (UTC): a later month has no usage yet,
+    and would let a client ask for 9999-12, whose end Python cannot represent.
+    Raises InvalidRequest (param ``period``) naming the allowed periods.
+    """
+    first = month_start(period)
+    last = month_start(timezone.now().astimezone(UTC).date())
+    if not FIRST_PERIOD <= first <= last:
+        raise InvalidRequest(
+            f"period: {first:%Y-%m} is not an invoice period; "
+            f"allowed: from {FIRST_PERIOD:%Y-%m} to {last:%Y-%m} (the current month)",
+            param="period",
+        )
+    return first
 
 
 def previous_month(period: date) -> date:
@@ -86,8 +109,10 @@ def _invoice_lines(tenant: Tenant, start: datetime, end: datetime) -> list[dict]
 
 @transaction.atomic
 def invoice_generate(*, tenant: Tenant, period: date) -> Invoice:
-    """Create or recompute the tenant's invoice for the month holding ``period``."""
-    period = month_start(period)
+    """Create or recompute the tenant's invoice for the month holding ``period``.
+
+    Raises InvalidRequest for a month outside ``period_check``'s range."""
+    period = period_check(period)
     start, end = month_bounds(period)
     now = timezone.now()
     lines = _invoice_lines(tenant, start, end)

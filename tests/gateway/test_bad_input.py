@@ -133,7 +133,9 @@ def test_it_refuses_a_json_escaped_lone_surrogate(world, gateway_server, body, p
     assert "surrogate" in error["message"]
 
 
-@pytest.mark.parametrize("raw", [b"\xed\xa0\x80", b"\xff\xfe", b"\xc3"], ids=["surrogate", "ff", "cut"])
+@pytest.mark.parametrize(
+    "raw", [b"\xed\xa0\x80", b"\xff\xfe", b"\xc3"], ids=["surrogate", "ff", "cut"]
+)
 def test_it_refuses_raw_bytes_that_are_not_utf8(world, gateway_server, raw):
     body = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi ' + raw
     body += b'"}]}'
@@ -173,7 +175,9 @@ def test_it_refuses_max_tokens_of_2_to_the_62_in_anthropic_format(world, gateway
     ],
 )
 def test_it_refuses_other_integers_out_of_range(world, gateway_server, path, field, value):
-    body = messages_body(**{field: value}) if path == "/v1/messages" else chat_body(**{field: value})
+    body = (
+        messages_body(**{field: value}) if path == "/v1/messages" else chat_body(**{field: value})
+    )
     response = post(gateway_server, world.secret, path, body)
     error = (anthropic_error if path == "/v1/messages" else openai_error)(response, 400)
     assert error["message"].startswith(f"{field}: ")
