@@ -179,8 +179,8 @@ class _Keys:
         )
 
 
-def lease_seconds() -> float:
-    """How long a reservation and a stream slot are held without a settle."""
+def _lease_floor() -> float:
+    """How long a reservation and a stream slot are held without a settle, at least."""
     return float(settings.ADMISSION_LEASE_SECONDS)
 
 
@@ -193,12 +193,12 @@ def _month_ttl(month_of: float, now: float) -> float:
     return rules.month_bounds(month_of)[1].timestamp() - now + MONTH_MARGIN_SECONDS
 
 
-def _leases_ttl() -> float:
-    return lease_seconds() + LEASES_MARGIN_SECONDS
+def _leases_ttl(lease: float) -> float:
+    return lease + LEASES_MARGIN_SECONDS
 
 
-def _reservation_ttl() -> float:
-    return lease_seconds() + RESERVATION_MARGIN_SECONDS
+def _reservation_ttl(lease: float) -> float:
+    return lease + RESERVATION_MARGIN_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +213,7 @@ class _AdmitRequest:
     cost: int
     stream: bool
     now: float
+    lease: float  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +250,11 @@ class _LockedAdmissionStore:
     def _delete(self, key: str) -> None:
         self.cache.delete(self.shared.full_key(key))
 
-    def _write_map(self, key: str, entries: Mapping[str, Any]) -> None:
+    def _write_map(self, key: str, entries: Mapping[str, Any], now: float) -> None:
+        """Stream slots (request id → expiry) or leases, kept until the last expires."""
         if entries:
-            self._write(key, dict(entries), _leases_ttl())
+            last = max(e if isinstance(e, float | int) else e.expires for e in entries.values())
+            self._write(key, dict(entries), _leases_ttl(max(0.0, last - now)))
         else:
             self._delete(key)
 
@@ -286,7 +289,7 @@ class _LockedAdmissionStore:
                 stream=req.stream,
                 now=req.now,
                 month=req.month,
-                lease_seconds=lease_seconds(),
+                lease_seconds=req.lease,
                 key_seed=key_seed,
                 tenant_seed=tenant_seed,
             )
@@ -299,10 +302,10 @@ class _LockedAdmissionStore:
                     counts = {"requests": c.requests, "tokens": c.tokens}
                     self._write(window, counts, _window_ttl(req.window, req.now))
                 self._write(month, c.spend, _month_ttl(req.now, req.now))
-                self._write_map(streams, c.streams)
-                self._write_map(leases, c.leases)
+                self._write_map(streams, c.streams, req.now)
+                self._write_map(leases, c.leases, req.now)
             if result.admitted:
-                self._write(k.reservation, 1, _reservation_ttl())
+                self._write(k.reservation, 1, _reservation_ttl(req.lease))
             return result
 
         return await self.shared.atomically(step)
@@ -340,8 +343,8 @@ class _LockedAdmissionStore:
                     self._write(window, counts, _window_ttl(s.window, s.now))
                 if new.spend is not None:
                     self._write(month, new.spend, _month_ttl(s.admitted_at, s.now))
-                self._write_map(streams, new.streams)
-                self._write_map(leases, new.leases)
+                self._write_map(streams, new.streams, s.now)
+                self._write_map(leases, new.leases, s.now)
             self._delete(k.reservation)
             return True
 
@@ -356,8 +359,8 @@ class _LockedAdmissionStore:
                 c = rules.reclaim(self._counters(stored, names), now=now, month=month)
                 if c.spend is not None:
                     self._write(month_key, c.spend, _month_ttl(now, now))
-                self._write_map(streams, c.streams)
-                self._write_map(leases, c.leases)
+                self._write_map(streams, c.streams, now)
+                self._write_map(leases, c.leases, now)
                 out += [c.requests, c.tokens, c.spend, len(c.streams)]
             return out
 
@@ -463,10 +466,13 @@ if refusal == '' then
     redis.call('PEXPIRE', sc.w, ARGV[16])
     sc.spend = redis.call('INCRBY', sc.m, ARGV[4])
     redis.call('ZADD', sc.l, ARGV[21], member)
-    redis.call('PEXPIRE', sc.l, ARGV[18])
+    -- leases differ in length: a set lives as long as its longest
+    if redis.call('PTTL', sc.l) < tonumber(ARGV[18]) then redis.call('PEXPIRE', sc.l, ARGV[18]) end
     if stream and sc.conc then
       redis.call('ZADD', sc.s, ARGV[21], ARGV[2])
-      redis.call('PEXPIRE', sc.s, ARGV[18])
+      if redis.call('PTTL', sc.s) < tonumber(ARGV[18]) then
+        redis.call('PEXPIRE', sc.s, ARGV[18])
+      end
       sc.streams = redis.call('ZCARD', sc.s)
     end
   end
@@ -563,10 +569,10 @@ class _RedisAdmissionStore:
             -1 if tenant_seed is None else tenant_seed,
             _ms(_window_ttl(req.window, req.now)),
             _ms(_month_ttl(req.now, req.now)),
-            _ms(_leases_ttl()),
-            _ms(_reservation_ttl()),
+            _ms(_leases_ttl(req.lease)),
+            _ms(_reservation_ttl(req.lease)),
             req.month,
-            repr(req.now + lease_seconds()),
+            repr(req.now + req.lease),
         ]
         reply = await self._run(self._admit, req.keys.ordered(), args)
         status = int(reply[0])
@@ -658,10 +664,16 @@ async def admit(
     estimated_tokens: int,
     estimated_cost_micro: int,
     stream: bool,
+    lease_seconds: float | None = None,
 ) -> Admission:
-    """Reserve the request on the key and its tenant, or raise ``LimitExceeded``."""
+    """Reserve the request on the key and its tenant, or raise ``LimitExceeded``.
+
+    The reservation (and stream slot) is a lease of ``lease_seconds`` -- never less
+    than ``ADMISSION_LEASE_SECONDS`` -- after which it is reclaimed if never settled:
+    give at least the request's own total deadline."""
     if estimated_tokens < 0 or estimated_cost_micro < 0:
         raise ValueError("estimates cannot be negative")
+    lease = max(_lease_floor(), float(lease_seconds or 0))
     now = clock()
     window, month = rules.window_id(now), rules.month_id(now)
     req = _AdmitRequest(
@@ -677,6 +689,7 @@ async def admit(
         cost=int(estimated_cost_micro),
         stream=stream,
         now=now,
+        lease=lease,
     )
     store = _store()
     seeds: dict[str, int] = {}

@@ -182,3 +182,23 @@ async def test_it_reclaims_the_tenants_share_when_another_key_admits(backend, cl
 
     assert (await spend(OTHER_KEY))[1] == 1000
     assert await spend() == (0, 1000)  # key 11's own counter is reclaimed on its read
+
+
+async def test_it_holds_a_longer_lease_for_a_request_with_a_longer_deadline(backend, clock):
+    await admit(
+        request_id="long-deadline",
+        key_id=KEY,
+        tenant_id=TENANT,
+        key_limits=BUDGET,
+        tenant_limits=Limits(),
+        estimated_tokens=0,
+        estimated_cost_micro=700,
+        stream=False,
+        lease_seconds=LEASE * 3,  # e.g. a provider whose total deadline is longer
+    )
+    await go(cost=100)  # killed too, with the shortest lease (ADMISSION_LEASE_SECONDS)
+
+    clock.advance(LEASE)
+    assert await spend() == (700, 700)
+    clock.advance(LEASE * 2)
+    assert await spend() == (0, 0)
