@@ -112,7 +112,7 @@ def raw_chat(
         sent.update({"x-api-key": key, "anthropic-version": "2023-06-01"})
         body = {
             "model": model,
-            "max_tokens": max_tokens or 1024,
+            "max_tokens": max_tokens or 8192,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
             "stream": stream,
         }
