@@ -307,6 +307,8 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
         "aipk.gateway.requests": {"level": "INFO" if GATEWAY_REQUEST_LOG else "WARNING"},
+        # django-axes: a line per failed sign-in at INFO; repeated failures and lockouts warn
+        "axes": {"level": "WARNING"},
     },
 }
 # Celery workers keep this configuration instead of installing their own root handler.
