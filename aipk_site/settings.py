@@ -127,6 +127,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, channel layer, Celery: local memory or Redis -------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Deadlines of every cache call (the shared state store's Lua scripts included): a
+# Redis that died or froze (SIGSTOP, a network partition) costs a request at most
+# this long, then the request fails with an error rather than hanging.
+REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=1.0)
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=2.0)
 
 if REDIS_URL:
     CACHES = {
@@ -134,6 +139,13 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "aipk",
+            # A lost Redis must fail a call in seconds, not hang a request: a connect
+            # and a reply each get their own deadline (REDIS_*_TIMEOUT_SECONDS below).
+            # No retries on a timeout (redis-py's Retry default for a pool is none).
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+            },
         }
     }
     CHANNEL_LAYERS = {

@@ -48,7 +48,14 @@ from tenants_app.services.errors import (
     PayloadTooLarge,
     UpstreamError,
 )
-from tenants_app.services.gateway import GatewayCall, gateway_reply, gateway_stream
+from tenants_app.services.gateway import (
+    GatewayCall,
+    StreamReply,
+    gateway_reply,
+    gateway_stream,
+    infrastructure_unavailable,
+    log_infrastructure_fault,
+)
 from tenants_app.services.key_auth import KeyContext, authenticate_virtual_key
 from tenants_app.services.routing import models_for
 from tenants_app.services.usage import usage_record
@@ -262,6 +269,30 @@ def _record_refused_body(
     )
 
 
+async def _stream_events(
+    call: GatewayCall,
+    streamed: StreamReply,
+    encoder: OpenAIStreamEncoder | AnthropicStreamEncoder,
+) -> AsyncIterator[bytes]:
+    """The stream in the client's format. Whatever fails once the response has started
+    ends it with an error event in that format, never a stream left open: the gateway
+    turns provider and infrastructure faults into GatewayErrors, and anything else that
+    still escapes is logged and reported the same way."""
+    try:
+        async for chunk in streamed.chunks:
+            data = encoder.chunk(chunk)
+            if data:
+                yield data
+    except GatewayError as error:
+        yield encoder.error(error)
+        return
+    except Exception as error:  # noqa: BLE001 -- the client must hear the stream end
+        log_infrastructure_fault(call, "rendering", error)
+        yield encoder.error(infrastructure_unavailable())
+        return
+    yield encoder.finish(streamed.usage())
+
+
 def _stream_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingHttpResponse:
     response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
     response["cache-control"] = "no-cache"
@@ -292,19 +323,7 @@ async def chat_completions(request: HttpRequest):
     except _INFRASTRUCTURE_ERRORS as error:
         return _error_response(_unavailable(error), openai_error_body)
     encoder = OpenAIStreamEncoder(model, call.request_id, created, call.parsed.include_usage)
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in streamed.chunks:
-                data = encoder.chunk(chunk)
-                if data:
-                    yield data
-        except GatewayError as error:
-            yield encoder.error(error)
-            return
-        yield encoder.finish(streamed.usage())
-
-    return _stream_response(events(), streamed.headers)
+    return _stream_response(_stream_events(call, streamed, encoder), streamed.headers)
 
 
 @gateway_api.post(
@@ -326,19 +345,7 @@ async def messages(request: HttpRequest):
     except _INFRASTRUCTURE_ERRORS as error:
         return _error_response(_unavailable(error), anthropic_error_body)
     encoder = AnthropicStreamEncoder(model, call.request_id, streamed.prompt_tokens_estimate)
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in streamed.chunks:
-                data = encoder.chunk(chunk)
-                if data:
-                    yield data
-        except GatewayError as error:
-            yield encoder.error(error)
-            return
-        yield encoder.finish(streamed.usage())
-
-    return _stream_response(events(), streamed.headers)
+    return _stream_response(_stream_events(call, streamed, encoder), streamed.headers)
 
 
 @gateway_api.get("/models", summary="Models this key may call (OpenAI or Anthropic list format)")

@@ -42,7 +42,12 @@ from tenants_app.services.errors import (
     PermissionDenied,
     UpstreamError,
 )
-from tenants_app.services.gateway import GatewayCall, StreamReply, gateway_stream
+from tenants_app.services.gateway import (
+    GatewayCall,
+    StreamReply,
+    gateway_stream,
+    log_infrastructure_fault,
+)
 from tenants_app.services.key_auth import KeyContext, authenticate_virtual_key
 from tenants_app.services.pricing import cost_usd
 
@@ -384,7 +389,8 @@ class ChatTurn:
         except GatewayError as error:
             yield error_event(msg_id, error)
             return
-        except INFRASTRUCTURE_ERRORS:
+        except Exception as error:  # noqa: BLE001 -- a turn always ends with an event
+            log_infrastructure_fault(self.call, "opening", error)
             yield error_event(msg_id, service_unavailable())
             return
         calls = ToolCallAccumulator()
@@ -401,9 +407,12 @@ class ChatTurn:
                     if chunk.finish_reason:
                         finish = chunk.finish_reason
         except GatewayError as error:
+            # provider and infrastructure faults mid-stream (the gateway has accounted
+            # the request and logged the fault): chat.error is the turn's last event
             yield error_event(msg_id, error)
             return
-        except INFRASTRUCTURE_ERRORS:
+        except Exception as error:  # noqa: BLE001 -- a turn always ends with an event
+            log_infrastructure_fault(self.call, "streaming", error)
             yield error_event(msg_id, service_unavailable())
             return
         # Calls go out whole, once the turn is over: fragments are keyed by index and

@@ -23,6 +23,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
 from aipk_site.log_context import bind_request_id
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
@@ -51,6 +54,27 @@ from tenants_app.services.usage import usage_record
 logger = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 4  # the kit's estimate when a provider reports no usage
+
+
+def infrastructure_fault(error: BaseException) -> str:
+    """The usage row's error_type for a failure of aipk's own infrastructure (not the
+    provider's, not the client's): what an operator must fix, in one word."""
+    if isinstance(error, RedisError):
+        return "redis_unavailable"
+    if isinstance(error, DatabaseError):
+        return "database_unavailable"
+    return "internal_error"
+
+
+def infrastructure_unavailable() -> GatewayError:
+    """What a client is told when aipk's cache or database failed under its request: a
+    503 it may retry (an error event once a stream has started)."""
+    return UpstreamError(
+        "aipk cannot reach its database or cache; retry shortly",
+        status=503,
+        code="service_unavailable",
+        retry_after=1,
+    )
 
 
 @dataclass(slots=True)
@@ -102,6 +126,9 @@ class Ledger:
     admission: Admission | None = None
     ttft_ms: float | None = None
     closed: bool = False
+    # set when settling or recording failed on aipk's side (Redis or the database):
+    # the request is still accounted once, and a stream ends with an error event
+    infra_fault: str = ""
     # what was accounted, for transports that report usage after the stream
     final_usage: Usage | None = None
 
@@ -137,6 +164,12 @@ class Ledger:
                     if cached
                     else cost_micro(self.price, usage.prompt_tokens, usage.completion_tokens),
                 )
+        except Exception as error:  # noqa: BLE001 -- the usage row must be written anyway
+            # Not raised: the row below is what must not be lost. The reservation is a
+            # lease that expires; the caller decides what the client is told.
+            self.infra_fault = infrastructure_fault(error)
+            log_infrastructure_fault(self.call, "settling", error)
+            error_type = error_type or self.infra_fault
         finally:
             ctx, candidate = self.call.ctx, self.candidate
             usage_record(
@@ -176,9 +209,24 @@ class Ledger:
                 cost_saved_usd=cost_saved,
             )
         if status == UsageStatus.SUCCESS and candidate is not None and not cached:
-            await record_latency(
-                provider_id=candidate.provider.pk, model=candidate.model, latency_ms=latency_ms
-            )
+            try:
+                await record_latency(
+                    provider_id=candidate.provider.pk, model=candidate.model, latency_ms=latency_ms
+                )
+            except Exception as error:  # noqa: BLE001 -- routing hint only; logged
+                log_infrastructure_fault(self.call, "recording latency", error)
+
+
+def log_infrastructure_fault(call: GatewayCall, doing: str, error: BaseException) -> None:
+    """One line per fault, naming the request and the fault's class. The exception's text
+    is left out: a driver's message may quote a connection URL."""
+    logger.error(
+        "gateway: infrastructure fault while %s request %s: %s (%s)",
+        doing,
+        call.request_id,
+        infrastructure_fault(error),
+        type(error).__name__,
+    )
 
 
 def _limits(ctx: KeyContext) -> tuple[Limits, Limits]:
@@ -361,7 +409,7 @@ async def _close_on_exit(ledger: Ledger, error: BaseException) -> None:
     elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
         status, error_type = UsageStatus.CANCELLED, "client_disconnected"
     else:
-        status, error_type = UsageStatus.ERROR, type(error).__name__
+        status, error_type = UsageStatus.ERROR, infrastructure_fault(error)
     await asyncio.shield(ledger.close(status=status, error_type=error_type))
 
 
@@ -397,7 +445,10 @@ async def gateway_reply(call: GatewayCall) -> Reply:
             response.usage = usage
             await ledger.close(status=UsageStatus.SUCCESS, usage=usage)
             if key is not None:
-                await cache_put(key, response, call.ctx.cache_ttl_seconds)
+                try:
+                    await cache_put(key, response, call.ctx.cache_ttl_seconds)
+                except Exception as error:  # noqa: BLE001 -- the reply is whole; logged
+                    log_infrastructure_fault(call, "caching the reply of", error)
             return Reply(response, _headers(ledger, cache="miss" if key else None))
         assert last is not None  # resolution always has at least one candidate
         raise upstream_error(last) from last
@@ -494,29 +545,51 @@ async def _relay(
     builder = ResponseBuilder(call.request_id, request.model)
     completion_chars = 0
     status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+    finished = False  # the provider said its last word (a finish reason)
     stream_started(call.endpoint)
     try:
         if first is not None:
             ledger.first_token()
             builder.add(first)
             completion_chars += len(first.text) + sum(len(d.arguments) for d in first.tool_calls)
+            finished = bool(first.finish_reason)
             yield first
         async for chunk in chunks:
             builder.add(chunk)
             completion_chars += len(chunk.text) + sum(len(d.arguments) for d in chunk.tool_calls)
+            finished = finished or bool(chunk.finish_reason)
             yield chunk
         status, error_type = UsageStatus.SUCCESS, ""
     except ProviderError as error:
         status, error_type = UsageStatus.ERROR, error.type
         raise upstream_error(error) from error
+    except Exception as error:
+        # aipk's own fault (Redis, the database, a bug) mid-stream: the client gets an
+        # error event now, not a stream that never ends. Tokens already relayed are
+        # counted; a provider that had finished made this a success that aipk could not
+        # complete its bookkeeping for, which the error_type says.
+        status = UsageStatus.SUCCESS if finished else UsageStatus.ERROR
+        error_type = infrastructure_fault(error)
+        log_infrastructure_fault(call, "streaming", error)
+        raise infrastructure_unavailable() from error
     finally:
         stream_ended(call.endpoint)
-        await chunks.aclose()
+        try:
+            await chunks.aclose()
+        except Exception as error:  # noqa: BLE001 -- closing must not hide the accounting
+            log_infrastructure_fault(call, "closing the upstream stream of", error)
         response = builder.build()
         usage = _usage_or_estimate(
             request, response.usage if response.usage.total_tokens else None, completion_chars
         )
         await asyncio.shield(ledger.close(status=status, usage=usage, error_type=error_type))
-        if status == UsageStatus.SUCCESS and key is not None:
+        if status == UsageStatus.SUCCESS and key is not None and not ledger.infra_fault:
             response.usage = usage
-            await cache_put(key, response, call.ctx.cache_ttl_seconds)
+            try:
+                await cache_put(key, response, call.ctx.cache_ttl_seconds)
+            except Exception as error:  # noqa: BLE001 -- a cache miss next time, no more
+                log_infrastructure_fault(call, "caching the reply of", error)
+    if ledger.infra_fault:
+        # every chunk went out but the request could not be settled: say so, so the
+        # stream's end is never a silent success aipk did not finish
+        raise infrastructure_unavailable()
