@@ -394,6 +394,13 @@ GATEWAY_MAX_TOOLS = env.int("GATEWAY_MAX_TOOLS", default=128)
 # Websocket chat (/ws/chat/, docs/WEBSOCKET.md): requests one socket may run at once;
 # a socket's messages are bounded by GATEWAY_MAX_BODY_BYTES like a REST body.
 WS_MAX_IN_FLIGHT = env.int("WS_MAX_IN_FLIGHT", default=16)
+# The most a websocket server takes in one message before closing the socket with 1009
+# (daphne's own default is 1 MiB, below GATEWAY_MAX_BODY_BYTES). Messages between the
+# two limits are read and answered with chat.error payload_too_large, the socket kept.
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=2 * GATEWAY_MAX_BODY_BYTES)
+# daphne's runserver (and so run_embedded) reads these two
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_MESSAGE_BYTES
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WS_MAX_MESSAGE_BYTES
 # A virtual key's lookup (by hash) is cached this long in each process; revoking
 # a key also drops it from the shared cache at once.
 VIRTUAL_KEY_CACHE_SECONDS = env.int("VIRTUAL_KEY_CACHE_SECONDS", default=30)

@@ -103,6 +103,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ProtocolError as error:
             await self.send_event(error.event())
             return
+        except Exception as error:  # a bug in reading one message must not close the socket
+            logger.exception("websocket chat: could not read a message")
+            await self.send_event(
+                ProtocolError("internal_error", f"internal error ({type(error).__name__})").event()
+            )
+            return
         if isinstance(message, ChatStart):
             await self._start(message)
         elif isinstance(message, ChatCancel):

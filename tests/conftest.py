@@ -55,10 +55,12 @@ class RunningGateway:
 
 @pytest.fixture(scope="session")
 def gateway_server(django_db_setup, django_db_blocker) -> Iterator[RunningGateway]:
-    from daphne.server import Server
     from twisted.internet import reactor
 
     from aipk_site.asgi import application
+
+    # the project's daphne: its websocket message limit and close frame
+    from aipk_site.daphne_server import DaphneServer as Server
 
     server = Server(
         application=application,

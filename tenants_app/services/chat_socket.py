@@ -17,7 +17,6 @@ so a revoked key or a removed membership stops an open socket too.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -32,7 +31,12 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from providers_app.kit.types import ToolCallAccumulator
-from tenants_app.formats.common import InputLimits, ParsedRequest, public_tool_call_id
+from tenants_app.formats.common import (
+    InputLimits,
+    ParsedRequest,
+    load_json,
+    public_tool_call_id,
+)
 from tenants_app.formats.openai_format import openai_finish_reason, parse_chat_completion
 from tenants_app.models import Membership, Role, VirtualKey
 from tenants_app.services.errors import (
@@ -325,9 +329,12 @@ def read_message(
         # Not parsed (that is what the limit is for), so the error cannot carry its id.
         raise ProtocolError("payload_too_large", f"the message is larger than {max_bytes} bytes")
     try:
-        message = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ProtocolError("invalid_json", f"the message is not valid JSON: {error}") from None
+        # strict UTF-8, nesting bounded, no lone surrogates (formats.common.load_json)
+        message = load_json(data)
+    except InvalidRequest as error:
+        text = error.message.replace("the body", "the message", 1)
+        param = None if error.param == "body" else error.param
+        raise ProtocolError(error.code, text, param=param) from None
     if not isinstance(message, dict):
         raise ProtocolError("invalid_json", "the message must be a JSON object")
     kind = message.get("type")

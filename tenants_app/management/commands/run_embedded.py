@@ -4,11 +4,14 @@ embedded mode, the scheduled jobs in the same process (aipk_site/embedded_jobs.p
 
 from daphne.management.commands.runserver import Command as RunserverCommand
 
+from aipk_site.daphne_server import DaphneServer
 from aipk_site.embedded_jobs import embedded_scheduling_applies, start_embedded_scheduler
 
 
 class Command(RunserverCommand):
     help = "Run the server and, in embedded mode, the scheduled jobs (Celery beat) with it."
+    # websocket messages up to WS_MAX_MESSAGE_BYTES, a 1009 close beyond (docs/WEBSOCKET.md)
+    server_cls = DaphneServer
 
     def inner_run(self, *args, **options):
         # inner_run runs in the serving process (the autoreloader's child), so the
