@@ -5,13 +5,30 @@ the HTTP status and the provider's structured error body (type / code /
 status fields) -- never from the wording of a message, which providers
 change at will.
 
-Two questions callers ask of an error:
+Three questions callers ask of an error:
 - ``retryable``: may the same request succeed later or on another credential?
 - ``permanent``: is the credential itself unusable until a person acts
-  (bad key, revoked access, no credit)? The key pool disables it.
+  (bad key, revoked access)? The key pool disables it.
+- ``scope``: what is the error evidence about? Only ``credential`` errors may
+  change a shared credential's state and only ``provider`` errors count for
+  the circuit breaker; ``request`` and ``model`` errors are one request's
+  (or one model's) business, so one tenant's requests can never take a
+  shared key or provider away from another tenant.
+
+``permanent``, ``retryable`` and ``scope`` are class defaults an adapter may
+override per instance when the provider's error body says more (an
+account-level 403 is permanent, a model-level one is not).
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+# request: this request only (bad input, a slow generation that hit its deadline);
+# model: this credential may not use this model; credential: the key or account
+# (invalid key, account-level permission, quota, rate limit); provider: the provider
+# is unwell (5xx, overloaded, connection failures, no first byte); local: aipk itself.
+Scope = Literal["request", "model", "credential", "provider", "local"]
 
 
 class ProviderError(Exception):
@@ -20,6 +37,7 @@ class ProviderError(Exception):
     type = "provider_error"
     retryable = False
     permanent = False
+    scope: Scope = "request"
     default_status = 502
 
     def __init__(
@@ -30,6 +48,9 @@ class ProviderError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        permanent: bool | None = None,
+        retryable: bool | None = None,
+        scope: Scope | None = None,
     ) -> None:
         super().__init__(message or self.type)
         self.message = message or self.type
@@ -37,6 +58,13 @@ class ProviderError(Exception):
         self.status_code = status_code
         self.code = code
         self.retry_after = retry_after
+        # instance overrides of the class defaults, when the body says more
+        if permanent is not None:
+            self.permanent = permanent
+        if retryable is not None:
+            self.retryable = retryable
+        if scope is not None:
+            self.scope = scope
 
     def __repr__(self) -> str:
         return (
@@ -52,30 +80,46 @@ class ProviderError(Exception):
 class AuthenticationError(ProviderError):
     type = "authentication_error"
     permanent = True
+    scope: Scope = "credential"
     default_status = 401
 
 
 class PermissionDeniedError(ProviderError):
+    """A 403. By default it is about one model (a project that may not use it): the
+    request fails, the credential stays. Adapters mark it ``permanent`` with scope
+    ``credential`` only when the provider's body says the account itself is blocked;
+    the key pool also escalates the same 403 seen on two models of one credential."""
+
     type = "permission_error"
-    permanent = True
+    scope: Scope = "model"
     default_status = 403
+
+    def __init__(self, message: str = "", *, model_specific: bool = False, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        # the body names this model as the one refused (OpenAI's 403 model_not_found):
+        # never escalated to the credential however many models a project may not use
+        self.model_specific = model_specific
 
 
 class RateLimitError(ProviderError):
     type = "rate_limit_error"
     retryable = True
+    scope: Scope = "credential"
     default_status = 429
 
 
 class QuotaExceededError(ProviderError):
-    """Billing quota or credit exhausted (OpenAI's 429 insufficient_quota, OpenRouter 402).
+    """Billing quota or credit exhausted (OpenAI's 429 insufficient_quota, OpenRouter 402),
+    or a daily quota.
 
-    Not a rate limit: waiting a few seconds does not help, so it is not retried
-    on the same credential, and the credential is treated as unusable.
+    Not a rate limit: waiting a few seconds does not help, so it is not retried on
+    the same credential; the key pool cools the credential down until its reset
+    (``retry_after``) or for a long default, never marks it invalid for good --
+    quotas come back (a new day, a top-up) without anyone re-enabling the key.
     """
 
     type = "quota_exceeded"
-    permanent = True
+    scope: Scope = "credential"
     default_status = 429
 
 
@@ -101,6 +145,7 @@ class NotFoundError(ProviderError):
 class ServerError(ProviderError):
     type = "server_error"
     retryable = True
+    scope: Scope = "provider"
     default_status = 502
 
 
@@ -109,10 +154,35 @@ class OverloadedError(ServerError):
     default_status = 503
 
 
+TimeoutPhase = Literal["connect", "headers", "first_byte", "idle", "total", "upstream"]
+
+
 class TimeoutError(ProviderError):  # noqa: A001 - deliberately mirrors the builtin name inside the kit namespace
+    """A deadline passed. ``phase`` says which one, and decides who is to blame:
+
+    - ``connect``, and ``headers`` (a stream's response headers did not come within
+      the first-byte deadline; a stream's headers come before generation starts):
+      the provider is not answering -- a provider fault, retried on another
+      credential within the budget;
+    - ``first_byte`` (a non-stream reply -- its headers only come once the whole
+      generation is done, so a hung provider and a long generation look the same --
+      or a stream's first body byte after its headers), ``idle`` and ``total``: the request's
+      own generation was slower than its deadline -- request scope: never held
+      against the credential or the breaker, not retried (it would be as slow again);
+    - ``upstream``: the provider said it timed out (504, DEADLINE_EXCEEDED).
+    """
+
     type = "timeout_error"
     retryable = True
+    scope: Scope = "provider"
     default_status = 504
+
+    def __init__(self, message: str = "", *, phase: TimeoutPhase = "upstream", **kwargs) -> None:
+        provider_fault = phase in ("connect", "headers", "upstream")
+        kwargs.setdefault("scope", "provider" if provider_fault else "request")
+        kwargs.setdefault("retryable", provider_fault)
+        super().__init__(message, **kwargs)
+        self.phase = phase
 
 
 class LocalCongestionError(ProviderError):
@@ -121,6 +191,7 @@ class LocalCongestionError(ProviderError):
     counting it would turn an overload of aipk into an outage of the provider."""
 
     type = "local_congestion"
+    scope: Scope = "local"
     default_status = 503
 
 
@@ -129,6 +200,7 @@ class NetworkError(ProviderError):
 
     type = "network_error"
     retryable = True
+    scope: Scope = "provider"
     default_status = 502
 
 
@@ -137,6 +209,7 @@ class ProtocolError(ProviderError):
 
     type = "protocol_error"
     retryable = True
+    scope: Scope = "provider"
     default_status = 502
 
 
@@ -145,6 +218,7 @@ class AllKeysExhaustedError(ProviderError):
 
     type = "all_keys_exhausted"
     retryable = True
+    scope: Scope = "local"
     default_status = 503
 
 

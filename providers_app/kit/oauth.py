@@ -118,6 +118,8 @@ class OAuthError(ProviderError):
         )
         self.permanent = self.error in _PERMANENT_ERRORS
         self.retryable = self.error in _RETRYABLE_ERRORS
+        # about this credential's tokens: another credential may well serve the request
+        self.scope = "credential"
 
 
 def _error_code_for_status(status: int) -> str:

@@ -28,7 +28,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from .errors import AllKeysExhaustedError, LocalCongestionError, ProviderError, RateLimitError
+from .errors import (
+    AllKeysExhaustedError,
+    LocalCongestionError,
+    PermissionDeniedError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+)
+from .errors import TimeoutError as ProviderTimeoutError
 from .ratelimit_store import MemoryRateLimitStore
 
 Clock = Callable[[], float]
@@ -376,6 +384,7 @@ class CircuitOpenError(ProviderError):
 
     type = "circuit_open"
     retryable = True
+    scope = "local"
     default_status = 503
 
 
@@ -526,6 +535,8 @@ class KeyPool:
         base_backoff: float = 1.0,
         max_backoff: float = 60.0,
         default_cooldown: float = 30.0,
+        quota_cooldown: float = 3600.0,
+        permission_window: float = 600.0,
         clock: Clock = time.time,
         prefix: str = "pool",
         state_ttl: float = 86400.0,
@@ -540,6 +551,8 @@ class KeyPool:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.default_cooldown = default_cooldown
+        self.quota_cooldown = quota_cooldown
+        self.permission_window = permission_window
         self.clock = clock
         self._prefix = f"{prefix}:{pool_id}"
         self.state_ttl = state_ttl
@@ -608,24 +621,60 @@ class KeyPool:
     async def report_success(self, credential_id: str) -> None:
         await self._update(credential_id, "success")
 
-    async def report_failure(self, credential_id: str, error: ProviderError) -> None:
-        """Score a failed request against the credential, by the error's kind.
+    async def report_failure(
+        self, credential_id: str, error: ProviderError, *, model: str = ""
+    ) -> bool:
+        """Score a failed request against the credential -- only on key-level evidence,
+        since the credential is shared by every tenant. Returns True when this made it
+        invalid (the caller persists that).
 
-        Permanent errors (authentication, permission, quota) make it invalid
-        until ``reset``; a rate limit cools it down for ``retry_after`` (or
-        ``default_cooldown``); other retryable errors count as a consecutive
-        failure; non-retryable request errors (invalid request, context length,
-        content filter, not found) are the request's fault and do not count.
+        - permanent errors (invalid key, an account-level 403) make it invalid until ``reset``;
+        - a rate limit cools it down for ``retry_after`` (or ``default_cooldown``), a quota
+          until its reset (``retry_after``, or ``quota_cooldown``): quotas come back;
+        - a 403 for one model is that model's problem; the same 403 (same code) on
+          two different models of the credential within ``permission_window`` is the
+          key's, and makes it invalid -- unless the provider named the model as the
+          one refused (``model_specific``);
+        - provider faults (5xx, network, connection timeouts) count as a consecutive
+          failure (a short backoff after ``failure_threshold``, cleared by a success);
+        - request errors (invalid request, context length, content filter, not found,
+          a slow generation past its deadline) say nothing about the key: nothing changes.
         """
         if error.permanent:
             await self._update(credential_id, "invalid", error_type=error.type)
-        elif isinstance(error, RateLimitError):
-            seconds = error.retry_after if error.retry_after else self.default_cooldown
+            return True
+        if isinstance(error, (RateLimitError, QuotaExceededError)):
+            fallback = (
+                self.quota_cooldown
+                if isinstance(error, QuotaExceededError)
+                else self.default_cooldown
+            )
+            seconds = error.retry_after if error.retry_after else fallback
             await self._update(
                 credential_id, "cooldown", error_type=error.type, cooldown_seconds=seconds
             )
-        elif error.retryable:
+        elif isinstance(error, PermissionDeniedError) and error.scope == "model":
+            if not error.model_specific and await self._denied_on_other_models(
+                credential_id, error, model
+            ):
+                await self._update(credential_id, "invalid", error_type=error.type)
+                return True
+        elif error.scope == "provider" and error.retryable:
             await self._update(credential_id, "failure", error_type=error.type)
+        return False
+
+    async def _denied_on_other_models(
+        self, credential_id: str, error: PermissionDeniedError, model: str
+    ) -> bool:
+        """Count distinct models refused with this 403 code in the window: a first refusal
+        of a model (per-model counter at 1) adds one to the credential's count. Two
+        atomic increments, no script: several processes agree through the store."""
+        code = error.code or error.type
+        base = f"{self.credential_key(credential_id)}:denied:{code}"
+        ttl = self.permission_window
+        if await self.store.increment(f"{base}:{model}", ttl=ttl) != 1:
+            return False
+        return await self.store.increment(base, ttl=ttl) >= 2
 
     async def reset(self, credential_id: str) -> None:
         """Forget everything about the credential (an admin re-enabled it)."""
@@ -635,9 +684,17 @@ class KeyPool:
 # --- failover ------------------------------------------------------------------
 
 
-def _is_credential_error(error: ProviderError) -> bool:
-    """The credential is at fault: another one may well succeed."""
-    return error.permanent or error.retryable
+def _another_credential_may_succeed(error: ProviderError) -> bool:
+    """The credential or the provider's answer on it was at fault: another key may
+    succeed (a key of another project may use a model this one may not). A request
+    error -- or a generation slower than its deadline -- would fail the same anywhere."""
+    if error.scope in ("credential", "model"):
+        return True
+    return error.scope == "provider" and error.retryable
+
+
+def _budget_left(deadline: float | None, monotonic: Clock) -> float:
+    return float("inf") if deadline is None else deadline - monotonic()
 
 
 async def _acquire_preferring(pool: KeyPool, candidates: list[str], tried: list[str]) -> str:
@@ -659,6 +716,10 @@ async def call_with_failover(
     max_attempts: int = 3,
     retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, shared safely
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    deadline: float | None = None,
+    monotonic: Clock = time.monotonic,
+    model: str = "",
+    on_invalid: Callable[[str, ProviderError], Awaitable[Any]] | None = None,
 ) -> T:
     """Run ``operation(credential_id)`` on pool credentials until one succeeds.
 
@@ -679,19 +740,36 @@ async def call_with_failover(
     Exceptions that are not ``ProviderError`` (a bug, a cancelled request)
     propagate untouched and are reported to nobody.
 
+    ``deadline`` (``monotonic()`` clock) is the request's one budget: no attempt
+    starts and no backoff sleeps past it, so retries cannot multiply it. When the
+    pool runs out after an upstream call was made, the upstream's own error is
+    raised (a 429 stays a rate limit, with the earliest time a key frees up as
+    its ``retry_after``); ``AllKeysExhaustedError`` means no call was made.
+
+    ``model`` lets the pool tell a 403 on one model from the same 403 on several;
+    ``on_invalid(credential, error)`` runs when the pool has just made a
+    credential invalid (the caller persists it).
+
     The breaker, when given, refuses with ``CircuitOpenError`` while open; it
-    counts retryable errors other than rate limits (those are per credential
-    and handled by the pool) as failures, and any answer from the provider --
-    success or a non-retryable error -- as a success. A rate limit or an
-    exhausted pool during a half-open probe says nothing about the provider:
-    the probe's claim then simply lapses after ``reset_timeout``.
+    counts provider faults only (``scope == "provider"``: 5xx, overloaded,
+    network, connection and first-byte timeouts) as failures -- never a 4xx, a
+    rate limit (per credential, the pool's) or a slow generation that hit its
+    deadline -- and any other answer from the provider as a success. A rate
+    limit, a slow generation or an exhausted pool during a half-open probe says
+    nothing about the provider: the probe's claim then simply lapses after
+    ``reset_timeout``.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     candidates = list(dict.fromkeys(candidates))
     tried: list[str] = []
     last_error: ProviderError | None = None
+    upstream_error: ProviderError | None = None  # the last error a provider answered with
     for attempt in range(1, max_attempts + 1):
+        if _budget_left(deadline, monotonic) <= 0:
+            raise upstream_error or ProviderTimeoutError(
+                "the request's deadline passed before a credential answered", phase="total"
+            )
         if breaker is not None and not await breaker.allow():
             raise CircuitOpenError(
                 f"circuit breaker {breaker.name!r} is open", retry_after=await breaker.retry_after()
@@ -700,7 +778,14 @@ async def call_with_failover(
             credential = await _acquire_preferring(pool, candidates, tried)
         except AllKeysExhaustedError as exhausted:
             wait = exhausted.retry_after
-            if attempt == max_attempts or wait is None or wait > retry.max_delay:
+            if (
+                attempt == max_attempts
+                or wait is None
+                or wait > retry.max_delay
+                or wait >= _budget_left(deadline, monotonic)
+            ):
+                if upstream_error is not None:
+                    raise _as_final(upstream_error, exhausted) from exhausted
                 raise
             await sleep(retry.delay(attempt, retry_after=wait))
             last_error = exhausted
@@ -711,17 +796,23 @@ async def call_with_failover(
         except LocalCongestionError:
             raise  # aipk's own pool was full: nothing to hold against the credential or provider
         except ProviderError as error:
-            last_error = error
-            await pool.report_failure(credential, error)
+            last_error = upstream_error = error
+            if await pool.report_failure(credential, error, model=model) and on_invalid:
+                await on_invalid(credential, error)
             if breaker is not None:
-                if error.retryable and not isinstance(error, RateLimitError):
+                if error.scope == "provider":
                     await breaker.record_failure()
-                elif not error.retryable:
-                    await breaker.record_success()
-            if not _is_credential_error(error) or attempt == max_attempts:
+                elif not (error.retryable or isinstance(error, ProviderTimeoutError)):
+                    await breaker.record_success()  # the provider answered
+            if not _another_credential_may_succeed(error) or attempt == max_attempts:
                 raise
-            if error.retryable:
-                await sleep(retry.delay(attempt))
+            if not error.retryable and set(candidates) <= set(tried):
+                raise  # the same answer again from a credential already asked
+            if error.retryable and error.scope == "provider":
+                delay = retry.delay(attempt)
+                if delay >= _budget_left(deadline, monotonic):
+                    raise
+                await sleep(delay)
             continue
         await pool.report_success(credential)
         if breaker is not None:
@@ -729,3 +820,10 @@ async def call_with_failover(
         return result
     assert last_error is not None  # the loop always either returns or records an error
     raise last_error
+
+
+def _as_final(error: ProviderError, exhausted: AllKeysExhaustedError) -> ProviderError:
+    """The upstream's error, telling when the earliest credential frees up."""
+    if exhausted.retry_after is not None and isinstance(error, (RateLimitError, QuotaExceededError)):
+        error.retry_after = exhausted.retry_after
+    return error

@@ -5,7 +5,8 @@ key pool, keep an OAuth token fresh, respect client-side rate limits, call the
 kit adapter, fail over to the next credential on a retryable error (for a
 stream: only before the first chunk has been delivered), feed the circuit
 breaker, persist a credential's permanent failure, and count the request in
-the metrics. All state the pool, breaker, buckets and tracker keep is in the
+the metrics. One deadline (the provider's total, or the caller's when shorter)
+bounds every attempt, so retries never multiply it. All state the pool, breaker, buckets and tracker keep is in the
 shared store (Redis in production), so every server process agrees on it.
 """
 
@@ -31,7 +32,7 @@ from providers_app.services.credentials import api_key_set_state
 from providers_app.services.metrics import record_request
 from providers_app.services.oauth import ensure_fresh_token
 from providers_app.services.pools import credential_id, key_pool, provider_pool_name
-from providers_app.services.providers import build_adapter
+from providers_app.services.providers import build_adapter, provider_deadlines
 from providers_app.state import state_store
 
 Credential = ApiKey | OAuthCredential
@@ -192,8 +193,10 @@ class _Attempt:
             error_type=error.type,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-        if error.permanent:
-            await sync_to_async(_persist_permanent_failure)(self.by_id[cred], error)
+
+    async def invalid(self, cred: str, error: ProviderError) -> None:
+        """The pool has just judged the credential unusable (key-level evidence only)."""
+        await sync_to_async(_persist_permanent_failure)(self.by_id[cred], error)
 
     def succeeded(self, cred: str, response_usage, started: float) -> None:
         record_request(
@@ -225,6 +228,14 @@ def _persist_permanent_failure(credential: Credential, error: ProviderError) -> 
     credentials_forget(credential.provider_id)
 
 
+def request_deadline(provider: Provider, deadline: float | None = None) -> float:
+    """The request's absolute deadline (``time.monotonic()``): the provider's total from
+    now, or ``deadline`` (the caller's, e.g. what failover to this candidate has left)
+    when that comes first."""
+    own = time.monotonic() + provider_deadlines(provider).total
+    return own if deadline is None else min(own, deadline)
+
+
 async def _prepare(
     provider: Provider, request: ChatRequest, tenant_id: int | None
 ) -> tuple[_Attempt, list[str]]:
@@ -243,9 +254,12 @@ async def provider_chat(
     *,
     tenant_id: int | None = None,
     trace: dict | None = None,
+    deadline: float | None = None,
 ) -> ChatResponse:
     """One reply from ``provider``, using the organisation's credentials and ``tenant_id``'s own.
-    ``trace["credential_id"]`` tells the caller which credential answered (for usage records)."""
+    ``trace["credential_id"]`` tells the caller which credential answered (for usage records).
+    ``deadline`` (``time.monotonic()``) is the caller's budget, see ``request_deadline``."""
+    deadline = request_deadline(provider, deadline)
     attempt, candidates = await _prepare(provider, request, tenant_id)
 
     async def call(cred: str) -> ChatResponse:
@@ -254,7 +268,7 @@ async def provider_chat(
             trace["credential_id"] = cred
         try:
             adapter, tracked = await attempt.adapter(cred)
-            reply = await adapter.chat(request)
+            reply = await adapter.chat(request, deadline=deadline)
         except ProviderError as error:
             await attempt.failed(cred, error, started)
             raise
@@ -270,6 +284,9 @@ async def provider_chat(
         breaker=res.breaker,
         max_attempts=res.max_attempts,
         retry=res.retry,
+        deadline=deadline,
+        model=request.model,
+        on_invalid=attempt.invalid,
     )
 
 
@@ -279,9 +296,12 @@ async def provider_stream(
     *,
     tenant_id: int | None = None,
     trace: dict | None = None,
+    deadline: float | None = None,
 ) -> AsyncIterator[ChatChunk]:
     """Chunks as they arrive. Failover covers opening the stream and its first chunk only:
-    once a chunk has gone to the caller, a failure is the caller's to see."""
+    once a chunk has gone to the caller, a failure is the caller's to see. The stream,
+    its retries included, ends by ``deadline`` (see ``request_deadline``)."""
+    deadline = request_deadline(provider, deadline)
     attempt, candidates = await _prepare(provider, request, tenant_id)
 
     async def open_stream(cred: str):
@@ -290,7 +310,7 @@ async def provider_stream(
             trace["credential_id"] = cred
         try:
             adapter, tracked = await attempt.adapter(cred)
-            stream = adapter.stream(request)
+            stream = adapter.stream(request, deadline=deadline)
             try:
                 first = await stream.__anext__()
             except StopAsyncIteration:
@@ -311,6 +331,9 @@ async def provider_stream(
         breaker=res.breaker,
         max_attempts=res.max_attempts,
         retry=res.retry,
+        deadline=deadline,
+        model=request.model,
+        on_invalid=attempt.invalid,
     )
     usage = None
     try:
@@ -322,7 +345,8 @@ async def provider_stream(
             yield chunk
     except ProviderError as error:
         await attempt.failed(cred, error, started)
-        await res.pool.report_failure(cred, error)
+        if await res.pool.report_failure(cred, error, model=request.model):
+            await attempt.invalid(cred, error)
         raise
     finally:
         await stream.aclose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from providers_app.kit.resilience import KeyPool
 from providers_app.models import ApiKey, OAuthCredential
 from providers_app.services.metrics import credential_label
@@ -18,4 +20,10 @@ def provider_pool_name(provider_id: int) -> str:
 
 
 def key_pool(provider_id: int, strategy: str = "health_aware") -> KeyPool:
-    return KeyPool(state_store(), provider_pool_name(provider_id), strategy=strategy)
+    return KeyPool(
+        state_store(),
+        provider_pool_name(provider_id),
+        strategy=strategy,  # type: ignore[arg-type]  # validated by the Provider model's choices
+        quota_cooldown=settings.PROVIDER_QUOTA_COOLDOWN_SECONDS,
+        permission_window=settings.PROVIDER_PERMISSION_WINDOW_SECONDS,
+    )

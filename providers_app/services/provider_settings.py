@@ -26,40 +26,60 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class OpenAISettings(_Settings):
+# A day: no deadline beyond it makes sense, and a bound keeps a typo (seconds as ms) out.
+MAX_DEADLINE_SECONDS = 86_400.0
+
+
+class TimeoutSettings(_Settings):
+    """Per-provider deadlines in seconds (any left out keeps its default, see
+    providers_app.kit.adapters.Deadlines: connect 5, first_byte 600, idle 600, total
+    1800). ``total`` is the whole request's budget, retries and failover included;
+    ``Provider.timeout_seconds``, when set, is the same as ``total``."""
+
+    connect: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_SECONDS)
+    first_byte: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_SECONDS)
+    idle: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_SECONDS)
+    total: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_SECONDS)
+
+
+class _ProviderSettings(_Settings):
+    timeouts: TimeoutSettings | None = None
+
+
+class OpenAISettings(_ProviderSettings):
     organization: str | None = Field(default=None, max_length=100)
 
 
-class AnthropicSettings(_Settings):
+class AnthropicSettings(_ProviderSettings):
     pass
 
 
-class GeminiSettings(_Settings):
+class GeminiSettings(_ProviderSettings):
     # with OAuth, a Google Cloud project routes requests through Code Assist
     project_id: str | None = Field(default=None, max_length=100)
     rate_limit_tier: Literal["free", "tier1", "tier2", "tier3"] = "free"
 
 
-class CerebrasSettings(_Settings):
+class CerebrasSettings(_ProviderSettings):
     pass
 
 
-class QwenSettings(_Settings):
+class QwenSettings(_ProviderSettings):
     # Qwen sends no rate-limit headers; the kit's bucket enforces these instead
     requests_per_minute: int = Field(default=60, ge=1, le=100_000)
     requests_per_day: int = Field(default=2000, ge=1, le=10_000_000)
 
 
-class OpenRouterSettings(_Settings):
+class OpenRouterSettings(_ProviderSettings):
     site_url: HttpUrl | None = None
     site_name: str | None = Field(default=None, max_length=100)
 
 
-class OpenAICompatibleSettings(_Settings):
+class OpenAICompatibleSettings(_ProviderSettings):
     organization: str | None = Field(default=None, max_length=100)
 
 
-SETTINGS_MODELS: dict[str, type[_Settings]] = {
+SETTINGS_MODELS: dict[str, type[_ProviderSettings]] = {
     ProviderType.OPENAI: OpenAISettings,
     ProviderType.ANTHROPIC: AnthropicSettings,
     ProviderType.GEMINI: GeminiSettings,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import weakref
 from typing import Any
 
 import httpx
 from django.db import transaction
 
-from providers_app.kit.adapters import ADAPTERS, BaseAdapter, ProviderConfig, create_adapter
+from providers_app.kit.adapters import ADAPTERS, BaseAdapter, Deadlines, ProviderConfig, create_adapter
 from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
 from providers_app.services.provider_settings import (
     ProviderSettingsError,
@@ -76,6 +77,22 @@ def provider_update(*, provider: Provider, actor: Any = None, **fields: Any) -> 
     return _save_audited(provider, action="provider.update", actor=actor, fields=fields)
 
 
+def provider_deadlines(provider: Provider) -> Deadlines:
+    """The provider's deadlines: the kit's defaults (the official SDKs'), overridden by
+    ``settings["timeouts"]``; ``timeout_seconds`` is the total when set."""
+    configured = (provider.settings or {}).get("timeouts") or {}
+    deadlines = Deadlines(
+        **{
+            name: float(value)
+            for name, value in configured.items()
+            if name in Deadlines.__dataclass_fields__ and value
+        }
+    )
+    if provider.timeout_seconds:
+        deadlines = dataclasses.replace(deadlines, total=float(provider.timeout_seconds))
+    return deadlines
+
+
 def adapter_config(
     provider: Provider, credential: ApiKey | OAuthCredential | None = None
 ) -> ProviderConfig:
@@ -85,6 +102,7 @@ def adapter_config(
         base_url=provider.base_url or None,
         default_model=provider.default_model or None,
         timeout=provider.timeout_seconds,
+        deadlines=provider_deadlines(provider),
         name=provider.name,
         organization=settings.get("organization"),
         project_id=settings.get("project_id"),

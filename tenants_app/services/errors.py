@@ -87,3 +87,17 @@ class UpstreamError(GatewayError):
     def __init__(self, message: str, *, status: int = 502, **kwargs) -> None:
         super().__init__(message, **kwargs)
         self.status = status
+
+
+class UpstreamRefused(GatewayError):
+    """The provider refused aipk's call with a 401, 402, 403 or a quota 429. Passed on with
+    the provider's own status and error type, so the official SDKs raise what they would
+    against the provider itself (AuthenticationError, PermissionDeniedError,
+    RateLimitError); the ``code`` starts with ``upstream_`` so a caller can still tell
+    it from a refusal of its own virtual key or limits. The provider's text is not
+    passed on: it may quote the key or name the organisation's projects."""
+
+    def __init__(self, message: str, *, status: int, type: str, **kwargs) -> None:  # noqa: A002 - the wire field's name
+        super().__init__(message, **kwargs)
+        self.status = status
+        self.type = type

@@ -31,12 +31,12 @@ from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
 from providers_app.kit.resilience import CircuitOpenError
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, ResponseBuilder, Usage
-from providers_app.services.chat import provider_chat, provider_stream
+from providers_app.services.chat import provider_chat, provider_stream, request_deadline
 from providers_app.services.metrics import record_gateway_request, stream_ended, stream_started
 from tenants_app.formats.common import ParsedRequest, response_as_chunks
 from tenants_app.models import UsageStatus
 from tenants_app.services.admission import Admission, Limits, admit, settle
-from tenants_app.services.errors import GatewayError, LimitExceeded, UpstreamError
+from tenants_app.services.errors import GatewayError, LimitExceeded, UpstreamError, UpstreamRefused
 from tenants_app.services.key_auth import KeyContext
 from tenants_app.services.pricing import (
     DEFAULT_COMPLETION_ALLOWANCE_TOKENS,
@@ -316,8 +316,12 @@ async def _cache_hit(call: GatewayCall, ledger: Ledger, key: str | None, resolut
     return hit
 
 
-def _try_next_candidate(error: ProviderError) -> bool:
-    """Another provider may serve what this one could not; a bad request stays bad anywhere."""
+def _try_next_candidate(error: ProviderError, deadline: float) -> bool:
+    """Another provider may serve what this one could not, within the request's one budget;
+    a bad request stays bad anywhere, and a generation slower than its deadline
+    (a request-scope timeout, not retryable) would be as slow elsewhere."""
+    if time.monotonic() >= deadline:
+        return False
     return error.retryable or isinstance(
         error,
         (
@@ -329,9 +333,48 @@ def _try_next_candidate(error: ProviderError) -> bool:
     )
 
 
+def _more_telling(last: ProviderError | None, error: ProviderError) -> ProviderError:
+    """The error to answer with after several candidates: the last one a provider actually
+    answered with, over aipk's own "nothing available" (no credential, breaker open,
+    connection pool full) from a later candidate that was never called."""
+    if last is not None and error.scope == "local" and last.scope != "local":
+        return last
+    return error
+
+
+# The provider's refusal passed on as it is: status and error type (OpenAI's vocabulary).
+_REFUSALS: tuple[tuple[type[ProviderError], int, str, str, str], ...] = (
+    (
+        kit_errors.AuthenticationError,
+        401,
+        "authentication_error",
+        "upstream_authentication_failed",
+        "the provider rejected the credential aipk holds for it (an admin must replace it)",
+    ),
+    (
+        kit_errors.PermissionDeniedError,
+        403,
+        "permission_error",
+        "upstream_permission_denied",
+        "the provider refused this request on aipk's credential (the model or the account "
+        "is not permitted)",
+    ),
+    (
+        kit_errors.QuotaExceededError,
+        429,
+        "insufficient_quota",
+        "upstream_quota_exceeded",
+        "the provider's quota or credit for aipk's credential is used up; retry after its reset",
+    ),
+)
+
+
 def upstream_error(error: ProviderError) -> GatewayError:
-    """A provider failure as the client sees it. Credential problems are aipk's, not the
-    caller's: they become 502, never 401/403, and their text (which may quote a key) is dropped."""
+    """A provider failure as the client sees it: a provider's 429, 401, 402 or 403 keeps its
+    status, class and retry-after (the SDKs raise RateLimitError, AuthenticationError...),
+    whatever the number of keys or the length of the retry-after; aipk's own "nothing
+    available" answers are 503s. A provider's text, which may quote a key, is dropped
+    for credential problems."""
     retry = error.retry_after
     if isinstance(error, CircuitOpenError):
         return UpstreamError(
@@ -365,18 +408,21 @@ def upstream_error(error: ProviderError) -> GatewayError:
             "the provider is overloaded", status=503, code="upstream_overloaded", retry_after=retry
         )
     if isinstance(error, kit_errors.TimeoutError):
-        return UpstreamError("the provider timed out", status=504, code="upstream_timeout")
-    if isinstance(
-        error,
-        (
-            kit_errors.AuthenticationError,
-            kit_errors.PermissionDeniedError,
-            kit_errors.QuotaExceededError,
-        ),
-    ):
+        # the kit's message names the deadline and its length, never a secret
         return UpstreamError(
-            "the provider refused aipk's credentials", code="upstream_credentials"
+            f"the provider timed out: {error.message}", status=504, code="upstream_timeout"
         )
+    for cls, status, kind, code, message in _REFUSALS:
+        if isinstance(error, cls):
+            if error.status_code in (401, 402, 403, 429):
+                status = error.status_code
+            return UpstreamRefused(
+                f"{error.provider or 'the provider'}: {message}",
+                status=status,
+                type=kind,
+                code=code,
+                retry_after=retry,
+            )
     if isinstance(error, kit_errors.ContextLengthError):
         return GatewayError(str(error), code="context_length_exceeded", param="messages")
     if isinstance(error, kit_errors.ContentFilterError):
@@ -424,6 +470,8 @@ async def gateway_reply(call: GatewayCall) -> Reply:
         if hit is not None:
             return Reply(hit, _headers(ledger, cache="hit"))
         last: ProviderError | None = None
+        # one budget for every candidate: failover cannot multiply the deadline
+        deadline = request_deadline(resolution.candidates[0].provider)
         for candidate in resolution.candidates:
             ledger.candidate = candidate
             ledger.price = await aprice_for(candidate.provider, candidate.model)
@@ -431,12 +479,16 @@ async def gateway_reply(call: GatewayCall) -> Reply:
             trace: dict = {}
             try:
                 response = await provider_chat(
-                    candidate.provider, request, tenant_id=call.ctx.tenant_id, trace=trace
+                    candidate.provider,
+                    request,
+                    tenant_id=call.ctx.tenant_id,
+                    trace=trace,
+                    deadline=deadline,
                 )
             except ProviderError as error:
                 ledger.credential_id = trace.get("credential_id", "")
-                last = error
-                if _try_next_candidate(error):
+                last = _more_telling(last, error)
+                if _try_next_candidate(error, deadline):
                     continue
                 break
             ledger.credential_id = trace.get("credential_id", "")
@@ -473,13 +525,19 @@ async def gateway_stream(call: GatewayCall) -> StreamReply:
                 ledger,
             )
         last: ProviderError | None = None
+        # one budget for every candidate: failover cannot multiply the deadline
+        deadline = request_deadline(resolution.candidates[0].provider)
         for candidate in resolution.candidates:
             ledger.candidate = candidate
             ledger.price = await aprice_for(candidate.provider, candidate.model)
             request = dataclasses.replace(call.parsed.request, model=candidate.model)
             trace: dict = {}
             chunks = provider_stream(
-                candidate.provider, request, tenant_id=call.ctx.tenant_id, trace=trace
+                candidate.provider,
+                request,
+                tenant_id=call.ctx.tenant_id,
+                trace=trace,
+                deadline=deadline,
             )
             try:
                 first = await chunks.__anext__()
@@ -488,8 +546,8 @@ async def gateway_stream(call: GatewayCall) -> StreamReply:
             except ProviderError as error:
                 await chunks.aclose()
                 ledger.credential_id = trace.get("credential_id", "")
-                last = error
-                if _try_next_candidate(error):
+                last = _more_telling(last, error)
+                if _try_next_candidate(error, deadline):
                     continue
                 break
             except BaseException:

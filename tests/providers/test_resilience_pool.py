@@ -111,7 +111,12 @@ async def test_it_resets_failures_and_backoff_on_success(pool, clock):
 
 
 @pytest.mark.parametrize(
-    "error", [AuthenticationError(), PermissionDeniedError(), QuotaExceededError()]
+    "error",
+    [
+        AuthenticationError(),
+        # an account-level 403 (the body says so): key-level evidence
+        PermissionDeniedError(permanent=True, scope="credential"),
+    ],
 )
 async def test_it_marks_a_credential_invalid_until_it_is_reset(pool, clock, error):
     await pool.report_failure("key:1", error)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 
 from .anthropic import AnthropicAdapter
-from .base import BaseAdapter, ChatStream, ProviderConfig
+from .base import BaseAdapter, ChatStream, Deadlines, ProviderConfig
 from .cerebras import CerebrasAdapter
 from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter
@@ -49,6 +49,7 @@ __all__ = [
     "BaseAdapter",
     "CerebrasAdapter",
     "ChatStream",
+    "Deadlines",
     "GeminiAdapter",
     "OpenAIAdapter",
     "OpenRouterAdapter",

@@ -10,10 +10,11 @@ provider gets the same timeouts, error mapping and early-close behaviour.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import httpx
@@ -32,6 +33,38 @@ from ..types import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long one request may wait on a provider, in seconds.
+
+    - ``connect``: to open the TCP/TLS connection;
+    - ``first_byte``: from sending the request to the first byte of the reply -- for a
+      non-stream reply that is the whole generation (its headers come only when it
+      is done), for a stream the response headers and the first chunk;
+    - ``idle``: between two chunks of a stream;
+    - ``total``: the whole request, shared by every retry on another credential and
+      every failover to another candidate, so retries cannot multiply it.
+
+    The defaults follow the official openai and anthropic SDKs (``connect=5.0``, every
+    read up to 600 s: both ship ``httpx.Timeout(600, connect=5.0)``), so a long
+    non-stream generation that succeeds with the SDK also succeeds through aipk.
+    ``total`` has no SDK counterpart (theirs is per read); 30 minutes bounds a request
+    without cutting long reasoning streams.
+    """
+
+    connect: float = 5.0
+    first_byte: float = 600.0
+    idle: float = 600.0
+    total: float = 1800.0
+
+
+# Waiting for a free connection in aipk's own pool (httpx's default): not the provider's
+# fault, reported as LocalCongestionError.
+POOL_WAIT_SECONDS = 5.0
+# Model listing and health checks are quick calls: they need not wait a generation's 600 s.
+LISTING_DEADLINE_SECONDS = 30.0
+
+
 @dataclass(slots=True)
 class ProviderConfig:
     """One provider account. Secrets are excluded from repr so they never reach a log."""
@@ -42,7 +75,9 @@ class ProviderConfig:
     access_token: str | None = field(default=None, repr=False)
     access_token_expires_at: float | None = None
     default_model: str | None = None
+    # the whole-request deadline (an admin's single "timeout"); overrides deadlines.total
     timeout: float | None = None
+    deadlines: Deadlines | None = None
     name: str = ""
     organization: str | None = None  # OpenAI
     project_id: str | None = None  # Gemini via the Code Assist (CloudCode) endpoint
@@ -129,10 +164,12 @@ class ChatStream:
     connection, so an abandoned client never keeps a provider request running.
     """
 
-    def __init__(self, adapter: "BaseAdapter", request: ChatRequest) -> None:
+    def __init__(
+        self, adapter: "BaseAdapter", request: ChatRequest, deadline: float | None = None
+    ) -> None:
         self.rate_limit: Any = None
         self.model = request.model
-        self._iterator = adapter._stream_chunks(request, self)
+        self._iterator = adapter._stream_chunks(request, self, deadline)
 
     def __aiter__(self) -> "ChatStream":
         return self
@@ -154,7 +191,7 @@ class BaseAdapter:
     provider_type: ClassVar[str]
     default_base_url: ClassVar[str]
     default_model_id: ClassVar[str]
-    default_timeout: ClassVar[float] = 60.0
+    default_deadlines: ClassVar[Deadlines] = Deadlines()
     # which header parser in ratelimit.py reads this provider's limits
     rate_limit_style: ClassVar[str] = "none"
     # offered when the provider's model list cannot be fetched
@@ -169,7 +206,10 @@ class BaseAdapter:
     ) -> None:
         self.config = config or ProviderConfig()
         self.base_url = (self.config.base_url or self.default_base_url).rstrip("/")
-        self.timeout = self.config.timeout or self.default_timeout
+        deadlines = self.config.deadlines or self.default_deadlines
+        if self.config.timeout:
+            deadlines = replace(deadlines, total=self.config.timeout)
+        self.deadlines = deadlines
         # One pooled client per provider is shared by callers that pass it in;
         # otherwise the adapter owns its own and closes it in aclose().
         self._owns_client = client is None
@@ -244,10 +284,20 @@ class BaseAdapter:
         raise NotImplementedError
 
     # -- chat --------------------------------------------------------------------
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        await self._throttle()
+    def request_deadline(self) -> float:
+        """A new request's absolute deadline (``time.monotonic()`` clock)."""
+        return time.monotonic() + self.deadlines.total
+
+    async def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
+        """One whole reply. ``deadline`` (``time.monotonic()`` clock) is the request's
+        budget when the caller retries or fails over; default: ``deadlines.total`` from now."""
+        deadline = self.request_deadline() if deadline is None else deadline
+        await self._throttle(deadline)
         response = await self._send(
-            "POST", self.chat_url(request, stream=False), json=self.chat_body(request, stream=False)
+            "POST",
+            self.chat_url(request, stream=False),
+            json=self.chat_body(request, stream=False),
+            deadline=deadline,
         )
         body = self._json(response)
         result = self.parse_chat(body, request)
@@ -258,43 +308,74 @@ class BaseAdapter:
             )
         return result
 
-    def stream(self, request: ChatRequest) -> ChatStream:
-        return ChatStream(self, request)
+    def stream(self, request: ChatRequest, *, deadline: float | None = None) -> ChatStream:
+        return ChatStream(self, request, deadline)
 
     def stream_reader(self, request: ChatRequest) -> "StreamReader":
         return StreamReader(self.stream_decoder(request))
 
-    async def _stream_chunks(self, request: ChatRequest, stream: ChatStream) -> AsyncIterator[ChatChunk]:
-        await self._throttle()
+    async def _stream_chunks(
+        self, request: ChatRequest, stream: ChatStream, deadline: float | None
+    ) -> AsyncIterator[ChatChunk]:
+        """The stream under its deadlines: response headers and the first body byte within
+        ``first_byte``, each later read within ``idle``, all of it within the total budget.
+        Each wait is bounded on its own (never across a ``yield``), so a slow consumer is
+        not mistaken for a slow provider."""
+        deadline = self.request_deadline() if deadline is None else deadline
+        await self._throttle(deadline)
         url = self.chat_url(request, stream=True)
         body = self.chat_body(request, stream=True)
         reader = self.stream_reader(request)
+        limits = self.deadlines
+        response: httpx.Response | None = None
         try:
-            async with self._client.stream(
-                "POST", url, json=body, headers=self.request_headers(), timeout=self._timeout()
-            ) as response:
-                stream.rate_limit = self._rate_limit(response)
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._error_from(response)
-                async for raw in response.aiter_bytes():
-                    for chunk in reader.feed(raw):
-                        yield chunk
-                for chunk in reader.close():
+            started = time.monotonic()
+            wait, phase = _bounded(limits.first_byte, deadline, "headers")
+            sent = self._client.build_request(
+                "POST", url, json=body, headers=self.request_headers(), timeout=self._timeout(wait)
+            )
+            try:
+                async with asyncio.timeout(wait):
+                    response = await self._client.send(sent, stream=True)
+                    stream.rate_limit = self._rate_limit(response)
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise self._error_from(response)
+            except TimeoutError as exc:
+                raise self._timed_out(phase, wait) from exc
+            raw_bytes = response.aiter_bytes().__aiter__()
+            wait, phase = _bounded(started + limits.first_byte - time.monotonic(), deadline, "first_byte")
+            while True:
+                try:
+                    async with asyncio.timeout(wait):
+                        raw = await raw_bytes.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise self._timed_out(phase, wait) from exc
+                for chunk in reader.feed(raw):
                     yield chunk
+                wait, phase = _bounded(limits.idle, deadline, "idle")
+            for chunk in reader.close():
+                yield chunk
         except httpx.PoolTimeout as exc:
             raise _congested(self.name) from exc
+        except httpx.ConnectTimeout as exc:
+            raise self._timed_out("connect", limits.connect) from exc
         except httpx.TimeoutException as exc:
-            raise errors.TimeoutError(f"{self.name}: no reply within {self.timeout:g}s", provider=self.name) from exc
+            raise self._timed_out("first_byte", limits.first_byte) from exc
         except httpx.TransportError as exc:
             raise errors.NetworkError(f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name) from exc
+        finally:
+            if response is not None:
+                await response.aclose()
         if not reader.saw_usage:
             yield ChatChunk(usage=estimate_usage(request, reader.completion_chars))
 
     # -- models and health --------------------------------------------------------
     async def fetch_models(self) -> list[ModelInfo]:
         """The provider's own list; raises a ProviderError when it cannot be had."""
-        response = await self._send("GET", self.models_url())
+        response = await self._send("GET", self.models_url(), deadline=self._listing_deadline())
         return self.parse_models(self._json(response))
 
     async def list_models(self) -> list[ModelInfo]:
@@ -323,20 +404,59 @@ class BaseAdapter:
             await self._client.aclose()
 
     # -- plumbing --------------------------------------------------------------------
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+    def _timeout(self, wait: float | None = None) -> httpx.Timeout:
+        """httpx's own limits: connect and pool waits; reads are bounded by the deadlines
+        around each wait (asyncio), which also cover the time to the response headers."""
+        wait = self.deadlines.first_byte if wait is None else wait
+        return httpx.Timeout(
+            connect=min(self.deadlines.connect, wait),
+            read=None,
+            write=wait,
+            # at most half the budget waiting on aipk's own pool, so congestion is told
+            # apart from the deadline around the whole wait (which would fire at ``wait``)
+            pool=min(POOL_WAIT_SECONDS, wait / 2),
+        )
 
-    async def _throttle(self) -> None:
+    def _listing_deadline(self) -> float:
+        return time.monotonic() + min(LISTING_DEADLINE_SECONDS, self.deadlines.total)
+
+    def _timed_out(self, phase: errors.TimeoutPhase, seconds: float) -> errors.TimeoutError:
+        what = {
+            "connect": "no connection",
+            "headers": "no response headers",
+            "first_byte": "no reply",
+            "idle": "no new chunk",
+            "total": "the request's deadline passed:",
+        }.get(phase, "no reply")
+        return errors.TimeoutError(
+            f"{self.name}: {what} within {seconds:.3g}s ({phase.replace('_', '-')} deadline)",
+            provider=self.name,
+            phase=phase,
+        )
+
+    async def _throttle(self, deadline: float) -> None:
         if self._limiter is not None:
-            await self._limiter.acquire(1, max_wait=self.timeout)
+            await self._limiter.acquire(1, max_wait=max(0.0, deadline - time.monotonic()))
 
-    async def _send(self, method: str, url: str, *, json: Any = None) -> httpx.Response:
+    async def _send(
+        self, method: str, url: str, *, json: Any = None, deadline: float | None = None
+    ) -> httpx.Response:
+        """One whole request and reply within ``first_byte`` (bounded by ``deadline``)."""
+        deadline = self.request_deadline() if deadline is None else deadline
+        wait, phase = _bounded(self.deadlines.first_byte, deadline, "first_byte")
         try:
-            response = await self._client.request(method, url, json=json, headers=self.request_headers())
+            async with asyncio.timeout(wait):
+                response = await self._client.request(
+                    method, url, json=json, headers=self.request_headers(), timeout=self._timeout(wait)
+                )
+        except TimeoutError as exc:
+            raise self._timed_out(phase, wait) from exc
         except httpx.PoolTimeout as exc:
             raise _congested(self.name) from exc
+        except httpx.ConnectTimeout as exc:
+            raise self._timed_out("connect", self.deadlines.connect) from exc
         except httpx.TimeoutException as exc:
-            raise errors.TimeoutError(f"{self.name}: no reply within {self.timeout:g}s", provider=self.name) from exc
+            raise self._timed_out(phase, wait) from exc
         except httpx.TransportError as exc:
             raise errors.NetworkError(f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name) from exc
         if response.status_code >= 400:
@@ -416,6 +536,17 @@ def _body_message(body: Any) -> str:
 
 def _as_static(model: ModelInfo) -> ModelInfo:
     return ModelInfo(**{**{f: getattr(model, f) for f in model.__slots__}, "source": "static"})
+
+
+def _bounded(
+    seconds: float, deadline: float, phase: errors.TimeoutPhase
+) -> tuple[float, errors.TimeoutPhase]:
+    """The wait allowed for one step: its own limit, or what is left of the request's
+    budget when that is shorter (then a timeout is the ``total`` deadline's)."""
+    left = deadline - time.monotonic()
+    if left <= seconds:
+        return max(0.0, left), "total"
+    return max(0.0, seconds), phase
 
 
 def _congested(provider: str) -> errors.LocalCongestionError:

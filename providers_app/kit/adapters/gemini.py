@@ -73,6 +73,8 @@ REASONS: dict[str, type[errors.ProviderError]] = {
     "API_KEY_SERVICE_BLOCKED": errors.PermissionDeniedError,
     "SERVICE_DISABLED": errors.PermissionDeniedError,
 }
+# ErrorInfo reasons that refuse the whole key or project, not one model: key-level evidence.
+ACCOUNT_LEVEL_REASONS = frozenset({"API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED", "CONSUMER_SUSPENDED"})
 
 
 class GeminiAdapter(BaseAdapter):
@@ -173,12 +175,14 @@ class GeminiAdapter(BaseAdapter):
             or STATUSES.get(error.get("status") or "")
             or errors.class_for_status(status if 400 <= status < 600 else 0)
         )
+        account_level = any(r in ACCOUNT_LEVEL_REASONS for r in reasons)
         return cls(
             self.scrub(str(error.get("message") or error.get("status") or f"HTTP {status}")),
             provider=self.name,
             status_code=status if 400 <= status < 600 else cls.default_status,
             code=(reasons[0] if reasons else error.get("status")) or None,
             retry_after=retry_after_from_gemini_error(body),
+            **({"permanent": True, "scope": "credential"} if account_level else {}),
         )
 
     # -- models ------------------------------------------------------------------

@@ -47,6 +47,9 @@ ERROR_CODES: dict[str, type[errors.ProviderError]] = {
     "rate_limit_exceeded": errors.RateLimitError,
 }
 
+# 403 codes that say the whole account (not one model) is refused: key-level evidence.
+ACCOUNT_LEVEL_CODES = frozenset({"unsupported_country_region_territory", "account_deactivated"})
+
 
 class OpenAIAdapter(BaseAdapter):
     provider_type = "openai"
@@ -146,11 +149,21 @@ class OpenAIAdapter(BaseAdapter):
             or ERROR_CODES.get(kind if isinstance(kind, str) else "")
             or errors.class_for_status(status)
         )
+        overrides: dict[str, Any] = {}
+        if status == 403:
+            # OpenAI answers a model the project may not use with 403 + model_not_found:
+            # a permission problem of this model, not a missing model nor a bad key.
+            cls = errors.PermissionDeniedError
+            if code in ACCOUNT_LEVEL_CODES:
+                overrides = {"permanent": True, "scope": "credential"}
+            elif code == "model_not_found":
+                overrides = {"model_specific": True}
         return cls(
             self.scrub(str(error.get("message") or f"HTTP {status}")),
             provider=self.name,
             status_code=status or cls.default_status,
             code=code if isinstance(code, str) else kind,
+            **overrides,
         )
 
     # -- models ------------------------------------------------------------------

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from providers_app.kit import errors
-from providers_app.kit.adapters import GeminiAdapter, ProviderConfig
+from providers_app.kit.adapters import Deadlines, GeminiAdapter, ProviderConfig
 from providers_app.kit.types import Message, ResponseBuilder, ToolChoice
 from tests.providers.kit.live_helpers import CONTEXT_LENGTH_CODED, PROVIDERS, SETUPS, TIME, WEATHER, ask, make_adapter
 
@@ -155,7 +155,8 @@ async def test_it_raises_the_typed_error_for_each_failure(simulator, provider, m
             await adapter.chat(ask(provider))
     error = info.value
     assert error.retryable == (mode in ("rate_limit", "server", "overloaded"))
-    assert error.permanent == (mode in ("auth", "permission"))
+    # a 403 is about this model until the pool sees it on a second one: not permanent
+    assert error.permanent == (mode == "auth")
     assert error.provider == provider
     assert error.status_code is not None
     if mode == "rate_limit":
@@ -181,12 +182,17 @@ async def test_it_tells_a_context_length_error_where_the_provider_says_so(simula
 
 
 async def test_it_times_out_on_a_hanging_provider(simulator, provider):
-    adapter = make_adapter(simulator, provider, timeout=0.3, extra_headers={"x-sim-fail": "hang"})
+    adapter = make_adapter(
+        simulator, provider, deadlines=Deadlines(first_byte=0.3), extra_headers={"x-sim-fail": "hang"}
+    )
     with pytest.raises(errors.TimeoutError) as info:
         await adapter.chat(ask(provider))
-    assert info.value.retryable
-    with pytest.raises(errors.TimeoutError):
+    # a non-stream reply's first byte is the whole generation: a slow one looks the same
+    assert info.value.phase == "first_byte" and info.value.scope == "request"
+    with pytest.raises(errors.TimeoutError) as info:
         await collect(adapter.stream(ask(provider)))
+    # a stream's headers come before generation starts: none is the provider's fault
+    assert info.value.phase == "headers" and info.value.retryable and info.value.scope == "provider"
     await adapter.aclose()
 
 
@@ -259,5 +265,7 @@ async def test_it_tells_an_exhausted_billing_quota_from_a_rate_limit(simulator, 
         assert type(info.value) is errors.RateLimitError
     else:
         assert type(info.value) is errors.QuotaExceededError
-        assert info.value.permanent and not info.value.retryable
+        # not retried on this key, but not a dead key either: quotas come back
+        assert not info.value.permanent and not info.value.retryable
+        assert info.value.scope == "credential"
     await adapter.aclose()

@@ -11,8 +11,9 @@ from providers_app.kit import errors
     ("cls", "retryable", "permanent"),
     [
         (errors.AuthenticationError, False, True),
-        (errors.PermissionDeniedError, False, True),
-        (errors.QuotaExceededError, False, True),
+        # a 403 is one model's until seen on two; a quota comes back: neither is permanent
+        (errors.PermissionDeniedError, False, False),
+        (errors.QuotaExceededError, False, False),
         (errors.RateLimitError, True, False),
         (errors.InvalidRequestError, False, False),
         (errors.ContextLengthError, False, False),

@@ -80,10 +80,11 @@ def test_it_parses_an_openai_tool_call_completion_with_string_arguments():
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (82, 17)
 
 
-def test_it_classifies_openai_insufficient_quota_as_a_permanent_quota_error_not_a_rate_limit():
+def test_it_classifies_openai_insufficient_quota_as_a_quota_error_not_a_rate_limit():
     error = OpenAIAdapter().classify_error(429, wire_json("openai_error_429_insufficient_quota.json"), {})
     assert type(error) is errors.QuotaExceededError
-    assert error.permanent and not error.retryable
+    # key-level (the pool cools the key down until the reset), never retried on the same key
+    assert not error.permanent and not error.retryable and error.scope == "credential"
     assert error.code == "credit_balance_exhausted"
     assert error.status_code == 429
 
