@@ -10,6 +10,19 @@ settings document as the accepted staleness for routing data.
 Money: ``cost_usd`` is the Decimal stored on usage rows and invoices;
 ``cost_micro`` is the integer the budget counters in the cache add up, rounded
 up so a reservation is never smaller than what the call will cost.
+
+Which price applies to (provider, model): the provider's own Pricing row, else
+its type's row (the bundled table fills those), else the provider's fallback
+price (``settings["fallback_input_per_million"]`` / ``"fallback_output_per_million"``),
+else none. Model ids match exactly: a dated snapshot (``gpt-4o-2024-11-20``)
+never inherits its base model's price, because snapshots are not always priced
+like their base (``gpt-4o-2024-05-13`` costs twice ``gpt-4o``) and guessing
+cheaper would let a budget be overspent. While a budget applies, a model with no
+price is refused (tenants_app/services/gateway.py).
+
+What a reply may cost at most also needs the model's longest reply:
+``amax_output_tokens`` -- the discovered model's ``max_output_tokens``, else the
+adapter's static catalogue, else a deliberately high per-type default.
 """
 
 from __future__ import annotations
@@ -26,7 +39,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from providers_app.models import Provider, ProviderType
+from providers_app.kit.adapters import ADAPTERS
+from providers_app.kit.types import ChatRequest
+from providers_app.models import DiscoveredModel, Provider, ProviderType
 from tenants_app.models import Pricing
 from tenants_app.services.audit import audit_record
 from tenants_app.services.errors import InvalidRequest
@@ -60,6 +75,7 @@ _cache_lock = threading.Lock()
 def pricing_cache_clear() -> None:
     with _cache_lock:
         _cache.clear()
+        _output_cache.clear()
 
 
 def _cache_key(provider: Provider, model: str) -> tuple[Any, str, str]:
@@ -96,22 +112,90 @@ def _best(rows: list[Pricing]) -> Price | None:
     return Price(rows[0].input_per_million, rows[0].output_per_million)
 
 
+def fallback_price(provider: Provider) -> Price | None:
+    """The provider's price for models with no Pricing row, if an admin set one
+    (validated by providers_app.services.provider_settings: both figures or neither)."""
+    settings_ = provider.settings or {}
+    price_in = settings_.get("fallback_input_per_million")
+    price_out = settings_.get("fallback_output_per_million")
+    if price_in is None or price_out is None:
+        return None
+    try:
+        return Price(Decimal(str(price_in)), Decimal(str(price_out)))
+    except InvalidOperation:
+        return None
+
+
 def price_for(provider: Provider, model: str) -> Price | None:
     key = _cache_key(provider, model)
     hit, price = _cached(key)
-    if hit:
-        return price
-    return _remember(key, _best(list(_price_query(provider, model))))
+    if not hit:
+        price = _remember(key, _best(list(_price_query(provider, model))))
+    # read from the provider in hand, not cached: a changed fallback applies at once
+    return price or fallback_price(provider)
 
 
 async def aprice_for(provider: Provider, model: str) -> Price | None:
     """``price_for`` for the event loop: a cache hit costs no thread hop."""
     key = _cache_key(provider, model)
     hit, price = _cached(key)
-    if hit:
-        return price
-    rows = [row async for row in _price_query(provider, model)]
-    return _remember(key, _best(rows))
+    if not hit:
+        rows = [row async for row in _price_query(provider, model)]
+        price = _remember(key, _best(rows))
+    return price or fallback_price(provider)
+
+
+# The longest reply a model of each type may give when neither discovery nor the
+# adapter's catalogue knows the model: deliberately high (a reservation must not
+# fall short), from the largest documented maximum outputs of each provider's
+# current models as of 2025-12 (OpenAI gpt-5: 128,000; Anthropic Claude 4.x:
+# 64,000; Gemini 2.5: 65,536; Qwen3 coder: 65,536). Types that front many
+# vendors' models get 131,072.
+DEFAULT_MAX_OUTPUT_TOKENS = 131_072
+MAX_OUTPUT_TOKENS_BY_TYPE: dict[str, int] = {
+    "openai": 128_000,
+    "anthropic": 64_000,
+    "gemini": 65_536,
+    "qwen": 65_536,
+}
+
+# (provider pk, model) -> (expires at, discovered max output or None)
+_output_cache: dict[tuple[Any, str], tuple[float, int | None]] = {}
+
+
+def _catalogue_max_output(provider_type: str, model: str) -> int | None:
+    adapter = ADAPTERS.get(provider_type)
+    for info in adapter.static_models if adapter is not None else ():
+        if info.id == model and info.max_output_tokens:
+            return int(info.max_output_tokens)
+    return None
+
+
+async def amax_output_tokens(provider: Provider, model: str) -> tuple[int, bool]:
+    """(the longest reply ``model`` may give on ``provider``, whether that is known).
+
+    Known: from discovery (``DiscoveredModel.max_output_tokens``, cached like prices)
+    or the adapter's static catalogue; exact model ids only. Otherwise the per-type
+    default, which is an assumption: see docs/GATEWAY.md on the bound that remains."""
+    key = (provider.pk, model)
+    with _cache_lock:
+        entry = _output_cache.get(key)
+    if entry is not None and entry[0] >= time.monotonic():
+        discovered = entry[1]
+    else:
+        discovered = await (
+            DiscoveredModel.objects.filter(provider_id=provider.pk, model_id=model)
+            .values_list("max_output_tokens", flat=True)
+            .afirst()
+        )
+        ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 5.0))
+        if ttl > 0:
+            with _cache_lock:
+                _output_cache[key] = (time.monotonic() + ttl, discovered)
+    known = discovered or _catalogue_max_output(provider.type, model)
+    if known:
+        return int(known), True
+    return MAX_OUTPUT_TOKENS_BY_TYPE.get(provider.type, DEFAULT_MAX_OUTPUT_TOKENS), False
 
 
 def _exact_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> Decimal:
@@ -145,6 +229,99 @@ def estimate_cost_micro(
     longest reply the request allows (or DEFAULT_COMPLETION_ALLOWANCE_TOKENS)."""
     completion = DEFAULT_COMPLETION_ALLOWANCE_TOKENS if max_tokens is None else max_tokens
     return cost_micro(price, prompt_tokens_estimate, completion)
+
+
+# --- the most a request can cost: what a budget reservation holds -------------------
+#
+# Byte-level BPE tokenizers (OpenAI's, Anthropic's) never make a token of less than
+# one byte, and SentencePiece ones (Gemini's, Llama's) fall back to single bytes, so
+# a text's UTF-8 length bounds its token count from above. Chat templates add tokens
+# around each message (OpenAI documents 3-4) and before the reply; tool definitions
+# are rendered into a system text (Anthropic documents a 346-530 token tool-use
+# prompt), so those get generous fixed allowances. Images and files are refused by
+# the request parsers, so they need no bound today.
+PROMPT_REQUEST_OVERHEAD_TOKENS = 64
+PROMPT_MESSAGE_OVERHEAD_TOKENS = 16
+PROMPT_TOOLS_OVERHEAD_TOKENS = 1024
+# Caps that keep a reservation inside the cache's integer counters whatever a client
+# sends (max_tokens of 2**62): far above any budget, so they still refuse.
+MAX_RESERVED_TOKENS = 10**12
+MAX_RESERVED_MICRO = 10**15
+
+
+def _utf8(text: str | None) -> int:
+    # surrogatepass: a lone surrogate still has a length, never an exception
+    return len(text.encode("utf-8", "surrogatepass")) if text else 0
+
+
+def _json_bytes(value: Any) -> int:
+    try:
+        return _utf8(json.dumps(value, ensure_ascii=False, default=str))
+    except (TypeError, ValueError, RecursionError):
+        return _utf8(repr(value)) if not isinstance(value, dict | list) else MAX_RESERVED_TOKENS
+
+
+def prompt_tokens_upper_bound(request: ChatRequest) -> int:
+    """Tokens the prompt cannot exceed on any provider: the UTF-8 bytes of every text
+    sent (messages, tool calls and their arguments, tool schemas, pass-through body
+    fields) plus per-message, per-request and tool-prompt allowances."""
+    total = PROMPT_REQUEST_OVERHEAD_TOKENS
+    for message in request.messages:
+        total += PROMPT_MESSAGE_OVERHEAD_TOKENS + _utf8(message.content)
+        total += _utf8(message.name) + _utf8(message.tool_call_id)
+        for call in message.tool_calls:
+            total += PROMPT_MESSAGE_OVERHEAD_TOKENS + _utf8(call.id) + _utf8(call.name)
+            total += _utf8(call.arguments) + _utf8(call.signature)
+    if request.tools:
+        total += PROMPT_TOOLS_OVERHEAD_TOKENS
+    for tool in request.tools:
+        total += PROMPT_MESSAGE_OVERHEAD_TOKENS + _utf8(tool.name) + _utf8(tool.description)
+        total += _json_bytes(tool.parameters)
+    if request.extra_body:
+        total += _json_bytes(request.extra_body)
+    return min(total, MAX_RESERVED_TOKENS)
+
+
+@dataclass(frozen=True)
+class CostBound:
+    """The most a request can cost on the dearest priced candidate (micro-USD), and
+    which candidates (by position) have no price at all."""
+
+    cost_micro: int
+    unpriced: tuple[int, ...]
+
+
+async def acost_bound(candidates: list[tuple[Provider, str]], request: ChatRequest) -> CostBound:
+    """What to reserve against a budget: the prompt's upper bound plus the longest reply
+    the request allows -- ``max_tokens`` (capped by the model's known maximum output),
+    else the model's maximum output -- at each candidate's price; the dearest wins,
+    since failover may land on it."""
+    prompt = prompt_tokens_upper_bound(request)
+    most, unpriced = 0, []
+    for position, (provider, model) in enumerate(candidates):
+        price = await aprice_for(provider, model)
+        if price is None:
+            unpriced.append(position)
+            continue
+        longest, known = await amax_output_tokens(provider, model)
+        if request.max_tokens is not None:
+            # a provider refuses (or clamps) more than its model's known maximum
+            longest = min(request.max_tokens, longest) if known else request.max_tokens
+        longest = min(longest, MAX_RESERVED_TOKENS)
+        most = max(most, cost_micro(price, prompt, longest))
+    return CostBound(cost_micro=min(most, MAX_RESERVED_MICRO), unpriced=tuple(unpriced))
+
+
+def unpriced_model_error(*, provider: Provider, model: str, scope: str) -> InvalidRequest:
+    """The refusal for a model with no price while a budget applies: names the model and
+    what an admin can do about it."""
+    return InvalidRequest(
+        f"model {model!r} on provider {provider.name!r} has no price, so it cannot be used "
+        f"while a monthly budget applies to this {scope}; an admin can set a price for it "
+        "or a fallback price for the provider",
+        code="model_unpriced",
+        param="model",
+    )
 
 
 def _money(value: Any, field: str) -> Decimal:
