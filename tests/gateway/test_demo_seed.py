@@ -34,6 +34,13 @@ def _clear_caches() -> None:
     routing_cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def debug_on(settings):
+    # `make run` seeds a development database (DEBUG on); with DEBUG off seed_demo refuses
+    # without --force (tests/test_seed_demo_guard.py), and pytest-django turns DEBUG off
+    settings.DEBUG = True
+
+
 @pytest.fixture
 def clean_caches():
     _clear_caches()

@@ -16,6 +16,10 @@
   demo tenant's previous "demo key"(s) and prints a fresh one.
 
 Everything goes through the services, so every change is in the audit log.
+
+With DEBUG off it refuses to run unless given ``--force``: a production database
+must not get a superuser whose password went to a terminal, fake provider keys
+and a tenant with a printed key because someone ran the wrong command.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -139,8 +144,19 @@ class Command(BaseCommand):
             action="store_true",
             help="print only the key and how to use it, not each object seeded",
         )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="seed even with DEBUG off (never on a production database)",
+        )
 
     def handle(self, *args, **options):
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "DEBUG is off: seed_demo creates a superuser with a printed password, demo "
+                "providers and a demo tenant, which a production database must not get. "
+                "Run it with DEBUG=true, or pass --force if this really is a demo database."
+            )
         simulator_url = options["simulator_url"].rstrip("/")
         base_url = options["base_url"].rstrip("/")
         for option, url in (("--simulator-url", simulator_url), ("--base-url", base_url)):
