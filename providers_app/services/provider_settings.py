@@ -7,9 +7,18 @@ than a setting silently ignored.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from providers_app.models import ProviderType
 
@@ -44,6 +53,33 @@ class TimeoutSettings(_Settings):
 
 class _ProviderSettings(_Settings):
     timeouts: TimeoutSettings | None = None
+    # USD per million tokens for this provider's models that have no Pricing row, so
+    # they can be served while a budget applies (docs/GATEWAY.md "Budgets"); both or
+    # neither. Stored as text, like the Pricing columns (6 decimal places).
+    fallback_input_per_million: Decimal | None = Field(
+        default=None, ge=0, lt=1_000_000, decimal_places=6, allow_inf_nan=False
+    )
+    fallback_output_per_million: Decimal | None = Field(
+        default=None,
+        ge=0,
+        lt=1_000_000,
+        decimal_places=6,
+        allow_inf_nan=False,
+        validate_default=True,
+    )
+
+    @field_validator("fallback_output_per_million")
+    @classmethod
+    def _fallback_price_whole(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        # a half price would charge one direction of the traffic at $0
+        if "fallback_input_per_million" not in info.data:
+            return value  # the input figure was refused already, naming itself
+        has_input = info.data["fallback_input_per_million"] is not None
+        if has_input != (value is not None):
+            raise ValueError(
+                "fallback_input_per_million and fallback_output_per_million are set together"
+            )
+        return value
 
 
 class OpenAISettings(_ProviderSettings):

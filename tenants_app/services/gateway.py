@@ -33,6 +33,7 @@ from providers_app.kit.resilience import CircuitOpenError
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, ResponseBuilder, Usage
 from providers_app.services.chat import provider_chat, provider_stream, request_deadline
 from providers_app.services.metrics import record_gateway_request, stream_ended, stream_started
+from providers_app.services.providers import provider_deadlines
 from tenants_app.formats.common import ParsedRequest, response_as_chunks
 from tenants_app.models import UsageStatus
 from tenants_app.services.admission import Admission, Limits, admit, settle
@@ -40,11 +41,13 @@ from tenants_app.services.errors import GatewayError, LimitExceeded, UpstreamErr
 from tenants_app.services.key_auth import KeyContext
 from tenants_app.services.pricing import (
     DEFAULT_COMPLETION_ALLOWANCE_TOKENS,
+    MAX_RESERVED_TOKENS,
     Price,
+    acost_bound,
     aprice_for,
     cost_micro,
     cost_usd,
-    estimate_cost_micro,
+    unpriced_model_error,
 )
 from tenants_app.services.redaction import redact_request
 from tenants_app.services.response_cache import cache_get, cache_key, cache_put
@@ -243,6 +246,24 @@ def _limits(ctx: KeyContext) -> tuple[Limits, Limits]:
     )
 
 
+def _budget_scope(key_limits: Limits, tenant_limits: Limits) -> str:
+    """Which budget the request falls under ("key", "tenant"), or "" for none."""
+    if key_limits.budget_micro_usd is not None:
+        return "key"
+    return "tenant" if tenant_limits.budget_micro_usd is not None else ""
+
+
+# Between a request's total deadline and its settle: the time to end and account it.
+LEASE_MARGIN_SECONDS = 10.0
+
+
+def _lease_seconds(resolution: Resolution) -> float:
+    """A reservation's lease outlasts the request: its longest candidate's total
+    deadline (retries and failover share it) plus a margin."""
+    longest = max(provider_deadlines(c.provider).total for c in resolution.candidates)
+    return longest + LEASE_MARGIN_SECONDS
+
+
 async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
     """Route, filter and reserve; a refusal is accounted before it is raised.
     Returns the route and the prompt-token estimate the reservation used."""
@@ -257,23 +278,33 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
         ledger.alias = resolution.alias
         if ctx.pii_redaction:
             redact_request(request)
+        # Rate limits (TPM) count a typical size; a budget reserves the most the request
+        # can cost (docs/GATEWAY.md "Budgets"), settled to the real cost afterwards.
         prompt_tokens = estimate_prompt_tokens(request)
         completion_tokens = request.max_tokens or DEFAULT_COMPLETION_ALLOWANCE_TOKENS
-        # Reserve what the dearest candidate could cost: failover may land on it.
-        estimate = 0
-        for candidate in resolution.candidates:
-            price = await aprice_for(candidate.provider, candidate.model)
-            estimate = max(estimate, estimate_cost_micro(price, prompt_tokens, request.max_tokens))
         key_limits, tenant_limits = _limits(ctx)
+        candidates = resolution.candidates
+        bound = await acost_bound([(c.provider, c.model) for c in candidates], request)
+        budget_scope = _budget_scope(key_limits, tenant_limits)
+        if bound.unpriced and budget_scope:
+            # a model with no price would cost the budget nothing: use only priced ones
+            priced = tuple(c for i, c in enumerate(candidates) if i not in bound.unpriced)
+            if not priced:
+                ledger.candidate = candidates[0]
+                raise unpriced_model_error(
+                    provider=candidates[0].provider, model=candidates[0].model, scope=budget_scope
+                )
+            resolution = dataclasses.replace(resolution, candidates=priced)
         ledger.admission = await admit(
             request_id=call.request_id,
             key_id=ctx.key_id,
             tenant_id=ctx.tenant_id,
             key_limits=key_limits,
             tenant_limits=tenant_limits,
-            estimated_tokens=prompt_tokens + completion_tokens,
-            estimated_cost_micro=estimate,
+            estimated_tokens=min(prompt_tokens + completion_tokens, MAX_RESERVED_TOKENS),
+            estimated_cost_micro=bound.cost_micro,
             stream=call.parsed.stream,
+            lease_seconds=_lease_seconds(resolution),
         )
     except GatewayError as error:
         await ledger.close(status=UsageStatus.REFUSED, error_type=error.code)

@@ -13,7 +13,8 @@ from tenants_app.services.usage import usage_flush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# $0.10 a token either way: a request estimated at 1 prompt token + max_tokens 9 reserves $1
+# Prompts free, replies $0.10 a token: a request with max_tokens 10 reserves at most $1
+# (its prompt, however long, costs nothing here)
 SLOW_MODEL = "gpt-4o-mini-delay-300ms"
 
 
@@ -26,7 +27,7 @@ async def burst(gateway_server, secret: str, n: int, **body) -> list[httpx.Respo
                     json={
                         "model": f"openai/{SLOW_MODEL}",
                         "messages": [{"role": "user", "content": "hi"}],
-                        "max_tokens": 9,
+                        "max_tokens": 10,
                         **body,
                     },
                     headers={"authorization": f"Bearer {secret}"},
@@ -42,7 +43,7 @@ def priced(world):
         provider_type="openai",
         provider=None,
         model=SLOW_MODEL,
-        defaults={"input_per_million": 100_000, "output_per_million": 100_000},
+        defaults={"input_per_million": 0, "output_per_million": 100_000},
     )
 
 
