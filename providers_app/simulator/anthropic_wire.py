@@ -333,7 +333,7 @@ def _event(name: str, data: dict) -> bytes:
 async def _stream(
     request: web.Request, knobs: RequestKnobs, model: str, reply: Reply, headers: dict[str, str]
 ) -> web.StreamResponse:
-    start = {
+    start: dict = {
         "id": new_id("msg_01"),
         "type": "message",
         "role": "assistant",

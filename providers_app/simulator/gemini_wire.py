@@ -477,12 +477,15 @@ def conversation(body: dict) -> Conversation:
     for tool in body.get("tools") or []:
         if not isinstance(tool, dict):
             continue
-        for decl in _get(tool, "functionDeclarations", "function_declarations") or []:
+        decls = _get(tool, "functionDeclarations", "function_declarations")
+        for decl in decls if isinstance(decls, list) else []:
             if isinstance(decl, dict) and isinstance(decl.get("name"), str):
                 schema = _get(decl, "parametersJsonSchema", "parameters_json_schema")
                 if schema is None:
                     schema = decl.get("parameters")
-                conv.tools.append(ToolSpec(decl["name"], schema or {}))
+                conv.tools.append(
+                    ToolSpec(decl["name"], schema if isinstance(schema, dict) else {})
+                )
     tool_config = _get(body, "toolConfig", "tool_config")
     if isinstance(tool_config, dict):
         calling = _get(tool_config, "functionCallingConfig", "function_calling_config")
@@ -553,7 +556,9 @@ def _signature(name: str) -> str:
 
 def _final_parts(reply: Reply, model: str = "") -> list[dict]:
     if reply.tool_calls:
-        parts = [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+        parts: list[dict] = [
+            {"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls
+        ]
         if _thinks(model):
             parts[0]["thoughtSignature"] = _signature(reply.tool_calls[0].name)
         return parts

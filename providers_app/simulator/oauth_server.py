@@ -375,8 +375,8 @@ async def _device_code(request: web.Request, *, qwen: bool) -> web.Response:
     user_code = secrets.token_hex(4).upper()
     _state(request).devices[device_code_value] = _Device(
         client_id=client_id,
-        challenge=challenge,
-        scope=form.get("scope", ""),
+        challenge=str(challenge),
+        scope=str(form.get("scope", "")),
         interval=interval,
         pending_polls=_int_knob(request, "pending_polls", 2) or 0,
         slow_down_polls=_int_knob(request, "slow_down_polls", 0) or 0,

@@ -620,7 +620,7 @@ async def _stream(
         events,
         headers=headers,
         malformed_event=b'data: {"id":"'
-        + base["id"].encode()
+        + str(base["id"]).encode()
         + b'","choices":[{"delta":{"content":\n\n',
         error_event=b"data: " + dumps(error_chunk).encode() + b"\n\n",
     )

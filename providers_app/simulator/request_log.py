@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from multidict import CIMultiDictProxy, MultiDictProxy
+from multidict import CIMultiDictProxy, MultiMapping
 
 from providers_app.simulator.credentials import SECRET_QUERY_PARAMS, mask, mask_header
 
@@ -20,7 +20,7 @@ MAX_ENTRIES = 100
 class _Entry:
     method: str
     path: str
-    query: MultiDictProxy[str]
+    query: MultiMapping[str]
     headers: CIMultiDictProxy[str]
     body: object
 
@@ -33,7 +33,7 @@ class RequestLog:
         self,
         method: str,
         path: str,
-        query: MultiDictProxy[str],
+        query: MultiMapping[str],
         headers: CIMultiDictProxy[str],
         body: object,
     ) -> None:
