@@ -1,5 +1,9 @@
 """A spent per-day quota, as each provider really answers it (docs/SIMULATOR.md)."""
 
+import json
+import re
+from pathlib import Path
+
 import anthropic
 import httpx
 import openai
@@ -57,6 +61,28 @@ async def test_it_gives_gemini_the_per_day_quota_id_and_a_retry_info_of_seconds(
     assert violation["quotaDimensions"]["model"] == "gemini-2.5-flash-fail-daily_quota"
     # What real Gemini sends: tens of seconds although the quota is per day.
     assert details["RetryInfo"]["retryDelay"] == "36s"
+
+
+async def test_it_shapes_gemini_s_quota_details_like_the_captured_429(simulator):
+    captured = json.loads(
+        (
+            Path(__file__).parents[1] / "fixtures/wire/gemini_error_429_resource_exhausted.json"
+        ).read_text()
+    )["error"]
+    url, headers, body = raw_chat(simulator, "gemini", model="gemini-2.5-pro-fail-daily_quota")
+    async with httpx.AsyncClient() as client:
+        sent = (await client.post(url, headers=headers, json=body)).json()["error"]
+
+    def by_type(error):
+        return {d["@type"]: d for d in error["details"]}
+
+    ours, theirs = by_type(sent), by_type(captured)
+    assert set(ours) <= set(theirs)  # no detail type the real API does not send
+    ours_violation = ours["type.googleapis.com/google.rpc.QuotaFailure"]["violations"][0]
+    theirs_violation = theirs["type.googleapis.com/google.rpc.QuotaFailure"]["violations"][0]
+    assert set(ours_violation) == set(theirs_violation)
+    assert re.fullmatch(r"\d+s", ours["type.googleapis.com/google.rpc.RetryInfo"]["retryDelay"])
+    assert re.search(r"Please retry in [\d.]+s\.$", sent["message"])
 
 
 async def test_it_gives_cerebras_its_own_top_level_body_and_an_exhausted_day(simulator):
