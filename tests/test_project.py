@@ -94,7 +94,10 @@ async def test_it_routes_http_through_the_asgi_application():
 
 async def test_it_rejects_an_unknown_websocket_path():
     communicator = WebsocketCommunicator(
-        _asgi_app(), "/ws/nowhere/", headers=[(b"origin", b"http://localhost")]
+        _asgi_app(),
+        "/ws/nowhere/",
+        # a browser's handshake: the page's origin is the socket's own (Host) origin
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
     )
 
     # URLRouter refuses the handshake: the server never accepts the socket.
