@@ -18,6 +18,7 @@ Tokens are matched only at a word boundary (not after a letter or digit), so
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ def _number(value: str | None) -> float | None:
         number = float(value)
     except ValueError:
         return None
-    if number != number or number < 0:  # NaN or negative: ignored like any unreadable knob
+    if not math.isfinite(number) or number < 0:  # ignored like any unreadable knob
         return None
     return number
 
@@ -217,7 +218,7 @@ def read_knobs(
 
     retry_after: int | None = None
     if (raw_retry := _number(headers.get(RETRY_AFTER_HEADER))) is not None:
-        retry_after = int(raw_retry)
+        retry_after = int(min(raw_retry, MAX_RETRY_AFTER))
     elif (match := _first(_RETRY_RE, named)) is not None:
         retry_after = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if retry_after is not None:
@@ -258,7 +259,7 @@ def read_knobs(
         ttft_s=None if ttft_s is None else min(ttft_s, MAX_WAIT_S),
         tps=tps,
         gen_s=None if gen_s is None else min(gen_s, MAX_WAIT_S),
-        words=None if words is None else min(int(words), MAX_WORDS),
+        words=None if words is None else int(min(words, MAX_WORDS)),
         dense=dense,
         overrun=overrun,
     )

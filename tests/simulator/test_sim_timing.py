@@ -119,3 +119,22 @@ async def test_it_keeps_the_plain_delay_as_it_was(simulator):
     url, headers, body = raw_chat(simulator, "openai", model="gpt-4o-delay-300ms")
     elapsed, _ = await _timed_plain(url, headers, body)
     assert 0.28 <= elapsed < 3  # waited once, not once per word
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-5", "soon", "1e400"])
+async def test_it_ignores_knob_headers_that_are_not_usable_numbers(simulator, value):
+    knobs = {
+        name: value
+        for name in (
+            "x-sim-ttft-ms",
+            "x-sim-tps",
+            "x-sim-gen-seconds",
+            "x-sim-words",
+            "x-sim-retry-after",
+            "x-sim-delay-ms",
+        )
+    }
+    url, headers, body = raw_chat(simulator, "openai", headers=knobs)
+    elapsed, reply = await _timed_plain(url, headers, body)
+    assert elapsed < 3
+    assert reply["choices"][0]["message"]["content"] == "Simulated reply to: hello there"
