@@ -577,7 +577,7 @@ def tool_choice_from_anthropic(value: Any) -> tuple[ToolChoice | None, bool | No
         choice = ToolChoice.function(
             _required_string(value, "name", "tool_choice", code="invalid_tool_choice")
         )
-    elif kind in _FROM_ANTHROPIC_CHOICE:
+    elif isinstance(kind, str) and kind in _FROM_ANTHROPIC_CHOICE:
         choice = ToolChoice(_FROM_ANTHROPIC_CHOICE[kind])
     else:
         problem = (

@@ -166,7 +166,7 @@ def _text_block(block: Any, where: str) -> str:
     if not isinstance(block, dict):
         raise invalid(f"must be an object, got {json_type(block)}", where)
     kind = block.get("type")
-    if kind in _UNSUPPORTED_BLOCKS:
+    if isinstance(kind, str) and kind in _UNSUPPORTED_BLOCKS:
         raise invalid(_UNSUPPORTED_BLOCKS[kind], f"{where}.type")
     if kind != "text":
         raise invalid(

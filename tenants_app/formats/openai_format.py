@@ -282,7 +282,7 @@ def _text_content(value: Any, param: str, *, required: bool) -> str | None:
         if not isinstance(part, dict):
             raise invalid(f"must be an object, got {json_type(part)}", where)
         kind = part.get("type")
-        if kind in _UNSUPPORTED_PARTS:
+        if isinstance(kind, str) and kind in _UNSUPPORTED_PARTS:
             raise invalid(_UNSUPPORTED_PARTS[kind], f"{where}.type")
         # an assistant's refusal part is text the model said
         field = {"text": "text", "refusal": "refusal"}.get(kind) if isinstance(kind, str) else None
