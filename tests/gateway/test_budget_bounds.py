@@ -106,3 +106,51 @@ def test_it_reserves_only_max_tokens_of_output_when_the_request_sets_it(
     spent = sum(row.cost_usd for row in UsageRecord.objects.filter(virtual_key=key))
     assert sorted(r.status_code for r in replies) == [200] * 2 + [429] * 8
     assert spent <= Decimal(1)
+
+
+OVERRUN_MODEL = "gpt-4o-overrun-dense"  # the provider returns max_tokens + 10 %
+
+
+def test_it_can_exceed_the_budget_only_by_what_providers_return_beyond_max_tokens(
+    world, gateway_server, make_key
+):
+    # The bound that remains (docs/GATEWAY.md): a reservation trusts max_tokens. Replies
+    # are $100 per million tokens, prompts free: max_tokens 1000 reserves exactly $0.10,
+    # so ten fit $1.00 -- and each then bills 1,100 tokens.
+    Pricing.objects.create(
+        provider_type="openai",
+        model=OVERRUN_MODEL,
+        input_per_million=0,
+        output_per_million=100,
+        source="manual",
+    )
+    pricing_cache_clear()
+    key, secret = make_key(world.tenant, name="one dollar", monthly_budget_usd=Decimal(1))
+
+    async def twelve() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        gateway_server.openai_base_url + "/chat/completions",
+                        json={
+                            "model": f"openai/{OVERRUN_MODEL}",
+                            "messages": [{"role": "user", "content": "hi"}],
+                            "max_tokens": 1000,
+                        },
+                        headers={"authorization": f"Bearer {secret}"},
+                    )
+                    for _ in range(12)
+                )
+            )
+
+    replies = asyncio.run(twelve())
+
+    usage_flush()
+    spent = sum(row.cost_usd for row in UsageRecord.objects.filter(virtual_key=key))
+    served = [r for r in replies if r.status_code == 200]
+    print(f"overrun: served {len(served)} of 12, recorded ${spent} against a $1.00 budget")
+    assert len(served) == 10
+    assert all(r.json()["usage"]["completion_tokens"] == 1100 for r in served)
+    # over by exactly the excess: 10 requests x 100 tokens x $100 per million
+    assert spent == Decimal("1.10")
