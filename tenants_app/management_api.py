@@ -792,8 +792,17 @@ def invoice_csv(request, slug: str, period: str):
 # --- audit log -----------------------------------------------------------------------------
 
 
+class BoundedLimitOffset(LimitOffsetPagination):
+    """ninja's limit/offset, both bounded: an offset of 10**20 reached the database as
+    an integer it cannot hold (a 500)."""
+
+    class Input(Schema):
+        limit: int = Field(100, ge=1, le=1000)
+        offset: int = Field(0, ge=0, le=MAX_INT)
+
+
 @tenants_router.get("/{slug}/audit", response=list[AuditOut])
-@paginate(LimitOffsetPagination)
+@paginate(BoundedLimitOffset)
 def audit_log(request, slug: str, query: Query[AuditQuery]):
     """Admin. Newest first; ``action`` matches exactly, or by prefix when it ends in '.'."""
     access = tenant_access(request, slug, Role.ADMIN)

@@ -161,3 +161,12 @@ def test_it_refuses_a_nul_in_an_oauth_state_with_a_400_page(client):
     response = client.get("/oauth/callback/openai/", {"state": "abc\x00def", "code": "x"})
     assert response.status_code == 400
     assert b"state" in response.content
+
+
+@pytest.mark.parametrize(
+    "query, param",
+    [("limit=99999999999999999999", "limit"), ("offset=99999999999999999999", "offset")],
+)
+def test_it_bounds_the_audit_logs_paging(client_as, tenant_admin, query, param):
+    error = api_error(client_as(tenant_admin).get(f"{T}/audit?{query}"), 422)
+    assert error["code"] == param and "less than or equal" in error["message"]
