@@ -62,6 +62,7 @@ from tenants_app.services.usage import usage_record
 
 logger = logging.getLogger(__name__)
 
+
 class GatewayAPI(JSONFallbackAPI):
     """The gateway's NinjaAPI: unknown paths, wrong methods and unexpected errors are
     JSON in the caller's format, never Django's HTML pages."""
@@ -105,6 +106,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         f"internal error in aipk ({type(exc).__name__})", status=500, code="internal_error"
     )
     return _error_response(error, _error_renderer(request))
+
 
 # Documentation of the bodies for /v1/docs and schema-driven tests. The views parse
 # bodies themselves (formats/), so every error names the field in the client's terms.
@@ -382,7 +384,6 @@ async def models(request: HttpRequest):
             }
         )
     data = [
-        {"id": e["id"], "object": "model", "created": 0, "owned_by": e["owned_by"]}
-        for e in entries
+        {"id": e["id"], "object": "model", "created": 0, "owned_by": e["owned_by"]} for e in entries
     ]
     return _json_response({"object": "list", "data": data})
