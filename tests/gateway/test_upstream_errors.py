@@ -5,6 +5,10 @@ only when no upstream call was made."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -160,3 +164,39 @@ def test_it_passes_on_a_model_permission_error_in_anthropics_format(world, gatew
             model="openai/gpt-4o-mini-fail-model_permission", max_tokens=50, messages=ASK
         )
     assert caught.value.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("model", "secret", "code"),
+    [
+        ("openai/gpt-4o-mini-fail-rate_limit-retry-30s", None, "upstream_rate_limited"),
+        ("openai/gpt-4o-mini", "sk-sim-fail-auth-0001", "upstream_authentication_failed"),
+        ("openai/gpt-4o-mini-fail-model_permission", None, "upstream_permission_denied"),
+        ("openai/gpt-4o-mini", "sk-sim-fail-quota-0001", "upstream_quota_exceeded"),
+    ],
+    ids=["429", "401", "403", "quota"],
+)
+def test_it_names_the_upstream_refusal_in_the_websockets_chat_error(
+    world, gateway_server, model, secret, code
+):
+    if secret:
+        use_only_key(world.providers["openai"], secret)
+    url = gateway_server.url.replace("http://", "ws://", 1) + "/ws/chat/"
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(
+                url, headers={"authorization": f"Bearer {world.secret}"}
+            ) as ws:
+                await ws.send_json(
+                    {"type": "chat.request", "id": 1, "model": model, "messages": ASK}
+                )
+                while True:
+                    event = json.loads((await ws.receive(timeout=20)).data)
+                    if event["type"] in ("chat.error", "chat.done"):
+                        return event
+
+    event = asyncio.run(scenario())
+    assert (event["type"], event["code"]) == ("chat.error", code), event
+    if code == "upstream_rate_limited":
+        assert 28 <= event["retry_after"] <= 30
