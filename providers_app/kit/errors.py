@@ -205,7 +205,8 @@ class NetworkError(ProviderError):
 
 
 class ProtocolError(ProviderError):
-    """The provider sent something that is not its documented wire format (e.g. a malformed chunk)."""
+    """The provider sent something that is not its documented wire format (e.g. a malformed
+    chunk)."""
 
     type = "protocol_error"
     retryable = True

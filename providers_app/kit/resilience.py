@@ -79,7 +79,7 @@ def credential_transition(
     """
     if not state and event == "success":
         return None
-    s = {
+    s: dict[str, Any] = {
         FAILURES: int((state or {}).get(FAILURES, 0)),
         LAST_FAILURE_AT: float((state or {}).get(LAST_FAILURE_AT, 0.0)),
         BACKOFF_UNTIL: float((state or {}).get(BACKOFF_UNTIL, 0.0)),
@@ -591,7 +591,11 @@ class KeyPool:
         available = [c for c in candidates if healths[c].available]
         if not available:
             now = self.clock()
-            frees = [h.unavailable_until for h in healths.values() if not h.invalid]
+            frees = [
+                h.unavailable_until
+                for h in healths.values()
+                if not h.invalid and h.unavailable_until is not None
+            ]
             retry_after = max(0.0, min(frees) - now) if frees else None
             raise AllKeysExhaustedError(
                 f"no credential available in pool {self.pool_id!r}", retry_after=retry_after
@@ -824,6 +828,8 @@ async def call_with_failover(
 
 def _as_final(error: ProviderError, exhausted: AllKeysExhaustedError) -> ProviderError:
     """The upstream's error, telling when the earliest credential frees up."""
-    if exhausted.retry_after is not None and isinstance(error, (RateLimitError, QuotaExceededError)):
+    if exhausted.retry_after is not None and isinstance(
+        error, (RateLimitError, QuotaExceededError)
+    ):
         error.retry_after = exhausted.retry_after
     return error

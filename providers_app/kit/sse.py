@@ -32,7 +32,17 @@ class SSEEvent:
 
 
 class SSEParser:
-    __slots__ = ("_decoder", "_pending", "_held_cr", "_data", "_event", "_id", "_retry", "_raw", "_has_field")
+    __slots__ = (
+        "_decoder",
+        "_pending",
+        "_held_cr",
+        "_data",
+        "_event",
+        "_id",
+        "_retry",
+        "_raw",
+        "_has_field",
+    )
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -126,6 +136,11 @@ class SSEParser:
         self._flush_raw(events)
         if self._data:
             events.append(
-                SSEEvent(event=self._event or "message", data="\n".join(self._data), id=self._id, retry=self._retry)
+                SSEEvent(
+                    event=self._event or "message",
+                    data="\n".join(self._data),
+                    id=self._id,
+                    retry=self._retry,
+                )
             )
         self._reset_event()

@@ -67,7 +67,7 @@ class ToolChoice:
     name: str | None = None
 
     @classmethod
-    def function(cls, name: str) -> "ToolChoice":
+    def function(cls, name: str) -> ToolChoice:
         return cls(mode="function", name=name)
 
 
@@ -185,7 +185,10 @@ class ToolCallAccumulator:
         call = self._calls.get(delta.index)
         if call is None:
             self._calls[delta.index] = ToolCall(
-                id=delta.id or "", name=delta.name or "", arguments=delta.arguments, signature=delta.signature
+                id=delta.id or "",
+                name=delta.name or "",
+                arguments=delta.arguments,
+                signature=delta.signature,
             )
             return
         if delta.id and not call.id:

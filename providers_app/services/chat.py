@@ -6,8 +6,9 @@ kit adapter, fail over to the next credential on a retryable error (for a
 stream: only before the first chunk has been delivered), feed the circuit
 breaker, persist a credential's permanent failure, and count the request in
 the metrics. One deadline (the provider's total, or the caller's when shorter)
-bounds every attempt, so retries never multiply it. All state the pool, breaker, buckets and tracker keep is in the
-shared store (Redis in production), so every server process agrees on it.
+bounds every attempt, so retries never multiply it. All state the pool, breaker,
+buckets and tracker keep is in the shared store (Redis in production), so every
+server process agrees on it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def usable_credentials(provider: Provider, tenant_id: int | None = None) -> list
     """Credentials that may serve a tenant's requests: the organisation's shared ones and the
     tenant's own, never another tenant's. Keys in their grace period come after the others."""
     now = timezone.now()
-    owner = (Q(tenant__isnull=True) | Q(tenant_id=tenant_id)) if tenant_id else Q(tenant__isnull=True)
+    owner = (
+        (Q(tenant__isnull=True) | Q(tenant_id=tenant_id)) if tenant_id else Q(tenant__isnull=True)
+    )
     keys = list(
         provider.api_keys.filter(owner)
         .filter(state__in=[ApiKey.State.ACTIVE, ApiKey.State.COOLING_DOWN])

@@ -10,7 +10,13 @@ from typing import Any
 import httpx
 from django.db import transaction
 
-from providers_app.kit.adapters import ADAPTERS, BaseAdapter, Deadlines, ProviderConfig, create_adapter
+from providers_app.kit.adapters import (
+    ADAPTERS,
+    BaseAdapter,
+    Deadlines,
+    ProviderConfig,
+    create_adapter,
+)
 from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
 from providers_app.services.provider_settings import (
     ProviderSettingsError,

@@ -58,9 +58,7 @@ def test_it_passes_on_geminis_40_second_retry_info(world, gateway_server):
     assert 38 <= int(caught.value.response.headers["retry-after"]) <= 40
 
 
-def test_it_streams_nothing_and_answers_429_when_the_stream_is_rate_limited(
-    world, gateway_server
-):
+def test_it_streams_nothing_and_answers_429_when_the_stream_is_rate_limited(world, gateway_server):
     with pytest.raises(openai.RateLimitError) as caught:
         openai_client(world, gateway_server).chat.completions.create(
             model="openai/gpt-4o-mini-fail-rate_limit-retry-30s", messages=ASK, stream=True
@@ -93,9 +91,7 @@ def test_it_passes_on_an_invalid_provider_key_as_an_authentication_error(world, 
     assert "0001" not in caught.value.response.text  # nothing of the key
 
 
-def test_it_passes_on_a_model_the_account_may_not_use_as_a_permission_error(
-    world, gateway_server
-):
+def test_it_passes_on_a_model_the_account_may_not_use_as_a_permission_error(world, gateway_server):
     with pytest.raises(openai.PermissionDeniedError) as caught:
         openai_client(world, gateway_server).chat.completions.create(
             model="openai/gpt-4o-mini-fail-model_permission", messages=ASK
@@ -104,9 +100,7 @@ def test_it_passes_on_a_model_the_account_may_not_use_as_a_permission_error(
     assert caught.value.body["code"] == "upstream_permission_denied"
 
 
-def test_it_passes_on_insufficient_quota_as_a_rate_limit_error_with_its_code(
-    world, gateway_server
-):
+def test_it_passes_on_insufficient_quota_as_a_rate_limit_error_with_its_code(world, gateway_server):
     use_only_key(world.providers["openai"], "sk-sim-fail-quota-0001")
     with pytest.raises(openai.RateLimitError) as caught:
         openai_client(world, gateway_server).chat.completions.create(

@@ -37,7 +37,9 @@ def create_adapter(
     try:
         cls = ADAPTERS[provider_type]
     except KeyError:
-        raise ValueError(f"unknown provider type {provider_type!r}; expected one of {sorted(ADAPTERS)}") from None
+        raise ValueError(
+            f"unknown provider type {provider_type!r}; expected one of {sorted(ADAPTERS)}"
+        ) from None
     if provider_type == "openai-compatible" and not config.base_url:
         raise ValueError("an openai-compatible provider needs a base_url")
     return cls(config, client=client, limiter=limiter)

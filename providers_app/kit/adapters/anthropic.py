@@ -59,18 +59,42 @@ class AnthropicAdapter(BaseAdapter):
     default_model_id = "claude-sonnet-4-20250514"
     rate_limit_style = "anthropic"
     static_models = (
-        catalog_model("anthropic", "claude-sonnet-4-20250514", "Claude Sonnet 4", context=200_000, output=64_000,
-                      price_in=3.0, price_out=15.0),
-        catalog_model("anthropic", "claude-opus-4-1-20250805", "Claude Opus 4.1", context=200_000, output=32_000,
-                      price_in=15.0, price_out=75.0),
-        catalog_model("anthropic", "claude-3-5-haiku-20241022", "Claude Haiku 3.5", context=200_000, output=8_192,
-                      price_in=0.80, price_out=4.0),
+        catalog_model(
+            "anthropic",
+            "claude-sonnet-4-20250514",
+            "Claude Sonnet 4",
+            context=200_000,
+            output=64_000,
+            price_in=3.0,
+            price_out=15.0,
+        ),
+        catalog_model(
+            "anthropic",
+            "claude-opus-4-1-20250805",
+            "Claude Opus 4.1",
+            context=200_000,
+            output=32_000,
+            price_in=15.0,
+            price_out=75.0,
+        ),
+        catalog_model(
+            "anthropic",
+            "claude-3-5-haiku-20241022",
+            "Claude Haiku 3.5",
+            context=200_000,
+            output=8_192,
+            price_in=0.80,
+            price_out=4.0,
+        ),
     )
 
     def auth_headers(self) -> dict[str, str]:
         if self.config.access_token:
             # OAuth (Claude subscription) tokens go as a bearer and need the oauth beta flag
-            return {"Authorization": f"Bearer {self.config.access_token}", "anthropic-beta": "oauth-2025-04-20"}
+            return {
+                "Authorization": f"Bearer {self.config.access_token}",
+                "anthropic-beta": "oauth-2025-04-20",
+            }
         return {"x-api-key": self.config.api_key} if self.config.api_key else {}
 
     def request_headers(self) -> dict[str, str]:
@@ -101,7 +125,9 @@ class AnthropicAdapter(BaseAdapter):
             body["metadata"] = {"user_id": request.user}
         if request.tools:
             body["tools"] = tools.tools_to_anthropic(request.tools)
-            choice = tools.tool_choice_to_anthropic(request.tool_choice, request.parallel_tool_calls)
+            choice = tools.tool_choice_to_anthropic(
+                request.tool_choice, request.parallel_tool_calls
+            )
             if choice is not None:
                 body["tool_choice"] = choice
         body.update(request.extra_body)
@@ -116,8 +142,13 @@ class AnthropicAdapter(BaseAdapter):
             if block.get("type") == "text":
                 texts.append(block.get("text", ""))
             elif block.get("type") == "tool_use":
-                calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
-                                      arguments=json.dumps(block.get("input") or {})))
+                calls.append(
+                    ToolCall(
+                        id=block.get("id", ""),
+                        name=block.get("name", ""),
+                        arguments=json.dumps(block.get("input") or {}),
+                    )
+                )
         raw_finish = body.get("stop_reason")
         return ChatResponse(
             id=body.get("id", ""),
@@ -178,7 +209,9 @@ class AnthropicStreamDecoder(StreamDecoder):
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         if event.raw:
-            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream", provider=self.adapter.name)
+            raise errors.ProtocolError(
+                f"{self.adapter.name}: malformed stream", provider=self.adapter.name
+            )
         data = self.adapter.decode_json(event.data)
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "content_block_delta":
@@ -188,14 +221,26 @@ class AnthropicStreamDecoder(StreamDecoder):
             if delta.get("type") == "input_json_delta":
                 index = self.tool_index_by_block.get(data.get("index"))
                 if index is not None:
-                    return [ChatChunk(tool_calls=[ToolCallDelta(index=index, arguments=delta.get("partial_json", ""))])]
+                    return [
+                        ChatChunk(
+                            tool_calls=[
+                                ToolCallDelta(index=index, arguments=delta.get("partial_json", ""))
+                            ]
+                        )
+                    ]
             return []  # thinking / signature deltas are not part of the reply text
         if kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = len(self.tool_index_by_block)
                 self.tool_index_by_block[data.get("index")] = index
-                return [ChatChunk(tool_calls=[ToolCallDelta(index=index, id=block.get("id"), name=block.get("name"))])]
+                return [
+                    ChatChunk(
+                        tool_calls=[
+                            ToolCallDelta(index=index, id=block.get("id"), name=block.get("name"))
+                        ]
+                    )
+                ]
             if block.get("type") == "text" and block.get("text"):
                 return [ChatChunk(text=block["text"])]
             return []
@@ -208,25 +253,36 @@ class AnthropicStreamDecoder(StreamDecoder):
             usage = data.get("usage") or {}
             if "input_tokens" in usage:
                 self.usage.prompt_tokens = usage_from_anthropic(usage).prompt_tokens
-            self.usage.completion_tokens = usage.get("output_tokens", self.usage.completion_tokens) or 0
+            self.usage.completion_tokens = (
+                usage.get("output_tokens", self.usage.completion_tokens) or 0
+            )
             raw_finish = (data.get("delta") or {}).get("stop_reason")
             if raw_finish:
                 self.finished = True
-                return [ChatChunk(finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
-                                  raw_finish_reason=raw_finish, usage=self.usage)]
+                return [
+                    ChatChunk(
+                        finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
+                        raw_finish_reason=raw_finish,
+                        usage=self.usage,
+                    )
+                ]
             return []
         if kind == "error" or event.event == "error":
             # in-stream error after a 200: no status, the error type says it all
             raise self.adapter.classify_error(0, data, {})
         if kind is None:
-            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name)
+            raise errors.ProtocolError(
+                f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name
+            )
         return []  # ping, content_block_stop, message_stop, unknown future events
-
 
 
 def usage_from_anthropic(usage: dict[str, Any]) -> Usage:
     # Cached prompt tokens are still prompt tokens (priced differently later).
-    prompt = sum(usage.get(k) or 0 for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    prompt = sum(
+        usage.get(k) or 0
+        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
     return Usage(prompt_tokens=prompt, completion_tokens=usage.get("output_tokens") or 0)
 
 
@@ -243,15 +299,28 @@ def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, 
             system.append(message.content or "")
             continue
         if message.role == "tool":
-            role, blocks = "user", [
-                {"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": message.content or ""}
-            ]
+            role, blocks = (
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": message.tool_call_id or "",
+                        "content": message.content or "",
+                    }
+                ],
+            )
         else:
             role = message.role
             blocks = [{"type": "text", "text": message.content}] if message.content else []
             for call in message.tool_calls:
-                blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
-                               "input": tools.arguments_to_object(call.arguments)})
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": tools.arguments_to_object(call.arguments),
+                    }
+                )
         if out and out[-1]["role"] == role:
             out[-1]["content"].extend(blocks)
         else:

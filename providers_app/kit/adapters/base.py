@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -102,7 +102,7 @@ class StreamDecoder:
 
     __slots__ = ("adapter", "finished")
 
-    def __init__(self, adapter: "BaseAdapter") -> None:
+    def __init__(self, adapter: BaseAdapter) -> None:
         self.adapter = adapter
         self.finished = False
 
@@ -113,7 +113,8 @@ class StreamDecoder:
         """Called when the connection ends; raises if the stream was cut short."""
         if not self.finished:
             raise errors.NetworkError(
-                f"{self.adapter.name}: stream ended before the reply was complete", provider=self.adapter.name
+                f"{self.adapter.name}: stream ended before the reply was complete",
+                provider=self.adapter.name,
             )
         return []
 
@@ -152,7 +153,9 @@ class StreamReader:
                     self.saw_usage = True
                 self.completion_chars += len(chunk.text)
                 if chunk.tool_calls:
-                    self.completion_chars += sum(len(d.name or "") + len(d.arguments) for d in chunk.tool_calls)
+                    self.completion_chars += sum(
+                        len(d.name or "") + len(d.arguments) for d in chunk.tool_calls
+                    )
                 yield chunk
 
 
@@ -165,13 +168,13 @@ class ChatStream:
     """
 
     def __init__(
-        self, adapter: "BaseAdapter", request: ChatRequest, deadline: float | None = None
+        self, adapter: BaseAdapter, request: ChatRequest, deadline: float | None = None
     ) -> None:
         self.rate_limit: Any = None
         self.model = request.model
         self._iterator = adapter._stream_chunks(request, self, deadline)
 
-    def __aiter__(self) -> "ChatStream":
+    def __aiter__(self) -> ChatStream:
         return self
 
     async def __anext__(self) -> ChatChunk:
@@ -180,7 +183,7 @@ class ChatStream:
     async def aclose(self) -> None:
         await self._iterator.aclose()
 
-    async def __aenter__(self) -> "ChatStream":
+    async def __aenter__(self) -> ChatStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -239,7 +242,9 @@ class BaseAdapter:
                 expires_at=self.config.access_token_expires_at,
             )
         if self.config.api_key:
-            return AuthState(method="api_key", configured=True, hint=secret_hint(self.config.api_key))
+            return AuthState(
+                method="api_key", configured=True, hint=secret_hint(self.config.api_key)
+            )
         return AuthState(method="none", configured=False)
 
     def auth_headers(self) -> dict[str, str]:
@@ -251,22 +256,34 @@ class BaseAdapter:
         return {**self.config.extra_headers, **self.auth_headers()}
 
     # -- the wire protocol: what subclasses supply ----------------------------------
-    def chat_url(self, request: ChatRequest, *, stream: bool) -> str:  # pragma: no cover - interface
+    def chat_url(
+        self, request: ChatRequest, *, stream: bool
+    ) -> str:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:  # pragma: no cover
+    def chat_body(
+        self, request: ChatRequest, *, stream: bool
+    ) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
-    def parse_chat(self, body: dict[str, Any], request: ChatRequest) -> ChatResponse:  # pragma: no cover
+    def parse_chat(
+        self, body: dict[str, Any], request: ChatRequest
+    ) -> ChatResponse:  # pragma: no cover
         raise NotImplementedError
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def classify_error(self, status: int, body: Any, headers: httpx.Headers | dict) -> errors.ProviderError:
+    def classify_error(
+        self, status: int, body: Any, headers: httpx.Headers | dict
+    ) -> errors.ProviderError:
         """Map a failed reply to a typed error; subclasses refine from their error body."""
         cls = errors.class_for_status(status)
-        return cls(self.scrub(_body_message(body) or f"HTTP {status}"), provider=self.name, status_code=status)
+        return cls(
+            self.scrub(_body_message(body) or f"HTTP {status}"),
+            provider=self.name,
+            status_code=status,
+        )
 
     def models_url(self) -> str:
         return f"{self.base_url}/models"
@@ -304,19 +321,20 @@ class BaseAdapter:
         result.rate_limit = self._rate_limit(response)
         if not result.usage.prompt_tokens and not result.usage.completion_tokens:
             result.usage = estimate_usage(
-                request, len(result.text) + sum(len(c.name) + len(c.arguments) for c in result.tool_calls)
+                request,
+                len(result.text) + sum(len(c.name) + len(c.arguments) for c in result.tool_calls),
             )
         return result
 
     def stream(self, request: ChatRequest, *, deadline: float | None = None) -> ChatStream:
         return ChatStream(self, request, deadline)
 
-    def stream_reader(self, request: ChatRequest) -> "StreamReader":
+    def stream_reader(self, request: ChatRequest) -> StreamReader:
         return StreamReader(self.stream_decoder(request))
 
     async def _stream_chunks(
         self, request: ChatRequest, stream: ChatStream, deadline: float | None
-    ) -> AsyncIterator[ChatChunk]:
+    ) -> AsyncGenerator[ChatChunk, None]:
         """The stream under its deadlines: response headers and the first body byte within
         ``first_byte``, each later read within ``idle``, all of it within the total budget.
         Each wait is bounded on its own (never across a ``yield``), so a slow consumer is
@@ -344,7 +362,9 @@ class BaseAdapter:
             except TimeoutError as exc:
                 raise self._timed_out(phase, wait) from exc
             raw_bytes = response.aiter_bytes().__aiter__()
-            wait, phase = _bounded(started + limits.first_byte - time.monotonic(), deadline, "first_byte")
+            wait, phase = _bounded(
+                started + limits.first_byte - time.monotonic(), deadline, "first_byte"
+            )
             while True:
                 try:
                     async with asyncio.timeout(wait):
@@ -365,7 +385,9 @@ class BaseAdapter:
         except httpx.TimeoutException as exc:
             raise self._timed_out("first_byte", limits.first_byte) from exc
         except httpx.TransportError as exc:
-            raise errors.NetworkError(f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name) from exc
+            raise errors.NetworkError(
+                f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name
+            ) from exc
         finally:
             if response is not None:
                 await response.aclose()
@@ -447,7 +469,11 @@ class BaseAdapter:
         try:
             async with asyncio.timeout(wait):
                 response = await self._client.request(
-                    method, url, json=json, headers=self.request_headers(), timeout=self._timeout(wait)
+                    method,
+                    url,
+                    json=json,
+                    headers=self.request_headers(),
+                    timeout=self._timeout(wait),
                 )
         except TimeoutError as exc:
             raise self._timed_out(phase, wait) from exc
@@ -458,7 +484,9 @@ class BaseAdapter:
         except httpx.TimeoutException as exc:
             raise self._timed_out(phase, wait) from exc
         except httpx.TransportError as exc:
-            raise errors.NetworkError(f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name) from exc
+            raise errors.NetworkError(
+                f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name
+            ) from exc
         if response.status_code >= 400:
             raise self._error_from(response)
         return response
@@ -467,7 +495,9 @@ class BaseAdapter:
         try:
             return response.json()
         except ValueError as exc:
-            raise errors.ProtocolError(f"{self.name}: reply is not JSON", provider=self.name) from exc
+            raise errors.ProtocolError(
+                f"{self.name}: reply is not JSON", provider=self.name
+            ) from exc
 
     def _error_from(self, response: httpx.Response) -> errors.ProviderError:
         try:
@@ -494,10 +524,18 @@ class BaseAdapter:
         try:
             return json.loads(data)
         except ValueError as exc:
-            raise errors.ProtocolError(f"{self.name}: malformed stream chunk", provider=self.name) from exc
+            raise errors.ProtocolError(
+                f"{self.name}: malformed stream chunk", provider=self.name
+            ) from exc
 
 
-_CATALOGUE_FIELDS = ("name", "context_window", "max_output_tokens", "input_price_per_million", "output_price_per_million")
+_CATALOGUE_FIELDS = (
+    "name",
+    "context_window",
+    "max_output_tokens",
+    "input_price_per_million",
+    "output_price_per_million",
+)
 
 
 def catalog_model(

@@ -33,9 +33,11 @@ class ModelListing(Protocol):
 
 @runtime_checkable
 class Chatting(Protocol):
-    async def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse: ...
+    async def chat(
+        self, request: ChatRequest, *, deadline: float | None = None
+    ) -> ChatResponse: ...
 
-    def stream(self, request: ChatRequest, *, deadline: float | None = None) -> "ChatStream": ...
+    def stream(self, request: ChatRequest, *, deadline: float | None = None) -> ChatStream: ...
 
 
 @runtime_checkable

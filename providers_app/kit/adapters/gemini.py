@@ -74,7 +74,9 @@ REASONS: dict[str, type[errors.ProviderError]] = {
     "SERVICE_DISABLED": errors.PermissionDeniedError,
 }
 # ErrorInfo reasons that refuse the whole key or project, not one model: key-level evidence.
-ACCOUNT_LEVEL_REASONS = frozenset({"API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED", "CONSUMER_SUSPENDED"})
+ACCOUNT_LEVEL_REASONS = frozenset(
+    {"API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED", "CONSUMER_SUSPENDED"}
+)
 
 
 class GeminiAdapter(BaseAdapter):
@@ -83,12 +85,33 @@ class GeminiAdapter(BaseAdapter):
     default_model_id = "gemini-2.5-flash"
     rate_limit_style = "none"
     static_models = (
-        catalog_model("gemini", "gemini-2.5-pro", "Gemini 2.5 Pro", context=1_048_576, output=65_536, price_in=1.25,
-                      price_out=10.0),
-        catalog_model("gemini", "gemini-2.5-flash", "Gemini 2.5 Flash", context=1_048_576, output=65_536, price_in=0.30,
-                      price_out=2.50),
-        catalog_model("gemini", "gemini-2.0-flash", "Gemini 2.0 Flash", context=1_048_576, output=8_192, price_in=0.10,
-                      price_out=0.40),
+        catalog_model(
+            "gemini",
+            "gemini-2.5-pro",
+            "Gemini 2.5 Pro",
+            context=1_048_576,
+            output=65_536,
+            price_in=1.25,
+            price_out=10.0,
+        ),
+        catalog_model(
+            "gemini",
+            "gemini-2.5-flash",
+            "Gemini 2.5 Flash",
+            context=1_048_576,
+            output=65_536,
+            price_in=0.30,
+            price_out=2.50,
+        ),
+        catalog_model(
+            "gemini",
+            "gemini-2.0-flash",
+            "Gemini 2.0 Flash",
+            context=1_048_576,
+            output=8_192,
+            price_in=0.10,
+            price_out=0.40,
+        ),
     )
 
     @property
@@ -131,7 +154,11 @@ class GeminiAdapter(BaseAdapter):
                 body["toolConfig"] = tool_config
         body.update(request.extra_body)
         if self.uses_cloudcode:
-            return {"model": request.model or self.default_model, "project": self.config.project_id, "request": body}
+            return {
+                "model": request.model or self.default_model,
+                "project": self.config.project_id,
+                "request": body,
+            }
         return body
 
     # -- reply -----------------------------------------------------------------
@@ -154,7 +181,9 @@ class GeminiAdapter(BaseAdapter):
 
     def _unwrap(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise errors.ProtocolError(f"{self.name}: reply is not a JSON object", provider=self.name)
+            raise errors.ProtocolError(
+                f"{self.name}: reply is not a JSON object", provider=self.name
+            )
         if "error" in body:
             raise self.classify_error(0, body, {})
         if "response" in body and isinstance(body["response"], dict):
@@ -169,12 +198,17 @@ class GeminiAdapter(BaseAdapter):
         if not isinstance(error, dict):
             return super().classify_error(status, body, headers)
         status = status or (error.get("code") if isinstance(error.get("code"), int) else 0)
-        reasons = [d.get("reason") for d in error.get("details") or [] if isinstance(d, dict) and d.get("reason")]
+        reasons = [
+            d.get("reason")
+            for d in error.get("details") or []
+            if isinstance(d, dict) and d.get("reason")
+        ]
         cls = (
             next((REASONS[r] for r in reasons if r in REASONS), None)
             or STATUSES.get(error.get("status") or "")
             or errors.class_for_status(status if 400 <= status < 600 else 0)
         )
+        # a blocked key or project refuses every model: key-level evidence
         account_level = any(r in ACCOUNT_LEVEL_REASONS for r in reasons)
         return cls(
             self.scrub(str(error.get("message") or error.get("status") or f"HTTP {status}")),
@@ -182,7 +216,8 @@ class GeminiAdapter(BaseAdapter):
             status_code=status if 400 <= status < 600 else cls.default_status,
             code=(reasons[0] if reasons else error.get("status")) or None,
             retry_after=retry_after_from_gemini_error(body),
-            **({"permanent": True, "scope": "credential"} if account_level else {}),
+            permanent=True if account_level else None,
+            scope="credential" if account_level else None,
         )
 
     # -- models ------------------------------------------------------------------
@@ -234,7 +269,8 @@ class ReplyReader:
             # thinking tokens are billed as output
             self.usage = Usage(
                 prompt_tokens=metadata.get("promptTokenCount") or 0,
-                completion_tokens=(metadata.get("candidatesTokenCount") or 0) + (metadata.get("thoughtsTokenCount") or 0),
+                completion_tokens=(metadata.get("candidatesTokenCount") or 0)
+                + (metadata.get("thoughtsTokenCount") or 0),
             )
         candidates = body.get("candidates") or []
         if not candidates:
@@ -254,7 +290,11 @@ class ReplyReader:
                 self.calls.append(call)
                 chunk.tool_calls.append(
                     ToolCallDelta(
-                        index=self.tool_count, id=call.id, name=call.name, arguments=call.arguments, signature=call.signature
+                        index=self.tool_count,
+                        id=call.id,
+                        name=call.name,
+                        arguments=call.arguments,
+                        signature=call.signature,
                     )
                 )
                 self.tool_count += 1
@@ -286,7 +326,9 @@ class GeminiStreamDecoder(StreamDecoder):
         if isinstance(data, list) and data:
             data = data[0]
         if not isinstance(data, dict):
-            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name)
+            raise errors.ProtocolError(
+                f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name
+            )
         body = self.adapter._unwrap(data)  # raises the typed error for a (bare) error object
         chunk = self.reader.read(body)
         if chunk.finish_reason:
@@ -294,7 +336,6 @@ class GeminiStreamDecoder(StreamDecoder):
         if chunk.text or chunk.tool_calls or chunk.finish_reason:
             return [chunk]
         return []
-
 
 
 def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -312,15 +353,25 @@ def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any
             continue
         if message.role == "tool":
             name = message.name or names_by_call_id.get(message.tool_call_id or "", "")
-            role, parts = "user", [{"functionResponse": {"name": name, "response": _tool_response(message.content)}}]
+            role, parts = (
+                "user",
+                [{"functionResponse": {"name": name, "response": _tool_response(message.content)}}],
+            )
         else:
             role = "model" if message.role == "assistant" else "user"
             parts = [{"text": message.content}] if message.content else []
             for call in message.tool_calls:
                 names_by_call_id[call.id] = call.name
-                part: dict[str, Any] = {"functionCall": {"name": call.name, "args": tools.arguments_to_object(call.arguments)}}
+                part: dict[str, Any] = {
+                    "functionCall": {
+                        "name": call.name,
+                        "args": tools.arguments_to_object(call.arguments),
+                    }
+                }
                 if call.signature:
-                    part["thoughtSignature"] = call.signature  # thinking models refuse the turn without it
+                    part["thoughtSignature"] = (
+                        call.signature
+                    )  # thinking models refuse the turn without it
                 parts.append(part)
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)

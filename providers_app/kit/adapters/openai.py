@@ -57,11 +57,42 @@ class OpenAIAdapter(BaseAdapter):
     default_model_id = "gpt-4o-mini"
     rate_limit_style = "openai"
     static_models = (
-        catalog_model("openai", "gpt-4o", "GPT-4o", context=128_000, output=16_384, price_in=2.50, price_out=10.00),
-        catalog_model("openai", "gpt-4o-mini", "GPT-4o mini", context=128_000, output=16_384, price_in=0.15, price_out=0.60),
-        catalog_model("openai", "gpt-4.1", "GPT-4.1", context=1_047_576, output=32_768, price_in=2.00, price_out=8.00),
-        catalog_model("openai", "gpt-4.1-mini", "GPT-4.1 mini", context=1_047_576, output=32_768, price_in=0.40,
-                      price_out=1.60),
+        catalog_model(
+            "openai",
+            "gpt-4o",
+            "GPT-4o",
+            context=128_000,
+            output=16_384,
+            price_in=2.50,
+            price_out=10.00,
+        ),
+        catalog_model(
+            "openai",
+            "gpt-4o-mini",
+            "GPT-4o mini",
+            context=128_000,
+            output=16_384,
+            price_in=0.15,
+            price_out=0.60,
+        ),
+        catalog_model(
+            "openai",
+            "gpt-4.1",
+            "GPT-4.1",
+            context=1_047_576,
+            output=32_768,
+            price_in=2.00,
+            price_out=8.00,
+        ),
+        catalog_model(
+            "openai",
+            "gpt-4.1-mini",
+            "GPT-4.1 mini",
+            context=1_047_576,
+            output=32_768,
+            price_in=0.40,
+            price_out=1.60,
+        ),
     )
 
     def request_headers(self) -> dict[str, str]:
@@ -74,7 +105,11 @@ class OpenAIAdapter(BaseAdapter):
     def max_tokens_field(self) -> str:
         # OpenAI's own API wants max_completion_tokens (reasoning models reject
         # max_tokens); most compatible servers only know max_tokens.
-        return "max_completion_tokens" if self.base_url == OpenAIAdapter.default_base_url else "max_tokens"
+        return (
+            "max_completion_tokens"
+            if self.base_url == OpenAIAdapter.default_base_url
+            else "max_tokens"
+        )
 
     # -- request ---------------------------------------------------------------
     def chat_url(self, request: ChatRequest, *, stream: bool) -> str:
@@ -107,7 +142,9 @@ class OpenAIAdapter(BaseAdapter):
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
         if not isinstance(body, dict):
-            raise errors.ProtocolError(f"{self.name}: reply is not a JSON object", provider=self.name)
+            raise errors.ProtocolError(
+                f"{self.name}: reply is not a JSON object", provider=self.name
+            )
         if body.get("error") and not body.get("choices"):
             # OpenRouter (and some proxies) report failures inside a 200 reply
             raise self.classify_error(_status_of(body["error"]), body, {})
@@ -188,10 +225,14 @@ class OpenAIStreamDecoder(StreamDecoder):
             self.finished = True
             return []
         if event.raw:
-            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream", provider=self.adapter.name)
+            raise errors.ProtocolError(
+                f"{self.adapter.name}: malformed stream", provider=self.adapter.name
+            )
         data = self.adapter.decode_json(event.data)
         if not isinstance(data, dict):
-            raise errors.ProtocolError(f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name)
+            raise errors.ProtocolError(
+                f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name
+            )
         if data.get("error"):
             # mid-stream failure after a 200 (OpenRouter documents this shape)
             raise self.adapter.classify_error(_status_of(data["error"]), data, {})
@@ -222,7 +263,6 @@ class OpenAIStreamDecoder(StreamDecoder):
         return []
 
 
-
 def _status_of(error: Any) -> int:
     code = error.get("code") if isinstance(error, dict) else None
     # 0 = no HTTP status known (an error inside a 200 stream); classified from the body alone
@@ -232,12 +272,19 @@ def _status_of(error: Any) -> int:
 def usage_from_openai(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
-    return Usage(prompt_tokens=usage.get("prompt_tokens") or 0, completion_tokens=usage.get("completion_tokens") or 0)
+    return Usage(
+        prompt_tokens=usage.get("prompt_tokens") or 0,
+        completion_tokens=usage.get("completion_tokens") or 0,
+    )
 
 
 def message_to_openai(message: Message) -> dict[str, Any]:
     if message.role == "tool":
-        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": message.content or ""}
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id or "",
+            "content": message.content or "",
+        }
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         out["tool_calls"] = [

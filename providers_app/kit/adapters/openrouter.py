@@ -35,10 +35,22 @@ class OpenRouterAdapter(OpenAIAdapter):
     default_model_id = "openai/gpt-4o-mini"
     rate_limit_style = "openai"
     static_models = (
-        catalog_model("openrouter", "openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", context=128_000, price_in=0.15,
-                      price_out=0.60),
-        catalog_model("openrouter", "anthropic/claude-sonnet-4", "Anthropic: Claude Sonnet 4", context=200_000,
-                      price_in=3.0, price_out=15.0),
+        catalog_model(
+            "openrouter",
+            "openai/gpt-4o-mini",
+            "OpenAI: GPT-4o-mini",
+            context=128_000,
+            price_in=0.15,
+            price_out=0.60,
+        ),
+        catalog_model(
+            "openrouter",
+            "anthropic/claude-sonnet-4",
+            "Anthropic: Claude Sonnet 4",
+            context=200_000,
+            price_in=3.0,
+            price_out=15.0,
+        ),
     )
 
     def request_headers(self) -> dict[str, str]:
