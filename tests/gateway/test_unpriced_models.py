@@ -206,3 +206,32 @@ def test_it_stores_a_fallback_price_as_text():
         "anthropic", {"fallback_input_per_million": 3, "fallback_output_per_million": "15.5"}
     )
     assert stored == {"fallback_input_per_million": "3", "fallback_output_per_million": "15.5"}
+
+
+def test_it_lets_staff_set_the_fallback_price_in_the_console_provider_form(world):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    staff = get_user_model().objects.create_user("ops", password="pw-123456", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    provider = world.providers["openai"]
+    url = f"/console/providers/{provider.pk}/edit/"
+    assert 'name="settings_fallback_input_per_million"' in client.get(url).content.decode()
+    form = {
+        "base_url": provider.base_url,
+        "default_model": provider.default_model,
+        "enabled": "on",
+        "key_strategy": provider.key_strategy,
+        "settings_fallback_input_per_million": "4",
+        "settings_fallback_output_per_million": "12.5",
+    }
+
+    bad = client.post(url, {**form, "settings_fallback_output_per_million": "-1"})
+    saved = client.post(url, form)
+
+    assert bad.status_code == 422 and "greater than or equal to 0" in bad.content.decode()
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    provider.refresh_from_db()
+    assert provider.settings["fallback_input_per_million"] == "4"
+    assert provider.settings["fallback_output_per_million"] == "12.5"
