@@ -255,7 +255,9 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
-        "form-action": ["'self'"],
+        # no form-action: "Connect" posts a form that redirects to a provider's OAuth
+        # authorisation page, on whatever origin an admin configured, and browsers apply
+        # form-action to that redirect too
         "frame-ancestors": ["'none'"],
     },
 }
