@@ -90,10 +90,17 @@ def _cached(key: tuple[Any, str, str]) -> tuple[bool, Price | None]:
     return True, entry[1]
 
 
+# Clients choose model ids, so the caches (misses included) are bounded: past this
+# many entries a cache starts over, costing one query per model again.
+CACHE_MAX_ENTRIES = 10_000
+
+
 def _remember(key: tuple[Any, str, str], price: Price | None) -> Price | None:
     ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 5.0))
     if ttl > 0:
         with _cache_lock:
+            if len(_cache) >= CACHE_MAX_ENTRIES:
+                _cache.clear()
             _cache[key] = (time.monotonic() + ttl, price)
     return price
 
@@ -191,6 +198,8 @@ async def amax_output_tokens(provider: Provider, model: str) -> tuple[int, bool]
         ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 5.0))
         if ttl > 0:
             with _cache_lock:
+                if len(_output_cache) >= CACHE_MAX_ENTRIES:
+                    _output_cache.clear()
                 _output_cache[key] = (time.monotonic() + ttl, discovered)
     known = discovered or _catalogue_max_output(provider.type, model)
     if known:

@@ -145,3 +145,15 @@ async def test_it_uses_the_providers_fallback_price_only_where_no_row_applies(pr
     provider.settings = {"fallback_input_per_million": "20", "fallback_output_per_million": "80"}
     assert await aprice_for(provider, "gpt-4o-2024-11-20") == Price(Decimal(20), Decimal(80))
     assert await aprice_for(provider, "gpt-4o") == Price(Decimal(2), Decimal(8))
+
+
+async def test_it_keeps_its_price_caches_bounded_whatever_model_ids_clients_send(
+    provider, monkeypatch
+):
+    from tenants_app.services import pricing
+
+    monkeypatch.setattr(pricing, "CACHE_MAX_ENTRIES", 50)
+    for n in range(120):
+        await aprice_for(provider, f"made-up-{n}")
+        await amax_output_tokens(provider, f"made-up-{n}")
+    assert len(pricing._cache) <= 50 and len(pricing._output_cache) <= 50
