@@ -312,7 +312,7 @@ def _parse_request(message: dict, msg_id: str | int, limits: InputLimits) -> Par
     except GatewayError as error:
         param = _as_ws_param(error.param)
         text = error.message
-        if error.param and param != error.param and text.startswith(error.param):
+        if error.param and param and param != error.param and text.startswith(error.param):
             text = param + text[len(error.param) :]
         raise ProtocolError(error.code, text, msg_id=msg_id, param=param) from None
 
