@@ -61,7 +61,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
-from django.db import connections
+from django.db import connections, transaction
 from django.utils.module_loading import import_string
 from prometheus_client import (
     REGISTRY,
@@ -276,7 +276,9 @@ class _LabelSnapshot:
                 "METRICS_KNOWN_LABELS",
                 "providers_app.services.metrics.provider_known_labels",
             )
-            labels: KnownLabels = import_string(source)()
+            # a savepoint: a failed read must not break a transaction the caller is in
+            with transaction.atomic():
+                labels: KnownLabels = import_string(source)()
         except Exception:
             logger.warning("metrics: could not load the known label values", exc_info=True)
             with self._lock:
