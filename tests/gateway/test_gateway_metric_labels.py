@@ -113,3 +113,45 @@ def test_it_counts_an_unknown_model_under_other(world, gateway_server):
     text = _scrape(gateway_server)
     assert unknown not in text
     assert OTHER in _values(text, "model", provider="openai")
+
+
+def test_it_labels_a_route_alias_and_counts_an_unknown_one_under_other(world, gateway_server):
+    from tenants_app.services.routes import route_create
+
+    route_create(
+        tenant=world.tenant,
+        alias="team-chat",
+        candidates=[{"provider": "openai", "model": "gpt-4o-mini"}],
+        actor=None,
+    )
+    metric_labels_refresh()  # other processes see a new route within the refresh period
+    reply = httpx.post(
+        gateway_server.openai_base_url + "/chat/completions",
+        json={"model": "team-chat", "messages": HELLO, "max_tokens": 5},
+        headers={"authorization": f"Bearer {world.secret}"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+
+    aliases = _values(_scrape(gateway_server), "alias", provider="openai")
+    assert "team-chat" in aliases
+
+
+def test_it_caps_the_values_of_each_label(settings):
+    from providers_app.services import metrics
+
+    settings.METRICS_MAX_LABEL_VALUES = len(metrics._seen["code"]) + 3
+    codes = [f"made_up_code_{uuid.uuid4().hex[:8]}" for _ in range(10)]
+    for code in codes:
+        metrics.record_gateway_request(
+            endpoint="chat.completions",
+            alias="",
+            provider=None,
+            status="refused",
+            latency_ms=1,
+            error_type=code,
+        )
+
+    text = metrics.prometheus_text().decode()
+    assert sum(code in text for code in codes) == 3
+    assert OTHER in _values(text, "code")
