@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP goes to Django, websockets to Channels.
 
 Served by daphne (`daphne aipk_site.asgi:application`, or `manage.py runserver`
-since daphne is first in INSTALLED_APPS).
+since daphne is first in INSTALLED_APPS), or any ASGI server: the lifespan protocol
+and SIGTERM are handled by aipk_site/shutdown.py.
 """
 
 import os
@@ -18,6 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from aipk_site.gateway_handler import GatewayASGIHandler, gateway_path  # noqa: E402
 from aipk_site.routing import origin_validator, websocket_urlpatterns  # noqa: E402
+from aipk_site.shutdown import ShutdownMiddleware  # noqa: E402
 
 # /v1/ (the gateway) skips the site's session, CSRF and login middleware: see gateway_handler.
 gateway_asgi_app = GatewayASGIHandler()
@@ -28,10 +30,14 @@ async def http_app(scope, receive, send):
     await app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        # Origin is checked when a browser sends one; see routing.BrowserOriginValidator.
-        "websocket": origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# ShutdownMiddleware: SIGTERM (or lifespan shutdown) drains requests in flight and
+# flushes usage rows before the server exits, in daphne and in lifespan servers alike.
+application = ShutdownMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": http_app,
+            # Origin is checked when a browser sends one; see routing.BrowserOriginValidator.
+            "websocket": origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

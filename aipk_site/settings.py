@@ -428,6 +428,23 @@ ADMISSION_LEASE_SECONDS = env.float(
 # Usage records are written in batches: whichever comes first.
 USAGE_BATCH_SIZE = env.int("USAGE_BATCH_SIZE", default=200)
 USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=0.5)
+# --- Faults end cleanly (docs/GATEWAY.md "Faults", docs/MONITORING.md) ----------
+# Usage rows the database cannot take (down, cut off, locked) wait in a spool on local
+# disk, one SQLite file per database in this directory (fsync'd), at most this many
+# rows, tried again this often and by any process started later.
+USAGE_SPOOL_DIR = Path(env.str("USAGE_SPOOL_DIR", default=str(BASE_DIR / "var" / "usage-spool")))
+USAGE_SPOOL_MAX_ROWS = env.int("USAGE_SPOOL_MAX_ROWS", default=1_000_000)
+USAGE_SPOOL_RETRY_SECONDS = env.float("USAGE_SPOOL_RETRY_SECONDS", default=5.0)
+# SIGTERM (or an ASGI lifespan shutdown): new requests get 503, requests in flight
+# (streams included) may finish for this long, then are ended with an error event;
+# then usage rows are flushed (aipk_site/shutdown.py).
+SHUTDOWN_DRAIN_SECONDS = env.float("SHUTDOWN_DRAIN_SECONDS", default=30.0)
+# A database that does not answer a connection attempt fails it after this long
+# (PostgreSQL's connect_timeout) instead of holding a request or the usage writer.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default=5)
+    )
 # Django refuses bodies over this before a view sees them; the gateway's own limit
 # (GATEWAY_MAX_BODY_BYTES, answered with 413) must be the one that applies.
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES

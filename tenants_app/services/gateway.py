@@ -26,6 +26,7 @@ from decimal import Decimal
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from aipk_site import shutdown
 from aipk_site.log_context import bind_request_id
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
@@ -67,6 +68,28 @@ def infrastructure_fault(error: BaseException) -> str:
     if isinstance(error, DatabaseError):
         return "database_unavailable"
     return "internal_error"
+
+
+def server_shutting_down() -> GatewayError:
+    """What a request still running at the shutdown drain's deadline is told (a 503 or an
+    error event): retry elsewhere, nothing is wrong with the request."""
+    return UpstreamError(
+        "aipk is shutting down; retry on another instance",
+        status=503,
+        code="server_shutting_down",
+        retry_after=1,
+    )
+
+
+def _raise_if_ended_by_shutdown() -> None:
+    """Called with a CancelledError in flight: when the drain deadline sent it, take the
+    cancel back (the task must still answer its client) and raise what the client sees."""
+    if not shutdown.ended_by_shutdown():
+        return
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    raise server_shutting_down() from None
 
 
 def infrastructure_unavailable() -> GatewayError:
@@ -484,13 +507,43 @@ async def _close_on_exit(ledger: Ledger, error: BaseException) -> None:
     elif isinstance(error, GatewayError):
         status, error_type = UsageStatus.ERROR, error.code
     elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
-        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+        if shutdown.ended_by_shutdown():
+            status, error_type = UsageStatus.ERROR, "server_shutdown"
+        else:
+            status, error_type = UsageStatus.CANCELLED, "client_disconnected"
     else:
         status, error_type = UsageStatus.ERROR, infrastructure_fault(error)
     await asyncio.shield(ledger.close(status=status, error_type=error_type))
 
 
 async def gateway_reply(call: GatewayCall) -> Reply:
+    """A whole reply: the first candidate that answers, accounted once. A shutdown drain
+    waits for it and, past its deadline, ends it with a 503 ``server_shutting_down``."""
+    if shutdown.is_draining():
+        raise server_shutting_down()
+    with shutdown.tracked():
+        try:
+            return await _reply(call)
+        except asyncio.CancelledError:
+            _raise_if_ended_by_shutdown()
+            raise
+
+
+async def gateway_stream(call: GatewayCall) -> StreamReply:
+    """Open a stream on the first candidate that produces a first chunk, then relay it.
+    A shutdown drain waits for the stream (the relay tracks itself once open) and, past
+    its deadline, ends it with a 503 or an error event ``server_shutting_down``."""
+    if shutdown.is_draining():
+        raise server_shutting_down()
+    with shutdown.tracked():
+        try:
+            return await _open_stream(call)
+        except asyncio.CancelledError:
+            _raise_if_ended_by_shutdown()
+            raise
+
+
+async def _reply(call: GatewayCall) -> Reply:
     """A whole reply: the first candidate that answers, accounted once."""
     ledger = Ledger(call)
     bind_request_id(call.request_id)  # its log lines carry the id the client gets
@@ -540,7 +593,7 @@ async def gateway_reply(call: GatewayCall) -> Reply:
         raise
 
 
-async def gateway_stream(call: GatewayCall) -> StreamReply:
+async def _open_stream(call: GatewayCall) -> StreamReply:
     """Open a stream on the first candidate that produces a first chunk, then relay it."""
     ledger = Ledger(call)
     bind_request_id(call.request_id)  # its log lines carry the id the client gets
@@ -636,6 +689,7 @@ async def _relay(
     status, error_type = UsageStatus.CANCELLED, "client_disconnected"
     finished = False  # the provider said its last word (a finish reason)
     stream_started(call.endpoint)
+    tracked_task = shutdown.track_begin()  # the shutdown drain waits for this stream
     try:
         if first is not None:
             ledger.first_token()
@@ -652,6 +706,11 @@ async def _relay(
     except ProviderError as error:
         status, error_type = UsageStatus.ERROR, error.type
         raise upstream_error(error) from error
+    except asyncio.CancelledError:
+        if shutdown.ended_by_shutdown():  # the drain deadline, not the client, ended it
+            status, error_type = UsageStatus.ERROR, "server_shutdown"
+        _raise_if_ended_by_shutdown()
+        raise
     except Exception as error:
         # aipk's own fault (Redis, the database, a bug) mid-stream: the client gets an
         # error event now, not a stream that never ends. Tokens already relayed are
@@ -663,6 +722,8 @@ async def _relay(
         raise infrastructure_unavailable() from error
     finally:
         stream_ended(call.endpoint)
+        if status == UsageStatus.CANCELLED and shutdown.ended_by_shutdown():
+            status, error_type = UsageStatus.ERROR, "server_shutdown"
         try:
             await chunks.aclose()
         except Exception as error:  # noqa: BLE001 -- closing must not hide the accounting
@@ -678,6 +739,7 @@ async def _relay(
                 await cache_put(key, response, call.ctx.cache_ttl_seconds)
             except Exception as error:  # noqa: BLE001 -- a cache miss next time, no more
                 log_infrastructure_fault(call, "caching the reply of", error)
+        shutdown.track_end(tracked_task)
     if ledger.infra_fault:
         # every chunk went out but the request could not be settled: say so, so the
         # stream's end is never a silent success aipk did not finish

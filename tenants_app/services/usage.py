@@ -29,21 +29,49 @@ real failure.
 Failures: a failed batch is retried once after ``RETRY_DELAY_SECONDS``, then
 row by row, so one bad row cannot take its batch-mates with it. Rows that still
 fail are logged by request id only (never field values) and dropped.
+
+An unreachable database is not a bad row: when a batch fails with a connection
+error (OperationalError / InterfaceError: PostgreSQL down or cut off, SQLite
+"database is locked"), its rows go to the *spool*, a SQLite file on local disk
+(``UsageSpool``: WAL with ``synchronous=FULL``, so every write is fsync'd before
+it returns), bounded by ``USAGE_SPOOL_MAX_ROWS``. The writer thread tries the
+spool again every ``USAGE_SPOOL_RETRY_SECONDS`` and removes what the database
+took; a process started later (a restart during the outage) finds the file and
+does the same. Exactly once still holds: a spooled row is written through the same
+``_store`` that skips request ids already stored, so a row whose commit reached
+the database just before the connection broke is not written twice, and two
+processes replaying one spool cannot both insert a row (request_id is unique).
+One spool file per database (its name hashes the database's address), so rows
+are never replayed into another database.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import logging
 import os
+import sqlite3
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from tenants_app.models import UsageRecord
@@ -64,6 +92,147 @@ def _batch_size() -> int:
 
 def _interval() -> float:
     return max(0.0, float(getattr(settings, "USAGE_FLUSH_INTERVAL_SECONDS", 0.5)))
+
+
+def _spool_retry() -> float:
+    return max(0.05, float(getattr(settings, "USAGE_SPOOL_RETRY_SECONDS", 5.0)))
+
+
+# Errors that say "the database cannot be reached now", not "this row is bad": the
+# rows wait in the spool instead of being dropped.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+_FIELDS_BY_ATTNAME = {f.attname: f for f in UsageRecord._meta.concrete_fields}
+
+
+class UsageSpool:
+    """Usage rows the database could not take, durable on local disk until it can.
+
+    A SQLite file (the standard library's, no server): ``request_id`` is its primary
+    key, so spooling a row twice keeps one copy; WAL + ``synchronous=FULL`` make each
+    ``put`` fsync'd when it returns; several processes may share the file (SQLite
+    locks it). Bounded: rows beyond ``max_rows`` are refused and reported lost.
+    """
+
+    def __init__(self, path: Path, max_rows: int) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if not self._ready:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS spool "
+                "(request_id TEXT PRIMARY KEY, row TEXT NOT NULL, spooled_at REAL NOT NULL)"
+            )
+            self._ready = True
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def put(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Store rows durably; the request ids refused because the spool is full."""
+        if not rows:
+            return []
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (count,) = db.execute("SELECT count(*) FROM spool").fetchone()
+                room = max(0, self.max_rows - count)
+                kept, refused = rows[:room], rows[room:]
+                now = time.time()
+                db.executemany(
+                    "INSERT OR IGNORE INTO spool (request_id, row, spooled_at) VALUES (?, ?, ?)",
+                    [(r["request_id"], json.dumps(r, cls=DjangoJSONEncoder), now) for r in kept],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return [r["request_id"] for r in refused]
+
+    def take(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest rows (left in the spool until ``remove``)."""
+        if not self.path.exists():
+            return []
+        with closing(self._connect()) as db:
+            found = db.execute(
+                "SELECT row FROM spool ORDER BY spooled_at, request_id LIMIT ?", (limit,)
+            ).fetchall()
+        return [_decode_row(raw) for (raw,) in found]
+
+    def remove(self, request_ids: list[str]) -> None:
+        if not request_ids:
+            return
+        with closing(self._connect()) as db:
+            db.executemany("DELETE FROM spool WHERE request_id = ?", [(i,) for i in request_ids])
+
+    def count(self) -> int:
+        if not self.path.exists():
+            return 0
+        with closing(self._connect()) as db:
+            (count,) = db.execute("SELECT count(*) FROM spool").fetchone()
+        return int(count)
+
+
+def _decode_row(raw: str) -> dict[str, Any]:
+    # each value back to its field's Python type (created_at a datetime, costs Decimals)
+    row = json.loads(raw)
+    return {
+        name: _FIELDS_BY_ATTNAME[name].to_python(value) if value is not None else None
+        for name, value in row.items()
+        if name in _FIELDS_BY_ATTNAME
+    }
+
+
+_spools: dict[str, UsageSpool] = {}
+_spools_lock = threading.Lock()
+
+
+def usage_spool() -> UsageSpool:
+    """This database's spool (``USAGE_SPOOL_DIR``/<vendor>-<hash of its address>.sqlite3)."""
+    db = connections[DEFAULT_DB_ALIAS].settings_dict
+    address = f"{db.get('HOST') or ''}:{db.get('PORT') or ''}/{db.get('NAME')}"
+    digest = hashlib.sha256(address.encode()).hexdigest()[:16]
+    name = f"{connections[DEFAULT_DB_ALIAS].vendor}-{digest}"
+    directory = Path(
+        getattr(settings, "USAGE_SPOOL_DIR", settings.BASE_DIR / "var" / "usage-spool")
+    )
+    max_rows = int(getattr(settings, "USAGE_SPOOL_MAX_ROWS", 1_000_000))
+    with _spools_lock:
+        spool = _spools.get(name)
+        if spool is None or spool.path.parent != directory or spool.max_rows != max_rows:
+            spool = _spools[name] = UsageSpool(directory / f"{name}.sqlite3", max_rows)
+        return spool
+
+
+def _spool_rows(rows: list[dict[str, Any]]) -> None:
+    """Rows the database could not take now: to the spool, or (full, unwritable) lost."""
+    if not rows:
+        return
+    try:
+        refused = usage_spool().put(rows)
+    except Exception as error:  # noqa: BLE001 -- reported below, by request id only
+        logger.error(
+            "usage: the spool could not take %d rows (%s); lost: request ids %s",
+            len(rows),
+            type(error).__name__,
+            ", ".join(r["request_id"] for r in rows),
+        )
+        return
+    kept = len(rows) - len(refused)
+    if kept:
+        _writer.spool_soon()
+        logger.warning(
+            "usage: database unavailable; %d rows wait in the spool until it returns", kept
+        )
+    if refused:
+        logger.error(
+            "usage: the spool is full (USAGE_SPOOL_MAX_ROWS); lost: request ids %s",
+            ", ".join(refused),
+        )
 
 
 @dataclass(eq=False)
@@ -95,7 +264,7 @@ def _existing_request_ids(request_ids: list[str]) -> set[str]:
 
 
 def _insert_one(row: dict[str, Any]) -> str:
-    """'ok', 'duplicate' or 'failed'."""
+    """'ok', 'duplicate', 'unavailable' (the database, not the row) or 'failed'."""
     try:
         with transaction.atomic():
             UsageRecord(**row).save(force_insert=True)
@@ -105,13 +274,26 @@ def _insert_one(row: dict[str, Any]) -> str:
         if _existing_request_ids([row["request_id"]]):
             return "duplicate"
         return "failed"
+    except UNAVAILABLE_ERRORS:
+        _release_connection()
+        return "unavailable"
     except Exception:  # noqa: BLE001 -- a bad value must not stop the other rows
         _release_connection()
         return "failed"
 
 
-def _store(rows: list[dict[str, Any]]) -> int:
-    """Insert one batch; returns how many rows were stored now."""
+def _store(rows: list[dict[str, Any]], *, spool: bool = True) -> int:
+    """Insert one batch; returns how many rows were stored now. Rows the database could
+    not take because it is unreachable go to the spool (``spool=False``: are returned
+    by ``_store_or_defer`` instead)."""
+    written, deferred = _store_or_defer(rows)
+    if spool:
+        _spool_rows(deferred)
+    return written
+
+
+def _store_or_defer(rows: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """(rows stored now, rows deferred because the database is unavailable)."""
     unique: dict[str, dict[str, Any]] = {}
     duplicates: list[str] = []
     for row in rows:
@@ -124,6 +306,7 @@ def _store(rows: list[dict[str, Any]]) -> int:
     todo = [row for request_id, row in unique.items() if request_id not in stored_before]
 
     written = 0
+    unavailable = False
     for attempt in (1, 2):
         if not todo:
             break
@@ -133,6 +316,7 @@ def _store(rows: list[dict[str, Any]]) -> int:
             written, todo = len(todo), []
         except Exception as exc:  # noqa: BLE001 -- retried, then row by row
             _release_connection()
+            unavailable = isinstance(exc, UNAVAILABLE_ERRORS)
             logger.warning(
                 "usage: batch of %d rows failed (attempt %d, %s)",
                 len(todo),
@@ -142,6 +326,10 @@ def _store(rows: list[dict[str, Any]]) -> int:
             if attempt == 1:
                 time.sleep(RETRY_DELAY_SECONDS)
 
+    deferred: list[dict[str, Any]] = []
+    if unavailable:
+        # the database, not a row, failed twice: no row-by-row pass against it
+        deferred, todo = todo, []
     failed: list[str] = []
     for row in todo:
         outcome = _insert_one(row)
@@ -149,6 +337,8 @@ def _store(rows: list[dict[str, Any]]) -> int:
             written += 1
         elif outcome == "duplicate":
             duplicates.append(row["request_id"])
+        elif outcome == "unavailable":
+            deferred.append(row)
         else:
             failed.append(row["request_id"])
     if duplicates:
@@ -163,7 +353,7 @@ def _store(rows: list[dict[str, Any]]) -> int:
             len(failed),
             ", ".join(failed),
         )
-    return written
+    return written, deferred
 
 
 class UsageWriter:
@@ -177,6 +367,8 @@ class UsageWriter:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._atexit_registered = False
+        # when to try the spool next; 0: at once (a new process may find rows there)
+        self._spool_due: float | None = 0.0
 
     # -- callers --------------------------------------------------------------------
 
@@ -217,6 +409,19 @@ class UsageWriter:
                 logger.warning("usage: flush timed out waiting for %d rows", len(batch.rows))
         return written
 
+    def start(self) -> None:
+        """Start the writer thread now (not at the first row), so rows a previous process
+        left in the spool are written without waiting for new traffic."""
+        with self._cond:
+            if not self._stopping:
+                self._ensure_thread()
+
+    def spool_soon(self) -> None:
+        with self._cond:
+            if self._spool_due is None:
+                self._spool_due = time.monotonic() + _spool_retry()
+                self._cond.notify_all()
+
     def pending_count(self) -> int:
         with self._cond:
             return len(self._pending) + sum(len(batch.rows) for batch in self._in_flight)
@@ -240,7 +445,8 @@ class UsageWriter:
         batch.done.set()
 
     def _take_batch(self) -> _Batch | None:
-        """Wait for a full batch or an expired interval; None when stopping."""
+        """Wait for a full batch or an expired interval; None when stopping; an empty
+        batch when the spool is due for another try."""
         with self._cond:
             while True:
                 if self._stopping:
@@ -248,14 +454,19 @@ class UsageWriter:
                 size = _batch_size()
                 if len(self._pending) >= size:
                     break
+                now = time.monotonic()
+                if self._spool_due is not None and self._spool_due <= now:
+                    self._spool_due = None
+                    return _Batch([])
+                spool_wait = None if self._spool_due is None else self._spool_due - now
                 if self._pending:
                     assert self._first_pending_at is not None
-                    wait = self._first_pending_at + _interval() - time.monotonic()
+                    wait = self._first_pending_at + _interval() - now
                     if wait <= 0:
                         break
-                    self._cond.wait(wait)
+                    self._cond.wait(wait if spool_wait is None else min(wait, spool_wait))
                 else:
-                    self._cond.wait()
+                    self._cond.wait(spool_wait)
             rows, self._pending = self._pending[:size], self._pending[size:]
             if not self._pending:
                 self._first_pending_at = None
@@ -268,6 +479,9 @@ class UsageWriter:
     def _run(self) -> None:
         try:
             while (batch := self._take_batch()) is not None:
+                if not batch.rows:
+                    self._replay_spool()
+                    continue
                 try:
                     batch.written = _store(batch.rows)
                 except Exception:  # noqa: BLE001 -- the thread must survive anything
@@ -283,6 +497,31 @@ class UsageWriter:
         finally:
             connections.close_all()
 
+    def _replay_spool(self) -> int:
+        """Write what the spool holds, a batch at a time, until it is empty or the database
+        is still unavailable (then try again in ``USAGE_SPOOL_RETRY_SECONDS``)."""
+        written = 0
+        try:
+            spool = usage_spool()
+            while rows := spool.take(_batch_size()):
+                stored, deferred = _store_or_defer(rows)
+                written += stored
+                waiting = {row["request_id"] for row in deferred}
+                spool.remove(
+                    [row["request_id"] for row in rows if row["request_id"] not in waiting]
+                )
+                if deferred:
+                    self.spool_soon()
+                    break
+            if written:
+                logger.info("usage: %d spooled rows written to the database", written)
+        except Exception as error:  # noqa: BLE001 -- try again later; the rows stay spooled
+            logger.error("usage: replaying the spool failed (%s)", type(error).__name__)
+            self.spool_soon()
+        finally:
+            connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+        return written
+
     # -- shutdown -------------------------------------------------------------------
 
     def drain_at_exit(self) -> None:
@@ -292,10 +531,15 @@ class UsageWriter:
             self._cond.notify_all()
             while self._in_flight and (remaining := deadline - time.monotonic()) > 0:
                 self._cond.wait(remaining)
-            lost = [row["request_id"] for batch in self._in_flight for row in batch.rows]
+            unfinished = [row for batch in self._in_flight for row in batch.rows]
             rows, self._pending, self._first_pending_at = self._pending, [], None
-        if lost:
-            logger.error("usage: writer did not finish at exit; request ids %s", ", ".join(lost))
+        if unfinished:
+            # The writer may yet store them (or have just done so): spooled as well, they
+            # are written once either way (the replay skips stored request ids).
+            logger.warning(
+                "usage: writer did not finish at exit; %d rows go to the spool", len(unfinished)
+            )
+            _spool_rows(unfinished)
         size = _batch_size()
         try:
             for start in range(0, len(rows), size):
@@ -359,3 +603,22 @@ async def ausage_flush() -> int:
 def usage_pending() -> int:
     """Rows recorded but not yet stored (queued or being written)."""
     return _writer.pending_count()
+
+
+def usage_start() -> None:
+    """Start the writer now: a server calls it at startup, so rows a previous process
+    spooled during a database outage are written without waiting for traffic."""
+    _writer.start()
+
+
+def usage_spool_has_rows() -> bool:
+    """Whether rows wait in the spool (the database was unavailable)."""
+    try:
+        return usage_spool().count() > 0
+    except Exception:  # noqa: BLE001 -- an unreadable spool is reported when written to
+        return False
+
+
+def usage_replay_spool() -> int:
+    """Write spooled rows now, in this thread (shutdown hooks, tests); the number written."""
+    return _writer._replay_spool()
