@@ -443,18 +443,18 @@ class BaseAdapter:
         return time.monotonic() + min(LISTING_DEADLINE_SECONDS, self.deadlines.total)
 
     def _timed_out(self, phase: errors.TimeoutPhase, seconds: float) -> errors.TimeoutError:
-        what = {
-            "connect": "no connection",
-            "headers": "no response headers",
-            "first_byte": "no reply",
-            "idle": "no new chunk",
-            "total": "the request's deadline passed:",
-        }.get(phase, "no reply")
-        return errors.TimeoutError(
-            f"{self.name}: {what} within {seconds:.3g}s ({phase.replace('_', '-')} deadline)",
-            provider=self.name,
-            phase=phase,
-        )
+        if phase == "total":
+            message = f"{self.name}: the request's total deadline passed (waited {seconds:.3g}s)"
+        else:
+            what = {
+                "connect": "no connection",
+                "headers": "no response headers",
+                "first_byte": "no reply",
+                "idle": "no new chunk",
+            }.get(phase, "no reply")
+            deadline = phase.replace("_", "-")
+            message = f"{self.name}: {what} within {seconds:.3g}s ({deadline} deadline)"
+        return errors.TimeoutError(message, provider=self.name, phase=phase)
 
     async def _throttle(self, deadline: float) -> None:
         if self._limiter is not None:
