@@ -70,6 +70,10 @@ MAX_JSON_DEPTH = 64
 MAX_OUTPUT_TOKENS = 1_000_000
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The only way a lone surrogate gets into text decoded as strict UTF-8: a JSON escape.
+# Without one in the body (nearly always), no string needs checking.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_CONTAINERS = frozenset({dict, list})
 
 
 def load_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -101,7 +105,8 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise InvalidRequest(
             f"the body is not valid JSON: {error}", param="body", code="invalid_json"
         ) from None
-    _check_values(value, max_depth)
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None or _has_surrogate(raw)
+    _check_values(value, max_depth, surrogates)
     return value
 
 
@@ -117,35 +122,43 @@ def _has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
-def _check_values(value: Any, max_depth: int) -> None:
-    """One pass over the parsed tree without recursion: depth, and lone surrogates.
+def _check_values(value: Any, max_depth: int, surrogates: bool) -> None:
+    """One pass over the parsed tree without recursion: depth, and (when the body had a
+    surrogate escape) lone surrogates.
 
     Each stack entry keeps its parent entry and its key, so the path of a bad string
-    is only put together when there is one.
+    is only put together when there is one. A container whose items hold nothing to
+    look at (a long array of numbers) is skipped after one C-speed pass over their
+    types.
     """
-    if isinstance(value, str):
-        if _has_surrogate(value):
+    if type(value) is str:
+        if surrogates and _has_surrogate(value):
             raise _surrogate_at(None)
+        return
+    if type(value) not in _CONTAINERS:
         return
     stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
     while stack:
         entry = stack.pop()
         node, depth, _where = entry
-        if isinstance(node, dict):
-            items: Any = node.items()
-        elif isinstance(node, list):
-            items = enumerate(node)
-        else:
-            continue
         if depth > max_depth:
             raise _too_deep(max_depth)
-        for key, item in items:
-            if isinstance(key, str) and _has_surrogate(key):
+        if type(node) is dict:
+            if surrogates and any(_has_surrogate(key) for key in node):
                 raise _surrogate_at(entry)
-            if isinstance(item, str):
-                if _has_surrogate(item):
+            kinds = set(map(type, node.values()))
+            items: Any = node.items()
+        else:
+            kinds = set(map(type, node))
+            items = enumerate(node)
+        if kinds.isdisjoint(_CONTAINERS) and not (surrogates and str in kinds):
+            continue
+        for key, item in items:
+            kind = type(item)
+            if kind is str:
+                if surrogates and _has_surrogate(item):
                     raise _surrogate_at((item, depth + 1, (entry, key)))
-            elif isinstance(item, dict | list):
+            elif kind in _CONTAINERS:
                 stack.append((item, depth + 1, (entry, key)))
 
 
