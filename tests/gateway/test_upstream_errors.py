@@ -194,3 +194,22 @@ def test_it_names_the_upstream_refusal_in_the_websockets_chat_error(
     assert (event["type"], event["code"]) == ("chat.error", code), event
     if code == "upstream_rate_limited":
         assert 28 <= event["retry_after"] <= 30
+
+
+def test_it_answers_with_what_a_provider_said_not_a_later_candidates_empty_pool(
+    world, gateway_server
+):
+    from providers_app.models import ApiKey
+    from tenants_app.models import ModelRoute
+
+    world.providers["anthropic"].api_keys.update(state=ApiKey.State.DISABLED)
+    ModelRoute.objects.create(
+        alias="limited",
+        candidates=[
+            {"provider": "openai", "model": "gpt-4o-mini-fail-rate_limit-retry-30s"},
+            {"provider": "anthropic", "model": "claude-3-5-haiku-20241022"},
+        ],
+    )
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai_client(world, gateway_server).chat.completions.create(model="limited", messages=ASK)
+    assert caught.value.body["code"] == "upstream_rate_limited"

@@ -123,3 +123,25 @@ def test_it_refuses_timeouts_that_are_not_positive_seconds(world):
         with pytest.raises(ProviderSettingsError) as caught:
             provider_update(provider=provider, settings={"timeouts": bad})
         assert next(iter(caught.value.errors)).startswith("timeouts."), caught.value.errors
+
+
+def test_it_shares_one_budget_between_the_candidates_of_a_route(world, gateway_server):
+    from tenants_app.models import ModelRoute
+
+    for kind in ("openai", "anthropic"):
+        provider_update(
+            provider=world.providers[kind], settings={"timeouts": {"first_byte": 1, "total": 2.5}}
+        )
+    ModelRoute.objects.create(
+        alias="both-hung",
+        candidates=[
+            {"provider": "openai", "model": "gpt-4o-mini-fail-hang"},
+            {"provider": "anthropic", "model": "claude-3-5-haiku-20241022-fail-hang"},
+        ],
+    )
+    started = time.monotonic()
+    reply = post(gateway_server, world, {"model": "both-hung", "messages": ASK, "stream": True})
+    elapsed = time.monotonic() - started
+    assert reply.status_code == 504, reply.text
+    # three tries on each candidate would take 6 s and more; the request had 2.5 s
+    assert elapsed < 4, elapsed
