@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,7 +300,7 @@ async def provider_stream(
     tenant_id: int | None = None,
     trace: dict | None = None,
     deadline: float | None = None,
-) -> AsyncIterator[ChatChunk]:
+) -> AsyncGenerator[ChatChunk, None]:
     """Chunks as they arrive. Failover covers opening the stream and its first chunk only:
     once a chunk has gone to the caller, a failure is the caller's to see. The stream,
     its retries included, ends by ``deadline`` (see ``request_deadline``)."""
