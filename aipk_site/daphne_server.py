@@ -5,9 +5,10 @@ oversized message gets ``chat.error payload_too_large``:
 
 - daphne stops reading a websocket message at 1 MiB, below the chat's own limit
   (``GATEWAY_MAX_BODY_BYTES``, 4 MiB by default), so a legal 2 MiB request never
-  reached the consumer. Here the server takes up to ``WS_MAX_MESSAGE_BYTES`` (twice
-  the chat's limit by default), and the consumer answers everything between the two
-  limits with ``payload_too_large`` while keeping the socket.
+  reached the consumer. Here the server takes up to ``WS_MAX_MESSAGE_BYTES`` (the
+  chat's limit + 1 MiB by default, so a socket buffers at most that), and the
+  consumer answers everything between the two limits with ``payload_too_large``
+  while keeping the socket.
 - beyond its limit daphne's websocket library (autobahn) drops the TCP connection
   (``failByDrop``), which clients see as an abnormal closure (1006) with no reason.
   Here it sends a close frame instead: 1009 "message too big", with the limit in the

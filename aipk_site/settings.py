@@ -406,7 +406,7 @@ WS_MAX_IN_FLIGHT = env.int("WS_MAX_IN_FLIGHT", default=16)
 # The most a websocket server takes in one message before closing the socket with 1009
 # (daphne's own default is 1 MiB, below GATEWAY_MAX_BODY_BYTES). Messages between the
 # two limits are read and answered with chat.error payload_too_large, the socket kept.
-WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=2 * GATEWAY_MAX_BODY_BYTES)
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=GATEWAY_MAX_BODY_BYTES + 1024 * 1024)
 # daphne's runserver (and so run_embedded) reads these two
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_MESSAGE_BYTES
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WS_MAX_MESSAGE_BYTES
