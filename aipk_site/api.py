@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
@@ -150,6 +151,14 @@ def on_body_too_big(request, exc: RequestDataTooBig):
     return on_service_error(
         request, PayloadTooLarge(f"the request body is larger than {limit} bytes")
     )
+
+
+@api.exception_handler(ModelValidationError)
+def on_model_validation_error(request, exc: ModelValidationError):
+    # a model's own validation (full_clean in a service) is the client's to fix too
+    field = next(iter(getattr(exc, "error_dict", None) or {}), "body")
+    message = "; ".join(exc.messages) or "invalid"
+    return error_response(request, 400, "invalid_request_error", field, f"{field}: {message}")
 
 
 @api.exception_handler(Exception)
