@@ -79,6 +79,14 @@ def websocket_chat(gateway_server, secret: str, model: str) -> dict:
 @pytest.fixture
 def budget_key(world, make_key):
     """A key whose one-cent budget cannot hold gpt-4o with max_tokens 2000 ($0.02)."""
+    # the bundled row (a transactional test before this one may have flushed it)
+    Pricing.objects.update_or_create(
+        provider_type="openai",
+        provider=None,
+        model="gpt-4o",
+        defaults={"input_per_million": Decimal("2.50"), "output_per_million": Decimal("10.00")},
+    )
+    pricing_cache_clear()
     return make_key(world.tenant, name="one cent", monthly_budget_usd=Decimal("0.01"))
 
 
