@@ -19,7 +19,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -516,12 +517,23 @@ async def _close_on_exit(ledger: Ledger, error: BaseException) -> None:
     await asyncio.shield(ledger.close(status=status, error_type=error_type))
 
 
+@contextmanager
+def _answer_names_request(call: GatewayCall) -> Iterator[None]:
+    """An error answer carries the request's id (``x-request-id``) like a reply does: it
+    is the id of the request's usage row, so a failed call can be found in the usage."""
+    try:
+        yield
+    except GatewayError as error:
+        error.headers.setdefault("x-request-id", call.request_id)
+        raise
+
+
 async def gateway_reply(call: GatewayCall) -> Reply:
     """A whole reply: the first candidate that answers, accounted once. A shutdown drain
     waits for it and, past its deadline, ends it with a 503 ``server_shutting_down``."""
     if shutdown.is_draining():
         raise server_shutting_down()
-    with shutdown.tracked():
+    with shutdown.tracked(), _answer_names_request(call):
         try:
             return await _reply(call)
         except asyncio.CancelledError:
@@ -535,7 +547,7 @@ async def gateway_stream(call: GatewayCall) -> StreamReply:
     its deadline, ends it with a 503 or an error event ``server_shutting_down``."""
     if shutdown.is_draining():
         raise server_shutting_down()
-    with shutdown.tracked():
+    with shutdown.tracked(), _answer_names_request(call):
         try:
             return await _open_stream(call)
         except asyncio.CancelledError:

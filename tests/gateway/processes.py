@@ -51,7 +51,9 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+                raise RuntimeError(
+                    f"nothing listens on 127.0.0.1:{port} after {timeout} s"
+                ) from None
             time.sleep(0.05)
 
 
@@ -78,8 +80,17 @@ class RedisServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -106,8 +117,8 @@ class RedisServer:
             self.process.wait(10)
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+@pytest.fixture(name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer]:
     if not os.path.exists(REDIS_SERVER):
         pytest.skip("needs /usr/bin/redis-server")
     server = RedisServer()
@@ -221,8 +232,8 @@ class SharedDatabase:
         return json.loads(self.run(QUERY_USAGE, tenant_slug))
 
 
-@pytest.fixture(scope="module")
-def sqlite_file_url(tmp_path_factory) -> str:
+@pytest.fixture(scope="module", name="sqlite_file_url")
+def sqlite_file_url_fixture(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('faults') / 'db.sqlite3'}"
     migrate = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -236,8 +247,8 @@ def sqlite_file_url(tmp_path_factory) -> str:
     return url
 
 
-@pytest.fixture
-def shared_database(request, transactional_db) -> SharedDatabase:
+@pytest.fixture(name="shared_database")
+def shared_database_fixture(request, transactional_db) -> SharedDatabase:
     # transactional_db: rows the children commit are visible here and flushed after the
     # test (requested by name: getfixturevalue() left the test database unset up)
     if connection.vendor == "postgresql":
@@ -324,8 +335,16 @@ class AipkServer:
         self.log_path = log_path
         log = open(log_path, "ab")  # noqa: SIM115 -- the child owns it until it exits
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "aipk_site.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "aipk_site.asgi:application",
+            ],
             cwd=PROJECT,
             env=self.env,
             stdout=log,
@@ -370,8 +389,8 @@ def server_env(database_url: str, redis_url: str | None, **settings: str) -> dic
     )
 
 
-@pytest.fixture
-def aipk_servers(tmp_path) -> Iterator[list[AipkServer]]:
+@pytest.fixture(name="aipk_servers")
+def aipk_servers_fixture(tmp_path) -> Iterator[list[AipkServer]]:
     """Servers a test starts; killed at its end if still running."""
     servers: list[AipkServer] = []
     yield servers

@@ -19,12 +19,12 @@ import httpx
 
 from tests.gateway.processes import (
     AipkServer,
-    aipk_servers,  # noqa: F401 -- fixture
+    aipk_servers_fixture,  # noqa: F401 -- fixture
     chat_body,
     make_world,
     server_env,
-    shared_database,  # noqa: F401 -- fixture
-    sqlite_file_url,  # noqa: F401 -- fixture
+    shared_database_fixture,  # noqa: F401 -- fixture
+    sqlite_file_url_fixture,  # noqa: F401 -- fixture
 )
 
 STREAMS = 5

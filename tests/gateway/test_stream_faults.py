@@ -20,13 +20,13 @@ import pytest
 
 from tests.gateway.processes import (
     AipkServer,
-    aipk_servers,  # noqa: F401 -- fixture
+    aipk_servers_fixture,  # noqa: F401 -- fixture
     chat_body,
     make_world,
-    redis_server,  # noqa: F401 -- fixture
+    redis_server_fixture,  # noqa: F401 -- fixture
     server_env,
-    shared_database,  # noqa: F401 -- fixture
-    sqlite_file_url,  # noqa: F401 -- fixture
+    shared_database_fixture,  # noqa: F401 -- fixture
+    sqlite_file_url_fixture,  # noqa: F401 -- fixture
 )
 
 STREAMS = 6
@@ -36,8 +36,34 @@ SLOW_MODEL = "gpt-4o-mini-delay-150ms-words-40"
 END_WITHIN_SECONDS = 20
 
 
+def _body(model: str, n: int) -> tuple[str, dict]:
+    """Every other stream in Anthropic's format: (path, body)."""
+    if n % 2:
+        return "/v1/messages", {
+            "model": model,
+            "max_tokens": 200,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hello there"}],
+        }
+    return "/v1/chat/completions", chat_body(model)
+
+
+def _text(events: list) -> str:
+    """What the client received, in either format."""
+    text = ""
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        for choice in event.get("choices", []):
+            text += choice["delta"].get("content") or ""
+        if event.get("type") == "content_block_delta":
+            text += event["delta"].get("text", "")
+    return text
+
+
 async def _open_stream(client: httpx.AsyncClient, url: str, secret: str, body: dict, opened):
-    """Read one OpenAI SSE stream to its end: (events, ended_at, error_event or None)."""
+    """Read one SSE stream (OpenAI or Anthropic) to its end: (request id, events,
+    ended_at, error or None)."""
     events: list[dict | str] = []
     error = None
     headers = {"authorization": f"Bearer {secret}"}
@@ -53,9 +79,9 @@ async def _open_stream(client: httpx.AsyncClient, url: str, secret: str, body: d
                 continue
             event = json.loads(data)
             events.append(event)
-            if "error" in event:
+            if "error" in event:  # OpenAI's {"error": ...}, Anthropic's type "error"
                 error = event["error"]
-            elif not opened.done():
+            elif _text([event]) and not opened.done():
                 opened.set_result(True)
     return request_id, events, time.monotonic(), error
 
@@ -65,12 +91,10 @@ async def _streams_across_a_fault(server_url: str, secret: str, model: str, faul
         loop = asyncio.get_running_loop()
         opened = [loop.create_future() for _ in range(STREAMS)]
         tasks = [
-            asyncio.create_task(
-                _open_stream(
-                    client, server_url + "/v1/chat/completions", secret, chat_body(model), o
-                )
+            asyncio.create_task(_open_stream(client, server_url + path, secret, body, o))
+            for o, (path, body) in zip(
+                opened, (_body(model, n) for n in range(STREAMS)), strict=True
             )
-            for o in opened
         ]
         await asyncio.wait_for(asyncio.gather(*opened), 30)  # every stream sends content
         fault()
@@ -110,8 +134,12 @@ def test_it_ends_open_streams_with_an_error_event_when_redis_is_lost(
     for request_id, events, seconds_after_fault, error in results:
         assert seconds_after_fault < END_WITHIN_SECONDS, (request_id, seconds_after_fault)
         assert error is not None, f"{request_id} ended without an error event: {events[-3:]}"
-        assert error["code"] == "service_unavailable", error
-        assert "[DONE]" not in events  # an error event is the stream's last word
+        # OpenAI's error code, or Anthropic's error type for a 503
+        assert error.get("code") == "service_unavailable" or error["type"] == "overloaded_error"
+        assert "unavailable" in error["message"] or "database or cache" in error["message"]
+        # an error event is the stream's last word
+        assert "[DONE]" not in events
+        assert not any(isinstance(e, dict) and e.get("type") == "message_stop" for e in events)
     log = server.logs()
     assert log.count("infrastructure fault") >= STREAMS, log[-4000:]
     assert "sk-sim-faults-key-0001" not in log and world.secret not in log
@@ -119,15 +147,86 @@ def test_it_ends_open_streams_with_an_error_event_when_redis_is_lost(
     rows = _rows_by_request(shared_database, slug, STREAMS)
     for request_id, events, _, _ in results:
         row = rows[request_id]
-        delivered = "".join(
-            choice["delta"].get("content") or ""
-            for event in events
-            if isinstance(event, dict)
-            for choice in event.get("choices", [])
-        )
+        delivered = _text(events)
         # the provider finished (every word was relayed); only aipk's own bookkeeping
         # failed, so the request succeeded and is charged for what was delivered
         assert len(delivered.split()) == 40, delivered
         assert row["status"] == "success", row
         assert row["error_type"] == "redis_unavailable", row
         assert row["completion_tokens"] >= 40 and row["prompt_tokens"] > 0, row
+
+
+# -- a hung upstream: the caller still gets an answer, the request still gets its row ----
+
+
+def _usage(request_id: str):
+    from tenants_app.models import UsageRecord
+    from tenants_app.services.usage import usage_flush
+
+    usage_flush()
+    return UsageRecord.objects.get(request_id=request_id)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/chat/completions", {"stream": True}),
+        ("/messages", {"stream": True, "max_tokens": 50}),
+    ],
+    ids=["openai", "anthropic"],
+)
+@pytest.mark.parametrize("mode", ["hang", "stall"])
+def test_it_answers_and_accounts_a_stream_whose_upstream_sends_no_first_byte(
+    world, gateway_server, mode, path, body
+):
+    from providers_app.services.providers import provider_update
+
+    provider_update(provider=world.providers["openai"], settings={"timeouts": {"first_byte": 1}})
+    started = time.monotonic()
+    reply = httpx.post(
+        gateway_server.openai_base_url + path,
+        headers={"authorization": f"Bearer {world.secret}"},
+        json={
+            "model": f"openai/gpt-4o-mini-fail-{mode}",
+            "messages": [{"role": "user", "content": "hello"}],
+            **body,
+        },
+        timeout=60,
+    )
+    # nothing was streamed yet, so the status says it: a 504 in the caller's own shape
+    assert reply.status_code == 504, reply.text
+    assert time.monotonic() - started < 10  # the 1 s first-byte deadline, not minutes
+    error = reply.json()["error"]
+    assert error["type"] in ("upstream_error", "timeout_error", "api_error"), error
+    row = _usage(reply.headers["x-request-id"])
+    assert (row.status, row.error_type, row.streamed) == ("error", "timeout_error", True)
+    assert row.completion_tokens == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_ends_and_accounts_a_stream_whose_upstream_goes_silent_midway(world, gateway_server):
+    from providers_app.services.providers import provider_update
+
+    provider_update(provider=world.providers["openai"], settings={"timeouts": {"idle": 1}})
+    with httpx.stream(
+        "POST",
+        gateway_server.openai_base_url + "/chat/completions",
+        headers={"authorization": f"Bearer {world.secret}"},
+        json={
+            "model": "openai/gpt-4o-mini-fail-stall_midstream",
+            "messages": [{"role": "user", "content": "hello"}],
+            "stream": True,
+        },
+        timeout=30,
+    ) as reply:
+        assert reply.status_code == 200
+        request_id = reply.headers["x-request-id"]
+        events = [json.loads(line[6:]) for line in reply.iter_lines() if line[6:7] == "{"]
+    assert "error" in events[-1], events[-3:]
+    delivered = "".join(
+        c["delta"].get("content") or "" for e in events for c in e.get("choices", [])
+    )
+    row = _usage(request_id)
+    assert (row.status, row.error_type) == ("error", "timeout_error")
+    assert delivered and row.completion_tokens >= len(delivered.split())  # what went out

@@ -24,12 +24,12 @@ import pytest
 from tests.gateway.processes import (
     AipkServer,
     TcpProxy,
-    aipk_servers,  # noqa: F401 -- fixture
+    aipk_servers_fixture,  # noqa: F401 -- fixture
     chat_body,
     make_world,
     server_env,
-    shared_database,  # noqa: F401 -- fixture
-    sqlite_file_url,  # noqa: F401 -- fixture
+    shared_database_fixture,  # noqa: F401 -- fixture
+    sqlite_file_url_fixture,  # noqa: F401 -- fixture
 )
 
 OUTAGE_SECONDS = 60
