@@ -58,7 +58,7 @@ class _State:
         self.tasks: dict[asyncio.Task, int] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.lifespan = False
-        self.signal_installed = False
+        self.signal_handler: Any = None  # ours, once installed
         self.drain_task: asyncio.Task | None = None
         self.drained = False
 
@@ -170,10 +170,14 @@ async def _drain(seconds: float | None) -> None:
 
 def install_signal_handler() -> bool:
     """Put the drain in front of the process's SIGTERM handler. Only from the main thread
-    (Python's rule for signal handlers); True when installed."""
-    if _state.signal_installed or threading.current_thread() is not threading.main_thread():
-        return _state.signal_installed
+    (Python's rule for signal handlers); True when ours is the handler now. Installing
+    again after someone replaced it (Twisted installs its own when its reactor starts)
+    chains to the new one."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
     previous = signal.getsignal(signal.SIGTERM)
+    if previous is not None and previous is _state.signal_handler:
+        return True
 
     def on_sigterm(signum: int, frame: Any) -> None:
         loop = _state.loop
@@ -183,7 +187,7 @@ def install_signal_handler() -> bool:
         loop.call_soon_threadsafe(_start_drain_then_chain, previous, signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    _state.signal_installed = True
+    _state.signal_handler = on_sigterm
     return True
 
 

@@ -324,6 +324,8 @@ class AipkServer:
 
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    # "daphne": the production command; "run_embedded": `make run`'s server (no reloader)
+    command: str = "daphne"
     process: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -334,17 +336,13 @@ class AipkServer:
     def start(self, log_path: Path) -> AipkServer:
         self.log_path = log_path
         log = open(log_path, "ab")  # noqa: SIM115 -- the child owns it until it exits
+        if self.command == "run_embedded":
+            argv = ["manage.py", "run_embedded", "--noreload", f"127.0.0.1:{self.port}"]
+        else:
+            argv = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+            argv.append("aipk_site.asgi:application")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "aipk_site.asgi:application",
-            ],
+            [sys.executable, *argv],
             cwd=PROJECT,
             env=self.env,
             stdout=log,

@@ -16,6 +16,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 
 from tests.gateway.processes import (
     AipkServer,
@@ -82,22 +83,23 @@ def _start(server: AipkServer, secret: str, bodies: list[dict]) -> list[Call]:
     return calls
 
 
-def _server(database, tmp_path, drain_seconds: str) -> AipkServer:
+def _server(database, tmp_path, drain_seconds: str, command: str = "daphne") -> AipkServer:
     env = server_env(
         database.url,
         os.environ.get("REDIS_URL") or None,
         SHUTDOWN_DRAIN_SECONDS=drain_seconds,
         USAGE_SPOOL_DIR=str(tmp_path / "spool"),
     )
-    return AipkServer(env)
+    return AipkServer(env, command=command)
 
 
+@pytest.mark.parametrize("command", ["daphne", "run_embedded"])
 def test_it_lets_requests_in_flight_finish_on_sigterm_and_loses_no_usage_row(
-    simulator, shared_database, aipk_servers, tmp_path
+    command, simulator, shared_database, aipk_servers, tmp_path
 ):
     slug = f"drain-{uuid.uuid4().hex[:6]}"
     world = make_world(shared_database, slug, simulator.url)
-    server = _server(shared_database, tmp_path, drain_seconds="30")
+    server = _server(shared_database, tmp_path, drain_seconds="30", command=command)
     aipk_servers.append(server)
     server.start(tmp_path / "server.log")
 

@@ -1,15 +1,27 @@
 """`manage.py run_embedded`: the development server (daphne's runserver) plus, in
 embedded mode, the scheduled jobs in the same process (aipk_site/embedded_jobs.py).
-`make run` uses it. Takes every option `runserver` takes."""
+`make run` uses it. Takes every option `runserver` takes. SIGTERM drains requests in
+flight and flushes usage rows before the process exits (aipk_site/shutdown.py)."""
 
 from daphne.management.commands.runserver import Command as RunserverCommand
 
 from aipk_site.daphne_server import DaphneServer
 from aipk_site.embedded_jobs import embedded_scheduling_applies, start_embedded_scheduler
+from aipk_site.shutdown import install_signal_handler
 
 
 class Command(RunserverCommand):
     help = "Run the server and, in embedded mode, the scheduled jobs (Celery beat) with it."
+
+    def run(self, **options):
+        # SIGTERM drains requests in flight and flushes usage rows first
+        # (aipk_site/shutdown.py). Installed here, in the main thread: with the
+        # autoreloader the server runs in another thread, where no signal handler can
+        # be set; without it, the server's first request installs it again in front of
+        # Twisted's own.
+        install_signal_handler()
+        return super().run(**options)
+
     # websocket messages up to WS_MAX_MESSAGE_BYTES, a 1009 close beyond (docs/WEBSOCKET.md)
     server_cls = DaphneServer
 
