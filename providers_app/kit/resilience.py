@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -571,23 +572,46 @@ class KeyPool:
         n = await self.store.increment(self.counter_key, ttl=self.state_ttl)
         return choices[(n - 1) % len(choices)]
 
-    async def healths(self, credential_ids: Sequence[str]) -> dict[str, CredentialHealth]:
+    def model_key(self, credential_id: str, model: str) -> str:
+        """Where a rate limit of one model on one credential is kept."""
+        return f"{self.credential_key(credential_id)}:model:{model}"
+
+    async def healths(
+        self, credential_ids: Sequence[str], *, model: str = ""
+    ) -> dict[str, CredentialHealth]:
+        """Each credential's health; with ``model``, a rate limit of that model on it
+        counts too (one read of the store for both)."""
         keys = {c: self.credential_key(c) for c in credential_ids}
-        stored = await self.store.get_many(list(keys.values()))
+        model_keys = {c: self.model_key(c, model) for c in credential_ids} if model else {}
+        stored = await self.store.get_many([*keys.values(), *model_keys.values()])
         now = self.clock()
-        return {c: CredentialHealth.from_state(stored.get(k), now=now) for c, k in keys.items()}
+        result = {}
+        for c, k in keys.items():
+            health = CredentialHealth.from_state(stored.get(k), now=now)
+            if c in model_keys and health.state == "active":
+                limited = CredentialHealth.from_state(stored.get(model_keys[c]), now=now)
+                if limited.state == "cooling_down":
+                    health = dataclasses.replace(
+                        health,
+                        state="cooling_down",
+                        unavailable_until=limited.unavailable_until,
+                        last_error_type=limited.last_error_type,
+                    )
+            result[c] = health
+        return result
 
     async def health(self, credential_id: str) -> CredentialHealth:
         return (await self.healths([credential_id]))[credential_id]
 
-    async def acquire(self, candidates: Sequence[str]) -> str:
-        """An available credential; ``AllKeysExhaustedError`` when there is none.
+    async def acquire(self, candidates: Sequence[str], *, model: str = "") -> str:
+        """An available credential (for ``model``: not rate-limited on it);
+        ``AllKeysExhaustedError`` when there is none.
 
         Its ``retry_after`` is the seconds until the earliest credential frees
         up, or None when every candidate is invalid (waiting will not help).
         """
         candidates = list(dict.fromkeys(candidates))
-        healths = await self.healths(candidates)
+        healths = await self.healths(candidates, model=model)
         available = [c for c in candidates if healths[c].available]
         if not available:
             now = self.clock()
@@ -609,9 +633,11 @@ class KeyPool:
         best = min(rank.values())
         return await self._rotate([c for c in available if rank[c] == best])
 
-    async def _update(self, credential_id: str, event: CredentialEventKind, **kw: Any) -> None:
+    async def _update(
+        self, credential_id: str, event: CredentialEventKind, *, key: str = "", **kw: Any
+    ) -> None:
         await self.store.update_credential(
-            self.credential_key(credential_id),
+            key or self.credential_key(credential_id),
             event=event,
             now=self.clock(),
             threshold=self.failure_threshold,
@@ -633,7 +659,10 @@ class KeyPool:
         invalid (the caller persists that).
 
         - permanent errors (invalid key, an account-level 403) make it invalid until ``reset``;
-        - a rate limit cools it down for ``retry_after`` (or ``default_cooldown``), a quota
+        - a rate limit (per-minute or per-day, which providers count per model) cools
+          down the credential *for ``model``* for ``retry_after`` (or
+          ``default_cooldown``) -- the whole credential when no model is given; an
+          account's quota or credit (``QuotaExceededError``) cools the whole credential
           until its reset (``retry_after``, or ``quota_cooldown``): quotas come back;
         - a 403 for one model is that model's problem; the same 403 (same code) on
           two different models of the credential within ``permission_window`` is the
@@ -647,15 +676,21 @@ class KeyPool:
         if error.permanent:
             await self._update(credential_id, "invalid", error_type=error.type)
             return True
-        if isinstance(error, (RateLimitError, QuotaExceededError)):
-            fallback = (
-                self.quota_cooldown
-                if isinstance(error, QuotaExceededError)
-                else self.default_cooldown
-            )
-            seconds = error.retry_after if error.retry_after else fallback
+        if isinstance(error, QuotaExceededError):
+            seconds = error.retry_after if error.retry_after else self.quota_cooldown
             await self._update(
                 credential_id, "cooldown", error_type=error.type, cooldown_seconds=seconds
+            )
+        elif isinstance(error, RateLimitError):
+            # limits are per model (OpenAI, Anthropic, Gemini all count them so): one
+            # model's spent limit must not take the key away for the others
+            seconds = error.retry_after if error.retry_after else self.default_cooldown
+            await self._update(
+                credential_id,
+                "cooldown",
+                key=self.model_key(credential_id, model) if model else "",
+                error_type=error.type,
+                cooldown_seconds=seconds,
             )
         elif isinstance(error, PermissionDeniedError) and error.scope == "model":
             if not error.model_specific and await self._denied_on_other_models(
@@ -701,14 +736,16 @@ def _budget_left(deadline: float | None, monotonic: Clock) -> float:
     return float("inf") if deadline is None else deadline - monotonic()
 
 
-async def _acquire_preferring(pool: KeyPool, candidates: list[str], tried: list[str]) -> str:
+async def _acquire_preferring(
+    pool: KeyPool, candidates: list[str], tried: list[str], model: str
+) -> str:
     untried = [c for c in candidates if c not in tried]
     if untried and tried:
         try:
-            return await pool.acquire(untried)
+            return await pool.acquire(untried, model=model)
         except AllKeysExhaustedError:
             pass
-    return await pool.acquire(candidates)
+    return await pool.acquire(candidates, model=model)
 
 
 async def call_with_failover(
@@ -779,7 +816,7 @@ async def call_with_failover(
                 f"circuit breaker {breaker.name!r} is open", retry_after=await breaker.retry_after()
             ) from last_error
         try:
-            credential = await _acquire_preferring(pool, candidates, tried)
+            credential = await _acquire_preferring(pool, candidates, tried, model)
         except AllKeysExhaustedError as exhausted:
             wait = exhausted.retry_after
             if (

@@ -87,6 +87,17 @@ def test_it_disables_a_key_refused_the_same_way_on_two_models(world, tenant_b):
     assert shared_key(world).state == ApiKey.State.INVALID
 
 
+def test_it_keeps_serving_other_models_while_one_model_is_rate_limited_on_the_key(
+    world, tenant_b
+):
+    # providers count rate limits (per minute, per day) per model: a spent one is that model's
+    for limited in ("fail-rate_limit-retry-60s", "fail-daily_quota"):
+        with pytest.raises(openai.RateLimitError):
+            tenant_b.chat.completions.create(model=f"openai/gpt-4o-{limited}", messages=ASK)
+    assert key_health(world).state == "active"
+    assert served(world) == 4
+
+
 def test_it_cools_a_key_down_on_a_quota_reply_instead_of_disabling_it(world, tenant_b):
     with pytest.raises(openai.RateLimitError):
         tenant_b.chat.completions.create(model="openai/gpt-4o-mini-fail-quota", messages=ASK)

@@ -72,9 +72,11 @@ def test_it_says_no_available_credential_only_when_no_call_was_made(world, gatew
         client.chat.completions.create(
             model="openai/gpt-4o-mini-fail-rate_limit-retry-30s", messages=ASK
         )
-    # the only key cools down for 30 s: the next request makes no call
+    # the only key cools down for 30 s on that model: the next request for it makes no call
     with pytest.raises(openai.InternalServerError) as caught:
-        client.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK)
+        client.chat.completions.create(
+            model="openai/gpt-4o-mini-fail-rate_limit-retry-30s", messages=ASK
+        )
     assert caught.value.status_code == 503
     assert caught.value.body["code"] == "no_available_credential"
     assert int(caught.value.response.headers["retry-after"]) >= 28

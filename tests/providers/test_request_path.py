@@ -72,8 +72,11 @@ async def test_it_serves_the_request_with_key_2_when_key_1_answers_429(provider_
         assert reply.text == "Simulated reply to: Hello there"
     assert keys_seen(simulator)[0] in ("0001", "0002")
     assert keys_seen(simulator).count("0001") == 1  # cooling down after its 429: not asked again
-    health = await resilience_for(provider).pool.health(f"key:{(await first_key(provider)).pk}")
-    assert health.state == "cooling_down"
+    limited = f"key:{(await first_key(provider)).pk}"
+    pool = resilience_for(provider).pool
+    # rate limits are counted per model: the key cools down for this model only
+    assert (await pool.healths([limited], model=ask().model))[limited].state == "cooling_down"
+    assert (await pool.health(limited)).state == "active"
 
 
 async def first_key(provider) -> ApiKey:
@@ -235,13 +238,14 @@ async def test_it_moves_off_a_key_whose_provider_said_it_has_nothing_left(provid
 async def test_it_copies_pool_health_and_counters_onto_the_key_rows(provider_with):
     from providers_app.services.credential_state import credentials_sync_state
 
-    provider = await sync_to_async(provider_with)("sk-sim-fail-rate_limit-0001", GOOD)
+    # an account's quota cools the whole key down (a rate limit would cool one model only)
+    provider = await sync_to_async(provider_with)("sk-sim-fail-quota-0001", GOOD)
     for _ in range(2):
         await provider_chat(provider, ask())
     assert await sync_to_async(credentials_sync_state)() >= 1
     limited, good = [k async for k in ApiKey.objects.filter(provider=provider).order_by("id")]
     assert limited.state == "cooling_down" and limited.cooling_down_until is not None
-    assert limited.last_error_type == "rate_limit_error" and limited.error_count >= 1
+    assert limited.last_error_type == "quota_exceeded" and limited.error_count >= 1
     assert good.state == "active" and good.request_count >= 2 and good.error_count == 0
     assert good.last_success_at is not None
 

@@ -194,3 +194,38 @@ async def test_it_keeps_each_pools_state_apart(store, clock):
 
     assert (await two.health("key:1")).state == "active"
     assert "pool:one:cred:key:1" in store._data
+
+
+async def test_it_cools_down_a_rate_limited_model_not_the_whole_credential(pool, clock):
+    await pool.report_failure("key:1", RateLimitError(retry_after=60), model="gpt-4o")
+
+    assert (await pool.health("key:1")).state == "active"
+    assert await pool.acquire(["key:1"], model="gpt-4o-mini") == "key:1"
+    with pytest.raises(AllKeysExhaustedError) as caught:
+        await pool.acquire(["key:1"], model="gpt-4o")
+    assert caught.value.retry_after == pytest.approx(60)
+    clock.advance(61)
+    assert await pool.acquire(["key:1"], model="gpt-4o") == "key:1"
+
+
+async def test_it_cools_down_the_whole_credential_on_an_account_quota(pool, clock):
+    await pool.report_failure("key:1", QuotaExceededError(), model="gpt-4o")
+
+    health = await pool.health("key:1")
+    assert (health.state, health.invalid) == ("cooling_down", False)
+    assert health.unavailable_until == pytest.approx(clock() + 3600)
+
+
+async def test_it_disables_a_key_only_on_the_same_403_for_a_second_model(pool, clock):
+    for _ in range(3):
+        assert not await pool.report_failure("key:1", PermissionDeniedError(), model="gpt-4o")
+    assert (await pool.health("key:1")).state == "active"
+    assert await pool.report_failure("key:1", PermissionDeniedError(), model="o1")
+    assert (await pool.health("key:1")).state == "invalid"
+
+
+async def test_it_never_disables_a_key_for_403s_that_name_their_model(pool, clock):
+    for model in ("gpt-4o", "o1", "o3"):
+        denied = PermissionDeniedError(code="model_not_found", model_specific=True)
+        assert not await pool.report_failure("key:1", denied, model=model)
+    assert (await pool.health("key:1")).state == "active"
