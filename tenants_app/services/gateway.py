@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -124,7 +124,7 @@ class StreamReply:
     chunk has arrived, so an error raised while opening could still become an HTTP status."""
 
     headers: dict[str, str]
-    chunks: AsyncIterator[ChatChunk]
+    chunks: AsyncGenerator[ChatChunk, None]
     prompt_tokens_estimate: int
     ledger: Ledger
 
@@ -661,7 +661,9 @@ async def _open_stream(call: GatewayCall) -> StreamReply:
         raise
 
 
-async def _started(relay: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+async def _started(
+    relay: AsyncGenerator[ChatChunk, None],
+) -> AsyncGenerator[ChatChunk, None]:
     """Start the relay before handing it over. A transport may drop a stream it never
     iterates (the client leaves between the response head and the body), and Python never
     runs a never-started generator's ``finally``; asyncio does close a started one that is
@@ -673,7 +675,9 @@ async def _started(relay: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
     return _prepend(head, relay)
 
 
-async def _prepend(head: ChatChunk, rest: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+async def _prepend(
+    head: ChatChunk, rest: AsyncGenerator[ChatChunk, None]
+) -> AsyncGenerator[ChatChunk, None]:
     try:
         yield head
         async for chunk in rest:
@@ -682,7 +686,15 @@ async def _prepend(head: ChatChunk, rest: AsyncIterator[ChatChunk]) -> AsyncIter
         await rest.aclose()
 
 
-async def _replay(chunks: list[ChatChunk]) -> AsyncIterator[ChatChunk]:
+async def _aclose(chunks: AsyncIterator[ChatChunk]) -> None:
+    """Close an upstream stream now (an async generator: its ``finally`` releases the
+    connection), not whenever it is garbage-collected."""
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def _replay(chunks: list[ChatChunk]) -> AsyncGenerator[ChatChunk, None]:
     for chunk in chunks:
         yield chunk
 
@@ -694,7 +706,7 @@ async def _relay(
     chunks: AsyncIterator[ChatChunk],
     first: ChatChunk | None,
     key: str | None,
-) -> AsyncIterator[ChatChunk]:
+) -> AsyncGenerator[ChatChunk, None]:
     """Forward chunks as they arrive; whatever ends the stream, account it once."""
     builder = ResponseBuilder(call.request_id, request.model)
     completion_chars = 0
@@ -737,7 +749,7 @@ async def _relay(
         if status == UsageStatus.CANCELLED and shutdown.ended_by_shutdown():
             status, error_type = UsageStatus.ERROR, "server_shutdown"
         try:
-            await chunks.aclose()
+            await _aclose(chunks)
         except Exception as error:  # noqa: BLE001 -- closing must not hide the accounting
             log_infrastructure_fault(call, "closing the upstream stream of", error)
         response = builder.build()
