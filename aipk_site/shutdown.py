@@ -274,6 +274,9 @@ class ShutdownMiddleware:
     async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
             await receive()  # websocket.connect
+            # accepted first: a close before the accept is a bare HTTP 403 handshake
+            # refusal, which does not tell the client to come back
+            await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 1012})
             return
         if scope["type"] != "http":
