@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -150,6 +150,15 @@ def on_body_too_big(request, exc: RequestDataTooBig):
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return on_service_error(
         request, PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    )
+
+
+@api.exception_handler(SuspiciousOperation)
+def on_suspicious_request(request, exc: SuspiciousOperation):
+    # Django's request limits (too many query or form fields, files): its own answer is
+    # an HTML 400 page
+    return error_response(
+        request, 400, "invalid_request_error", "request", f"the request was refused: {exc}"
     )
 
 

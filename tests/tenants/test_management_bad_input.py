@@ -170,3 +170,9 @@ def test_it_refuses_a_nul_in_an_oauth_state_with_a_400_page(client):
 def test_it_bounds_the_audit_logs_paging(client_as, tenant_admin, query, param):
     error = api_error(client_as(tenant_admin).get(f"{T}/audit?{query}"), 422)
     assert error["code"] == param and "less than or equal" in error["message"]
+
+
+def test_it_answers_too_many_query_fields_with_json_400(as_owner, settings):
+    query = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    error = api_error(as_owner.get(f"{T}/usage?{query}"), 400)
+    assert error["code"] == "request" and "parameters exceeded" in error["message"]
