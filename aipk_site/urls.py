@@ -20,6 +20,10 @@ api.add_router("/routes", routes_router)
 api.add_router("/pricing", pricing_router)
 api.add_router("/admin-tokens", tokens_router)
 
+# JSON under /v1/ and /api/ for what Django refuses before a view runs (aipk_site/error_views.py)
+handler400 = "aipk_site.error_views.bad_request"
+handler500 = "aipk_site.error_views.server_error"
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("console/", include("aipk_site.console.urls")),

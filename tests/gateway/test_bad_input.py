@@ -261,3 +261,11 @@ def test_it_answers_a_wrong_method_with_a_json_405(world, gateway_server, method
     error = render(response, 405)
     assert method in error["message"]
     assert "allow" in response.headers
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/api/tenants/"])
+def test_it_answers_a_host_it_does_not_serve_with_json_400(gateway_server, path):
+    response = httpx.get(gateway_server.url + path, headers={"host": "evil.example"})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json"), response.text[:200]
+    assert "evil.example" in response.json()["error"]["message"]
