@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from tenants_app.formats import InputLimits, ParsedRequest, parse_chat_completion, parse_messages
 from tenants_app.formats.common import load_json
+from tenants_app.services.chat_socket import ProtocolError, read_message
 from tenants_app.services.errors import GatewayError
 
 # small limits, so examples reach the "too many" branches too
@@ -375,3 +376,45 @@ VALID = {"openai": VALID_OPENAI, "anthropic": VALID_ANTHROPIC}
 def test_it_accepts_or_refuses_any_request_shaped_object_with_a_4xx(fmt, data):
     value = data.draw(REQUEST_LIKE | mutated(VALID[fmt]) | mutated(VALID[fmt]))
     parse_or_refuse(PARSERS[fmt], value)
+
+
+OPTION_NAMES = [
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "user",
+    "parallel_tool_calls",
+    "cache",
+]
+
+
+def as_frame(request: Any, kind: Any, msg_id: Any, options: Any) -> Any:
+    """A chat.request-like websocket message around a (possibly broken) request body."""
+    if not isinstance(request, dict):
+        return request
+    frame = {**request, "type": kind, "id": msg_id}
+    if options is not None:
+        frame["options"] = options
+    return frame
+
+
+FRAMES = JSON_VALUES | st.builds(
+    as_frame,
+    mutated(VALID_OPENAI) | VALID_OPENAI,
+    mostly(st.sampled_from(["chat.request", "chat.cancel", "ping"])),
+    mostly(st.sampled_from(["r1", 7, "x" * 129])),
+    st.none()
+    | st.dictionaries(mostly(st.sampled_from(OPTION_NAMES), TEXT), JSON_VALUES, max_size=3),
+)
+
+
+@EXAMPLES
+@given(value=FRAMES)
+def test_it_reads_any_websocket_frame_or_answers_a_protocol_error(value):
+    """The websocket's reader, over the same parser: only ProtocolError (a chat.error)."""
+    frame = json.dumps(value, allow_nan=True)
+    try:
+        read_message(frame, max_bytes=1_000_000, limits=LIMITS)
+    except ProtocolError as error:
+        assert error.code and error.message
