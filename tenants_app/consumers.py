@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 class ChatConsumer(AsyncWebsocketConsumer):
     caller: SocketCaller | None = None
     counted = False  # in the websocket connections gauge
+    # No channel layer: nothing sends to a chat socket through one, and subscribing made
+    # every socket wait on Redis (a BZPOPMIN each), so losing Redis closed every open
+    # socket with 1011 instead of ending its turns with chat.error (issue 10).
+    channel_layer_alias = None
 
     async def __call__(self, scope, receive, send):
         self.turns: dict[Any, asyncio.Task] = {}

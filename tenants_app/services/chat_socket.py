@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -389,16 +389,16 @@ class ChatTurn:
         self.call = call
         self.streamed: StreamReply | None = None
 
-    async def events(self) -> AsyncIterator[dict]:
+    async def events(self) -> AsyncGenerator[dict, None]:
         msg_id = self.msg_id
         try:
             self.streamed = streamed = await gateway_stream(self.call)
         except GatewayError as error:
-            yield error_event(msg_id, error)
+            yield self._error_event(error)
             return
         except Exception as error:  # noqa: BLE001 -- a turn always ends with an event
             log_infrastructure_fault(self.call, "opening", error)
-            yield error_event(msg_id, service_unavailable())
+            yield self._error_event(service_unavailable())
             return
         calls = ToolCallAccumulator()
         finish: str | None = None
@@ -416,11 +416,11 @@ class ChatTurn:
         except GatewayError as error:
             # provider and infrastructure faults mid-stream (the gateway has accounted
             # the request and logged the fault): chat.error is the turn's last event
-            yield error_event(msg_id, error)
+            yield self._error_event(error)
             return
         except Exception as error:  # noqa: BLE001 -- a turn always ends with an event
             log_infrastructure_fault(self.call, "streaming", error)
-            yield error_event(msg_id, service_unavailable())
+            yield self._error_event(service_unavailable())
             return
         # Calls go out whole, once the turn is over: fragments are keyed by index and
         # nothing in every provider's stream says a call is complete before that.
@@ -436,6 +436,11 @@ class ChatTurn:
             }
         yield self._usage_event()
         yield self._done_event(openai_finish_reason(finish, bool(tool_calls)))
+
+    def _error_event(self, error: GatewayError) -> dict:
+        # the request's id, as chat.done carries it: the id of its usage record, so a
+        # failed turn can be found in the usage like a finished one
+        return {**error_event(self.msg_id, error), "request_id": self.call.request_id}
 
     def cancelled_events(self) -> list[dict]:
         """What a client that cancelled is told: usage so far (once the stream had

@@ -17,6 +17,7 @@ import uuid
 
 import httpx
 import pytest
+import websockets
 
 from tests.gateway.processes import (
     AipkServer,
@@ -58,7 +59,34 @@ def _text(events: list) -> str:
             text += choice["delta"].get("content") or ""
         if event.get("type") == "content_block_delta":
             text += event["delta"].get("text", "")
+        if event.get("type") == "chat.delta":
+            text += event["text"]
     return text
+
+
+async def _chat_turn(server_url: str, secret: str, model: str, opened):
+    """One websocket chat turn read to its end, in the shape of ``_open_stream``."""
+    url = server_url.replace("http://", "ws://") + "/ws/chat/"
+    events: list[dict] = []
+    error = None
+    request_id = ""
+    async with websockets.connect(
+        url, subprotocols=["aipk.chat.v1"], additional_headers={"authorization": f"Bearer {secret}"}
+    ) as socket:
+        request = {"type": "chat.request", "id": 1, "model": model}
+        request["messages"] = [{"role": "user", "content": "hello there"}]
+        await socket.send(json.dumps(request))
+        while True:
+            event = json.loads(await socket.recv())
+            events.append(event)
+            if event["type"] == "chat.delta" and not opened.done():
+                opened.set_result(True)
+            if event["type"] in ("chat.error", "chat.done"):
+                request_id = event.get("request_id", "")
+                if event["type"] == "chat.error":
+                    error = event
+                break
+    return request_id, events, time.monotonic(), error
 
 
 async def _open_stream(client: httpx.AsyncClient, url: str, secret: str, body: dict, opened):
@@ -93,9 +121,11 @@ async def _streams_across_a_fault(server_url: str, secret: str, model: str, faul
         tasks = [
             asyncio.create_task(_open_stream(client, server_url + path, secret, body, o))
             for o, (path, body) in zip(
-                opened, (_body(model, n) for n in range(STREAMS)), strict=True
+                opened[:-1], (_body(model, n) for n in range(STREAMS - 1)), strict=True
             )
         ]
+        # and one turn on the websocket chat
+        tasks.append(asyncio.create_task(_chat_turn(server_url, secret, model, opened[-1])))
         await asyncio.wait_for(asyncio.gather(*opened), 30)  # every stream sends content
         fault()
         faulted_at = time.monotonic()
@@ -139,7 +169,9 @@ def test_it_ends_open_streams_with_an_error_event_when_redis_is_lost(
         assert "unavailable" in error["message"] or "database or cache" in error["message"]
         # an error event is the stream's last word
         assert "[DONE]" not in events
-        assert not any(isinstance(e, dict) and e.get("type") == "message_stop" for e in events)
+        assert not any(
+            isinstance(e, dict) and e.get("type") in ("message_stop", "chat.done") for e in events
+        )
     log = server.logs()
     assert log.count("infrastructure fault") >= STREAMS, log[-4000:]
     assert "sk-sim-faults-key-0001" not in log and world.secret not in log
