@@ -89,6 +89,21 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+# The range of instants both databases (and Python, once a time is in UTC) can hold:
+# 9999-12-31T23:59:59-14:00 is in year 10000 in UTC (a 500 on SQLite; on PostgreSQL a
+# row that could not be read back).
+EARLIEST_TIME = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+LATEST_TIME = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def _storable_time(value: dt.datetime) -> bool:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    try:
+        return EARLIEST_TIME <= aware.astimezone(dt.UTC) < LATEST_TIME
+    except OverflowError:
+        return False
+
+
 class Strict(Schema):
     model_config = ConfigDict(extra="forbid")
 
@@ -98,6 +113,10 @@ class Strict(Schema):
     def _no_nul(cls, value: Any) -> Any:
         if _has_nul(value):
             raise ValueError("must not contain NUL (\\u0000) characters")
+        if isinstance(value, dt.datetime) and not _storable_time(value):
+            raise ValueError(
+                f"must be after {EARLIEST_TIME:%Y-%m-%d} and before {LATEST_TIME:%Y-%m-%d} (UTC)"
+            )
         return value
 
 

@@ -176,3 +176,10 @@ def test_it_answers_too_many_query_fields_with_json_400(as_owner, settings):
     query = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
     error = api_error(as_owner.get(f"{T}/usage?{query}"), 400)
     assert error["code"] == "request" and "parameters exceeded" in error["message"]
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_it_refuses_a_key_expiry_outside_the_storable_range(as_owner, send, when):
+    response = send(as_owner, "POST", f"{T}/keys", {"name": "k", "expires_at": when})
+    error = api_error(response, 422)
+    assert error["code"] == "expires_at" and "before 9999-01-01 (UTC)" in error["message"]
