@@ -66,6 +66,14 @@ class _State:
 _state = _State()
 
 
+def reset() -> None:
+    """Forget a finished drain (tests only: one process serves many of them)."""
+    global _state
+    handler = _state.signal_handler
+    _state = _State()
+    _state.signal_handler = handler
+
+
 def is_draining() -> bool:
     """True once shutdown began: refuse new work."""
     return _state.draining

@@ -174,3 +174,80 @@ def test_it_ends_streams_still_running_at_the_drain_deadline_with_an_error_event
         row = rows[call.request_id]
         assert row["status"] == "error" and row["error_type"] == "server_shutdown", row
         assert row["completion_tokens"] >= call.words() > 0, row
+
+
+# -- servers with the ASGI lifespan protocol (uvicorn, granian, hypercorn) -------------
+
+
+@pytest.fixture
+def fresh_shutdown_state():
+    from aipk_site import shutdown
+
+    shutdown.reset()
+    yield shutdown
+    shutdown.reset()
+
+
+async def test_it_drains_on_lifespan_shutdown_and_refuses_new_requests_meanwhile(
+    fresh_shutdown_state,
+):
+    """What a lifespan server does on SIGTERM, played against the application itself:
+    startup, a slow request in flight, shutdown; the shutdown completes only after the
+    request, and a request arriving meanwhile gets a 503 in the JSON error shape."""
+    import asyncio
+
+    from aipk_site.shutdown import ShutdownMiddleware
+
+    release = asyncio.Event()
+    finished = []
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        finished.append(scope["path"])
+
+    app = ShutdownMiddleware(slow_app)
+    lifespan_in: asyncio.Queue = asyncio.Queue()
+    lifespan_out: list[dict] = []
+
+    async def lifespan_send(message):
+        lifespan_out.append(message)
+
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, lifespan_in.get, lifespan_send)
+    )
+    await lifespan_in.put({"type": "lifespan.startup"})
+    await asyncio.sleep(0.05)
+    assert lifespan_out == [{"type": "lifespan.startup.complete"}]
+
+    def http(path):
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "path": path, "method": "POST", "headers": []}
+        return asyncio.create_task(app(scope, receive, send)), sent
+
+    in_flight, in_flight_sent = http("/v1/chat/completions")
+    await asyncio.sleep(0.05)
+    await lifespan_in.put({"type": "lifespan.shutdown"})
+    await asyncio.sleep(0.2)
+    assert fresh_shutdown_state.is_draining()
+    assert lifespan_out[-1]["type"] == "lifespan.startup.complete"  # still waiting
+
+    late, late_sent = http("/v1/messages")
+    await late
+    assert late_sent[0]["status"] == 503
+    body = json.loads(late_sent[1]["body"])
+    assert body["type"] == "error" and body["error"]["type"] == "overloaded_error"
+
+    release.set()
+    await in_flight
+    await asyncio.wait_for(lifespan, 10)
+    assert in_flight_sent[0]["status"] == 200 and finished == ["/v1/chat/completions"]
+    assert lifespan_out[-1] == {"type": "lifespan.shutdown.complete"}
