@@ -87,9 +87,7 @@ def test_it_disables_a_key_refused_the_same_way_on_two_models(world, tenant_b):
     assert shared_key(world).state == ApiKey.State.INVALID
 
 
-def test_it_keeps_serving_other_models_while_one_model_is_rate_limited_on_the_key(
-    world, tenant_b
-):
+def test_it_keeps_serving_other_models_while_one_model_is_rate_limited_on_the_key(world, tenant_b):
     # providers count rate limits (per minute, per day) per model: a spent one is that model's
     for limited in ("fail-rate_limit-retry-60s", "fail-daily_quota"):
         with pytest.raises(openai.RateLimitError):
