@@ -79,3 +79,14 @@ def gateway_server(django_db_setup, django_db_blocker) -> Iterator[RunningGatewa
     yield RunningGateway(url=f"http://{host}:{port}")
     reactor.callFromThread(reactor.stop)
     thread.join(timeout=10)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    """Before any fixture is torn down (pytest-django empties the database then), let a
+    background reload of the metric labels finish: a read still running in that thread
+    locks SQLite's tables ("database table is locked") or deadlocks PostgreSQL's flush."""
+    from providers_app.services.metrics import metric_labels_wait
+
+    metric_labels_wait()
+    yield

@@ -254,6 +254,7 @@ class _LabelSnapshot:
         self._expires_at = 0.0
         self._generation = 0
         self._loading = False
+        self._loader: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def current(self) -> KnownLabels:
@@ -302,9 +303,17 @@ class _LabelSnapshot:
             if self._loading:
                 return
             self._loading = True
-        threading.Thread(
-            target=self._load_in_thread, name="aipk-metric-labels", daemon=True
-        ).start()
+            self._loader = threading.Thread(
+                target=self._load_in_thread, name="aipk-metric-labels", daemon=True
+            )
+            self._loader.start()
+
+    def wait(self, timeout: float) -> None:
+        """Wait for a background reload to finish (tests: before the database is emptied,
+        which a read still running in that thread would otherwise lock or deadlock)."""
+        loader = self._loader
+        if loader is not None:
+            loader.join(timeout)
 
     def _load_in_thread(self) -> None:
         try:
@@ -322,6 +331,11 @@ _seen: dict[str, set[str]] = defaultdict(set)
 def known_labels() -> KnownLabels:
     """This process's known label values; never queries the database on an event loop."""
     return _snapshot.current()
+
+
+def metric_labels_wait(timeout: float = 10.0) -> None:
+    """Block until a background reload of the known labels, if any, has finished."""
+    _snapshot.wait(timeout)
 
 
 def metric_labels_refresh() -> KnownLabels:

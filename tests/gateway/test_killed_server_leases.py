@@ -26,13 +26,13 @@ import pytest
 from tests.gateway.processes import (
     PROJECT,
     AipkServer,
-    aipk_servers,  # noqa: F401 -- fixture
+    aipk_servers_fixture,  # noqa: F401 -- fixture
     child_env,
     make_world,
-    redis_server,  # noqa: F401 -- fixture
+    redis_server_fixture,  # noqa: F401 -- fixture
     server_env,
-    shared_database,  # noqa: F401 -- fixture
-    sqlite_file_url,  # noqa: F401 -- fixture
+    shared_database_fixture,  # noqa: F401 -- fixture
+    sqlite_file_url_fixture,  # noqa: F401 -- fixture
 )
 
 FAST_MODEL = "gpt-4o-mini"
