@@ -738,12 +738,15 @@ async def _relay(
     except Exception as error:
         # aipk's own fault (Redis, the database, a bug) mid-stream: the client gets an
         # error event now, not a stream that never ends. Tokens already relayed are
-        # counted; a provider that had finished made this a success that aipk could not
-        # complete its bookkeeping for, which the error_type says.
-        status = UsageStatus.SUCCESS if finished else UsageStatus.ERROR
+        # counted. When the provider had already said its last word, the client holds
+        # a whole answer: it ends normally (an error event would make the SDKs raise
+        # and the app pay again) and the row's error_type names the fault.
         error_type = infrastructure_fault(error)
         log_infrastructure_fault(call, "streaming", error)
-        raise infrastructure_unavailable() from error
+        if not finished:
+            status = UsageStatus.ERROR
+            raise infrastructure_unavailable() from error
+        status = UsageStatus.SUCCESS
     finally:
         stream_ended(call.endpoint)
         if status == UsageStatus.CANCELLED and shutdown.ended_by_shutdown():
@@ -764,7 +767,7 @@ async def _relay(
             except Exception as error:  # noqa: BLE001 -- a cache miss next time, no more
                 log_infrastructure_fault(call, "caching the reply of", error)
         shutdown.track_end(tracked_task)
-    if ledger.infra_fault:
-        # every chunk went out but the request could not be settled: say so, so the
-        # stream's end is never a silent success aipk did not finish
-        raise infrastructure_unavailable()
+    # A stream the provider finished ends normally even when settling it failed (Redis
+    # lost at the end): the client holds a whole answer, and an error event would make
+    # the SDKs raise and the app retry -- paying twice. The fault is logged and named in
+    # the usage row's error_type, as for a non-stream reply.

@@ -2,10 +2,11 @@
 
 A real aipk server (daphne in a child process) uses a redis-server this test started
 itself; the test kills it, or freezes it with SIGSTOP, while streams are open. Every
-stream must then end within seconds with an error event in its own format, a log line
-must say why, and each request must have one usage row whose status and tokens tell
-what happened (every token the provider sent was delivered, so they are counted; the
-row must not claim the client went away).
+stream must then end within seconds (the provider finished, so with its normal end: an
+infrastructure error before the provider's last word ends it with an error event), a
+log line must say why, and each request must have one usage row whose status and tokens
+tell what happened (every token the provider sent was delivered, so they are counted;
+the row must not claim the client went away).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _rows_by_request(database, slug: str, expected: int, timeout: float = 30) ->
 
 
 @pytest.mark.parametrize("fault", ["killed", "paused"])
-def test_it_ends_open_streams_with_an_error_event_when_redis_is_lost(
+def test_it_ends_open_streams_within_seconds_when_redis_is_lost(
     fault, simulator, redis_server, shared_database, aipk_servers, tmp_path
 ):
     slug = f"redis-{fault}-{uuid.uuid4().hex[:6]}"
@@ -163,15 +164,12 @@ def test_it_ends_open_streams_with_an_error_event_when_redis_is_lost(
 
     for request_id, events, seconds_after_fault, error in results:
         assert seconds_after_fault < END_WITHIN_SECONDS, (request_id, seconds_after_fault)
-        assert error is not None, f"{request_id} ended without an error event: {events[-3:]}"
-        # OpenAI's error code, or Anthropic's error type for a 503
-        assert error.get("code") == "service_unavailable" or error["type"] == "overloaded_error"
-        assert "unavailable" in error["message"] or "database or cache" in error["message"]
-        # an error event is the stream's last word
-        assert "[DONE]" not in events
-        assert not any(
+        # the provider finished and every word went out: the stream ends as a whole
+        # answer (an error event would make the SDKs raise and the app pay again)
+        assert error is None, f"{request_id} ended with an error on a whole answer: {error}"
+        assert "[DONE]" in events or any(
             isinstance(e, dict) and e.get("type") in ("message_stop", "chat.done") for e in events
-        )
+        ), f"{request_id} ended without its normal end: {events[-3:]}"
     log = server.logs()
     assert log.count("infrastructure fault") >= STREAMS, log[-4000:]
     assert "sk-sim-faults-key-0001" not in log and world.secret not in log
