@@ -390,9 +390,7 @@ PROVIDER_BREAKER_RESET_SECONDS = env.float("PROVIDER_BREAKER_RESET_SECONDS", def
 # this long instead of marking it invalid: quotas come back. The same 403 on two
 # different models of one key within the window marks the key invalid (docs/PROVIDERS.md).
 PROVIDER_QUOTA_COOLDOWN_SECONDS = env.float("PROVIDER_QUOTA_COOLDOWN_SECONDS", default=3600.0)
-PROVIDER_PERMISSION_WINDOW_SECONDS = env.float(
-    "PROVIDER_PERMISSION_WINDOW_SECONDS", default=600.0
-)
+PROVIDER_PERMISSION_WINDOW_SECONDS = env.float("PROVIDER_PERMISSION_WINDOW_SECONDS", default=600.0)
 
 # --- Gateway (tenants_app, docs/GATEWAY.md) ------------------------------------
 # Input guard: bigger bodies get 413, longer conversations or tool lists 400.

@@ -173,9 +173,7 @@ class Pricing(models.Model):
     class Meta:
         ordering = ["provider_type", "model"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["provider", "model"], name="price_unique_per_provider"
-            ),
+            models.UniqueConstraint(fields=["provider", "model"], name="price_unique_per_provider"),
             models.UniqueConstraint(
                 fields=["provider_type", "model"],
                 condition=Q(provider__isnull=True),

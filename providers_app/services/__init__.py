@@ -1,1 +1,4 @@
-"""Business logic for providers and credentials (writes: ``<entity>_<action>``; reads: selectors)."""
+"""Business logic for providers and credentials.
+
+Writes: ``<entity>_<action>``; reads: selectors.
+"""

@@ -27,7 +27,11 @@ def post_raw(gateway_server, secret, content: bytes, **headers):
     return httpx.post(
         gateway_server.openai_base_url + "/chat/completions",
         content=content,
-        headers={"authorization": f"Bearer {secret}", "content-type": "application/json", **headers},
+        headers={
+            "authorization": f"Bearer {secret}",
+            "content-type": "application/json",
+            **headers,
+        },
     )
 
 
@@ -100,11 +104,16 @@ def test_it_refuses_an_oversized_body_with_413(world, gateway_server, settings):
         (b"[1, 2]", "body"),
         (b'{"model": 5, "messages": []}', "model"),
         (b'{"model": "openai/gpt-4o-mini"}', "messages"),
-        (b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": 7}]}',
-         "messages[0].content"),
-        (b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], '
-         b'"tools": [{"type": "function", "function": {"name": "f", "parameters": '
-         b'{"type": "banana"}}}]}', "tools[0].function.parameters.type"),
+        (
+            b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": 7}]}',
+            "messages[0].content",
+        ),
+        (
+            b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], '
+            b'"tools": [{"type": "function", "function": {"name": "f", "parameters": '
+            b'{"type": "banana"}}}]}',
+            "tools[0].function.parameters.type",
+        ),
     ],
 )
 def test_it_names_the_problem_in_a_malformed_request(world, gateway_server, content, param):
@@ -121,8 +130,11 @@ def test_it_redacts_pii_before_the_request_leaves_when_the_tenant_asks(
     reply = client_for(world, gateway_server).chat.completions.create(
         model=world.model("openai"),
         messages=[
-            {"role": "user", "content": "Mail jane.doe@example.com or call +1 415 555 0100, "
-             "card 4111 1111 1111 1111"}
+            {
+                "role": "user",
+                "content": "Mail jane.doe@example.com or call +1 415 555 0100, "
+                "card 4111 1111 1111 1111",
+            }
         ],
     )
     sent = json.dumps([r["body"] for r in simulator.requests()])
@@ -134,9 +146,7 @@ def test_it_redacts_pii_before_the_request_leaves_when_the_tenant_asks(
 def test_it_uses_a_tenants_own_credentials_only_for_that_tenant(
     world, gateway_server, simulator, make_key
 ):
-    private = provider_create(
-        name="private", type="openai", base_url=simulator.url + "/openai/v1"
-    )
+    private = provider_create(name="private", type="openai", base_url=simulator.url + "/openai/v1")
     other = Tenant.objects.create(name="Other", slug="other")
     api_key_add(provider=private, label="other's key", secret="sk-sim-others-0001")
     private.api_keys.update(tenant=other)

@@ -55,7 +55,9 @@ def test_it_streams_a_chat_completion_with_usage(world, gateway_server, provider
 
 @pytest.mark.parametrize("provider_type", ALL_TYPES)
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_it_runs_a_two_turn_parallel_tool_conversation(world, gateway_server, provider_type, stream):
+def test_it_runs_a_two_turn_parallel_tool_conversation(
+    world, gateway_server, provider_type, stream
+):
     client = client_for(world, gateway_server)
     messages = [{"role": "user", "content": "Use get_weather and get_time for Paris"}]
     model = world.model(provider_type)

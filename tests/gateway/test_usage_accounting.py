@@ -50,7 +50,11 @@ def test_it_records_a_success_with_tokens_cost_and_credential(world, gateway_ser
     assert reply.status_code == 200, reply.text
     [record] = records()
     assert record.request_id == reply.json()["id"] == reply.headers["x-request-id"]
-    assert (record.status, record.endpoint, record.streamed) == ("success", "chat.completions", False)
+    assert (record.status, record.endpoint, record.streamed) == (
+        "success",
+        "chat.completions",
+        False,
+    )
     assert record.tenant_id == world.tenant.pk and record.virtual_key_id == world.key.pk
     assert record.provider_id == world.providers["openai"].pk and record.model == "gpt-4o-mini"
     assert record.credential_id.startswith("key:")
@@ -106,7 +110,11 @@ def test_it_records_an_unknown_model_as_refused(world, gateway_server):
     reply = post(gateway_server, world.secret, {"model": "nope", "messages": HELLO})
     assert reply.status_code == 404
     [record] = records()
-    assert (record.status, record.error_type, record.model) == ("refused", "model_not_found", "nope")
+    assert (record.status, record.error_type, record.model) == (
+        "refused",
+        "model_not_found",
+        "nope",
+    )
 
 
 def test_it_records_a_client_that_disconnects_mid_stream(world, gateway_server, make_key):
@@ -175,6 +183,7 @@ def test_it_counts_a_thousand_concurrent_requests_exactly_once(world, gateway_se
 
     async def burst():
         async with httpx.AsyncClient(timeout=60) as client:
+
             async def one(i):
                 return await client.post(
                     gateway_server.openai_base_url + "/chat/completions",
@@ -216,7 +225,7 @@ async def test_it_accounts_a_stream_its_transport_drops_without_reading(world, g
     gc.collect()
     for _ in range(100):  # asyncio closes the dropped generator on its next turns
         await asyncio.sleep(0.01)
-        if (found := await sync_to_async(records)(request_id="chatcmpl-dropped")):
+        if found := await sync_to_async(records)(request_id="chatcmpl-dropped"):
             break
     [record] = found
     assert (record.status, record.error_type) == ("cancelled", "client_disconnected")

@@ -235,8 +235,13 @@ async def test_it_applies_the_kits_credential_steps_exactly(store, clock):
         expected = credential_transition(expected, **step, **params) or expected
         assert stored == expected
     await store.update_credential(
-        "pool:p:cred:key:1", event="invalid", now=now, error_type="authentication_error",
-        **params, ttl=3600, invalid_ttl=86400,
+        "pool:p:cred:key:1",
+        event="invalid",
+        now=now,
+        error_type="authentication_error",
+        **params,
+        ttl=3600,
+        invalid_ttl=86400,
     )
     assert (await store.get("pool:p:cred:key:1"))["invalid"] == 1
 

@@ -48,7 +48,9 @@ def make_adapter(simulator, provider: str, **config) -> BaseAdapter:
 
 
 def ask(provider: str, text: str = "Hello there", **fields) -> ChatRequest:
-    return ChatRequest(model=SETUPS[provider].model, messages=[Message(role="user", content=text)], **fields)
+    return ChatRequest(
+        model=SETUPS[provider].model, messages=[Message(role="user", content=text)], **fields
+    )
 
 
 WEATHER = Tool(
@@ -56,7 +58,10 @@ WEATHER = Tool(
     description="Current weather for a city",
     parameters={
         "type": "object",
-        "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
         "required": ["city"],
     },
 )

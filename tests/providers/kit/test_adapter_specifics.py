@@ -26,12 +26,16 @@ async def test_it_sends_the_openai_organization_header(simulator):
     await adapter.chat(ask("openai"))
     headers = await last_request_headers(simulator)
     assert headers["openai-organization"] == "org-aipk"
-    assert headers["authorization"].endswith("1234") and "sk-test-key-1234" not in headers["authorization"]
+    assert (
+        headers["authorization"].endswith("1234")
+        and "sk-test-key-1234" not in headers["authorization"]
+    )
 
 
 async def test_it_points_the_openai_adapter_at_any_compatible_endpoint(simulator):
     adapter = create_adapter(
-        "openai-compatible", ProviderConfig(base_url=simulator.url + "/openai/v1", api_key="gsk-groq-like-0001")
+        "openai-compatible",
+        ProviderConfig(base_url=simulator.url + "/openai/v1", api_key="gsk-groq-like-0001"),
     )
     assert isinstance(adapter, OpenAIAdapter)
     reply = await adapter.chat(ask("openai"))
@@ -54,7 +58,9 @@ async def test_it_sends_the_anthropic_version_and_the_key_in_x_api_key(simulator
 
 
 async def test_it_sends_an_anthropic_oauth_token_as_a_bearer(simulator):
-    adapter = make_adapter(simulator, "anthropic", api_key=None, access_token="sk-ant-oat-token-4321")
+    adapter = make_adapter(
+        simulator, "anthropic", api_key=None, access_token="sk-ant-oat-token-4321"
+    )
     reply = await adapter.chat(ask("anthropic"))
     assert reply.text
     headers = await last_request_headers(simulator)
@@ -70,8 +76,13 @@ async def test_it_sends_the_system_prompt_apart_and_tool_results_in_one_user_tur
     request.messages = [
         Message(role="system", content="Be brief."),
         Message(role="user", content="weather and time?"),
-        Message(role="assistant", tool_calls=[ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),
-                                              ToolCall("toolu_2", "get_time", '{"city": "Paris"}')]),
+        Message(
+            role="assistant",
+            tool_calls=[
+                ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),
+                ToolCall("toolu_2", "get_time", '{"city": "Paris"}'),
+            ],
+        ),
         Message(role="tool", tool_call_id="toolu_1", content="sunny"),
         Message(role="tool", tool_call_id="toolu_2", content="noon"),
     ]
@@ -93,7 +104,9 @@ async def test_it_sends_the_gemini_api_key_in_its_header_not_the_url(simulator):
 
 
 async def test_it_uses_the_code_assist_endpoint_with_oauth_and_a_project(simulator):
-    adapter = make_adapter(simulator, "gemini", api_key=None, access_token="ya29.token-7777", project_id="proj-1")
+    adapter = make_adapter(
+        simulator, "gemini", api_key=None, access_token="ya29.token-7777", project_id="proj-1"
+    )
     reply = await adapter.chat(ask("gemini"))
     assert reply.text == "Simulated reply to: Hello there"
     streamed = ""
@@ -109,9 +122,14 @@ async def test_it_uses_the_code_assist_endpoint_with_oauth_and_a_project(simulat
 
 
 async def test_it_surfaces_gemini_malformed_function_call_and_blocked_prompts(simulator):
-    malformed = make_adapter(simulator, "gemini", extra_headers={"x-sim-fail": "malformed_function_call"})
+    malformed = make_adapter(
+        simulator, "gemini", extra_headers={"x-sim-fail": "malformed_function_call"}
+    )
     reply = await malformed.chat(ask("gemini"))
-    assert (reply.finish_reason, reply.raw_finish_reason) == ("malformed_tool_call", "MALFORMED_FUNCTION_CALL")
+    assert (reply.finish_reason, reply.raw_finish_reason) == (
+        "malformed_tool_call",
+        "MALFORMED_FUNCTION_CALL",
+    )
     blocked = make_adapter(simulator, "gemini", extra_headers={"x-sim-fail": "prompt_blocked"})
     text = ""
     finish = None
@@ -123,7 +141,9 @@ async def test_it_surfaces_gemini_malformed_function_call_and_blocked_prompts(si
 
 
 async def test_it_sends_openrouter_app_identification_and_reads_credits(simulator):
-    adapter = make_adapter(simulator, "openrouter", site_url="https://aipk.example", site_name="aipk")
+    adapter = make_adapter(
+        simulator, "openrouter", site_url="https://aipk.example", site_name="aipk"
+    )
     await adapter.chat(ask("openrouter"))
     headers = await last_request_headers(simulator)
     assert headers["http-referer"] == "https://aipk.example"
@@ -170,7 +190,8 @@ async def test_it_waits_for_its_token_bucket_before_calling_a_provider_without_h
     clock = [1000.0]
     bucket = qwen_bucket(MemoryRateLimitStore(), "qwen:test", clock=lambda: clock[0])
     adapter = QwenAdapter(
-        ProviderConfig(base_url=simulator.url + "/qwen/v1", access_token="tok-1111", timeout=0.5), limiter=bucket
+        ProviderConfig(base_url=simulator.url + "/qwen/v1", access_token="tok-1111", timeout=0.5),
+        limiter=bucket,
     )
     for _ in range(60):
         await bucket.try_acquire()
@@ -180,7 +201,9 @@ async def test_it_waits_for_its_token_bucket_before_calling_a_provider_without_h
 
 
 async def test_it_keeps_secrets_out_of_reprs_and_error_messages(simulator):
-    adapter = GeminiAdapter(ProviderConfig(base_url=simulator.url + "/gemini", api_key="invalid-AIzaSecret-2222"))
+    adapter = GeminiAdapter(
+        ProviderConfig(base_url=simulator.url + "/gemini", api_key="invalid-AIzaSecret-2222")
+    )
     with pytest.raises(errors.AuthenticationError) as info:
         await adapter.chat(ask("gemini"))
     text = repr(adapter) + repr(adapter.config) + str(info.value) + repr(info.value)
@@ -199,8 +222,12 @@ def test_it_sends_a_gemini_thought_signature_back_with_its_call():
             Message(role="tool", tool_call_id="call_x_0_now", content='{"date": "2026-11-21"}'),
         ]
     )
-    assert contents[1]["parts"] == [{"functionCall": {"name": "now", "args": {}}, "thoughtSignature": "CiIBVKhc7v"}]
-    assert contents[2]["parts"] == [{"functionResponse": {"name": "now", "response": {"date": "2026-11-21"}}}]
+    assert contents[1]["parts"] == [
+        {"functionCall": {"name": "now", "args": {}}, "thoughtSignature": "CiIBVKhc7v"}
+    ]
+    assert contents[2]["parts"] == [
+        {"functionResponse": {"name": "now", "response": {"date": "2026-11-21"}}}
+    ]
 
 
 async def test_it_estimates_and_flags_usage_when_a_provider_reports_none(simulator):
@@ -212,4 +239,7 @@ async def test_it_estimates_and_flags_usage_when_a_provider_reports_none(simulat
         async for chunk in stream:
             usage = chunk.usage or usage
     assert usage.estimated is True
-    assert usage.prompt_tokens >= 1 and usage.completion_tokens == len("Simulated reply to: Hello there") // 4
+    assert (
+        usage.prompt_tokens >= 1
+        and usage.completion_tokens == len("Simulated reply to: Hello there") // 4
+    )

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
 from providers_app.kit import errors
-from providers_app.kit.adapters import Deadlines, GeminiAdapter, ProviderConfig
+from providers_app.kit.adapters import Deadlines, ProviderConfig
 from providers_app.kit.types import Message, ResponseBuilder, ToolChoice
-from tests.providers.kit.live_helpers import CONTEXT_LENGTH_CODED, PROVIDERS, SETUPS, TIME, WEATHER, ask, make_adapter
+from tests.providers.kit.live_helpers import (
+    CONTEXT_LENGTH_CODED,
+    PROVIDERS,
+    SETUPS,
+    TIME,
+    WEATHER,
+    ask,
+    make_adapter,
+)
 
 pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 
@@ -56,7 +62,9 @@ async def test_it_reports_length_when_max_tokens_cuts_the_reply(simulator, provi
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["plain", "stream"])
-async def test_it_holds_a_two_turn_tool_conversation_with_parallel_calls(simulator, provider, streaming):
+async def test_it_holds_a_two_turn_tool_conversation_with_parallel_calls(
+    simulator, provider, streaming
+):
     adapter = make_adapter(simulator, provider)
     first_turn = ask(provider, "Use get_weather and get_time for Paris", tools=[WEATHER, TIME])
     if streaming:
@@ -70,8 +78,11 @@ async def test_it_holds_a_two_turn_tool_conversation_with_parallel_calls(simulat
 
     results = {"get_weather": '{"sky": "sunny"}', "get_time": '{"time": "12:00"}'}
     second_turn = ask(provider, "Use get_weather and get_time for Paris", tools=[WEATHER, TIME])
-    second_turn.messages += [Message(role="assistant", content=reply.text or None, tool_calls=reply.tool_calls)] + [
-        Message(role="tool", tool_call_id=call.id, content=results[call.name]) for call in reply.tool_calls
+    second_turn.messages += [
+        Message(role="assistant", content=reply.text or None, tool_calls=reply.tool_calls)
+    ] + [
+        Message(role="tool", tool_call_id=call.id, content=results[call.name])
+        for call in reply.tool_calls
     ]
     if streaming:
         answer, _ = await collect(adapter.stream(second_turn))
@@ -83,11 +94,17 @@ async def test_it_holds_a_two_turn_tool_conversation_with_parallel_calls(simulat
     await adapter.aclose()
 
 
-async def test_it_calls_no_tool_when_tool_choice_is_none_and_the_named_one_when_forced(simulator, provider):
+async def test_it_calls_no_tool_when_tool_choice_is_none_and_the_named_one_when_forced(
+    simulator, provider
+):
     adapter = make_adapter(simulator, provider)
-    reply = await adapter.chat(ask(provider, "get_weather please", tools=[WEATHER, TIME], tool_choice=ToolChoice("none")))
+    reply = await adapter.chat(
+        ask(provider, "get_weather please", tools=[WEATHER, TIME], tool_choice=ToolChoice("none"))
+    )
     assert reply.tool_calls == [] and reply.finish_reason == "stop"
-    forced = await adapter.chat(ask(provider, "hello", tools=[WEATHER, TIME], tool_choice=ToolChoice.function("get_time")))
+    forced = await adapter.chat(
+        ask(provider, "hello", tools=[WEATHER, TIME], tool_choice=ToolChoice.function("get_time"))
+    )
     assert [c.name for c in forced.tool_calls] == ["get_time"]
     await adapter.aclose()
 
@@ -175,7 +192,11 @@ async def test_it_rejects_an_invalid_key_as_an_authentication_error(simulator, p
 
 async def test_it_tells_a_context_length_error_where_the_provider_says_so(simulator, provider):
     adapter = make_adapter(simulator, provider, extra_headers={"x-sim-fail": "context_length"})
-    expected = errors.ContextLengthError if provider in CONTEXT_LENGTH_CODED else errors.InvalidRequestError
+    expected = (
+        errors.ContextLengthError
+        if provider in CONTEXT_LENGTH_CODED
+        else errors.InvalidRequestError
+    )
     with pytest.raises(expected):
         await adapter.chat(ask(provider))
     await adapter.aclose()
@@ -183,7 +204,10 @@ async def test_it_tells_a_context_length_error_where_the_provider_says_so(simula
 
 async def test_it_times_out_on_a_hanging_provider(simulator, provider):
     adapter = make_adapter(
-        simulator, provider, deadlines=Deadlines(first_byte=0.3), extra_headers={"x-sim-fail": "hang"}
+        simulator,
+        provider,
+        deadlines=Deadlines(first_byte=0.3),
+        extra_headers={"x-sim-fail": "hang"},
     )
     with pytest.raises(errors.TimeoutError) as info:
         await adapter.chat(ask(provider))
@@ -197,7 +221,9 @@ async def test_it_times_out_on_a_hanging_provider(simulator, provider):
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["plain", "stream"])
-async def test_it_raises_a_network_error_when_the_provider_disconnects(simulator, provider, streaming):
+async def test_it_raises_a_network_error_when_the_provider_disconnects(
+    simulator, provider, streaming
+):
     adapter = make_adapter(simulator, provider, extra_headers={"x-sim-fail": "disconnect"})
     with pytest.raises(errors.NetworkError) as info:
         if streaming:

@@ -57,7 +57,13 @@ def test_it_picks_a_class_from_the_status_when_the_body_says_nothing_more(status
 
 
 def test_it_renders_the_api_error_shape():
-    error = errors.RateLimitError("slow down", provider="openai", status_code=429, code="rate_limit_exceeded", retry_after=2)
-    assert error.to_dict() == {"type": "rate_limit_error", "code": "rate_limit_exceeded", "message": "slow down"}
+    error = errors.RateLimitError(
+        "slow down", provider="openai", status_code=429, code="rate_limit_exceeded", retry_after=2
+    )
+    assert error.to_dict() == {
+        "type": "rate_limit_error",
+        "code": "rate_limit_exceeded",
+        "message": "slow down",
+    }
     assert error.retry_after == 2
     assert "openai" in repr(error)

@@ -476,8 +476,13 @@ def test_it_keeps_a_query_the_authorize_endpoint_already_has():
 def test_it_refuses_extra_params_that_would_override_core_ones():
     with pytest.raises(ValueError, match="state"):
         authorization_url(
-            "https://auth.example/authorize", client_id="c", redirect_uri="https://r/", scope="s",
-            state="st", pkce=new_pkce_pair(), extra_params={"state": "forged"},
+            "https://auth.example/authorize",
+            client_id="c",
+            redirect_uri="https://r/",
+            scope="s",
+            state="st",
+            pkce=new_pkce_pair(),
+            extra_params={"state": "forged"},
         )
 
 

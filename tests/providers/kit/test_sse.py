@@ -33,13 +33,16 @@ def test_it_reads_data_only_events_ending_in_done():
 
 
 def test_it_keeps_event_names_and_ignores_comments_and_pings():
-    events = parse_all_ways(b": keep-alive\n\nevent: ping\ndata: {}\n\n:comment\nevent: message_stop\ndata: {\"x\":1}\n\n")
+    events = parse_all_ways(
+        b': keep-alive\n\nevent: ping\ndata: {}\n\n:comment\nevent: message_stop\ndata: {"x":1}\n\n'
+    )
     assert [(e.event, e.data) for e in events] == [("ping", "{}"), ("message_stop", '{"x":1}')]
 
 
 def test_it_joins_multi_line_data_with_newlines():
     [event] = parse_all_ways(b"data: first\ndata:second\ndata:  third\n\n")
-    assert event.data == "first\nsecond\n third"  # one optional space after the colon is dropped, no more
+    # one optional space after the colon is dropped, no more
+    assert event.data == "first\nsecond\n third"
 
 
 def test_it_accepts_lf_cr_and_crlf_line_ends_even_split_between_cr_and_lf():

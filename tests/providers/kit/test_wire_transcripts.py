@@ -13,10 +13,22 @@ import random
 import pytest
 
 from providers_app.kit import errors
-from providers_app.kit.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter, OpenRouterAdapter
+from providers_app.kit.adapters import (
+    AnthropicAdapter,
+    GeminiAdapter,
+    OpenAIAdapter,
+    OpenRouterAdapter,
+)
 from providers_app.kit.adapters.openrouter import parse_credits
-
-from tests.providers.kit.wire_helpers import REQUEST, decode, fold, random_splits, read_http, wire_bytes, wire_json
+from tests.providers.kit.wire_helpers import (
+    REQUEST,
+    decode,
+    fold,
+    random_splits,
+    read_http,
+    wire_bytes,
+    wire_json,
+)
 
 SPLITS = 40
 
@@ -48,12 +60,17 @@ def raises_on_every_split(adapter, name: str, error_class):
 
 # -- OpenAI ---------------------------------------------------------------------
 
+
 def test_it_reads_an_openai_text_stream_with_its_usage_chunk():
     reply = decode_every_split(OpenAIAdapter(), "openai_chat_stream_text_usage.sse")
     assert reply.text.startswith("I'm unable to provide real-time weather updates.")
     assert reply.text.endswith("a reliable weather website or a weather app.")
     assert reply.finish_reason == "stop"
-    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (14, 30, 44)
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (
+        14,
+        30,
+        44,
+    )
     assert reply.usage.estimated is False
 
 
@@ -81,7 +98,9 @@ def test_it_parses_an_openai_tool_call_completion_with_string_arguments():
 
 
 def test_it_classifies_openai_insufficient_quota_as_a_quota_error_not_a_rate_limit():
-    error = OpenAIAdapter().classify_error(429, wire_json("openai_error_429_insufficient_quota.json"), {})
+    error = OpenAIAdapter().classify_error(
+        429, wire_json("openai_error_429_insufficient_quota.json"), {}
+    )
     assert type(error) is errors.QuotaExceededError
     # key-level (the pool cools the key down until the reset), never retried on the same key
     assert not error.permanent and not error.retryable and error.scope == "credential"
@@ -91,8 +110,11 @@ def test_it_classifies_openai_insufficient_quota_as_a_quota_error_not_a_rate_lim
 
 # -- OpenRouter -------------------------------------------------------------------
 
+
 def test_it_raises_the_openrouter_mid_stream_error_sent_after_a_200():
-    error = raises_on_every_split(OpenRouterAdapter(), "openrouter_stream_midstream_error.sse", errors.ServerError)
+    error = raises_on_every_split(
+        OpenRouterAdapter(), "openrouter_stream_midstream_error.sse", errors.ServerError
+    )
     assert error.code == "server_error"
     assert "Provider disconnected" in error.message
 
@@ -105,7 +127,12 @@ def test_it_classifies_the_openrouter_429_body_with_its_numeric_code():
 
 def test_it_normalises_openrouter_models_with_per_token_string_prices():
     [model] = OpenRouterAdapter().parse_models(wire_json("openrouter_models_response.json"))
-    assert (model.id, model.name, model.context_window, model.max_output_tokens) == ("openai/gpt-4", "GPT-4", 8192, 4096)
+    assert (model.id, model.name, model.context_window, model.max_output_tokens) == (
+        "openai/gpt-4",
+        "GPT-4",
+        8192,
+        4096,
+    )
     assert model.input_price_per_million == 30.0
     assert model.output_price_per_million == 60.0
     assert model.supports_tools is False  # its supported_parameters do not list tools
@@ -119,6 +146,7 @@ def test_it_reads_openrouter_credits_from_the_key_endpoint_body():
 
 
 # -- Anthropic --------------------------------------------------------------------
+
 
 def test_it_reads_an_anthropic_text_stream_that_ends_without_a_blank_line():
     reply = decode_every_split(AnthropicAdapter(), "anthropic_messages_stream_text.sse")
@@ -138,7 +166,9 @@ def test_it_assembles_an_anthropic_streamed_tool_use_from_partial_json():
 
 
 def test_it_reports_a_tool_input_cut_by_max_tokens_as_length_with_the_partial_arguments():
-    reply = decode_every_split(AnthropicAdapter(), "anthropic_messages_stream_max_tokens_truncated_tool.sse")
+    reply = decode_every_split(
+        AnthropicAdapter(), "anthropic_messages_stream_max_tokens_truncated_tool.sse"
+    )
     assert reply.finish_reason == "length"
     assert reply.raw_finish_reason == "max_tokens"
     [call] = reply.tool_calls
@@ -149,13 +179,17 @@ def test_it_reports_a_tool_input_cut_by_max_tokens_as_length_with_the_partial_ar
 
 
 def test_it_raises_an_overloaded_error_for_an_anthropic_error_event_mid_stream():
-    error = raises_on_every_split(AnthropicAdapter(), "anthropic_stream_error_overloaded.sse", errors.OverloadedError)
+    error = raises_on_every_split(
+        AnthropicAdapter(), "anthropic_stream_error_overloaded.sse", errors.OverloadedError
+    )
     assert error.retryable
     assert error.code == "overloaded_error"
 
 
 def test_it_classifies_the_anthropic_529_overloaded_body():
-    error = AnthropicAdapter().classify_error(529, wire_json("anthropic_error_529_overloaded.json"), {})
+    error = AnthropicAdapter().classify_error(
+        529, wire_json("anthropic_error_529_overloaded.json"), {}
+    )
     assert type(error) is errors.OverloadedError
     assert error.status_code == 529
 
@@ -185,6 +219,7 @@ def test_it_parses_a_recorded_anthropic_tool_use_message():
 
 # -- Gemini ---------------------------------------------------------------------
 
+
 def test_it_reads_a_gemini_crlf_stream_with_usage_on_the_last_chunk():
     reply = decode_every_split(GeminiAdapter(), "gemini_stream_text.sse")
     assert reply.text == "The capital of Wyoming is **Cheyenne**.\n"
@@ -199,7 +234,8 @@ def test_it_reads_a_gemini_streamed_function_call_leaving_thoughts_out_of_the_te
     assert call.name == "now"
     assert call.parsed_arguments() == {}
     assert call.id  # Gemini sends none; the kit gives each call a stable one
-    assert call.signature and call.signature.startswith("CiIBVKhc7v")  # thoughtSignature kept for the next turn
+    # thoughtSignature kept for the next turn
+    assert call.signature and call.signature.startswith("CiIBVKhc7v")
     assert reply.finish_reason == "tool_calls"
     assert reply.raw_finish_reason == "STOP"
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (38, 6 + 168)
@@ -242,13 +278,17 @@ def test_it_keeps_the_partial_text_of_a_gemini_reply_stopped_for_safety():
 
 
 def test_it_classifies_an_invalid_gemini_api_key_as_authentication_despite_status_400():
-    error = GeminiAdapter().classify_error(400, wire_json("gemini_error_400_api_key_invalid.json"), {})
+    error = GeminiAdapter().classify_error(
+        400, wire_json("gemini_error_400_api_key_invalid.json"), {}
+    )
     assert type(error) is errors.AuthenticationError
     assert error.permanent
     assert error.code == "API_KEY_INVALID"
 
 
 def test_it_reads_the_retry_delay_from_a_gemini_resource_exhausted_body():
-    error = GeminiAdapter().classify_error(429, wire_json("gemini_error_429_resource_exhausted.json"), {})
+    error = GeminiAdapter().classify_error(
+        429, wire_json("gemini_error_429_resource_exhausted.json"), {}
+    )
     assert type(error) is errors.RateLimitError
     assert error.retry_after == 40.0
