@@ -16,8 +16,10 @@ from __future__ import annotations
 from django.db import models
 from fernet_fields import EncryptedTextField
 
+from aipk_site.choices import TextChoices
 
-class ProviderType(models.TextChoices):
+
+class ProviderType(TextChoices):
     OPENAI = "openai", "OpenAI"
     ANTHROPIC = "anthropic", "Anthropic"
     GEMINI = "gemini", "Google Gemini"
@@ -27,7 +29,7 @@ class ProviderType(models.TextChoices):
     OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible endpoint"
 
 
-class KeyStrategy(models.TextChoices):
+class KeyStrategy(TextChoices):
     ROUND_ROBIN = "round_robin", "Round robin"
     HEALTH_AWARE = "health_aware", "Health-aware"
 
@@ -81,7 +83,7 @@ class CredentialUsage(models.Model):
 
 
 class ApiKey(CredentialUsage):
-    class State(models.TextChoices):
+    class State(TextChoices):
         ACTIVE = "active", "Active"
         COOLING_DOWN = "cooling_down", "Cooling down"
         INVALID = "invalid", "Invalid"  # the provider refused it (a permanent error)
@@ -119,7 +121,7 @@ class ApiKey(CredentialUsage):
 
 
 class OAuthCredential(CredentialUsage):
-    class State(models.TextChoices):
+    class State(TextChoices):
         ACTIVE = "active", "Active"
         NEEDS_REAUTH = "needs_reauth", "Needs re-authorisation"
         REVOKED = "revoked", "Revoked"
@@ -164,7 +166,7 @@ class OAuthCredential(CredentialUsage):
 class OAuthFlow(models.Model):
     """One pending authorisation: single use, expires after ten minutes."""
 
-    class Kind(models.TextChoices):
+    class Kind(TextChoices):
         AUTHORIZATION_CODE = "authorization_code", "Authorization code + PKCE"
         DEVICE_CODE = "device_code", "Device authorization"
         OPENROUTER_PKCE = "openrouter_pkce", "OpenRouter PKCE key exchange"

@@ -53,6 +53,7 @@ class ServiceModelForm(forms.ModelForm):
     """
 
     request: HttpRequest | None = None
+    instance: models.Model  # set by ModelForm.__init__, replaced by the saved row
     # service "param" → form field, where the two names differ
     service_field_names: dict[str, str] = {}
 

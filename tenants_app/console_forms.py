@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.utils import timezone
@@ -52,6 +52,11 @@ def _split_list(value: str) -> list[str]:
 class ServiceErrorsMixin:
     """Puts a service's InvalidRequest on the field it names (``param``), or on the
     form as a whole when the field is not on this form."""
+
+    if TYPE_CHECKING:  # provided by the forms.Form this is mixed into
+        fields: dict[str, forms.Field]
+
+        def add_error(self, field: str | None, error: Any) -> None: ...
 
     # service parameter → form field, where their names differ
     param_fields: dict[str, str] = {}

@@ -591,7 +591,7 @@ def tenant_usage(request: HttpRequest, slug: str) -> HttpResponse:
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
     tenant = access.tenant
 
-    def summary(group_by: str) -> list[dict[str, Any]]:
+    def summary(group_by: selectors.UsageGroup) -> list[dict[str, Any]]:
         return selectors.usage_summary(tenant=tenant, group_by=group_by, start=start, end=end)
 
     csv_url = reverse("api-1:usage_csv", kwargs={"slug": tenant.slug})

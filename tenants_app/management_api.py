@@ -79,6 +79,13 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 # field, while an absent field is simply left alone (exclude_unset).
 
 
+def patch_field(**kwargs: Any) -> Any:
+    """``Field(default=None, **kwargs)`` for such a field. Typed ``Any``: the default
+    (never validated, never read: the operations take ``model_dump(exclude_unset=True)``)
+    is not of the field's type, which is what keeps an explicit null a 422."""
+    return Field(default=None, **kwargs)
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -146,15 +153,15 @@ class TenantIn(Strict):
 
 
 class TenantPatch(Strict):
-    name: str = Field(default=None, min_length=1, max_length=100)
+    name: str = patch_field(min_length=1, max_length=100)
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=4)
     default_rpm: int | None = Field(default=None, ge=1, le=MAX_INT)
     default_tpm: int | None = Field(default=None, ge=1, le=MAX_INT)
-    pii_redaction: bool = Field(default=None)
+    pii_redaction: bool = patch_field()
     # organisation policy, so staff only
-    active: bool = Field(default=None, description="staff only")
-    allowed_providers: list[str] = Field(
-        default=None, max_length=200, description="staff only; empty = every enabled provider"
+    active: bool = patch_field(description="staff only")
+    allowed_providers: list[str] = patch_field(
+        max_length=200, description="staff only; empty = every enabled provider"
     )
 
 
@@ -212,14 +219,14 @@ class KeyIn(Strict):
 
 
 class KeyPatch(Strict):
-    name: str = Field(default=None, min_length=1, max_length=100)
-    allowed_models: list[str] = Field(default=None, max_length=500)
+    name: str = patch_field(min_length=1, max_length=100)
+    allowed_models: list[str] = patch_field(max_length=500)
     rpm: int | None = Field(default=None, ge=1, le=MAX_INT)
     tpm: int | None = Field(default=None, ge=1, le=MAX_INT)
     max_concurrent_streams: int | None = Field(default=None, ge=1, le=MAX_INT)
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=4)
-    cache_enabled: bool = Field(default=None)
-    cache_ttl_seconds: int = Field(default=None, ge=1, le=30 * 24 * 3600)
+    cache_enabled: bool = patch_field()
+    cache_ttl_seconds: int = patch_field(ge=1, le=30 * 24 * 3600)
     expires_at: dt.datetime | None = None
 
 
@@ -244,8 +251,8 @@ class RouteIn(Strict):
 
 
 class RoutePatch(Strict):
-    strategy: RouteStrategy = Field(default=None)
-    candidates: list[Candidate] = Field(default=None, min_length=1, max_length=50)
+    strategy: RouteStrategy = patch_field()
+    candidates: list[Candidate] = patch_field(min_length=1, max_length=50)
 
 
 class PricingOut(Schema):

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from aipk_site.choices import TextChoices
+
 
 class Tenant(models.Model):
     """A team or app that calls the gateway. Its limits apply on top of each key's own."""
@@ -38,7 +40,7 @@ class Tenant(models.Model):
         return self.name
 
 
-class Role(models.TextChoices):
+class Role(TextChoices):
     OWNER = "owner"
     ADMIN = "admin"
     MEMBER = "member"
@@ -114,7 +116,7 @@ class AdminToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
-class RouteStrategy(models.TextChoices):
+class RouteStrategy(TextChoices):
     FAILOVER = "failover"
     ROUND_ROBIN = "round_robin"
     CHEAPEST_FIRST = "cheapest_first"
@@ -185,7 +187,7 @@ class Pricing(models.Model):
         return f"{self.provider_type}/{self.model}"
 
 
-class UsageStatus(models.TextChoices):
+class UsageStatus(TextChoices):
     SUCCESS = "success"
     ERROR = "error"  # the provider (or every candidate) failed
     REFUSED = "refused"  # admission said no: limit, budget, model not allowed

@@ -131,6 +131,7 @@ async def authenticate_virtual_key(secret: str | None) -> KeyContext:
         raise AuthenticationFailed("invalid API key")
     key_hash = secret_hash(secret)
     cached = await _cache_get(_cache_key(key_hash))
+    ctx: KeyContext | None
     if cached is not None:
         ctx = _from_cache(cached)
     else:

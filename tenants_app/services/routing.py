@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from django.conf import settings
 
@@ -166,7 +166,9 @@ async def _visible_routes(tenant_id: int) -> dict[str, _Route]:
 # --- resolving -----------------------------------------------------------------------
 
 
-def _usable(provider: Provider | None, allowed_provider_ids: frozenset[int] | None) -> bool:
+def _usable(
+    provider: Provider | None, allowed_provider_ids: frozenset[int] | None
+) -> TypeGuard[Provider]:
     return (
         provider is not None
         and provider.enabled
