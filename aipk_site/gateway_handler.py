@@ -24,6 +24,9 @@ request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
@@ -62,9 +65,9 @@ class GatewayASGIHandler(ASGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         assert is_async, "the gateway handler serves ASGI only"
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
+        self._view_middleware: list[Callable[..., Any]] = []
+        self._template_response_middleware: list[Callable[..., Any]] = []
+        self._exception_middleware: list[Callable[..., Any]] = []
         handler = convert_exception_to_response(self._get_response_async)
         for path in reversed([p for p in settings.MIDDLEWARE if p in ON_LOOP_MIDDLEWARE]):
             middleware = import_string(path)(handler)

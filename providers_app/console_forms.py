@@ -11,7 +11,7 @@ render their value back, not even when the form comes back with errors.
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -33,6 +33,11 @@ def _write_only() -> forms.PasswordInput:
 
 class ServiceErrorsMixin:
     """Shows a service's refusal next to the field it names (or above the form)."""
+
+    if TYPE_CHECKING:  # provided by the forms.Form this is mixed into
+        fields: dict[str, forms.Field]
+
+        def add_error(self, field: str | None, error: Any) -> None: ...
 
     def add_service_errors(self, errors: dict[str, Any]) -> None:
         for name, messages in errors.items():

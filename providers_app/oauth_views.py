@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -39,7 +41,11 @@ async def oauth_callback_view(request: HttpRequest, provider: str) -> HttpRespon
         _check_state(request.GET.get("state") or "")
         result = await oauth_callback(provider_name=provider, params=request.GET)
     except OAuthCallbackError as exc:
-        context = {"provider_name": provider, "code": exc.code, "message": exc.message}
+        context: dict[str, Any] = {
+            "provider_name": provider,
+            "code": exc.code,
+            "message": exc.message,
+        }
         return await arender(request, "oauth/callback_error.html", context, status=exc.status)
     context = {
         "provider_name": result.provider_name,

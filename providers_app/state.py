@@ -446,8 +446,10 @@ return value
 
 
 def _decode(raw: bytes | None) -> dict | None:
-    if raw is None:
-        return None
+    return None if raw is None else _decode_stored(raw)
+
+
+def _decode_stored(raw: bytes) -> dict:
     value = json.loads(raw)
     if isinstance(value, dict):
         return value
@@ -500,7 +502,9 @@ class RedisStateStore(SharedStateStore):
             return {}
         full = [self.full_key(k) for k in keys]
         raws = await asyncio.to_thread(self._client().mget, full)
-        return {k: _decode(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
+        return {
+            k: _decode_stored(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None
+        }
 
     async def set(self, key: str, value: dict, ttl: float) -> None:
         full = self.full_key(key)

@@ -54,10 +54,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # every socket wait on Redis (a BZPOPMIN each), so losing Redis closed every open
     # socket with 1011 instead of ending its turns with chat.error (issue 10).
     channel_layer_alias = None
+    # set per connection by __call__
+    turns: dict[Any, asyncio.Task]
+    cancelled: set[Any]
 
     async def __call__(self, scope, receive, send):
-        self.turns: dict[Any, asyncio.Task] = {}
-        self.cancelled: set[Any] = set()
+        self.turns = {}
+        self.cancelled = set()
         self.gone = False
         try:
             await super().__call__(scope, receive, send)

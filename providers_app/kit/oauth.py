@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from authlib.common.security import generate_token
 from authlib.common.urls import add_params_to_uri
@@ -211,7 +211,7 @@ class OAuthTokens:
         return self.expires_at is not None and self.expires_at - seconds <= now
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -34,7 +34,7 @@ from .tools_schema import (
     forbid_unknown_properties,
     to_gemini_schema,
 )
-from .types import Tool, ToolCall, ToolChoice
+from .types import Tool, ToolCall, ToolChoice, ToolChoiceMode
 
 __all__ = [
     "ToolValidationError",
@@ -495,13 +495,20 @@ def tools_from_openai(value: Any) -> list[Tool]:
     return tools
 
 
+_FROM_OPENAI_CHOICE: dict[str, ToolChoiceMode] = {
+    "auto": "auto",
+    "none": "none",
+    "required": "required",
+}
+
+
 def tool_choice_from_openai(value: Any) -> ToolChoice | None:
     """Read an OpenAI ``tool_choice``: "auto", "none", "required" or a named function."""
     if value is None:
         return None
     if isinstance(value, str):
-        if value in ("auto", "none", "required"):
-            return ToolChoice(value)
+        if value in _FROM_OPENAI_CHOICE:
+            return ToolChoice(_FROM_OPENAI_CHOICE[value])
         raise _fail(
             f"{value!r} is not one of 'auto', 'none', 'required'",
             param="tool_choice",
@@ -559,7 +566,11 @@ def tools_from_anthropic(value: Any) -> list[Tool]:
     return tools
 
 
-_FROM_ANTHROPIC_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
+_FROM_ANTHROPIC_CHOICE: dict[str, ToolChoiceMode] = {
+    "auto": "auto",
+    "any": "required",
+    "none": "none",
+}
 
 
 def tool_choice_from_anthropic(value: Any) -> tuple[ToolChoice | None, bool | None]:

@@ -526,7 +526,7 @@ def _split_types(node: dict, types: list[str]) -> tuple[dict, list[dict]]:
     common = {k: v for k, v in node.items() if k != "type" and k not in _ALL_TYPED_KEYWORDS}
     branches = []
     for t in types:
-        branch = {"type": t}
+        branch: dict[str, Any] = {"type": t}
         for key in _TYPE_KEYWORDS.get(t, ()):
             if key in node:
                 branch[key] = node[key]

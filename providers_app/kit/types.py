@@ -59,11 +59,14 @@ class Tool:
     strict: bool = False
 
 
+ToolChoiceMode = Literal["auto", "required", "none", "function"]
+
+
 @dataclass(slots=True, frozen=True)
 class ToolChoice:
     """auto, required, none, or one named function."""
 
-    mode: Literal["auto", "required", "none", "function"] = "auto"
+    mode: ToolChoiceMode = "auto"
     name: str | None = None
 
     @classmethod

@@ -62,11 +62,9 @@ def credentials_sync_state() -> int:
                 if figures["successes"] > credential.request_count - credential.error_count:
                     fields["last_success_at"] = timezone.now()
             if isinstance(credential, ApiKey):
-                resting = health.state in RESTING and health.unavailable_until
-                fields["state"] = ApiKey.State.COOLING_DOWN if resting else ApiKey.State.ACTIVE
-                fields["cooling_down_until"] = (
-                    datetime.fromtimestamp(health.unavailable_until, UTC) if resting else None
-                )
+                until = health.unavailable_until if health.state in RESTING else None
+                fields["state"] = ApiKey.State.COOLING_DOWN if until else ApiKey.State.ACTIVE
+                fields["cooling_down_until"] = datetime.fromtimestamp(until, UTC) if until else None
             if any(getattr(credential, name) != value for name, value in fields.items()):
                 type(credential).objects.filter(pk=credential.pk).update(**fields)
                 changed += 1

@@ -189,7 +189,8 @@ async def adiscover_models(
     static catalogue stands in."""
     key = _cache_key(provider)
     if not refresh and await cache.aget(key) is not None:
-        return await sync_to_async(list)(DiscoveredModel.objects.filter(provider=provider))
+        stored = DiscoveredModel.objects.filter(provider=provider)
+        return await sync_to_async(lambda: list(stored))()
     credential = await sync_to_async(usable_credential)(provider)
     async with provider_adapter(provider, credential, own_client=own_client) as adapter:
         try:

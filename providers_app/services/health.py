@@ -161,7 +161,8 @@ async def acheck_all_health(
     A probe that crashes (rather than reporting unhealthy) is logged and left
     out: the other subjects are still checked."""
     if providers is None:
-        providers = await sync_to_async(list)(Provider.objects.filter(enabled=True))
+        enabled = Provider.objects.filter(enabled=True)
+        providers = await sync_to_async(lambda: list(enabled))()
     probes, subjects = [], []
     for provider in providers:
         probes.append(acheck_provider_health(provider, own_client=own_client))

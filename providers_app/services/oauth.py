@@ -413,13 +413,15 @@ async def oauth_callback(*, provider_name: str, params: Mapping[str, str]) -> OA
             raise OAuthCallbackError(
                 "state_used", "This authorisation link was already used. Start again."
             )
-        code = error if error.replace("_", "").isalnum() else "provider_error"
-        await sync_to_async(_flow_record_failure)(flow=flow, error=code)
-        if code == "access_denied":
+        error_code = error if error.replace("_", "").isalnum() else "provider_error"
+        await sync_to_async(_flow_record_failure)(flow=flow, error=error_code)
+        if error_code == "access_denied":
             raise OAuthCallbackError(
                 "access_denied", "Access was denied at the provider. Nothing was stored."
             )
-        raise OAuthCallbackError("provider_error", f"The provider returned an error ({code[:64]}).")
+        raise OAuthCallbackError(
+            "provider_error", f"The provider returned an error ({error_code[:64]})."
+        )
 
     code = params.get("code")
     if not code:

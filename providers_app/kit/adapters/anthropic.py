@@ -155,7 +155,9 @@ class AnthropicAdapter(BaseAdapter):
             model=body.get("model", request.model),
             text="".join(texts),
             tool_calls=calls,
-            finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
+            finish_reason=(
+                FINISH_REASONS.get(raw_finish, raw_finish) if raw_finish is not None else None
+            ),
             raw_finish_reason=raw_finish,
             usage=usage_from_anthropic(body.get("usage") or {}),
         )
@@ -298,6 +300,7 @@ def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, 
         if message.role == "system":
             system.append(message.content or "")
             continue
+        blocks: list[dict[str, Any]]
         if message.role == "tool":
             role, blocks = (
                 "user",

@@ -197,7 +197,8 @@ class GeminiAdapter(BaseAdapter):
         error = body.get("error") if isinstance(body, dict) else None
         if not isinstance(error, dict):
             return super().classify_error(status, body, headers)
-        status = status or (error.get("code") if isinstance(error.get("code"), int) else 0)
+        code = error.get("code")
+        status = status or (code if isinstance(code, int) else 0)
         reasons = [
             d.get("reason")
             for d in error.get("details") or []
@@ -316,6 +317,7 @@ class GeminiStreamDecoder(StreamDecoder):
     """Each SSE event is a whole GenerateContentResponse; no [DONE], the stream just ends."""
 
     __slots__ = ("reader",)
+    adapter: GeminiAdapter  # narrows StreamDecoder.adapter: set by __init__ below
 
     def __init__(self, adapter: GeminiAdapter) -> None:
         super().__init__(adapter)
@@ -351,6 +353,7 @@ def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any
         if message.role == "system":
             system.append(message.content or "")
             continue
+        parts: list[dict[str, Any]]
         if message.role == "tool":
             name = message.name or names_by_call_id.get(message.tool_call_id or "", "")
             role, parts = (

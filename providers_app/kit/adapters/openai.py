@@ -4,7 +4,7 @@ small subclasses in their own modules."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import errors, tools
 from ..sse import DONE, SSEEvent
@@ -56,7 +56,7 @@ class OpenAIAdapter(BaseAdapter):
     default_base_url = "https://api.openai.com/v1"
     default_model_id = "gpt-4o-mini"
     rate_limit_style = "openai"
-    static_models = (
+    static_models: ClassVar[tuple[ModelInfo, ...]] = (
         catalog_model(
             "openai",
             "gpt-4o",
