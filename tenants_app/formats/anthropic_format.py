@@ -425,6 +425,7 @@ def render_message(response: ChatResponse, *, model: str, request_id: str) -> di
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
@@ -432,7 +433,7 @@ _ERROR_TYPES = {
     500: "api_error",
     502: "api_error",
     503: "overloaded_error",
-    504: "api_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 

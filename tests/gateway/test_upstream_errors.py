@@ -152,6 +152,9 @@ def test_it_passes_on_key_level_refusals_in_anthropics_format(
             model=world.model("anthropic"), max_tokens=50, messages=ASK
         )
     assert caught.value.status_code == status
+    # the error type Anthropic itself sends with that status
+    kinds = {401: "authentication_error", 402: "billing_error"}
+    assert caught.value.body["error"]["type"] == kinds[status]
 
 
 def test_it_passes_on_a_model_permission_error_in_anthropics_format(world, gateway_server):

@@ -523,7 +523,8 @@ def test_it_renders_messages_the_sdk_parses():
         (LimitExceeded("slow down", code="key_rpm"), "rate_limit_error", anthropic.RateLimitError),
         (UpstreamError("boom", status=502), "api_error", anthropic.InternalServerError),
         (UpstreamError("busy", status=503), "overloaded_error", anthropic.InternalServerError),
-        (UpstreamError("slow", status=504), "api_error", anthropic.InternalServerError),
+        (UpstreamError("slow", status=504), "timeout_error", anthropic.InternalServerError),
+        (UpstreamError("no credit", status=402), "billing_error", anthropic.APIStatusError),
         (UpstreamError("very busy", status=529), "overloaded_error", anthropic.InternalServerError),
     ],
 )
