@@ -53,6 +53,7 @@ hour (so a request that outlived its lease still settles once).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -81,6 +82,7 @@ __all__ = ["Admission", "Limits", "admit", "settle", "usage_now"]
 
 # The time source; tests replace it to step through windows and months.
 clock: Callable[[], float] = time.time
+logger = logging.getLogger(__name__)
 
 # Kept past their month so a settle arriving after midnight UTC still lands.
 MONTH_MARGIN_SECONDS = 86400
@@ -754,6 +756,51 @@ async def settle(admission: Admission, *, tokens: int, cost_micro: int) -> None:
         )
     )
     admission.settled = True
+
+
+# A settle that failed (Redis lost as a request ended) is tried again from this process,
+# after these waits and then every last one, for SETTLE_RETRY_HORIZON_SECONDS. Without
+# it the real cost would never reach the counters: once the lease expired its reservation
+# would be reclaimed and the request would count for nothing against the budget.
+SETTLE_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+SETTLE_RETRY_HORIZON_SECONDS = 3600.0
+_settles_pending: set[asyncio.Task] = set()
+
+
+def settle_later(admission: Admission, *, tokens: int, cost_micro: int) -> None:
+    """Retry ``settle`` in the background until the store answers again.
+
+    A settle that lands after its lease was reclaimed charges the whole real cost (see
+    ``settle``), so retrying late is always safe; a restarted Redis seeds the month from
+    the usage rows instead, and this settle then adds the cost once more -- an
+    over-count that refuses early, never one that lets money past the budget."""
+
+    async def retry() -> None:
+        deadline = time.monotonic() + SETTLE_RETRY_HORIZON_SECONDS
+        attempt = 0
+        while True:
+            await asyncio.sleep(SETTLE_RETRY_DELAYS[min(attempt, len(SETTLE_RETRY_DELAYS) - 1)])
+            attempt += 1
+            try:
+                await settle(admission, tokens=tokens, cost_micro=cost_micro)
+            except Exception as error:  # noqa: BLE001 -- still unreachable: wait and retry
+                if time.monotonic() < deadline:
+                    continue
+                logger.warning(
+                    "admission: gave up settling request %s after %d tries (%s)",
+                    admission.request_id,
+                    attempt,
+                    type(error).__name__,
+                )
+                return
+            logger.info(
+                "admission: settled request %s after %d retries", admission.request_id, attempt
+            )
+            return
+
+    task = asyncio.get_running_loop().create_task(retry())
+    _settles_pending.add(task)  # a strong reference until it ends
+    task.add_done_callback(_settles_pending.discard)
 
 
 async def usage_now(*, key_id: int | None, tenant_id: int) -> dict:

@@ -38,7 +38,7 @@ from providers_app.services.metrics import record_gateway_request, stream_ended,
 from providers_app.services.providers import provider_deadlines
 from tenants_app.formats.common import ParsedRequest, response_as_chunks
 from tenants_app.models import UsageStatus
-from tenants_app.services.admission import Admission, Limits, admit, settle
+from tenants_app.services.admission import Admission, Limits, admit, settle, settle_later
 from tenants_app.services.errors import GatewayError, LimitExceeded, UpstreamError, UpstreamRefused
 from tenants_app.services.key_auth import KeyContext
 from tenants_app.services.pricing import (
@@ -182,21 +182,22 @@ class Ledger:
             else cost_usd(self.price, usage.prompt_tokens, usage.completion_tokens)
         )
         latency_ms = (time.perf_counter() - self.started) * 1000
+        spent_tokens = 0 if cached else usage.total_tokens
+        spent_micro = (
+            0 if cached else cost_micro(self.price, usage.prompt_tokens, usage.completion_tokens)
+        )
         try:
             if self.admission is not None:
-                await settle(
-                    self.admission,
-                    tokens=0 if cached else usage.total_tokens,
-                    cost_micro=0
-                    if cached
-                    else cost_micro(self.price, usage.prompt_tokens, usage.completion_tokens),
-                )
+                await settle(self.admission, tokens=spent_tokens, cost_micro=spent_micro)
         except Exception as error:  # noqa: BLE001 -- the usage row must be written anyway
-            # Not raised: the row below is what must not be lost. The reservation is a
-            # lease that expires; the caller decides what the client is told.
+            # Not raised: the row below is what must not be lost. The settle is retried in
+            # the background, so the real cost still reaches the budget's counters once
+            # the store answers again; the caller decides what the client is told.
             self.infra_fault = infrastructure_fault(error)
             log_infrastructure_fault(self.call, "settling", error)
             error_type = error_type or self.infra_fault
+            if self.admission is not None:
+                settle_later(self.admission, tokens=spent_tokens, cost_micro=spent_micro)
         finally:
             ctx, candidate = self.call.ctx, self.candidate
             usage_record(

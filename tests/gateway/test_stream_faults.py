@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 
@@ -21,9 +24,11 @@ import pytest
 import websockets
 
 from tests.gateway.processes import (
+    PROJECT,
     AipkServer,
     aipk_servers_fixture,  # noqa: F401 -- fixture
     chat_body,
+    child_env,
     make_world,
     redis_server_fixture,  # noqa: F401 -- fixture
     server_env,
@@ -184,6 +189,87 @@ def test_it_ends_open_streams_within_seconds_when_redis_is_lost(
         assert row["status"] == "success", row
         assert row["error_type"] == "redis_unavailable", row
         assert row["completion_tokens"] >= 40 and row["prompt_tokens"] > 0, row
+
+
+# What the key's budget counter holds and what its usage rows recorded (micro-USD).
+SPEND = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from decimal import Decimal
+    import django
+    django.setup()
+    from django.db.models import Sum
+    from providers_app.models import Provider
+    from providers_app.services.providers import provider_update
+    from tenants_app.models import UsageRecord, VirtualKey
+    from tenants_app.services.admission import usage_now
+
+    key = VirtualKey.objects.get(tenant__slug=sys.argv[1])
+    if len(sys.argv) > 2:  # a budget, so admission reserves and settles money, and a
+        # price for the simulator's model ids (unpriced ones are refused under a budget)
+        key.monthly_budget_usd = Decimal(sys.argv[2])
+        key.save(update_fields=["monthly_budget_usd"])
+        provider = Provider.objects.get(name=f"sim-{sys.argv[1]}"[:60])
+        prices = {"fallback_input_per_million": "10", "fallback_output_per_million": "30"}
+        provider_update(provider=provider, settings={**(provider.settings or {}), **prices})
+    now = asyncio.run(usage_now(key_id=key.pk, tenant_id=key.tenant_id))
+    rows = UsageRecord.objects.filter(virtual_key_id=key.pk)
+    recorded = rows.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+    print(json.dumps({
+        "spend": now["key"]["spend_micro_usd"],
+        "recorded": int(recorded * 1_000_000),
+        "rows": rows.count(),
+    }))
+    """
+)
+
+
+def _spend(database, redis_url: str, slug: str, *budget: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", SPEND, slug, *budget],
+        cwd=PROJECT,
+        env=child_env(DATABASE_URL=database.url, REDIS_URL=redis_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_it_settles_later_what_it_could_not_settle_while_redis_was_frozen(
+    simulator, redis_server, shared_database, aipk_servers, tmp_path
+):
+    """Streams that end while Redis is frozen cannot swap their reservation for their
+    real cost. Once Redis answers again the budget counter must hold exactly what the
+    usage rows say was spent -- not the reservations, and not, once their leases are
+    reclaimed, nothing at all (money the budget would never see)."""
+    slug = f"settle-{uuid.uuid4().hex[:6]}"
+    world = make_world(shared_database, slug, simulator.url)
+    _spend(shared_database, redis_server.url, slug, "100")  # a $100 budget on the key
+    server = AipkServer(server_env(shared_database.url, redis_server.url))
+    aipk_servers.append(server)
+    server.start(tmp_path / "server.log")
+
+    results = asyncio.run(
+        _streams_across_a_fault(
+            server.url, world.secret, world.model(SLOW_MODEL), redis_server.pause
+        )
+    )
+    assert all(error is None for _, _, _, error in results), results
+    redis_server.resume()
+
+    deadline = time.monotonic() + 30
+    while True:
+        now = _spend(shared_database, redis_server.url, slug)
+        if (now["rows"] == STREAMS and now["spend"] == now["recorded"]) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(1)
+    assert now["rows"] == STREAMS and now["recorded"] > 0, now
+    assert now["spend"] == now["recorded"], now
+    assert "settled request" in server.logs()
 
 
 # -- a hung upstream: the caller still gets an answer, the request still gets its row ----
