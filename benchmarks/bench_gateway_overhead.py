@@ -409,6 +409,8 @@ def main() -> None:
         "FERNET_KEYS": "bench-fernet-key",
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # plain http on loopback: with DEBUG off aipk redirects to https by default
+        "SECURE_SSL_REDIRECT": "false",
     }
     # one process: in-process metrics. Unset, not empty: prometheus_client takes an
     # empty PROMETHEUS_MULTIPROC_DIR as "multiprocess, files in the working directory"

@@ -873,6 +873,8 @@ def main() -> int:
         "FERNET_KEYS": "bench-fernet-key",
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # plain http on loopback: with DEBUG off aipk redirects to https by default
+        "SECURE_SSL_REDIRECT": "false",
         "DATABASE_URL": args.database_url or f"sqlite:///{workdir}/bench.sqlite3",
     }
     # prometheus_client turns multiprocess mode on when the variable merely exists (even
