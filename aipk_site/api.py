@@ -15,16 +15,16 @@ from django.http.multipartparser import MultiPartParserError
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.parser import Parser
 
+from aipk_site.gateway.formats.common import load_json
+from aipk_site.infra.errors import AipkError, PayloadTooLarge
+from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
 from providers_app.services.credentials import CredentialError
 from providers_app.services.provider_settings import ProviderSettingsError
-from tenants_app.formats.common import load_json
-from tenants_app.ninja_fallbacks import JSONFallbackAPI
-from tenants_app.services.errors import GatewayError, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
 
-class UnsupportedMediaType(GatewayError):
+class UnsupportedMediaType(AipkError):
     status = 415
     code = "unsupported_media_type"
 
@@ -110,8 +110,8 @@ def on_data_error(request, exc: DataError):
     )
 
 
-@api.exception_handler(GatewayError)
-def on_service_error(request, exc: GatewayError):
+@api.exception_handler(AipkError)
+def on_service_error(request, exc: AipkError):
     # services name the offending field in ``param``; it is the error's code, as for 422s
     return error_response(request, exc.status, exc.type, exc.param or exc.code, exc.message)
 
@@ -135,7 +135,7 @@ def on_forbidden(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
-    if isinstance(exc.__cause__, GatewayError):
+    if isinstance(exc.__cause__, AipkError):
         # ninja wraps whatever the body parser raises in a bare "Cannot parse request
         # body"; the parser's own error says what is wrong
         return on_service_error(request, exc.__cause__)

@@ -2,7 +2,7 @@
 
 Served by daphne (`daphne aipk_site.asgi:application`, or `manage.py runserver`
 since daphne is first in INSTALLED_APPS), or any ASGI server: the lifespan protocol
-and SIGTERM are handled by aipk_site/shutdown.py.
+and SIGTERM are handled by aipk_site/gateway/shutdown.py.
 """
 
 import os
@@ -17,9 +17,9 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from aipk_site.gateway_handler import GatewayASGIHandler, gateway_path  # noqa: E402
+from aipk_site.gateway.handler import GatewayASGIHandler, gateway_path  # noqa: E402
+from aipk_site.gateway.shutdown import ShutdownMiddleware  # noqa: E402
 from aipk_site.routing import origin_validator, websocket_urlpatterns  # noqa: E402
-from aipk_site.shutdown import ShutdownMiddleware  # noqa: E402
 
 # /v1/ (the gateway) skips the site's session, CSRF and login middleware: see gateway_handler.
 gateway_asgi_app = GatewayASGIHandler()

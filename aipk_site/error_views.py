@@ -1,6 +1,6 @@
 """Django's 400 and 500 handlers, in JSON for the two APIs.
 
-The APIs answer their own errors (aipk_site/api.py, tenants_app/api.py), but some
+The APIs answer their own errors (aipk_site/api.py, aipk_site/gateway/edge.py), but some
 refusals happen before a view runs: a ``Host`` header outside ALLOWED_HOSTS is refused
 by Django's CommonMiddleware with DisallowedHost, and a bug in a middleware never
 reaches the API's handlers. Django then renders its HTML 400 or 500 page. API clients
@@ -15,16 +15,16 @@ import json
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
-from tenants_app.formats.anthropic_format import anthropic_error_body
-from tenants_app.formats.openai_format import openai_error_body
-from tenants_app.services.errors import GatewayError
+from aipk_site.gateway.formats.anthropic_format import anthropic_error_body
+from aipk_site.gateway.formats.openai_format import openai_error_body
+from aipk_site.infra.errors import AipkError
 
 
 def _json_error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse | None:
     """The error in the shape of the API ``request`` is for, or None outside the APIs."""
     path = request.path_info
     if path.startswith("/v1/"):
-        error = GatewayError(message, code=code)
+        error = AipkError(message, code=code)
         error.status = status
         if status >= 500:
             error.type = "api_error"

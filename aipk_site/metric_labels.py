@@ -3,7 +3,7 @@
 providers_app knows providers and their models but nothing of tenants, so the
 project joins the two here: providers_app's own known values, plus every route
 alias, every route candidate and every priced model. Anything else a client
-sends is counted under "other" (providers_app/services/metrics.py says why).
+sends is counted under "other" (aipk_site/infra/metrics.py says why).
 
 The receivers below drop this process's snapshot when one of those tables
 changes, so a new route or model gets its own label at once here; other
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from django.db.models.signals import post_delete, post_save
 
-from providers_app.models import DiscoveredModel, Provider
-from providers_app.services.metrics import (
+from aipk_site.infra.metrics import (
     KnownLabels,
     metric_labels_forget,
     provider_known_labels,
 )
+from providers_app.models import DiscoveredModel, Provider
 from tenants_app.models import ModelRoute, Pricing
 
 

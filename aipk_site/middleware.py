@@ -8,7 +8,7 @@ answers with its completion id and binds that id to the log context too).
 
 Async-capable without a thread hop: its hooks do no I/O, so under ASGI they
 run on the event loop. It also offers ``process_request``/``process_response``
-so a handler that calls those hooks directly (aipk_site/gateway_handler.py's
+so a handler that calls those hooks directly (aipk_site/gateway/handler.py's
 ``ON_LOOP_MIDDLEWARE``) can use it. The id is never reset at the end: Django
 serves each ASGI request in its own task with its own context, and a sync
 (WSGI / test client) request binds a new id when it starts.
@@ -22,7 +22,7 @@ import uuid
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from aipk_site.log_context import bind_request_id
+from aipk_site.infra.log_context import bind_request_id
 
 HEADER = "x-request-id"
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -3,7 +3,7 @@
 /health -- the providers as the health checks and circuit breakers see them;
 /ready -- whether this process can reach its database and cache. Load
 balancers should route on /ready; alerting can watch /health. What "degraded"
-means is in providers_app/services/operations.py and docs/MONITORING.md.
+means is in aipk_site/infra/readiness.py and docs/MONITORING.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from providers_app.services.operations import areadiness, aservice_health
+from aipk_site.infra.readiness import areadiness, aservice_health
 
 
 @never_cache

@@ -11,7 +11,7 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import path
 from django.utils.http import is_same_domain
 
-from tenants_app.consumers import ChatConsumer
+from aipk_site.gateway.consumers import ChatConsumer
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "csp",  # Content-Security-Policy (docs/SECURITY.md)
     "providers_app",
     "tenants_app",
+    "aipk_site.gateway",  # the data plane; an app only for its signal receivers
 ]
 
 MIDDLEWARE = [
@@ -276,7 +277,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The address Django sees (REMOTE_ADDR): behind a proxy, the server must put the client's
 # address there (daphne --proxy-headers, uvicorn --forwarded-allow-ips), as for the API.
-AXES_CLIENT_IP_CALLABLE = "tenants_app.auth.client_ip"
+AXES_CLIENT_IP_CALLABLE = "aipk_site.infra.client_ip.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # Its attempt log and these settings' names stay out of the request log.
 AXES_VERBOSE = False
@@ -285,7 +286,7 @@ AXES_VERBOSE = False
 # LOG_FORMAT=json writes one JSON object per line (time, level, logger, message,
 # request_id, extra fields); LOG_FORMAT=line a readable line. Default: json in
 # production (DEBUG off), line in development (DEBUG on). Every handler adds the
-# request id and masks anything that looks like a secret (aipk_site/log_context.py).
+# request id and masks anything that looks like a secret (aipk_site/infra/log_context.py).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FORMAT = env.str("LOG_FORMAT", default="line" if DEBUG else "json").lower()
 if LOG_FORMAT not in ("json", "line"):
@@ -298,16 +299,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "aipk_site.log_context.RequestIdFilter"},
-        "mask_secrets": {"()": "aipk_site.log_context.SecretMaskFilter"},
+        "request_id": {"()": "aipk_site.infra.log_context.RequestIdFilter"},
+        "mask_secrets": {"()": "aipk_site.infra.log_context.SecretMaskFilter"},
     },
     "formatters": {
         "line": {
-            "()": "aipk_site.log_context.LineFormatter",
+            "()": "aipk_site.infra.log_context.LineFormatter",
             "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
             "request_id=%(request_id)s %(message)s",
         },
-        "json": {"()": "aipk_site.log_context.JsonFormatter"},
+        "json": {"()": "aipk_site.infra.log_context.JsonFormatter"},
     },
     "handlers": {
         "stdout": {
@@ -435,7 +436,7 @@ USAGE_SPOOL_MAX_ROWS = env.int("USAGE_SPOOL_MAX_ROWS", default=1_000_000)
 USAGE_SPOOL_RETRY_SECONDS = env.float("USAGE_SPOOL_RETRY_SECONDS", default=5.0)
 # SIGTERM (or an ASGI lifespan shutdown): new requests get 503, requests in flight
 # (streams included) may finish for this long, then are ended with an error event;
-# then usage rows are flushed (aipk_site/shutdown.py).
+# then usage rows are flushed (aipk_site/gateway/shutdown.py).
 SHUTDOWN_DRAIN_SECONDS = env.float("SHUTDOWN_DRAIN_SECONDS", default=30.0)
 # A database that does not answer a connection attempt fails it after this long
 # (PostgreSQL's connect_timeout) instead of holding a request or the usage writer.

@@ -8,10 +8,10 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from aipk_site.api import api
+from aipk_site.gateway.edge import gateway_api
 from aipk_site.operations_views import health, ready
 from providers_app.api import router as providers_router
 from providers_app.oauth_views import oauth_callback_view
-from tenants_app.api import gateway_api
 from tenants_app.management_api import pricing_router, routes_router, tenants_router, tokens_router
 
 api.add_router("/providers", providers_router)

@@ -17,6 +17,7 @@ from django.contrib import admin
 from django.db import models
 from django.db.models import Count, Q
 
+from aipk_site.infra.audit import audit_record
 from providers_app.kit.errors import ProviderError
 from providers_app.models import (
     ApiKey,
@@ -40,7 +41,6 @@ from tenants_app.admin_base import (
     audited_save,
     report,
 )
-from tenants_app.services.audit import audit_record
 
 WRITE_ONLY = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
 

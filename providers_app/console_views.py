@@ -30,7 +30,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from aipk_site.console.access import client_ip, staff_required
+from aipk_site.console.access import staff_required
+from aipk_site.infra.client_ip import client_ip
 from providers_app.console_forms import (
     ApiKeyAddForm,
     ApiKeyRotateForm,

@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from providers_app.services.metrics import (
+from aipk_site.infra.metrics import (
     known_labels,
     metrics_authorized,
     metrics_summary,

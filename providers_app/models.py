@@ -16,7 +16,7 @@ from __future__ import annotations
 from django.db import models
 from fernet_fields import EncryptedTextField
 
-from aipk_site.choices import TextChoices
+from aipk_site.infra.choices import TextChoices
 
 
 class ProviderType(TextChoices):

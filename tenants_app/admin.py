@@ -15,6 +15,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html
 
+from aipk_site.infra.errors import InvalidRequest
 from tenants_app.admin_base import (
     ReadOnlyAdmin,
     ServiceAdmin,
@@ -34,7 +35,6 @@ from tenants_app.models import (
     UsageRecord,
     VirtualKey,
 )
-from tenants_app.services.errors import InvalidRequest
 from tenants_app.services.keys import (
     KEY_FIELDS,
     admin_token_create,

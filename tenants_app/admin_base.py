@@ -20,11 +20,11 @@ from django.contrib import admin, messages
 from django.db import models, transaction
 from django.http import HttpRequest, HttpResponseRedirect
 
+from aipk_site.infra.audit import audit_record
+from aipk_site.infra.client_ip import client_ip
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.services.credentials import CredentialError
 from providers_app.services.provider_settings import ProviderSettingsError
-from tenants_app.auth import client_ip
-from tenants_app.services.audit import audit_record
-from tenants_app.services.errors import InvalidRequest
 
 SERVICE_ERRORS = (InvalidRequest, CredentialError, ProviderSettingsError)
 

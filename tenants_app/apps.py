@@ -9,4 +9,6 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from tenants_app import signals  # noqa: F401  (connects the cache invalidation)
+        from tenants_app.services import audit
+
+        audit.connect()

@@ -52,12 +52,6 @@ class AdminTokenAuth(HttpBearer):
 management_auth = [AdminTokenAuth(), django_auth]
 
 
-def client_ip(request: HttpRequest) -> str | None:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy
-    # rewrites it, and the deployment (not this module) knows whether one does
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def by_token(request: HttpRequest) -> bool:
     return getattr(request, "admin_token", None) is not None
 

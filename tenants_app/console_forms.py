@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.utils import timezone
 
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.models import Provider
 from tenants_app.models import Role, RouteStrategy
 from tenants_app.services import billing
-from tenants_app.services.errors import InvalidRequest
 
 # the same bounds as the management API's schemas (PostgreSQL integer columns)
 MAX_INT = 2_147_483_647

@@ -29,7 +29,9 @@ from django.views.decorators.http import require_POST
 from ninja.errors import AuthorizationError
 
 from aipk_site.console import charts
-from aipk_site.console.access import TenantAccess, client_ip, console_tenant
+from aipk_site.console.access import TenantAccess, console_tenant
+from aipk_site.infra.client_ip import client_ip
+from aipk_site.infra.errors import InvalidRequest
 from tenants_app import selectors
 from tenants_app.auth import require_key_manager, require_membership_change
 from tenants_app.console_forms import (
@@ -43,7 +45,6 @@ from tenants_app.console_forms import (
     UsageRangeForm,
 )
 from tenants_app.models import Membership, ModelRoute, Role, VirtualKey
-from tenants_app.services.errors import InvalidRequest
 from tenants_app.services.keys import virtual_key_create, virtual_key_revoke, virtual_key_update
 from tenants_app.services.routes import route_create, route_delete, route_update
 from tenants_app.services.tenants import (

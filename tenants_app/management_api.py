@@ -19,11 +19,13 @@ from ninja.errors import AuthorizationError
 from ninja.pagination import LimitOffsetPagination, paginate
 from pydantic import ConfigDict, field_validator
 
+from aipk_site.gateway.admission import usage_now
+from aipk_site.infra.client_ip import client_ip
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.models import Provider, ProviderType
 from tenants_app import selectors
 from tenants_app.auth import (
     by_token,
-    client_ip,
     management_auth,
     require_key_manager,
     require_membership_change,
@@ -42,8 +44,6 @@ from tenants_app.models import (
     VirtualKey,
 )
 from tenants_app.services import billing
-from tenants_app.services.admission import usage_now
-from tenants_app.services.errors import InvalidRequest
 from tenants_app.services.keys import (
     admin_token_create,
     admin_token_revoke,

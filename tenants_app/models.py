@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from aipk_site.choices import TextChoices
+from aipk_site.infra.choices import TextChoices
 
 
 class Tenant(models.Model):

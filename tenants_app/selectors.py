@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from asgiref.sync import async_to_sync
 from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
@@ -23,7 +22,6 @@ from tenants_app.models import (
     UsageStatus,
     VirtualKey,
 )
-from tenants_app.services.routing import models_for
 
 UsageGroup = Literal["day", "model", "provider", "key"]
 
@@ -190,18 +188,6 @@ def memberships_without_chat(user: Any) -> QuerySet[Membership]:
         .filter(Q(role=Role.VIEWER) | Q(tenant__active=False))
         .select_related("tenant")
         .order_by("tenant__name")
-    )
-
-
-def tenant_chat_models(tenant: Tenant) -> list[dict]:
-    """What a member of ``tenant`` may call on the chat: its route aliases with a usable
-    candidate, then "<provider>/<model>" ids (``{"id", "owned_by", "kind"}`` each).
-
-    A console user has no key, so no key-level model list applies; the tenant's
-    provider allow-list does (empty = every provider), as in the socket's own check."""
-    allowed = frozenset(tenant.allowed_providers.values_list("id", flat=True))
-    return async_to_sync(models_for)(
-        tenant_id=tenant.pk, allowed_models=(), allowed_provider_ids=allowed or None
     )
 
 

@@ -86,7 +86,7 @@ def pytest_runtest_teardown(item):
     """Before any fixture is torn down (pytest-django empties the database then), let a
     background reload of the metric labels finish: a read still running in that thread
     locks SQLite's tables ("database table is locked") or deadlocks PostgreSQL's flush."""
-    from providers_app.services.metrics import metric_labels_wait
+    from aipk_site.infra.metrics import metric_labels_wait
 
     metric_labels_wait()
     yield

@@ -54,7 +54,7 @@ def test_it_leaves_the_metrics_open_when_no_token_is_set(client, settings):
 
 
 def test_it_warns_in_the_deploy_check_when_no_token_is_set(settings):
-    from providers_app.services.metrics import check_metrics_token
+    from aipk_site.infra.metrics import check_metrics_token
 
     settings.METRICS_TOKEN = ""
     assert [message.id for message in check_metrics_token()] == ["aipk.W001"]

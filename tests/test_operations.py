@@ -17,7 +17,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from aipk_site.log_context import (
+from aipk_site.infra.log_context import (
     JsonFormatter,
     LineFormatter,
     RequestIdFilter,
@@ -200,7 +200,7 @@ def test_it_is_not_ready_when_the_cache_is_unreachable(client, db, settings):
 def test_it_is_not_ready_when_the_database_fails(client, db, monkeypatch):
     from django.db import OperationalError
 
-    from providers_app.services import operations
+    from aipk_site.infra import readiness as operations
 
     def broken() -> None:
         raise OperationalError("connection refused")
@@ -218,7 +218,7 @@ async def test_it_gives_up_on_a_hanging_backend_after_the_timeout(
 ):
     import time
 
-    from providers_app.services import operations
+    from aipk_site.infra import readiness as operations
 
     settings.READY_TIMEOUT_SECONDS = 0.2
     monkeypatch.setattr(operations, "_cache_ok", lambda: time.sleep(1.5))
@@ -280,7 +280,7 @@ def test_it_puts_the_request_id_on_the_requests_log_lines(client, db, settings, 
 
     response = client.get("/ready", headers={"x-request-id": "trace-123"})
 
-    ours = [r for r in records() if r["logger"] == "providers_app.services.operations"]
+    ours = [r for r in records() if r["logger"] == "aipk_site.infra.readiness"]
     assert ours and all(r["request_id"] == "trace-123" for r in ours)
     assert response["x-request-id"] == "trace-123"
 

@@ -20,10 +20,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from ninja.errors import AuthorizationError
 
-from tenants_app.auth import TenantAccess, client_ip, user_tenant_access
+from tenants_app.auth import TenantAccess, user_tenant_access
 from tenants_app.models import Role
 
-__all__ = ["console_tenant", "staff_required", "client_ip", "TenantAccess", "Role"]
+__all__ = ["console_tenant", "staff_required", "TenantAccess", "Role"]
 
 
 STAFF_ONLY = "this page is for staff (organisation administrators)"

@@ -11,14 +11,16 @@ the model field from the answer (hx-select), so one view and one template serve 
 
 from __future__ import annotations
 
+from asgiref.sync import async_to_sync
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from aipk_site.gateway.routing import models_for
+from tenants_app.models import Tenant
 from tenants_app.selectors import (
     chat_memberships,
     memberships_without_chat,
-    tenant_chat_models,
 )
 
 
@@ -44,4 +46,16 @@ def playground(request: HttpRequest) -> HttpResponse:
             "model_ids": [m for m in models if m["kind"] == "model"],
             "cannot_chat": list(memberships_without_chat(request.user)),
         },
+    )
+
+
+def tenant_chat_models(tenant: Tenant) -> list[dict]:
+    """What a member of ``tenant`` may call on the chat: its route aliases with a usable
+    candidate, then "<provider>/<model>" ids (``{"id", "owned_by", "kind"}`` each).
+
+    A console user has no key, so no key-level model list applies; the tenant's
+    provider allow-list does (empty = every provider), as in the socket's own check."""
+    allowed = frozenset(tenant.allowed_providers.values_list("id", flat=True))
+    return async_to_sync(models_for)(
+        tenant_id=tenant.pk, allowed_models=(), allowed_provider_ids=allowed or None
     )

@@ -24,17 +24,17 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from aipk_site.infra.metrics import record_request
+from aipk_site.infra.state import state_store
 from providers_app.kit.errors import AllKeysExhaustedError, ProviderError, RateLimitError
 from providers_app.kit.ratelimit import RateLimitTracker, TokenBucket, gemini_bucket
 from providers_app.kit.resilience import CircuitBreaker, KeyPool, RetryPolicy, call_with_failover
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse
 from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
 from providers_app.services.credentials import api_key_set_state
-from providers_app.services.metrics import record_request
 from providers_app.services.oauth import ensure_fresh_token
 from providers_app.services.pools import credential_id, key_pool, provider_pool_name
 from providers_app.services.providers import build_adapter, provider_deadlines
-from providers_app.state import state_store
 
 Credential = ApiKey | OAuthCredential
 

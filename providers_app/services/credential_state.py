@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from aipk_site.infra.metrics import metrics_summary
 from providers_app.models import ApiKey, OAuthCredential, Provider
-from providers_app.services.metrics import metrics_summary
 from providers_app.services.pools import credential_id, key_pool
 
 # pool states that mean "temporarily unavailable"

@@ -7,14 +7,19 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from aipk_site.infra.audit import audit_record
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.models import ApiKey, Provider
-from tenants_app.services.audit import audit_record
 
 
-class CredentialError(ValueError):
+class CredentialError(InvalidRequest):
+    """A credential change refused; ``field`` (the error's ``param``) names the input."""
+
+    code = "invalid_credential"
+
     def __init__(self, field: str, message: str) -> None:
         self.field = field
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}", param=field)
 
 
 @transaction.atomic

@@ -33,12 +33,13 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from aipk_site.infra.audit import audit_record
+from aipk_site.infra.errors import AipkError, InvalidRequest
+from aipk_site.infra.metrics import record_refresh
 from providers_app.kit import oauth as wire
 from providers_app.kit.oauth import OAuthError
 from providers_app.models import ApiKey, OAuthCredential, OAuthFlow, Provider, ProviderType
 from providers_app.services.credentials import api_key_add
-from providers_app.services.metrics import record_refresh
-from tenants_app.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -148,22 +149,25 @@ def _from_unix(value: float | None) -> datetime | None:
 # --------------------------------------------------------------------------- errors
 
 
-class OAuthConfigError(ValueError):
+class OAuthConfigError(InvalidRequest):
     """The provider's OAuth configuration is incomplete; names the field to fill in."""
+
+    code = "oauth_not_configured"
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}", param=field)
 
 
-class OAuthCallbackError(Exception):
+class OAuthCallbackError(AipkError):
     """A callback that cannot complete. ``message`` is safe to show; it holds no secret."""
 
     def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.status = status
-        super().__init__(f"{code}: {message}")
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class OAuthCredentialUnusable(OAuthError):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from aipk_site.infra.metrics import credential_label
+from aipk_site.infra.state import state_store
 from providers_app.kit.resilience import KeyPool
 from providers_app.models import ApiKey, OAuthCredential
-from providers_app.services.metrics import credential_label
-from providers_app.state import state_store
 
 
 def credential_id(credential: ApiKey | OAuthCredential) -> str:

@@ -20,15 +20,22 @@ from pydantic import (
     field_validator,
 )
 
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.models import ProviderType
 
 
-class ProviderSettingsError(ValueError):
-    """Bad settings for a provider type; ``errors`` maps field → message."""
+class ProviderSettingsError(InvalidRequest):
+    """Bad settings for a provider type; ``errors`` maps field → message (the first
+    field is the error's ``param``)."""
+
+    code = "invalid_settings"
 
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        super().__init__(
+            "; ".join(f"{field}: {message}" for field, message in errors.items()),
+            param=next(iter(errors), None),
+        )
 
 
 class _Settings(BaseModel):

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from django.db import transaction
 
+from aipk_site.infra.audit import audit_record
 from providers_app.kit.adapters import (
     ADAPTERS,
     BaseAdapter,
@@ -22,7 +23,6 @@ from providers_app.services.provider_settings import (
     ProviderSettingsError,
     validate_provider_settings,
 )
-from tenants_app.services.audit import audit_record
 
 EDITABLE_FIELDS = (
     "base_url",

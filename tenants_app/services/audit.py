@@ -1,69 +1,39 @@
-"""Writing the audit log. Callers pass changes already free of secrets; as a last
-guard, values under secret-looking keys are masked here too. ``tenant`` files the
-event under a tenant, so that tenant's admins can read it in their audit log."""
+"""The audit log's store: events are rows of ``AuditEvent``, which tenant management
+owns so a tenant's admins can read their own log. Every app records through
+``aipk_site.infra.audit.audit_record``; ``connect`` plugs this store in at start-up."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
-
-from tenants_app.models import AuditEvent, Tenant
-
-# keys whose values are never stored, whatever the caller passes
-SECRET_KEYS = frozenset(
-    {
-        "secret",
-        "api_key",
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "code_verifier",
-        "device_code",
-        "password",
-        "key_hash",
-        "token_hash",
-    }
-)
+from aipk_site.infra.audit import audit_store_connect
+from tenants_app.models import AuditEvent
 
 
-def _masked(changes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (
-            "***"
-            if key in SECRET_KEYS and value
-            else _masked(value)
-            if isinstance(value, dict)
-            else value
-        )
-        for key, value in changes.items()
-    }
-
-
-def audit_record(
+def audit_event_store(
     *,
     action: str,
-    obj: models.Model | None = None,
-    object_type: str = "",
-    object_id: str = "",
-    actor: Any = None,
-    actor_label: str = "",
-    changes: dict[str, Any] | None = None,
-    ip_address: str | None = None,
-    tenant: Tenant | None = None,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    actor: Any,
+    actor_label: str,
+    changes: dict[str, Any],
+    ip_address: str | None,
+    tenant: Any,
 ) -> AuditEvent:
-    if obj is not None:
-        object_type = object_type or obj._meta.label
-        object_id = object_id or str(obj.pk)
-    user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEvent.objects.create(
-        actor=user,
+        actor=actor,
         tenant=tenant,
-        actor_label=actor_label or (user.get_username() if user else "system"),
+        actor_label=actor_label,
         action=action,
         object_type=object_type,
         object_id=object_id,
-        object_repr=str(obj)[:200] if obj is not None else "",
-        changes=_masked(changes or {}),
+        object_repr=object_repr,
+        changes=changes,
         ip_address=ip_address,
     )
+
+
+def connect() -> None:
+    audit_store_connect(audit_event_store)

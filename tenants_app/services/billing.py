@@ -22,8 +22,8 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from aipk_site.infra.errors import InvalidRequest
 from tenants_app.models import Invoice, Tenant, UsageRecord, UsageStatus
-from tenants_app.services.errors import InvalidRequest
 
 COST_QUANTUM = Decimal("0.00000001")
 ZERO = Decimal(0)

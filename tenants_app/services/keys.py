@@ -12,11 +12,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from aipk_site.infra.audit import audit_record
+from aipk_site.infra.errors import InvalidRequest
 from tenants_app.models import AdminToken, Tenant, VirtualKey
-from tenants_app.services.audit import audit_record
-from tenants_app.services.errors import InvalidRequest
-from tenants_app.services.key_auth import key_auth_forget
 from tenants_app.services.secrets import ADMIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX, new_secret
+from tenants_app.signals import announce, keys_changed
 
 # fields a key's owner may change after creation (name included: it is only a label)
 KEY_FIELDS = (
@@ -157,10 +157,7 @@ def virtual_key_revoke(*, key: VirtualKey, actor: Any, ip_address: str | None = 
 
 
 def _forget_now_and_on_commit(key_hash: str) -> None:
-    # now for this request's own reads; on commit because a gateway request running
-    # between the two could have cached the old row again
-    key_auth_forget(key_hash)
-    transaction.on_commit(lambda: key_auth_forget(key_hash))
+    announce(keys_changed, key_hashes=[key_hash])
 
 
 @transaction.atomic

@@ -18,7 +18,7 @@ else none. Model ids match exactly: a dated snapshot (``gpt-4o-2024-11-20``)
 never inherits its base model's price, because snapshots are not always priced
 like their base (``gpt-4o-2024-05-13`` costs twice ``gpt-4o``) and guessing
 cheaper would let a budget be overspent. While a budget applies, a model with no
-price is refused (tenants_app/services/gateway.py).
+price is refused (aipk_site/gateway/dispatch.py).
 
 What a reply may cost at most also needs the model's longest reply:
 ``amax_output_tokens`` -- the discovered model's ``max_output_tokens``, else the
@@ -39,12 +39,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from aipk_site.infra.audit import audit_record
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.kit.adapters import ADAPTERS
 from providers_app.kit.types import ChatRequest
 from providers_app.models import DiscoveredModel, Provider, ProviderType
 from tenants_app.models import Pricing
-from tenants_app.services.audit import audit_record
-from tenants_app.services.errors import InvalidRequest
 
 MILLION = Decimal(1_000_000)
 # usage rows store 8 decimal places (UsageRecord.cost_usd)

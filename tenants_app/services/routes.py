@@ -10,24 +10,15 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from aipk_site.infra.audit import audit_record
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.models import Provider
 from tenants_app.models import ModelRoute, RouteStrategy, Tenant
-from tenants_app.services.audit import audit_record
-from tenants_app.services.errors import InvalidRequest
-
-
-def _routing_cache_clear() -> None:
-    # the routing service may not be there yet; routes still save without it
-    try:
-        from tenants_app.services.routing import routing_cache_clear
-    except ImportError:
-        return
-    routing_cache_clear()
+from tenants_app.signals import announce, routes_changed
 
 
 def _clear_now_and_on_commit() -> None:
-    _routing_cache_clear()
-    transaction.on_commit(_routing_cache_clear)
+    announce(routes_changed)
 
 
 def _clean_alias(alias: Any) -> str:

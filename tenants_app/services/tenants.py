@@ -11,12 +11,12 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
+from aipk_site.infra.audit import audit_record
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.models import Provider
 from tenants_app.models import Invoice, Membership, Role, Tenant, VirtualKey
 from tenants_app.services import billing
-from tenants_app.services.audit import audit_record
-from tenants_app.services.errors import InvalidRequest
-from tenants_app.services.key_auth import key_auth_forget, key_auth_forget_tenant
+from tenants_app.signals import announce, keys_changed, tenant_changed
 
 TENANT_FIELDS = (
     "name",
@@ -70,8 +70,7 @@ def _providers_named(names: list[str]) -> list[Provider]:
 
 
 def _forget_tenant_now_and_on_commit(tenant_id: int) -> None:
-    key_auth_forget_tenant(tenant_id)
-    transaction.on_commit(lambda: key_auth_forget_tenant(tenant_id))
+    announce(tenant_changed, tenant_id=tenant_id)
 
 
 @transaction.atomic
@@ -163,13 +162,7 @@ def tenant_delete(*, tenant: Tenant, actor: Any, ip_address: str | None = None) 
         changes={"slug": tenant.slug, "name": tenant.name, "keys": len(hashes)},
     )
     tenant.delete()
-
-    def forget() -> None:
-        for key_hash in hashes:
-            key_auth_forget(key_hash)
-
-    forget()
-    transaction.on_commit(forget)
+    announce(keys_changed, key_hashes=hashes)
 
 
 def _owners_locked(tenant: Tenant) -> list[int]:

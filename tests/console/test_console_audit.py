@@ -9,10 +9,10 @@ import re
 
 import pytest
 
+from aipk_site.infra.audit import audit_record
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create
 from tenants_app.models import AuditEvent, VirtualKey
-from tenants_app.services.audit import audit_record
 from tenants_app.services.keys import virtual_key_create
 
 URL = "/console/audit/"

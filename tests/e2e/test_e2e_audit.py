@@ -8,9 +8,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from aipk_site.infra.audit import audit_record
 from providers_app.services.providers import provider_create
 from tenants_app.models import Tenant
-from tenants_app.services.audit import audit_record
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from aipk_site.gateway.usage import usage_flush
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create
 from tenants_app.models import Membership, Pricing, Role, Tenant, UsageRecord
 from tenants_app.services.pricing import pricing_cache_clear
 from tenants_app.services.routes import route_create
-from tenants_app.services.usage import usage_flush
 
 FAST_MODEL = "gpt-4o-mini-delay-60ms"
 SLOW_MODEL = "gpt-4o-mini-delay-400ms"

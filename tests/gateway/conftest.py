@@ -46,9 +46,9 @@ class World:
 def _clear_caches() -> None:
     from django.core.cache import cache
 
+    from aipk_site.gateway.routing import routing_cache_clear
     from providers_app.services.chat import credentials_forget
     from tenants_app.services.pricing import pricing_cache_clear
-    from tenants_app.services.routing import routing_cache_clear
 
     cache.clear()
     credentials_forget()
@@ -93,7 +93,7 @@ def world(transactional_db, simulator, gateway_server, make_key) -> Iterator[Wor
     tenant = Tenant.objects.create(name="Acme", slug="acme")
     key, secret = make_key(tenant)
     yield World(tenant=tenant, key=key, secret=secret, providers=providers)
-    from tenants_app.services.usage import usage_flush
+    from aipk_site.gateway.usage import usage_flush
 
     usage_flush()
     _clear_caches()

@@ -9,8 +9,8 @@ import json
 import httpx
 import pytest
 
+from aipk_site.gateway.usage import usage_flush
 from tenants_app.models import UsageRecord
-from tenants_app.services.usage import usage_flush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

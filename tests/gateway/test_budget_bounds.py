@@ -16,10 +16,10 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from aipk_site.gateway.usage import usage_flush
 from providers_app.models import DiscoveredModel
 from tenants_app.models import Pricing, UsageRecord
 from tenants_app.services.pricing import pricing_cache_clear
-from tenants_app.services.usage import usage_flush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

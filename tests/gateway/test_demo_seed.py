@@ -24,9 +24,9 @@ ROUTES = {"fast": "cerebras", "smart": "openai", "cheap": None, "balanced": None
 def _clear_caches() -> None:
     from django.core.cache import cache
 
+    from aipk_site.gateway.routing import routing_cache_clear
     from providers_app.services.chat import credentials_forget
     from tenants_app.services.pricing import pricing_cache_clear
-    from tenants_app.services.routing import routing_cache_clear
 
     cache.clear()
     credentials_forget()
@@ -45,7 +45,7 @@ def debug_on(settings):
 def clean_caches():
     _clear_caches()
     yield
-    from tenants_app.services.usage import usage_flush
+    from aipk_site.gateway.usage import usage_flush
 
     usage_flush()
     _clear_caches()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from providers_app.services.metrics import OTHER, metric_labels_refresh
+from aipk_site.infra.metrics import OTHER, metric_labels_refresh
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -138,7 +138,7 @@ def test_it_labels_a_route_alias_and_counts_an_unknown_one_under_other(world, ga
 
 
 def test_it_caps_the_values_of_each_label(settings):
-    from providers_app.services import metrics
+    from aipk_site.infra import metrics
 
     settings.METRICS_MAX_LABEL_VALUES = len(metrics._seen["code"]) + 3
     codes = [f"made_up_code_{uuid.uuid4().hex[:8]}" for _ in range(10)]

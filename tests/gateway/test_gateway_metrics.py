@@ -11,9 +11,9 @@ import pytest
 from django.db.models import Sum
 from prometheus_client.parser import text_string_to_metric_families
 
-from aipk_site.log_context import JsonFormatter, RequestIdFilter, SecretMaskFilter
+from aipk_site.gateway.usage import usage_flush
+from aipk_site.infra.log_context import JsonFormatter, RequestIdFilter, SecretMaskFilter
 from tenants_app.models import Pricing, UsageRecord
-from tenants_app.services.usage import usage_flush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -181,7 +181,7 @@ def test_it_ends_streams_still_running_at_the_drain_deadline_with_an_error_event
 
 @pytest.fixture
 def fresh_shutdown_state():
-    from aipk_site import shutdown
+    from aipk_site.gateway import shutdown
 
     shutdown.reset()
     yield shutdown
@@ -196,7 +196,7 @@ async def test_it_drains_on_lifespan_shutdown_and_refuses_new_requests_meanwhile
     request, and a request arriving meanwhile gets a 503 in the JSON error shape."""
     import asyncio
 
-    from aipk_site.shutdown import ShutdownMiddleware
+    from aipk_site.gateway.shutdown import ShutdownMiddleware
 
     release = asyncio.Event()
     finished = []

@@ -77,7 +77,7 @@ COUNTERS = textwrap.dedent(
     django.setup()
     from django.db.models import Sum
     from tenants_app.models import UsageRecord
-    from tenants_app.services.admission import usage_now
+    from aipk_site.gateway.admission import usage_now
 
     key_id, tenant_id = int(sys.argv[1]), int(sys.argv[2])
     now = asyncio.run(usage_now(key_id=key_id, tenant_id=tenant_id))

@@ -8,8 +8,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from aipk_site.gateway.usage import usage_flush
 from tenants_app.models import Pricing, UsageRecord
-from tenants_app.services.usage import usage_flush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,5 +1,5 @@
 """Property: whatever JSON a client sends, the OpenAI and Anthropic request parsers
-either accept it or refuse it with a typed 4xx (the GatewayError family) -- never
+either accept it or refuse it with a typed 4xx (the AipkError family) -- never
 another exception, which the API would turn into a 500.
 
 Two kinds of input: arbitrary JSON values, and objects shaped loosely like requests
@@ -22,10 +22,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tenants_app.formats import InputLimits, ParsedRequest, parse_chat_completion, parse_messages
-from tenants_app.formats.common import load_json
-from tenants_app.services.chat_socket import ProtocolError, read_message
-from tenants_app.services.errors import GatewayError
+from aipk_site.gateway.chat_socket import ProtocolError, read_message
+from aipk_site.gateway.formats import (
+    InputLimits,
+    ParsedRequest,
+    parse_chat_completion,
+    parse_messages,
+)
+from aipk_site.gateway.formats.common import load_json
+from aipk_site.infra.errors import AipkError
 
 # small limits, so examples reach the "too many" branches too
 LIMITS = InputLimits(max_messages=6, max_message_chars=300, max_tools=3)
@@ -355,7 +360,7 @@ def parse_or_refuse(parse: Callable[..., ParsedRequest], value: Any) -> None:
             else:
                 raw = json.dumps(value, allow_nan=True).encode("utf-8", "surrogatepass")
                 parse(load_json(raw), LIMITS)
-        except GatewayError as error:
+        except AipkError as error:
             assert 400 <= error.status < 500, (error.status, error.message)
             assert error.message
 

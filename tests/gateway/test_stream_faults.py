@@ -202,7 +202,7 @@ SPEND = textwrap.dedent(
     from providers_app.models import Provider
     from providers_app.services.providers import provider_update
     from tenants_app.models import UsageRecord, VirtualKey
-    from tenants_app.services.admission import usage_now
+    from aipk_site.gateway.admission import usage_now
 
     key = VirtualKey.objects.get(tenant__slug=sys.argv[1])
     if len(sys.argv) > 2:  # a budget, so admission reserves and settles money, and a
@@ -276,8 +276,8 @@ def test_it_settles_later_what_it_could_not_settle_while_redis_was_frozen(
 
 
 def _usage(request_id: str):
+    from aipk_site.gateway.usage import usage_flush
     from tenants_app.models import UsageRecord
-    from tenants_app.services.usage import usage_flush
 
     usage_flush()
     return UsageRecord.objects.get(request_id=request_id)

@@ -17,6 +17,8 @@ import aiohttp
 import httpx
 import pytest
 
+from aipk_site.gateway.routing import routing_cache_clear
+from aipk_site.gateway.usage import usage_flush
 from providers_app.services.provider_settings import (
     ProviderSettingsError,
     validate_provider_settings,
@@ -24,8 +26,6 @@ from providers_app.services.provider_settings import (
 from providers_app.services.providers import provider_update
 from tenants_app.models import Pricing, UsageRecord
 from tenants_app.services.pricing import pricing_cache_clear
-from tenants_app.services.routing import routing_cache_clear
-from tenants_app.services.usage import usage_flush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

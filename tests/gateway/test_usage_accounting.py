@@ -9,8 +9,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from aipk_site.gateway.usage import usage_flush
 from tenants_app.models import Pricing, UsageRecord
-from tenants_app.services.usage import usage_flush
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -210,10 +210,10 @@ async def test_it_accounts_a_stream_its_transport_drops_without_reading(world, g
 
     from asgiref.sync import sync_to_async
 
-    from tenants_app.formats.common import InputLimits
-    from tenants_app.formats.openai_format import parse_chat_completion
-    from tenants_app.services.gateway import GatewayCall, gateway_stream
-    from tenants_app.services.key_auth import authenticate_virtual_key
+    from aipk_site.gateway.dispatch import GatewayCall, gateway_stream
+    from aipk_site.gateway.formats.common import InputLimits
+    from aipk_site.gateway.formats.openai_format import parse_chat_completion
+    from aipk_site.gateway.key_auth import authenticate_virtual_key
 
     ctx = await authenticate_virtual_key(world.secret)
     parsed = parse_chat_completion(

@@ -17,9 +17,9 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from aipk_site.gateway.usage import usage_flush
 from tenants_app.models import Membership, Pricing, Role, Tenant, UsageRecord
 from tenants_app.services.pricing import pricing_cache_clear
-from tenants_app.services.usage import usage_flush
 
 from .support import WEATHER_TOOLS
 
@@ -186,7 +186,7 @@ def test_it_closes_an_unauthenticated_socket_with_4401(world, gateway_server, cr
 
 def test_it_closes_a_deactivated_tenants_socket_with_4403(world, gateway_server):
     Tenant.objects.filter(pk=world.tenant.pk).update(active=False)
-    from tenants_app.services.key_auth import key_auth_forget_tenant
+    from aipk_site.gateway.key_auth import key_auth_forget_tenant
 
     key_auth_forget_tenant(world.tenant.pk)
 

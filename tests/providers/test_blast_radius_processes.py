@@ -52,7 +52,7 @@ OTHER_PROCESS = textwrap.dedent(
     from providers_app.kit.types import ChatRequest, Message
     from providers_app.models import Provider
     from providers_app.services.chat import provider_chat
-    from providers_app.state import RedisStateStore, state_store
+    from aipk_site.infra.state import RedisStateStore, state_store
 
     provider_id, tenant_id, models = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     assert isinstance(state_store(), RedisStateStore), type(state_store())

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from providers_app.services.metrics import (
+from aipk_site.infra.metrics import (
     credential_label,
     histogram_quantile,
     metrics_summary,
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def provider_name() -> str:
-    """The registry lives as long as the process: every test counts under its own provider."""
+    """The registry lives as the process: every test counts under its own provider."""
     return f"metrics-{uuid.uuid4().hex[:10]}"
 
 
@@ -218,7 +218,7 @@ RECORDER = textwrap.dedent(
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aipk_site.settings")
     import django
     django.setup()
-    from providers_app.services.metrics import record_request, record_refresh
+    from aipk_site.infra.metrics import record_request, record_refresh
     provider, credential = sys.argv[1], sys.argv[2]
     count, latency = int(sys.argv[3]), float(sys.argv[4])
     for _ in range(count):

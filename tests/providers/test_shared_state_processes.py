@@ -1,7 +1,7 @@
 """Two OS processes sharing Redis agree on key health and breaker state.
 
 The other process is a fresh ``python -c`` with the project's settings and
-``REDIS_URL``: it reaches the pool only through ``providers_app.state``, so
+``REDIS_URL``: it reaches the pool only through ``aipk_site.infra.state``, so
 anything this process sees came through Redis. Skipped without ``REDIS_URL``
 (``CI=true .ci/run`` sets it): a local-memory cache is private to a process.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from aipk_site.infra.state import RedisStateStore, state_store
 from providers_app.kit.errors import ServerError
 from providers_app.kit.resilience import CircuitBreaker, KeyPool
-from providers_app.state import RedisStateStore, state_store
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 pytestmark = pytest.mark.skipif(
@@ -40,7 +40,7 @@ OTHER_PROCESS = textwrap.dedent(
 
     from providers_app.kit import errors
     from providers_app.kit.resilience import CircuitBreaker, KeyPool
-    from providers_app.state import RedisStateStore, state_store
+    from aipk_site.infra.state import RedisStateStore, state_store
 
     pool_id, action, credential, count = sys.argv[1:5]
     store = state_store()

@@ -21,17 +21,17 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.test import override_settings
 
-from providers_app.kit.errors import AuthenticationError, RateLimitError, ServerError
-from providers_app.kit.ratelimit import RateLimitInfo, RateLimitTracker, TokenBucket
-from providers_app.kit.ratelimit_store import MemoryRateLimitStore
-from providers_app.kit.resilience import CircuitBreaker, KeyPool, credential_transition
-from providers_app.state import (
+from aipk_site.infra.state import (
     LockedCacheStateStore,
     RedisStateStore,
     SharedStateStore,
     shared_store_for,
     state_store,
 )
+from providers_app.kit.errors import AuthenticationError, RateLimitError, ServerError
+from providers_app.kit.ratelimit import RateLimitInfo, RateLimitTracker, TokenBucket
+from providers_app.kit.ratelimit_store import MemoryRateLimitStore
+from providers_app.kit.resilience import CircuitBreaker, KeyPool, credential_transition
 
 KEYS = ["key:1", "key:2", "key:3"]
 REDIS_URL = os.environ.get("REDIS_URL", "")

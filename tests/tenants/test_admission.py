@@ -20,11 +20,11 @@ from django.core.cache import caches
 from django.db import connections
 from django.test import override_settings
 
-from providers_app.state import LockedCacheStateStore, RedisStateStore, state_store
+from aipk_site.gateway import admission
+from aipk_site.gateway.admission import Admission, Limits, admit, settle, usage_now
+from aipk_site.infra.errors import LimitExceeded
+from aipk_site.infra.state import LockedCacheStateStore, RedisStateStore, state_store
 from tenants_app.models import Tenant, UsageRecord, VirtualKey
-from tenants_app.services import admission
-from tenants_app.services.admission import Admission, Limits, admit, settle, usage_now
-from tenants_app.services.errors import LimitExceeded
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 NEEDS_REDIS = pytest.mark.skipif(

@@ -19,9 +19,9 @@ from django.core.cache import caches
 from django.db import connections
 from django.test import override_settings
 
-from tenants_app.services import admission
-from tenants_app.services.admission import Admission, Limits, admit, settle, usage_now
-from tenants_app.services.errors import LimitExceeded
+from aipk_site.gateway import admission
+from aipk_site.gateway.admission import Admission, Limits, admit, settle, usage_now
+from aipk_site.infra.errors import LimitExceeded
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 NEEDS_REDIS = pytest.mark.skipif(

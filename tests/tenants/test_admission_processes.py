@@ -23,9 +23,9 @@ from asgiref.sync import sync_to_async
 from django.core.cache import caches
 from django.db import connections
 
-from tenants_app.services import admission
-from tenants_app.services.admission import Limits, admit, usage_now
-from tenants_app.services.errors import LimitExceeded
+from aipk_site.gateway import admission
+from aipk_site.gateway.admission import Limits, admit, usage_now
+from aipk_site.infra.errors import LimitExceeded
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 pytestmark = [
@@ -49,10 +49,10 @@ OTHER_PROCESS = textwrap.dedent(
     django.setup()
 
     from django.core.cache import caches
-    from providers_app.state import RedisStateStore, state_store
-    from tenants_app.services import admission
-    from tenants_app.services.admission import Limits, admit
-    from tenants_app.services.errors import LimitExceeded
+    from aipk_site.infra.state import RedisStateStore, state_store
+    from aipk_site.gateway import admission
+    from aipk_site.gateway.admission import Limits, admit
+    from aipk_site.infra.errors import LimitExceeded
 
     tenant_id, key_id, rpm, count, now, tag, n = sys.argv[1:8]
     assert isinstance(state_store(), RedisStateStore), type(state_store())

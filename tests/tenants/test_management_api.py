@@ -11,6 +11,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from aipk_site.gateway.key_auth import authenticate_virtual_key
+from aipk_site.infra.errors import AuthenticationFailed
 from providers_app.models import Provider
 from tenants_app.models import (
     AdminToken,
@@ -24,8 +26,6 @@ from tenants_app.models import (
     UsageRecord,
     VirtualKey,
 )
-from tenants_app.services.errors import AuthenticationFailed
-from tenants_app.services.key_auth import authenticate_virtual_key
 
 pytestmark = pytest.mark.django_db
 
@@ -395,7 +395,7 @@ ROUTE = {
 
 
 def test_it_creates_updates_and_deletes_a_tenant_route(as_owner, send, provider, monkeypatch):
-    from tenants_app.services import routing
+    from aipk_site.gateway import routing
 
     cleared = []
     monkeypatch.setattr(routing, "routing_cache_clear", lambda: cleared.append(1))

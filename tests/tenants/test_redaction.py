@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from aipk_site.gateway.redaction import redact_request, redact_text
 from providers_app.kit.types import ChatRequest, Message, ToolCall
-from tenants_app.services.redaction import redact_request, redact_text
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ import secrets
 
 import pytest
 
+from aipk_site.gateway.response_cache import cache_get, cache_key, cache_put
+from aipk_site.infra.state import state_store
 from providers_app.kit.types import (
     ChatRequest,
     ChatResponse,
@@ -18,8 +20,6 @@ from providers_app.kit.types import (
     ToolChoice,
     Usage,
 )
-from providers_app.state import state_store
-from tenants_app.services.response_cache import cache_get, cache_key, cache_put
 
 
 def request(**changes) -> ChatRequest:

@@ -10,12 +10,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from providers_app.models import DiscoveredModel, Provider
-from providers_app.services.providers import provider_create
-from tenants_app.models import ModelRoute, Pricing, RouteStrategy, Tenant
-from tenants_app.services.errors import InvalidRequest, NotFound, PermissionDenied, UpstreamError
-from tenants_app.services.pricing import pricing_cache_clear
-from tenants_app.services.routing import (
+from aipk_site.gateway.routing import (
     Candidate,
     Resolution,
     models_for,
@@ -23,6 +18,11 @@ from tenants_app.services.routing import (
     resolve_model,
     routing_cache_clear,
 )
+from aipk_site.infra.errors import InvalidRequest, NotFound, PermissionDenied, UpstreamError
+from providers_app.models import DiscoveredModel, Provider
+from providers_app.services.providers import provider_create
+from tenants_app.models import ModelRoute, Pricing, RouteStrategy, Tenant
+from tenants_app.services.pricing import pricing_cache_clear
 
 # async tests read through the async ORM's worker thread: rows must be committed
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -35,7 +35,7 @@ RECORDER = textwrap.dedent(
     django.setup()
 
     from tenants_app.models import Tenant
-    from tenants_app.services.usage import usage_record
+    from aipk_site.gateway.usage import usage_record
 
     mode, count, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     tenant, _ = Tenant.objects.get_or_create(slug=tag, defaults={"name": tag})

@@ -15,9 +15,9 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from aipk_site.gateway import usage
+from aipk_site.gateway.usage import ausage_flush, usage_flush, usage_pending, usage_record
 from tenants_app.models import Tenant, UsageRecord
-from tenants_app.services import usage
-from tenants_app.services.usage import ausage_flush, usage_flush, usage_pending, usage_record
 
 
 @pytest.fixture(autouse=True)
@@ -130,7 +130,7 @@ def test_it_does_not_lose_the_batch_mates_of_a_bad_row(tenant, caplog):
     for fields in [*good[:2], bad, *good[2:]]:
         usage_record(**fields)
 
-    with caplog.at_level(logging.WARNING, logger="tenants_app.services.usage"):
+    with caplog.at_level(logging.WARNING, logger="aipk_site.gateway.usage"):
         assert usage_flush() == 5
 
     stored = set(UsageRecord.objects.values_list("request_id", flat=True))
@@ -151,7 +151,7 @@ def test_it_writes_a_request_id_once_and_logs_the_duplicate(tenant, caplog):
     usage_record(**{**fields, "status": "error"})  # and twice in one batch
     other = row(tenant)
     usage_record(**other)
-    with caplog.at_level(logging.WARNING, logger="tenants_app.services.usage"):
+    with caplog.at_level(logging.WARNING, logger="aipk_site.gateway.usage"):
         assert usage_flush() == 1
 
     assert UsageRecord.objects.filter(request_id=fields["request_id"]).count() == 1

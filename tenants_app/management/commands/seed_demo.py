@@ -35,11 +35,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from aipk_site.infra.audit import audit_record
 from providers_app.models import ApiKey, Provider
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create, provider_update
 from tenants_app.models import ModelRoute, Pricing, RouteStrategy, Tenant, VirtualKey
-from tenants_app.services.audit import audit_record
 from tenants_app.services.keys import virtual_key_create, virtual_key_revoke
 from tenants_app.services.pricing import pricing_load_bundled, pricing_set
 from tenants_app.services.routes import route_create

@@ -16,6 +16,23 @@ import anthropic
 import httpx2
 import pytest
 
+from aipk_site.gateway.formats.anthropic_format import (
+    AnthropicStreamEncoder,
+    anthropic_error_body,
+    parse_messages,
+    render_message,
+)
+from aipk_site.gateway.formats.common import InputLimits, public_tool_call_id, response_as_chunks
+from aipk_site.infra.errors import (
+    AipkError,
+    AuthenticationFailed,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    UpstreamError,
+)
 from providers_app.kit.types import (
     ChatChunk,
     ChatResponse,
@@ -24,23 +41,6 @@ from providers_app.kit.types import (
     ToolCallDelta,
     ToolChoice,
     Usage,
-)
-from tenants_app.formats.anthropic_format import (
-    AnthropicStreamEncoder,
-    anthropic_error_body,
-    parse_messages,
-    render_message,
-)
-from tenants_app.formats.common import InputLimits, public_tool_call_id, response_as_chunks
-from tenants_app.services.errors import (
-    AuthenticationFailed,
-    GatewayError,
-    InvalidRequest,
-    LimitExceeded,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    UpstreamError,
 )
 
 WIRE = Path(__file__).resolve().parents[2] / "fixtures" / "wire"
@@ -528,7 +528,7 @@ def test_it_renders_messages_the_sdk_parses():
         (UpstreamError("very busy", status=529), "overloaded_error", anthropic.InternalServerError),
     ],
 )
-def test_it_renders_errors_in_anthropics_envelope(err: GatewayError, kind, sdk_error):
+def test_it_renders_errors_in_anthropics_envelope(err: AipkError, kind, sdk_error):
     envelope = anthropic_error_body(err)
     assert envelope == {
         "type": "error",

@@ -17,6 +17,14 @@ import openai
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
+from aipk_site.gateway.formats.common import InputLimits, public_tool_call_id, response_as_chunks
+from aipk_site.gateway.formats.openai_format import (
+    OpenAIStreamEncoder,
+    openai_error_body,
+    parse_chat_completion,
+    render_chat_completion,
+)
+from aipk_site.infra.errors import InvalidRequest, LimitExceeded, UpstreamError
 from providers_app.kit.types import (
     ChatChunk,
     ChatResponse,
@@ -26,14 +34,6 @@ from providers_app.kit.types import (
     ToolChoice,
     Usage,
 )
-from tenants_app.formats.common import InputLimits, public_tool_call_id, response_as_chunks
-from tenants_app.formats.openai_format import (
-    OpenAIStreamEncoder,
-    openai_error_body,
-    parse_chat_completion,
-    render_chat_completion,
-)
-from tenants_app.services.errors import InvalidRequest, LimitExceeded, UpstreamError
 
 WIRE = Path(__file__).resolve().parents[2] / "fixtures" / "wire"
 LIMITS = InputLimits(max_messages=50, max_message_chars=10_000, max_tools=8)

@@ -11,15 +11,15 @@ import string
 
 import pytest
 
-from providers_app.kit.types import ChatResponse, ResponseBuilder, ToolCall, Usage
-from tenants_app.formats.anthropic_format import parse_messages, render_message
-from tenants_app.formats.common import (
+from aipk_site.gateway.formats.anthropic_format import parse_messages, render_message
+from aipk_site.gateway.formats.common import (
     InputLimits,
     public_tool_call_id,
     response_as_chunks,
     split_tool_call_id,
 )
-from tenants_app.formats.openai_format import parse_chat_completion, render_chat_completion
+from aipk_site.gateway.formats.openai_format import parse_chat_completion, render_chat_completion
+from providers_app.kit.types import ChatResponse, ResponseBuilder, ToolCall, Usage
 
 ANTHROPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 LIMITS = InputLimits(max_messages=10, max_message_chars=100_000, max_tools=4)

@@ -275,7 +275,7 @@ class _LabelSnapshot:
             source = getattr(
                 settings,
                 "METRICS_KNOWN_LABELS",
-                "providers_app.services.metrics.provider_known_labels",
+                "aipk_site.infra.metrics.provider_known_labels",
             )
             # a savepoint: a failed read must not break a transaction the caller is in
             with transaction.atomic():

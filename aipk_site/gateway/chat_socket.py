@@ -1,7 +1,7 @@
 """The websocket chat's protocol (docs/WEBSOCKET.md): who is calling, what a client
 message means, and the events one chat turn produces.
 
-The consumer (tenants_app/consumers.py) only moves frames and runs one task per
+The consumer (aipk_site/gateway/consumers.py) only moves frames and runs one task per
 request; everything here is independent of Channels so the rules read in one
 place. A turn goes through the same ``gateway_stream`` as ``/v1`` — admission,
 routing, failover, usage and cost are the gateway's, not this module's.
@@ -30,29 +30,29 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from providers_app.kit.types import ToolCallAccumulator
-from tenants_app.formats.common import (
-    InputLimits,
-    ParsedRequest,
-    load_json,
-    public_tool_call_id,
-)
-from tenants_app.formats.openai_format import openai_finish_reason, parse_chat_completion
-from tenants_app.models import Membership, Role, VirtualKey
-from tenants_app.services.errors import (
-    AuthenticationFailed,
-    GatewayError,
-    InvalidRequest,
-    PermissionDenied,
-    UpstreamError,
-)
-from tenants_app.services.gateway import (
+from aipk_site.gateway.dispatch import (
     GatewayCall,
     StreamReply,
     gateway_stream,
     log_infrastructure_fault,
 )
-from tenants_app.services.key_auth import KeyContext, authenticate_virtual_key
+from aipk_site.gateway.formats.common import (
+    InputLimits,
+    ParsedRequest,
+    load_json,
+    public_tool_call_id,
+)
+from aipk_site.gateway.formats.openai_format import openai_finish_reason, parse_chat_completion
+from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key
+from aipk_site.infra.errors import (
+    AipkError,
+    AuthenticationFailed,
+    InvalidRequest,
+    PermissionDenied,
+    UpstreamError,
+)
+from providers_app.kit.types import ToolCallAccumulator
+from tenants_app.models import Membership, Role, VirtualKey
 from tenants_app.services.pricing import cost_usd
 
 SUBPROTOCOL = "aipk.chat.v1"
@@ -85,7 +85,7 @@ _OPTIONS = {
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, RedisError, OSError)
 
 
-def service_unavailable() -> GatewayError:
+def service_unavailable() -> AipkError:
     return UpstreamError(
         "aipk cannot reach its database or cache; retry shortly",
         status=503,
@@ -94,7 +94,7 @@ def service_unavailable() -> GatewayError:
     )
 
 
-def close_code_for(error: GatewayError) -> int:
+def close_code_for(error: AipkError) -> int:
     """The close code for a caller that may not use the socket."""
     if isinstance(error, AuthenticationFailed):
         return CLOSE_UNAUTHENTICATED
@@ -309,7 +309,7 @@ def _parse_request(message: dict, msg_id: str | int, limits: InputLimits) -> Par
         body[body_field] = {"cache": value} if name == "cache" else value
     try:
         return parse_chat_completion(body, limits)
-    except GatewayError as error:
+    except AipkError as error:
         param = _as_ws_param(error.param)
         text = error.message
         if error.param and param and param != error.param and text.startswith(error.param):
@@ -361,7 +361,7 @@ def new_request_id() -> str:
     return f"{REQUEST_ID_PREFIX}{uuid.uuid4().hex}"
 
 
-def error_event(msg_id: Any, error: GatewayError) -> dict:
+def error_event(msg_id: Any, error: AipkError) -> dict:
     event: dict[str, Any] = {
         "type": "chat.error",
         "id": msg_id,
@@ -393,7 +393,7 @@ class ChatTurn:
         msg_id = self.msg_id
         try:
             self.streamed = streamed = await gateway_stream(self.call)
-        except GatewayError as error:
+        except AipkError as error:
             yield self._error_event(error)
             return
         except Exception as error:  # noqa: BLE001 -- a turn always ends with an event
@@ -413,7 +413,7 @@ class ChatTurn:
                         calls.add(delta)
                     if chunk.finish_reason:
                         finish = chunk.finish_reason
-        except GatewayError as error:
+        except AipkError as error:
             # provider and infrastructure faults mid-stream (the gateway has accounted
             # the request and logged the fault): chat.error is the turn's last event
             yield self._error_event(error)
@@ -437,7 +437,7 @@ class ChatTurn:
         yield self._usage_event()
         yield self._done_event(openai_finish_reason(finish, bool(tool_calls)))
 
-    def _error_event(self, error: GatewayError) -> dict:
+    def _error_event(self, error: AipkError) -> dict:
         # the request's id, as chat.done carries it: the id of its usage record, so a
         # failed turn can be found in the usage like a finished one
         return {**error_event(self.msg_id, error), "request_id": self.call.request_id}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aipk_site.infra.errors import AipkError
 from providers_app.kit.tools import (
     ToolValidationError,
     tool_choice_from_anthropic,
@@ -47,7 +48,6 @@ from providers_app.kit.types import (
     ToolCallDelta,
     Usage,
 )
-from tenants_app.services.errors import GatewayError
 
 from .common import (
     MAX_OUTPUT_TOKENS,
@@ -438,7 +438,7 @@ _ERROR_TYPES = {
 }
 
 
-def anthropic_error_body(err: GatewayError) -> dict:
+def anthropic_error_body(err: AipkError) -> dict:
     """Anthropic's ``{"type": "error", "error": {"type", "message"}}`` envelope.
 
     The type comes from the status, which is what the anthropic SDK maps to
@@ -605,7 +605,7 @@ class AnthropicStreamEncoder:
             return b""
         return self._start() + self._event("ping", {"type": "ping"})
 
-    def error(self, err: GatewayError) -> bytes:
+    def error(self, err: AipkError) -> bytes:
         """A mid-stream ``error`` event; the anthropic SDK raises on reading it. Nothing follows."""
         if self._closed:
             return b""

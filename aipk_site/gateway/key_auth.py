@@ -19,8 +19,8 @@ from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 
+from aipk_site.infra.errors import AuthenticationFailed, PermissionDenied
 from tenants_app.models import VirtualKey
-from tenants_app.services.errors import AuthenticationFailed, PermissionDenied
 from tenants_app.services.secrets import VIRTUAL_KEY_PREFIX, secret_hash
 
 MICRO = 1_000_000

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aipk_site.infra.errors import AipkError
 from providers_app.kit.tools import (
     ToolValidationError,
     tool_choice_from_openai,
@@ -47,7 +48,6 @@ from providers_app.kit.types import (
     ToolCallDelta,
     Usage,
 )
-from tenants_app.services.errors import GatewayError
 
 from .common import (
     INT64_MAX,
@@ -384,7 +384,7 @@ def render_chat_completion(
     }
 
 
-def openai_error_body(err: GatewayError) -> dict:
+def openai_error_body(err: AipkError) -> dict:
     """``{"error": {"type", "code", "message", "param"}}``, the envelope the openai SDK reads."""
     return err.body()
 
@@ -499,7 +499,7 @@ class OpenAIStreamEncoder:
         """An SSE comment, to keep idle proxies from cutting a slow stream; clients skip it."""
         return b"" if self._closed else b": ping\n\n"
 
-    def error(self, err: GatewayError) -> bytes:
+    def error(self, err: AipkError) -> bytes:
         """A mid-stream error event; the openai SDK raises ``APIError`` on reading it.
 
         Nothing follows it, not even ``[DONE]``: the stream ends there.

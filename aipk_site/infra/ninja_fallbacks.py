@@ -4,7 +4,7 @@ Without this, a path under /api/ or /v1/ that matches no operation falls through
 Django's HTML 404 page, and a known path called with the wrong method gets ninja's
 ``HttpResponseNotAllowed`` (text/html, "Method not allowed"). API clients (the openai
 and anthropic SDKs, scripts) read JSON errors only, so both APIs of the project
-(the management API in aipk_site/api.py, the gateway in tenants_app/api.py) answer
+(the management API in aipk_site/api.py, the gateway in aipk_site/gateway/edge.py) answer
 these in their own error shape instead.
 """
 

@@ -27,20 +27,24 @@ from decimal import Decimal
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from aipk_site import shutdown
-from aipk_site.log_context import bind_request_id
+from aipk_site.gateway import shutdown
+from aipk_site.gateway.admission import Admission, Limits, admit, settle, settle_later
+from aipk_site.gateway.formats.common import ParsedRequest, response_as_chunks
+from aipk_site.gateway.key_auth import KeyContext
+from aipk_site.gateway.redaction import redact_request
+from aipk_site.gateway.response_cache import cache_get, cache_key, cache_put
+from aipk_site.gateway.routing import Candidate, Resolution, record_latency, resolve_model
+from aipk_site.gateway.usage import usage_record
+from aipk_site.infra.errors import AipkError, LimitExceeded, UpstreamError, UpstreamRefused
+from aipk_site.infra.log_context import bind_request_id
+from aipk_site.infra.metrics import record_gateway_request, stream_ended, stream_started
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
 from providers_app.kit.resilience import CircuitOpenError
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, ResponseBuilder, Usage
 from providers_app.services.chat import provider_chat, provider_stream, request_deadline
-from providers_app.services.metrics import record_gateway_request, stream_ended, stream_started
 from providers_app.services.providers import provider_deadlines
-from tenants_app.formats.common import ParsedRequest, response_as_chunks
 from tenants_app.models import UsageStatus
-from tenants_app.services.admission import Admission, Limits, admit, settle, settle_later
-from tenants_app.services.errors import GatewayError, LimitExceeded, UpstreamError, UpstreamRefused
-from tenants_app.services.key_auth import KeyContext
 from tenants_app.services.pricing import (
     DEFAULT_COMPLETION_ALLOWANCE_TOKENS,
     MAX_RESERVED_TOKENS,
@@ -51,10 +55,6 @@ from tenants_app.services.pricing import (
     cost_usd,
     unpriced_model_error,
 )
-from tenants_app.services.redaction import redact_request
-from tenants_app.services.response_cache import cache_get, cache_key, cache_put
-from tenants_app.services.routing import Candidate, Resolution, record_latency, resolve_model
-from tenants_app.services.usage import usage_record
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def infrastructure_fault(error: BaseException) -> str:
     return "internal_error"
 
 
-def server_shutting_down() -> GatewayError:
+def server_shutting_down() -> AipkError:
     """What a request still running at the shutdown drain's deadline is told (a 503 or an
     error event): retry elsewhere, nothing is wrong with the request."""
     return UpstreamError(
@@ -93,7 +93,7 @@ def _raise_if_ended_by_shutdown() -> None:
     raise server_shutting_down() from None
 
 
-def infrastructure_unavailable() -> GatewayError:
+def infrastructure_unavailable() -> AipkError:
     """What a client is told when aipk's cache or database failed under its request: a
     503 it may retry (an error event once a stream has started)."""
     return UpstreamError(
@@ -331,7 +331,7 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
             stream=call.parsed.stream,
             lease_seconds=_lease_seconds(resolution),
         )
-    except GatewayError as error:
+    except AipkError as error:
         await ledger.close(status=UsageStatus.REFUSED, error_type=error.code)
         raise
     except BaseException as error:
@@ -425,7 +425,7 @@ _REFUSALS: tuple[tuple[type[ProviderError], int, str, str, str], ...] = (
 )
 
 
-def upstream_error(error: ProviderError) -> GatewayError:
+def upstream_error(error: ProviderError) -> AipkError:
     """A provider failure as the client sees it: a provider's 429, 401, 402 or 403 keeps its
     status, class and retry-after (the SDKs raise RateLimitError, AuthenticationError...),
     whatever the number of keys or the length of the retry-after; aipk's own "nothing
@@ -480,11 +480,11 @@ def upstream_error(error: ProviderError) -> GatewayError:
                 retry_after=retry,
             )
     if isinstance(error, kit_errors.ContextLengthError):
-        return GatewayError(str(error), code="context_length_exceeded", param="messages")
+        return AipkError(str(error), code="context_length_exceeded", param="messages")
     if isinstance(error, kit_errors.ContentFilterError):
-        return GatewayError(str(error), code="content_filter")
+        return AipkError(str(error), code="content_filter")
     if isinstance(error, kit_errors.InvalidRequestError):
-        return GatewayError(str(error), code="upstream_invalid_request")
+        return AipkError(str(error), code="upstream_invalid_request")
     if isinstance(error, kit_errors.NotFoundError):
         return UpstreamError(
             "the provider does not know this model", status=404, code="model_not_found"
@@ -506,7 +506,7 @@ async def _close_on_exit(ledger: Ledger, error: BaseException) -> None:
     """Account a request that ends in an exception (shielded: a cancel must not skip it)."""
     if isinstance(error, ProviderError):
         status, error_type = UsageStatus.ERROR, error.type
-    elif isinstance(error, GatewayError):
+    elif isinstance(error, AipkError):
         status, error_type = UsageStatus.ERROR, error.code
     elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
         if shutdown.ended_by_shutdown():
@@ -524,7 +524,7 @@ def _answer_names_request(call: GatewayCall) -> Iterator[None]:
     is the id of the request's usage row, so a failed call can be found in the usage."""
     try:
         yield
-    except GatewayError as error:
+    except AipkError as error:
         error.headers.setdefault("x-request-id", call.request_id)
         raise
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.kit.types import (
     FINISH_TOOL_CALLS,
     ChatChunk,
@@ -23,7 +24,6 @@ from providers_app.kit.types import (
     ToolCallDelta,
     Usage,
 )
-from tenants_app.services.errors import InvalidRequest
 
 __all__ = [
     "MAX_JSON_DEPTH",

@@ -1,15 +1,27 @@
-"""Errors the gateway answers with, each carrying its HTTP status and the
-``{"error": {"type", "code", "message", "param"}}`` body fields.
+"""aipk's one error family. Every service error -- management, credentials, provider
+settings, OAuth, the gateway's own refusals -- derives from ``AipkError``, which carries
+its message, the field it names (``param``), a machine-readable ``code`` and the HTTP
+status; ``type`` follows OpenAI's vocabulary, so the official SDKs raise their matching
+exception classes.
 
-Services raise these; the API edge (tenants_app/api.py) and the websocket
-consumer render them. ``type`` follows OpenAI's vocabulary, so the official
-SDKs raise their matching exception classes.
+Each error is mapped to a presentation once:
+- the API error shape ``{"error": {"type", "code", "message", "param"}}``: ``body()``,
+  rendered by the management API (aipk_site/api.py) and, in OpenAI's and Anthropic's own
+  shapes, by the gateway's formats (aipk_site/gateway/formats/);
+- form errors: ``ServiceErrorsMixin`` (aipk_site/infra/forms.py);
+- the admin: ``aipk_site/infra/admin.py``.
+
+The provider kit keeps its own ``ProviderError`` family (providers_app/kit/errors.py):
+those are facts about a provider's answer, framework-free, which the gateway classifies
+into these errors at its edge.
 """
 
 from __future__ import annotations
 
 
-class GatewayError(Exception):
+class AipkError(Exception):
+    """The base of every service error: message, param, code and HTTP status."""
+
     status = 400
     type = "invalid_request_error"
     code = "invalid_request"
@@ -42,34 +54,34 @@ class GatewayError(Exception):
         }
 
 
-class InvalidRequest(GatewayError):
+class InvalidRequest(AipkError):
     """A malformed or unacceptable request body; ``param`` names the field."""
 
 
-class PayloadTooLarge(GatewayError):
+class PayloadTooLarge(AipkError):
     status = 413
     code = "payload_too_large"
 
 
-class AuthenticationFailed(GatewayError):
+class AuthenticationFailed(AipkError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
 
 
-class PermissionDenied(GatewayError):
+class PermissionDenied(AipkError):
     status = 403
     type = "permission_error"
     code = "forbidden"
 
 
-class NotFound(GatewayError):
+class NotFound(AipkError):
     status = 404
     type = "not_found_error"
     code = "not_found"
 
 
-class LimitExceeded(GatewayError):
+class LimitExceeded(AipkError):
     """Admission refused: ``code`` says which limit (e.g. key_rpm, tenant_budget)."""
 
     status = 429
@@ -77,7 +89,7 @@ class LimitExceeded(GatewayError):
     code = "rate_limit_exceeded"
 
 
-class UpstreamError(GatewayError):
+class UpstreamError(AipkError):
     """Every candidate failed; status is 502, 503 or 504 depending on how."""
 
     status = 502
@@ -89,7 +101,7 @@ class UpstreamError(GatewayError):
         self.status = status
 
 
-class UpstreamRefused(GatewayError):
+class UpstreamRefused(AipkError):
     """The provider refused aipk's call with a 401, 402, 403 or a quota 429. Passed on with
     the provider's own status and error type, so the official SDKs raise what they would
     against the provider itself (AuthenticationError, PermissionDeniedError,

@@ -1,7 +1,7 @@
 """The websocket chat at /ws/chat/: a second transport over the gateway, next to api.py.
 
 DESIGN.md places the consumer in providers_app, but it is a gateway transport
-like tenants_app/api.py — same key auth, admission, routing, usage and cost —
+like aipk_site/gateway/edge.py — same key auth, admission, routing, usage and cost —
 so it lives beside the gateway. Protocol, auth and close codes:
 docs/WEBSOCKET.md; the rules themselves are in services/chat_socket.py.
 
@@ -22,9 +22,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from providers_app.services.metrics import record_ws_connections
-from tenants_app.formats.common import InputLimits
-from tenants_app.services.chat_socket import (
+from aipk_site.gateway.chat_socket import (
     CLOSE_TRY_AGAIN_LATER,
     ENDPOINT,
     INFRASTRUCTURE_ERRORS,
@@ -41,8 +39,10 @@ from tenants_app.services.chat_socket import (
     service_unavailable,
     socket_caller,
 )
-from tenants_app.services.errors import AuthenticationFailed, GatewayError, PermissionDenied
-from tenants_app.services.gateway import GatewayCall
+from aipk_site.gateway.dispatch import GatewayCall
+from aipk_site.gateway.formats.common import InputLimits
+from aipk_site.infra.errors import AipkError, AuthenticationFailed, PermissionDenied
+from aipk_site.infra.metrics import record_ws_connections
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         subprotocol = accepted_subprotocol(self.scope)
         try:
             self.caller, _ = await socket_caller(self.scope)
-        except GatewayError as error:
+        except AipkError as error:
             # Accept first: a close before the handshake reaches the client as a bare
             # HTTP 403, and the reason (and our close code) would be lost.
             await self._refuse(subprotocol, error_event(None, error), close_code_for(error))
@@ -182,7 +182,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send_event(
                     error_event(
                         msg_id,
-                        GatewayError(
+                        AipkError(
                             f"internal error ({type(error).__name__})", code="internal_error"
                         ),
                     )

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 
+from aipk_site.infra.state import state_store
 from providers_app.kit.types import (
     FINISH_CONTENT_FILTER,
     FINISH_ERROR,
@@ -29,7 +30,6 @@ from providers_app.kit.types import (
     ToolCall,
     Usage,
 )
-from providers_app.state import state_store
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from typing import Any, TypeGuard, TypeVar
 
 from django.conf import settings
 
+from aipk_site.infra.errors import InvalidRequest, NotFound, PermissionDenied, UpstreamError
+from aipk_site.infra.state import state_store
 from providers_app.models import DiscoveredModel, Provider
-from providers_app.state import state_store
 from tenants_app.models import ModelRoute, RouteStrategy
-from tenants_app.services.errors import InvalidRequest, NotFound, PermissionDenied, UpstreamError
 from tenants_app.services.pricing import aprice_for
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ Late settles (documented choice): tokens are counted in the window the
 request was admitted in. If that window is over by settle time, its counter
 has reset and the token correction is dropped -- charging the difference to
 a newer window would bill one minute's limit for another's request. The cost
-correction goes to the month of admission for as long as that counter is
+correction goes to the month of admission for as that counter is
 kept (one day past the month's end), so a month's spend is always the sum of
 its requests' real costs.
 
@@ -29,11 +29,11 @@ Reservations and stream slots are leases (``admission_rules``): each
 expires ``ADMISSION_LEASE_SECONDS`` after admission, and the next admit or
 usage read in its scope gives back what an expired one holds -- so a killed
 process's reservations and stream slots return without an admin. Set the
-lease at least as long as the longest request (the providers' total
+lease at least as the longest request (the providers' total
 deadlines); a request that outlives its lease is still charged its whole real
 cost when it settles, but its hold was released early.
 
-Stores, chosen by the cache like ``providers_app.state``: on Redis one Lua
+Stores, chosen by the cache like ``aipk_site.infra.state``: on Redis one Lua
 script per admit and per settle, every key of a key+tenant under the Redis
 Cluster hash tag ``{t<tenant_id>}``; on local memory ``admit_step`` and
 ``settle_step`` under the process-wide lock. Layout, under the cache prefix:
@@ -66,7 +66,10 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Sum
 
-from providers_app.state import (
+from aipk_site.gateway import admission_rules as rules
+from aipk_site.gateway.admission_rules import Counters, Limits, SettleScope
+from aipk_site.infra.errors import LimitExceeded
+from aipk_site.infra.state import (
     LockedCacheStateStore,
     RedisStateStore,
     SharedStateStore,
@@ -74,9 +77,6 @@ from providers_app.state import (
     state_store,
 )
 from tenants_app.models import UsageRecord
-from tenants_app.services import admission_rules as rules
-from tenants_app.services.admission_rules import Counters, Limits, SettleScope
-from tenants_app.services.errors import LimitExceeded
 
 __all__ = ["Admission", "Limits", "admit", "settle", "usage_now"]
 
@@ -468,7 +468,7 @@ if refusal == '' then
     redis.call('PEXPIRE', sc.w, ARGV[16])
     sc.spend = redis.call('INCRBY', sc.m, ARGV[4])
     redis.call('ZADD', sc.l, ARGV[21], member)
-    -- leases differ in length: a set lives as long as its longest
+    -- leases differ in length: a set lives as its longest
     if redis.call('PTTL', sc.l) < tonumber(ARGV[18]) then redis.call('PEXPIRE', sc.l, ARGV[18]) end
     if stream and sc.conc then
       redis.call('ZADD', sc.s, ARGV[21], ARGV[2])

@@ -27,28 +27,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from redis.exceptions import RedisError
 
-from tenants_app.formats.anthropic_format import (
-    AnthropicStreamEncoder,
-    anthropic_error_body,
-    parse_messages,
-    render_message,
-)
-from tenants_app.formats.common import InputLimits, ParsedRequest, load_json
-from tenants_app.formats.openai_format import (
-    OpenAIStreamEncoder,
-    openai_error_body,
-    parse_chat_completion,
-    render_chat_completion,
-)
-from tenants_app.models import UsageStatus
-from tenants_app.ninja_fallbacks import JSONFallbackAPI
-from tenants_app.services.errors import (
-    GatewayError,
-    NotFound,
-    PayloadTooLarge,
-    UpstreamError,
-)
-from tenants_app.services.gateway import (
+from aipk_site.gateway.dispatch import (
     GatewayCall,
     StreamReply,
     gateway_reply,
@@ -56,9 +35,30 @@ from tenants_app.services.gateway import (
     infrastructure_unavailable,
     log_infrastructure_fault,
 )
-from tenants_app.services.key_auth import KeyContext, authenticate_virtual_key
-from tenants_app.services.routing import models_for
-from tenants_app.services.usage import usage_record
+from aipk_site.gateway.formats.anthropic_format import (
+    AnthropicStreamEncoder,
+    anthropic_error_body,
+    parse_messages,
+    render_message,
+)
+from aipk_site.gateway.formats.common import InputLimits, ParsedRequest, load_json
+from aipk_site.gateway.formats.openai_format import (
+    OpenAIStreamEncoder,
+    openai_error_body,
+    parse_chat_completion,
+    render_chat_completion,
+)
+from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key
+from aipk_site.gateway.routing import models_for
+from aipk_site.gateway.usage import usage_record
+from aipk_site.infra.errors import (
+    AipkError,
+    NotFound,
+    PayloadTooLarge,
+    UpstreamError,
+)
+from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
+from tenants_app.models import UsageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +70,14 @@ class GatewayAPI(JSONFallbackAPI):
     def fallback_error(
         self, request: HttpRequest, status: int, code: str, message: str
     ) -> HttpResponse:
-        error = GatewayError(message, code=code)
+        error = AipkError(message, code=code)
         error.status = status
         if status == 404:
             error.type = NotFound.type
         return _error_response(error, _error_renderer(request))
 
 
-def _error_renderer(request: HttpRequest) -> Callable[[GatewayError], dict]:
+def _error_renderer(request: HttpRequest) -> Callable[[AipkError], dict]:
     """Anthropic's error shape for Anthropic clients and paths, OpenAI's otherwise."""
     anthropic = "anthropic-version" in request.headers or request.path_info.startswith(
         "/v1/messages"
@@ -183,7 +183,7 @@ def _json_response(body: dict, status: int = 200, headers: dict | None = None) -
     return HttpResponse(data, status=status, content_type=_JSON, headers=headers)
 
 
-def _error_response(error: GatewayError, render: Callable[[GatewayError], dict]) -> HttpResponse:
+def _error_response(error: AipkError, render: Callable[[AipkError], dict]) -> HttpResponse:
     headers = dict(error.headers)
     if error.retry_after is not None:
         headers.setdefault("retry-after", str(max(1, round(error.retry_after))))
@@ -195,7 +195,7 @@ def _error_response(error: GatewayError, render: Callable[[GatewayError], dict])
 _INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, RedisError, OSError)
 
 
-def _unavailable(error: BaseException) -> GatewayError:
+def _unavailable(error: BaseException) -> AipkError:
     logger.error("gateway: %s while serving a request", type(error).__name__, exc_info=error)
     return UpstreamError(
         "aipk cannot reach its database or cache; retry shortly",
@@ -240,7 +240,7 @@ async def _prepare(
     try:
         body = _read_json(request)
         parsed = parse(body, _limits())
-    except GatewayError as error:
+    except AipkError as error:
         # A key's refused requests are its usage too (docs/GATEWAY.md, "Usage records").
         _record_refused_body(ctx, endpoint, request_id, body, error)
         raise
@@ -256,7 +256,7 @@ def _stored_text(value: Any, limit: int) -> str:
 
 
 def _record_refused_body(
-    ctx: KeyContext, endpoint: str, request_id: str, body: Any, error: GatewayError
+    ctx: KeyContext, endpoint: str, request_id: str, body: Any, error: AipkError
 ) -> None:
     fields = body if isinstance(body, dict) else {}
     usage_record(
@@ -285,7 +285,7 @@ async def _stream_events(
             data = encoder.chunk(chunk)
             if data:
                 yield data
-    except GatewayError as error:
+    except AipkError as error:
         yield encoder.error(error)
         return
     except Exception as error:  # noqa: BLE001 -- the client must hear the stream end
@@ -320,7 +320,7 @@ async def chat_completions(request: HttpRequest):
             )
             return _json_response(body, headers=reply.headers)
         streamed = await gateway_stream(call)
-    except GatewayError as error:
+    except AipkError as error:
         return _error_response(error, openai_error_body)
     except _INFRASTRUCTURE_ERRORS as error:
         return _error_response(_unavailable(error), openai_error_body)
@@ -342,7 +342,7 @@ async def messages(request: HttpRequest):
             body = render_message(reply.response, model=model, request_id=call.request_id)
             return _json_response(body, headers=reply.headers)
         streamed = await gateway_stream(call)
-    except GatewayError as error:
+    except AipkError as error:
         return _error_response(error, anthropic_error_body)
     except _INFRASTRUCTURE_ERRORS as error:
         return _error_response(_unavailable(error), anthropic_error_body)
@@ -361,7 +361,7 @@ async def models(request: HttpRequest):
             allowed_models=ctx.allowed_models,
             allowed_provider_ids=ctx.allowed_provider_ids,
         )
-    except GatewayError as error:
+    except AipkError as error:
         return _error_response(error, render_error)
     except _INFRASTRUCTURE_ERRORS as error:
         return _error_response(_unavailable(error), render_error)

@@ -146,7 +146,7 @@ async def _idle_by(deadline: float) -> bool:
 
 
 async def _drain(seconds: float | None) -> None:
-    from tenants_app.services.usage import ausage_flush
+    from aipk_site.gateway.usage import ausage_flush
 
     seconds = _drain_seconds() if seconds is None else seconds
     _state.draining = True
@@ -260,7 +260,7 @@ class ShutdownMiddleware:
             await self.app(scope, receive, send)
 
     def _first_call(self) -> None:
-        from tenants_app.services.usage import usage_start
+        from aipk_site.gateway.usage import usage_start
 
         _state.loop = asyncio.get_running_loop()
         usage_start()  # rows a previous process spooled are written without new traffic

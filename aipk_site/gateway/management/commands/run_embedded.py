@@ -1,13 +1,13 @@
 """`manage.py run_embedded`: the development server (daphne's runserver) plus, in
 embedded mode, the scheduled jobs in the same process (aipk_site/embedded_jobs.py).
 `make run` uses it. Takes every option `runserver` takes. SIGTERM drains requests in
-flight and flushes usage rows before the process exits (aipk_site/shutdown.py)."""
+flight and flushes usage rows before the process exits (aipk_site/gateway/shutdown.py)."""
 
 from daphne.management.commands.runserver import Command as RunserverCommand
 
 from aipk_site.daphne_server import DaphneServer
 from aipk_site.embedded_jobs import embedded_scheduling_applies, start_embedded_scheduler
-from aipk_site.shutdown import install_signal_handler
+from aipk_site.gateway.shutdown import install_signal_handler
 
 
 class Command(RunserverCommand):
@@ -15,7 +15,7 @@ class Command(RunserverCommand):
 
     def run(self, **options):
         # SIGTERM drains requests in flight and flushes usage rows first
-        # (aipk_site/shutdown.py). Installed here, in the main thread: with the
+        # (aipk_site/gateway/shutdown.py). Installed here, in the main thread: with the
         # autoreloader the server runs in another thread, where no signal handler can
         # be set; without it, the server's first request installs it again in front of
         # Twisted's own.
