@@ -11,6 +11,7 @@ silently losing an event.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Protocol
 
 from django.db import models
@@ -55,6 +56,16 @@ def audit_store_connect(store: AuditStore) -> None:
     """Where events are written; called once at start-up by the app owning the table."""
     global _store
     _store = store
+
+
+def audit_value(value: Any) -> Any:
+    """A field's value as the audit log stores it: JSON's own types as they are, times in
+    ISO 8601, decimals and model rows as text."""
+    if value is None or isinstance(value, bool | int | float | str | list | dict):
+        return value
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
 
 
 def _masked(changes: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from aipk_site.infra.audit import audit_record
+from aipk_site.infra.audit import audit_record, audit_value
 from aipk_site.infra.errors import InvalidRequest
 from tenants_app.models import AdminToken, Tenant, VirtualKey
 from tenants_app.services.secrets import ADMIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX, new_secret
@@ -30,14 +30,6 @@ KEY_FIELDS = (
     "cache_ttl_seconds",
     "expires_at",
 )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
 
 
 def _clean_key_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +96,7 @@ def virtual_key_create(
         actor=actor,
         tenant=tenant,
         ip_address=ip_address,
-        changes={"prefix": prefix, **{k: _plain(v) for k, v in cleaned.items()}},
+        changes={"prefix": prefix, **{k: audit_value(v) for k, v in cleaned.items()}},
     )
     return key, secret
 
@@ -117,7 +109,7 @@ def virtual_key_update(
         raise InvalidRequest("this key is revoked and cannot be changed", param="key")
     cleaned = _clean_key_fields(fields)
     changes = {
-        field: {"from": _plain(getattr(key, field)), "to": _plain(value)}
+        field: {"from": audit_value(getattr(key, field)), "to": audit_value(value)}
         for field, value in cleaned.items()
         if getattr(key, field) != value
     }

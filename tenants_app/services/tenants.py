@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
-from aipk_site.infra.audit import audit_record
+from aipk_site.infra.audit import audit_record, audit_value
 from aipk_site.infra.errors import InvalidRequest
 from providers_app.models import Provider
 from tenants_app.models import Invoice, Membership, Role, Tenant, VirtualKey
@@ -26,14 +26,6 @@ TENANT_FIELDS = (
     "default_tpm",
     "pii_redaction",
 )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
 
 
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +101,7 @@ def tenant_create(
         ip_address=ip_address,
         changes={
             "slug": slug,
-            **{k: _plain(v) for k, v in cleaned.items()},
+            **{k: audit_value(v) for k, v in cleaned.items()},
             "allowed_providers": [p.name for p in providers],
             "owner": owner.get_username() if owner is not None else None,
         },
@@ -132,7 +124,7 @@ def tenant_update(
             changes["allowed_providers"] = {"from": before, "to": after}
     for field, value in cleaned.items():
         if getattr(tenant, field) != value:
-            changes[field] = {"from": _plain(getattr(tenant, field)), "to": _plain(value)}
+            changes[field] = {"from": audit_value(getattr(tenant, field)), "to": audit_value(value)}
         setattr(tenant, field, value)
     if cleaned:
         tenant.save(update_fields=[*cleaned, "updated_at"])
