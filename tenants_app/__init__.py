@@ -1,1 +1,3 @@
-"""Tenants, virtual keys, quotas, budgets, usage and billing (arrives in later issues)."""
+"""Tenant management: tenants, members, virtual keys, routes, pricing, usage queries,
+invoices and the audit log. The gateway that serves tenants' requests is
+aipk_site/gateway; it reads these models, and nothing here imports it."""
