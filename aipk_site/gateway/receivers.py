@@ -11,28 +11,28 @@ from typing import Any
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from aipk_site.gateway.key_auth import key_auth_forget, key_auth_forget_tenant
-from aipk_site.gateway.routing import routing_cache_clear
+# modules, not their functions: looked up at each call, so a test may replace them
+from aipk_site.gateway import key_auth, routing
 from providers_app.models import Provider
 from tenants_app.signals import keys_changed, routes_changed, tenant_changed
 
 
 @receiver([post_save, post_delete], sender=Provider)
 def _forget_routing_on_provider_change(sender: Any, **kwargs: Any) -> None:
-    routing_cache_clear()
+    routing.routing_cache_clear()
 
 
 @receiver(routes_changed)
 def _forget_routing(sender: Any, **kwargs: Any) -> None:
-    routing_cache_clear()
+    routing.routing_cache_clear()
 
 
 @receiver(keys_changed)
 def _forget_keys(sender: Any, *, key_hashes: list[str], **kwargs: Any) -> None:
     for key_hash in key_hashes:
-        key_auth_forget(key_hash)
+        key_auth.key_auth_forget(key_hash)
 
 
 @receiver(tenant_changed)
 def _forget_tenant(sender: Any, *, tenant_id: int, **kwargs: Any) -> None:
-    key_auth_forget_tenant(tenant_id)
+    key_auth.key_auth_forget_tenant(tenant_id)
