@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from providers_app.kit.tools import ToolValidationError, tools_to_gemini
-from providers_app.kit.tools_schema import (
+from providers_app.kit.tools.gemini_schema import (
     GEMINI_SCHEMA_FIELDS,
     MAX_REF_EXPANSIONS,
     to_gemini_schema,

@@ -1,14 +1,8 @@
-"""JSON-Schema plumbing for tool definitions: walking, strict mode, Gemini's Schema.
+"""JSON Schema → Gemini's ``FunctionDeclaration.parameters`` Schema message.
 
-Tool parameters arrive as JSON Schema (OpenAI and Anthropic take it as is).
-Two things need more than pass-through:
-
-- *strict* argument checking, which must reject unknown fields at every level
-  even when the author never wrote ``additionalProperties: false``;
-- Gemini's ``FunctionDeclaration.parameters``, which is a protobuf ``Schema``
-  message (a subset of OpenAPI 3.0), not JSON Schema. See ``to_gemini_schema``.
-
-Nothing here mutates its input: every function builds new dicts.
+Gemini's parameters are a protobuf ``Schema`` message (a subset of OpenAPI
+3.0), not JSON Schema, and the API refuses a whole request for one field it
+does not define; see ``to_gemini_schema``.
 """
 
 from __future__ import annotations
@@ -16,196 +10,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import referencing
 import referencing.exceptions
-import referencing.jsonschema
 
-Path = tuple[str | int, ...]
-
-# Where subschemas live, and how each applies to the instance:
-# "value": to another value (a property's value, an array item, a property name);
-# "in_place": to the same instance as its parent (allOf, anyOf, if/then, ...);
-# "definition": to nothing until a $ref points at it.
-_MAP_KEYWORDS = {
-    "properties": "value",
-    "patternProperties": "value",
-    "$defs": "definition",
-    "definitions": "definition",
-    "dependentSchemas": "in_place",
-}
-_SCHEMA_KEYWORDS = {
-    "additionalProperties": "value",
-    "additionalItems": "value",
-    "contains": "value",
-    "propertyNames": "value",
-    "unevaluatedItems": "value",
-    "unevaluatedProperties": "value",
-    "contentSchema": "value",
-    "not": "in_place",
-    "if": "in_place",
-    "then": "in_place",
-    "else": "in_place",
-}
-_LIST_KEYWORDS = {
-    "allOf": "in_place",
-    "anyOf": "in_place",
-    "oneOf": "in_place",
-    "prefixItems": "value",
-}
-
-
-def iter_subschemas(schema: Any) -> Iterator[tuple[Path, Any, str]]:
-    """Yield ``(relative path, subschema, kind)`` for the direct subschemas of ``schema``.
-
-    Walking by keyword (rather than every nested dict) matters: a property that
-    happens to be *named* ``$ref`` or ``type`` is a name, not a keyword.
-    """
-    if not isinstance(schema, dict):
-        return
-    for key, value in schema.items():
-        if key in _MAP_KEYWORDS and isinstance(value, dict):
-            for name, sub in value.items():
-                yield (key, name), sub, _MAP_KEYWORDS[key]
-        elif key in _SCHEMA_KEYWORDS:
-            yield (key,), value, _SCHEMA_KEYWORDS[key]
-        elif key in _LIST_KEYWORDS and isinstance(value, list):
-            for i, sub in enumerate(value):
-                yield (key, i), sub, _LIST_KEYWORDS[key]
-        elif key == "items":
-            if isinstance(value, list):  # draft 4-7 tuple form
-                for i, sub in enumerate(value):
-                    yield (key, i), sub, "value"
-            else:
-                yield (key,), value, "value"
-        elif key == "dependencies" and isinstance(value, dict):  # draft 4-7
-            for name, sub in value.items():
-                if isinstance(sub, (dict, bool)):
-                    yield (key, name), sub, "in_place"
-
-
-def map_subschemas(schema: dict, fn: Callable[[Any, str], Any]) -> dict:
-    """A shallow copy of ``schema`` whose direct subschemas are replaced by ``fn(sub, kind)``."""
-    out = dict(schema)
-    for path, sub, kind in iter_subschemas(schema):
-        new = fn(sub, kind)
-        if len(path) == 1:
-            out[path[0]] = new
-            continue
-        key, inner = path
-        if out[key] is schema[key]:
-            out[key] = list(schema[key]) if isinstance(schema[key], list) else dict(schema[key])
-        out[key][inner] = new
-    return out
-
-
-def iter_refs(schema: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
-    """Every ``$ref`` / ``$dynamicRef`` / ``$recursiveRef`` in the schema, with its path."""
-    if not isinstance(schema, dict):
-        return
-    for key in ("$ref", "$dynamicRef", "$recursiveRef"):
-        if isinstance(schema.get(key), str):
-            yield path + (key,), schema[key]
-    for sub_path, sub, _kind in iter_subschemas(schema):
-        yield from iter_refs(sub, path + sub_path)
-
-
-# -- references ------------------------------------------------------------------
-
-_DEFAULT_BASE_URI = "urn:aipk:tool-parameters"
-
-
-class SchemaReferenceError(ValueError):
-    """A ``$ref`` that does not point inside the schema. Remote references are never fetched."""
-
-    def __init__(self, path: Path, ref: str) -> None:
-        super().__init__(
-            f"cannot resolve $ref {ref!r}: only references inside the schema are supported"
-        )
-        self.path = path
-        self.ref = ref
-
-
-def _specification(schema: Any) -> Any:
-    dialect = schema.get("$schema") if isinstance(schema, dict) else None
-    if isinstance(dialect, str):
-        return referencing.jsonschema.specification_with(
-            dialect, default=referencing.jsonschema.DRAFT202012
-        )
-    return referencing.jsonschema.DRAFT202012
-
-
-def local_resolver(schema: Any) -> Any:
-    """A resolver that knows only this schema (and its embedded ``$id`` resources).
-
-    The registry has no ``retrieve`` function, so a reference to anything
-    outside the document fails instead of making a network request -- tool
-    schemas come from API clients, and must never make the gateway fetch URLs.
-    """
-    resource = _specification(schema).create_resource(schema)
-    uri = resource.id() or _DEFAULT_BASE_URI
-    registry = referencing.Registry().with_resource(uri, resource).crawl()
-    return registry.resolver(base_uri=uri)
-
-
-def find_unresolvable_ref(schema: Any) -> tuple[Path, str] | None:
-    """The first reference that cannot be resolved inside the schema, if any."""
-    resolver = local_resolver(schema)
-    for path, ref in iter_refs(schema):
-        if path[-1] == "$recursiveRef" or ref.startswith("#") and path[-1] == "$dynamicRef":
-            continue  # resolved dynamically against the document itself
-        try:
-            resolver.lookup(ref)
-        except referencing.exceptions.Unresolvable:
-            return path, ref
-    return None
-
-
-# -- strict mode -------------------------------------------------------------------
-
-
-def forbid_unknown_properties(schema: Any, *, use_unevaluated: bool = True) -> Any:
-    """A copy of ``schema`` in which no object accepts fields its schema does not name.
-
-    With Draft 2019-09 / 2020-12 this adds ``unevaluatedProperties: false`` to
-    every schema that applies to its own value (the root, property values,
-    array items...) but not to ``allOf``/``anyOf``/``oneOf``/``if`` branches or
-    ``$defs`` entries. ``unevaluatedProperties`` sees the properties that
-    sibling ``$ref`` and composition branches evaluated, so
-    ``allOf: [{$ref: Base}, {properties: {extra}}]`` still accepts ``extra``.
-
-    Older dialects have no ``unevaluatedProperties``; there every object
-    schema gets ``additionalProperties: false`` (what OpenAI's strict mode
-    demands too). Schemas that already say ``additionalProperties`` or
-    ``unevaluatedProperties`` (even ``true``) keep the author's choice.
-    """
-    return _strict(schema, "root", use_unevaluated)
-
-
-def _strict(node: Any, kind: str, use_unevaluated: bool) -> Any:
-    if not isinstance(node, dict):
-        return node
-    out = map_subschemas(node, lambda sub, sub_kind: _strict(sub, sub_kind, use_unevaluated))
-    if "additionalProperties" in node or "unevaluatedProperties" in node:
-        return out
-    if use_unevaluated:
-        if kind in ("root", "value"):
-            out["unevaluatedProperties"] = False
-    elif _describes_object(node):
-        out["additionalProperties"] = False
-    return out
-
-
-def _describes_object(node: dict) -> bool:
-    types = node.get("type")
-    return (
-        types == "object" or (isinstance(types, list) and "object" in types) or "properties" in node
-    )
-
-
-# -- Gemini ------------------------------------------------------------------------
+from .schema import Path, SchemaReferenceError, local_resolver, specification_of
 
 #: Fields of Gemini's ``Schema`` message accepted in ``FunctionDeclaration.parameters``.
 GEMINI_SCHEMA_FIELDS = frozenset(
@@ -285,7 +94,7 @@ _ALL_TYPED_KEYWORDS = frozenset(k for keys in _TYPE_KEYWORDS.values() for k in k
 MAX_REF_EXPANSIONS = 3
 
 
-def to_gemini_schema(schema: dict) -> dict:
+def to_gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """Translate a JSON Schema into the Schema message Gemini's ``parameters`` accepts.
 
     Kept unchanged (Gemini has the same field): ``type`` (upper-cased to the
@@ -342,18 +151,18 @@ def to_gemini_schema(schema: dict) -> dict:
 class _GeminiConverter:
     def __init__(self, root: Any) -> None:
         self.root = root
-        self.spec = _specification(root)
+        self.spec = specification_of(root)
         self.resolver = local_resolver(root)
 
     def convert(
         self, node: Any, resolver: Any = None, stack: tuple[int, ...] = (), path: Path = ()
-    ) -> dict:
+    ) -> dict[str, Any]:
         resolver = resolver or self.resolver
         node, resolver, stack = self._expand(node, resolver, stack, path)
         nullable = False
 
         # anyOf/oneOf: null branches become nullable; a single remaining branch is inlined
-        any_of: list[tuple[dict, Any, tuple[int, ...]]] | None = None
+        any_of: list[tuple[dict[str, Any], Any, tuple[int, ...]]] | None = None
         while True:
             branch_key = "anyOf" if isinstance(node.get("anyOf"), list) else "oneOf"
             if not isinstance(node.get(branch_key), list):
@@ -454,7 +263,9 @@ class _GeminiConverter:
             out["nullable"] = True
         return out
 
-    def _items(self, node: dict, resolver: Any, stack: tuple[int, ...], path: Path) -> dict | None:
+    def _items(
+        self, node: dict[str, Any], resolver: Any, stack: tuple[int, ...], path: Path
+    ) -> dict[str, Any] | None:
         items = node.get("items")
         if isinstance(items, dict):
             return self.convert(items, resolver, stack, path + ("items",))
@@ -471,7 +282,7 @@ class _GeminiConverter:
 
     def _expand(
         self, node: Any, resolver: Any, stack: tuple[int, ...], path: Path
-    ) -> tuple[dict, Any, tuple[int, ...]]:
+    ) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
         """Resolve ``$ref`` and merge ``allOf`` until neither is left at this level."""
         if not isinstance(node, dict):
             return {}, resolver, stack  # boolean schemas: Gemini has no "anything"/"nothing"
@@ -500,7 +311,7 @@ class _GeminiConverter:
         return node, resolver, stack
 
 
-def _merge_all_of(outer: dict, branch: dict) -> dict:
+def _merge_all_of(outer: dict[str, Any], branch: dict[str, Any]) -> dict[str, Any]:
     """Fold ``branch`` into ``outer``.
 
     Properties and ``required`` are united; for any other key ``outer`` wins.
@@ -521,7 +332,9 @@ def _merge_all_of(outer: dict, branch: dict) -> dict:
     return merged
 
 
-def _split_types(node: dict, types: list[str]) -> tuple[dict, list[dict]]:
+def _split_types(
+    node: dict[str, Any], types: list[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``type: [a, b]`` → the shared keywords, and one branch per type with its own keywords."""
     common = {k: v for k, v in node.items() if k != "type" and k not in _ALL_TYPED_KEYWORDS}
     branches = []
@@ -555,7 +368,7 @@ def _json_type_matches(value: Any, json_type: str) -> bool:
     }.get(json_type, False)
 
 
-def _infer_type(node: dict) -> str | None:
+def _infer_type(node: dict[str, Any]) -> str | None:
     if any(
         k in node
         for k in (
