@@ -22,13 +22,25 @@ account-level 403 is permanent, a model-level one is not).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 # request: this request only (bad input, a slow generation that hit its deadline);
 # model: this credential may not use this model; credential: the key or account
 # (invalid key, account-level permission, quota, rate limit); provider: the provider
 # is unwell (5xx, overloaded, connection failures, no first byte); local: aipk itself.
 Scope = Literal["request", "model", "credential", "provider", "local"]
+
+
+class ErrorFields(TypedDict, total=False):
+    """The keyword arguments of ``ProviderError``, for subclasses that add their own."""
+
+    provider: str
+    status_code: int | None
+    code: str | None
+    retry_after: float | None
+    permanent: bool | None
+    retryable: bool | None
+    scope: Scope | None
 
 
 class ProviderError(Exception):
@@ -72,7 +84,7 @@ class ProviderError(Exception):
             f"code={self.code!r}, message={self.message!r})"
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The one JSON error shape used at the API edge."""
         return {"type": self.type, "code": self.code or self.type, "message": self.message}
 
@@ -94,7 +106,9 @@ class PermissionDeniedError(ProviderError):
     scope: Scope = "model"
     default_status = 403
 
-    def __init__(self, message: str = "", *, model_specific: bool = False, **kwargs) -> None:
+    def __init__(
+        self, message: str = "", *, model_specific: bool = False, **kwargs: Unpack[ErrorFields]
+    ) -> None:
         super().__init__(message, **kwargs)
         # the body names this model as the one refused (OpenAI's 403 model_not_found):
         # never escalated to the credential however many models a project may not use
@@ -177,7 +191,9 @@ class TimeoutError(ProviderError):  # noqa: A001 - deliberately mirrors the buil
     scope: Scope = "provider"
     default_status = 504
 
-    def __init__(self, message: str = "", *, phase: TimeoutPhase = "upstream", **kwargs) -> None:
+    def __init__(
+        self, message: str = "", *, phase: TimeoutPhase = "upstream", **kwargs: Unpack[ErrorFields]
+    ) -> None:
         provider_fault = phase in ("connect", "headers", "upstream")
         kwargs.setdefault("scope", "provider" if provider_fault else "request")
         kwargs.setdefault("retryable", provider_fault)
