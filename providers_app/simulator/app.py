@@ -23,6 +23,7 @@ from providers_app.simulator import (
     anthropic_wire,
     gemini_wire,
     oauth_server,
+    openai_flavours,
     openai_wire,
     openrouter_account,
 )
@@ -86,14 +87,14 @@ async def unprefixed_model(request: web.Request) -> web.StreamResponse:
     return await _OPENAI_MODEL(request)
 
 
-_OPENAI_MODELS = openai_wire.models_handler(openai_wire.OPENAI)
-_OPENAI_MODEL = openai_wire.model_handler(openai_wire.OPENAI)
+_OPENAI_MODELS = openai_wire.models_handler(openai_flavours.OPENAI)
+_OPENAI_MODEL = openai_wire.model_handler(openai_flavours.OPENAI)
 
 _OPENAI_COMPATIBLE = (
-    ("/openai/v1", openai_wire.OPENAI),
-    ("/cerebras/v1", openai_wire.CEREBRAS),
-    ("/qwen/v1", openai_wire.QWEN),
-    ("/openrouter/api/v1", openai_wire.OPENROUTER),
+    ("/openai/v1", openai_flavours.OPENAI),
+    ("/cerebras/v1", openai_flavours.CEREBRAS),
+    ("/qwen/v1", openai_flavours.QWEN),
+    ("/openrouter/api/v1", openai_flavours.OPENROUTER),
 )
 
 
@@ -121,7 +122,7 @@ def _routes() -> list[web.RouteDef]:
     routes += [
         web.get("/anthropic/v1/models", anthropic_wire.models_handler),
         web.get("/anthropic/v1/models/{model}", anthropic_wire.model_handler),
-        web.post("/v1/chat/completions", openai_wire.chat_handler(openai_wire.OPENAI)),
+        web.post("/v1/chat/completions", openai_wire.chat_handler(openai_flavours.OPENAI)),
         web.get("/v1/models", unprefixed_models),
         web.get("/v1/models/{model}", unprefixed_model),
     ]

@@ -32,6 +32,10 @@ Clients whose id starts with ``confidential-`` must authenticate with the
 secret ``secret-<client id>`` (form field or HTTP Basic); other clients are
 public. State lives in this one simulator process, in bounded maps (oldest
 entries dropped), so it is lost on restart.
+
+One module because it is one concept: a single authorisation server whose
+grants (code, refresh, device, OpenRouter's exchange) share one state and one
+set of client and PKCE checks.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from providers_app.simulator.credentials import bearer_token, mask
-from providers_app.simulator.openai_wire import OPENROUTER, check_auth
+from providers_app.simulator.openai_flavours import OPENROUTER, check_auth
 from providers_app.simulator.streaming import bytes_response, dumps, json_response
 
 _KEY_DATA = {
