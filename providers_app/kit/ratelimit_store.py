@@ -91,10 +91,10 @@ class RateLimitStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def get(self, key: str) -> dict | None: ...
+    async def get(self, key: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    async def set(self, key: str, value: dict, ttl: float) -> None: ...
+    async def set(self, key: str, value: dict[str, Any], ttl: float) -> None: ...
 
     @abc.abstractmethod
     async def take_tokens(
@@ -125,11 +125,11 @@ class MemoryRateLimitStore(RateLimitStore):
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._data: dict[str, tuple[float, dict]] = {}
+        self._data: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._writes = 0
 
-    def _live(self, key: str, at: float) -> dict | None:
+    def _live(self, key: str, at: float) -> dict[str, Any] | None:
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -139,7 +139,7 @@ class MemoryRateLimitStore(RateLimitStore):
             return None
         return value
 
-    def _put(self, key: str, value: dict, ttl: float, at: float) -> None:
+    def _put(self, key: str, value: dict[str, Any], ttl: float, at: float) -> None:
         if ttl <= 0:
             self._data.pop(key, None)
             return
@@ -149,12 +149,12 @@ class MemoryRateLimitStore(RateLimitStore):
             for stale in [k for k, (exp, _) in self._data.items() if exp <= at]:
                 del self._data[stale]
 
-    async def get(self, key: str) -> dict | None:
+    async def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             value = self._live(key, self._clock())
             return copy.deepcopy(value) if value is not None else None
 
-    async def set(self, key: str, value: dict, ttl: float) -> None:
+    async def set(self, key: str, value: dict[str, Any], ttl: float) -> None:
         with self._lock:
             self._put(key, copy.deepcopy(value), ttl, self._clock())
 

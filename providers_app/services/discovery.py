@@ -30,7 +30,8 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from providers_app.kit import errors
-from providers_app.kit.adapters import BaseAdapter, create_adapter
+from providers_app.kit.adapters import BaseAdapter
+from providers_app.kit.providers import create_adapter
 from providers_app.kit.types import ModelInfo
 from providers_app.models import ApiKey, DiscoveredModel, OAuthCredential, Provider
 from providers_app.services.providers import adapter_config, build_adapter

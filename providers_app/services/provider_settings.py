@@ -2,7 +2,9 @@
 
 Each type accepts only its own fields (pydantic models with ``extra="forbid"``),
 so a typo such as ``organisation`` is a clear error naming the field rather
-than a setting silently ignored.
+than a setting silently ignored. Defaults that are facts about a provider
+(Qwen's limits, Gemini's tiers) come from its profile in ``kit/providers``; a
+registered type without a model of its own here takes the common settings.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pydantic import (
 )
 
 from aipk_site.infra.errors import InvalidRequest
+from providers_app.kit.providers import PROFILES
+from providers_app.kit.providers.qwen import QWEN_LIMITS
 from providers_app.models import ProviderType
 
 
@@ -97,10 +101,14 @@ class AnthropicSettings(_ProviderSettings):
     pass
 
 
+# the tiers of the Gemini profile's GEMINI_TIERS, spelled out for pydantic (a test keeps them equal)
+GeminiTier = Literal["free", "tier1", "tier2", "tier3"]
+
+
 class GeminiSettings(_ProviderSettings):
     # with OAuth, a Google Cloud project routes requests through Code Assist
     project_id: str | None = Field(default=None, max_length=100)
-    rate_limit_tier: Literal["free", "tier1", "tier2", "tier3"] = "free"
+    rate_limit_tier: GeminiTier = "free"
 
 
 class CerebrasSettings(_ProviderSettings):
@@ -108,9 +116,9 @@ class CerebrasSettings(_ProviderSettings):
 
 
 class QwenSettings(_ProviderSettings):
-    # Qwen sends no rate-limit headers; the kit's bucket enforces these instead
-    requests_per_minute: int = Field(default=60, ge=1, le=100_000)
-    requests_per_day: int = Field(default=2000, ge=1, le=10_000_000)
+    # Qwen sends no rate-limit headers; a client-side bucket enforces these instead
+    requests_per_minute: int = Field(default=int(QWEN_LIMITS.per_minute), ge=1, le=100_000)
+    requests_per_day: int = Field(default=int(QWEN_LIMITS.per_day or 0), ge=1, le=10_000_000)
 
 
 class OpenRouterSettings(_ProviderSettings):
@@ -138,9 +146,9 @@ def validate_provider_settings(
 ) -> dict[str, Any]:
     """The settings as stored (defaults filled in), or ProviderSettingsError naming each bad
     field."""
-    model = SETTINGS_MODELS.get(provider_type)
-    if model is None:
+    if provider_type not in PROFILES:
         raise ProviderSettingsError({"type": f"unknown provider type {provider_type!r}"})
+    model = SETTINGS_MODELS.get(provider_type, _ProviderSettings)
     if settings is not None and not isinstance(settings, dict):
         raise ProviderSettingsError({"settings": "must be an object"})
     try:

@@ -11,14 +11,9 @@ import httpx
 from django.db import transaction
 
 from aipk_site.infra.audit import audit_record
-from providers_app.kit.adapters import (
-    ADAPTERS,
-    BaseAdapter,
-    Deadlines,
-    ProviderConfig,
-    create_adapter,
-)
-from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
+from providers_app.kit.adapters import BaseAdapter, Deadlines, ProviderConfig
+from providers_app.kit.providers import ADAPTERS, PROFILES, create_adapter, provider_profile
+from providers_app.models import ApiKey, OAuthCredential, Provider
 from providers_app.services.provider_settings import (
     ProviderSettingsError,
     validate_provider_settings,
@@ -44,16 +39,16 @@ def _clean(provider_type: str, fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - set(EDITABLE_FIELDS) - {"oauth_client_secret"}
     if unknown:
         raise ProviderSettingsError({field: "unknown field" for field in sorted(unknown)})
-    if provider_type not in ProviderType.values:
-        raise ProviderSettingsError({"type": f"must be one of {', '.join(ProviderType.values)}"})
+    if provider_type not in PROFILES:
+        raise ProviderSettingsError({"type": f"must be one of {', '.join(PROFILES)}"})
     if "settings" in fields:
         fields["settings"] = validate_provider_settings(provider_type, fields["settings"])
     if (
-        provider_type == ProviderType.OPENAI_COMPATIBLE
+        provider_profile(provider_type).requires_base_url
         and "base_url" in fields
         and not fields["base_url"]
     ):
-        raise ProviderSettingsError({"base_url": "an openai-compatible provider needs a base URL"})
+        raise ProviderSettingsError({"base_url": f"an {provider_type} provider needs a base URL"})
     return fields
 
 
@@ -70,7 +65,7 @@ def _save_audited(
 @transaction.atomic
 def provider_create(*, name: str, type: str, actor: Any = None, **fields: Any) -> Provider:
     fields.setdefault("settings", {})
-    if type == ProviderType.OPENAI_COMPATIBLE:
+    if type in PROFILES and PROFILES[type].requires_base_url:
         fields.setdefault("base_url", "")
     provider = Provider(name=name, type=type, **_clean(type, fields))
     return _save_audited(provider, action="provider.create", actor=actor, fields=fields)
@@ -122,10 +117,9 @@ def adapter_config(
         config.access_token_expires_at = (
             credential.expires_at.timestamp() if credential.expires_at else None
         )
-        if credential.resource_url and provider.type == ProviderType.QWEN and not provider.base_url:
-            from providers_app.kit.oauth import qwen_base_url
-
-            config.base_url = qwen_base_url(credential.resource_url)
+        account_base_url = provider_profile(provider.type).base_url_for_account
+        if credential.resource_url and account_base_url and not provider.base_url:
+            config.base_url = account_base_url(credential.resource_url)
     return config
 
 

@@ -41,7 +41,7 @@ from django.db.models import Q
 
 from aipk_site.infra.audit import audit_record
 from aipk_site.infra.errors import InvalidRequest
-from providers_app.kit.adapters import ADAPTERS
+from providers_app.kit.providers import ADAPTERS
 from providers_app.kit.types import ChatRequest
 from providers_app.models import DiscoveredModel, Provider, ProviderType
 from tenants_app.models import Pricing

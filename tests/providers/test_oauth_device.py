@@ -31,7 +31,7 @@ def clock(monkeypatch):
             self.now += timedelta(seconds=seconds)
 
     clock = Clock()
-    monkeypatch.setattr(oauth, "_now", lambda: clock.now)
+    monkeypatch.setattr(oauth.clock, "now", lambda: clock.now)
     return clock
 
 

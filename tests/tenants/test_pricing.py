@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from aipk_site.infra.errors import InvalidRequest
-from providers_app.kit.adapters import ADAPTERS
+from providers_app.kit.providers import ADAPTERS
 from providers_app.models import Provider
 from tenants_app.models import AuditEvent, Pricing
 from tenants_app.services.pricing import (

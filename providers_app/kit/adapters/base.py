@@ -195,7 +195,7 @@ class BaseAdapter:
     default_base_url: ClassVar[str]
     default_model_id: ClassVar[str]
     default_deadlines: ClassVar[Deadlines] = Deadlines()
-    # which header parser in ratelimit.py reads this provider's limits
+    # which header parser in ratelimit/headers.py reads this provider's limits
     rate_limit_style: ClassVar[str] = "none"
     # offered when the provider's model list cannot be fetched
     static_models: ClassVar[tuple[ModelInfo, ...]] = ()
@@ -275,7 +275,7 @@ class BaseAdapter:
         raise NotImplementedError
 
     def classify_error(
-        self, status: int, body: Any, headers: httpx.Headers | dict
+        self, status: int, body: Any, headers: httpx.Headers | dict[str, str]
     ) -> errors.ProviderError:
         """Map a failed reply to a typed error; subclasses refine from their error body."""
         cls = errors.class_for_status(status)
@@ -563,10 +563,10 @@ def catalog_model(
 def _body_message(body: Any) -> str:
     if isinstance(body, dict):
         error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(body.get("message"), str):
-            return body["message"]
+        if isinstance(error, dict) and isinstance(message := error.get("message"), str):
+            return message
+        if isinstance(message := body.get("message"), str):
+            return message
     if isinstance(body, str):
         return body[:300]
     return ""

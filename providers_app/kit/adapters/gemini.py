@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 from .. import errors, tools
-from ..ratelimit import retry_after_from_gemini_error
+from ..ratelimit.headers import finite_number, parse_duration
 from ..sse import SSEEvent
 from ..types import (
     FINISH_CONTENT_FILTER,
@@ -256,7 +256,7 @@ class ReplyReader:
     __slots__ = ("calls", "tool_count", "usage", "scope")
 
     def __init__(self) -> None:
-        self.calls: list = []
+        self.calls: list[Any] = []
         self.tool_count = 0
         self.usage: Usage | None = None
         # Gemini sends no call ids; the made-up ones must not repeat across the
@@ -390,3 +390,57 @@ def _tool_response(content: str | None) -> dict[str, Any]:
     except ValueError:
         return {"result": content or ""}
     return value if isinstance(value, dict) else {"result": value}
+
+
+# ------------------------------------------------------------------- error bodies (google.rpc)
+
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+
+
+def _gemini_details(body: Any) -> list[dict[str, Any]]:
+    """error.details from a google.rpc error body; streaming errors may arrive wrapped in a list."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    if not isinstance(body, dict):
+        return []
+    error = body.get("error", body)
+    if not isinstance(error, dict):
+        return []
+    details = error.get("details")
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def retry_after_from_gemini_error(body: Any) -> float | None:
+    """Seconds from the RetryInfo detail's ``retryDelay`` ("40s", "1.5s"): the structured hint.
+
+    The message's "Please retry in 40.02s." is prose and deliberately not read.
+    """
+    for detail in _gemini_details(body):
+        if detail.get("@type") != _RETRY_INFO:
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str):
+            return parse_duration(delay)
+        if isinstance(delay, dict):  # proto Duration as an object
+            seconds = finite_number(str(delay.get("seconds", 0)))
+            nanos = finite_number(str(delay.get("nanos", 0)))
+            if seconds is not None and nanos is not None and seconds >= 0:
+                return seconds + nanos / 1e9
+    return None
+
+
+def gemini_quota_is_daily(body: Any) -> bool:
+    """True when a QuotaFailure violation's quotaId names a per-day quota (e.g. ...PerDay...).
+
+    A per-day quota will not come back in seconds, so callers move on to
+    another credential instead of waiting out the retry delay.
+    """
+    for detail in _gemini_details(body):
+        if detail.get("@type") != _QUOTA_FAILURE:
+            continue
+        for violation in detail.get("violations") or []:
+            quota_id = violation.get("quotaId") if isinstance(violation, dict) else None
+            if isinstance(quota_id, str) and "PerDay" in quota_id:
+                return True
+    return False

@@ -1,7 +1,7 @@
 """Qwen: OpenAI-compatible, either the Qwen portal (OAuth bearer from the device
 flow) or Alibaba's DashScope compatible-mode endpoint (API key). It sends no
-rate-limit headers, so callers pair it with the kit's token bucket
-(``ratelimit.qwen_bucket``: 60 requests a minute, 2000 a day)."""
+rate-limit headers, so callers pair it with a token bucket sized by its
+profile (``kit/providers/qwen.py``: 60 requests a minute, 2,000 a day)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from providers_app.kit import errors
-from providers_app.kit.adapters import GeminiAdapter, OpenAIAdapter, ProviderConfig, create_adapter
+from providers_app.kit.adapters import GeminiAdapter, OpenAIAdapter, ProviderConfig
 from providers_app.kit.adapters.qwen import DASHSCOPE_BASE_URL, PORTAL_BASE_URL, QwenAdapter
+from providers_app.kit.providers import create_adapter
 from tests.providers.kit.live_helpers import ask, make_adapter
 
 
@@ -185,7 +186,8 @@ async def test_it_authenticates_qwen_with_the_oauth_bearer_and_knows_both_base_u
 
 
 async def test_it_waits_for_its_token_bucket_before_calling_a_provider_without_headers(simulator):
-    from providers_app.kit.ratelimit import MemoryRateLimitStore, qwen_bucket
+    from providers_app.kit.providers.qwen import qwen_bucket
+    from providers_app.kit.ratelimit import MemoryRateLimitStore
 
     clock = [1000.0]
     bucket = qwen_bucket(MemoryRateLimitStore(), "qwen:test", clock=lambda: clock[0])

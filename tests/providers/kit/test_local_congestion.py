@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from providers_app.kit.adapters import ProviderConfig, create_adapter
+from providers_app.kit.adapters import ProviderConfig
 from providers_app.kit.errors import LocalCongestionError
+from providers_app.kit.providers import create_adapter
 from providers_app.kit.resilience import (
     CircuitBreaker,
     KeyPool,

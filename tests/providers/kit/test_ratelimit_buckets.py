@@ -10,14 +10,9 @@ import time
 import pytest
 
 from providers_app.kit.errors import RateLimitError
-from providers_app.kit.ratelimit import (
-    GEMINI_TIERS,
-    QWEN_LIMITS,
-    MemoryRateLimitStore,
-    TokenBucket,
-    gemini_bucket,
-    qwen_bucket,
-)
+from providers_app.kit.providers.gemini import GEMINI_TIERS, gemini_bucket
+from providers_app.kit.providers.qwen import QWEN_LIMITS, qwen_bucket
+from providers_app.kit.ratelimit import MemoryRateLimitStore, TokenBucket
 from providers_app.kit.ratelimit_store import take_from_bucket
 
 

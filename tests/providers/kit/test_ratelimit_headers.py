@@ -8,16 +8,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from providers_app.kit.providers.gemini import gemini_quota_is_daily, retry_after_from_gemini_error
 from providers_app.kit.ratelimit import (
     RateLimitInfo,
-    gemini_quota_is_daily,
     parse_anthropic_headers,
     parse_cerebras_headers,
     parse_duration,
     parse_openai_headers,
     parse_rate_limit_headers,
     parse_retry_after,
-    retry_after_from_gemini_error,
 )
 
 WIRE = Path(__file__).parents[2] / "fixtures" / "wire"
