@@ -22,17 +22,17 @@ from aipk_site.infra.errors import AipkError
 
 def _json_error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse | None:
     """The error in the shape of the API ``request`` is for, or None outside the APIs."""
+    error = AipkError(message, code=code)
+    error.status = status
+    if status >= 500:
+        error.type = "api_error"
     path = request.path_info
     if path.startswith("/v1/"):
-        error = AipkError(message, code=code)
-        error.status = status
-        if status >= 500:
-            error.type = "api_error"
         anthropic = "anthropic-version" in request.headers or path.startswith("/v1/messages")
         body = (anthropic_error_body if anthropic else openai_error_body)(error)
     elif path.startswith("/api/"):
-        kind = "api_error" if status >= 500 else "invalid_request_error"
-        body = {"error": {"type": kind, "code": code, "message": message}}
+        # the management API's shape (aipk_site/api.py): no param, the code names the problem
+        body = {"error": {"type": error.type, "code": error.code, "message": error.message}}
     else:
         return None
     return HttpResponse(json.dumps(body), status=status, content_type="application/json")

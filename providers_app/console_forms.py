@@ -1,8 +1,9 @@
 """Forms of the console's Providers and Credentials pages.
 
 They parse and check the shape of what was typed; the services decide (and
-audit). A service's refusal names a field, and ``add_service_errors`` puts it
-next to that field, so every error shows inline wherever it was found.
+audit). A service's refusal names a field, and ``add_service_error``
+(aipk_site/infra/forms.py) puts it next to that field, so every error shows
+inline wherever it was found.
 
 Secrets (API keys, the OAuth client secret) use password inputs that never
 render their value back, not even when the form comes back with errors.
@@ -11,11 +12,12 @@ render their value back, not even when the form comes back with errors.
 from __future__ import annotations
 
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
+from aipk_site.infra.forms import ServiceErrorsMixin
 from providers_app.models import KeyStrategy, Provider
 from providers_app.services.provider_settings import SETTINGS_MODELS
 from providers_app.services.providers import EDITABLE_FIELDS
@@ -29,31 +31,6 @@ MAX_GRACE_MINUTES = 7 * 24 * 60
 
 def _write_only() -> forms.PasswordInput:
     return forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
-
-
-class ServiceErrorsMixin:
-    """Shows a service's refusal next to the field it names (or above the form)."""
-
-    if TYPE_CHECKING:  # provided by the forms.Form this is mixed into
-        fields: dict[str, forms.Field]
-
-        def add_error(self, field: str | None, error: Any) -> None: ...
-
-    def add_service_errors(self, errors: dict[str, Any]) -> None:
-        for name, messages in errors.items():
-            if isinstance(messages, str):
-                messages = [messages]
-            target = None if name == "__all__" else self.field_for(name)
-            for message in messages:
-                if target is None and name == "__all__":
-                    self.add_error(None, message)
-                elif target is None:
-                    self.add_error(None, f"{name}: {message}")
-                else:
-                    self.add_error(target, message)
-
-    def field_for(self, name: str) -> str | None:
-        return name if name in self.fields else None
 
 
 def _settings_field(name: str, info: Any) -> forms.Field:
@@ -146,12 +123,12 @@ class ProviderForm(ServiceErrorsMixin, forms.Form):
     def settings_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith(SETTINGS_PREFIX)]
 
-    def field_for(self, name: str) -> str | None:
-        if SETTINGS_PREFIX + name in self.fields:
-            return SETTINGS_PREFIX + name
-        if name == "type":
+    def field_for(self, param: str) -> str | None:
+        if SETTINGS_PREFIX + param in self.fields:
+            return SETTINGS_PREFIX + param
+        if param == "type":
             return None
-        return super().field_for(name)
+        return super().field_for(param)
 
     def service_fields(self) -> dict[str, Any]:
         """What to hand to provider_create / provider_update (on edit: only what changed)."""
@@ -209,10 +186,7 @@ class ApiKeyRotateForm(ServiceErrorsMixin, forms.Form):
         help_text="The old key keeps serving this long, then it is retired.",
     )
 
-    def field_for(self, name: str) -> str | None:
-        return {"grace_seconds": "grace_minutes", "secret": "new_secret"}.get(
-            name, super().field_for(name)
-        )
+    param_fields = {"grace_seconds": "grace_minutes", "secret": "new_secret"}
 
 
 class ApiKeyStateForm(forms.Form):

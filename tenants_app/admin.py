@@ -15,15 +15,16 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html
 
-from aipk_site.infra.errors import InvalidRequest
-from tenants_app.admin_base import (
+from aipk_site.infra.admin import (
     ReadOnlyAdmin,
     ServiceAdmin,
     ServiceModelForm,
     audited_delete,
     report,
+    report_error,
     request_ip,
 )
+from aipk_site.infra.errors import AipkError
 from tenants_app.models import (
     AdminToken,
     AuditEvent,
@@ -121,7 +122,7 @@ class TenantAdmin(ServiceAdmin):
 
 
 class MembershipForm(ServiceModelForm):
-    service_field_names = {"username": "user"}
+    param_fields = {"username": "user"}
 
     class Meta:
         model = Membership
@@ -281,8 +282,8 @@ class VirtualKeyAdmin(SecretOnceMixin, ServiceAdmin):
             was_revoked = key.revoked_at is not None
             try:
                 virtual_key_revoke(key=key, actor=request.user, ip_address=request_ip(request))
-            except InvalidRequest as exc:
-                report(self, request, key, False, exc.message)
+            except AipkError as error:
+                report_error(self, request, key, error)
                 continue
             report(self, request, key, True, "already revoked" if was_revoked else "revoked")
 

@@ -4,19 +4,21 @@ They only turn HTML form fields into the keyword arguments the services take
 (blank → None, text lists → lists, "provider/model" lines → candidates) and
 bound them the way the management API's schemas do. The business rules (taken
 slugs, unknown providers, the last owner, expiry in the past...) stay in the
-services; their InvalidRequest lands on the field it names via ``add_service_error``.
+services; their refusal lands on the field it names via ``add_service_error``
+(aipk_site/infra/forms.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.utils import timezone
 
-from aipk_site.infra.errors import InvalidRequest
+from aipk_site.infra.errors import AipkError, InvalidRequest
+from aipk_site.infra.forms import ServiceErrorsMixin
 from providers_app.models import Provider
 from tenants_app.models import Role, RouteStrategy
 from tenants_app.services import billing
@@ -47,24 +49,6 @@ def _budget_field(label: str = "Monthly budget (USD)") -> forms.DecimalField:
 
 def _split_list(value: str) -> list[str]:
     return [item.strip() for item in re.split(r"[,\n]", value or "") if item.strip()]
-
-
-class ServiceErrorsMixin:
-    """Puts a service's InvalidRequest on the field it names (``param``), or on the
-    form as a whole when the field is not on this form."""
-
-    if TYPE_CHECKING:  # provided by the forms.Form this is mixed into
-        fields: dict[str, forms.Field]
-
-        def add_error(self, field: str | None, error: Any) -> None: ...
-
-    # service parameter → form field, where their names differ
-    param_fields: dict[str, str] = {}
-
-    def add_service_error(self, error: InvalidRequest) -> None:
-        param = (error.param or "").split(".")[0]
-        field = self.param_fields.get(param, param)
-        self.add_error(field if field in self.fields else None, error.message)
 
 
 def _provider_choices() -> list[tuple[str, str]]:
@@ -273,7 +257,7 @@ class RouteForm(ServiceErrorsMixin, forms.Form):
             candidates.append({"provider": provider.strip(), "model": model.strip()})
         return candidates
 
-    def add_service_error(self, error: InvalidRequest) -> None:
+    def add_service_error(self, error: AipkError) -> None:
         # "candidates.2.provider" → say which line, people count from 1
         match = re.match(r"candidates\.(\d+)", error.param or "")
         if match:

@@ -1,13 +1,15 @@
-"""What both apps' admins share: forms whose save is a service call, audited
-plain saves and deletes, and read-only registrations.
+"""What both apps' admins share: forms whose save is a service call, audited plain saves
+and deletes, read-only registrations, and the one mapping of the error family to the admin.
 
-A change made in the admin is audited like the same change made through the
-API. Where a service exists, the form calls it -- while the form validates,
-after Django's own field and model checks, inside a savepoint -- so a refusal
-(``InvalidRequest``, ``CredentialError``, ``ProviderSettingsError``) becomes a
-form error naming the field and leaves nothing behind, and the admin has
-nothing left to save. Where no service exists, the same hook saves the row and
-writes an audit event itself (``audited_save``), never with a secret in it.
+A change made in the admin is audited like the same change made through the API. Where a
+service exists, the form calls it -- while the form validates, after Django's own field
+and model checks, inside a savepoint -- so a refusal (any ``AipkError``) becomes a form
+error naming the field and leaves nothing behind, and the admin has nothing left to save.
+Where no service exists, the same hook saves the row and writes an audit event itself
+(``audited_save``), never with a secret in it. A refusal outside a form (a delete, an
+action) becomes an admin message (``message_error``, ``report_error``).
+
+Nothing here knows a tenant or a provider: both apps' admins build on it.
 """
 
 from __future__ import annotations
@@ -18,44 +20,57 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from aipk_site.infra.audit import audit_record
+from aipk_site.infra.audit import audit_record, audit_value
 from aipk_site.infra.client_ip import client_ip
-from aipk_site.infra.errors import InvalidRequest
-from providers_app.services.credentials import CredentialError
-from providers_app.services.provider_settings import ProviderSettingsError
-
-SERVICE_ERRORS = (InvalidRequest, CredentialError, ProviderSettingsError)
+from aipk_site.infra.errors import AipkError
+from aipk_site.infra.forms import ServiceErrorsMixin, field_messages
 
 
 def request_ip(request: HttpRequest | None) -> str | None:
     return client_ip(request) if request is not None else None
 
 
-def service_error_items(exc: Exception) -> list[tuple[str | None, str]]:
-    """(field, message) pairs from a service refusal; field None when it names none."""
-    if isinstance(exc, ProviderSettingsError):
-        return list(exc.errors.items())
-    if isinstance(exc, CredentialError):
-        return [(exc.field, str(exc).split(": ", 1)[-1])]
-    if isinstance(exc, InvalidRequest):
-        return [(exc.param, exc.message)]
-    return [(None, str(exc))]
+# --------------------------------------------------------------------------- errors
 
 
-class ServiceModelForm(forms.ModelForm):
+def message_error(modeladmin: admin.ModelAdmin, request: HttpRequest, error: AipkError) -> None:
+    """A service's refusal as error messages, one per input it names."""
+    for item in field_messages(error):
+        modeladmin.message_user(request, item.alone, messages.ERROR)
+
+
+def report(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, obj: Any, ok: bool, text: str
+) -> None:
+    """One message per object an action touched; ``text`` must hold no secret."""
+    level = messages.SUCCESS if ok else messages.ERROR
+    modeladmin.message_user(request, f"{obj}: {text}", level)
+
+
+def report_error(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, obj: Any, error: AipkError
+) -> None:
+    """An action's refusal for one object, as ``report`` words it."""
+    for item in field_messages(error):
+        report(modeladmin, request, obj, False, item.alone)
+
+
+# --------------------------------------------------------------------------- forms
+
+
+class ServiceModelForm(ServiceErrorsMixin, forms.ModelForm):  # type: ignore[misc]  # Django is untyped
     """A ModelForm whose save is ``save_through_service``, run while the form validates.
 
-    ``request`` is set per request by ServiceAdmin.get_form (each call builds a
-    new form class). ``original`` is the row as stored, re-read before the form
-    touched it, so services compare against what really changed.
+    ``request`` is set per request by ServiceAdmin.get_form (each call builds a new form
+    class). ``original`` is the row as stored, re-read before the form touched it, so
+    services compare against what really changed. A service's parameter that the form
+    calls by another name is mapped in ``param_fields``.
     """
 
     request: HttpRequest | None = None
     instance: models.Model  # set by ModelForm.__init__, replaced by the saved row
-    # service "param" → form field, where the two names differ
-    service_field_names: dict[str, str] = {}
 
     saved = False
 
@@ -83,21 +98,11 @@ class ServiceModelForm(forms.ModelForm):
         try:
             with transaction.atomic():
                 saved = self.save_through_service(original)
-        except SERVICE_ERRORS as exc:
-            for field, message in service_error_items(exc):
-                self._add_service_error(field, message)
+        except AipkError as error:
+            self.add_service_error(error)
             return
         self.instance = saved
         self.saved = True
-
-    def _add_service_error(self, field: str | None, message: str) -> None:
-        field = self.service_field_names.get(field or "", field)
-        # "candidates.0.provider", "settings.organization": the error is about that form field
-        base = (field or "").split(".")[0]
-        if base in self.fields:
-            self.add_error(base, message if base == field else f"{field}: {message}")
-        else:
-            self.add_error(None, f"{field}: {message}" if field else message)
 
 
 def audited_save(
@@ -118,7 +123,7 @@ def audited_save(
     changes = {}
     for name in fields:
         before, after = getattr(obj, name), form.cleaned_data[name]
-        changes[name] = {"from": _plain(before), "to": _plain(after)}
+        changes[name] = {"from": audit_value(before), "to": audit_value(after)}
         setattr(obj, name, after)
     obj.save(update_fields=fields)
     audit_record(
@@ -130,14 +135,6 @@ def audited_save(
         changes=changes,
     )
     return obj
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, models.Model):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | str | list | dict):
-        return value
-    return str(value)
 
 
 def audited_delete(
@@ -157,45 +154,52 @@ def audited_delete(
     )
 
 
-class ServiceAdmin(admin.ModelAdmin):
+# --------------------------------------------------------------------------- model admins
+
+
+class ServiceAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django is untyped
     """Saves happen in the form (see ServiceModelForm); deletes go through ``delete_one``."""
 
     add_form: type[ServiceModelForm] | None = None
     add_fieldsets: Any = None
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         if obj is None and self.add_form is not None:
             kwargs["form"] = self.add_form
         form = super().get_form(request, obj, change=change, **kwargs)
         form.request = request
         return form
 
-    def get_fieldsets(self, request, obj=None):
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None and self.add_fieldsets is not None:
             return self.add_fieldsets
         return super().get_fieldsets(request, obj)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         # The form's service call has saved (and audited) it already.
         if not getattr(form, "saved", False):
             raise RuntimeError(f"{type(form).__name__} did not save through its service")
 
-    def save_related(self, request, form, formsets, change):
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: Iterable[Any], change: bool
+    ) -> None:
         # Many-to-many values went through the service too; only inlines remain.
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
-    def delete_one(self, request: HttpRequest, obj: models.Model) -> None:
+    def delete_one(self, request: HttpRequest, obj: Any) -> None:
         raise NotImplementedError
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
         self.delete_one(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: Iterable[Any]) -> None:
         for obj in queryset:
             self.delete_one(request, obj)
 
-    def get_deleted_objects(self, objs, request):
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """Rows whose admin never deletes them on their own (usage, health history,
         virtual keys, ...) still go with what owns them, as the delete service says."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -206,35 +210,29 @@ class ServiceAdmin(admin.ModelAdmin):
         }
         return deleted, counts, {p for p in perms_needed if str(p) not in owned}, protected
 
-    def delete_view(self, request, object_id, extra_context=None):
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
         """A service refusing a delete (e.g. a tenant's last owner) is a message, not a 500."""
         try:
-            return super().delete_view(request, object_id, extra_context)
-        except SERVICE_ERRORS as exc:
-            for _field, message in service_error_items(exc):
-                self.message_user(request, message, messages.ERROR)
+            response: HttpResponse = super().delete_view(request, object_id, extra_context)
+        except AipkError as error:
+            message_error(self, request, error)
             return HttpResponseRedirect(request.path.rsplit("/delete/", 1)[0] + "/change/")
+        return response
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django is untyped
     """Rows written by the system (usage, audit, health): to look at, never to edit,
     and deleted only with the tenant or provider they belong to."""
 
     deleted_only_with_owner = True
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def report(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, obj: Any, ok: bool, text: str
-) -> None:
-    """One message per object an action touched; ``text`` must hold no secret."""
-    level = messages.SUCCESS if ok else messages.ERROR
-    modeladmin.message_user(request, f"{obj}: {text}", level)
