@@ -2,8 +2,8 @@
 
 Each is defined once here as a function of (stored state, event, now) and
 every ``ResilienceStore`` must apply it as one indivisible step -- a lock in
-process, one Lua script in Redis (``aipk_site/infra/state.py`` mirrors these
-lines) -- so that several processes sharing one store agree.
+process, one Lua script in Redis (``providers_app/services/shared_state.py``
+mirrors these lines) -- so that several processes sharing one store agree.
 """
 
 from __future__ import annotations
