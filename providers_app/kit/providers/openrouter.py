@@ -23,6 +23,8 @@ PROFILE = ProviderProfile(
         code_flow="openrouter_pkce",
         token_url_from_base_url=key_exchange_url,
     ),
+    # X-RateLimit-* headers come on refusals only (openrouter.ai/docs/api-reference/limits)
+    rate_limit_headers_on_success=False,
     # OpenRouter says "context too long" only in words, which the kit never parses
     context_length_coded=False,
 )

@@ -58,6 +58,8 @@ class ProviderProfile:
     label: str
     adapter: type[BaseAdapter]
     oauth: OAuthDefaults = field(default_factory=OAuthDefaults)
+    # whether every reply carries the limit headers, or only refusals do (OpenRouter)
+    rate_limit_headers_on_success: bool = True
     # client-side limits from the provider's settings, for those that send no headers
     client_limits: Callable[[Mapping[str, Any]], BucketLimits | None] = no_client_limits
     # an endpoint-agnostic type has no default host: the admin must name one

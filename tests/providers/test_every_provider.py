@@ -1,4 +1,13 @@
-"""Each of the six adapters against the provider simulator, over real loopback HTTP."""
+"""The shared battery: every provider in the registry against the simulator, over real
+loopback HTTP.
+
+Parametrised over ``kit.providers.PROFILES``, so a new provider runs every test
+here as soon as its profile is registered (and the simulator speaks its wire,
+see ``SETUPS``). Where providers legitimately differ, the test asks the profile
+(its primary credential, whether its error bodies code "context too long",
+how it answers an exhausted quota, which rate-limit headers it sends) instead
+of naming providers.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +16,10 @@ import pytest
 
 from providers_app.kit import errors
 from providers_app.kit.adapters import Deadlines, ProviderConfig
+from providers_app.kit.providers import PROFILES
+from providers_app.kit.ratelimit import HEADER_STYLES
 from providers_app.kit.types import Message, ResponseBuilder, ToolChoice
 from tests.providers.kit.live_helpers import (
-    CONTEXT_LENGTH_CODED,
     PROVIDERS,
     SETUPS,
     TIME,
@@ -113,7 +123,8 @@ async def test_it_lists_models_fetched_from_the_provider(simulator, provider):
     adapter = make_adapter(simulator, provider)
     models = await adapter.list_models()
     assert models and all(m.source == "fetched" for m in models)
-    assert all(m.provider == provider and m.id for m in models)
+    # an endpoint-agnostic type lists its models under its wire's name
+    assert all(m.provider == PROFILES[provider].adapter.provider_type and m.id for m in models)
     assert SETUPS[provider].model in {m.id for m in models}
     await adapter.aclose()
 
@@ -142,7 +153,7 @@ async def test_it_describes_its_authentication_without_the_secret(simulator, pro
     adapter = make_adapter(simulator, provider)
     state = adapter.auth_state()
     assert state.configured
-    assert state.method == ("oauth" if provider == "qwen" else "api_key")
+    assert state.method == PROFILES[provider].primary_credential
     assert state.hint in ("…1234", "…5678")
     assert "sk-test-key-1234" not in repr(adapter.config) + repr(adapter)
     await adapter.aclose()
@@ -194,7 +205,7 @@ async def test_it_tells_a_context_length_error_where_the_provider_says_so(simula
     adapter = make_adapter(simulator, provider, extra_headers={"x-sim-fail": "context_length"})
     expected = (
         errors.ContextLengthError
-        if provider in CONTEXT_LENGTH_CODED
+        if PROFILES[provider].context_length_coded
         else errors.InvalidRequestError
     )
     with pytest.raises(expected):
@@ -270,7 +281,7 @@ async def test_it_closes_the_upstream_connection_when_a_stream_is_abandoned(simu
         api_key="sk-test-key-1234",
         extra_headers={"x-sim-delay-ms": "50"},
     )
-    adapter = setup.adapter(config, client=client)
+    adapter = setup.adapter(provider)(config, client=client)
     stream = adapter.stream(ask(provider, "one two three four five six seven eight nine ten"))
     first = await stream.__anext__()
     assert first is not None
@@ -286,8 +297,9 @@ async def test_it_tells_an_exhausted_billing_quota_from_a_rate_limit(simulator, 
     adapter = make_adapter(simulator, provider, extra_headers={"x-sim-fail": "quota"})
     with pytest.raises(errors.ProviderError) as info:
         await adapter.chat(ask(provider))
-    if provider == "gemini":
-        # Gemini's per-day quota is a RESOURCE_EXHAUSTED like any other: it frees up at the reset
+    if PROFILES[provider].quota_is_rate_limit:
+        # e.g. Gemini's per-day quota is a RESOURCE_EXHAUSTED like any other: it frees up at the
+        # reset
         assert type(info.value) is errors.RateLimitError
     else:
         assert type(info.value) is errors.QuotaExceededError
@@ -295,3 +307,50 @@ async def test_it_tells_an_exhausted_billing_quota_from_a_rate_limit(simulator, 
         assert not info.value.permanent and not info.value.retryable
         assert info.value.scope == "credential"
     await adapter.aclose()
+
+
+# -- rate limits ------------------------------------------------------------------
+
+
+async def test_it_reads_the_rate_limit_headers_of_its_style(simulator, provider):
+    profile = PROFILES[provider]
+    assert profile.rate_limit_style in HEADER_STYLES
+    adapter = make_adapter(simulator, provider)
+    reply = await adapter.chat(ask(provider))
+    if profile.sends_rate_limit_headers and profile.rate_limit_headers_on_success:
+        assert reply.rate_limit is not None and reply.rate_limit.has_limits
+        assert all(
+            remaining is None or limit is None or remaining <= limit
+            for _, limit, remaining, _ in reply.rate_limit.windows()
+        )
+    else:
+        assert reply.rate_limit is None or not reply.rate_limit.has_limits
+    if not profile.sends_rate_limit_headers:
+        # nothing to read: the profile's client-side bucket stands in for the headers
+        assert profile.client_limits({}) is not None
+    await adapter.aclose()
+
+
+async def test_it_reads_the_retry_after_of_a_429_in_stream_and_reply_alike(simulator, provider):
+    adapter = make_adapter(simulator, provider, extra_headers={"x-sim-fail": "rate_limit"})
+    for streaming in (False, True):
+        with pytest.raises(errors.RateLimitError) as info:
+            if streaming:
+                await collect(adapter.stream(ask(provider)))
+            else:
+                await adapter.chat(ask(provider))
+        assert info.value.retry_after == 2 and info.value.retryable
+    await adapter.aclose()
+
+
+def test_it_is_registered_whole(provider):
+    """The registry entry carries everything the services ask of a provider."""
+    profile = PROFILES[provider]
+    assert profile.provider_type == provider
+    assert provider in SETUPS  # the simulator speaks its wire
+    assert profile.label
+    if profile.oauth.code_flow is None:
+        assert profile.oauth.device_url  # a provider without a browser flow has the device flow
+    limits = profile.client_limits({})
+    if limits is not None:
+        assert limits.per_minute > 0 and (limits.per_day is None or limits.per_day > 0)

@@ -1,0 +1,49 @@
+"""The registry and the rest of aipk agree: the model's choices, the settings schema, the
+client-side limits the chat service builds from a profile."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from providers_app.kit.providers import PROFILES
+from providers_app.kit.providers.gemini import GEMINI_TIERS
+from providers_app.kit.providers.qwen import QWEN_LIMITS
+from providers_app.models import Provider, ProviderType
+from providers_app.services.chat import _limiter
+from providers_app.services.provider_settings import GeminiTier, validate_provider_settings
+
+
+def test_it_offers_every_registered_provider_as_a_type_and_nothing_else():
+    assert list(ProviderType.values) == list(PROFILES)
+    assert {value: str(label) for value, label in ProviderType.choices} == {
+        name: profile.label for name, profile in PROFILES.items()
+    }
+
+
+def test_it_validates_the_gemini_tiers_the_profile_knows():
+    assert set(get_args(GeminiTier)) == set(GEMINI_TIERS)
+
+
+def test_it_fills_in_the_qwen_limits_from_its_profile():
+    stored = validate_provider_settings("qwen", {})
+    assert stored["requests_per_minute"] == QWEN_LIMITS.per_minute == 60
+    assert stored["requests_per_day"] == QWEN_LIMITS.per_day == 2000
+
+
+def test_it_gives_a_client_side_bucket_only_to_providers_without_rate_limit_headers():
+    for name, profile in PROFILES.items():
+        bucket = _limiter(Provider(name=name, type=name, settings={}), "key-1")
+        assert (bucket is None) == profile.sends_rate_limit_headers, name
+
+
+def test_it_sizes_the_buckets_from_the_provider_settings():
+    qwen = _limiter(Provider(type="qwen", settings={}), "k")
+    assert qwen is not None and (qwen.per_minute, qwen.per_day) == (60, 2000)
+    tuned = _limiter(
+        Provider(type="qwen", settings={"requests_per_minute": 5, "requests_per_day": 50}), "k"
+    )
+    assert tuned is not None and (tuned.per_minute, tuned.per_day) == (5, 50)
+    free = _limiter(Provider(type="gemini", settings={}), "k")
+    assert free is not None and (free.per_minute, free.per_day) == (15, 1500)
+    tier1 = _limiter(Provider(type="gemini", settings={"rate_limit_tier": "tier1"}), "k")
+    assert tier1 is not None and (tier1.per_minute, tier1.per_day) == (2000, None)
