@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 
 
-class GatewayConfig(AppConfig):
+class GatewayConfig(AppConfig):  # type: ignore[misc]  # Django ships no types
     """The data plane (aipk_site/gateway/__init__.py). No models: an app only so that
     its cache-invalidation receivers are connected when Django starts."""
 

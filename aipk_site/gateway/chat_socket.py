@@ -30,12 +30,7 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from aipk_site.gateway.dispatch import (
-    GatewayCall,
-    StreamReply,
-    gateway_stream,
-    log_infrastructure_fault,
-)
+from aipk_site.gateway.dispatch import StreamReply, gateway_stream
 from aipk_site.gateway.formats.common import (
     InputLimits,
     ParsedRequest,
@@ -44,6 +39,7 @@ from aipk_site.gateway.formats.common import (
 )
 from aipk_site.gateway.formats.openai_format import openai_finish_reason, parse_chat_completion
 from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key
+from aipk_site.gateway.ledger import GatewayCall, log_infrastructure_fault
 from aipk_site.infra.errors import (
     AipkError,
     AuthenticationFailed,
@@ -106,26 +102,28 @@ def close_code_for(error: AipkError) -> int:
 # -- who is calling ------------------------------------------------------------------------
 
 
-def _header(scope: dict, name: bytes) -> str | None:
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
-            return value.decode("latin1")
+            text: str = value.decode("latin1")
+            return text
     return None
 
 
-def accepted_subprotocol(scope: dict) -> str | None:
+def accepted_subprotocol(scope: dict[str, Any]) -> str | None:
     """``aipk.chat.v1`` when offered. Never the key's own subprotocol: echoing it would
     put the secret in a response header that proxies log."""
     return SUBPROTOCOL if SUBPROTOCOL in scope.get("subprotocols", ()) else None
 
 
-def _key_from(scope: dict) -> str | None:
+def _key_from(scope: dict[str, Any]) -> str | None:
     auth = _header(scope, b"authorization") or ""
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
     for offered in scope.get("subprotocols", ()):
         if offered.startswith(KEY_SUBPROTOCOL_PREFIX):
-            return offered[len(KEY_SUBPROTOCOL_PREFIX) :]
+            key: str = offered[len(KEY_SUBPROTOCOL_PREFIX) :]
+            return key
     return _header(scope, b"x-api-key")
 
 
@@ -187,10 +185,13 @@ class SocketCaller:
         if self.secret is not None:
             return await authenticate_virtual_key(self.secret)
         assert self.user_id is not None
-        return await database_sync_to_async(_member_context)(self.user_id, self.tenant_slug)
+        ctx: KeyContext = await database_sync_to_async(_member_context)(
+            self.user_id, self.tenant_slug
+        )
+        return ctx
 
 
-async def socket_caller(scope: dict) -> tuple[SocketCaller, KeyContext]:
+async def socket_caller(scope: dict[str, Any]) -> tuple[SocketCaller, KeyContext]:
     """Authenticate a connecting socket. A key, when one is presented, wins over a session
     (an app embedded in the console acts as its key, not as the logged-in user)."""
     secret = _key_from(scope)
@@ -231,7 +232,7 @@ class ProtocolError(Exception):
         self.msg_id = msg_id
         self.param = param
 
-    def event(self) -> dict:
+    def event(self) -> dict[str, Any]:
         event = {"type": "chat.error", "id": self.msg_id, "code": self.code}
         event["message"] = self.message
         if self.param:
@@ -255,7 +256,7 @@ class Ping:
     pass
 
 
-def _message_id(message: dict) -> str | int:
+def _message_id(message: dict[str, Any]) -> str | int:
     if "id" not in message or message["id"] is None:
         raise ProtocolError("missing_id", "id: is required", param="id")
     value = message["id"]
@@ -279,7 +280,9 @@ def _as_ws_param(param: str | None) -> str | None:
     return f"options.{param}" if head in _OPTIONS else param
 
 
-def _parse_request(message: dict, msg_id: str | int, limits: InputLimits) -> ParsedRequest:
+def _parse_request(
+    message: dict[str, Any], msg_id: str | int, limits: InputLimits
+) -> ParsedRequest:
     options = message.get("options")
     if options is None:
         options = {}
@@ -361,7 +364,7 @@ def new_request_id() -> str:
     return f"{REQUEST_ID_PREFIX}{uuid.uuid4().hex}"
 
 
-def error_event(msg_id: Any, error: AipkError) -> dict:
+def error_event(msg_id: Any, error: AipkError) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "chat.error",
         "id": msg_id,
@@ -389,7 +392,7 @@ class ChatTurn:
         self.call = call
         self.streamed: StreamReply | None = None
 
-    async def events(self) -> AsyncGenerator[dict, None]:
+    async def events(self) -> AsyncGenerator[dict[str, Any], None]:
         msg_id = self.msg_id
         try:
             self.streamed = streamed = await gateway_stream(self.call)
@@ -437,12 +440,12 @@ class ChatTurn:
         yield self._usage_event()
         yield self._done_event(openai_finish_reason(finish, bool(tool_calls)))
 
-    def _error_event(self, error: AipkError) -> dict:
+    def _error_event(self, error: AipkError) -> dict[str, Any]:
         # the request's id, as chat.done carries it: the id of its usage record, so a
         # failed turn can be found in the usage like a finished one
         return {**error_event(self.msg_id, error), "request_id": self.call.request_id}
 
-    def cancelled_events(self) -> list[dict]:
+    def cancelled_events(self) -> list[dict[str, Any]]:
         """What a client that cancelled is told: usage so far (once the stream had
         opened) and chat.done with finish_reason "cancelled"."""
         events = []
@@ -451,7 +454,7 @@ class ChatTurn:
         events.append(self._done_event("cancelled"))
         return events
 
-    def _usage_event(self) -> dict:
+    def _usage_event(self) -> dict[str, Any]:
         assert self.streamed is not None
         ledger = self.streamed.ledger
         usage = self.streamed.usage()
@@ -473,7 +476,7 @@ class ChatTurn:
             "ttft_ms": None if ledger.ttft_ms is None else round(ledger.ttft_ms, 1),
         }
 
-    def _done_event(self, finish_reason: str) -> dict:
+    def _done_event(self, finish_reason: str) -> dict[str, Any]:
         headers = self.streamed.headers if self.streamed is not None else {}
         return {
             "type": "chat.done",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -39,15 +40,15 @@ from aipk_site.gateway.chat_socket import (
     service_unavailable,
     socket_caller,
 )
-from aipk_site.gateway.dispatch import GatewayCall
 from aipk_site.gateway.formats.common import InputLimits
+from aipk_site.gateway.ledger import GatewayCall
 from aipk_site.infra.errors import AipkError, AuthenticationFailed, PermissionDenied
 from aipk_site.infra.metrics import record_ws_connections
 
 logger = logging.getLogger(__name__)
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ships no types
     caller: SocketCaller | None = None
     counted = False  # in the websocket connections gauge
     # No channel layer: nothing sends to a chat socket through one, and subscribing made
@@ -55,10 +56,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # socket with 1011 instead of ending its turns with chat.error (issue 10).
     channel_layer_alias = None
     # set per connection by __call__
-    turns: dict[Any, asyncio.Task]
+    turns: dict[Any, asyncio.Task[None]]
     cancelled: set[Any]
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         self.turns = {}
         self.cancelled = set()
         self.gone = False
@@ -68,7 +74,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # However the consumer ends (even cancelled by the server), no turn outlives it.
             await self._cancel_all()
 
-    async def send_event(self, event: dict) -> None:
+    async def send_event(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(event, ensure_ascii=False, separators=(",", ":")))
 
     async def connect(self) -> None:
@@ -89,17 +95,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.counted = True
         record_ws_connections(+1)
 
-    async def _refuse(self, subprotocol: str | None, event: dict, code: int) -> None:
+    async def _refuse(self, subprotocol: str | None, event: dict[str, Any], code: int) -> None:
         await self.accept(subprotocol)
         await self.send_event(event)
         await self.close(code)
 
-    async def receive(self, text_data=None, bytes_data=None) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.caller is None:
             return  # refused in connect(); the close is on its way
         try:
             message = read_message(
-                text_data if text_data is not None else bytes_data,
+                # channels passes one of the two, never neither
+                text_data if text_data is not None else (bytes_data or b""),
                 max_bytes=settings.GATEWAY_MAX_BODY_BYTES,
                 limits=InputLimits(
                     max_messages=settings.GATEWAY_MAX_MESSAGES,
@@ -193,7 +200,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.turns.pop(msg_id, None)
             self.cancelled.discard(msg_id)
 
-    def _forget(self, msg_id: Any, task: asyncio.Task) -> None:
+    def _forget(self, msg_id: Any, task: asyncio.Task[None]) -> None:
         if self.turns.get(msg_id) is task:
             del self.turns[msg_id]
             self.cancelled.discard(msg_id)

@@ -8,39 +8,48 @@
 
 Transports parse their wire format into a ``ParsedRequest``, call
 ``gateway_reply`` or ``gateway_stream`` and render what comes back; they hold
-no logic of their own. ``Ledger`` makes "exactly one usage record and one
-settle per request" hold on every path: success, provider error, refusal,
-cache hit, client disconnect or cancel.
+no logic of their own. A reply and a stream differ only in how one candidate
+is tried (a whole reply, or a stream opened up to its first chunk) and in what
+is made of the answer: ``_serve`` and ``_first_answer`` hold everything else
+once, so failover, the one deadline and the accounting cannot drift apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from decimal import Decimal
-
-from django.db import DatabaseError
-from redis.exceptions import RedisError
+from dataclasses import dataclass
+from typing import TypeVar
 
 from aipk_site.gateway import shutdown
-from aipk_site.gateway.admission import Admission, Limits, admit, settle, settle_later
-from aipk_site.gateway.formats.common import ParsedRequest, response_as_chunks
+from aipk_site.gateway.admission import Limits, admit
+from aipk_site.gateway.error_mapping import (
+    infrastructure_fault,
+    infrastructure_unavailable,
+    server_shutting_down,
+    upstream_error,
+)
+from aipk_site.gateway.formats.common import response_as_chunks
 from aipk_site.gateway.key_auth import KeyContext
+from aipk_site.gateway.ledger import (
+    GatewayCall,
+    Ledger,
+    close_on_exit,
+    estimate_prompt_tokens,
+    log_infrastructure_fault,
+    usage_or_estimate,
+)
 from aipk_site.gateway.redaction import redact_request
 from aipk_site.gateway.response_cache import cache_get, cache_key, cache_put
-from aipk_site.gateway.routing import Candidate, Resolution, record_latency, resolve_model
-from aipk_site.gateway.usage import usage_record
-from aipk_site.infra.errors import AipkError, LimitExceeded, UpstreamError, UpstreamRefused
+from aipk_site.gateway.routing import Candidate, Resolution, resolve_model
+from aipk_site.infra.errors import AipkError
 from aipk_site.infra.log_context import bind_request_id
-from aipk_site.infra.metrics import record_gateway_request, stream_ended, stream_started
+from aipk_site.infra.metrics import stream_ended, stream_started
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
-from providers_app.kit.resilience import CircuitOpenError
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, ResponseBuilder, Usage
 from providers_app.services.chat import provider_chat, provider_stream, request_deadline
 from providers_app.services.providers import provider_deadlines
@@ -48,68 +57,27 @@ from tenants_app.models import UsageStatus
 from tenants_app.services.pricing import (
     DEFAULT_COMPLETION_ALLOWANCE_TOKENS,
     MAX_RESERVED_TOKENS,
-    Price,
     acost_bound,
     aprice_for,
-    cost_micro,
     cost_usd,
     unpriced_model_error,
 )
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "GatewayCall",
+    "Reply",
+    "StreamReply",
+    "gateway_reply",
+    "gateway_stream",
+    "infrastructure_unavailable",
+    "log_infrastructure_fault",
+]
 
-CHARS_PER_TOKEN = 4  # the kit's estimate when a provider reports no usage
+T = TypeVar("T")
+Answer = TypeVar("Answer")
 
-
-def infrastructure_fault(error: BaseException) -> str:
-    """The usage row's error_type for a failure of aipk's own infrastructure (not the
-    provider's, not the client's): what an operator must fix, in one word."""
-    if isinstance(error, RedisError):
-        return "redis_unavailable"
-    if isinstance(error, DatabaseError):
-        return "database_unavailable"
-    return "internal_error"
-
-
-def server_shutting_down() -> AipkError:
-    """What a request still running at the shutdown drain's deadline is told (a 503 or an
-    error event): retry elsewhere, nothing is wrong with the request."""
-    return UpstreamError(
-        "aipk is shutting down; retry on another instance",
-        status=503,
-        code="server_shutting_down",
-        retry_after=1,
-    )
-
-
-def _raise_if_ended_by_shutdown() -> None:
-    """Called with a CancelledError in flight: when the drain deadline sent it, take the
-    cancel back (the task must still answer its client) and raise what the client sees."""
-    if not shutdown.ended_by_shutdown():
-        return
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
-    raise server_shutting_down() from None
-
-
-def infrastructure_unavailable() -> AipkError:
-    """What a client is told when aipk's cache or database failed under its request: a
-    503 it may retry (an error event once a stream has started)."""
-    return UpstreamError(
-        "aipk cannot reach its database or cache; retry shortly",
-        status=503,
-        code="service_unavailable",
-        retry_after=1,
-    )
-
-
-@dataclass(slots=True)
-class GatewayCall:
-    ctx: KeyContext
-    parsed: ParsedRequest
-    endpoint: str  # "chat.completions", "messages", "ws"
-    request_id: str
+# Which credential a provider call used, filled in by providers_app.services.chat.
+Trace = dict[str, str]
 
 
 @dataclass(slots=True)
@@ -133,128 +101,15 @@ class StreamReply:
         return self.ledger.final_usage
 
 
-def estimate_prompt_tokens(request: ChatRequest) -> int:
-    chars = sum(len(m.content or "") for m in request.messages)
-    chars += sum(len(c.arguments) for m in request.messages for c in m.tool_calls)
-    chars += sum(len(t.name) + len(t.description) + len(str(t.parameters)) for t in request.tools)
-    return max(1, chars // CHARS_PER_TOKEN)
-
-
-@dataclass(slots=True)
-class Ledger:
-    """Accounts one request exactly once: settle the admission, write the usage record."""
-
-    call: GatewayCall
-    started: float = field(default_factory=time.perf_counter)
-    alias: str = ""
-    candidate: Candidate | None = None
-    credential_id: str = ""
-    price: Price | None = None
-    admission: Admission | None = None
-    ttft_ms: float | None = None
-    closed: bool = False
-    # set when settling or recording failed on aipk's side (Redis or the database):
-    # the request is still accounted once, and a stream ends with an error event
-    infra_fault: str = ""
-    # what was accounted, for transports that report usage after the stream
-    final_usage: Usage | None = None
-
-    def first_token(self) -> None:
-        if self.ttft_ms is None:
-            self.ttft_ms = (time.perf_counter() - self.started) * 1000
-
-    async def close(
-        self,
-        *,
-        status: str,
-        usage: Usage | None = None,
-        error_type: str = "",
-        cached: bool = False,
-        cost_saved: Decimal = Decimal(0),
-    ) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        usage = self.final_usage = usage or Usage()
-        cost = (
-            Decimal(0)
-            if cached
-            else cost_usd(self.price, usage.prompt_tokens, usage.completion_tokens)
-        )
-        latency_ms = (time.perf_counter() - self.started) * 1000
-        spent_tokens = 0 if cached else usage.total_tokens
-        spent_micro = (
-            0 if cached else cost_micro(self.price, usage.prompt_tokens, usage.completion_tokens)
-        )
-        try:
-            if self.admission is not None:
-                await settle(self.admission, tokens=spent_tokens, cost_micro=spent_micro)
-        except Exception as error:  # noqa: BLE001 -- the usage row must be written anyway
-            # Not raised: the row below is what must not be lost. The settle is retried in
-            # the background, so the real cost still reaches the budget's counters once
-            # the store answers again; the caller decides what the client is told.
-            self.infra_fault = infrastructure_fault(error)
-            log_infrastructure_fault(self.call, "settling", error)
-            error_type = error_type or self.infra_fault
-            if self.admission is not None:
-                settle_later(self.admission, tokens=spent_tokens, cost_micro=spent_micro)
-        finally:
-            ctx, candidate = self.call.ctx, self.candidate
-            usage_record(
-                request_id=self.call.request_id,
-                tenant_id=ctx.tenant_id,
-                virtual_key_id=ctx.key_id,
-                provider_id=candidate.provider.pk if candidate else None,
-                provider_name=candidate.provider.name if candidate else "",
-                credential_id=self.credential_id,
-                model=candidate.model if candidate else self.call.parsed.request.model[:200],
-                alias=self.alias,
-                endpoint=self.call.endpoint,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                tokens_estimated=usage.estimated,
-                cost_usd=cost,
-                cost_saved_usd=cost_saved,
-                latency_ms=latency_ms,
-                ttft_ms=self.ttft_ms,
-                status=status,
-                error_type=error_type[:64],
-                cached=cached,
-                streamed=self.call.parsed.stream,
-            )
-            record_gateway_request(
-                endpoint=self.call.endpoint,
-                alias=self.alias,
-                provider=candidate.provider.name if candidate else None,
-                status=status,
-                latency_ms=latency_ms,
-                ttft_ms=self.ttft_ms,
-                error_type=error_type,
-                cached=cached,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=cost,
-                cost_saved_usd=cost_saved,
-            )
-        if status == UsageStatus.SUCCESS and candidate is not None and not cached:
-            try:
-                await record_latency(
-                    provider_id=candidate.provider.pk, model=candidate.model, latency_ms=latency_ms
-                )
-            except Exception as error:  # noqa: BLE001 -- routing hint only; logged
-                log_infrastructure_fault(self.call, "recording latency", error)
-
-
-def log_infrastructure_fault(call: GatewayCall, doing: str, error: BaseException) -> None:
-    """One line per fault, naming the request and the fault's class. The exception's text
-    is left out: a driver's message may quote a connection URL."""
-    logger.error(
-        "gateway: infrastructure fault while %s request %s: %s (%s)",
-        doing,
-        call.request_id,
-        infrastructure_fault(error),
-        type(error).__name__,
-    )
+def _raise_if_ended_by_shutdown() -> None:
+    """Called with a CancelledError in flight: when the drain deadline sent it, take the
+    cancel back (the task must still answer its client) and raise what the client sees."""
+    if not shutdown.ended_by_shutdown():
+        return
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    raise server_shutting_down() from None
 
 
 def _limits(ctx: KeyContext) -> tuple[Limits, Limits]:
@@ -335,7 +190,7 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
         await ledger.close(status=UsageStatus.REFUSED, error_type=error.code)
         raise
     except BaseException as error:
-        await _close_on_exit(ledger, error)
+        await close_on_exit(ledger, error)
         raise
     return resolution, prompt_tokens
 
@@ -357,7 +212,10 @@ def _cache_key_for(call: GatewayCall) -> str | None:
     return cache_key(tenant_id=call.ctx.tenant_id, request=call.parsed.request) if wanted else None
 
 
-async def _cache_hit(call: GatewayCall, ledger: Ledger, key: str | None, resolution: Resolution):
+async def _cache_hit(
+    ledger: Ledger, key: str | None, resolution: Resolution
+) -> ChatResponse | None:
+    """A cached reply, accounted (as cached, its cost saved) before it is returned."""
     if key is None:
         return None
     hit = await cache_get(key)
@@ -398,124 +256,61 @@ def _more_telling(last: ProviderError | None, error: ProviderError) -> ProviderE
     return error
 
 
-# The provider's refusal passed on as it is: status and error type (OpenAI's vocabulary).
-_REFUSALS: tuple[tuple[type[ProviderError], int, str, str, str], ...] = (
-    (
-        kit_errors.AuthenticationError,
-        401,
-        "authentication_error",
-        "upstream_authentication_failed",
-        "the provider rejected the credential aipk holds for it (an admin must replace it)",
-    ),
-    (
-        kit_errors.PermissionDeniedError,
-        403,
-        "permission_error",
-        "upstream_permission_denied",
-        "the provider refused this request on aipk's credential (the model or the account "
-        "is not permitted)",
-    ),
-    (
-        kit_errors.QuotaExceededError,
-        429,
-        "insufficient_quota",
-        "upstream_quota_exceeded",
-        "the provider's quota or credit for aipk's credential is used up; retry after its reset",
-    ),
-)
+# How one candidate is tried: given its request (model already set), a trace for the
+# credential it used and the request's one deadline, its answer or a ProviderError.
+Attempt = Callable[[Candidate, ChatRequest, Trace, float], Awaitable[T]]
 
 
-def upstream_error(error: ProviderError) -> AipkError:
-    """A provider failure as the client sees it: a provider's 429, 401, 402 or 403 keeps its
-    status, class and retry-after (the SDKs raise RateLimitError, AuthenticationError...),
-    whatever the number of keys or the length of the retry-after; aipk's own "nothing
-    available" answers are 503s. A provider's text, which may quote a key, is dropped
-    for credential problems."""
-    retry = error.retry_after
-    if isinstance(error, CircuitOpenError):
-        return UpstreamError(
-            f"{error.provider or 'the provider'} is failing; retry later",
-            status=503,
-            code="circuit_open",
-            retry_after=retry,
-        )
-    if isinstance(error, kit_errors.AllKeysExhaustedError):
-        return UpstreamError(
-            "no provider credential is available right now; retry later",
-            status=503,
-            code="no_available_credential",
-            retry_after=retry,
-        )
-    if isinstance(error, kit_errors.LocalCongestionError):
-        return UpstreamError(
-            "aipk is at its connection limit for this provider; retry shortly",
-            status=503,
-            code="gateway_overloaded",
-            retry_after=1,
-        )
-    if isinstance(error, kit_errors.RateLimitError):
-        return LimitExceeded(
-            "the provider is rate limiting requests; retry later",
-            code="upstream_rate_limited",
-            retry_after=retry,
-        )
-    if isinstance(error, kit_errors.OverloadedError):
-        return UpstreamError(
-            "the provider is overloaded", status=503, code="upstream_overloaded", retry_after=retry
-        )
-    if isinstance(error, kit_errors.TimeoutError):
-        # the kit's message names the deadline and its length, never a secret
-        return UpstreamError(
-            f"the provider timed out: {error.message}", status=504, code="upstream_timeout"
-        )
-    for cls, status, kind, code, message in _REFUSALS:
-        if isinstance(error, cls):
-            if error.status_code in (401, 402, 403, 429):
-                status = error.status_code
-            return UpstreamRefused(
-                f"{error.provider or 'the provider'}: {message}",
-                status=status,
-                type=kind,
-                code=code,
-                retry_after=retry,
-            )
-    if isinstance(error, kit_errors.ContextLengthError):
-        return AipkError(str(error), code="context_length_exceeded", param="messages")
-    if isinstance(error, kit_errors.ContentFilterError):
-        return AipkError(str(error), code="content_filter")
-    if isinstance(error, kit_errors.InvalidRequestError):
-        return AipkError(str(error), code="upstream_invalid_request")
-    if isinstance(error, kit_errors.NotFoundError):
-        return UpstreamError(
-            "the provider does not know this model", status=404, code="model_not_found"
-        )
-    return UpstreamError(f"the provider failed ({error.type})", code="upstream_error")
+async def _first_answer(
+    call: GatewayCall, ledger: Ledger, resolution: Resolution, attempt: Attempt[T]
+) -> tuple[ChatRequest, T]:
+    """The one candidate loop: walk the route's candidates under one deadline (failover
+    cannot multiply it) until one answers; the ledger follows the candidate being tried,
+    so whatever ends the request is accounted against the right provider and credential.
+    Raises the most telling provider error, mapped to what the client sees."""
+    last: ProviderError | None = None
+    deadline = request_deadline(resolution.candidates[0].provider)
+    for candidate in resolution.candidates:
+        ledger.candidate = candidate
+        ledger.price = await aprice_for(candidate.provider, candidate.model)
+        request = dataclasses.replace(call.parsed.request, model=candidate.model)
+        trace: Trace = {}
+        try:
+            answer = await attempt(candidate, request, trace, deadline)
+        except ProviderError as error:
+            ledger.credential_id = trace.get("credential_id", "")
+            last = _more_telling(last, error)
+            if _try_next_candidate(error, deadline):
+                continue
+            break
+        ledger.credential_id = trace.get("credential_id", "")
+        return request, answer
+    assert last is not None  # resolution always has at least one candidate
+    raise upstream_error(last) from last
 
 
-def _usage_or_estimate(request: ChatRequest, usage: Usage | None, completion_chars: int) -> Usage:
-    if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
-        return usage
-    return Usage(
-        prompt_tokens=estimate_prompt_tokens(request),
-        completion_tokens=(completion_chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN,
-        estimated=True,
-    )
-
-
-async def _close_on_exit(ledger: Ledger, error: BaseException) -> None:
-    """Account a request that ends in an exception (shielded: a cancel must not skip it)."""
-    if isinstance(error, ProviderError):
-        status, error_type = UsageStatus.ERROR, error.type
-    elif isinstance(error, AipkError):
-        status, error_type = UsageStatus.ERROR, error.code
-    elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
-        if shutdown.ended_by_shutdown():
-            status, error_type = UsageStatus.ERROR, "server_shutdown"
-        else:
-            status, error_type = UsageStatus.CANCELLED, "client_disconnected"
-    else:
-        status, error_type = UsageStatus.ERROR, infrastructure_fault(error)
-    await asyncio.shield(ledger.close(status=status, error_type=error_type))
+async def _serve(
+    call: GatewayCall,
+    *,
+    attempt: Attempt[T],
+    from_cache: Callable[[ChatResponse, Ledger, int], Answer],
+    answered: Callable[[ChatRequest, T, Ledger, str | None, int], Awaitable[Answer]],
+) -> Answer:
+    """Admit, try the cache, then the candidate loop; whatever escapes is accounted
+    once (a provider error under its own type, not the mapped one)."""
+    ledger = Ledger(call)
+    bind_request_id(call.request_id)  # its log lines carry the id the client gets
+    resolution, prompt_estimate = await _admit(call, ledger)
+    try:
+        key = _cache_key_for(call)
+        hit = await _cache_hit(ledger, key, resolution)
+        if hit is not None:
+            return from_cache(hit, ledger, prompt_estimate)
+        request, opened = await _first_answer(call, ledger, resolution, attempt)
+        return await answered(request, opened, ledger, key, prompt_estimate)
+    except BaseException as error:
+        await close_on_exit(ledger, error.__cause__ or error)
+        raise
 
 
 @contextmanager
@@ -529,137 +324,109 @@ def _answer_names_request(call: GatewayCall) -> Iterator[None]:
         raise
 
 
-async def gateway_reply(call: GatewayCall) -> Reply:
-    """A whole reply: the first candidate that answers, accounted once. A shutdown drain
-    waits for it and, past its deadline, ends it with a 503 ``server_shutting_down``."""
+async def _under_shutdown(call: GatewayCall, serve: Callable[[], Awaitable[T]]) -> T:
+    """A shutdown drain waits for the request and, past its deadline, ends it with a 503
+    ``server_shutting_down``; a draining server takes no new request."""
     if shutdown.is_draining():
         raise server_shutting_down()
     with shutdown.tracked(), _answer_names_request(call):
         try:
-            return await _reply(call)
+            return await serve()
         except asyncio.CancelledError:
             _raise_if_ended_by_shutdown()
             raise
+
+
+async def gateway_reply(call: GatewayCall) -> Reply:
+    """A whole reply: the first candidate that answers, accounted once."""
+    return await _under_shutdown(call, lambda: _reply(call))
 
 
 async def gateway_stream(call: GatewayCall) -> StreamReply:
     """Open a stream on the first candidate that produces a first chunk, then relay it.
-    A shutdown drain waits for the stream (the relay tracks itself once open) and, past
-    its deadline, ends it with a 503 or an error event ``server_shutting_down``."""
-    if shutdown.is_draining():
-        raise server_shutting_down()
-    with shutdown.tracked(), _answer_names_request(call):
-        try:
-            return await _open_stream(call)
-        except asyncio.CancelledError:
-            _raise_if_ended_by_shutdown()
-            raise
+    Once open, the relay tracks itself for the shutdown drain (and, past its deadline,
+    ends with an error event ``server_shutting_down``)."""
+    return await _under_shutdown(call, lambda: _open_stream(call))
+
+
+# -- replies
 
 
 async def _reply(call: GatewayCall) -> Reply:
-    """A whole reply: the first candidate that answers, accounted once."""
-    ledger = Ledger(call)
-    bind_request_id(call.request_id)  # its log lines carry the id the client gets
-    resolution, _ = await _admit(call, ledger)
-    try:
-        key = _cache_key_for(call)
-        hit = await _cache_hit(call, ledger, key, resolution)
-        if hit is not None:
-            return Reply(hit, _headers(ledger, cache="hit"))
-        last: ProviderError | None = None
-        # one budget for every candidate: failover cannot multiply the deadline
-        deadline = request_deadline(resolution.candidates[0].provider)
-        for candidate in resolution.candidates:
-            ledger.candidate = candidate
-            ledger.price = await aprice_for(candidate.provider, candidate.model)
-            request = dataclasses.replace(call.parsed.request, model=candidate.model)
-            trace: dict = {}
+    async def attempt(
+        candidate: Candidate, request: ChatRequest, trace: Trace, deadline: float
+    ) -> ChatResponse:
+        return await provider_chat(
+            candidate.provider,
+            request,
+            tenant_id=call.ctx.tenant_id,
+            trace=trace,
+            deadline=deadline,
+        )
+
+    def from_cache(hit: ChatResponse, ledger: Ledger, _: int) -> Reply:
+        return Reply(hit, _headers(ledger, cache="hit"))
+
+    async def answered(
+        request: ChatRequest, response: ChatResponse, ledger: Ledger, key: str | None, _: int
+    ) -> Reply:
+        ledger.first_token()
+        usage = usage_or_estimate(request, response.usage, len(response.text))
+        response.usage = usage
+        await ledger.close(status=UsageStatus.SUCCESS, usage=usage)
+        if key is not None:
             try:
-                response = await provider_chat(
-                    candidate.provider,
-                    request,
-                    tenant_id=call.ctx.tenant_id,
-                    trace=trace,
-                    deadline=deadline,
-                )
-            except ProviderError as error:
-                ledger.credential_id = trace.get("credential_id", "")
-                last = _more_telling(last, error)
-                if _try_next_candidate(error, deadline):
-                    continue
-                break
-            ledger.credential_id = trace.get("credential_id", "")
-            ledger.first_token()
-            usage = _usage_or_estimate(request, response.usage, len(response.text))
-            response.usage = usage
-            await ledger.close(status=UsageStatus.SUCCESS, usage=usage)
-            if key is not None:
-                try:
-                    await cache_put(key, response, call.ctx.cache_ttl_seconds)
-                except Exception as error:  # noqa: BLE001 -- the reply is whole; logged
-                    log_infrastructure_fault(call, "caching the reply of", error)
-            return Reply(response, _headers(ledger, cache="miss" if key else None))
-        assert last is not None  # resolution always has at least one candidate
-        raise upstream_error(last) from last
-    except BaseException as error:
-        await _close_on_exit(ledger, error.__cause__ or error)
-        raise
+                await cache_put(key, response, call.ctx.cache_ttl_seconds)
+            except Exception as error:  # noqa: BLE001 -- the reply is whole; logged
+                log_infrastructure_fault(call, "caching the reply of", error)
+        return Reply(response, _headers(ledger, cache="miss" if key else None))
+
+    return await _serve(call, attempt=attempt, from_cache=from_cache, answered=answered)
+
+
+# -- streams
+
+Opened = tuple[AsyncGenerator[ChatChunk, None], ChatChunk | None]
 
 
 async def _open_stream(call: GatewayCall) -> StreamReply:
-    """Open a stream on the first candidate that produces a first chunk, then relay it."""
-    ledger = Ledger(call)
-    bind_request_id(call.request_id)  # its log lines carry the id the client gets
-    resolution, prompt_estimate = await _admit(call, ledger)
-    try:
-        key = _cache_key_for(call)
-        hit = await _cache_hit(call, ledger, key, resolution)
-        if hit is not None:
-            return StreamReply(
-                _headers(ledger, cache="hit"),
-                _replay(response_as_chunks(hit)),
-                prompt_estimate,
-                ledger,
-            )
-        last: ProviderError | None = None
-        # one budget for every candidate: failover cannot multiply the deadline
-        deadline = request_deadline(resolution.candidates[0].provider)
-        for candidate in resolution.candidates:
-            ledger.candidate = candidate
-            ledger.price = await aprice_for(candidate.provider, candidate.model)
-            request = dataclasses.replace(call.parsed.request, model=candidate.model)
-            trace: dict = {}
-            chunks = provider_stream(
-                candidate.provider,
-                request,
-                tenant_id=call.ctx.tenant_id,
-                trace=trace,
-                deadline=deadline,
-            )
-            try:
-                first = await chunks.__anext__()
-            except StopAsyncIteration:
-                first = None
-            except ProviderError as error:
-                await chunks.aclose()
-                ledger.credential_id = trace.get("credential_id", "")
-                last = _more_telling(last, error)
-                if _try_next_candidate(error, deadline):
-                    continue
-                break
-            except BaseException:
-                await chunks.aclose()
-                raise
-            ledger.credential_id = trace.get("credential_id", "")
-            relay = await _started(_relay(call, ledger, request, chunks, first, key))
-            return StreamReply(
-                _headers(ledger, cache="miss" if key else None), relay, prompt_estimate, ledger
-            )
-        assert last is not None
-        raise upstream_error(last) from last
-    except BaseException as error:
-        await _close_on_exit(ledger, error.__cause__ or error)
-        raise
+    async def attempt(
+        candidate: Candidate, request: ChatRequest, trace: Trace, deadline: float
+    ) -> Opened:
+        """A stream counts as answered once its first chunk (or its end) has arrived:
+        until then a failure may still fail over."""
+        chunks = provider_stream(
+            candidate.provider,
+            request,
+            tenant_id=call.ctx.tenant_id,
+            trace=trace,
+            deadline=deadline,
+        )
+        try:
+            first: ChatChunk | None = await chunks.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await chunks.aclose()
+            raise
+        return chunks, first
+
+    def from_cache(hit: ChatResponse, ledger: Ledger, prompt_estimate: int) -> StreamReply:
+        return StreamReply(
+            _headers(ledger, cache="hit"),
+            _replay(response_as_chunks(hit)),
+            prompt_estimate,
+            ledger,
+        )
+
+    async def answered(
+        request: ChatRequest, opened: Opened, ledger: Ledger, key: str | None, estimate: int
+    ) -> StreamReply:
+        chunks, first = opened
+        relay = await _started(_relay(call, ledger, request, chunks, first, key))
+        return StreamReply(_headers(ledger, cache="miss" if key else None), relay, estimate, ledger)
+
+    return await _serve(call, attempt=attempt, from_cache=from_cache, answered=answered)
 
 
 async def _started(
@@ -757,7 +524,7 @@ async def _relay(
         except Exception as error:  # noqa: BLE001 -- closing must not hide the accounting
             log_infrastructure_fault(call, "closing the upstream stream of", error)
         response = builder.build()
-        usage = _usage_or_estimate(
+        usage = usage_or_estimate(
             request, response.usage if response.usage.total_tokens else None, completion_chars
         )
         await asyncio.shield(ledger.close(status=status, usage=usage, error_type=error_type))

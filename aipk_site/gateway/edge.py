@@ -1,6 +1,6 @@
 """The gateway API at /v1/: OpenAI's chat completions, Anthropic's messages and a model list.
 
-Thin transports over services/gateway.py: authenticate the virtual key, parse
+Thin transports over the request path (dispatch.py): authenticate the virtual key, parse
 the body with the client's wire format, call the gateway, render its reply
 in the same format. Errors use each format's own error shape (OpenAI's
 ``{"error": {type, code, message, param}}``, Anthropic's
@@ -19,29 +19,30 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from redis.exceptions import RedisError
 
-from aipk_site.gateway.dispatch import (
-    GatewayCall,
-    StreamReply,
-    gateway_reply,
-    gateway_stream,
-    infrastructure_unavailable,
-    log_infrastructure_fault,
-)
+from aipk_site.gateway.dispatch import StreamReply, gateway_reply, gateway_stream
+from aipk_site.gateway.error_mapping import infrastructure_unavailable
 from aipk_site.gateway.formats.anthropic_format import (
     AnthropicStreamEncoder,
     anthropic_error_body,
     parse_messages,
     render_message,
 )
-from aipk_site.gateway.formats.common import InputLimits, ParsedRequest, load_json
+from aipk_site.gateway.formats.common import (
+    InputLimits,
+    ParsedRequest,
+    StreamEncoder,
+    load_json,
+)
 from aipk_site.gateway.formats.openai_format import (
     OpenAIStreamEncoder,
     openai_error_body,
@@ -49,6 +50,7 @@ from aipk_site.gateway.formats.openai_format import (
     render_chat_completion,
 )
 from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key
+from aipk_site.gateway.ledger import GatewayCall, log_infrastructure_fault
 from aipk_site.gateway.routing import models_for
 from aipk_site.gateway.usage import usage_record
 from aipk_site.infra.errors import (
@@ -58,6 +60,7 @@ from aipk_site.infra.errors import (
     UpstreamError,
 )
 from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
+from providers_app.kit.types import ChatResponse
 from tenants_app.models import UsageStatus
 
 logger = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ class GatewayAPI(JSONFallbackAPI):
         return _error_response(error, _error_renderer(request))
 
 
-def _error_renderer(request: HttpRequest) -> Callable[[AipkError], dict]:
+def _error_renderer(request: HttpRequest) -> Callable[[AipkError], dict[str, Any]]:
     """Anthropic's error shape for Anthropic clients and paths, OpenAI's otherwise."""
     anthropic = "anthropic-version" in request.headers or request.path_info.startswith(
         "/v1/messages"
@@ -166,7 +169,7 @@ _MESSAGES_BODY = {
 }
 
 
-def _body_doc(schema: dict) -> dict:
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
 
 
@@ -178,12 +181,16 @@ def _limits() -> InputLimits:
     )
 
 
-def _json_response(body: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+def _json_response(
+    body: dict[str, Any], status: int = 200, headers: dict[str, Any] | None = None
+) -> HttpResponse:
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return HttpResponse(data, status=status, content_type=_JSON, headers=headers)
 
 
-def _error_response(error: AipkError, render: Callable[[AipkError], dict]) -> HttpResponse:
+def _error_response(
+    error: AipkError, render: Callable[[AipkError], dict[str, Any]]
+) -> HttpResponse:
     headers = dict(error.headers)
     if error.retry_after is not None:
         headers.setdefault("retry-after", str(max(1, round(error.retry_after))))
@@ -197,19 +204,15 @@ _INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, RedisE
 
 def _unavailable(error: BaseException) -> AipkError:
     logger.error("gateway: %s while serving a request", type(error).__name__, exc_info=error)
-    return UpstreamError(
-        "aipk cannot reach its database or cache; retry shortly",
-        status=503,
-        code="service_unavailable",
-        retry_after=1,
-    )
+    return infrastructure_unavailable()
 
 
 def _secret_from(request: HttpRequest) -> str | None:
-    auth = request.headers.get("authorization", "")
+    auth: str = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return request.headers.get("x-api-key")
+    key: str | None = request.headers.get("x-api-key")
+    return key
 
 
 def _read_json(request: HttpRequest) -> Any:
@@ -274,7 +277,7 @@ def _record_refused_body(
 async def _stream_events(
     call: GatewayCall,
     streamed: StreamReply,
-    encoder: OpenAIStreamEncoder | AnthropicStreamEncoder,
+    encoder: StreamEncoder,
 ) -> AsyncIterator[bytes]:
     """The stream in the client's format. Whatever fails once the response has started
     ends it with an error event in that format, never a stream left open: the gateway
@@ -304,28 +307,72 @@ def _stream_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> Str
     return response
 
 
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """One client wire format as the edge serves it: the two operations differ only in
+    these, so the reply-or-stream branch is written once (``_serve``)."""
+
+    endpoint: str
+    id_prefix: str
+    parse: Callable[[Any, InputLimits], ParsedRequest]
+    error_body: Callable[[AipkError], dict[str, Any]]
+    # (response, model, request id, created) -> the reply body
+    render: Callable[[ChatResponse, str, str, int], dict[str, Any]]
+    # (call, model, created, the opened stream) -> the stream's encoder
+    encoder: Callable[[GatewayCall, str, int, StreamReply], StreamEncoder]
+
+
+_OPENAI = _Wire(
+    endpoint="chat.completions",
+    id_prefix="chatcmpl-",
+    parse=parse_chat_completion,
+    error_body=openai_error_body,
+    render=lambda response, model, request_id, created: render_chat_completion(
+        response, model=model, request_id=request_id, created=created
+    ),
+    encoder=lambda call, model, created, _: OpenAIStreamEncoder(
+        model, call.request_id, created, call.parsed.include_usage
+    ),
+)
+
+_ANTHROPIC = _Wire(
+    endpoint="messages",
+    id_prefix="msg_",
+    parse=parse_messages,
+    error_body=anthropic_error_body,
+    render=lambda response, model, request_id, _: render_message(
+        response, model=model, request_id=request_id
+    ),
+    encoder=lambda call, model, _, streamed: AnthropicStreamEncoder(
+        model, call.request_id, streamed.prompt_tokens_estimate
+    ),
+)
+
+
+async def _serve(request: HttpRequest, wire: _Wire) -> HttpResponseBase:
+    try:
+        _, call = await _prepare(request, wire.parse, wire.endpoint, wire.id_prefix)
+        model, created = call.parsed.request.model, int(time.time())
+        if not call.parsed.stream:
+            reply = await gateway_reply(call)
+            body = wire.render(reply.response, model, call.request_id, created)
+            return _json_response(body, headers=reply.headers)
+        streamed = await gateway_stream(call)
+    except AipkError as error:
+        return _error_response(error, wire.error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return _error_response(_unavailable(error), wire.error_body)
+    encoder = wire.encoder(call, model, created, streamed)
+    return _stream_response(_stream_events(call, streamed, encoder), streamed.headers)
+
+
 @gateway_api.post(
     "/chat/completions",
     summary="Create a chat completion (OpenAI format)",
     openapi_extra=_body_doc(_CHAT_BODY),
 )
-async def chat_completions(request: HttpRequest):
-    try:
-        _, call = await _prepare(request, parse_chat_completion, "chat.completions", "chatcmpl-")
-        model, created = call.parsed.request.model, int(time.time())
-        if not call.parsed.stream:
-            reply = await gateway_reply(call)
-            body = render_chat_completion(
-                reply.response, model=model, request_id=call.request_id, created=created
-            )
-            return _json_response(body, headers=reply.headers)
-        streamed = await gateway_stream(call)
-    except AipkError as error:
-        return _error_response(error, openai_error_body)
-    except _INFRASTRUCTURE_ERRORS as error:
-        return _error_response(_unavailable(error), openai_error_body)
-    encoder = OpenAIStreamEncoder(model, call.request_id, created, call.parsed.include_usage)
-    return _stream_response(_stream_events(call, streamed, encoder), streamed.headers)
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    return await _serve(request, _OPENAI)
 
 
 @gateway_api.post(
@@ -333,25 +380,12 @@ async def chat_completions(request: HttpRequest):
     summary="Create a message (Anthropic format)",
     openapi_extra=_body_doc(_MESSAGES_BODY),
 )
-async def messages(request: HttpRequest):
-    try:
-        _, call = await _prepare(request, parse_messages, "messages", "msg_")
-        model = call.parsed.request.model
-        if not call.parsed.stream:
-            reply = await gateway_reply(call)
-            body = render_message(reply.response, model=model, request_id=call.request_id)
-            return _json_response(body, headers=reply.headers)
-        streamed = await gateway_stream(call)
-    except AipkError as error:
-        return _error_response(error, anthropic_error_body)
-    except _INFRASTRUCTURE_ERRORS as error:
-        return _error_response(_unavailable(error), anthropic_error_body)
-    encoder = AnthropicStreamEncoder(model, call.request_id, streamed.prompt_tokens_estimate)
-    return _stream_response(_stream_events(call, streamed, encoder), streamed.headers)
+async def messages(request: HttpRequest) -> HttpResponseBase:
+    return await _serve(request, _ANTHROPIC)
 
 
 @gateway_api.get("/models", summary="Models this key may call (OpenAI or Anthropic list format)")
-async def models(request: HttpRequest):
+async def models(request: HttpRequest) -> HttpResponse:
     anthropic = "anthropic-version" in request.headers
     render_error = anthropic_error_body if anthropic else openai_error_body
     try:

@@ -24,12 +24,14 @@ request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
 # Middlewares whose hooks do no I/O and touch no database, session or cookie, so
@@ -42,23 +44,32 @@ ON_LOOP_MIDDLEWARE = (
 )
 
 
-def _on_loop(middleware, get_response):
+Handler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+
+def _on_loop(middleware: Any, get_response: Handler) -> Handler:
     process_request = getattr(middleware, "process_request", None)
     process_response = getattr(middleware, "process_response", None)
 
-    async def run(request):
+    async def run(request: HttpRequest) -> HttpResponseBase:
         response = process_request(request) if process_request else None
         if response is None:
             response = await get_response(request)
         if process_response:
             response = process_response(request, response)
-        return response
+        response_out: HttpResponseBase = response
+        return response_out
 
     return run
 
 
-class GatewayASGIHandler(ASGIHandler):
-    async def __call__(self, scope, receive, send):
+class GatewayASGIHandler(ASGIHandler):  # type: ignore[misc]  # Django ships no types
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             raise ValueError(f"the gateway handler serves HTTP only, not {scope['type']}")
         await self.handle(scope, receive, send)
@@ -75,9 +86,9 @@ class GatewayASGIHandler(ASGIHandler):
         self._middleware_chain = handler
 
 
-def gateway_path(scope: dict) -> bool:
-    path = scope.get("path", "")
-    root = scope.get("root_path", "")
+def gateway_path(scope: dict[str, Any]) -> bool:
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
     return path.startswith("/v1/")

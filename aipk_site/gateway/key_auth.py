@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -59,7 +61,7 @@ def _cache_key(key_hash: str) -> str:
     return f"vkey:{key_hash}"
 
 
-def _micro(amount) -> int | None:
+def _micro(amount: Decimal | None) -> int | None:
     return None if amount is None else int(amount * MICRO)
 
 
@@ -92,7 +94,7 @@ def _context_for(key_hash: str) -> KeyContext | None:
     )
 
 
-def _to_cache(ctx: KeyContext) -> dict:
+def _to_cache(ctx: KeyContext) -> dict[str, Any]:
     data = asdict(ctx)
     data["allowed_models"] = list(ctx.allowed_models)
     ids = ctx.allowed_provider_ids
@@ -100,7 +102,7 @@ def _to_cache(ctx: KeyContext) -> dict:
     return data
 
 
-def _from_cache(data: dict) -> KeyContext:
+def _from_cache(data: dict[str, Any]) -> KeyContext:
     ids = data["allowed_provider_ids"]
     return KeyContext(
         **{
@@ -111,7 +113,7 @@ def _from_cache(data: dict) -> KeyContext:
     )
 
 
-async def _cache_get(key: str):
+async def _cache_get(key: str) -> Any:
     backend = caches["default"]
     if isinstance(backend, LocMemCache):
         # An in-process dict: reading it inline is cheaper than the thread hop BaseCache.aget

@@ -100,7 +100,8 @@ class _ProcessCopies:
     async def get(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
         entry = self._entries.get(key)
         if entry is not None and (entry[1] > time.monotonic() or key in self._reloading):
-            return entry[0]
+            value: T = entry[0]
+            return value
         generation = self._generation
         self._reloading.add(key)
         try:
@@ -335,7 +336,7 @@ async def models_for(
     tenant_id: int,
     allowed_models: Sequence[str],
     allowed_provider_ids: frozenset[int] | None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """What ``GET /v1/models`` shows a key: the aliases it may call that have a usable
     candidate, then the "<provider>/<model>" ids of its usable providers (discovered
     models plus each provider's default model), each list sorted by id."""

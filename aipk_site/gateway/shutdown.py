@@ -55,11 +55,11 @@ class _State:
         self.in_flight = 0
         # tasks running gateway work, with how many units each runs (a stream's task runs
         # the opening and then the relay): the ones the drain deadline cancels
-        self.tasks: dict[asyncio.Task, int] = {}
+        self.tasks: dict[asyncio.Task[Any], int] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.lifespan = False
         self.signal_handler: Any = None  # ours, once installed
-        self.drain_task: asyncio.Task | None = None
+        self.drain_task: asyncio.Task[Any] | None = None
         self.drained = False
 
 
@@ -84,7 +84,7 @@ def ended_by_shutdown() -> bool:
     return _state.forced
 
 
-def track_begin() -> asyncio.Task | None:
+def track_begin() -> asyncio.Task[Any] | None:
     """Gateway work starts in the current task: the drain waits for it and, at its
     deadline, cancels the task; the gateway turns that cancel into an error the client
     sees (``ended_by_shutdown``). Pair with ``track_end``."""
@@ -95,7 +95,7 @@ def track_begin() -> asyncio.Task | None:
     return task
 
 
-def track_end(task: asyncio.Task | None) -> None:
+def track_end(task: asyncio.Task[Any] | None) -> None:
     _state.in_flight -= 1
     if task is not None:
         left = _state.tasks.get(task, 1) - 1
@@ -230,7 +230,10 @@ def _refusal_body(path: str) -> bytes:
     message = "aipk is shutting down; retry on another instance"
     error = {"type": "service_unavailable", "code": "server_shutting_down", "message": message}
     if path.startswith("/v1/messages"):  # Anthropic's error shape
-        body: dict = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+        body: dict[str, Any] = {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": message},
+        }
     else:
         body = {"error": {**error, "param": None}}
     return json.dumps(body).encode()
@@ -242,7 +245,7 @@ class ShutdownMiddleware:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
@@ -279,7 +282,7 @@ class ShutdownMiddleware:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
             await receive()  # websocket.connect
             # accepted first: a close before the accept is a bare HTTP 403 handshake

@@ -20,7 +20,7 @@ from django.core.cache import caches
 from django.db import connections
 from django.test import override_settings
 
-from aipk_site.gateway import admission
+from aipk_site.gateway import admission, admission_store
 from aipk_site.gateway.admission import Admission, Limits, admit, settle, usage_now
 from aipk_site.infra.errors import LimitExceeded
 from aipk_site.infra.state import LockedCacheStateStore, RedisStateStore, state_store
@@ -153,10 +153,12 @@ async def test_it_picks_the_store_by_cache_backend(backend):
     expected = RedisStateStore if backend[0] == "redis" else LockedCacheStateStore
     assert isinstance(state_store(), expected)
     expected_admission = (
-        admission._RedisAdmissionStore if backend[0] == "redis" else admission._LockedAdmissionStore
+        admission_store.RedisAdmissionStore
+        if backend[0] == "redis"
+        else admission_store.LockedAdmissionStore
     )
-    assert isinstance(admission._store(), expected_admission)
-    assert admission._store() is admission._store()
+    assert isinstance(admission_store.admission_store(), expected_admission)
+    assert admission_store.admission_store() is admission_store.admission_store()
 
 
 async def test_it_admits_and_reports_headers_for_the_tighter_limit(backend, clock):

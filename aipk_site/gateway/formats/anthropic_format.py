@@ -202,7 +202,7 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
         if content is None:
             raise invalid("is required", f"{base}.content")
         if isinstance(content, str):
-            blocks: list = [{"type": "text", "text": content}] if content else []
+            blocks: list[Any] = [{"type": "text", "text": content}] if content else []
         elif isinstance(content, list):
             blocks = content
         else:
@@ -228,7 +228,9 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
     return out
 
 
-def _parse_user_blocks(blocks: list, base: str, names_by_call_id: dict[str, str]) -> list[Message]:
+def _parse_user_blocks(
+    blocks: list[Any], base: str, names_by_call_id: dict[str, str]
+) -> list[Message]:
     """Tool results first (one tool message each, in order), then the user's text.
 
     Every provider wants a call's result right after the call, so results
@@ -253,7 +255,9 @@ def _parse_user_blocks(blocks: list, base: str, names_by_call_id: dict[str, str]
     return out
 
 
-def _parse_tool_result(block: dict, where: str, names_by_call_id: dict[str, str]) -> Message:
+def _parse_tool_result(
+    block: dict[str, Any], where: str, names_by_call_id: dict[str, str]
+) -> Message:
     public_id = block.get("tool_use_id")
     if not isinstance(public_id, str) or not public_id:
         raise invalid(
@@ -285,7 +289,7 @@ def _parse_tool_result(block: dict, where: str, names_by_call_id: dict[str, str]
     )
 
 
-def _parse_assistant_blocks(blocks: list, base: str) -> list[Message]:
+def _parse_assistant_blocks(blocks: list[Any], base: str) -> list[Message]:
     texts: list[str] = []
     calls: list[ToolCall] = []
     for k, block in enumerate(blocks):
@@ -309,7 +313,7 @@ def _parse_assistant_blocks(blocks: list, base: str) -> list[Message]:
     return [Message(role="assistant", content=content, tool_calls=calls)]
 
 
-def _parse_tool_use(block: dict, where: str) -> ToolCall:
+def _parse_tool_use(block: dict[str, Any], where: str) -> ToolCall:
     public_id = block.get("id")
     if not isinstance(public_id, str) or not public_id:
         raise invalid(
@@ -380,7 +384,7 @@ def anthropic_stop_reason(
     return "end_turn"
 
 
-def _input_object(arguments: str) -> dict:
+def _input_object(arguments: str) -> dict[str, Any]:
     """A tool call's arguments as the object ``tool_use.input`` must be; ``{}`` if unusable."""
     try:
         parsed = json.loads(arguments or "{}")
@@ -389,13 +393,13 @@ def _input_object(arguments: str) -> dict:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def render_message(response: ChatResponse, *, model: str, request_id: str) -> dict:
+def render_message(response: ChatResponse, *, model: str, request_id: str) -> dict[str, Any]:
     """Anthropic's ``message`` object for a finished reply.
 
     ``stop_sequence`` is always null: the kit does not record which sequence
     matched.
     """
-    content: list[dict] = []
+    content: list[dict[str, Any]] = []
     if response.text or not response.tool_calls:
         content.append({"type": "text", "text": response.text or ""})
     for call in response.tool_calls:
@@ -438,7 +442,7 @@ _ERROR_TYPES = {
 }
 
 
-def anthropic_error_body(err: AipkError) -> dict:
+def anthropic_error_body(err: AipkError) -> dict[str, Any]:
     """Anthropic's ``{"type": "error", "error": {"type", "message"}}`` envelope.
 
     The type comes from the status, which is what the anthropic SDK maps to
@@ -488,7 +492,7 @@ class AnthropicStreamEncoder:
         self._usage: Usage | None = None
 
     @staticmethod
-    def _event(kind: str, payload: dict) -> bytes:
+    def _event(kind: str, payload: dict[str, Any]) -> bytes:
         return f"event: {kind}\ndata: {dumps(payload)}\n\n".encode()
 
     def _start(self) -> bytes:
@@ -520,7 +524,7 @@ class AnthropicStreamEncoder:
             "content_block_stop", {"type": "content_block_stop", "index": self._open_index}
         )
 
-    def _open_block(self, kind: tuple[str, int | None], block: dict) -> bytes:
+    def _open_block(self, kind: tuple[str, int | None], block: dict[str, Any]) -> bytes:
         out = self._close_block()
         self._open = kind
         self._open_index = self._next_index
@@ -530,7 +534,7 @@ class AnthropicStreamEncoder:
             {"type": "content_block_start", "index": self._open_index, "content_block": block},
         )
 
-    def _delta(self, index: int, delta: dict) -> bytes:
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
         return self._event(
             "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         )

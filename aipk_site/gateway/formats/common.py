@@ -1,8 +1,9 @@
 """What the OpenAI and Anthropic client formats share.
 
 The parsed-request container, the input limits the parsers enforce, the
-public tool-call id scheme that carries Gemini's thought signatures through
-clients, and the replay of a stored response as a stream.
+interface of a stream encoder, the public tool-call id scheme that carries
+Gemini's thought signatures through clients, and the replay of a stored
+response as a stream.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from aipk_site.infra.errors import InvalidRequest
+from aipk_site.infra.errors import AipkError, InvalidRequest
 from providers_app.kit.types import (
     FINISH_TOOL_CALLS,
     ChatChunk,
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_OUTPUT_TOKENS",
     "ParsedRequest",
     "InputLimits",
+    "StreamEncoder",
     "load_json",
     "public_tool_call_id",
     "split_tool_call_id",
@@ -56,6 +58,16 @@ class InputLimits:
     max_messages: int
     max_message_chars: int
     max_tools: int
+
+
+class StreamEncoder(Protocol):
+    """A stream in one client format: bytes per chunk, then a finish or an error event."""
+
+    def chunk(self, c: ChatChunk) -> bytes: ...
+
+    def finish(self, usage: Usage | None = None) -> bytes: ...
+
+    def error(self, err: AipkError) -> bytes: ...
 
 
 # -- reading a JSON body -----------------------------------------------------------------
@@ -313,7 +325,7 @@ def from_tool_error(exc: Exception) -> InvalidRequest:
     )
 
 
-def parse_model(body: dict) -> str:
+def parse_model(body: dict[str, Any]) -> str:
     """The ``model`` field: a non-empty string without NUL.
 
     NUL is refused because the model id is stored with the request's usage record
@@ -350,7 +362,7 @@ def parse_aipk_cache(value: Any) -> bool | None:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def bounded_int(body: dict, key: str, low: int, high: int) -> int | None:
+def bounded_int(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
     """An optional integer field within [low, high]; the 400 names the field and the range.
 
     An integral float (``16.0``) is accepted as the integer, as the providers do.
@@ -367,7 +379,7 @@ def bounded_int(body: dict, key: str, low: int, high: int) -> int | None:
     return value
 
 
-def optional_number(body: dict, key: str, low: float, high: float) -> float | None:
+def optional_number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
     value = body.get(key)
     if value is None:
         return None

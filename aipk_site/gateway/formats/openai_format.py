@@ -200,7 +200,7 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
     return out
 
 
-def _parse_assistant(item: dict, base: str) -> Message:
+def _parse_assistant(item: dict[str, Any], base: str) -> Message:
     if item.get("function_call") is not None:
         raise invalid("is not supported: send tool_calls instead", f"{base}.function_call")
     content = _text_content(item.get("content"), f"{base}.content", required=False)
@@ -250,7 +250,9 @@ def _parse_tool_call(raw: Any, base: str) -> ToolCall:
     return ToolCall(id=call_id, name=name, arguments=arguments, signature=signature)
 
 
-def _parse_tool_result(item: dict, base: str, names_by_call_id: dict[str, str]) -> Message:
+def _parse_tool_result(
+    item: dict[str, Any], base: str, names_by_call_id: dict[str, str]
+) -> Message:
     public_id = item.get("tool_call_id")
     if not isinstance(public_id, str) or not public_id:
         raise invalid(
@@ -337,7 +339,7 @@ def openai_finish_reason(finish_reason: str | None, has_tool_calls: bool = False
     return _FINISH.get(effective_finish(finish_reason, has_tool_calls) or "stop", "stop")
 
 
-def _usage_dict(usage: Usage) -> dict:
+def _usage_dict(usage: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -345,7 +347,7 @@ def _usage_dict(usage: Usage) -> dict:
     }
 
 
-def _tool_call_dict(call: ToolCall) -> dict:
+def _tool_call_dict(call: ToolCall) -> dict[str, Any]:
     return {
         "id": public_tool_call_id(call.id, call.signature),
         "type": "function",
@@ -355,7 +357,7 @@ def _tool_call_dict(call: ToolCall) -> dict:
 
 def render_chat_completion(
     response: ChatResponse, *, model: str, request_id: str, created: int
-) -> dict:
+) -> dict[str, Any]:
     """OpenAI's ``chat.completion`` object for a finished reply."""
     message: dict[str, Any] = {
         "role": "assistant",
@@ -384,7 +386,7 @@ def render_chat_completion(
     }
 
 
-def openai_error_body(err: AipkError) -> dict:
+def openai_error_body(err: AipkError) -> dict[str, Any]:
     """``{"error": {"type", "code", "message", "param"}}``, the envelope the openai SDK reads."""
     return err.body()
 
@@ -421,7 +423,7 @@ class OpenAIStreamEncoder:
         self._name_sent: set[int] = set()
         self._saw_tool_calls = False
 
-    def _event(self, choices: list[dict], **extra: Any) -> bytes:
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         payload = {
             "id": self.request_id,
             "object": "chat.completion.chunk",
@@ -432,7 +434,7 @@ class OpenAIStreamEncoder:
         }
         return f"data: {dumps(payload)}\n\n".encode()
 
-    def _delta(self, delta: dict, finish_reason: str | None = None) -> bytes:
+    def _delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         return self._event(
             [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
         )
@@ -460,7 +462,7 @@ class OpenAIStreamEncoder:
             self._usage = c.usage
         return b"".join(out)
 
-    def _fragment(self, d: ToolCallDelta) -> dict | None:
+    def _fragment(self, d: ToolCallDelta) -> dict[str, Any] | None:
         fragment: dict[str, Any] = {"index": d.index}
         function: dict[str, Any] = {}
         if d.index not in self._id_sent:

@@ -1,0 +1,192 @@
+"""Accounting one gateway request exactly once: one settle of its admission and one
+usage record, whatever ends it -- success, provider error, refusal, cache hit, client
+disconnect, cancel or shutdown.
+
+Apart from the request path (dispatch) because every path out of it, and the stream
+relay long after dispatch has returned, ends here; the rule "once" lives in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from aipk_site.gateway import shutdown
+from aipk_site.gateway.admission import Admission, settle, settle_later
+from aipk_site.gateway.error_mapping import infrastructure_fault
+from aipk_site.gateway.formats.common import ParsedRequest
+from aipk_site.gateway.key_auth import KeyContext
+from aipk_site.gateway.routing import Candidate, record_latency
+from aipk_site.gateway.usage import usage_record
+from aipk_site.infra.errors import AipkError
+from aipk_site.infra.metrics import record_gateway_request
+from providers_app.kit.errors import ProviderError
+from providers_app.kit.types import ChatRequest, Usage
+from tenants_app.models import UsageStatus
+from tenants_app.services.pricing import Price, cost_micro, cost_usd
+
+logger = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4  # the kit's estimate when a provider reports no usage
+
+
+@dataclass(slots=True)
+class GatewayCall:
+    ctx: KeyContext
+    parsed: ParsedRequest
+    endpoint: str  # "chat.completions", "messages", "ws"
+    request_id: str
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    chars = sum(len(m.content or "") for m in request.messages)
+    chars += sum(len(c.arguments) for m in request.messages for c in m.tool_calls)
+    chars += sum(len(t.name) + len(t.description) + len(str(t.parameters)) for t in request.tools)
+    return max(1, chars // CHARS_PER_TOKEN)
+
+
+def usage_or_estimate(request: ChatRequest, usage: Usage | None, completion_chars: int) -> Usage:
+    """The provider's usage, or the kit's estimate when it reported none."""
+    if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+        return usage
+    return Usage(
+        prompt_tokens=estimate_prompt_tokens(request),
+        completion_tokens=(completion_chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN,
+        estimated=True,
+    )
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Accounts one request exactly once: settle the admission, write the usage record."""
+
+    call: GatewayCall
+    started: float = field(default_factory=time.perf_counter)
+    alias: str = ""
+    candidate: Candidate | None = None
+    credential_id: str = ""
+    price: Price | None = None
+    admission: Admission | None = None
+    ttft_ms: float | None = None
+    closed: bool = False
+    # set when settling or recording failed on aipk's side (Redis or the database):
+    # the request is still accounted once, and a stream ends with an error event
+    infra_fault: str = ""
+    # what was accounted, for transports that report usage after the stream
+    final_usage: Usage | None = None
+
+    def first_token(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+
+    async def close(
+        self,
+        *,
+        status: str,
+        usage: Usage | None = None,
+        error_type: str = "",
+        cached: bool = False,
+        cost_saved: Decimal = Decimal(0),
+    ) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        usage = self.final_usage = usage or Usage()
+        cost = (
+            Decimal(0)
+            if cached
+            else cost_usd(self.price, usage.prompt_tokens, usage.completion_tokens)
+        )
+        latency_ms = (time.perf_counter() - self.started) * 1000
+        spent_tokens = 0 if cached else usage.total_tokens
+        spent_micro = (
+            0 if cached else cost_micro(self.price, usage.prompt_tokens, usage.completion_tokens)
+        )
+        try:
+            if self.admission is not None:
+                await settle(self.admission, tokens=spent_tokens, cost_micro=spent_micro)
+        except Exception as error:  # noqa: BLE001 -- the usage row must be written anyway
+            # Not raised: the row below is what must not be lost. The settle is retried in
+            # the background, so the real cost still reaches the budget's counters once
+            # the store answers again; the caller decides what the client is told.
+            self.infra_fault = infrastructure_fault(error)
+            log_infrastructure_fault(self.call, "settling", error)
+            error_type = error_type or self.infra_fault
+            if self.admission is not None:
+                settle_later(self.admission, tokens=spent_tokens, cost_micro=spent_micro)
+        finally:
+            ctx, candidate = self.call.ctx, self.candidate
+            usage_record(
+                request_id=self.call.request_id,
+                tenant_id=ctx.tenant_id,
+                virtual_key_id=ctx.key_id,
+                provider_id=candidate.provider.pk if candidate else None,
+                provider_name=candidate.provider.name if candidate else "",
+                credential_id=self.credential_id,
+                model=candidate.model if candidate else self.call.parsed.request.model[:200],
+                alias=self.alias,
+                endpoint=self.call.endpoint,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                tokens_estimated=usage.estimated,
+                cost_usd=cost,
+                cost_saved_usd=cost_saved,
+                latency_ms=latency_ms,
+                ttft_ms=self.ttft_ms,
+                status=status,
+                error_type=error_type[:64],
+                cached=cached,
+                streamed=self.call.parsed.stream,
+            )
+            record_gateway_request(
+                endpoint=self.call.endpoint,
+                alias=self.alias,
+                provider=candidate.provider.name if candidate else None,
+                status=status,
+                latency_ms=latency_ms,
+                ttft_ms=self.ttft_ms,
+                error_type=error_type,
+                cached=cached,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=cost,
+                cost_saved_usd=cost_saved,
+            )
+        if status == UsageStatus.SUCCESS and candidate is not None and not cached:
+            try:
+                await record_latency(
+                    provider_id=candidate.provider.pk, model=candidate.model, latency_ms=latency_ms
+                )
+            except Exception as error:  # noqa: BLE001 -- routing hint only; logged
+                log_infrastructure_fault(self.call, "recording latency", error)
+
+
+def log_infrastructure_fault(call: GatewayCall, doing: str, error: BaseException) -> None:
+    """One line per fault, naming the request and the fault's class. The exception's text
+    is left out: a driver's message may quote a connection URL."""
+    logger.error(
+        "gateway: infrastructure fault while %s request %s: %s (%s)",
+        doing,
+        call.request_id,
+        infrastructure_fault(error),
+        type(error).__name__,
+    )
+
+
+async def close_on_exit(ledger: Ledger, error: BaseException) -> None:
+    """Account a request that ends in an exception (shielded: a cancel must not skip it)."""
+    if isinstance(error, ProviderError):
+        status, error_type = UsageStatus.ERROR, error.type
+    elif isinstance(error, AipkError):
+        status, error_type = UsageStatus.ERROR, error.code
+    elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        if shutdown.ended_by_shutdown():
+            status, error_type = UsageStatus.ERROR, "server_shutdown"
+        else:
+            status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+    else:
+        status, error_type = UsageStatus.ERROR, infrastructure_fault(error)
+    await asyncio.shield(ledger.close(status=status, error_type=error_type))
