@@ -1,6 +1,6 @@
 """OAuth accounts and the flows that connect them.
 
-Tokens come only from an OAuth flow (providers_app/services/oauth.py), never from a form:
+Tokens come only from an OAuth flow (providers_app/services/oauth/), never from a form:
 access and refresh tokens, PKCE verifiers, device codes and state parameters are not
 form fields at all, so no page and no HTML source ever carries them. An account shows
 as its label and the last four characters of its access token.
