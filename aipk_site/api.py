@@ -1,5 +1,9 @@
-"""The one NinjaAPI instance and the error shape every API error takes:
-``{"error": {"type", "code", "message"}}`` with the right HTTP status."""
+"""The one NinjaAPI instance of the management API: every app's routers mounted with one
+authentication (a console session or an admin token, tenants_app.auth), and the error
+shape every API error takes: ``{"error": {"type", "code", "message"}}`` with the right
+HTTP status. The error family (AipkError: refusals of the auth helpers, operations and
+services alike) is rendered by one handler; the others turn what Django, ninja and the
+database raise into the same shape."""
 
 from __future__ import annotations
 
@@ -12,14 +16,19 @@ from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
-from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+from ninja import Router
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.operation import Operation
 from ninja.parser import Parser
 
+from aipk_site.gateway import live_api
 from aipk_site.gateway.formats.common import load_json
 from aipk_site.infra.errors import AipkError, PayloadTooLarge
 from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
-from providers_app.services.credentials import CredentialError
-from providers_app.services.provider_settings import ProviderSettingsError
+from providers_app.api import credentials as provider_credentials
+from providers_app.api import providers
+from tenants_app.api import audit, invoices, keys, members, pricing, routes, tenants, tokens, usage
+from tenants_app.auth import management_auth
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +55,16 @@ class JSONBodyParser(Parser):
         return load_json(request.body)
 
 
+# Operation ids are what client generators name their methods after, so they keep the
+# names they were published with: those of the two modules that held every operation
+# before the API became one router per resource.
+PUBLISHED_OPERATION_ID_PREFIXES = (
+    ("tenants_app.api.", "tenants_app_management_api"),
+    (live_api.__name__, "tenants_app_management_api"),
+    ("providers_app.api.", "providers_app_api"),
+)
+
+
 class ManagementAPI(JSONFallbackAPI):
     """Unknown paths and wrong methods answer in the API's error shape too."""
 
@@ -55,8 +74,33 @@ class ManagementAPI(JSONFallbackAPI):
         error_type = "not_found_error" if status == 404 else "invalid_request_error"
         return error_response(request, status, error_type, code, message)
 
+    def get_openapi_operation_id(self, operation: Operation) -> str:
+        module = operation.view_func.__module__
+        for package, published in PUBLISHED_OPERATION_ID_PREFIXES:
+            if module.startswith(package):
+                return f"{published}_{operation.view_func.__name__}"
+        return super().get_openapi_operation_id(operation)
+
 
 api = ManagementAPI(title="aipk", version="1", parser=JSONBodyParser())
+
+# (prefix, router): one router per resource, all behind the same authentication
+ROUTERS: tuple[tuple[str, Router], ...] = (
+    ("/providers", providers.router),
+    ("/providers", provider_credentials.router),
+    ("/tenants", tenants.router),
+    ("/tenants", members.router),
+    ("/tenants", keys.router),
+    ("", routes.router),  # /tenants/{slug}/routes and /routes
+    ("/tenants", usage.router),
+    ("/tenants", live_api.router),  # /tenants/{slug}/usage/now: the gateway's counters
+    ("/tenants", invoices.router),
+    ("/tenants", audit.router),
+    ("/pricing", pricing.router),
+    ("/admin-tokens", tokens.router),
+)
+for prefix, router in ROUTERS:
+    api.add_router(prefix, router, auth=management_auth)
 
 
 def error_response(request, status: int, error_type: str, code: str, message: str):
@@ -74,17 +118,6 @@ def on_validation_error(request, exc: ValidationError):
     return error_response(
         request, 422, "invalid_request_error", field, f"{field}: {first.get('msg', 'invalid')}"
     )
-
-
-@api.exception_handler(ProviderSettingsError)
-def on_settings_error(request, exc: ProviderSettingsError):
-    field = next(iter(exc.errors), "settings")
-    return error_response(request, 400, "invalid_request_error", field, str(exc))
-
-
-@api.exception_handler(CredentialError)
-def on_credential_error(request, exc: CredentialError):
-    return error_response(request, 400, "invalid_request_error", exc.field, str(exc))
 
 
 @api.exception_handler(Http404)
@@ -112,25 +145,18 @@ def on_data_error(request, exc: DataError):
 
 @api.exception_handler(AipkError)
 def on_service_error(request, exc: AipkError):
-    # services name the offending field in ``param``; it is the error's code, as for 422s
+    # the whole family: auth helpers, operations and services (credential and provider
+    # settings errors included) name the offending field in ``param``; it is the
+    # error's code, as for 422s
     return error_response(request, exc.status, exc.type, exc.param or exc.code, exc.message)
-
-
-# ninja's default messages, raised bare by the providers API's staff check and by
-# ninja itself when no authenticator accepts the request
-_NINJA_DEFAULT_MESSAGES = ("Unauthorized", "Forbidden")
 
 
 @api.exception_handler(AuthenticationError)
 def on_unauthenticated(request, exc):
-    message = "log in first" if exc.message in _NINJA_DEFAULT_MESSAGES else exc.message
+    # ninja's own, raised when no authenticator accepts the request (a refused admin
+    # token is the family's AuthenticationFailed instead)
+    message = "log in first" if exc.message == "Unauthorized" else exc.message
     return error_response(request, 401, "authentication_error", "unauthenticated", message)
-
-
-@api.exception_handler(AuthorizationError)
-def on_forbidden(request, exc):
-    message = "staff only" if exc.message in _NINJA_DEFAULT_MESSAGES else exc.message
-    return error_response(request, 403, "permission_error", "forbidden", message)
 
 
 @api.exception_handler(HttpError)

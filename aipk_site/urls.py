@@ -1,7 +1,5 @@
-"""Root URLconf: the admin and the django-ninja API (OpenAPI docs at /api/docs).
-
-Each app's `api.py` Router is mounted here with `api.add_router(...)` as it arrives.
-"""
+"""Root URLconf: the console, the admin, the management API (its routers are mounted
+in aipk_site/api.py; OpenAPI docs at /api/docs) and the gateway."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -10,15 +8,7 @@ from django.views.generic import RedirectView
 from aipk_site.api import api
 from aipk_site.gateway.edge import gateway_api
 from aipk_site.operations_views import health, ready
-from providers_app.api import router as providers_router
 from providers_app.oauth_views import oauth_callback_view
-from tenants_app.management_api import pricing_router, routes_router, tenants_router, tokens_router
-
-api.add_router("/providers", providers_router)
-api.add_router("/tenants", tenants_router)
-api.add_router("/routes", routes_router)
-api.add_router("/pricing", pricing_router)
-api.add_router("/admin-tokens", tokens_router)
 
 # JSON under /v1/ and /api/ for what Django refuses before a view runs (aipk_site/error_views.py)
 handler400 = "aipk_site.error_views.bad_request"

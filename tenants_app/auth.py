@@ -1,6 +1,7 @@
 """Who may call the management API, and what they may do in a tenant.
 
-Two ways in: a console session (cookie, CSRF-checked by ninja) or an admin
+Two ways in, for every router of the API (aipk_site/api.py mounts them all with
+``management_auth``): a console session (cookie, CSRF-checked by ninja) or an admin
 token (``Authorization: Bearer aipkadm-…``) that acts as the user who made it.
 Either way ``request.auth`` is the user.
 
@@ -8,7 +9,9 @@ Inside a tenant the roles rank viewer < member < admin < owner; staff users
 (``is_staff``) run the organisation and count as owners everywhere. Someone
 with no membership gets 404 for anything under a tenant, exactly as for a
 tenant that does not exist, so slugs cannot be probed; a member whose role is
-too low gets 403 naming the role needed.
+too low gets 403 naming the role needed. The console asks the same helpers: the
+refusals are the error family's (NotFound, PermissionDenied), which the API renders
+in its error shape and the console as its 404 and 403 pages.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
 from django.utils import timezone
-from ninja.errors import AuthenticationError, AuthorizationError
 from ninja.security import HttpBearer, django_auth
 
+from aipk_site.infra.client_ip import client_ip
+from aipk_site.infra.errors import AuthenticationFailed, NotFound, PermissionDenied
 from tenants_app.models import AdminToken, Membership, Role, Tenant, VirtualKey
 from tenants_app.services.secrets import ADMIN_TOKEN_PREFIX, secret_hash
 
@@ -41,7 +45,7 @@ class AdminTokenAuth(HttpBearer):
             AdminToken.objects.select_related("user").filter(token_hash=secret_hash(token)).first()
         )
         if row is None or row.revoked_at is not None or not row.user.is_active:
-            raise AuthenticationError(message="invalid or revoked admin token")
+            raise AuthenticationFailed("invalid or revoked admin token", code="unauthenticated")
         AdminToken.objects.filter(pk=row.pk).update(last_used_at=timezone.now())
         request.user = row.user
         request.admin_token = row
@@ -56,9 +60,11 @@ def by_token(request: HttpRequest) -> bool:
     return getattr(request, "admin_token", None) is not None
 
 
-def require_staff(request: HttpRequest) -> None:
-    if not request.auth.is_staff:
-        raise AuthorizationError(message="staff only")
+def who(request: HttpRequest) -> dict[str, Any]:
+    """The actor and address a write records in the audit log. ``request.user`` is the
+    caller on every path: the console's session user, the API's session user, or the
+    user an admin token acts as (``AdminTokenAuth`` sets it)."""
+    return {"actor": request.user, "ip_address": client_ip(request)}
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class TenantAccess:
 
     def require(self, role: Role) -> None:
         if not self.has(role):
-            raise AuthorizationError(message=f"this needs the {role.value} role in the tenant")
+            raise PermissionDenied(f"this needs the {role.value} role in the tenant")
 
 
 def tenant_access(request: HttpRequest, slug: str, role: Role = Role.VIEWER) -> TenantAccess:
@@ -90,14 +96,14 @@ def user_tenant_access(user: Any, slug: str, role: Role = Role.VIEWER) -> Tenant
     if user.is_staff:
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
-            raise Http404(TENANT_NOT_FOUND)
+            raise NotFound(TENANT_NOT_FOUND)
         access = TenantAccess(tenant=tenant, user=user, role=Role.OWNER, is_staff=True)
     else:
         membership = (
             Membership.objects.select_related("tenant").filter(tenant__slug=slug, user=user).first()
         )
         if membership is None:
-            raise Http404(TENANT_NOT_FOUND)
+            raise NotFound(TENANT_NOT_FOUND)
         access = TenantAccess(
             tenant=membership.tenant, user=user, role=Role(membership.role), is_staff=False
         )
@@ -111,8 +117,8 @@ def require_key_manager(access: TenantAccess, key: VirtualKey) -> None:
         return
     if access.role == Role.MEMBER and key.created_by_id == access.user.pk:
         return
-    raise AuthorizationError(
-        message="this needs the admin role in the tenant (members manage only their own keys)"
+    raise PermissionDenied(
+        "this needs the admin role in the tenant (members manage only their own keys)"
     )
 
 

@@ -1,14 +1,21 @@
 """Reads for the management API and the console. Usage sums are computed by the
-database (values + annotate), never by loading rows into Python."""
+database (values + annotate), never by loading rows into Python.
+
+The one-object lookups (``tenant_key``, ``model_route``, ``tenant_membership``) are
+what both the API and the console find under a tenant the caller may see: a 404 for
+anything outside it, whatever the object's id or name."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Literal
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
+from django.shortcuts import get_object_or_404
 
+from aipk_site.infra.errors import InvalidRequest
 from tenants_app.models import (
     AdminToken,
     AuditEvent,
@@ -56,13 +63,45 @@ def tenant_members(tenant: Tenant) -> QuerySet[Membership]:
     )
 
 
+def is_member(tenant: Tenant, user: Any) -> bool:
+    return Membership.objects.filter(tenant=tenant, user=user).exists()
+
+
+def tenant_membership(tenant: Tenant, username: str) -> Membership:
+    return get_object_or_404(
+        Membership.objects.select_related("user", "tenant"), tenant=tenant, user__username=username
+    )
+
+
+def active_user_named(username: str) -> Any:
+    """The user a membership or a new tenant's owner names; an unknown or inactive name
+    is the caller's mistake in that field."""
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise InvalidRequest(f"no active user {username!r}", param="username")
+    return user
+
+
 def tenant_keys(tenant: Tenant) -> QuerySet[VirtualKey]:
     return VirtualKey.objects.filter(tenant=tenant).select_related("created_by")
+
+
+def tenant_key(tenant: Tenant, key_id: int) -> VirtualKey:
+    return get_object_or_404(
+        VirtualKey.objects.select_related("tenant", "created_by"), pk=key_id, tenant=tenant
+    )
 
 
 def routes_for(tenant: Tenant | None) -> QuerySet[ModelRoute]:
     """A tenant's own routes, or the global ones for ``None``."""
     return ModelRoute.objects.filter(tenant=tenant).select_related("tenant")
+
+
+def model_route(tenant: Tenant | None, alias: str) -> ModelRoute:
+    """A tenant's route, or a global one for ``None``."""
+    return get_object_or_404(
+        ModelRoute.objects.select_related("tenant"), tenant=tenant, alias=alias
+    )
 
 
 def pricing_list() -> QuerySet[Pricing]:
@@ -75,6 +114,11 @@ def tenant_invoices(tenant: Tenant) -> QuerySet[Invoice]:
 
 def user_admin_tokens(user: Any) -> QuerySet[AdminToken]:
     return AdminToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def user_admin_token(user: Any, token_id: int) -> AdminToken | None:
+    """One of ``user``'s own tokens; someone else's is as absent as an unknown one."""
+    return AdminToken.objects.filter(pk=token_id, user=user).first()
 
 
 def _usage_in(tenant: Tenant, start: dt.date, end: dt.date) -> QuerySet[UsageRecord]:

@@ -3,8 +3,8 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from aipk_site.console.charts import bar_chart
 from aipk_site.console.dashboard import dashboard_for
+from tenants_app.console.charts import bar_chart
 
 
 @login_required

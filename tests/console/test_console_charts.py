@@ -2,7 +2,7 @@
 
 import re
 
-from aipk_site.console.charts import bar_chart, line_chart
+from tenants_app.console.charts import bar_chart, line_chart
 
 
 def test_it_escapes_labels_and_series_names():

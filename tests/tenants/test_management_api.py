@@ -738,7 +738,7 @@ def test_it_answers_a_value_the_database_refuses_with_a_400(client_as, owner, mo
     def refuse(*args, **kwargs):
         raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
 
-    monkeypatch.setattr("tenants_app.management_api.selectors.tenant_keys", refuse)
+    monkeypatch.setattr("tenants_app.api.keys.selectors.tenant_keys", refuse)
     response = client_as(owner).get(f"{T}/keys")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_value"
