@@ -15,14 +15,13 @@ which sends no signal: those arrive with the periodic reload.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models.signals import post_delete, post_save
 
-from aipk_site.infra.metrics import (
-    KnownLabels,
-    metric_labels_forget,
-    provider_known_labels,
-)
+from aipk_site.infra.metrics import KnownLabels, metric_labels_forget
 from providers_app.models import DiscoveredModel, Provider
+from providers_app.services.provider_metrics import provider_known_labels
 from tenants_app.models import ModelRoute, Pricing
 
 
@@ -34,7 +33,7 @@ def known_labels() -> KnownLabels:
         by_type.setdefault(provider_type, []).append(name)
 
     models = set(base.models)
-    aliases = set()
+    aliases: set[str] = set()
     for alias, candidates in ModelRoute.objects.values_list("alias", "candidates"):
         aliases.add(alias)
         for entry in candidates if isinstance(candidates, list) else []:
@@ -52,7 +51,7 @@ def known_labels() -> KnownLabels:
     )
 
 
-def _forget(sender, **kwargs) -> None:
+def _forget(sender: Any, **kwargs: Any) -> None:
     metric_labels_forget()
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
@@ -39,19 +41,19 @@ class RequestIdMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
         self.process_request(request)
         return self.process_response(request, self.get_response(request))
 
-    async def __acall__(self, request: HttpRequest):
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         self.process_request(request)
         return self.process_response(request, await self.get_response(request))
 
@@ -59,7 +61,9 @@ class RequestIdMiddleware:
         request.request_id = request_id_from(request.headers.get(HEADER))
         bind_request_id(request.request_id)
 
-    def process_response(self, request: HttpRequest, response: HttpResponseBase):
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
         request_id = getattr(request, "request_id", None)
         if request_id and not response.has_header(HEADER):
             response[HEADER] = request_id

@@ -3,7 +3,8 @@
 /health -- the providers as the health checks and circuit breakers see them;
 /ready -- whether this process can reach its database and cache. Load
 balancers should route on /ready; alerting can watch /health. What "degraded"
-means is in aipk_site/infra/readiness.py and docs/MONITORING.md.
+means is in providers_app/services/health.py and docs/MONITORING.md; what
+"unavailable" means in aipk_site/infra/readiness.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from aipk_site.infra.readiness import areadiness, aservice_health
+from aipk_site.infra.readiness import areadiness
+from providers_app.services.health import aservice_health
 
 
 @never_cache

@@ -17,12 +17,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from aipk_site.infra.metrics import (
-    known_labels,
-    metrics_authorized,
-    metrics_summary,
-    prometheus_text,
-)
+from aipk_site.infra.metrics import known_labels, metrics_authorized
+from aipk_site.infra.metrics_export import metrics_summary, prometheus_text
 
 
 def _token_required(view: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:

@@ -18,7 +18,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 
-from aipk_site.infra.readiness import latest_provider_checks
+from providers_app.services.health import latest_provider_checks
 from tenants_app.models import UsageRecord, UsageStatus
 from tenants_app.selectors import tenants_visible_to
 

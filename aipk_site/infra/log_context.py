@@ -90,7 +90,7 @@ class SecretMaskFilter(logging.Filter):
 class _MaskingMixin:
     """Tracebacks and stack dumps are rendered by the formatter: mask them there."""
 
-    def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
         return mask_secrets(super().formatException(ei))  # type: ignore[misc]
 
     def formatStack(self, stack_info: str) -> str:  # noqa: N802
@@ -108,7 +108,9 @@ class JsonFormatter(_MaskingMixin, _LibraryJsonFormatter):
         kwargs.setdefault("json_ensure_ascii", False)
         super().__init__(*args, **kwargs)
 
-    def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
         super().add_fields(log_data, record, message_dict)
         time = log_data.pop("time", None)
         if time is not None:  # first, and with milliseconds: easier to read and to sort

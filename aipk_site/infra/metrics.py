@@ -5,19 +5,9 @@ increment: no database write, no network round trip, safe to call from async
 code. That is why the figures live in prometheus-client's metrics and nowhere
 else -- the JSON view reads the very same samples.
 
-Several worker processes: when the environment variable
-``PROMETHEUS_MULTIPROC_DIR`` is set *before the process starts* (prometheus-
-client decides at import time), every process writes its samples to files in
-that directory and a read merges all of them (``MultiProcessCollector``). The
-directory must be emptied before the server and workers start. Without it
-(embedded mode, one process) the default registry is used. docs/MONITORING.md
-has the operator's side.
-
-Average latency is sum / count of the duration histogram. p95 is estimated
-from the histogram's buckets by linear interpolation inside the bucket that
-holds the 95th percentile -- what Prometheus' ``histogram_quantile`` does --
-so it is exact across processes and costs nothing extra per request, at the
-price of bucket resolution (see LATENCY_BUCKETS).
+Several worker processes (``PROMETHEUS_MULTIPROC_DIR``) and how the figures
+are read back -- merged across processes, average and p95 -- are in
+metrics_export.py, which /metrics and /metrics.json use.
 
 Labels never carry a secret: a provider's name, a credential as
 ``key:<id>`` / ``oauth:<id>``, a model id, a status, an error type.
@@ -28,8 +18,10 @@ it made up) grows /metrics and memory without end: 2,000 random model ids took
 /metrics from 4 KB to 7.5 MB. So a model id becomes a label only when it is
 *known* -- a provider's default model, a discovered model, a route candidate,
 a priced model -- and a route alias only when a route has it; anything else is
-counted under ``other``. The known sets are a snapshot (``KnownLabels``) read
-from the database off the request path: loaded on first use, reloaded
+counted under ``other``. The known sets are a snapshot (``KnownLabels``) that
+the function named by ``settings.METRICS_KNOWN_LABELS`` reads from the
+database (aipk_site/metric_labels.py joins both apps' values), off the request
+path: loaded on first use, reloaded
 ``METRICS_LABELS_REFRESH_SECONDS`` after the last load or at once after a
 change in this process (``metric_labels_forget``), and while a reload runs the
 old snapshot keeps answering, so recording never waits for the database. As a
@@ -48,14 +40,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import math
-import os
 import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -63,18 +53,7 @@ from django.conf import settings
 from django.core import checks
 from django.db import connections, transaction
 from django.utils.module_loading import import_string
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.metrics_core import Metric
-from prometheus_client.multiprocess import MultiProcessCollector
-
-from providers_app.models import ApiKey, DiscoveredModel, OAuthCredential, Provider
+from prometheus_client import Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
@@ -187,22 +166,6 @@ WS_CONNECTIONS = Gauge(
     "Open websocket connections.",
     multiprocess_mode="livesum",
 )
-_GATEWAY_METRICS = (
-    GATEWAY_REQUESTS,
-    GATEWAY_ERRORS,
-    GATEWAY_REFUSALS,
-    GATEWAY_CACHE_HITS,
-    GATEWAY_CACHE_SAVED,
-    GATEWAY_TOKENS,
-    GATEWAY_COST,
-    GATEWAY_DURATION,
-    GATEWAY_TTFT,
-    ACTIVE_STREAMS,
-    WS_CONNECTIONS,
-)
-_GATEWAY_PREFIXES = ("aipk_gateway_", "aipk_websocket_")
-_OWN_METRICS = (REQUESTS, ERRORS, TOKENS, DURATION, REFRESHES, *_GATEWAY_METRICS)
-_OWN_PREFIXES = ("aipk_provider_", "aipk_credential_", *_GATEWAY_PREFIXES)
 
 # One INFO line per gateway request when settings.GATEWAY_REQUEST_LOG is on.
 _request_log = logging.getLogger("aipk.gateway.requests")
@@ -216,8 +179,9 @@ class KnownLabels:
     """The values a label may take: configured providers, their known models, route aliases.
 
     A label source (``settings.METRICS_KNOWN_LABELS``) returns one; providers_app's own
-    (``provider_known_labels``) knows providers, default and discovered models, and the
-    project's adds route aliases, route candidates and priced models."""
+    (``services.provider_metrics.provider_known_labels``) knows providers, default and
+    discovered models, and the project's adds route aliases, route candidates and priced
+    models."""
 
     providers: frozenset[str] = frozenset()
     models: frozenset[tuple[str, str]] = frozenset()  # (provider name, model id)
@@ -229,14 +193,6 @@ class KnownLabels:
             models=self.models | other.models,
             aliases=self.aliases | other.aliases,
         )
-
-
-def provider_known_labels() -> KnownLabels:
-    """Providers, each one's default model and its discovered models (two queries)."""
-    providers = list(Provider.objects.values_list("name", "default_model"))
-    models = {(name, model) for name, model in providers if model}
-    models.update(DiscoveredModel.objects.values_list("provider__name", "model_id"))
-    return KnownLabels(providers=frozenset(name for name, _ in providers), models=frozenset(models))
 
 
 class _LabelSnapshot:
@@ -272,14 +228,12 @@ class _LabelSnapshot:
         with self._lock:
             generation = self._generation
         try:
-            source = getattr(
-                settings,
-                "METRICS_KNOWN_LABELS",
-                "aipk_site.infra.metrics.provider_known_labels",
+            source: Callable[[], KnownLabels] = import_string(
+                getattr(settings, "METRICS_KNOWN_LABELS", "aipk_site.infra.metrics.KnownLabels")
             )
             # a savepoint: a failed read must not break a transaction the caller is in
             with transaction.atomic():
-                labels: KnownLabels = import_string(source)()
+                labels = source()
         except Exception:
             logger.warning("metrics: could not load the known label values", exc_info=True)
             with self._lock:
@@ -379,7 +333,6 @@ def metrics_authorized(authorization: str | None) -> bool:
     return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
-@checks.register(checks.Tags.security, deploy=True)
 def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """`manage.py check --deploy` says so when /metrics is open to anyone who can reach it."""
     if metrics_token():
@@ -395,17 +348,18 @@ def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     ]
 
 
+checks.register(check_metrics_token, checks.Tags.security, deploy=True)
+
+
 # -- recording (the request path calls these) -----------------------------------------
 
 
-def credential_label(credential: ApiKey | OAuthCredential | str | None) -> str:
-    """A credential as "key:12" / "oauth:3": identifies it without revealing anything about it."""
+def credential_label(credential: str | None) -> str:
+    """A credential as "key:12" / "oauth:3": identifies it without revealing anything about it.
+
+    providers_app/services/provider_metrics.py also takes the credential rows."""
     if credential is None or credential == "":
         return NO_CREDENTIAL
-    if isinstance(credential, ApiKey):
-        return f"key:{credential.pk}"
-    if isinstance(credential, OAuthCredential):
-        return f"oauth:{credential.pk}"
     text = str(credential)
     if re.fullmatch(r"(key|oauth):\d+", text):
         return text
@@ -415,9 +369,9 @@ def credential_label(credential: ApiKey | OAuthCredential | str | None) -> str:
     )
 
 
-def _provider_label(provider: Provider | str) -> str:
+def _provider_label(provider: str) -> str:
     # a provider's name comes from its row, which an admin configured: a bounded set
-    return _capped("provider", provider.name if isinstance(provider, Provider) else str(provider))
+    return _capped("provider", str(provider))
 
 
 def _token(value: str | None, default: str, label: str = "error_type") -> str:
@@ -442,8 +396,8 @@ def _alias_label(alias: str, provider: str | None) -> str:
 
 def record_request(
     *,
-    provider: Provider | str,
-    credential_id: ApiKey | OAuthCredential | str | None,
+    provider: str,
+    credential_id: str | None,
     model: str,
     status: str,
     latency_ms: float,
@@ -451,7 +405,9 @@ def record_request(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
 ) -> None:
-    """Count one upstream request. Cheap: in-process counters only."""
+    """Count one upstream request. Cheap: in-process counters only.
+
+    ``provider`` is the provider's name; provider_metrics.record_request takes the rows."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     provider_label = _provider_label(provider)
@@ -466,9 +422,7 @@ def record_request(
     DURATION.labels(*labels).observe(max(0.0, latency_ms) / 1000.0)
 
 
-def record_refresh(
-    *, provider: Provider | str, credential_id: OAuthCredential | str, ok: bool
-) -> None:
+def record_refresh(*, provider: str, credential_id: str | None, ok: bool) -> None:
     REFRESHES.labels(
         _provider_label(provider), credential_label(credential_id), "success" if ok else "failure"
     ).inc()
@@ -559,220 +513,3 @@ def stream_ended(endpoint: str) -> None:
 def record_ws_connections(delta: int) -> None:
     """+1 when a websocket connection is accepted, -1 when it closes."""
     WS_CONNECTIONS.inc(delta)
-
-
-# -- reading ----------------------------------------------------------------------------
-
-
-def multiprocess_dir() -> str | None:
-    return (
-        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        or os.environ.get("prometheus_multiproc_dir")
-        or None
-    )
-
-
-def metrics_registry() -> CollectorRegistry:
-    """What /metrics exports: every process's files in multiprocess mode, else this process."""
-    path = multiprocess_dir()
-    if path:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)
-        return registry
-    return REGISTRY
-
-
-def prometheus_text() -> bytes:
-    return generate_latest(metrics_registry())
-
-
-def _own_families() -> Iterable[Metric]:
-    path = multiprocess_dir()
-    if path:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)
-        families: Iterable[Metric] = registry.collect()
-    else:
-        families = (family for metric in _OWN_METRICS for family in metric.collect())
-    return (f for f in families if f.name.startswith(_OWN_PREFIXES))
-
-
-@dataclass
-class _Figures:
-    requests: float = 0
-    successes: float = 0
-    cancelled: float = 0
-    errors: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    prompt_tokens: float = 0
-    completion_tokens: float = 0
-    latency_sum: float = 0.0
-    latency_count: float = 0
-    buckets: dict[float, float] = field(default_factory=lambda: defaultdict(float))
-    refreshes_ok: float = 0
-    refreshes_failed: float = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        average = self.latency_sum / self.latency_count * 1000 if self.latency_count else None
-        p95 = histogram_quantile(0.95, self.buckets)
-        return {
-            "requests": int(self.requests),
-            "successes": int(self.successes),
-            "cancelled": int(self.cancelled),
-            "errors": int(sum(self.errors.values())),
-            "errors_by_type": {k: int(v) for k, v in sorted(self.errors.items())},
-            "tokens": {
-                "prompt": int(self.prompt_tokens),
-                "completion": int(self.completion_tokens),
-            },
-            "latency_ms": {
-                "average": None if average is None else round(average, 3),
-                "p95": None if p95 is None else round(p95 * 1000, 3),
-            },
-            "refreshes": {"success": int(self.refreshes_ok), "failure": int(self.refreshes_failed)},
-        }
-
-
-def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
-    """Prometheus' histogram_quantile over cumulative buckets {upper bound: count}."""
-    if not buckets:
-        return None
-    bounds = sorted(buckets)
-    total = buckets[bounds[-1]]  # the +Inf bucket holds every observation
-    if total <= 0:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = buckets[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower  # beyond the largest finite bucket: its bound is the best answer
-            if count == below:
-                return bound
-            return lower + (bound - lower) * (rank - below) / (count - below)
-        lower, below = bound, count
-    return lower
-
-
-def _apply(figures: _Figures, sample_name: str, labels: dict[str, str], value: float) -> None:
-    if sample_name == "aipk_provider_requests_total":
-        figures.requests += value
-        if labels.get("status") == "success":
-            figures.successes += value
-        elif labels.get("status") == "cancelled":
-            figures.cancelled += value
-    elif sample_name == "aipk_provider_errors_total":
-        figures.errors[labels.get("error_type", "unknown_error")] += value
-    elif sample_name == "aipk_provider_tokens_total":
-        if labels.get("kind") == "prompt":
-            figures.prompt_tokens += value
-        else:
-            figures.completion_tokens += value
-    elif sample_name == "aipk_provider_request_duration_seconds_sum":
-        figures.latency_sum += value
-    elif sample_name == "aipk_provider_request_duration_seconds_count":
-        figures.latency_count += value
-    elif sample_name == "aipk_provider_request_duration_seconds_bucket":
-        figures.buckets[float(labels["le"])] += value
-    elif sample_name == "aipk_credential_token_refreshes_total":
-        if labels.get("outcome") == "success":
-            figures.refreshes_ok += value
-        else:
-            figures.refreshes_failed += value
-
-
-def metrics_summary() -> dict[str, Any]:
-    """The JSON figures: per provider, and per credential inside each provider."""
-    providers: dict[str, _Figures] = defaultdict(_Figures)
-    credentials: dict[tuple[str, str], _Figures] = defaultdict(_Figures)
-    gateway = _GatewayFigures()
-    for family in _own_families():
-        if family.name.startswith(_GATEWAY_PREFIXES):
-            for sample in family.samples:
-                gateway.apply(sample.name, sample.labels, sample.value)
-            continue
-        for sample in family.samples:
-            provider = sample.labels.get("provider")
-            if provider is None:
-                continue
-            _apply(providers[provider], sample.name, sample.labels, sample.value)
-            credential = sample.labels.get("credential", NO_CREDENTIAL)
-            _apply(credentials[(provider, credential)], sample.name, sample.labels, sample.value)
-    result = []
-    for name in sorted(providers):
-        entry = {"provider": name, **providers[name].as_dict(), "credentials": []}
-        for (provider, credential), figures in sorted(credentials.items()):
-            if provider == name:
-                entry["credentials"].append({"credential": credential, **figures.as_dict()})
-        result.append(entry)
-    return {
-        "multiprocess": multiprocess_dir() is not None,
-        "p95_method": "histogram buckets, linear interpolation",
-        "providers": result,
-        "gateway": gateway.as_dict(),
-    }
-
-
-@dataclass
-class _GatewayFigures:
-    by_status: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    by_endpoint: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    refusals: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    errors: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    tokens: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    cache_hits: float = 0
-    cache_saved_usd: float = 0.0
-    cost_usd: float = 0.0
-    active_streams: float = 0
-    websocket_connections: float = 0
-    latency: _Figures = field(default_factory=_Figures)
-    ttft: _Figures = field(default_factory=_Figures)
-
-    def apply(self, name: str, labels: dict[str, str], value: float) -> None:
-        if name == "aipk_gateway_requests_total":
-            self.by_status[labels.get("status", UNKNOWN)] += value
-            self.by_endpoint[labels.get("endpoint", UNKNOWN)] += value
-        elif name == "aipk_gateway_refusals_total":
-            self.refusals[labels.get("code", UNKNOWN)] += value
-        elif name == "aipk_gateway_errors_total":
-            self.errors[labels.get("error_type", "unknown_error")] += value
-        elif name == "aipk_gateway_tokens_total":
-            self.tokens[labels.get("kind", UNKNOWN)] += value
-        elif name == "aipk_gateway_cache_hits_total":
-            self.cache_hits += value
-        elif name == "aipk_gateway_cache_saved_usd_total":
-            self.cache_saved_usd += value
-        elif name == "aipk_gateway_cost_usd_total":
-            self.cost_usd += value
-        elif name == "aipk_gateway_active_streams":
-            self.active_streams += value
-        elif name == "aipk_websocket_connections":
-            self.websocket_connections += value
-        elif name.startswith("aipk_gateway_request_duration_seconds"):
-            _apply(self.latency, name.replace("gateway_", "provider_", 1), labels, value)
-        elif name.startswith("aipk_gateway_ttft_seconds"):
-            suffix = name[len("aipk_gateway_ttft_seconds") :]
-            _apply(self.ttft, "aipk_provider_request_duration_seconds" + suffix, labels, value)
-
-    def as_dict(self) -> dict[str, Any]:
-        def counts(values: dict[str, float]) -> dict[str, int]:
-            return {k: int(v) for k, v in sorted(values.items()) if v}
-
-        return {
-            "requests": int(sum(self.by_status.values())),
-            "by_status": counts(self.by_status),
-            "by_endpoint": counts(self.by_endpoint),
-            "refusals_by_code": counts(self.refusals),
-            "errors_by_type": counts(self.errors),
-            "cache_hits": int(self.cache_hits),
-            "tokens": {
-                "prompt": int(self.tokens.get("prompt", 0)),
-                "completion": int(self.tokens.get("completion", 0)),
-            },
-            "cost_usd": round(self.cost_usd, 8),
-            "cache_saved_usd": round(self.cache_saved_usd, 8),
-            "latency_ms": self.latency.as_dict()["latency_ms"],
-            "ttft_ms": self.ttft.as_dict()["latency_ms"],
-            "active_streams": int(self.active_streams),
-            "websocket_connections": int(self.websocket_connections),
-        }

@@ -53,7 +53,7 @@ class JSONFallbackAPI(NinjaAPI):
             request, 404, "unknown_path", f"no such path: {request.method} {request.path}"
         )
 
-    def _json_not_allowed(self, view: Callable) -> Callable:
+    def _json_not_allowed(self, view: Callable[..., Any]) -> Callable[..., Any]:
         """``view``, with ninja's HTML 405 turned into a JSON error keeping its Allow header."""
 
         def convert(request: HttpRequest, response: Any) -> Any:

@@ -1,17 +1,11 @@
-"""What /health and /ready answer: the providers' state, and whether aipk's own backing
-services respond. Both are cheap enough for a load balancer to call every few seconds.
+"""What /ready answers: whether this process can serve at all.
 
-/health reads what the periodic health checks (services/health.py) and the
-circuit breakers (services/chat.py) already know -- it sends nothing to a
-provider. A provider counts against health when it is **enabled** and either
-its latest provider-level check failed or its breaker is open; one that was
-never checked is "unknown" and does not. A half-open breaker (reset time over,
-one probe allowed through) does not either: traffic is already testing it.
+A trivial query on the database and a set/get round trip on the cache, each
+with a short timeout, cheap enough for a load balancer to call every few
+seconds. It never returns an exception's text: names and states only.
 
-/ready asks whether this process can serve at all: a trivial query on the
-database and a set/get round trip on the cache, each with a short timeout.
-
-Neither returns an exception's text: names, states and times only.
+/health (the providers' state) is providers_app/services/health.py's;
+aipk_site/operations_views.py serves both.
 """
 
 from __future__ import annotations
@@ -19,86 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import OuterRef, Subquery
-
-from providers_app.models import HealthCheck, Provider
-from providers_app.services.chat import resilience_for
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_READY_TIMEOUT_SECONDS = 2.0
-BREAKER_TIMEOUT_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class ServiceHealth:
-    status: str  # "ok" | "degraded"
-    providers: dict[str, dict[str, Any]]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "providers": self.providers}
-
-
-def latest_provider_checks() -> list[tuple[str, int, bool | None, Any]]:
-    """(name, pk, healthy, checked_at) of each enabled provider, in one query."""
-    latest = HealthCheck.objects.filter(
-        provider=OuterRef("pk"), api_key__isnull=True, oauth_credential__isnull=True
-    ).order_by("-checked_at", "-id")
-    rows = (
-        Provider.objects.filter(enabled=True)
-        .annotate(
-            last_healthy=Subquery(latest.values("healthy")[:1]),
-            last_checked=Subquery(latest.values("checked_at")[:1]),
-        )
-        .order_by("name")
-        .values_list("name", "pk", "last_healthy", "last_checked")
-    )
-    return list(rows)
-
-
-async def _breaker_state(provider: Provider) -> str:
-    try:
-        return await asyncio.wait_for(
-            resilience_for(provider).breaker.state(), BREAKER_TIMEOUT_SECONDS
-        )
-    except Exception as error:  # the cache is down or slow: say so, /ready names it
-        logger.warning(
-            "health: breaker state of %s unknown (%s)", provider.name, type(error).__name__
-        )
-        return "unknown"
-
-
-async def aservice_health() -> ServiceHealth:
-    """Every enabled provider's latest check and breaker state; degraded if any is failing."""
-    rows = await sync_to_async(latest_provider_checks)()
-    breakers = await asyncio.gather(
-        *(_breaker_state(Provider(pk=pk, name=name)) for name, pk, _, _ in rows)
-    )
-    providers: dict[str, dict[str, Any]] = {}
-    degraded = False
-    for (name, _, healthy, checked_at), breaker in zip(rows, breakers, strict=True):
-        failing = healthy is False or breaker == "open"
-        degraded = degraded or failing
-        providers[name] = {
-            "status": "degraded" if failing else ("unknown" if healthy is None else "ok"),
-            "checked_at": checked_at.isoformat() if checked_at else None,
-            "breaker": breaker,
-        }
-    return ServiceHealth(status="degraded" if degraded else "ok", providers=providers)
-
-
-# -- readiness ----------------------------------------------------------------------------
 
 
 def _database_ok() -> None:
@@ -119,7 +44,7 @@ def _cache_ok() -> None:
     cache.delete(key)
 
 
-async def _probe(name: str, check, seconds: float) -> tuple[str, bool]:
+async def _probe(name: str, check: Callable[[], None], seconds: float) -> tuple[str, bool]:
     # Not thread-sensitive: a hanging backend ties up one pool thread, never the
     # process's shared sync thread that every other request's ORM calls need.
     try:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from aipk_site.infra.metrics import metrics_summary
+from aipk_site.infra.metrics_export import metrics_summary
 from providers_app.models import ApiKey, OAuthCredential, Provider
 from providers_app.services.pools import credential_id, key_pool
 

@@ -12,6 +12,15 @@ worth an alert, one that works is not news.
 Probes do not change a credential's state: disabling keys is the key pool's
 decision, on real traffic. ``acheck_*`` are for async code; the plain names
 are for sync callers (Celery, shell, tests).
+
+/health (``aservice_health``, served by aipk_site/operations_views.py) reads
+what these checks and the circuit breakers (services/chat.py) already know --
+it sends nothing to a provider, so a load balancer may call it every few
+seconds. A provider counts against health when it is **enabled** and either
+its latest provider-level check failed or its breaker is open; one that was
+never checked is "unknown" and does not. A half-open breaker (reset time over,
+one probe allowed through) does not either: traffic is already testing it.
+It never returns an exception's text: names, states and times only.
 """
 
 from __future__ import annotations
@@ -25,17 +34,19 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from providers_app.kit.types import HealthStatus
 from providers_app.models import ApiKey, HealthAlert, HealthCheck, OAuthCredential, Provider
+from providers_app.services.chat import resilience_for
 from providers_app.services.discovery import provider_adapter, usable_credential
 
 logger = logging.getLogger(__name__)
 
 NO_CREDENTIALS = "no_credentials"
 DEFAULT_RETENTION_DAYS = 30
+BREAKER_TIMEOUT_SECONDS = 1.0
 
 Credential = ApiKey | OAuthCredential
 
@@ -244,3 +255,67 @@ def current_health(provider: Provider) -> ProviderHealth:
         check=latest_check(provider),
         credentials=[(c, latest_check(provider, c)) for c in probed_credentials(provider)],
     )
+
+
+# -- what /health reports -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    status: str  # "ok" | "degraded"
+    providers: dict[str, dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "providers": self.providers}
+
+
+def latest_provider_checks() -> list[tuple[str, int, bool | None, Any]]:
+    """(name, pk, healthy, checked_at) of each enabled provider, in one query."""
+    latest = HealthCheck.objects.filter(
+        provider=OuterRef("pk"), api_key__isnull=True, oauth_credential__isnull=True
+    ).order_by("-checked_at", "-id")
+    rows = (
+        Provider.objects.filter(enabled=True)
+        .annotate(
+            last_healthy=Subquery(latest.values("healthy")[:1]),
+            last_checked=Subquery(latest.values("checked_at")[:1]),
+        )
+        .order_by("name")
+        .values_list("name", "pk", "last_healthy", "last_checked")
+    )
+    return list(rows)
+
+
+async def _breaker_state(provider: Provider) -> str:
+    try:
+        return await asyncio.wait_for(
+            resilience_for(provider).breaker.state(), BREAKER_TIMEOUT_SECONDS
+        )
+    except Exception as error:  # the cache is down or slow: say so, /ready names it
+        logger.warning(
+            "health: breaker state of %s unknown (%s)", provider.name, type(error).__name__
+        )
+        return "unknown"
+
+
+async def aservice_health() -> ServiceHealth:
+    """Every enabled provider's latest check and breaker state; degraded if any is failing."""
+    rows = await sync_to_async(latest_provider_checks)()
+    breakers = await asyncio.gather(
+        *(_breaker_state(Provider(pk=pk, name=name)) for name, pk, _, _ in rows)
+    )
+    providers: dict[str, dict[str, Any]] = {}
+    degraded = False
+    for (name, _, healthy, checked_at), breaker in zip(rows, breakers, strict=True):
+        failing = healthy is False or breaker == "open"
+        degraded = degraded or failing
+        providers[name] = {
+            "status": "degraded" if failing else ("unknown" if healthy is None else "ok"),
+            "checked_at": checked_at.isoformat() if checked_at else None,
+            "breaker": breaker,
+        }
+    return ServiceHealth(status="degraded" if degraded else "ok", providers=providers)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from aipk_site.infra.metrics import credential_label
-from aipk_site.infra.state import state_store
 from providers_app.kit.resilience import KeyPool
 from providers_app.models import ApiKey, OAuthCredential
+from providers_app.services.provider_metrics import credential_label
+from providers_app.services.shared_state import provider_state_store
 
 
 def credential_id(credential: ApiKey | OAuthCredential) -> str:
@@ -21,7 +21,7 @@ def provider_pool_name(provider_id: int) -> str:
 
 def key_pool(provider_id: int, strategy: str = "health_aware") -> KeyPool:
     return KeyPool(
-        state_store(),
+        provider_state_store(),
         provider_pool_name(provider_id),
         strategy=strategy,  # type: ignore[arg-type]  # validated by the Provider model's choices
         quota_cooldown=settings.PROVIDER_QUOTA_COOLDOWN_SECONDS,

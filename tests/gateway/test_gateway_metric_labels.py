@@ -138,7 +138,7 @@ def test_it_labels_a_route_alias_and_counts_an_unknown_one_under_other(world, ga
 
 
 def test_it_caps_the_values_of_each_label(settings):
-    from aipk_site.infra import metrics
+    from aipk_site.infra import metrics, metrics_export
 
     settings.METRICS_MAX_LABEL_VALUES = len(metrics._seen["code"]) + 3
     codes = [f"made_up_code_{uuid.uuid4().hex[:8]}" for _ in range(10)]
@@ -152,6 +152,6 @@ def test_it_caps_the_values_of_each_label(settings):
             error_type=code,
         )
 
-    text = metrics.prometheus_text().decode()
+    text = metrics_export.prometheus_text().decode()
     assert sum(code in text for code in codes) == 3
     assert OTHER in _values(text, "code")

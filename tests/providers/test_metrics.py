@@ -13,13 +13,8 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from aipk_site.infra.metrics import (
-    credential_label,
-    histogram_quantile,
-    metrics_summary,
-    record_refresh,
-    record_request,
-)
+from aipk_site.infra.metrics import credential_label, record_refresh, record_request
+from aipk_site.infra.metrics_export import histogram_quantile, metrics_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -193,6 +188,7 @@ def test_an_odd_error_type_is_counted_under_a_fixed_label(provider_name):
 @pytest.mark.django_db
 def test_credential_labels_come_from_model_ids(make_provider):
     from providers_app.models import OAuthCredential
+    from providers_app.services.provider_metrics import credential_label
 
     provider = make_provider("openai", keys=1)
     key = provider.api_keys.get()

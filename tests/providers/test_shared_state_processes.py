@@ -1,7 +1,7 @@
 """Two OS processes sharing Redis agree on key health and breaker state.
 
 The other process is a fresh ``python -c`` with the project's settings and
-``REDIS_URL``: it reaches the pool only through ``aipk_site.infra.state``, so
+``REDIS_URL``: it reaches the pool only through the shared store, so
 anything this process sees came through Redis. Skipped without ``REDIS_URL``
 (``CI=true .ci/run`` sets it): a local-memory cache is private to a process.
 """
@@ -21,6 +21,7 @@ import pytest
 from aipk_site.infra.state import RedisStateStore, state_store
 from providers_app.kit.errors import ServerError
 from providers_app.kit.resilience import CircuitBreaker, KeyPool
+from providers_app.services.shared_state import provider_state_store
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 pytestmark = pytest.mark.skipif(
@@ -40,11 +41,11 @@ OTHER_PROCESS = textwrap.dedent(
 
     from providers_app.kit import errors
     from providers_app.kit.resilience import CircuitBreaker, KeyPool
-    from aipk_site.infra.state import RedisStateStore, state_store
+    from providers_app.services.shared_state import RedisProviderStateStore, provider_state_store
 
     pool_id, action, credential, count = sys.argv[1:5]
-    store = state_store()
-    assert isinstance(store, RedisStateStore), type(store)
+    store = provider_state_store()
+    assert isinstance(store, RedisProviderStateStore), type(store)
     pool = KeyPool(store, pool_id)
 
     async def main():
@@ -96,7 +97,7 @@ def test_it_uses_redis_for_the_shared_store():
 
 
 async def test_it_sees_a_key_revoked_in_another_process(pool_id):
-    pool = KeyPool(state_store(), pool_id)
+    pool = KeyPool(provider_state_store(), pool_id)
     assert await pool.acquire(["key:1"]) == "key:1"
 
     answer = await asyncio.to_thread(finish, other_process(pool_id, "revoke", "key:1", 1))
@@ -108,7 +109,7 @@ async def test_it_sees_a_key_revoked_in_another_process(pool_id):
 
 
 async def test_it_sees_a_key_backing_off_after_failures_in_another_process(pool_id):
-    pool = KeyPool(state_store(), pool_id)
+    pool = KeyPool(provider_state_store(), pool_id)
 
     assert await asyncio.to_thread(finish, other_process(pool_id, "fail", "key:1", 3)) == "backoff"
 
@@ -118,7 +119,7 @@ async def test_it_sees_a_key_backing_off_after_failures_in_another_process(pool_
 
 
 async def test_it_counts_failures_from_several_processes_at_once_exactly(pool_id):
-    pool = KeyPool(state_store(), pool_id, failure_threshold=1000)
+    pool = KeyPool(provider_state_store(), pool_id, failure_threshold=1000)
     others = [other_process(pool_id, "fail", "key:1", 300) for _ in range(2)]
 
     await asyncio.gather(*(pool.report_failure("key:1", ServerError()) for _ in range(100)))
@@ -128,7 +129,7 @@ async def test_it_counts_failures_from_several_processes_at_once_exactly(pool_id
 
 
 async def test_it_sees_a_breaker_opened_in_another_process(pool_id):
-    breaker = CircuitBreaker(state_store(), pool_id, failure_threshold=3)
+    breaker = CircuitBreaker(provider_state_store(), pool_id, failure_threshold=3)
     assert await breaker.allow()
 
     await asyncio.to_thread(finish, other_process(pool_id, "trip", "key:1", 3))

@@ -24,7 +24,6 @@ from django.test import override_settings
 from aipk_site.infra.state import (
     LockedCacheStateStore,
     RedisStateStore,
-    SharedStateStore,
     shared_store_for,
     state_store,
 )
@@ -32,6 +31,13 @@ from providers_app.kit.errors import AuthenticationError, RateLimitError, Server
 from providers_app.kit.ratelimit import RateLimitInfo, RateLimitTracker, TokenBucket
 from providers_app.kit.ratelimit_store import MemoryRateLimitStore
 from providers_app.kit.resilience import CircuitBreaker, KeyPool, credential_transition
+from providers_app.services.shared_state import (
+    LockedProviderStateStore,
+    ProviderStateStore,
+    RedisProviderStateStore,
+    provider_state_store,
+    provider_store_for,
+)
 
 KEYS = ["key:1", "key:2", "key:3"]
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -52,12 +58,12 @@ class FakeClock:
         self.now += seconds
 
 
-def make_store(backend: str) -> tuple[SharedStateStore, Callable[[], None]]:
+def make_store(backend: str) -> tuple[ProviderStateStore, Callable[[], None]]:
     """(store, cleanup) on a cache nobody else uses."""
     name = f"aipk-test-{uuid.uuid4().hex}"
     if backend == "locmem":
         cache = LocMemCache(name, {})
-        return shared_store_for(cache), cache.clear
+        return provider_store_for(shared_store_for(cache)), cache.clear
     cache = RedisCache(REDIS_URL, {"KEY_PREFIX": name})
 
     def cleanup() -> None:
@@ -67,10 +73,10 @@ def make_store(backend: str) -> tuple[SharedStateStore, Callable[[], None]]:
         for pool in cache._cache._pools.values():
             pool.disconnect()
 
-    return shared_store_for(cache), cleanup
+    return provider_store_for(shared_store_for(cache)), cleanup
 
 
-def redis_keys(store: SharedStateStore) -> dict[bytes, int]:
+def redis_keys(store: ProviderStateStore) -> dict[bytes, int]:
     """Every key under the store's prefix with its remaining TTL in ms (-1: none)."""
     client = store.cache._cache.get_client(None, write=True)
     prefix = store.cache.key_prefix
@@ -118,6 +124,22 @@ def test_it_builds_a_new_store_when_the_cache_settings_change():
 
     assert state_store() is not before  # rebuilt on the restored settings
     assert isinstance(state_store(), type(before))
+
+
+async def test_it_builds_the_kits_store_over_the_shared_one_and_follows_its_rebuilds():
+    expected = RedisProviderStateStore if REDIS_URL else LockedProviderStateStore
+    store = provider_state_store()
+    assert isinstance(store, expected)
+    assert store.shared is state_store()
+    assert await asyncio.to_thread(provider_state_store) is store
+
+    private = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=private):
+        assert isinstance(provider_state_store(), LockedProviderStateStore)
+        assert provider_state_store().shared is state_store()
+
+    assert provider_state_store() is not store
+    assert provider_state_store().shared is state_store()
 
 
 async def test_it_counts_every_failure_reported_at_once(store, clock):
