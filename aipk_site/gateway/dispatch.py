@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,8 +27,6 @@ from typing import TypeVar
 from aipk_site.gateway import shutdown
 from aipk_site.gateway.admission import Limits, admit
 from aipk_site.gateway.error_mapping import (
-    infrastructure_fault,
-    infrastructure_unavailable,
     server_shutting_down,
     upstream_error,
 )
@@ -45,12 +43,12 @@ from aipk_site.gateway.ledger import (
 from aipk_site.gateway.redaction import redact_request
 from aipk_site.gateway.response_cache import cache_get, cache_key, cache_put
 from aipk_site.gateway.routing import Candidate, Resolution, resolve_model
+from aipk_site.gateway.stream_relay import relay_stream, replay, started
 from aipk_site.infra.errors import AipkError
 from aipk_site.infra.log_context import bind_request_id
-from aipk_site.infra.metrics import stream_ended, stream_started
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
-from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, ResponseBuilder, Usage
+from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from providers_app.services.chat import provider_chat, provider_stream, request_deadline
 from providers_app.services.providers import provider_deadlines
 from tenants_app.models import UsageStatus
@@ -69,8 +67,6 @@ __all__ = [
     "StreamReply",
     "gateway_reply",
     "gateway_stream",
-    "infrastructure_unavailable",
-    "log_infrastructure_fault",
 ]
 
 T = TypeVar("T")
@@ -99,17 +95,6 @@ class StreamReply:
     def usage(self) -> Usage | None:
         """The usage accounted for this stream, once ``chunks`` is exhausted."""
         return self.ledger.final_usage
-
-
-def _raise_if_ended_by_shutdown() -> None:
-    """Called with a CancelledError in flight: when the drain deadline sent it, take the
-    cancel back (the task must still answer its client) and raise what the client sees."""
-    if not shutdown.ended_by_shutdown():
-        return
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
-    raise server_shutting_down() from None
 
 
 def _limits(ctx: KeyContext) -> tuple[Limits, Limits]:
@@ -333,7 +318,7 @@ async def _under_shutdown(call: GatewayCall, serve: Callable[[], Awaitable[T]]) 
         try:
             return await serve()
         except asyncio.CancelledError:
-            _raise_if_ended_by_shutdown()
+            shutdown.raise_if_ended_by_shutdown()
             raise
 
 
@@ -414,7 +399,7 @@ async def _open_stream(call: GatewayCall) -> StreamReply:
     def from_cache(hit: ChatResponse, ledger: Ledger, prompt_estimate: int) -> StreamReply:
         return StreamReply(
             _headers(ledger, cache="hit"),
-            _replay(response_as_chunks(hit)),
+            replay(response_as_chunks(hit)),
             prompt_estimate,
             ledger,
         )
@@ -423,119 +408,7 @@ async def _open_stream(call: GatewayCall) -> StreamReply:
         request: ChatRequest, opened: Opened, ledger: Ledger, key: str | None, estimate: int
     ) -> StreamReply:
         chunks, first = opened
-        relay = await _started(_relay(call, ledger, request, chunks, first, key))
+        relay = await started(relay_stream(call, ledger, request, chunks, first, key))
         return StreamReply(_headers(ledger, cache="miss" if key else None), relay, estimate, ledger)
 
     return await _serve(call, attempt=attempt, from_cache=from_cache, answered=answered)
-
-
-async def _started(
-    relay: AsyncGenerator[ChatChunk, None],
-) -> AsyncGenerator[ChatChunk, None]:
-    """Start the relay before handing it over. A transport may drop a stream it never
-    iterates (the client leaves between the response head and the body), and Python never
-    runs a never-started generator's ``finally``; asyncio does close a started one that is
-    dropped, so the relay's ``finally`` accounts the request either way."""
-    try:
-        head = await relay.__anext__()
-    except StopAsyncIteration:
-        return _replay([])
-    return _prepend(head, relay)
-
-
-async def _prepend(
-    head: ChatChunk, rest: AsyncGenerator[ChatChunk, None]
-) -> AsyncGenerator[ChatChunk, None]:
-    try:
-        yield head
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()
-
-
-async def _aclose(chunks: AsyncIterator[ChatChunk]) -> None:
-    """Close an upstream stream now (an async generator: its ``finally`` releases the
-    connection), not whenever it is garbage-collected."""
-    close = getattr(chunks, "aclose", None)
-    if close is not None:
-        await close()
-
-
-async def _replay(chunks: list[ChatChunk]) -> AsyncGenerator[ChatChunk, None]:
-    for chunk in chunks:
-        yield chunk
-
-
-async def _relay(
-    call: GatewayCall,
-    ledger: Ledger,
-    request: ChatRequest,
-    chunks: AsyncIterator[ChatChunk],
-    first: ChatChunk | None,
-    key: str | None,
-) -> AsyncGenerator[ChatChunk, None]:
-    """Forward chunks as they arrive; whatever ends the stream, account it once."""
-    builder = ResponseBuilder(call.request_id, request.model)
-    completion_chars = 0
-    status, error_type = UsageStatus.CANCELLED, "client_disconnected"
-    finished = False  # the provider said its last word (a finish reason)
-    stream_started(call.endpoint)
-    tracked_task = shutdown.track_begin()  # the shutdown drain waits for this stream
-    try:
-        if first is not None:
-            ledger.first_token()
-            builder.add(first)
-            completion_chars += len(first.text) + sum(len(d.arguments) for d in first.tool_calls)
-            finished = bool(first.finish_reason)
-            yield first
-        async for chunk in chunks:
-            builder.add(chunk)
-            completion_chars += len(chunk.text) + sum(len(d.arguments) for d in chunk.tool_calls)
-            finished = finished or bool(chunk.finish_reason)
-            yield chunk
-        status, error_type = UsageStatus.SUCCESS, ""
-    except ProviderError as error:
-        status, error_type = UsageStatus.ERROR, error.type
-        raise upstream_error(error) from error
-    except asyncio.CancelledError:
-        if shutdown.ended_by_shutdown():  # the drain deadline, not the client, ended it
-            status, error_type = UsageStatus.ERROR, "server_shutdown"
-        _raise_if_ended_by_shutdown()
-        raise
-    except Exception as error:
-        # aipk's own fault (Redis, the database, a bug) mid-stream: the client gets an
-        # error event now, not a stream that never ends. Tokens already relayed are
-        # counted. When the provider had already said its last word, the client holds
-        # a whole answer: it ends normally (an error event would make the SDKs raise
-        # and the app pay again) and the row's error_type names the fault.
-        error_type = infrastructure_fault(error)
-        log_infrastructure_fault(call, "streaming", error)
-        if not finished:
-            status = UsageStatus.ERROR
-            raise infrastructure_unavailable() from error
-        status = UsageStatus.SUCCESS
-    finally:
-        stream_ended(call.endpoint)
-        if status == UsageStatus.CANCELLED and shutdown.ended_by_shutdown():
-            status, error_type = UsageStatus.ERROR, "server_shutdown"
-        try:
-            await _aclose(chunks)
-        except Exception as error:  # noqa: BLE001 -- closing must not hide the accounting
-            log_infrastructure_fault(call, "closing the upstream stream of", error)
-        response = builder.build()
-        usage = usage_or_estimate(
-            request, response.usage if response.usage.total_tokens else None, completion_chars
-        )
-        await asyncio.shield(ledger.close(status=status, usage=usage, error_type=error_type))
-        if status == UsageStatus.SUCCESS and key is not None and not ledger.infra_fault:
-            response.usage = usage
-            try:
-                await cache_put(key, response, call.ctx.cache_ttl_seconds)
-            except Exception as error:  # noqa: BLE001 -- a cache miss next time, no more
-                log_infrastructure_fault(call, "caching the reply of", error)
-        shutdown.track_end(tracked_task)
-    # A stream the provider finished ends normally even when settling it failed (Redis
-    # lost at the end): the client holds a whole answer, and an error event would make
-    # the SDKs raise and the app retry -- paying twice. The fault is logged and named in
-    # the usage row's error_type, as for a non-stream reply.

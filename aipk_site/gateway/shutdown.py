@@ -41,6 +41,8 @@ from typing import Any
 
 from django.conf import settings
 
+from aipk_site.gateway.error_mapping import server_shutting_down
+
 logger = logging.getLogger(__name__)
 
 # After the drain deadline, how long ended requests get to send their error event and
@@ -82,6 +84,17 @@ def is_draining() -> bool:
 def ended_by_shutdown() -> bool:
     """True when a cancel comes from the drain deadline, not from a client leaving."""
     return _state.forced
+
+
+def raise_if_ended_by_shutdown() -> None:
+    """Called with a CancelledError in flight: when the drain deadline sent it, take the
+    cancel back (the task must still answer its client) and raise what the client sees."""
+    if not ended_by_shutdown():
+        return
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    raise server_shutting_down() from None
 
 
 def track_begin() -> asyncio.Task[Any] | None:
