@@ -33,8 +33,9 @@ lease at least as the longest request (the providers' total
 deadlines); a request that outlives its lease is still charged its whole real
 cost when it settles, but its hold was released early.
 
-The stores that hold the counters (local memory, Redis) are in
-``admission_store``; the arithmetic is ``admission_rules``.
+The arithmetic is ``admission_rules``; the cache keys and their lifetimes
+``admission_keys``; the stores that hold the counters ``admission_store``
+(local memory, and the choice) and ``admission_redis``.
 """
 
 from __future__ import annotations
@@ -51,15 +52,15 @@ from typing import Any
 from django.db.models import Sum
 
 from aipk_site.gateway import admission_rules as rules
-from aipk_site.gateway.admission_rules import Limits
-from aipk_site.gateway.admission_store import (
+from aipk_site.gateway.admission_keys import (
     AdmissionKeys,
     AdmitRequest,
     SettleRequest,
-    admission_store,
     lease_floor,
     lease_member,
 )
+from aipk_site.gateway.admission_rules import Limits
+from aipk_site.gateway.admission_store import admission_store
 from aipk_site.infra.errors import LimitExceeded
 from tenants_app.models import UsageRecord
 

@@ -1,172 +1,35 @@
-"""Where admission keeps its counters: one store per kind of cache.
-
-Separate from the API (``admission``) because the two stores are one concept --
-the same atomic admit, settle and read, once as pure steps under a lock and once
-as Lua on Redis -- and the API above them need not know which one runs.
-
-Stores, chosen by the cache like ``aipk_site.infra.state``: on Redis one Lua
-script per admit and per settle, every key of a key+tenant under the Redis
-Cluster hash tag ``{t<tenant_id>}``; on local memory ``admit_step`` and
-``settle_step`` under the process-wide lock. Layout, under the cache prefix:
-
-    adm:{t<T>}:k<K>:w:<window>   key K's requests and tokens in a window
-    adm:{t<T>}:k<K>:m:<YYYYMM>   key K's spend that month (micro-USD)
-    adm:{t<T>}:k<K>:s            key K's running streams (request id → lease expiry)
-    adm:{t<T>}:k<K>:l            key K's leases (``<request id>|<cost>|<YYYYMM>`` → expiry)
-    adm:{t<T>}:t:w|m|s|l         the same for the tenant as a whole
-    adm:{t<T>}:r:<request id>    a reservation not yet settled
-
-Every key has a TTL: windows until they end, months one day past theirs,
-stream and lease sets the lease plus a margin, reservations the lease plus an
-hour (so a request that outlived its lease still settles once).
+"""Where admission keeps its counters, chosen by the cache like ``aipk_site.infra.state``:
+on Redis one Lua script per admit and per settle (``admission_redis``); on local
+memory, here, ``admit_step`` and ``settle_step`` under the process-wide lock.
+Both do the same atomic admit, settle and read, so the API above them
+(``admission``) need not know which one runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from aipk_site.gateway import admission_rules as rules
-from aipk_site.gateway.admission_rules import Counters, Limits, SettleScope
+from aipk_site.gateway.admission_keys import (
+    AdmissionKeys,
+    AdmitRequest,
+    SettleRequest,
+    leases_ttl,
+    month_ttl,
+    reservation_ttl,
+    window_ttl,
+)
+from aipk_site.gateway.admission_redis import RedisAdmissionStore
+from aipk_site.gateway.admission_rules import Counters, SettleScope
 from aipk_site.infra.state import (
     LockedCacheStateStore,
     RedisStateStore,
     SharedStateStore,
-    _ms,
     state_store,
 )
-
-# Kept past their month so a settle arriving after midnight UTC still lands.
-MONTH_MARGIN_SECONDS = 86400
-# Covers a few seconds of clock difference between processes.
-WINDOW_MARGIN_SECONDS = 5
-# A reservation record outlives its lease, so a request that outlived its lease
-# still settles (once) and is charged its real cost.
-RESERVATION_MARGIN_SECONDS = 3600
-# Expired entries are reclaimed on every admit; a stream or lease set's own TTL
-# only clears up after a scope nobody uses any more.
-LEASES_MARGIN_SECONDS = 60
-# Expired leases reclaimed per scope and call: bounds one Lua call's work after
-# a crash with thousands in flight (the rest go on the next calls).
-RECLAIM_BATCH = 1000
-
-
-def lease_member(request_id: str, cost: int, month: str) -> str:
-    return f"{request_id}|{cost}|{month}"
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionKeys:
-    """Cache keys (before the cache prefix) of one key+tenant for one window and month."""
-
-    key_window: str
-    key_month: str
-    key_streams: str
-    key_leases: str
-    tenant_window: str
-    tenant_month: str
-    tenant_streams: str
-    tenant_leases: str
-    reservation: str
-
-    @classmethod
-    def of(
-        cls, *, tenant_id: int, key_id: int | None, window: int, month: str, request_id: str = ""
-    ) -> AdmissionKeys:
-        base = f"adm:{{t{tenant_id}}}"
-        k = f"{base}:k{key_id}" if key_id is not None else f"{base}:k-"
-        return cls(
-            key_window=f"{k}:w:{window}",
-            key_month=f"{k}:m:{month}",
-            key_streams=f"{k}:s",
-            key_leases=f"{k}:l",
-            tenant_window=f"{base}:t:w:{window}",
-            tenant_month=f"{base}:t:m:{month}",
-            tenant_streams=f"{base}:t:s",
-            tenant_leases=f"{base}:t:l",
-            reservation=f"{base}:r:{request_id}",
-        )
-
-    def ordered(self) -> list[str]:
-        """The Lua scripts' KEYS: the key's four, the tenant's four, the reservation."""
-        return [
-            self.key_window,
-            self.key_month,
-            self.key_streams,
-            self.key_leases,
-            self.tenant_window,
-            self.tenant_month,
-            self.tenant_streams,
-            self.tenant_leases,
-            self.reservation,
-        ]
-
-    def scopes(
-        self,
-    ) -> tuple[tuple[str, str, str, str], tuple[str, str, str, str]]:
-        """(window, month, streams, leases) of the key, then of the tenant."""
-        return (
-            (self.key_window, self.key_month, self.key_streams, self.key_leases),
-            (self.tenant_window, self.tenant_month, self.tenant_streams, self.tenant_leases),
-        )
-
-
-def lease_floor() -> float:
-    """How long a reservation and a stream slot are held without a settle, at least."""
-    return float(settings.ADMISSION_LEASE_SECONDS)
-
-
-def _window_ttl(window: int, now: float) -> float:
-    return (window + 1) * rules.WINDOW_SECONDS - now + WINDOW_MARGIN_SECONDS
-
-
-def _month_ttl(month_of: float, now: float) -> float:
-    """Until one margin past the end of the month holding ``month_of``."""
-    return rules.month_bounds(month_of)[1].timestamp() - now + MONTH_MARGIN_SECONDS
-
-
-def _leases_ttl(lease: float) -> float:
-    return lease + LEASES_MARGIN_SECONDS
-
-
-def _reservation_ttl(lease: float) -> float:
-    return lease + RESERVATION_MARGIN_SECONDS
-
-
-@dataclass(frozen=True, slots=True)
-class AdmitRequest:
-    keys: AdmissionKeys
-    window: int
-    month: str
-    key_limits: Limits
-    tenant_limits: Limits
-    request_id: str
-    tokens: int
-    cost: int
-    stream: bool
-    now: float
-    lease: float  # seconds
-
-
-@dataclass(frozen=True, slots=True)
-class SettleRequest:
-    keys: AdmissionKeys
-    window: int
-    admitted_at: float
-    same_window: bool
-    request_id: str
-    lease_member: str
-    token_delta: int
-    cost_delta: int
-    real_cost: int
-    now: float
-
 
 # --- local memory: the pure steps under the process-wide lock ------------------------
 
@@ -192,7 +55,7 @@ class LockedAdmissionStore:
         """Stream slots (request id → expiry) or leases, kept until the last expires."""
         if entries:
             last = max(e if isinstance(e, float | int) else e.expires for e in entries.values())
-            self._write(key, dict(entries), _leases_ttl(max(0.0, last - now)))
+            self._write(key, dict(entries), leases_ttl(max(0.0, last - now)))
         else:
             self._delete(key)
 
@@ -238,12 +101,12 @@ class LockedAdmissionStore:
             ):
                 if result.admitted:
                     counts = {"requests": c.requests, "tokens": c.tokens}
-                    self._write(window, counts, _window_ttl(req.window, req.now))
-                self._write(month, c.spend, _month_ttl(req.now, req.now))
+                    self._write(window, counts, window_ttl(req.window, req.now))
+                self._write(month, c.spend, month_ttl(req.now, req.now))
                 self._write_map(streams, c.streams, req.now)
                 self._write_map(leases, c.leases, req.now)
             if result.admitted:
-                self._write(k.reservation, 1, _reservation_ttl(req.lease))
+                self._write(k.reservation, 1, reservation_ttl(req.lease))
             return result
 
         return await self.shared.atomically(step)
@@ -278,9 +141,9 @@ class LockedAdmissionStore:
             ):
                 if new.tokens is not None:
                     counts = {"requests": stored[window]["requests"], "tokens": new.tokens}
-                    self._write(window, counts, _window_ttl(s.window, s.now))
+                    self._write(window, counts, window_ttl(s.window, s.now))
                 if new.spend is not None:
-                    self._write(month, new.spend, _month_ttl(s.admitted_at, s.now))
+                    self._write(month, new.spend, month_ttl(s.admitted_at, s.now))
                 self._write_map(streams, new.streams, s.now)
                 self._write_map(leases, new.leases, s.now)
             self._delete(k.reservation)
@@ -296,261 +159,13 @@ class LockedAdmissionStore:
                 _, month_key, streams, leases = names
                 c = rules.reclaim(self._counters(stored, names), now=now, month=month)
                 if c.spend is not None:
-                    self._write(month_key, c.spend, _month_ttl(now, now))
+                    self._write(month_key, c.spend, month_ttl(now, now))
                 self._write_map(streams, c.streams, now)
                 self._write_map(leases, c.leases, now)
                 out += [c.requests, c.tokens, c.spend, len(c.streams)]
             return out
 
         return await self.shared.atomically(step)
-
-
-# --- Redis: one Lua script per admit and per settle ----------------------------------
-
-# Gives back what a scope's expired leases hold (admission_rules.reclaim): their
-# cost comes off the month counter if they were charged to it (DECRBY of the
-# digits stored in the member, never a Lua double printed back), and they leave
-# the set. Returns the spend afterwards (nil: no counter).
-_LUA_RECLAIM = """
-local function reclaim(m, l, now, month)
-  local expired = redis.call('ZRANGEBYSCORE', l, '-inf', now, 'LIMIT', 0, RECLAIM_BATCH)
-  local spend = redis.call('GET', m)
-  for _, member in ipairs(expired) do
-    local cost, held = string.match(member, '|(%d+)|(%d+)$')
-    if spend and held == month then spend = redis.call('DECRBY', m, cost) end
-    redis.call('ZREM', l, member)
-  end
-  if spend and tonumber(spend) < 0 then
-    redis.call('SET', m, '0', 'KEEPTTL')
-    spend = 0
-  end
-  if spend then return tonumber(spend) end
-  return nil
-end
-""".replace("RECLAIM_BATCH", str(RECLAIM_BATCH))
-
-# Mirrors admission_rules.admit_step. Counts are integers; money goes through
-# INCRBY/DECRBY and SET of the caller's own digits, never through a Lua double
-# printed back (tostring would print 1e+15).
-# KEYS: key window, month, streams, leases; the tenant's four; reservation.
-# ARGV: 1 now, 2 request id, 3 tokens, 4 cost, 5 stream (1/0),
-#       6-9 key rpm, tpm, max concurrent, budget; 10-13 the tenant's (-1: none);
-#       14 key seed, 15 tenant seed (-1: none); TTLs in ms: 16 window, 17 month,
-#       18 stream and lease sets, 19 reservation; 20 month id, 21 lease expiry.
-# Returns {2, "key,tenant"} when a month counter needs a seed, else
-# {admitted 1/0, refusal code, then per scope requests, tokens, spend, streams}.
-_LUA_ADMIT = (
-    _LUA_RECLAIM
-    + """
-local now = ARGV[1]
-local tokens = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local stream = ARGV[5] == '1'
-local month = ARGV[20]
-local function limit(i)
-  local v = tonumber(ARGV[i])
-  if v < 0 then return nil end
-  return v
-end
-local scopes = {
-  {name = 'key', w = KEYS[1], m = KEYS[2], s = KEYS[3], l = KEYS[4], seed = ARGV[14],
-   rpm = limit(6), tpm = limit(7), conc = limit(8), budget = limit(9)},
-  {name = 'tenant', w = KEYS[5], m = KEYS[6], s = KEYS[7], l = KEYS[8], seed = ARGV[15],
-   rpm = limit(10), tpm = limit(11), conc = limit(12), budget = limit(13)},
-}
-local missing = {}
-for _, sc in ipairs(scopes) do
-  if redis.call('EXISTS', sc.m) == 0 then
-    if tonumber(sc.seed) >= 0 then
-      sc.seeded = true
-    else
-      table.insert(missing, sc.name)
-    end
-  end
-end
-if #missing > 0 then return {2, table.concat(missing, ',')} end
-for _, sc in ipairs(scopes) do
-  if sc.seeded then
-    redis.call('SET', sc.m, sc.seed, 'PX', ARGV[17])
-    -- the seed holds none of the old leases' costs
-    redis.call('DEL', sc.l)
-  end
-  sc.spend = reclaim(sc.m, sc.l, now, month)
-  redis.call('ZREMRANGEBYSCORE', sc.s, '-inf', now)
-  local counts = redis.call('HMGET', sc.w, 'r', 't')
-  sc.requests = tonumber(counts[1]) or 0
-  sc.tokens = tonumber(counts[2]) or 0
-  sc.streams = redis.call('ZCARD', sc.s)
-end
-local refusal = ''
-for _, sc in ipairs(scopes) do
-  local kind = nil
-  if sc.rpm and sc.requests + 1 > sc.rpm then kind = 'rpm'
-  elseif sc.tpm and sc.tokens + tokens > sc.tpm then kind = 'tpm'
-  elseif stream and sc.conc and sc.streams + 1 > sc.conc then kind = 'concurrency'
-  elseif sc.budget and (sc.spend >= sc.budget or sc.spend + cost > sc.budget) then
-    kind = 'budget'
-  end
-  if kind then
-    refusal = sc.name .. '_' .. kind
-    break
-  end
-end
-if refusal == '' then
-  local member = ARGV[2] .. '|' .. ARGV[4] .. '|' .. month
-  for _, sc in ipairs(scopes) do
-    sc.requests = redis.call('HINCRBY', sc.w, 'r', 1)
-    sc.tokens = redis.call('HINCRBY', sc.w, 't', ARGV[3])
-    redis.call('PEXPIRE', sc.w, ARGV[16])
-    sc.spend = redis.call('INCRBY', sc.m, ARGV[4])
-    redis.call('ZADD', sc.l, ARGV[21], member)
-    -- leases differ in length: a set lives as its longest
-    if redis.call('PTTL', sc.l) < tonumber(ARGV[18]) then redis.call('PEXPIRE', sc.l, ARGV[18]) end
-    if stream and sc.conc then
-      redis.call('ZADD', sc.s, ARGV[21], ARGV[2])
-      if redis.call('PTTL', sc.s) < tonumber(ARGV[18]) then
-        redis.call('PEXPIRE', sc.s, ARGV[18])
-      end
-      sc.streams = redis.call('ZCARD', sc.s)
-    end
-  end
-  redis.call('SET', KEYS[9], '1', 'PX', ARGV[19])
-end
-local out = {refusal == '' and 1 or 0, refusal}
-for _, sc in ipairs(scopes) do
-  table.insert(out, sc.requests)
-  table.insert(out, sc.tokens)
-  table.insert(out, sc.spend)
-  table.insert(out, sc.streams)
-end
-return out
-"""
-)
-
-# Mirrors admission_rules.settle_step. KEYS as for admit; ARGV: 1 same window
-# (1/0), 2 token delta, 3 cost delta, 4 request id, 5 lease member, 6 real cost.
-# Returns 1 if applied. Only existing counters change, so their TTLs stand
-# (HINCRBY and INCRBY keep them).
-_LUA_SETTLE = """
-if redis.call('DEL', KEYS[9]) == 0 then return 0 end
-for i = 0, 4, 4 do
-  local w, m, s, l = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
-  local held = redis.call('ZREM', l, ARGV[5])
-  if ARGV[1] == '1' and redis.call('EXISTS', w) == 1 then
-    if redis.call('HINCRBY', w, 't', ARGV[2]) < 0 then redis.call('HSET', w, 't', '0') end
-  end
-  if redis.call('EXISTS', m) == 1 then
-    -- a reclaimed lease no longer holds the reservation: charge the whole real cost
-    local delta = ARGV[6]
-    if held == 1 then delta = ARGV[3] end
-    if redis.call('INCRBY', m, delta) < 0 then redis.call('SET', m, '0', 'KEEPTTL') end
-  end
-  redis.call('ZREM', s, ARGV[4])
-end
-return 1
-"""
-
-# A consistent snapshot, after reclaiming expired leases. KEYS: the first eight
-# of admit's; ARGV: 1 now, 2 month id. Per scope: requests, tokens, spend
-# (-1: not in the cache), live streams.
-_LUA_READ = (
-    _LUA_RECLAIM
-    + """
-local out = {}
-for i = 0, 4, 4 do
-  local spend = reclaim(KEYS[i + 2], KEYS[i + 4], ARGV[1], ARGV[2])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i + 3], '-inf', ARGV[1])
-  local counts = redis.call('HMGET', KEYS[i + 1], 'r', 't')
-  table.insert(out, tonumber(counts[1]) or 0)
-  table.insert(out, tonumber(counts[2]) or 0)
-  table.insert(out, spend or -1)
-  table.insert(out, redis.call('ZCARD', KEYS[i + 3]))
-end
-return out
-"""
-)
-
-
-def _limit_args(limits: Limits) -> list[int]:
-    values = (limits.rpm, limits.tpm, limits.max_concurrent, limits.budget_micro_usd)
-    return [-1 if v is None else int(v) for v in values]
-
-
-class RedisAdmissionStore:
-    """Every admit and settle is one Lua script on the Redis server."""
-
-    def __init__(self, shared: RedisStateStore) -> None:
-        self.shared = shared
-        client = shared.client()
-        # register_script only hashes the text: the server learns the script on first use.
-        self._admit = client.register_script(_LUA_ADMIT)
-        self._settle = client.register_script(_LUA_SETTLE)
-        self._read = client.register_script(_LUA_READ)
-
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        full = [self.shared.full_key(k) for k in keys]
-        client = self.shared.client(full[0])
-        return await asyncio.to_thread(script, keys=full, args=args, client=client)
-
-    async def admit(
-        self, req: AdmitRequest, *, key_seed: int | None, tenant_seed: int | None
-    ) -> rules.AdmitResult:
-        args = [
-            repr(req.now),
-            req.request_id,
-            req.tokens,
-            req.cost,
-            1 if req.stream else 0,
-            *_limit_args(req.key_limits),
-            *_limit_args(req.tenant_limits),
-            -1 if key_seed is None else key_seed,
-            -1 if tenant_seed is None else tenant_seed,
-            _ms(_window_ttl(req.window, req.now)),
-            _ms(_month_ttl(req.now, req.now)),
-            _ms(_leases_ttl(req.lease)),
-            _ms(_reservation_ttl(req.lease)),
-            req.month,
-            repr(req.now + req.lease),
-        ]
-        reply = await self._run(self._admit, req.keys.ordered(), args)
-        status = int(reply[0])
-        code = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-        if status == 2:
-            return rules.AdmitResult(
-                False,
-                Counters(),
-                Counters(),
-                needs_seed=tuple(x for x in rules.SCOPES if x in code.split(",")),
-            )
-        # Only the number of streams comes back; headers need no more.
-        key, tenant = (
-            Counters(requests=int(r), tokens=int(t), spend=int(m))
-            for r, t, m in (reply[2:5], reply[6:9])
-        )
-        refusal = None
-        if code:
-            scope, kind = code.split("_", 1)
-            refusal = rules.Refusal(scope, kind)  # type: ignore[arg-type]
-        return rules.AdmitResult(status == 1, key, tenant, refusal)
-
-    async def settle(self, s: SettleRequest) -> bool:
-        args = [
-            1 if s.same_window else 0,
-            s.token_delta,
-            s.cost_delta,
-            s.request_id,
-            s.lease_member,
-            s.real_cost,
-        ]
-        return bool(await self._run(self._settle, s.keys.ordered(), args))
-
-    async def read(self, keys: AdmissionKeys, *, now: float, month: str) -> list[int | None]:
-        reply = await self._run(self._read, keys.ordered()[:8], [repr(now), month])
-        out: list[int | None] = [int(v) for v in reply]
-        for spend in (2, 6):
-            if out[spend] == -1:
-                out[spend] = None
-        return out
 
 
 # --- choosing the store ------------------------------------------------------------
