@@ -47,3 +47,16 @@ def test_it_sizes_the_buckets_from_the_provider_settings():
     assert free is not None and (free.per_minute, free.per_day) == (15, 1500)
     tier1 = _limiter(Provider(type="gemini", settings={"rate_limit_tier": "tier1"}), "k")
     assert tier1 is not None and (tier1.per_minute, tier1.per_day) == (2000, None)
+
+
+def test_it_reads_the_structured_retry_hint_of_an_error_body_where_the_profile_has_one():
+    body = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "40s"}],
+        }
+    }
+    hooks = {name: p.retry_after_from_error for name, p in PROFILES.items()}
+    assert hooks["gemini"] is not None and hooks["gemini"](body) == 40.0
+    assert {name for name, hook in hooks.items() if hook is not None} == {"gemini"}
