@@ -13,20 +13,31 @@ exist, which are invalid or retired, and their history.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import models
 from fernet_fields import EncryptedTextField
 
 from aipk_site.infra.choices import TextChoices
+from providers_app.kit.providers import PROFILES
 
+# One choice per registered provider profile (kit/providers), in registry order:
+# a new provider's module and registry entry are all the type list needs (plus the
+# choices-only migration Django then writes). mypy sees a class with no members.
+if TYPE_CHECKING:
 
-class ProviderType(TextChoices):
-    OPENAI = "openai", "OpenAI"
-    ANTHROPIC = "anthropic", "Anthropic"
-    GEMINI = "gemini", "Google Gemini"
-    CEREBRAS = "cerebras", "Cerebras"
-    QWEN = "qwen", "Qwen"
-    OPENROUTER = "openrouter", "OpenRouter"
-    OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible endpoint"
+    class ProviderType(TextChoices):
+        pass
+
+else:
+    ProviderType = TextChoices(
+        "ProviderType",
+        [
+            (name.upper().replace("-", "_"), (name, profile.label))
+            for name, profile in PROFILES.items()
+        ],
+        module=__name__,
+    )
 
 
 class KeyStrategy(TextChoices):

@@ -25,7 +25,6 @@ from pydantic import (
 from aipk_site.infra.errors import InvalidRequest
 from providers_app.kit.providers import PROFILES
 from providers_app.kit.providers.qwen import QWEN_LIMITS
-from providers_app.models import ProviderType
 
 
 class ProviderSettingsError(InvalidRequest):
@@ -131,13 +130,13 @@ class OpenAICompatibleSettings(_ProviderSettings):
 
 
 SETTINGS_MODELS: dict[str, type[_ProviderSettings]] = {
-    ProviderType.OPENAI: OpenAISettings,
-    ProviderType.ANTHROPIC: AnthropicSettings,
-    ProviderType.GEMINI: GeminiSettings,
-    ProviderType.CEREBRAS: CerebrasSettings,
-    ProviderType.QWEN: QwenSettings,
-    ProviderType.OPENROUTER: OpenRouterSettings,
-    ProviderType.OPENAI_COMPATIBLE: OpenAICompatibleSettings,
+    "openai": OpenAISettings,
+    "anthropic": AnthropicSettings,
+    "gemini": GeminiSettings,
+    "cerebras": CerebrasSettings,
+    "qwen": QwenSettings,
+    "openrouter": OpenRouterSettings,
+    "openai-compatible": OpenAICompatibleSettings,
 }
 
 
