@@ -6,6 +6,8 @@ and SIGTERM are handled by aipk_site/gateway/shutdown.py.
 """
 
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -21,11 +23,16 @@ from aipk_site.gateway.handler import GatewayASGIHandler, gateway_path  # noqa: 
 from aipk_site.gateway.shutdown import ShutdownMiddleware  # noqa: E402
 from aipk_site.routing import origin_validator, websocket_urlpatterns  # noqa: E402
 
-# /v1/ (the gateway) skips the site's session, CSRF and login middleware: see gateway_handler.
+# /v1/ (the gateway) skips the site's session, CSRF and login middleware: see
+# aipk_site/gateway/handler.py.
 gateway_asgi_app = GatewayASGIHandler()
 
 
-async def http_app(scope, receive, send):
+async def http_app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
     app = gateway_asgi_app if gateway_path(scope) else django_asgi_app
     await app(scope, receive, send)
 

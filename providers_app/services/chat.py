@@ -15,26 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from aipk_site.infra.metrics import record_request
-from aipk_site.infra.state import state_store
+from providers_app.kit.adapters import BaseAdapter, ChatStream
 from providers_app.kit.errors import AllKeysExhaustedError, ProviderError, RateLimitError
-from providers_app.kit.ratelimit import RateLimitTracker, TokenBucket, gemini_bucket
+from providers_app.kit.providers import provider_profile
+from providers_app.kit.ratelimit import RateLimitTracker, TokenBucket
 from providers_app.kit.resilience import CircuitBreaker, KeyPool, RetryPolicy, call_with_failover
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse
-from providers_app.models import ApiKey, OAuthCredential, Provider, ProviderType
+from providers_app.models import ApiKey, OAuthCredential, Provider
 from providers_app.services.credentials import api_key_set_state
 from providers_app.services.oauth import ensure_fresh_token
 from providers_app.services.pools import credential_id, key_pool, provider_pool_name
+from providers_app.services.provider_metrics import record_request
 from providers_app.services.providers import build_adapter, provider_deadlines
+from providers_app.services.shared_state import provider_state_store
 
 Credential = ApiKey | OAuthCredential
 
@@ -109,7 +111,7 @@ class Resilience:
 
 
 def resilience_for(provider: Provider) -> Resilience:
-    store = state_store()
+    store = provider_state_store()
     return Resilience(
         pool=key_pool(provider.pk, provider.key_strategy),
         breaker=CircuitBreaker(
@@ -124,22 +126,18 @@ def resilience_for(provider: Provider) -> Resilience:
     )
 
 
-def _limiter(provider: Provider, cred: str) -> Any:
-    """Token buckets for the providers that send no rate-limit headers."""
-    store = state_store()
-    if provider.type == ProviderType.GEMINI:
-        return gemini_bucket(
-            store, f"{provider.pk}:{cred}", tier=provider.settings.get("rate_limit_tier", "free")
-        )
-    if provider.type == ProviderType.QWEN:
-        limits = provider.settings
-        return TokenBucket(
-            store,
-            f"{provider.pk}:{cred}",
-            per_minute=limits.get("requests_per_minute", 60),
-            per_day=limits.get("requests_per_day", 2000),
-        )
-    return None
+def _limiter(provider: Provider, cred: str) -> TokenBucket | None:
+    """A token bucket per credential for the providers that send no rate-limit headers, sized
+    by the provider's profile from its settings (Qwen's 60 a minute, Gemini's tier)."""
+    limits = provider_profile(provider.type).client_limits(provider.settings or {})
+    if limits is None:
+        return None
+    return TokenBucket(
+        provider_state_store(),
+        f"{provider.pk}:{cred}",
+        per_minute=limits.per_minute,
+        per_day=limits.per_day,
+    )
 
 
 class _Attempt:
@@ -251,39 +249,40 @@ async def _prepare(
     return _Attempt(provider, request, by_id, resilience_for(provider)), list(by_id)
 
 
-async def provider_chat(
+T = TypeVar("T")
+
+
+async def _over_credentials(
     provider: Provider,
     request: ChatRequest,
     *,
-    tenant_id: int | None = None,
-    trace: dict | None = None,
-    deadline: float | None = None,
-) -> ChatResponse:
-    """One reply from ``provider``, using the organisation's credentials and ``tenant_id``'s own.
-    ``trace["credential_id"]`` tells the caller which credential answered (for usage records).
-    ``deadline`` (``time.monotonic()``) is the caller's budget, see ``request_deadline``."""
-    deadline = request_deadline(provider, deadline)
+    tenant_id: int | None,
+    trace: dict[str, str] | None,
+    deadline: float,
+    use: Callable[[_Attempt, BaseAdapter, str, str, float], Awaitable[T]],
+) -> tuple[_Attempt, T]:
+    """The credential loop replies and streams share: each try takes a credential from
+    the pool, names it in ``trace``, builds its adapter and hands it to ``use`` (a whole
+    reply, or a stream up to its first chunk); a provider error is counted in the metrics
+    and left to ``call_with_failover`` to retry on the next credential, by ``deadline``."""
     attempt, candidates = await _prepare(provider, request, tenant_id)
 
-    async def call(cred: str) -> ChatResponse:
+    async def operation(cred: str) -> T:
         started = time.perf_counter()
         if trace is not None:
             trace["credential_id"] = cred
         try:
             adapter, tracked = await attempt.adapter(cred)
-            reply = await adapter.chat(request, deadline=deadline)
+            return await use(attempt, adapter, cred, tracked, started)
         except ProviderError as error:
             await attempt.failed(cred, error, started)
             raise
-        await attempt.res.tracker.update(tracked, reply.rate_limit)
-        attempt.succeeded(cred, reply.usage, started)
-        return reply
 
     res = attempt.res
-    return await call_with_failover(
+    answer = await call_with_failover(
         pool=res.pool,
         candidates=candidates,
-        operation=call,
+        operation=operation,
         breaker=res.breaker,
         max_attempts=res.max_attempts,
         retry=res.retry,
@@ -291,6 +290,34 @@ async def provider_chat(
         model=request.model,
         on_invalid=attempt.invalid,
     )
+    return attempt, answer
+
+
+async def provider_chat(
+    provider: Provider,
+    request: ChatRequest,
+    *,
+    tenant_id: int | None = None,
+    trace: dict[str, str] | None = None,
+    deadline: float | None = None,
+) -> ChatResponse:
+    """One reply from ``provider``, using the organisation's credentials and ``tenant_id``'s own.
+    ``trace["credential_id"]`` tells the caller which credential answered (for usage records).
+    ``deadline`` (``time.monotonic()``) is the caller's budget, see ``request_deadline``."""
+    until = request_deadline(provider, deadline)
+
+    async def reply(
+        attempt: _Attempt, adapter: BaseAdapter, cred: str, tracked: str, started: float
+    ) -> ChatResponse:
+        response = await adapter.chat(request, deadline=until)
+        await attempt.res.tracker.update(tracked, response.rate_limit)
+        attempt.succeeded(cred, response.usage, started)
+        return response
+
+    _, response = await _over_credentials(
+        provider, request, tenant_id=tenant_id, trace=trace, deadline=until, use=reply
+    )
+    return response
 
 
 async def provider_stream(
@@ -298,46 +325,31 @@ async def provider_stream(
     request: ChatRequest,
     *,
     tenant_id: int | None = None,
-    trace: dict | None = None,
+    trace: dict[str, str] | None = None,
     deadline: float | None = None,
 ) -> AsyncGenerator[ChatChunk, None]:
     """Chunks as they arrive. Failover covers opening the stream and its first chunk only:
     once a chunk has gone to the caller, a failure is the caller's to see. The stream,
     its retries included, ends by ``deadline`` (see ``request_deadline``)."""
-    deadline = request_deadline(provider, deadline)
-    attempt, candidates = await _prepare(provider, request, tenant_id)
+    until = request_deadline(provider, deadline)
 
-    async def open_stream(cred: str):
-        started = time.perf_counter()
-        if trace is not None:
-            trace["credential_id"] = cred
+    async def open_stream(
+        attempt: _Attempt, adapter: BaseAdapter, cred: str, tracked: str, started: float
+    ) -> tuple[str, ChatStream, ChatChunk | None, float, str]:
+        stream = adapter.stream(request, deadline=until)
         try:
-            adapter, tracked = await attempt.adapter(cred)
-            stream = adapter.stream(request, deadline=deadline)
-            try:
-                first = await stream.__anext__()
-            except StopAsyncIteration:
-                first = None
-            except BaseException:
-                await stream.aclose()
-                raise
-        except ProviderError as error:
-            await attempt.failed(cred, error, started)
+            first: ChatChunk | None = await stream.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await stream.aclose()
             raise
         return cred, stream, first, started, tracked
 
-    res = attempt.res
-    cred, stream, first, started, tracked = await call_with_failover(
-        pool=res.pool,
-        candidates=candidates,
-        operation=open_stream,
-        breaker=res.breaker,
-        max_attempts=res.max_attempts,
-        retry=res.retry,
-        deadline=deadline,
-        model=request.model,
-        on_invalid=attempt.invalid,
+    attempt, (cred, stream, first, started, tracked) = await _over_credentials(
+        provider, request, tenant_id=tenant_id, trace=trace, deadline=until, use=open_stream
     )
+    res = attempt.res
     usage = None
     try:
         if first is not None:

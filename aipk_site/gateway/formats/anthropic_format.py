@@ -1,5 +1,8 @@
 """Anthropic ``POST /v1/messages``: request parsing, response and stream rendering.
 
+One concept, kept whole: one wire format, whose parser, renderer and stream
+encoder must change together when Anthropic's shapes do.
+
 The shapes follow what api.anthropic.com sends (see the SDK fixtures in
 tests/fixtures/wire), because the official ``anthropic`` SDK and tools built
 on it must work against the gateway unchanged.

@@ -1,5 +1,8 @@
 """OpenAI ``POST /v1/chat/completions``: request parsing, response and stream rendering.
 
+One concept, kept whole: one wire format, whose parser, renderer and stream
+encoder must change together when OpenAI's shapes do.
+
 The shapes follow what api.openai.com sends (see the captured transcripts in
 tests/fixtures/wire), because the official ``openai`` SDK and everything
 built on it must work against the gateway unchanged.
