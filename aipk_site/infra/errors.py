@@ -18,6 +18,17 @@ into these errors at its edge.
 
 from __future__ import annotations
 
+from typing import Any, TypedDict, Unpack
+
+
+class ErrorOptions(TypedDict, total=False):
+    """The optional fields every error of the family takes (see ``AipkError``)."""
+
+    code: str | None
+    param: str | None
+    retry_after: float | None
+    headers: dict[str, str] | None
+
 
 class AipkError(Exception):
     """The base of every service error: message, param, code and HTTP status."""
@@ -43,7 +54,7 @@ class AipkError(Exception):
         self.retry_after = retry_after
         self.headers = dict(headers or {})
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {
             "error": {
                 "type": self.type,
@@ -96,7 +107,7 @@ class UpstreamError(AipkError):
     type = "api_error"
     code = "upstream_error"
 
-    def __init__(self, message: str, *, status: int = 502, **kwargs) -> None:
+    def __init__(self, message: str, *, status: int = 502, **kwargs: Unpack[ErrorOptions]) -> None:
         super().__init__(message, **kwargs)
         self.status = status
 
@@ -109,7 +120,14 @@ class UpstreamRefused(AipkError):
     it from a refusal of its own virtual key or limits. The provider's text is not
     passed on: it may quote the key or name the organisation's projects."""
 
-    def __init__(self, message: str, *, status: int, type: str, **kwargs) -> None:  # noqa: A002 - the wire field's name
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str,  # noqa: A002 - the wire field's name
+        **kwargs: Unpack[ErrorOptions],
+    ) -> None:
         super().__init__(message, **kwargs)
         self.status = status
         self.type = type
