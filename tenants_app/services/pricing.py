@@ -41,7 +41,7 @@ from django.db.models import Q
 
 from aipk_site.infra.audit import audit_record
 from aipk_site.infra.errors import InvalidRequest
-from providers_app.kit.providers import ADAPTERS
+from providers_app.kit.providers import ADAPTERS, PROFILES
 from providers_app.kit.types import ChatRequest
 from providers_app.models import DiscoveredModel, Provider, ProviderType
 from tenants_app.models import Pricing
@@ -152,19 +152,8 @@ async def aprice_for(provider: Provider, model: str) -> Price | None:
     return price or fallback_price(provider)
 
 
-# The longest reply a model of each type may give when neither discovery nor the
-# adapter's catalogue knows the model: deliberately high (a reservation must not
-# fall short), from the largest documented maximum outputs of each provider's
-# current models as of 2025-12 (OpenAI gpt-5: 128,000; Anthropic Claude 4.x:
-# 64,000; Gemini 2.5: 65,536; Qwen3 coder: 65,536). Types that front many
-# vendors' models get 131,072.
+# For a type no profile knows (none today): the profiles' own default.
 DEFAULT_MAX_OUTPUT_TOKENS = 131_072
-MAX_OUTPUT_TOKENS_BY_TYPE: dict[str, int] = {
-    "openai": 128_000,
-    "anthropic": 64_000,
-    "gemini": 65_536,
-    "qwen": 65_536,
-}
 
 # (provider pk, model) -> (expires at, discovered max output or None)
 _output_cache: dict[tuple[Any, str], tuple[float, int | None]] = {}
@@ -204,7 +193,9 @@ async def amax_output_tokens(provider: Provider, model: str) -> tuple[int, bool]
     known = discovered or _catalogue_max_output(provider.type, model)
     if known:
         return int(known), True
-    return MAX_OUTPUT_TOKENS_BY_TYPE.get(provider.type, DEFAULT_MAX_OUTPUT_TOKENS), False
+    profile = PROFILES.get(provider.type)
+    # the profile's figure: the longest reply a model of that type may give
+    return (profile.max_output_tokens if profile else DEFAULT_MAX_OUTPUT_TOKENS), False
 
 
 def _exact_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> Decimal:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import get_args
 
+import pytest
+
 from providers_app.kit.providers import PROFILES
 from providers_app.kit.providers.gemini import GEMINI_TIERS
 from providers_app.kit.providers.qwen import QWEN_LIMITS
@@ -60,3 +62,22 @@ def test_it_reads_the_structured_retry_hint_of_an_error_body_where_the_profile_h
     hooks = {name: p.retry_after_from_error for name, p in PROFILES.items()}
     assert hooks["gemini"] is not None and hooks["gemini"](body) == 40.0
     assert {name for name, hook in hooks.items() if hook is not None} == {"gemini"}
+
+
+@pytest.mark.django_db
+async def test_it_bounds_an_unknown_models_reply_by_its_providers_documented_maximum():
+    from tenants_app.services.pricing import amax_output_tokens
+
+    expected = {
+        "openai": 128_000,
+        "anthropic": 64_000,
+        "gemini": 65_536,
+        "qwen": 65_536,
+        "cerebras": 131_072,
+        "openrouter": 131_072,
+        "openai-compatible": 131_072,
+    }
+    assert set(expected) == set(PROFILES)
+    for provider_type, tokens in expected.items():
+        provider = await Provider.objects.acreate(name=f"p-{provider_type}", type=provider_type)
+        assert await amax_output_tokens(provider, "a-model-nobody-catalogued") == (tokens, False)

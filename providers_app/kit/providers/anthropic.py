@@ -11,6 +11,7 @@ PROFILE = ProviderProfile(
     provider_type="anthropic",
     label="Anthropic",
     adapter=AnthropicAdapter,
+    max_output_tokens=64_000,  # Claude 4.x
     oauth=OAuthDefaults(
         authorize_url="https://claude.ai/oauth/authorize",
         token_url="https://console.anthropic.com/v1/oauth/token",

@@ -80,6 +80,7 @@ PROFILE = ProviderProfile(
     provider_type="gemini",
     label="Google Gemini",
     adapter=GeminiAdapter,
+    max_output_tokens=65_536,  # Gemini 2.5
     oauth=OAuthDefaults(
         authorize_url="https://accounts.google.com/o/oauth2/v2/auth",
         token_url="https://oauth2.googleapis.com/token",

@@ -9,6 +9,7 @@ PROFILE = ProviderProfile(
     provider_type="openai",
     label="OpenAI",
     adapter=OpenAIAdapter,
+    max_output_tokens=128_000,  # gpt-5
     oauth=OAuthDefaults(
         authorize_url="https://auth.openai.com/oauth/authorize",
         token_url="https://auth.openai.com/oauth/token",

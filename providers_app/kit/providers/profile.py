@@ -72,6 +72,11 @@ class ProviderProfile:
     context_length_coded: bool = True
     # an exhausted billing quota is answered like a rate limit (Gemini's RESOURCE_EXHAUSTED)
     quota_is_rate_limit: bool = False
+    # the longest reply a model of this type may give when neither discovery nor the
+    # adapter's catalogue knows the model: deliberately high, since a budget reservation
+    # must not fall short. From the largest documented maximum outputs as of 2025-12;
+    # types that front many vendors' models keep the default.
+    max_output_tokens: int = 131_072
     # seconds to wait read from an error body's structured hint (beyond retry-after headers)
     retry_after_from_error: Callable[[Any], float | None] | None = None
 

@@ -42,6 +42,7 @@ PROFILE = ProviderProfile(
     provider_type="qwen",
     label="Qwen",
     adapter=QwenAdapter,
+    max_output_tokens=65_536,  # Qwen3 coder
     oauth=OAuthDefaults(
         device_url="https://chat.qwen.ai/api/v1/oauth2/device/code",
         token_url="https://chat.qwen.ai/api/v1/oauth2/token",
