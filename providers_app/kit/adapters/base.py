@@ -1,4 +1,4 @@
-"""What every adapter shares: configuration, HTTP plumbing, streaming, errors.
+"""What every adapter shares: HTTP plumbing, timeouts, error mapping and model listing.
 
 An adapter is small capabilities on one object -- identity and default model,
 model listing, chat (plain and streamed), health check and authentication
@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import httpx
 
 from .. import errors
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
-from ..sse import SSEEvent, SSEParser
 from ..types import (
     AuthState,
     ChatChunk,
@@ -31,163 +30,28 @@ from ..types import (
     ModelInfo,
     Usage,
 )
+from .config import (
+    LISTING_DEADLINE_SECONDS,
+    POOL_WAIT_SECONDS,
+    Deadlines,
+    ProviderConfig,
+    secret_hint,
+)
+from .streaming import ChatStream, StreamDecoder, StreamReader
 
-
-@dataclass(frozen=True, slots=True)
-class Deadlines:
-    """How long one request may wait on a provider, in seconds.
-
-    - ``connect``: to open the TCP/TLS connection;
-    - ``first_byte``: from sending the request to the first byte of the reply -- for a
-      non-stream reply that is the whole generation (its headers come only when it
-      is done), for a stream the response headers and the first chunk;
-    - ``idle``: between two chunks of a stream;
-    - ``total``: the whole request, shared by every retry on another credential and
-      every failover to another candidate, so retries cannot multiply it.
-
-    The defaults follow the official openai and anthropic SDKs (``connect=5.0``, every
-    read up to 600 s: both ship ``httpx.Timeout(600, connect=5.0)``), so a long
-    non-stream generation that succeeds with the SDK also succeeds through aipk.
-    ``total`` has no SDK counterpart (theirs is per read); 30 minutes bounds a request
-    without cutting long reasoning streams.
-    """
-
-    connect: float = 5.0
-    first_byte: float = 600.0
-    idle: float = 600.0
-    total: float = 1800.0
-
-
-# Waiting for a free connection in aipk's own pool (httpx's default): not the provider's
-# fault, reported as LocalCongestionError.
-POOL_WAIT_SECONDS = 5.0
-# Model listing and health checks are quick calls: they need not wait a generation's 600 s.
-LISTING_DEADLINE_SECONDS = 30.0
-
-
-@dataclass(slots=True)
-class ProviderConfig:
-    """One provider account. Secrets are excluded from repr so they never reach a log."""
-
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    # OAuth bearer token; used instead of the API key when present
-    access_token: str | None = field(default=None, repr=False)
-    access_token_expires_at: float | None = None
-    default_model: str | None = None
-    # the whole-request deadline (an admin's single "timeout"); overrides deadlines.total
-    timeout: float | None = None
-    deadlines: Deadlines | None = None
-    name: str = ""
-    organization: str | None = None  # OpenAI
-    project_id: str | None = None  # Gemini via the Code Assist (CloudCode) endpoint
-    site_url: str | None = None  # OpenRouter HTTP-Referer
-    site_name: str | None = None  # OpenRouter X-Title
-    extra_headers: dict[str, str] = field(default_factory=dict)
-
-    def secrets(self) -> list[str]:
-        return [s for s in (self.api_key, self.access_token) if s]
-
-
-def secret_hint(secret: str | None) -> str:
-    return f"…{secret[-4:]}" if secret and len(secret) > 4 else ("…" if secret else "")
-
-
-class StreamDecoder:
-    """Turns one provider's SSE events into normalised chunks. One instance per stream.
-
-    A decoder sets ``finished`` when it sees the provider's end of reply; a
-    connection that closes before that was cut short.
-    """
-
-    __slots__ = ("adapter", "finished")
-
-    def __init__(self, adapter: BaseAdapter) -> None:
-        self.adapter = adapter
-        self.finished = False
-
-    def feed(self, event: SSEEvent) -> list[ChatChunk]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def finish(self) -> list[ChatChunk]:
-        """Called when the connection ends; raises if the stream was cut short."""
-        if not self.finished:
-            raise errors.NetworkError(
-                f"{self.adapter.name}: stream ended before the reply was complete",
-                provider=self.adapter.name,
-            )
-        return []
-
-
-class StreamReader:
-    """Bytes in, normalised chunks out: the SSE parser and a provider's decoder together.
-
-    Kept apart from the HTTP code so transcripts and benchmarks can drive the
-    exact code path a live stream takes.
-    """
-
-    __slots__ = ("parser", "decoder", "saw_usage", "completion_chars")
-
-    def __init__(self, decoder: StreamDecoder) -> None:
-        self.parser = SSEParser()
-        self.decoder = decoder
-        self.saw_usage = False
-        # size of the reply so far, for estimating usage when a provider reports
-        # none -- a count, not the text, so nothing buffers the stream
-        self.completion_chars = 0
-
-    def feed(self, raw: bytes) -> Iterator[ChatChunk]:
-        """Chunks completed by these bytes, yielded one by one so that a chunk
-        decoded before an in-stream error still reaches the caller."""
-        return self._decode(self.parser.feed(raw))
-
-    def close(self) -> Iterator[ChatChunk]:
-        """End of the byte stream: flush the last event, then let the decoder check completeness."""
-        yield from self._decode(self.parser.flush())
-        yield from self.decoder.finish()
-
-    def _decode(self, events: list[SSEEvent]) -> Iterator[ChatChunk]:
-        for event in events:
-            for chunk in self.decoder.feed(event):
-                if chunk.usage is not None:
-                    self.saw_usage = True
-                self.completion_chars += len(chunk.text)
-                if chunk.tool_calls:
-                    self.completion_chars += sum(
-                        len(d.name or "") + len(d.arguments) for d in chunk.tool_calls
-                    )
-                yield chunk
-
-
-class ChatStream:
-    """An async iterator of ChatChunks that owns the upstream response.
-
-    ``rate_limit`` is filled as the response headers arrive. Closing the
-    stream early (``aclose()`` or leaving ``async with``) closes the upstream
-    connection, so an abandoned client never keeps a provider request running.
-    """
-
-    def __init__(
-        self, adapter: BaseAdapter, request: ChatRequest, deadline: float | None = None
-    ) -> None:
-        self.rate_limit: Any = None
-        self.model = request.model
-        self._iterator = adapter._stream_chunks(request, self, deadline)
-
-    def __aiter__(self) -> ChatStream:
-        return self
-
-    async def __anext__(self) -> ChatChunk:
-        return await self._iterator.__anext__()
-
-    async def aclose(self) -> None:
-        await self._iterator.aclose()
-
-    async def __aenter__(self) -> ChatStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+# the configuration and stream types live in their own modules; importers of this one
+# keep finding them here
+__all__ = [
+    "BaseAdapter",
+    "ChatStream",
+    "Deadlines",
+    "ProviderConfig",
+    "StreamDecoder",
+    "StreamReader",
+    "catalog_model",
+    "estimate_usage",
+    "secret_hint",
+]
 
 
 class BaseAdapter:
