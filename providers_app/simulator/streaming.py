@@ -81,7 +81,7 @@ async def respond_plain(
     """A non-stream success after the generation time, honouring transport failure modes.
 
     ``content_units`` is how many chunks the same reply would stream; with
-    timing knobs the response waits as that stream would take.
+    timing knobs the response waits as long as that stream would take.
     """
     if knobs.fail == "hang":
         await hang()

@@ -7,7 +7,7 @@ the time. The cut-off is fixed when a run starts: rows that age past it while
 the run goes on wait for the next run.
 
 A retention of 0 (or less) keeps that table's rows forever. Usage must be
-kept at least as invoicing needs it -- this month and last
+kept at least as long as invoicing needs it -- this month and last
 (services/billing.py) -- so the settings' comment asks for 62 days or more.
 """
 

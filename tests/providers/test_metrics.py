@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def provider_name() -> str:
-    """The registry lives as the process: every test counts under its own provider."""
+    """The registry lives as long as the process: every test counts under its own provider."""
     return f"metrics-{uuid.uuid4().hex[:10]}"
 
 

@@ -20,8 +20,9 @@ from django.core.cache import caches
 from django.db import connections
 from django.test import override_settings
 
-from aipk_site.gateway import admission, admission_store
+from aipk_site.gateway import admission
 from aipk_site.gateway.admission import Admission, Limits, admit, settle, usage_now
+from aipk_site.gateway.admission import store as admission_store
 from aipk_site.infra.errors import LimitExceeded
 from aipk_site.infra.state import LockedCacheStateStore, RedisStateStore, state_store
 from tenants_app.models import Tenant, UsageRecord, VirtualKey

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aipk_site.gateway.admission_rules import (
+from aipk_site.gateway.admission.rules import (
     Counters,
     Lease,
     Limits,

@@ -90,7 +90,7 @@ class StreamReader:
 class ChatStream:
     """An async iterator of ChatChunks that owns the upstream response.
 
-    ``rate_limit`` is filled as the response headers arrive. Closing the
+    ``rate_limit`` is filled as soon as the response headers arrive. Closing the
     stream early (``aclose()`` or leaving ``async with``) closes the upstream
     connection, so an abandoned client never keeps a provider request running.
     """

@@ -328,7 +328,7 @@ def parse_cerebras_headers(
     """``x-ratelimit-{limit,remaining,reset}-{requests-day,tokens-minute}`` + OpenAI-style ones.
 
     Cerebras resets are float seconds ("33011.382867097855"); parse_duration
-    reads those as Go durations, so the OpenAI-style fields work either way.
+    reads those as well as Go durations, so the OpenAI-style fields work either way.
     """
     now = time.time() if now is None else now
     lowered = _lower_headers(headers)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from aipk_site.gateway import admission_rules as rules
-from aipk_site.gateway.admission_rules import Limits
+from aipk_site.gateway.admission import rules as rules
+from aipk_site.gateway.admission.rules import Limits
 
 # Kept past their month so a settle arriving after midnight UTC still lands.
 MONTH_MARGIN_SECONDS = 86400

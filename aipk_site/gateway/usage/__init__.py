@@ -59,7 +59,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from aipk_site.gateway.usage_spool import usage_spool
+from aipk_site.gateway.usage.spool import usage_spool
 from tenants_app.models import UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ class UsageWriter:
             rows, self._pending = self._pending[:size], self._pending[size:]
             if not self._pending:
                 self._first_pending_at = None
-            # rows left over are at least as the deadline that just passed,
+            # rows left over are at least as old as the deadline that just passed,
             # so they go out on the next turn without waiting again
             batch = _Batch(rows)
             self._in_flight.add(batch)

@@ -12,8 +12,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from aipk_site.gateway import admission_rules as rules
-from aipk_site.gateway.admission_keys import (
+from aipk_site.gateway.admission import rules as rules
+from aipk_site.gateway.admission.keys import (
     AdmissionKeys,
     AdmitRequest,
     SettleRequest,
@@ -22,8 +22,8 @@ from aipk_site.gateway.admission_keys import (
     reservation_ttl,
     window_ttl,
 )
-from aipk_site.gateway.admission_redis import RedisAdmissionStore
-from aipk_site.gateway.admission_rules import Counters, SettleScope
+from aipk_site.gateway.admission.redis_store import RedisAdmissionStore
+from aipk_site.gateway.admission.rules import Counters, SettleScope
 from aipk_site.infra.state import (
     LockedCacheStateStore,
     RedisStateStore,

@@ -1,5 +1,5 @@
 """Admission on Redis: one Lua script per admit, settle and read, atomic on the
-server across every process sharing the cache (the same steps ``admission_rules``
+server across every process sharing the cache (the same steps ``rules``
 runs in Python for local memory).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aipk_site.gateway import admission_rules as rules
-from aipk_site.gateway.admission_keys import (
+from aipk_site.gateway.admission import rules as rules
+from aipk_site.gateway.admission.keys import (
     RECLAIM_BATCH,
     AdmissionKeys,
     AdmitRequest,
@@ -19,12 +19,12 @@ from aipk_site.gateway.admission_keys import (
     reservation_ttl,
     window_ttl,
 )
-from aipk_site.gateway.admission_rules import Counters, Limits
+from aipk_site.gateway.admission.rules import Counters, Limits
 from aipk_site.infra.state import RedisStateStore, _ms
 
 # --- Redis: one Lua script per admit and per settle ----------------------------------
 
-# Gives back what a scope's expired leases hold (admission_rules.reclaim): their
+# Gives back what a scope's expired leases hold (rules.reclaim): their
 # cost comes off the month counter if they were charged to it (DECRBY of the
 # digits stored in the member, never a Lua double printed back), and they leave
 # the set. Returns the spend afterwards (nil: no counter).
@@ -46,7 +46,7 @@ local function reclaim(m, l, now, month)
 end
 """.replace("RECLAIM_BATCH", str(RECLAIM_BATCH))
 
-# Mirrors admission_rules.admit_step. Counts are integers; money goes through
+# Mirrors rules.admit_step. Counts are integers; money goes through
 # INCRBY/DECRBY and SET of the caller's own digits, never through a Lua double
 # printed back (tostring would print 1e+15).
 # KEYS: key window, month, streams, leases; the tenant's four; reservation.
@@ -121,7 +121,7 @@ if refusal == '' then
     redis.call('PEXPIRE', sc.w, ARGV[16])
     sc.spend = redis.call('INCRBY', sc.m, ARGV[4])
     redis.call('ZADD', sc.l, ARGV[21], member)
-    -- leases differ in length: a set lives as its longest
+    -- leases differ in length: a set lives as long as its longest
     if redis.call('PTTL', sc.l) < tonumber(ARGV[18]) then redis.call('PEXPIRE', sc.l, ARGV[18]) end
     if stream and sc.conc then
       redis.call('ZADD', sc.s, ARGV[21], ARGV[2])
@@ -144,7 +144,7 @@ return out
 """
 )
 
-# Mirrors admission_rules.settle_step. KEYS as for admit; ARGV: 1 same window
+# Mirrors rules.settle_step. KEYS as for admit; ARGV: 1 same window
 # (1/0), 2 token delta, 3 cost delta, 4 request id, 5 lease member, 6 real cost.
 # Returns 1 if applied. Only existing counters change, so their TTLs stand
 # (HINCRBY and INCRBY keep them).

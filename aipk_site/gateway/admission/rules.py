@@ -1,9 +1,9 @@
 """Admission arithmetic: the pure steps every admission store applies atomically.
 
 Framework-free (no Django), like the kit's transitions in
-``providers_app/kit/resilience.py``: ``admit_step`` and ``settle_step`` take a
+``providers_app/kit/resilience/transitions.py``: ``admit_step`` and ``settle_step`` take a
 key's and its tenant's counters as stored and return what to store, and the
-stores (``aipk_site/gateway/admission.py``) run each as one indivisible
+stores (``store.py`` and ``redis_store.py`` beside it) run each as one indivisible
 step -- under a process-wide lock on local memory, as one Lua script on Redis,
 which mirrors these lines.
 

@@ -6,7 +6,7 @@ The gateway calls ``admit`` before it sends a request upstream and ``settle``
 - ``admit`` reserves one request, the estimated tokens and the estimated cost
   on the key's and the tenant's counters -- and a stream slot where a
   concurrency limit applies -- all or nothing, atomically across every
-  process sharing the cache (``admission_rules.admit_step``). A refusal
+  process sharing the cache (``rules.admit_step``). A refusal
   reserves nothing and raises ``LimitExceeded``.
 - ``settle`` swaps the reservation for the real tokens and cost (the request
   still counts) and frees the stream slot. It is idempotent: the reservation
@@ -17,7 +17,7 @@ Late settles (documented choice): tokens are counted in the window the
 request was admitted in. If that window is over by settle time, its counter
 has reset and the token correction is dropped -- charging the difference to
 a newer window would bill one minute's limit for another's request. The cost
-correction goes to the month of admission for as that counter is
+correction goes to the month of admission for as long as that counter is
 kept (one day past the month's end), so a month's spend is always the sum of
 its requests' real costs.
 
@@ -25,17 +25,17 @@ Budgets survive a cache restart: a missing month counter is seeded,
 set-if-absent, from the month's ``UsageRecord.cost_usd`` (in micro-dollars,
 rounded half up). Money is integer micro-dollars throughout, never a float.
 
-Reservations and stream slots are leases (``admission_rules``): each
+Reservations and stream slots are leases (``rules``): each
 expires ``ADMISSION_LEASE_SECONDS`` after admission, and the next admit or
 usage read in its scope gives back what an expired one holds -- so a killed
 process's reservations and stream slots return without an admin. Set the
-lease at least as the longest request (the providers' total
+lease at least as long as the longest request (the providers' total
 deadlines); a request that outlives its lease is still charged its whole real
 cost when it settles, but its hold was released early.
 
-The arithmetic is ``admission_rules``; the cache keys and their lifetimes
-``admission_keys``; the stores that hold the counters ``admission_store``
-(local memory, and the choice) and ``admission_redis``.
+The arithmetic is ``rules``; the cache keys and their lifetimes
+``keys``; the stores that hold the counters ``store``
+(local memory, and the choice) and ``redis_store``.
 """
 
 from __future__ import annotations
@@ -51,16 +51,16 @@ from typing import Any
 
 from django.db.models import Sum
 
-from aipk_site.gateway import admission_rules as rules
-from aipk_site.gateway.admission_keys import (
+from aipk_site.gateway.admission import rules as rules
+from aipk_site.gateway.admission.keys import (
     AdmissionKeys,
     AdmitRequest,
     SettleRequest,
     lease_floor,
     lease_member,
 )
-from aipk_site.gateway.admission_rules import Limits
-from aipk_site.gateway.admission_store import admission_store
+from aipk_site.gateway.admission.rules import Limits
+from aipk_site.gateway.admission.store import admission_store
 from aipk_site.infra.errors import LimitExceeded
 from tenants_app.models import UsageRecord
 
