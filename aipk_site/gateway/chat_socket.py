@@ -220,17 +220,15 @@ async def socket_caller(scope: dict[str, Any]) -> tuple[SocketCaller, KeyContext
 # -- client messages -----------------------------------------------------------------------
 
 
-class ProtocolError(Exception):
-    """A client message the socket cannot act on; answered with chat.error, never a close."""
+class ProtocolError(InvalidRequest):
+    """A client message the socket cannot act on; answered with chat.error, never a close.
+    One of the error family (a 400's fields), rendered as the socket's own event."""
 
     def __init__(
         self, code: str, message: str, *, msg_id: Any = None, param: str | None = None
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code, param=param)
         self.msg_id = msg_id
-        self.param = param
 
     def event(self) -> dict[str, Any]:
         event = {"type": "chat.error", "id": self.msg_id, "code": self.code}
