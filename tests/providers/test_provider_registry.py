@@ -65,7 +65,11 @@ def test_it_reads_the_structured_retry_hint_of_an_error_body_where_the_profile_h
 
 
 @pytest.mark.django_db
-async def test_it_bounds_an_unknown_models_reply_by_its_providers_documented_maximum():
+def test_it_bounds_an_unknown_models_reply_by_its_providers_documented_maximum():
+    # sync, with the coroutine run by async_to_sync: its queries then use this thread's
+    # connection, inside the test's transaction (rolled back after)
+    from asgiref.sync import async_to_sync
+
     from tenants_app.services.pricing import amax_output_tokens
 
     expected = {
@@ -79,5 +83,6 @@ async def test_it_bounds_an_unknown_models_reply_by_its_providers_documented_max
     }
     assert set(expected) == set(PROFILES)
     for provider_type, tokens in expected.items():
-        provider = await Provider.objects.acreate(name=f"p-{provider_type}", type=provider_type)
-        assert await amax_output_tokens(provider, "a-model-nobody-catalogued") == (tokens, False)
+        provider = Provider.objects.create(name=f"p-{provider_type}", type=provider_type)
+        known = async_to_sync(amax_output_tokens)(provider, "a-model-nobody-catalogued")
+        assert known == (tokens, False)
