@@ -9,7 +9,7 @@ Python's ``re`` backtracks, so every pattern is built to stay linear in the
 text: a match may only start where a run of its characters starts (a
 negative lookbehind), every repeat is bounded or unambiguous, and no repeat
 nests inside another unbounded one. A megabyte of adversarial input costs one
-pass, not a quadratic number of them (see tests/tenants/test_redaction.py).
+pass, not a quadratic number of them (see tests/gateway/test_redaction.py).
 
 It deliberately misses more than it catches wrongly: dates, times, IP
 addresses, versions, order numbers and bare digit runs are left alone, so

@@ -1,5 +1,5 @@
-"""Console tests (Django's test client) share the tenant tests' cast: ``staff``,
-Acme's ``owner``, ``tenant_admin``, ``teammate`` and ``viewer``, and ``outsider``
-(owner of Globex), with ``client_as(user)`` for a signed-in client."""
+"""Console tests (Django's test client) share the tenant tests' cast (tests/cast.py):
+``staff``, Acme's ``owner``, ``tenant_admin``, ``teammate`` and ``viewer``, and
+``outsider`` (owner of Globex), with ``client_as(user)`` for a signed-in client."""
 
-from tests.tenants.conftest import *  # noqa: F403 -- the shared cast
+from tests.cast import *  # noqa: F403 -- the shared cast

@@ -1,5 +1,6 @@
-"""A tenant wired to every provider on the simulator, for tests against the real
-aipk server (``gateway_server``, defined in tests/conftest.py)."""
+"""Gateway tests: the shared cast (tests/cast.py), and a tenant wired to every provider on
+the simulator for tests against the real aipk server (``gateway_server``, defined in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
+from tests.cast import *  # noqa: F403 -- the shared cast (tenants, members, tokens)
 
 PROVIDER_TYPES = ("openai", "anthropic", "gemini", "cerebras", "qwen", "openrouter")
 SIMULATOR_PATHS = {
