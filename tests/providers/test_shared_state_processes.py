@@ -46,7 +46,9 @@ OTHER_PROCESS = textwrap.dedent(
     pool_id, action, credential, count = sys.argv[1:5]
     store = provider_state_store()
     assert isinstance(store, RedisProviderStateStore), type(store)
-    pool = KeyPool(store, pool_id)
+    # a minute's backoff: this process must still see it after the other one has exited,
+    # which takes longer than the default 1 s on a loaded machine
+    pool = KeyPool(store, pool_id, base_backoff=60.0)
 
     async def main():
         if action == "fail":
