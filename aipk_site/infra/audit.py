@@ -12,7 +12,8 @@ silently losing an event.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 from django.db import models
 
@@ -33,20 +34,22 @@ SECRET_KEYS = frozenset(
 )
 
 
-class AuditStore(Protocol):
-    def __call__(
-        self,
-        *,
-        action: str,
-        object_type: str,
-        object_id: str,
-        object_repr: str,
-        actor: Any,
-        actor_label: str,
-        changes: dict[str, Any],
-        ip_address: str | None,
-        tenant: Any,
-    ) -> Any: ...
+class AuditFields(TypedDict):
+    """One event as the store receives it: every field resolved, secrets masked."""
+
+    action: str
+    object_type: str
+    object_id: str
+    object_repr: str
+    actor: Any  # the user, or None for the system
+    actor_label: str
+    changes: dict[str, Any]
+    ip_address: str | None
+    tenant: Any  # the tenant the event is filed under, or None
+
+
+# writes one event and returns it
+AuditStore = Callable[[AuditFields], Any]
 
 
 _store: AuditStore | None = None
@@ -104,13 +107,15 @@ def audit_record(
         object_id = object_id or str(obj.pk)
     user = actor if getattr(actor, "is_authenticated", False) else None
     return _store(
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        object_repr=str(obj)[:200] if obj is not None else "",
-        actor=user,
-        actor_label=actor_label or (user.get_username() if user else "system"),
-        changes=_masked(changes or {}),
-        ip_address=ip_address,
-        tenant=tenant,
+        AuditFields(
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            object_repr=str(obj)[:200] if obj is not None else "",
+            actor=user,
+            actor_label=actor_label or (user.get_username() if user else "system"),
+            changes=_masked(changes or {}),
+            ip_address=ip_address,
+            tenant=tenant,
+        )
     )
