@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, websockets to Channels.
+"""ASGI entry point: /v1/ goes to the gateway's lean edge, other HTTP to Django,
+websockets to Channels.
 
 Served by daphne (`daphne aipk_site.asgi:application`, or `manage.py runserver`
 since daphne is first in INSTALLED_APPS), or any ASGI server: the lifespan protocol
@@ -19,13 +20,15 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from aipk_site.gateway.edge import GatewayEdge  # noqa: E402
 from aipk_site.gateway.handler import GatewayASGIHandler, gateway_path  # noqa: E402
 from aipk_site.gateway.shutdown import ShutdownMiddleware  # noqa: E402
 from aipk_site.routing import origin_validator, websocket_urlpatterns  # noqa: E402
 
-# /v1/ (the gateway) skips the site's session, CSRF and login middleware: see
-# aipk_site/gateway/handler.py.
-gateway_asgi_app = GatewayASGIHandler()
+# /v1/ (the gateway): its hot operations are served without Django's request handler
+# (aipk_site/gateway/edge.py); the rest of /v1/ (docs, OpenAPI, unknown paths) goes to
+# Django with a lighter middleware stack (aipk_site/gateway/handler.py).
+gateway_asgi_app = GatewayEdge(fallback=GatewayASGIHandler())
 
 
 async def http_app(

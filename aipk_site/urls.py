@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from aipk_site.api import api
-from aipk_site.gateway.edge import gateway_api
+from aipk_site.gateway.openapi import gateway_api
 from aipk_site.operations_views import health, ready
 from providers_app.oauth_views import oauth_callback_view
 

@@ -1,32 +1,46 @@
-"""The gateway API at /v1/: OpenAI's chat completions, Anthropic's messages and a model list.
+"""The gateway's HTTP edge at /v1/: a lean ASGI application, not Django's request handler.
 
-Thin transports over the request path (dispatch.py): authenticate the virtual key, parse
-the body with the client's wire format, call the gateway, render its reply
-in the same format. Errors use each format's own error shape (OpenAI's
-``{"error": {type, code, message, param}}``, Anthropic's
-``{"type": "error", "error": {...}}``) so the official SDKs raise the
-matching exception classes.
+Django's per-request handler (request object, URL resolver, middleware chain, signals,
+response object) costs about a millisecond of CPU and caps a process near 930 requests
+a second on the machines we measure on (docs/BENCHMARKS.md "Data plane"); a raw ASGI
+proxy reaches several thousand. So the three operations every request of every app
+goes through -- ``POST /v1/chat/completions``, ``POST /v1/messages`` and
+``GET /v1/models`` -- are served here straight from the ASGI scope: a dict lookup
+finds the operation, the body is read with its size limit, the request path
+(dispatch.py) runs, and the answer is written as ASGI messages. Everything else under
+/v1/ (the OpenAPI description, the docs page, unknown paths, wrong methods) is
+passed to Django (``fallback``, aipk_site/gateway/handler.py), where rarely-hit pages
+belong.
 
-It is a NinjaAPI of its own (not a router on the management API) because
-its auth, error shapes and docs differ; its OpenAPI schema is at
-/v1/openapi.json and its docs at /v1/docs.
+What Django's middleware gave a /v1/ answer is done here, cheaply and on purpose:
+the Host header is checked against ALLOWED_HOSTS, plain http is redirected when
+SECURE_SSL_REDIRECT says so, the security headers (nosniff, Referrer-Policy,
+Cross-Origin-Opener-Policy, X-Frame-Options, HSTS over https) are added, and every
+answer carries an ``x-request-id`` (the caller's when sane, as RequestIdMiddleware
+does). A client that goes away cancels its request as Django's handler does: the
+upstream call is cancelled and the usage so far is still recorded.
+
+Errors use each format's own error shape (OpenAI's ``{"error": {type, code, message,
+param}}``, Anthropic's ``{"type": "error", "error": {...}}``) so the official SDKs raise
+the matching exception classes. The operations are also published as a NinjaAPI
+(aipk_site/gateway/openapi.py) for /v1/openapi.json and /v1/docs.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.http.response import HttpResponseBase
+from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
 
 from aipk_site.gateway.dispatch import StreamReply, gateway_reply, gateway_stream
@@ -53,124 +67,89 @@ from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key
 from aipk_site.gateway.ledger import GatewayCall, log_infrastructure_fault
 from aipk_site.gateway.routing import models_for
 from aipk_site.gateway.usage import usage_record
-from aipk_site.infra.errors import (
-    AipkError,
-    NotFound,
-    PayloadTooLarge,
-    UpstreamError,
-)
-from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
+from aipk_site.infra.errors import AipkError, InvalidRequest, PayloadTooLarge, UpstreamError
+from aipk_site.infra.log_context import bind_request_id
+from aipk_site.middleware import request_id_from
 from providers_app.kit.types import ChatResponse
 from tenants_app.models import UsageStatus
 
 logger = logging.getLogger(__name__)
 
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-class GatewayAPI(JSONFallbackAPI):
-    """The gateway's NinjaAPI: unknown paths, wrong methods and unexpected errors are
-    JSON in the caller's format, never Django's HTML pages."""
-
-    def fallback_error(
-        self, request: HttpRequest, status: int, code: str, message: str
-    ) -> HttpResponse:
-        error = AipkError(message, code=code)
-        error.status = status
-        if status == 404:
-            error.type = NotFound.type
-        return _error_response(error, _error_renderer(request))
+_JSON = "application/json"
+_SSE = "text/event-stream; charset=utf-8"
 
 
-def _error_renderer(request: HttpRequest) -> Callable[[AipkError], dict[str, Any]]:
+@dataclass(slots=True)
+class EdgeRequest:
+    """What an operation needs of an HTTP request, whichever server or handler carried it."""
+
+    path: str
+    # lower-case names; a repeated header's values joined with ", "
+    headers: dict[str, str]
+    # the body, at most ``limit`` bytes (PayloadTooLarge past it); read only when needed,
+    # so a request refused before (no key) never waits for its body
+    read_body: Callable[[int], Awaitable[bytes]]
+
+
+@dataclass(slots=True)
+class EdgeResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    # a Server-Sent Events body instead of ``body``
+    stream: AsyncGenerator[bytes, None] | None = None
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+ErrorRenderer = Callable[[AipkError], dict[str, Any]]
+
+# The gateway cannot check limits or budgets without its cache and database; when one is
+# down, callers get a 503 they can retry rather than a 500.
+_INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, RedisError, OSError)
+
+
+def error_renderer(request: EdgeRequest) -> ErrorRenderer:
     """Anthropic's error shape for Anthropic clients and paths, OpenAI's otherwise."""
-    anthropic = "anthropic-version" in request.headers or request.path_info.startswith(
-        "/v1/messages"
-    )
+    anthropic = "anthropic-version" in request.headers or request.path.startswith("/v1/messages")
     return anthropic_error_body if anthropic else openai_error_body
 
 
-gateway_api = GatewayAPI(
-    title="aipk gateway",
-    version="1",
-    description="OpenAI- and Anthropic-compatible endpoints. Authenticate with a virtual key: "
-    "`Authorization: Bearer aipk-…` or `x-api-key: aipk-…`.",
-    urls_namespace="gateway",
-)
-
-_JSON = "application/json"
+def json_response(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> EdgeResponse:
+    return EdgeResponse(status, headers or {}, orjson.dumps(body))
 
 
-@gateway_api.exception_handler(Exception)
-def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+def error_response(error: AipkError, render: ErrorRenderer) -> EdgeResponse:
+    headers = dict(error.headers)
+    if error.retry_after is not None:
+        headers.setdefault("retry-after", str(max(1, round(error.retry_after))))
+    return json_response(render(error), error.status, headers)
+
+
+def _unavailable(error: BaseException) -> AipkError:
+    logger.error("gateway: %s while serving a request", type(error).__name__, exc_info=error)
+    return infrastructure_unavailable()
+
+
+def unexpected_response(request: EdgeRequest, exc: Exception) -> EdgeResponse:
     """A bug answers with a JSON 500 in the caller's format, logged with its traceback."""
-    logger.error("gateway: unexpected %s", type(exc).__name__, exc_info=exc)
     if isinstance(exc, _INFRASTRUCTURE_ERRORS):
-        return _error_response(_unavailable(exc), _error_renderer(request))
+        return error_response(_unavailable(exc), error_renderer(request))
+    logger.error("gateway: unexpected %s", type(exc).__name__, exc_info=exc)
     error = UpstreamError(
         f"internal error in aipk ({type(exc).__name__})", status=500, code="internal_error"
     )
-    return _error_response(error, _error_renderer(request))
+    return error_response(error, error_renderer(request))
 
 
-# Documentation of the bodies for /v1/docs and schema-driven tests. The views parse
-# bodies themselves (formats/), so every error names the field in the client's terms.
-_MESSAGE_SCHEMA = {
-    "type": "object",
-    "required": ["role"],
-    "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
-        "content": {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "null"}]},
-        "tool_calls": {"type": "array"},
-        "tool_call_id": {"type": "string"},
-    },
-}
-_ANTHROPIC_MESSAGE_SCHEMA = {
-    "type": "object",
-    "required": ["role", "content"],
-    "properties": {
-        "role": {"type": "string", "enum": ["user", "assistant"]},
-        "content": {"anyOf": [{"type": "string"}, {"type": "array"}]},
-    },
-}
-_CHAT_BODY = {
-    "type": "object",
-    "required": ["model", "messages"],
-    "properties": {
-        "model": {
-            "type": "string",
-            "minLength": 1,
-            "description": "an alias or '<provider>/<model id>'",
-        },
-        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE_SCHEMA},
-        "stream": {"type": "boolean"},
-        "stream_options": {"type": "object"},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "temperature": {"type": "number"},
-        "top_p": {"type": "number"},
-        "stop": {"anyOf": [{"type": "string"}, {"type": "array"}]},
-        "tools": {"type": "array"},
-        "tool_choice": {"anyOf": [{"type": "string"}, {"type": "object"}]},
-        "aipk": {"type": "object", "properties": {"cache": {"type": "boolean"}}},
-    },
-}
-_MESSAGES_BODY = {
-    "type": "object",
-    "required": ["model", "messages", "max_tokens"],
-    "properties": {
-        "model": {"type": "string", "minLength": 1},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "system": {"anyOf": [{"type": "string"}, {"type": "array"}]},
-        "messages": {"type": "array", "minItems": 1, "items": _ANTHROPIC_MESSAGE_SCHEMA},
-        "stream": {"type": "boolean"},
-        "tools": {"type": "array"},
-        "tool_choice": {"type": "object"},
-        "stop_sequences": {"type": "array"},
-        "temperature": {"type": "number"},
-    },
-}
-
-
-def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
+# -- the operations -------------------------------------------------------------------------
 
 
 def _limits() -> InputLimits:
@@ -181,73 +160,36 @@ def _limits() -> InputLimits:
     )
 
 
-def _json_response(
-    body: dict[str, Any], status: int = 200, headers: dict[str, Any] | None = None
-) -> HttpResponse:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return HttpResponse(data, status=status, content_type=_JSON, headers=headers)
-
-
-def _error_response(
-    error: AipkError, render: Callable[[AipkError], dict[str, Any]]
-) -> HttpResponse:
-    headers = dict(error.headers)
-    if error.retry_after is not None:
-        headers.setdefault("retry-after", str(max(1, round(error.retry_after))))
-    return _json_response(render(error), error.status, headers)
-
-
-# The gateway cannot check limits or budgets without its cache and database; when one is
-# down, callers get a 503 they can retry rather than an HTML 500.
-_INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, RedisError, OSError)
-
-
-def _unavailable(error: BaseException) -> AipkError:
-    logger.error("gateway: %s while serving a request", type(error).__name__, exc_info=error)
-    return infrastructure_unavailable()
-
-
-def _secret_from(request: HttpRequest) -> str | None:
-    auth: str = request.headers.get("authorization", "")
+def _secret_from(request: EdgeRequest) -> str | None:
+    auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    key: str | None = request.headers.get("x-api-key")
-    return key
+    return request.headers.get("x-api-key")
 
 
-def _read_json(request: HttpRequest) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.GATEWAY_MAX_BODY_BYTES:
-        raise _too_large()
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        raise _too_large() from None
-    if len(raw) > settings.GATEWAY_MAX_BODY_BYTES:
-        raise _too_large()
-    # strict UTF-8, bounded nesting, no lone surrogates: InvalidRequest otherwise
-    return load_json(raw)
-
-
-def _too_large() -> PayloadTooLarge:
+def too_large() -> PayloadTooLarge:
     limit = settings.GATEWAY_MAX_BODY_BYTES
     return PayloadTooLarge(f"the request body is larger than {limit} bytes", param="body")
 
 
-async def _prepare(
-    request: HttpRequest, parse: Callable[..., ParsedRequest], endpoint: str, id_prefix: str
-) -> tuple[KeyContext, GatewayCall]:
+async def _read_json(request: EdgeRequest) -> Any:
+    raw = await request.read_body(settings.GATEWAY_MAX_BODY_BYTES)
+    # strict UTF-8, bounded nesting, no lone surrogates: InvalidRequest otherwise
+    return load_json(raw)
+
+
+async def _prepare(request: EdgeRequest, wire: _Wire) -> GatewayCall:
     ctx = await authenticate_virtual_key(_secret_from(request))
-    request_id = f"{id_prefix}{uuid.uuid4().hex}"
+    request_id = f"{wire.id_prefix}{uuid.uuid4().hex}"
     body: Any = None
     try:
-        body = _read_json(request)
-        parsed = parse(body, _limits())
+        body = await _read_json(request)
+        parsed = wire.parse(body, _limits())
     except AipkError as error:
         # A key's refused requests are its usage too (docs/GATEWAY.md, "Usage records").
-        _record_refused_body(ctx, endpoint, request_id, body, error)
+        _record_refused_body(ctx, wire.endpoint, request_id, body, error)
         raise
-    return ctx, GatewayCall(ctx, parsed, endpoint, request_id)
+    return GatewayCall(ctx, parsed, wire.endpoint, request_id)
 
 
 def _stored_text(value: Any, limit: int) -> str:
@@ -278,7 +220,7 @@ async def _stream_events(
     call: GatewayCall,
     streamed: StreamReply,
     encoder: StreamEncoder,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The stream in the client's format. Whatever fails once the response has started
     ends it with an error event in that format, never a stream left open: the gateway
     turns provider and infrastructure faults into GatewayErrors, and anything else that
@@ -298,15 +240,6 @@ async def _stream_events(
     yield encoder.finish(streamed.usage())
 
 
-def _stream_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
-    response["cache-control"] = "no-cache"
-    response["x-accel-buffering"] = "no"  # tell proxies not to hold the stream back
-    for name, value in headers.items():
-        response[name] = value
-    return response
-
-
 @dataclass(frozen=True, slots=True)
 class _Wire:
     """One client wire format as the edge serves it: the two operations differ only in
@@ -315,7 +248,7 @@ class _Wire:
     endpoint: str
     id_prefix: str
     parse: Callable[[Any, InputLimits], ParsedRequest]
-    error_body: Callable[[AipkError], dict[str, Any]]
+    error_body: ErrorRenderer
     # (response, model, request id, created) -> the reply body
     render: Callable[[ChatResponse, str, str, int], dict[str, Any]]
     # (call, model, created, the opened stream) -> the stream's encoder
@@ -349,43 +282,33 @@ _ANTHROPIC = _Wire(
 )
 
 
-async def _serve(request: HttpRequest, wire: _Wire) -> HttpResponseBase:
+async def _serve(request: EdgeRequest, wire: _Wire) -> EdgeResponse:
     try:
-        _, call = await _prepare(request, wire.parse, wire.endpoint, wire.id_prefix)
+        call = await _prepare(request, wire)
         model, created = call.parsed.request.model, int(time.time())
         if not call.parsed.stream:
             reply = await gateway_reply(call)
             body = wire.render(reply.response, model, call.request_id, created)
-            return _json_response(body, headers=reply.headers)
+            return json_response(body, headers=reply.headers)
         streamed = await gateway_stream(call)
     except AipkError as error:
-        return _error_response(error, wire.error_body)
+        return error_response(error, wire.error_body)
     except _INFRASTRUCTURE_ERRORS as error:
-        return _error_response(_unavailable(error), wire.error_body)
+        return error_response(_unavailable(error), wire.error_body)
     encoder = wire.encoder(call, model, created, streamed)
-    return _stream_response(_stream_events(call, streamed, encoder), streamed.headers)
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **streamed.headers}
+    return EdgeResponse(200, headers, stream=_stream_events(call, streamed, encoder))
 
 
-@gateway_api.post(
-    "/chat/completions",
-    summary="Create a chat completion (OpenAI format)",
-    openapi_extra=_body_doc(_CHAT_BODY),
-)
-async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+async def chat_completions(request: EdgeRequest) -> EdgeResponse:
     return await _serve(request, _OPENAI)
 
 
-@gateway_api.post(
-    "/messages",
-    summary="Create a message (Anthropic format)",
-    openapi_extra=_body_doc(_MESSAGES_BODY),
-)
-async def messages(request: HttpRequest) -> HttpResponseBase:
+async def messages(request: EdgeRequest) -> EdgeResponse:
     return await _serve(request, _ANTHROPIC)
 
 
-@gateway_api.get("/models", summary="Models this key may call (OpenAI or Anthropic list format)")
-async def models(request: HttpRequest) -> HttpResponse:
+async def models(request: EdgeRequest) -> EdgeResponse:
     anthropic = "anthropic-version" in request.headers
     render_error = anthropic_error_body if anthropic else openai_error_body
     try:
@@ -396,9 +319,9 @@ async def models(request: HttpRequest) -> HttpResponse:
             allowed_provider_ids=ctx.allowed_provider_ids,
         )
     except AipkError as error:
-        return _error_response(error, render_error)
+        return error_response(error, render_error)
     except _INFRASTRUCTURE_ERRORS as error:
-        return _error_response(_unavailable(error), render_error)
+        return error_response(_unavailable(error), render_error)
     if anthropic:
         data = [
             {
@@ -409,7 +332,7 @@ async def models(request: HttpRequest) -> HttpResponse:
             }
             for e in entries
         ]
-        return _json_response(
+        return json_response(
             {
                 "data": data,
                 "has_more": False,
@@ -420,4 +343,235 @@ async def models(request: HttpRequest) -> HttpResponse:
     data = [
         {"id": e["id"], "object": "model", "created": 0, "owned_by": e["owned_by"]} for e in entries
     ]
-    return _json_response({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})
+
+
+Operation = Callable[[EdgeRequest], Awaitable[EdgeResponse]]
+
+# (method, path) -> operation: the whole routing table of the hot path.
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("POST", "/v1/chat/completions"): chat_completions,
+    ("POST", "/v1/messages"): messages,
+    ("GET", "/v1/models"): models,
+}
+
+
+# -- the ASGI application -------------------------------------------------------------------
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its body was being read: nobody to answer."""
+
+
+class _Exchange:
+    """One HTTP exchange: reads the body, then watches for the client going away.
+
+    Once the body is read, ``receive`` has nothing more to say but ``http.disconnect``;
+    a watcher task waits for it and cancels the request's task, so an abandoned request
+    stops calling its provider (the ledger still records its usage so far). The
+    watcher ends when the answer is complete.
+    """
+
+    __slots__ = ("receive", "task", "watcher", "disconnected", "answered")
+
+    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        self.receive = receive
+        self.task = task
+        self.watcher: asyncio.Task[None] | None = None
+        self.disconnected = False
+        self.answered = False
+
+    async def read_body(self, limit: int, declared: str | None) -> bytes:
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_large()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                raise _ClientGone
+            part: bytes = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise too_large()
+            chunks.append(part)
+            if not message.get("more_body"):
+                break
+        self.watcher = asyncio.get_running_loop().create_task(self._watch())
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                if not self.answered:
+                    self.disconnected = True
+                    self.task.cancel()
+                return
+
+    def close(self) -> None:
+        self.answered = True
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+def _request_headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _is_secure(scope: Scope, headers: dict[str, str]) -> bool:
+    proxy_header = settings.SECURE_PROXY_SSL_HEADER
+    if proxy_header:
+        name, secure_value = proxy_header
+        name = name.removeprefix("HTTP_").replace("_", "-").lower()
+        value = headers.get(name)
+        if value is not None:
+            return bool(value.split(",", 1)[0].strip() == secure_value)
+    return bool(scope.get("scheme") == "https")
+
+
+def _host(scope: Scope, headers: dict[str, str]) -> str:
+    host = headers.get("x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
+    host = host or headers.get("host")
+    if host:
+        return host
+    server = scope.get("server") or ("", None)
+    return f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+
+
+def _host_allowed(host: str) -> bool:
+    """Django's ALLOWED_HOSTS check (``HttpRequest.get_host``), without a request object."""
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _ = split_domain_port(host)
+    return bool(domain) and bool(validate_host(domain, allowed))
+
+
+def _site_headers(secure: bool) -> list[tuple[bytes, bytes]]:
+    """The headers the site's security middleware puts on every answer."""
+    headers: list[tuple[bytes, bytes]] = []
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        value = policy if isinstance(policy, str) else ",".join(policy)
+        headers.append((b"referrer-policy", value.encode("latin-1")))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        coop = settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode("latin-1")
+        headers.append((b"cross-origin-opener-policy", coop))
+    headers.append((b"x-frame-options", settings.X_FRAME_OPTIONS.encode("latin-1")))
+    if secure and settings.SECURE_HSTS_SECONDS:
+        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            hsts += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            hsts += "; preload"
+        headers.append((b"strict-transport-security", hsts.encode("latin-1")))
+    return headers
+
+
+def _https_redirect(scope: Scope, host: str) -> EdgeResponse:
+    location = f"https://{settings.SECURE_SSL_HOST or host}{scope['path']}"
+    if scope.get("query_string"):
+        location += "?" + scope["query_string"].decode("latin-1")
+    return EdgeResponse(301, {"location": location})
+
+
+class GatewayEdge:
+    """The ASGI application for /v1/: the hot operations here, the rest to ``fallback``."""
+
+    def __init__(self, fallback: ASGIApp) -> None:
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        operation = OPERATIONS.get((scope["method"], path))
+        if operation is None:
+            await self.fallback(scope, receive, send)
+            return
+        headers = _request_headers(scope)
+        request_id = request_id_from(headers.get("x-request-id"))
+        bind_request_id(request_id)
+        task = asyncio.current_task()
+        assert task is not None
+        exchange = _Exchange(receive, task)
+        declared = headers.get("content-length")
+
+        async def read_body(limit: int) -> bytes:
+            return await exchange.read_body(limit, declared)
+
+        request = EdgeRequest(path, headers, read_body)
+        secure = _is_secure(scope, headers)
+        try:
+            host = _host(scope, headers)
+            if not _host_allowed(host):
+                response = error_response(_bad_host(host), error_renderer(request))
+            elif settings.SECURE_SSL_REDIRECT and not secure:
+                response = _https_redirect(scope, host)
+            else:
+                response = await operation(request)
+        except (asyncio.CancelledError, _ClientGone):
+            if exchange.disconnected:
+                exchange.close()
+                task.uncancel()  # the client left: there is no one to answer
+                return
+            exchange.close()
+            raise
+        except Exception as error:  # noqa: BLE001 -- a bug still answers in the caller's format
+            response = unexpected_response(request, error)
+        try:
+            await _send(send, response, request_id, _site_headers(secure), exchange)
+        except asyncio.CancelledError:
+            if not exchange.disconnected:
+                raise
+            task.uncancel()
+        finally:
+            exchange.close()
+
+
+def _bad_host(host: str) -> InvalidRequest:
+    error = InvalidRequest(
+        f"the Host header {host[:100]!r} is not one this server answers for (ALLOWED_HOSTS)",
+        code="invalid_host",
+    )
+    return error
+
+
+async def _send(
+    send: Send,
+    response: EdgeResponse,
+    request_id: str,
+    site_headers: list[tuple[bytes, bytes]],
+    exchange: _Exchange,
+) -> None:
+    content_type = _SSE if response.stream is not None else _JSON
+    raw = [(b"content-type", content_type.encode())]
+    for name, value in response.headers.items():
+        raw.append((name.lower().encode("latin-1"), str(value).encode("latin-1")))
+    if "x-request-id" not in response.headers:
+        raw.append((b"x-request-id", request_id.encode("latin-1")))
+    raw.extend(site_headers)
+    if response.stream is None:
+        exchange.answered = True
+        raw.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": raw})
+    # aclosing: a stream left early (the client went away) still runs its ``finally``,
+    # which records the usage so far
+    async with aclosing(response.stream) as chunks:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    exchange.answered = True
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,188 @@
+"""The /v1/ API as Django sees it: its OpenAPI description, its docs page, and JSON
+answers for unknown paths and wrong methods.
+
+The hot operations are served by the lean ASGI edge (edge.py) before a request ever
+reaches Django; they are declared here too so /v1/openapi.json and /v1/docs describe
+them (and schemathesis fuzzes them against the running edge). When a /v1/ request does
+come through Django's handler after all (the Django test client, a server started on
+another entry point than aipk_site.asgi), these views hand it to the same operations,
+so there is one implementation of each.
+
+It is a NinjaAPI of its own (not a router on the management API) because its auth,
+error shapes and docs differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+
+from aipk_site.gateway import edge
+from aipk_site.gateway.edge import EdgeRequest, EdgeResponse, Operation
+from aipk_site.infra.errors import AipkError, NotFound
+from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
+
+
+def _edge_request(request: HttpRequest) -> EdgeRequest:
+    async def read_body(limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise edge.too_large()
+        try:
+            raw = request.body
+        except RequestDataTooBig:
+            raise edge.too_large() from None
+        if len(raw) > limit:
+            raise edge.too_large()
+        raw_body: bytes = raw
+        return raw_body
+
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    return EdgeRequest(request.path_info, headers, read_body)
+
+
+def _django_response(response: EdgeResponse) -> HttpResponseBase:
+    if response.stream is None:
+        return HttpResponse(
+            response.body,
+            status=response.status,
+            content_type="application/json",
+            headers=response.headers,
+        )
+    return StreamingHttpResponse(
+        response.stream,
+        status=response.status,
+        content_type="text/event-stream; charset=utf-8",
+        headers=response.headers,
+    )
+
+
+async def _through_edge(request: HttpRequest, operation: Operation) -> HttpResponseBase:
+    edge_request = _edge_request(request)
+    try:
+        response = await operation(edge_request)
+    except Exception as error:  # noqa: BLE001 -- a bug still answers in the caller's format
+        response = edge.unexpected_response(edge_request, error)
+    return _django_response(response)
+
+
+class GatewayAPI(JSONFallbackAPI):
+    """The gateway's NinjaAPI: unknown paths, wrong methods and unexpected errors are
+    JSON in the caller's format, never Django's HTML pages."""
+
+    def fallback_error(
+        self, request: HttpRequest, status: int, code: str, message: str
+    ) -> HttpResponse:
+        error = AipkError(message, code=code)
+        error.status = status
+        if status == 404:
+            error.type = NotFound.type
+        response = edge.error_response(error, edge.error_renderer(_edge_request(request)))
+        result = _django_response(response)
+        assert isinstance(result, HttpResponse)
+        return result
+
+
+gateway_api = GatewayAPI(
+    title="aipk gateway",
+    version="1",
+    description="OpenAI- and Anthropic-compatible endpoints. Authenticate with a virtual key: "
+    "`Authorization: Bearer aipk-…` or `x-api-key: aipk-…`.",
+    urls_namespace="gateway",
+)
+
+_JSON = "application/json"
+
+
+@gateway_api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponseBase:
+    """A bug answers with a JSON 500 in the caller's format, logged with its traceback."""
+    return _django_response(edge.unexpected_response(_edge_request(request), exc))
+
+
+# Documentation of the bodies for /v1/docs and schema-driven tests. The views parse
+# bodies themselves (formats/), so every error names the field in the client's terms.
+_MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "null"}]},
+        "tool_calls": {"type": "array"},
+        "tool_call_id": {"type": "string"},
+    },
+}
+_ANTHROPIC_MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"type": "string", "enum": ["user", "assistant"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+    },
+}
+_CHAT_BODY = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "description": "an alias or '<provider>/<model id>'",
+        },
+        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE_SCHEMA},
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "stop": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+        "tools": {"type": "array"},
+        "tool_choice": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        "aipk": {"type": "object", "properties": {"cache": {"type": "boolean"}}},
+    },
+}
+_MESSAGES_BODY = {
+    "type": "object",
+    "required": ["model", "messages", "max_tokens"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "system": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+        "messages": {"type": "array", "minItems": 1, "items": _ANTHROPIC_MESSAGE_SCHEMA},
+        "stream": {"type": "boolean"},
+        "tools": {"type": "array"},
+        "tool_choice": {"type": "object"},
+        "stop_sequences": {"type": "array"},
+        "temperature": {"type": "number"},
+    },
+}
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
+
+
+@gateway_api.post(
+    "/chat/completions",
+    summary="Create a chat completion (OpenAI format)",
+    openapi_extra=_body_doc(_CHAT_BODY),
+)
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    return await _through_edge(request, edge.chat_completions)
+
+
+@gateway_api.post(
+    "/messages",
+    summary="Create a message (Anthropic format)",
+    openapi_extra=_body_doc(_MESSAGES_BODY),
+)
+async def messages(request: HttpRequest) -> HttpResponseBase:
+    return await _through_edge(request, edge.messages)
+
+
+@gateway_api.get("/models", summary="Models this key may call (OpenAI or Anthropic list format)")
+async def models(request: HttpRequest) -> HttpResponseBase:
+    return await _through_edge(request, edge.models)
