@@ -1,0 +1,1075 @@
+"""The /v1 data plane side by side: direct, LiteLLM's proxy and aipk, one run, one mock upstream.
+
+Starts, as separate processes on free 127.0.0.1 ports:
+
+- the mock upstream (``benchmarks/mock_upstream.py``: raw asyncio + httptools on uvloop,
+  a fixed OpenAI chat completion or an SSE stream of 8 content chunks + usage);
+- LiteLLM's proxy (``litellm --config cfg.yaml --num_workers 1``, no database, a master
+  key, one ``openai/`` model whose api_base is the mock), from its own virtualenv
+  ``benchmarks/.litellm-venv`` made on the first run (python3.11, ``litellm[proxy]``
+  pinned to LITELLM_VERSION) and kept between runs;
+- aipk, with ``manage.py serve`` (or, before that command exists, uvicorn with uvloop +
+  httptools), DEBUG off, logging at WARNING:
+  *embedded*: 1 worker, a fresh SQLite file, local-memory cache;
+  *production*: 2 workers, a PostgreSQL database created for the run and dropped after,
+  Redis (its db flushed first).
+
+aipk is seeded through the project's services: a tenant, a virtual key with generous
+limits, an ``openai`` provider whose base_url is the mock, with one API key.
+
+The load generator is this process (aiohttp, uvloop). For JSON and streamed requests:
+closed loops (c=1, 50, 200) and open loops at fixed rates (500 and 1,000 rps); open-loop
+latency is counted from the request's scheduled start, so a server that falls behind is
+charged for its queue. Per run: p50/p99, added p50/p99 (target minus direct, same load,
+same section), time to first content token (streams), rps, errors, the target's CPU per
+request (its process and its workers, from /proc/<pid>/stat), its RSS, the generator's own
+CPU. ``uptime``'s load average is printed before and after each section. After each aipk
+run its usage rows are counted (after a SIGTERM drain) against the 2xx replies it gave
+(lost rows). A last table sets each of issue 12's targets against the figure.
+
+    .venv/bin/python benchmarks/bench_dataplane.py                # default run (~8-10 min)
+    .venv/bin/python benchmarks/bench_dataplane.py --quick        # smoke run, < 60 s
+    .venv/bin/python benchmarks/bench_dataplane.py --full         # + 60 s 1,000 rps check,
+                                                                  #   soak and slow streams
+    .venv/bin/python benchmarks/bench_dataplane.py --soak [N]     # RSS over N requests
+    .venv/bin/python benchmarks/bench_dataplane.py --slow-streams [N]
+    .venv/bin/python benchmarks/bench_dataplane.py --mock-compare # raw vs aiohttp mock
+
+Other options: --sections embedded production, --duration S, --no-litellm,
+--pg-database NAME, --redis-url URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+from _common import (
+    REPO_ROOT,
+    cpu_seconds,
+    environment,
+    free_port,
+    load_line,
+    markdown_table,
+    percentile,
+    process_tree,
+    rss_mb,
+)
+
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+BENCH_DIR = REPO_ROOT / "benchmarks"
+LITELLM_VENV = BENCH_DIR / ".litellm-venv"
+LITELLM_VERSION = "1.108.7"
+LITELLM_KEY = "sk-litellm-bench-master"
+PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
+UPSTREAM_KEY = "sk-mock-0001"
+MODEL = "gpt-4o-mini"
+# the first content token of a chat chunk, whatever the JSON spacing of the server
+CONTENT = re.compile(rb'"content":\s?"[^"]')
+SERVE_COMMAND = REPO_ROOT / "aipk_site" / "gateway" / "management" / "commands" / "serve.py"
+
+
+def log(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --- child processes -------------------------------------------------------------------
+
+
+class Proc:
+    """A child process with its output in a temp file; ``stop()`` always ends it."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path = REPO_ROOT
+    ) -> None:
+        self.name = name
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.output()}")
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM (aipk drains its requests and flushes usage rows on it), then SIGKILL."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log(f"  ! {self.name} did not stop in {timeout:g} s: killed")
+                for pid in reversed(process_tree(self.pid)):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+def wait_http(proc: Proc, url: str, headers: dict[str, str] | None = None, timeout=90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.check()
+        try:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{proc.name} not ready at {url}:\n{proc.output()}")
+
+
+def start_mock(interval: float = 0.0, impl: str = "raw") -> tuple[Proc, str]:
+    port = free_port()
+    argv = [PYTHON, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port), "--impl", impl]
+    if interval:
+        argv += ["--chunk-interval", str(interval), "--slow-chunks", "10"]
+    mock = Proc(f"mock ({impl})", argv, dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    wait_http(mock, f"{url}/v1/models")
+    return mock, url
+
+
+# --- LiteLLM ---------------------------------------------------------------------------
+
+
+def litellm_venv() -> str:
+    """Make (once) LiteLLM's own virtualenv; return the version installed in it."""
+    python = LITELLM_VENV / "bin" / "python"
+    if not (LITELLM_VENV / "bin" / "litellm").exists():
+        log(f"creating {LITELLM_VENV} (python3.11, litellm[proxy]=={LITELLM_VERSION}) ...")
+        subprocess.run(["python3.11", "-m", "venv", str(LITELLM_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        exact = subprocess.run([*pip, f"litellm[proxy]=={LITELLM_VERSION}"])
+        if exact.returncode != 0:
+            log(f"  litellm {LITELLM_VERSION} not on the index: installing the newest available")
+            subprocess.run([*pip, "litellm[proxy]"], check=True)
+    version = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return version
+
+
+def start_litellm(mock_url: str, workdir: Path) -> tuple[Proc, str]:
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    # JSON is YAML: no YAML library needed here
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": MODEL,
+                        "litellm_params": {
+                            "model": f"openai/{MODEL}",
+                            "api_base": f"{mock_url}/v1",
+                            "api_key": UPSTREAM_KEY,
+                        },
+                    }
+                ],
+                "general_settings": {"master_key": LITELLM_KEY},
+                "litellm_settings": {"telemetry": False, "set_verbose": False},
+            }
+        )
+    )
+    env = {
+        "PATH": f"{LITELLM_VENV / 'bin'}:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_MODE": "PRODUCTION",
+    }
+    argv = [
+        str(LITELLM_VENV / "bin" / "litellm"),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    return Proc("litellm", argv, env, cwd=workdir), f"http://127.0.0.1:{port}"
+
+
+# --- aipk ------------------------------------------------------------------------------
+
+SEED = """
+from decimal import Decimal
+from providers_app.services.credentials import api_key_add
+from providers_app.services.providers import provider_create
+from tenants_app.models import Tenant
+from tenants_app.services.keys import virtual_key_create
+provider = provider_create(
+    name="mock", type="openai", base_url={base_url!r}, default_model={model!r}
+)
+api_key_add(provider=provider, label="bench", secret={upstream_key!r})
+tenant = Tenant.objects.create(name="Bench", slug="bench")
+key, secret = virtual_key_create(
+    tenant=tenant, name="bench", actor=None, rpm=100_000_000, tpm=2_000_000_000,
+    max_concurrent_streams=1_000_000, monthly_budget_usd=Decimal("1000000"),
+)
+print("SECRET=" + secret)
+"""
+
+
+def aipk_env(workdir: Path, database_url: str, redis_url: str | None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "aipk_site.settings",
+        "DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-secret-key-not-for-production",
+        "FERNET_KEYS": "bench-fernet-key",
+        "LOG_LEVEL": "WARNING",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",  # plain http on loopback
+        "DATABASE_URL": database_url,
+        "USAGE_SPOOL_DIR": str(workdir / "usage-spool"),
+    }
+    # unset, not empty: prometheus_client takes an empty value as "multiprocess, here"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("prometheus_multiproc_dir", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    else:
+        env.pop("REDIS_URL", None)
+    return env
+
+
+def prepare_aipk(env: dict[str, str], mock_url: str) -> str:
+    """Migrate and seed the database; return the virtual key's secret."""
+    run = {"cwd": REPO_ROOT, "env": env, "check": True}
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], **run)  # type: ignore[call-overload]
+    code = SEED.format(base_url=f"{mock_url}/v1", model=MODEL, upstream_key=UPSTREAM_KEY)
+    seeded = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", code], capture_output=True, text=True, **run
+    )  # type: ignore[call-overload]
+    return str(seeded.stdout.split("SECRET=", 1)[1].split()[0])
+
+
+def start_aipk(env: dict[str, str], workers: int) -> tuple[Proc, str, str]:
+    port = free_port()
+    if SERVE_COMMAND.exists():
+        how = "manage.py serve"
+        argv = [PYTHON, "manage.py", "serve"]
+        env = {**env, "WEB_CONCURRENCY": str(workers), "HOST": "127.0.0.1", "PORT": str(port)}
+    else:
+        how = "uvicorn (manage.py serve not there yet)"
+        argv = [str(BIN / "uvicorn"), "aipk_site.asgi:application", "--workers", str(workers)]
+        argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--backlog", "4096"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    return Proc("aipk", argv, env), f"http://127.0.0.1:{port}", how
+
+
+def usage_rows(database_url: str) -> dict[str, int]:
+    """Usage rows by status, read straight from the database after aipk has stopped."""
+    sql = "SELECT status, count(*) FROM tenants_app_usagerecord GROUP BY status"
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            return dict(db.execute(sql).fetchall())
+    import psycopg
+
+    with psycopg.connect(database_url) as db:
+        return dict(db.execute(sql).fetchall())  # type: ignore[arg-type]
+
+
+def pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as db:
+        db.execute(sql)  # type: ignore[arg-type]
+
+
+def flush_redis(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+# --- load generator --------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    model: str
+    headers: dict[str, str]
+    pid: int | None = None  # the server's root process (its workers are found under it)
+    answered_2xx: int = 0  # complete 2xx replies, warm-up included (the usage-row check)
+
+    def body(self, stream: bool) -> bytes:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": "Say hello to the benchmark, please."}],
+            "max_tokens": 16,
+        }
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return json.dumps(body).encode()
+
+    def pids(self) -> list[int]:
+        return process_tree(self.pid) if self.pid else []
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)  # ms
+    ttfts: list[float] = field(default_factory=list)  # ms
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
+    rss_after: float = 0.0
+
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def error(self, kind: str, detail: str = "") -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+        if detail:
+            self.examples.setdefault(kind, detail[:160])
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.server_cpu / max(1, len(self.latencies) + self.errors)
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def one(
+    session: aiohttp.ClientSession,
+    target: Target,
+    body: bytes,
+    stream: bool,
+    start: float,
+    result: Result,
+) -> None:
+    """One request; a reply counts only if it is 200 and complete (a stream to [DONE])."""
+    ttft = None
+    payload = b""
+    try:
+        async with session.post(target.url, data=body, headers=target.headers) as resp:
+            status = resp.status
+            if stream:
+                async for data in resp.content.iter_any():
+                    if ttft is None and CONTENT.search(payload[-48:] + data):
+                        ttft = time.perf_counter()
+                    payload = (payload + data)[-64:]
+            else:
+                payload = await resp.read()
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        result.error(type(error).__name__, str(error))
+        return
+    end = time.perf_counter()
+    if status != 200:
+        result.error(f"http {status}")
+        return
+    if stream and (ttft is None or b"[DONE]" not in payload):
+        result.error("incomplete stream")
+        return
+    if not stream and b'"choices"' not in payload:
+        result.error("no choices")
+        return
+    target.answered_2xx += 1
+    result.latencies.append((end - start) * 1000)
+    if ttft is not None:
+        result.ttfts.append((ttft - start) * 1000)
+
+
+async def closed_loop(
+    session: aiohttp.ClientSession,
+    target: Target,
+    stream: bool,
+    concurrency: int,
+    duration: float,
+    result: Result,
+) -> None:
+    body = target.body(stream)
+    stop_at = time.perf_counter() + duration
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            await one(session, target, body, stream, time.perf_counter(), result)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def open_loop(
+    session: aiohttp.ClientSession,
+    target: Target,
+    stream: bool,
+    rate: float,
+    duration: float,
+    result: Result,
+) -> None:
+    """``rate`` requests a second for ``duration`` s, each started when due whether or not
+    the earlier ones are done; what has not finished 10 s after the last start is an error."""
+    body = target.body(stream)
+    total = int(rate * duration)
+    t0 = time.perf_counter() + 0.05
+    tasks: list[asyncio.Task[None]] = []
+    sent = 0
+    while sent < total:
+        now = time.perf_counter()
+        due_now = min(total, int((now - t0) * rate) + 1)
+        while sent < due_now:
+            due = t0 + sent / rate
+            tasks.append(asyncio.create_task(one(session, target, body, stream, due, result)))
+            sent += 1
+        # start everything due, then sleep until the next one is (timer granularity ~1 ms)
+        await asyncio.sleep(max(0.0, t0 + sent / rate - time.perf_counter()))
+    done, pending = await asyncio.wait(tasks, timeout=10.0) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+        result.error("unfinished 10 s after the last start")
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def measured(target: Target, work: Callable[[Result], Awaitable[None]]) -> Result:
+    result = Result()
+    pids = target.pids()
+    server0 = cpu_seconds(pids)
+    cpu0, t0 = own_cpu(), time.perf_counter()
+    await work(result)
+    result.elapsed = time.perf_counter() - t0
+    result.client_cpu = own_cpu() - cpu0
+    pids = target.pids()
+    result.server_cpu = cpu_seconds(pids) - server0 if pids else 0.0
+    result.rss_after = rss_mb(pids) if pids else 0.0
+    return result
+
+
+def session_for(total_timeout: float | None = 60) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=total_timeout)
+    )
+
+
+async def warm(session: aiohttp.ClientSession, target: Target) -> None:
+    for stream in (False, True):
+        result = Result()
+        await closed_loop(session, target, stream, 10, 1.0, result)
+        if result.errors or not result.latencies:
+            raise RuntimeError(f"warm-up against {target.name}: errors {result.error_kinds}")
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"
+
+
+@dataclass
+class Run:
+    section: str
+    stream: bool
+    kind: str  # closed / open
+    level: float
+    target: str
+    result: Result
+
+    @property
+    def mode(self) -> str:
+        load = f"c={self.level:g}" if self.kind == "closed" else f"{self.level:g} rps"
+        return f"{'stream' if self.stream else 'json'} {self.kind} {load}"
+
+
+async def run_modes(
+    section: str,
+    targets: list[Target],
+    modes: list[tuple[bool, str, float, float]],
+) -> list[Run]:
+    runs: list[Run] = []
+    async with session_for() as session:
+        for target in targets:
+            await warm(session, target)
+        for stream, kind, level, duration in modes:
+            for target in targets:
+                await asyncio.sleep(0.5)  # the last run's stragglers and the server settle
+
+                if kind == "closed":
+                    work = partial(closed_loop, session, target, stream, int(level), duration)
+                else:
+                    work = partial(open_loop, session, target, stream, level, duration)
+                r = await measured(target, work)
+                run = Run(section, stream, kind, level, target.name, r)
+                runs.append(run)
+                cpu = f" server cpu={fmt(r.cpu_ms_per_request())} ms/req" if target.pid else ""
+                log(
+                    f"  {run.mode:<22} {target.name:<8} n={len(r.latencies):>6} "
+                    f"p50={fmt(percentile(r.latencies, 50))} "
+                    f"p99={fmt(percentile(r.latencies, 99))} "
+                    f"rps={r.rps:.0f} err={r.error_kinds or 0} "
+                    f"loadgen cpu={100 * r.client_cpu / r.elapsed:.0f}%{cpu}"
+                )
+                for kind, detail in r.examples.items():
+                    log(f"      {kind}: {detail}")
+    return runs
+
+
+HEADERS = [
+    "section",
+    "mode",
+    "target",
+    "ok",
+    "rps",
+    "errors",
+    "p50 ms",
+    "p99 ms",
+    "added p50",
+    "added p99",
+    "ttft p50",
+    "added ttft p50",
+    "CPU ms/req",
+    "RSS MB",
+    "loadgen CPU",
+]
+
+
+def _added(a: list[float], b: list[float], p: float) -> str:
+    return fmt(percentile(a, p) - percentile(b, p))
+
+
+def runs_table(runs: list[Run]) -> str:
+    direct = {(r.section, r.mode): r.result for r in runs if r.target == "direct"}
+    rows: list[list[object]] = []
+    previous = None
+    for run in runs:
+        r, d = run.result, direct.get((run.section, run.mode))
+        first = (run.section, run.mode) != previous
+        previous = (run.section, run.mode)
+        is_direct = run.target == "direct"
+
+        rows.append(
+            [
+                run.section if first else "",
+                run.mode if first else "",
+                run.target,
+                len(r.latencies),
+                f"{r.rps:.0f}",
+                r.errors,
+                fmt(percentile(r.latencies, 50)),
+                fmt(percentile(r.latencies, 99)),
+                "" if is_direct or d is None else _added(r.latencies, d.latencies, 50),
+                "" if is_direct or d is None else _added(r.latencies, d.latencies, 99),
+                fmt(percentile(r.ttfts, 50)) if run.stream else "-",
+                "-"
+                if not run.stream
+                else ("" if is_direct or d is None else _added(r.ttfts, d.ttfts, 50)),
+                fmt(r.cpu_ms_per_request()) if r.server_cpu else "",
+                f"{r.rss_after:.0f}" if r.rss_after else "",
+                f"{100 * r.client_cpu / r.elapsed:.0f}%",
+            ]
+        )
+    return markdown_table(HEADERS, rows)
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    name: str
+    runs: list[Run] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    answered_2xx: int = 0
+    how: str = ""
+
+    @property
+    def lost_rows(self) -> int:
+        return self.answered_2xx - self.usage.get("success", 0)
+
+
+def section_modes(
+    args: argparse.Namespace, production: bool
+) -> list[tuple[bool, str, float, float]]:
+    modes = []
+    for stream in (False, True):
+        for c in args.concurrency:
+            modes.append((stream, "closed", float(c), args.duration))
+        for rate in args.rates:
+            long = production and args.full and not stream and rate == 1000
+            modes.append((stream, "open", rate, 60.0 if long else args.duration))
+    return modes
+
+
+def run_section(
+    name: str,
+    args: argparse.Namespace,
+    mock_url: str,
+    workdir: Path,
+    direct: Target,
+    litellm: Target | None,
+) -> Section:
+    production = name == "production"
+    section = Section(name)
+    log(f"\n## {name}\n\nbefore: {load_line()}")
+    pg_url = f"postgres://postgres@127.0.0.1:5432/{args.pg_database}"
+    if production:
+        pg_admin(f"DROP DATABASE IF EXISTS {args.pg_database} WITH (FORCE)")
+        pg_admin(f"CREATE DATABASE {args.pg_database}")
+        flush_redis(args.redis_url)
+        database_url = pg_url
+    else:
+        database_url = f"sqlite:///{workdir}/embedded.sqlite3"
+    env = aipk_env(workdir, database_url, args.redis_url if production else None)
+    aipk = None
+    try:
+        secret = prepare_aipk(env, mock_url)
+        aipk, aipk_url, section.how = start_aipk(env, 2 if production else 1)
+        auth = {"authorization": f"Bearer {secret}"}
+        wait_http(aipk, f"{aipk_url}/v1/models", auth)
+        gateway = Target(
+            "aipk",
+            f"{aipk_url}/v1/chat/completions",
+            f"mock/{MODEL}",
+            {**auth, "content-type": "application/json"},
+            aipk.pid,
+        )
+        workers = 2 if production else 1
+        store = "PostgreSQL + Redis" if production else "SQLite + local memory"
+        log(f"aipk: {section.how}, {workers} worker(s), {store}")
+        targets = [direct] + ([litellm] if litellm and not production else []) + [gateway]
+        section.runs = uvloop.run(run_modes(name, targets, section_modes(args, production)))
+        aipk.check()
+        aipk.stop()
+        aipk = None
+        section.answered_2xx = gateway.answered_2xx
+        section.usage = usage_rows(database_url)
+        log(
+            f"usage rows: {section.usage} for {section.answered_2xx} complete 2xx replies "
+            f"-> lost {section.lost_rows}"
+        )
+    finally:
+        if aipk is not None:
+            aipk.stop()
+        if production:
+            pg_admin(f"DROP DATABASE IF EXISTS {args.pg_database} WITH (FORCE)")
+    log(f"after: {load_line()}")
+    return section
+
+
+# --- soak, slow streams, mock comparison ---------------------------------------------------
+
+
+def embedded_aipk(workdir: Path, mock_url: str) -> tuple[Proc, Target, str]:
+    database_url = f"sqlite:///{workdir}/embedded.sqlite3"
+    env = aipk_env(workdir, database_url, None)
+    secret = prepare_aipk(env, mock_url)
+    aipk, url, how = start_aipk(env, 1)
+    auth = {"authorization": f"Bearer {secret}"}
+    wait_http(aipk, f"{url}/v1/models", auth)
+    target = Target(
+        "aipk",
+        f"{url}/v1/chat/completions",
+        f"mock/{MODEL}",
+        {**auth, "content-type": "application/json"},
+        aipk.pid,
+    )
+    return aipk, target, database_url
+
+
+async def soak_load(target: Target, total: int, every: int = 10_000) -> tuple[list, Result]:
+    samples: list[tuple[int, float]] = []
+    result = Result()
+    body = target.body(False)
+    started = 0
+    async with session_for() as session:
+        await warm(session, target)
+
+        async def worker() -> None:
+            nonlocal started
+            while started < total:
+                started += 1
+                await one(session, target, body, False, time.perf_counter(), result)
+                done = len(result.latencies) + result.errors
+                if done % every == 0:
+                    samples.append((done, rss_mb(target.pids())))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(50)))
+        result.elapsed = time.perf_counter() - t0
+    return samples, result
+
+
+def soak(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+    log(f"\n## soak: {args.soak} JSON requests at c=50, aipk embedded\n\nbefore: {load_line()}")
+    mock, mock_url = start_mock()
+    aipk = None
+    try:
+        aipk, target, database_url = embedded_aipk(workdir, mock_url)
+        samples, result = uvloop.run(soak_load(target, args.soak))
+        aipk.check()
+        aipk.stop()
+        aipk = None
+        rows = usage_rows(database_url)
+    finally:
+        if aipk is not None:
+            aipk.stop()
+        mock.stop()
+    log(markdown_table(["requests", "aipk RSS MB"], [[n, f"{mb:.1f}"] for n, mb in samples]))
+    first, last = samples[0][1], samples[-1][1]
+    drift = 100 * (last - first) / first
+    peak = max(mb for _, mb in samples)
+    log(
+        f"RSS first {first:.1f} MB, last {last:.1f} MB, max {peak:.1f} MB: drift {drift:+.1f}% "
+        f"(first sample at {samples[0][0]} requests); {result.rps:.0f} rps, "
+        f"errors {result.error_kinds or 0}; usage rows {rows} for {target.answered_2xx} 2xx"
+    )
+    log(f"after: {load_line()}")
+    return {
+        "figure": f"{drift:+.1f}% over {args.soak:,} (max {peak:.0f} MB)",
+        "held": "held" if abs(drift) <= 10 else "NOT held",
+    }
+
+
+async def slow_load(target: Target, n: int, ramp: float) -> Result:
+    result = Result()
+    body = target.body(True)
+    # no total deadline: a slow stream lasts ~10 s; a stalled one fails on the 60 s read
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            due = t0 + ramp * i / n
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, target, body, True, due, result)))
+        await asyncio.gather(*tasks)
+        result.elapsed = time.perf_counter() - t0
+    return result
+
+
+def slow_streams(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+    n = args.slow_streams
+    log(
+        f"\n## slow streams: {n} concurrent streams (10 chunks, 1 s apart) through one aipk "
+        f"process\n\nbefore: {load_line()}; fd limit {resource.getrlimit(resource.RLIMIT_NOFILE)}"
+    )
+    mock, mock_url = start_mock(interval=1.0)
+    aipk = None
+    try:
+        aipk, target, database_url = embedded_aipk(workdir, mock_url)
+        rss0 = rss_mb(target.pids())
+        peak = [rss0]
+
+        async def sampled() -> Result:
+            async def sample() -> None:
+                while True:
+                    await asyncio.sleep(1)
+                    peak.append(rss_mb(target.pids()))
+
+            async def work(result: Result) -> None:
+                got = await slow_load(target, n, ramp=min(10.0, n / 500))
+                result.latencies, result.ttfts = got.latencies, got.ttfts
+                result.errors, result.error_kinds = got.errors, got.error_kinds
+
+            sampler = asyncio.create_task(sample())
+            try:
+                return await measured(target, work)
+            finally:
+                sampler.cancel()
+
+        result = uvloop.run(sampled())
+        aipk.check()
+        aipk.stop()
+        aipk = None
+        rows = usage_rows(database_url)
+    finally:
+        if aipk is not None:
+            aipk.stop()
+        mock.stop()
+    log(
+        f"completed {len(result.latencies)}/{n}, errors {result.error_kinds or 0}; stream "
+        f"duration p50 {fmt(percentile(result.latencies, 50) / 1000)} s, p99 "
+        f"{fmt(percentile(result.latencies, 99) / 1000)} s; TTFT p50 "
+        f"{fmt(percentile(result.ttfts, 50))} ms p99 {fmt(percentile(result.ttfts, 99))} ms; "
+        f"aipk RSS {rss0:.0f} -> max {max(peak):.0f} MB; aipk CPU {result.server_cpu:.1f} s; "
+        f"usage rows {rows} for {target.answered_2xx} 2xx"
+    )
+    log(f"after: {load_line()}")
+    return {
+        "figure": f"{result.errors} errors of {n}",
+        "held": "held" if result.errors == 0 and len(result.latencies) == n else "NOT held",
+    }
+
+
+def mock_compare(duration: float) -> None:
+    log(f"\n## mock upstream: raw asyncio + httptools vs aiohttp.web\n\nbefore: {load_line()}")
+    rows: list[list[object]] = []
+    for impl in ("raw", "aiohttp"):
+        mock, url = start_mock(impl=impl)
+        try:
+            target = Target(impl, f"{url}/v1/chat/completions", MODEL, {}, mock.pid)
+
+            async def go(t: Target = target) -> list[Result]:
+                out = []
+                async with session_for() as session:
+                    await warm(session, t)
+                    for stream in (False, True):
+                        work = partial(closed_loop, session, t, stream, 50, duration)
+                        out.append(await measured(t, work))
+                return out
+
+            for stream, r in zip((False, True), uvloop.run(go()), strict=True):
+                rows.append(
+                    [
+                        impl,
+                        "stream" if stream else "json",
+                        f"{r.rps:.0f}",
+                        fmt(percentile(r.latencies, 50)),
+                        fmt(r.cpu_ms_per_request(), 3),
+                        r.errors,
+                    ]
+                )
+        finally:
+            mock.stop()
+    log(markdown_table(["mock", "reply", "rps c=50", "p50 ms", "mock CPU ms/req", "errors"], rows))
+    log(f"after: {load_line()}")
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def find(sections: list[Section], section: str, mode: str, target: str) -> Result | None:
+    for s in sections:
+        for run in s.runs:
+            if (run.section, run.mode, run.target) == (section, mode, target):
+                return run.result
+    return None
+
+
+def targets_table(
+    sections: list[Section], extra: dict[str, dict[str, str]], args: argparse.Namespace
+) -> str:
+    rows: list[list[object]] = []
+
+    def add(name: str, figure: str, held: bool | str | None) -> None:
+        verdict = "not run" if held is None else ("held" if held else "NOT held")
+        rows.append([name, figure, held if isinstance(held, str) else verdict])
+
+    def p(section: str, mode: str, target: str = "aipk") -> Result | None:
+        return find(sections, section, mode, target)
+
+    def added(section: str, mode: str, target: str = "aipk", ttft: bool = False) -> float:
+        g, d = p(section, mode, target), p(section, mode, "direct")
+        if g is None or d is None:
+            return float("nan")
+        a, b = (g.ttfts, d.ttfts) if ttft else (g.latencies, d.latencies)
+        return percentile(a, 50) - percentile(b, 50)
+
+    def check(value: float, ok: Callable[[float], bool]) -> bool | None:
+        return None if value != value else ok(value)
+
+    v = added("embedded", "json closed c=1")
+    add("embedded: added p50 at c=1 (JSON) ≤ 1 ms", f"{fmt(v)} ms", check(v, lambda x: x <= 1))
+    for section, mode, goal in (
+        ("embedded", "json closed c=50", 1500),
+        ("embedded", "stream closed c=50", 800),
+        ("production", "json closed c=50", 1500),
+    ):
+        r = p(section, mode)
+        v = r.rps if r else float("nan")
+        add(f"{section}: ≥ {goal:,} rps, {mode}", f"{v:.0f} rps", None if v != v else v >= goal)
+    v = added("embedded", "stream closed c=50", ttft=True)
+    add("embedded: added TTFT p50 at c=50 ≤ 2 ms", f"{fmt(v)} ms", check(v, lambda x: x <= 2))
+    r = p("production", "json open 1000 rps")
+    seconds = 60 if args.full else args.duration
+    add(
+        f"production: 0 errors, open loop 1,000 rps for 60 s (this run: {seconds:g} s)",
+        f"{r.errors} errors, {len(r.latencies)} ok" if r else "-",
+        None if r is None else r.errors == 0,
+    )
+    prod = next((s for s in sections if s.name == "production" and s.runs), None)
+    add(
+        "production: 0 lost usage rows",
+        f"{prod.lost_rows} lost ({prod.usage.get('success', 0)} rows / {prod.answered_2xx} 2xx)"
+        if prod
+        else "-",
+        None if prod is None else prod.lost_rows == 0,
+    )
+    emb = next((s for s in sections if s.name == "embedded" and s.runs), None)
+    if emb:
+        add(
+            "embedded: 0 lost usage rows",
+            f"{emb.lost_rows} lost ({emb.usage.get('success', 0)} rows / {emb.answered_2xx} 2xx)",
+            emb.lost_rows == 0,
+        )
+    g, lite = p("embedded", "json closed c=50"), p("embedded", "json closed c=50", "litellm")
+    ratio = g.rps / lite.rps if g and lite and lite.rps else float("nan")
+    add(
+        "≥ 10× LiteLLM's rps (JSON c=50, 1 process each)",
+        f"{fmt(ratio, 1)}×",
+        check(ratio, lambda x: x >= 10),
+    )
+    a, b = added("embedded", "json closed c=1"), added("embedded", "json closed c=1", "litellm")
+    share = a / b if b == b and b > 0 else float("nan")
+    add(
+        "≤ 1/5 of LiteLLM's added p50 (JSON c=1)",
+        f"aipk {fmt(a)} ms / LiteLLM {fmt(b)} ms = {fmt(share)}",
+        check(share, lambda x: x <= 0.2),
+    )
+    g, lite = p("embedded", "stream closed c=50"), p("embedded", "stream closed c=50", "litellm")
+    if g and lite and lite.rps:
+        add("(info) aipk / LiteLLM rps, stream c=50", f"{g.rps / lite.rps:.1f}×", "info")
+    for name, key in (
+        ("RSS flat ±10% over the soak", "soak"),
+        ("5,000 slow streams, 0 errors", "slow"),
+    ):
+        if key in extra:
+            add(name, extra[key]["figure"], extra[key]["held"] == "held")
+        else:
+            add(name, "-", None)
+    return markdown_table(["target", "figure", "result"], rows)
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> None:
+    """Soft fd limit up to the hard one. Set before any server starts: a child inherits
+    its parent's limits, so the mock and aipk get it too (in production the service
+    manager sets it, e.g. systemd's LimitNOFILE)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
+    parser.add_argument(
+        "--full", action="store_true", help="60 s 1,000 rps check, soak, slow streams"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 50, 200])
+    parser.add_argument("--rates", type=float, nargs="*", default=[500, 1000])
+    parser.add_argument("--sections", nargs="*", choices=["embedded", "production"], default=None)
+    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--soak", type=int, nargs="?", const=200_000, default=None)
+    parser.add_argument("--slow-streams", type=int, nargs="?", const=5_000, default=None)
+    parser.add_argument("--mock-compare", action="store_true")
+    parser.add_argument("--pg-database", default="aipk_h5")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
+    args = parser.parse_args()
+    only_modes = args.soak is not None or args.slow_streams is not None or args.mock_compare
+    if args.quick:
+        args.duration, args.concurrency, args.rates = 1.5, [1, 50], [500]
+        args.sections = args.sections or ["embedded"]
+    if args.full:
+        args.soak = args.soak or 200_000
+        args.slow_streams = args.slow_streams or 5_000
+    if args.sections is None:
+        args.sections = [] if only_modes and not args.full else ["embedded", "production"]
+    raise_fd_limit()
+
+    log(f"# aipk data plane benchmark\n\n{environment()}")
+    log(f"uptime: {load_line()}")
+    workdir = Path(tempfile.mkdtemp(prefix="aipk-dataplane-"))
+    sections: list[Section] = []
+    extra: dict[str, dict[str, str]] = {}
+    procs: list[Proc] = []
+    try:
+        if args.mock_compare or (args.full and not args.quick):
+            mock_compare(3.0)
+        if args.sections:
+            mock, mock_url = start_mock()
+            procs.append(mock)
+            direct = Target(
+                "direct",
+                f"{mock_url}/v1/chat/completions",
+                MODEL,
+                {"authorization": f"Bearer {UPSTREAM_KEY}", "content-type": "application/json"},
+            )
+            litellm_target = None
+            if not args.no_litellm and "embedded" in args.sections:
+                version = litellm_venv()
+                lite, lite_url = start_litellm(mock_url, workdir)
+                procs.append(lite)
+                log(f"LiteLLM {version} (proxy, 1 worker, no database) at {lite_url}")
+                litellm_target = Target(
+                    "litellm",
+                    f"{lite_url}/v1/chat/completions",
+                    MODEL,
+                    {"authorization": f"Bearer {LITELLM_KEY}", "content-type": "application/json"},
+                    lite.pid,
+                )
+            log(
+                f"mock upstream (raw asyncio + httptools, uvloop) at {mock_url}; 8 content "
+                f"chunks per stream; {args.duration:g} s per run"
+            )
+            for name in ("embedded", "production"):
+                if name not in args.sections:
+                    continue
+                if litellm_target is not None and name == "embedded":
+                    wait_http(procs[-1], lite_url + "/health/liveliness", timeout=180)
+                sections.append(run_section(name, args, mock_url, workdir, direct, litellm_target))
+                if litellm_target is not None and name == "embedded":
+                    procs.pop().stop()  # LiteLLM is compared in one process, embedded only
+                    litellm_target = None
+            log("\n## all runs\n")
+            log(runs_table([run for s in sections for run in s.runs]))
+        if args.soak:
+            extra["soak"] = soak(args, workdir)
+        if args.slow_streams:
+            extra["slow"] = slow_streams(args, workdir)
+        log("\n## targets (issue 12)\n")
+        log(targets_table(sections, extra, args))
+        log(f"\nuptime at the end: {load_line()}")
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
