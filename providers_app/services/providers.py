@@ -12,6 +12,7 @@ from django.db import transaction
 
 from aipk_site.infra.audit import audit_record
 from providers_app.kit.adapters import BaseAdapter, Deadlines, ProviderConfig
+from providers_app.kit.http_client import pooled_client
 from providers_app.kit.providers import ADAPTERS, PROFILES, create_adapter, provider_profile
 from providers_app.models import ApiKey, OAuthCredential, Provider
 from providers_app.services.provider_settings import (
@@ -123,9 +124,11 @@ def adapter_config(
     return config
 
 
-# One pooled httpx client per provider and event loop: an AsyncClient's
-# connections belong to the loop that opened them. This is a per-process
-# connection pool, not shared state, so a process-local map is right here.
+# One pooled client per provider and event loop (httpx API on aiohttp's pool, which
+# keeps its speed under concurrency where httpx's own does not -- see
+# kit/http_client.py): a client's connections belong to the loop that opened them.
+# This is a per-process connection pool, not shared state, so a process-local map is
+# right here.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
@@ -136,11 +139,7 @@ def shared_client(provider: Provider) -> httpx.AsyncClient:
     clients = _clients.setdefault(loop, {})
     client = clients.get(provider.pk)
     if client is None or client.is_closed:
-        client = clients[provider.pk] = httpx.AsyncClient(
-            # as many kept alive as may be open: under a burst, closing and reopening
-            # connections above a smaller keep-alive limit costs more than holding them
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        )
+        client = clients[provider.pk] = pooled_client()
     return client
 
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import httpx
 
 from .. import errors
+from ..http_client import pooled_client
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
 from ..types import (
     AuthState,
@@ -78,9 +79,10 @@ class BaseAdapter:
             deadlines = replace(deadlines, total=self.config.timeout)
         self.deadlines = deadlines
         # One pooled client per provider is shared by callers that pass it in;
-        # otherwise the adapter owns its own and closes it in aclose().
+        # otherwise the adapter owns its own (the same aiohttp-backed kind) and closes
+        # it in aclose().
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self._timeout())
+        self._client = client or pooled_client(timeout=self._timeout())
         # Client-side limiter for providers that send no rate-limit headers (TokenBucket).
         self._limiter = limiter
 
