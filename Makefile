@@ -14,13 +14,14 @@ PORT      ?= 8000
 SIM_PORT  ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: help install browser run test lint migrate clean
+.PHONY: help install browser run serve test lint migrate clean
 
 help:
 	@echo "make run    set up .venv, migrate, start the provider simulator, the server and its scheduled jobs"
 	@echo "make test   set up .venv and run the whole test suite"
+	@echo "make serve  migrate, then serve in production: uvicorn, WEB_CONCURRENCY workers (docs/DEPLOY.md)"
 	@echo "make lint   ruff (lint + format check) and mypy"
-	@echo "variables:  HOST=$(HOST) PORT=$(PORT) SIM_PORT=$(SIM_PORT) PYTEST_ARGS='...'"
+	@echo "variables:  HOST=$(HOST) PORT=$(PORT) SIM_PORT=$(SIM_PORT) WEB_CONCURRENCY=<cores> PYTEST_ARGS='...'"
 
 $(PY):
 	@test -n "$(PYTHON_BOOTSTRAP)" || { echo "error: python3.11 or python3 is required" >&2; exit 1; }
@@ -72,6 +73,13 @@ run: migrate
 	echo "Stop with Ctrl-C (the simulator stops with the server)."; \
 	echo ""; \
 	$(PY) manage.py run_embedded $(HOST):$(PORT)
+
+# Production: N uvicorn workers against DATABASE_URL and REDIS_URL (docs/DEPLOY.md); more
+# than one worker needs Redis. WEB_CONCURRENCY unset: one worker per core. exec: the
+# server gets SIGTERM itself and drains.
+serve: migrate
+	HOST=$(HOST) PORT=$(PORT) $(if $(WEB_CONCURRENCY),WEB_CONCURRENCY=$(WEB_CONCURRENCY)) \
+	  exec $(PY) manage.py serve
 
 # pytest exit code 5 means "no tests collected": a failure, said out loud.
 test: $(STAMP) browser
