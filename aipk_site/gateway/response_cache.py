@@ -9,16 +9,13 @@ versions of aipk) should hold data, not code paths.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
-from django.core.cache.backends.locmem import LocMemCache
 
 from aipk_site.infra.state import state_store
 from providers_app.kit.types import (
@@ -33,7 +30,6 @@ from providers_app.kit.types import (
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # Bumped when the key's canonical form or the stored JSON changes shape, so old
 # entries are simply never read again.
@@ -148,28 +144,20 @@ def _decode(raw: str) -> ChatResponse:
     )
 
 
-async def _run(fn: Callable[[], T]) -> T:
-    # The process-wide cache object from the shared store, not ``django.core.cache.cache``:
-    # Django gives each async context its own cache object, and on Redis each one
-    # opens its own connection pool. Local memory does no I/O and runs inline; any
-    # other backend runs in a worker thread so the event loop never waits on it.
-    cache = state_store().cache
-    if isinstance(cache, LocMemCache):
-        return fn()
-    return await asyncio.to_thread(fn)
-
-
 async def cache_get(key: str) -> ChatResponse | None:
     """The cached reply, or None (also for an entry that cannot be read back)."""
-    cache = state_store().cache
-    raw = await _run(lambda: cache.get(key))
+    # The process-wide shared store, not ``django.core.cache.cache``: Django gives each
+    # async context its own cache object (on Redis, its own connection pool). On Redis
+    # the calls run on the event loop (redis.asyncio); local memory runs inline.
+    store = state_store()
+    raw = await store.cache_get(key)
     if raw is None:
         return None
     try:
         return _decode(raw)
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         logger.warning("response cache: dropping unreadable entry (%s)", type(exc).__name__)
-        await _run(lambda: cache.delete(key))
+        await store.cache_delete(key)
         return None
 
 
@@ -183,6 +171,4 @@ async def cache_put(key: str, response: ChatResponse, ttl: int) -> None:
     timeout = min(int(ttl), int(settings.RESPONSE_CACHE_MAX_TTL_SECONDS))
     if timeout <= 0:
         return
-    cache = state_store().cache
-    encoded = _encode(response)
-    await _run(lambda: cache.set(key, encoded, timeout=timeout))
+    await state_store().cache_set(key, _encode(response), timeout)

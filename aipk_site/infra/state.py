@@ -33,13 +33,16 @@ import asyncio
 import json
 import math
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
+import redis.asyncio as aioredis
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
+from redis.commands.core import AsyncScript
 
 T = TypeVar("T")
 
@@ -113,6 +116,20 @@ class SharedStateStore(abc.ABC):
     @abc.abstractmethod
     async def increment(self, key: str, *, ttl: float) -> int:
         """Add one to a counter (created at 0) and return the new value; refresh its TTL."""
+
+    # Values in the Django cache's own format (``cache.get`` / ``cache.set`` see the
+    # same entries), for callers that keep plain cache entries on the request path.
+
+    @abc.abstractmethod
+    async def cache_get(self, key: str) -> Any:
+        """``cache.get(key)`` without blocking the event loop (None when absent)."""
+
+    @abc.abstractmethod
+    async def cache_set(self, key: str, value: Any, seconds: int) -> None:
+        """``cache.set(key, value, timeout=seconds)`` (``seconds <= 0`` deletes the key)."""
+
+    @abc.abstractmethod
+    async def cache_delete(self, key: str) -> None: ...
 
 
 def ttl_ms(seconds: float) -> int:
@@ -197,6 +214,21 @@ class LockedCacheStateStore(SharedStateStore):
 
         return await self.update(key, step)
 
+    async def cache_get(self, key: str) -> Any:
+        return await self._run(lambda: self.cache.get(key))
+
+    async def cache_set(self, key: str, value: Any, seconds: int) -> None:
+        def write() -> None:
+            if seconds <= 0:
+                self.cache.delete(key)
+            else:
+                self.cache.set(key, value, timeout=seconds)
+
+        await self._run(write)
+
+    async def cache_delete(self, key: str) -> None:
+        await self._run(lambda: self.cache.delete(key))
+
 
 # --- Redis: one Lua script per read-modify-write -------------------------------------
 
@@ -236,20 +268,47 @@ return value
 """
 
 
-def decode_json(raw: bytes | None) -> dict[str, Any] | None:
+def decode_json(raw: bytes | str | None) -> dict[str, Any] | None:
     """A stored value (or a script's JSON reply) as a dict; a bare JSON value as ``{"value"}``."""
     return None if raw is None else _decode_stored(raw)
 
 
-def _decode_stored(raw: bytes) -> dict[str, Any]:
+def _decode_stored(raw: bytes | str) -> dict[str, Any]:
     value = json.loads(raw)
     if isinstance(value, dict):
         return value
     return {"value": value}
 
 
+class _LoopClient:
+    """One event loop's asyncio client and the scripts registered on it."""
+
+    __slots__ = ("redis", "scripts")
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.scripts: dict[str, AsyncScript] = {}
+
+
+# Options of Django's sync client that name sync classes (or Django's serializer):
+# the asyncio client uses its own connection and parser classes.
+_SYNC_ONLY_OPTIONS = frozenset({"pool_class", "parser_class", "serializer"})
+
+# Connections per event loop (one loop per server process). Redis answers each
+# command in microseconds, so a hundred in flight keep up with thousands of
+# concurrent requests; more would only add sockets on the server.
+ASYNC_POOL_CONNECTIONS = 100
+
+
 class RedisStateStore(SharedStateStore):
-    """Every read-modify-write is one Lua script on the Redis server."""
+    """Every read-modify-write is one Lua script on the Redis server.
+
+    The async methods talk to Redis with ``redis.asyncio`` on the calling event
+    loop: no worker thread per call, and connections kept open between requests.
+    A connection belongs to the loop that opened it, so there is one client (and
+    pool) per event loop, built from the cache's own location and options and
+    dropped with its loop. ``client()`` / ``script()`` stay for sync callers.
+    """
 
     cache: RedisCache
 
@@ -257,9 +316,17 @@ class RedisStateStore(SharedStateStore):
         super().__init__(cache)
         self._script_lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._loops_lock = threading.Lock()
+        # Django's serializer, for values stored in the cache's own format (cache_get/set).
+        self._serializer: Any = cache._cache._serializer
+
+    # --- sync (other threads, Celery, admin pages) ---
 
     def client(self, full_key: str | None = None) -> Any:
-        """The connection this store uses, for other modules' scripts over the same keys.
+        """The sync connection this store's cache uses, for sync callers over the same keys.
 
         Always the write connection: reads must see this store's own writes even
         when the cache has read replicas.
@@ -267,51 +334,95 @@ class RedisStateStore(SharedStateStore):
         return self.cache._cache.get_client(full_key, write=True)
 
     def script(self, source: str) -> Any:
-        """``source`` registered once per store (registering only hashes the text)."""
+        """``source`` registered once on the sync client (registering only hashes the text)."""
         with self._script_lock:
             script = self._scripts.get(source)
             if script is None:
                 script = self._scripts[source] = self.client().register_script(source)
             return script
 
+    # --- async (the request path) ---
+
+    def _loop_client(self) -> _LoopClient:
+        loop = asyncio.get_running_loop()
+        found = self._loops.get(loop)
+        if found is None:
+            with self._loops_lock:
+                found = self._loops.get(loop)
+                if found is None:
+                    found = self._loops[loop] = _LoopClient(self._new_async_client())
+        return found
+
+    def _new_async_client(self) -> aioredis.Redis:
+        # The write server (the first location), as client() uses: reads see own writes.
+        options = {k: v for k, v in self.cache._options.items() if k not in _SYNC_ONLY_OPTIONS}
+        # A bounded pool that makes a burst wait for a free connection (at most the
+        # socket timeout, what one reply may take anyway) instead of failing it:
+        # redis.asyncio's plain pool raises "Too many connections" past its limit.
+        options.setdefault("max_connections", ASYNC_POOL_CONNECTIONS)
+        options.setdefault("timeout", options.get("socket_timeout") or 5.0)
+        pool = aioredis.BlockingConnectionPool.from_url(self.cache._servers[0], **options)
+        return aioredis.Redis(connection_pool=pool)
+
+    def aclient(self) -> aioredis.Redis:
+        """This event loop's asyncio client (call it from a coroutine)."""
+        return self._loop_client().redis
+
+    def ascript(self, source: str) -> AsyncScript:
+        """``source`` registered once on this event loop's client."""
+        loop_client = self._loop_client()
+        script = loop_client.scripts.get(source)
+        if script is None:
+            script = loop_client.scripts[source] = loop_client.redis.register_script(source)
+        return script
+
     async def run_script(self, source: str, keys: Sequence[str], *args: Any) -> Any:
-        """Run the Lua ``source`` over ``keys`` (before the prefix) on the server, in a thread.
+        """Run the Lua ``source`` over ``keys`` (before the prefix) on the server.
 
         Arguments go through ``script_arg``, so floats reach Lua's ``tonumber`` exactly.
         """
         full = [self.full_key(k) for k in keys]
-        script = self.script(source)
-        return await asyncio.to_thread(
-            script, keys=full, args=[script_arg(a) for a in args], client=self.client(full[0])
-        )
+        return await self.ascript(source)(keys=full, args=[script_arg(a) for a in args])
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        full = self.full_key(key)
-        return decode_json(await asyncio.to_thread(self.client(full).get, full))
+        return decode_json(await self.aclient().get(self.full_key(key)))
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not keys:
             return {}
-        full = [self.full_key(k) for k in keys]
-        raws = await asyncio.to_thread(self.client().mget, full)
+        raws = await self.aclient().mget([self.full_key(k) for k in keys])
         return {
             k: _decode_stored(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None
         }
 
     async def set(self, key: str, value: dict[str, Any], ttl: float) -> None:
         full = self.full_key(key)
-        client = self.client(full)
         if ttl <= 0:
-            await asyncio.to_thread(client.delete, full)
+            await self.aclient().delete(full)
         else:
-            await asyncio.to_thread(client.set, full, json.dumps(value), px=ttl_ms(ttl))
+            await self.aclient().set(full, json.dumps(value), px=ttl_ms(ttl))
 
     async def delete(self, key: str) -> None:
-        full = self.full_key(key)
-        await asyncio.to_thread(self.client(full).delete, full)
+        await self.aclient().delete(self.full_key(key))
 
     async def increment(self, key: str, *, ttl: float) -> int:
         return int(await self.run_script(_LUA_INCREMENT, [key], ttl_ms(ttl)))
+
+    # Values in the Django cache's own format (``cache.get`` / ``cache.set`` read them too).
+
+    async def cache_get(self, key: str) -> Any:
+        raw = await self.aclient().get(self.full_key(key))
+        return None if raw is None else self._serializer.loads(raw)
+
+    async def cache_set(self, key: str, value: Any, seconds: int) -> None:
+        full = self.full_key(key)
+        if seconds <= 0:
+            await self.aclient().delete(full)
+        else:
+            await self.aclient().set(full, self._serializer.dumps(value), ex=seconds)
+
+    async def cache_delete(self, key: str) -> None:
+        await self.aclient().delete(self.full_key(key))
 
 
 def script_arg(value: Any) -> Any:

@@ -5,7 +5,6 @@ runs in Python for local memory).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aipk_site.gateway.admission import rules as rules
@@ -198,16 +197,12 @@ class RedisAdmissionStore:
 
     def __init__(self, shared: RedisStateStore) -> None:
         self.shared = shared
-        client = shared.client()
-        # register_script only hashes the text: the server learns the script on first use.
-        self._admit = client.register_script(_LUA_ADMIT)
-        self._settle = client.register_script(_LUA_SETTLE)
-        self._read = client.register_script(_LUA_READ)
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        # On the event loop with this loop's asyncio client; the script is registered
+        # once per client (only the text's hash), the server learns it on first use.
         full = [self.shared.full_key(k) for k in keys]
-        client = self.shared.client(full[0])
-        return await asyncio.to_thread(script, keys=full, args=args, client=client)
+        return await self.shared.ascript(source)(keys=full, args=args)
 
     async def admit(
         self, req: AdmitRequest, *, key_seed: int | None, tenant_seed: int | None
@@ -229,7 +224,7 @@ class RedisAdmissionStore:
             req.month,
             repr(req.now + req.lease),
         ]
-        reply = await self._run(self._admit, req.keys.ordered(), args)
+        reply = await self._run(_LUA_ADMIT, req.keys.ordered(), args)
         status = int(reply[0])
         code = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
         if status == 2:
@@ -259,10 +254,10 @@ class RedisAdmissionStore:
             s.lease_member,
             s.real_cost,
         ]
-        return bool(await self._run(self._settle, s.keys.ordered(), args))
+        return bool(await self._run(_LUA_SETTLE, s.keys.ordered(), args))
 
     async def read(self, keys: AdmissionKeys, *, now: float, month: str) -> list[int | None]:
-        reply = await self._run(self._read, keys.ordered()[:8], [repr(now), month])
+        reply = await self._run(_LUA_READ, keys.ordered()[:8], [repr(now), month])
         out: list[int | None] = [int(v) for v in reply]
         for spend in (2, 6):
             if out[spend] == -1:
