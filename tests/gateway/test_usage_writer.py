@@ -161,18 +161,20 @@ def test_it_writes_a_request_id_once_and_logs_the_duplicate(tenant, caplog):
 
 
 def test_it_tries_a_failed_batch_again_before_going_row_by_row(tenant, monkeypatch):
-    calls = []
-    real_bulk_create = UsageRecord.objects.bulk_create
+    import aipk_site.gateway.usage as usage
 
-    def flaky_bulk_create(objs, *args, **kwargs):
-        calls.append(len(objs))
+    calls = []
+    real_insert_rows = usage._insert_rows
+
+    def flaky_insert_rows(rows):
+        calls.append(len(rows))
         if len(calls) == 1:
             from django.db import OperationalError
 
             raise OperationalError("simulated lock timeout")
-        return real_bulk_create(objs, *args, **kwargs)
+        return real_insert_rows(rows)
 
-    monkeypatch.setattr(UsageRecord.objects, "bulk_create", flaky_bulk_create)
+    monkeypatch.setattr(usage, "_insert_rows", flaky_insert_rows)
     for _ in range(4):
         usage_record(**row(tenant))
 
