@@ -409,12 +409,16 @@ WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=GATEWAY_MAX_BODY_
 # daphne's runserver (and so run_embedded) reads these two
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_MESSAGE_BYTES
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WS_MAX_MESSAGE_BYTES
-# A virtual key's lookup (by hash) is cached this long in each process; revoking
-# a key also drops it from the shared cache at once.
-VIRTUAL_KEY_CACHE_SECONDS = env.int("VIRTUAL_KEY_CACHE_SECONDS", default=30)
-# Routes, providers and prices are cached in each process this long; the
-# process that changes one drops its copy at once.
-ROUTING_CACHE_SECONDS = env.float("ROUTING_CACHE_SECONDS", default=5.0)
+# In-memory snapshots (aipk_site/infra/change_events.py): every change publishes an
+# event and every process drops its copy at once (across processes through Redis
+# pub/sub); these TTLs are only the safety net for an event lost while Redis was away.
+# A virtual key's lookup (by hash) is kept this long in each process.
+VIRTUAL_KEY_CACHE_SECONDS = env.int("VIRTUAL_KEY_CACHE_SECONDS", default=300)
+# A hash that matches no key is remembered this long, so a client repeating a wrong
+# key costs one query per period; creating a key drops it at once.
+VIRTUAL_KEY_UNKNOWN_CACHE_SECONDS = env.float("VIRTUAL_KEY_UNKNOWN_CACHE_SECONDS", default=5.0)
+# Routes, providers, usable credentials and prices are kept this long in each process.
+ROUTING_CACHE_SECONDS = env.float("ROUTING_CACHE_SECONDS", default=60.0)
 # The longest TTL a key or request may ask of the response cache.
 RESPONSE_CACHE_MAX_TTL_SECONDS = env.int("RESPONSE_CACHE_MAX_TTL_SECONDS", default=24 * 60 * 60)
 # Budgets and admission (docs/GATEWAY.md "Limits and budgets"). A request's

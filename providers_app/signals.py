@@ -1,7 +1,9 @@
-"""Cache invalidation only: the request path caches each provider's usable
-credentials per process (services/chat.py), and every save or delete of a
-credential, from any service, the admin or a task, must drop that copy. A
-signal is the one place that sees all of them; no business logic lives here."""
+"""Cache invalidation only: the request path holds each provider's usable
+credentials in every process's memory (services/chat.py), and every save or
+delete of a credential or provider, from any service, the admin or a task, must
+drop that copy in every process. A signal is the one place that sees all of
+them; ``credentials_forget`` publishes the change event that reaches the other
+processes (aipk_site/infra/change_events.py). No business logic lives here."""
 
 from __future__ import annotations
 

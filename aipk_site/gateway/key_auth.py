@@ -1,26 +1,30 @@
 """Who is calling: a virtual key's secret → the caller's tenant, limits and permissions.
 
-This runs on every gateway request, so the answer is cached in the shared
-cache (Redis in production) under the secret's hash for
-VIRTUAL_KEY_CACHE_SECONDS: one cache read per request, no database query.
-Every change to a key or its tenant calls ``key_auth_forget*`` so a revoked
-key stops working at once in every process, not when its entry expires.
-Unknown hashes are not cached: a typo costs one indexed query, and a key
-created a moment ago is never refused because of an earlier miss.
+This runs on every gateway request, so each process holds a snapshot in memory:
+the secret's hash → its ``KeyContext``. A hit costs a dict lookup, no I/O and no
+thread hop. A miss reads the database once (concurrent misses of one hash share
+that read) and keeps the answer for VIRTUAL_KEY_CACHE_SECONDS, a safety TTL only:
+every change to a key or its tenant publishes a change event
+(aipk_site/infra/change_events.py) and every process drops the entries at once.
+
+Unknown hashes are remembered for VIRTUAL_KEY_UNKNOWN_CACHE_SECONDS only, so a client
+repeating a wrong key costs one query per few seconds instead of one per
+request; creating a key publishes its hash, which drops that memory at once, so
+a key created a moment ago is never refused because of an earlier miss.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.locmem import LocMemCache
 
+from aipk_site.infra import change_events
 from aipk_site.infra.errors import AuthenticationFailed, PermissionDenied
 from tenants_app.models import VirtualKey
 from tenants_app.services.secrets import VIRTUAL_KEY_PREFIX, secret_hash
@@ -57,10 +61,6 @@ class KeyContext:
     pii_redaction: bool
 
 
-def _cache_key(key_hash: str) -> str:
-    return f"vkey:{key_hash}"
-
-
 def _micro(amount: Decimal | None) -> int | None:
     return None if amount is None else int(amount * MICRO)
 
@@ -94,32 +94,112 @@ def _context_for(key_hash: str) -> KeyContext | None:
     )
 
 
-def _to_cache(ctx: KeyContext) -> dict[str, Any]:
-    data = asdict(ctx)
-    data["allowed_models"] = list(ctx.allowed_models)
-    ids = ctx.allowed_provider_ids
-    data["allowed_provider_ids"] = sorted(ids) if ids is not None else None
-    return data
+# --- the snapshot ------------------------------------------------------------------
+
+TOPIC_KEYS = "virtual_keys"  # payload: {"key_hashes": [...]}
+TOPIC_TENANT = "tenant"  # payload: {"tenant_id": ...}
+# Bounds: past this many entries a table starts over (one query per key again), so
+# neither many keys nor an attacker's stream of wrong keys can grow memory for ever.
+MAX_KEYS = 100_000
+MAX_UNKNOWN = 10_000
 
 
-def _from_cache(data: dict[str, Any]) -> KeyContext:
-    ids = data["allowed_provider_ids"]
-    return KeyContext(
-        **{
-            **data,
-            "allowed_models": tuple(data["allowed_models"]),
-            "allowed_provider_ids": frozenset(ids) if ids is not None else None,
-        }
-    )
+class _Snapshot:
+    """hash → (KeyContext, expires at) and hash → expires at for unknown hashes.
+
+    Handlers run on the publisher's or the listener's thread while the event loop
+    reads: each step is one dict operation (atomic under the GIL), and every drop
+    bumps ``generation`` so a load that started before it never stores what it read."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[KeyContext, float]] = {}
+        self.unknown: dict[str, float] = {}
+        self.loading: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[Any]] = {}
+        self.generation = 0
+
+    def drop_hashes(self, hashes: list[str]) -> None:
+        self.generation += 1
+        for key_hash in hashes:
+            self.known.pop(key_hash, None)
+            self.unknown.pop(key_hash, None)
+
+    def drop_tenant(self, tenant_id: int) -> None:
+        self.generation += 1
+        for key_hash, (ctx, _) in list(self.known.items()):
+            if ctx.tenant_id == tenant_id:
+                self.known.pop(key_hash, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self.known.clear()
+        self.unknown.clear()
 
 
-async def _cache_get(key: str) -> Any:
-    backend = caches["default"]
-    if isinstance(backend, LocMemCache):
-        # An in-process dict: reading it inline is cheaper than the thread hop BaseCache.aget
-        # makes (which was ~10 % of a gateway request's CPU).
-        return backend.get(key)
-    return await backend.aget(key)
+_snapshot = _Snapshot()
+
+
+def _on_keys(payload: Mapping[str, Any] | None) -> None:
+    if payload is None:
+        _snapshot.clear()
+        return
+    hashes = payload.get("key_hashes")
+    if isinstance(hashes, list):
+        _snapshot.drop_hashes([h for h in hashes if isinstance(h, str)])
+    else:
+        _snapshot.clear()
+
+
+def _on_tenant(payload: Mapping[str, Any] | None) -> None:
+    tenant_id = None if payload is None else payload.get("tenant_id")
+    if isinstance(tenant_id, int):
+        _snapshot.drop_tenant(tenant_id)
+    else:
+        _snapshot.clear()
+
+
+change_events.subscribe(TOPIC_KEYS, _on_keys)
+change_events.subscribe(TOPIC_TENANT, _on_tenant)
+
+
+def key_auth_cache_clear() -> None:
+    """Forget this process's snapshot (tests; changes publish events instead)."""
+    _snapshot.clear()
+
+
+async def _load(key_hash: str) -> KeyContext | None:
+    generation = _snapshot.generation
+    ctx = await change_events.snapshot_load(lambda: _context_for(key_hash))
+    if generation == _snapshot.generation:
+        now = time.monotonic()
+        if ctx is None:
+            if len(_snapshot.unknown) >= MAX_UNKNOWN:
+                _snapshot.unknown.clear()
+            _snapshot.unknown[key_hash] = now + settings.VIRTUAL_KEY_UNKNOWN_CACHE_SECONDS
+        elif settings.VIRTUAL_KEY_CACHE_SECONDS > 0:
+            if len(_snapshot.known) >= MAX_KEYS:
+                _snapshot.known.clear()
+            _snapshot.known[key_hash] = (ctx, now + settings.VIRTUAL_KEY_CACHE_SECONDS)
+    return ctx
+
+
+async def _lookup(key_hash: str) -> KeyContext | None:
+    now = time.monotonic()
+    entry = _snapshot.known.get(key_hash)
+    if entry is not None and entry[1] > now:
+        return entry[0]
+    unknown_until = _snapshot.unknown.get(key_hash)
+    if unknown_until is not None and unknown_until > now:
+        return None
+    # one read per hash however many requests miss at once; per loop, since a task
+    # belongs to its loop (tests run the server and the test in different loops)
+    slot = (asyncio.get_running_loop(), key_hash)
+    task = _snapshot.loading.get(slot)
+    if task is None:
+        task = asyncio.ensure_future(_load(key_hash))
+        _snapshot.loading[slot] = task
+        task.add_done_callback(lambda _: _snapshot.loading.pop(slot, None))
+    # shielded: a waiter that is cancelled (its client left) does not cancel the others'
+    return await asyncio.shield(task)
 
 
 async def authenticate_virtual_key(secret: str | None) -> KeyContext:
@@ -132,15 +212,9 @@ async def authenticate_virtual_key(secret: str | None) -> KeyContext:
     if not secret.startswith(VIRTUAL_KEY_PREFIX):
         raise AuthenticationFailed("invalid API key")
     key_hash = secret_hash(secret)
-    cached = await _cache_get(_cache_key(key_hash))
-    ctx: KeyContext | None
-    if cached is not None:
-        ctx = _from_cache(cached)
-    else:
-        ctx = await sync_to_async(_context_for)(key_hash)
-        if ctx is None:
-            raise AuthenticationFailed("invalid API key")
-        await cache.aset(_cache_key(key_hash), _to_cache(ctx), settings.VIRTUAL_KEY_CACHE_SECONDS)
+    ctx = await _lookup(key_hash)
+    if ctx is None:
+        raise AuthenticationFailed("invalid API key")
     if ctx.revoked:
         raise AuthenticationFailed("this API key has been revoked", code="api_key_revoked")
     if ctx.expires_at is not None and ctx.expires_at <= time.time():
@@ -151,11 +225,16 @@ async def authenticate_virtual_key(secret: str | None) -> KeyContext:
 
 
 def key_auth_forget(key_hash: str) -> None:
-    """Call after changing or revoking a key: every process sees the change at once."""
-    cache.delete(_cache_key(key_hash))
+    """Call after creating, changing or revoking a key: every process sees it at once."""
+    key_auth_forget_many([key_hash])
+
+
+def key_auth_forget_many(key_hashes: list[str]) -> None:
+    """``key_auth_forget`` for several keys, in one event."""
+    if key_hashes:
+        change_events.publish(TOPIC_KEYS, {"key_hashes": list(key_hashes)})
 
 
 def key_auth_forget_tenant(tenant_id: int) -> None:
     """Call after changing a tenant (limits, active, providers, PII filter)."""
-    hashes = VirtualKey.objects.filter(tenant_id=tenant_id).values_list("key_hash", flat=True)
-    cache.delete_many([_cache_key(h) for h in hashes])
+    change_events.publish(TOPIC_TENANT, {"tenant_id": tenant_id})

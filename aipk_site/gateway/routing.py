@@ -5,9 +5,11 @@ one with that alias) or a "<provider name>/<model id>" id, whose model id may
 itself contain "/" ("openrouter/meta-llama/llama-3-8b"). An alias is looked up
 first, so an alias that looks like a provider id wins over it.
 
-This runs on every gateway request, so providers and routes are copies kept in
-each process for ``settings.ROUTING_CACHE_SECONDS`` and read through the async
-ORM only when stale; ``routing_cache_clear()`` drops them after a change. The
+This runs on every gateway request, so providers and routes are snapshots held
+in each process's memory. A change (routes_changed, a provider saved or deleted)
+publishes a change event (aipk_site/gateway/receivers.py) and every process drops
+its snapshots at once; ``settings.ROUTING_CACHE_SECONDS`` is only a safety TTL for
+an event lost while Redis was away. The
 state several processes must share (the round-robin position, latency averages)
 lives in the shared store (Redis in production), never in this module.
 """
@@ -24,6 +26,7 @@ from typing import Any, TypeGuard, TypeVar
 
 from django.conf import settings
 
+from aipk_site.infra import change_events
 from aipk_site.infra.errors import InvalidRequest, NotFound, PermissionDenied, UpstreamError
 from aipk_site.infra.state import state_store
 from providers_app.models import DiscoveredModel, Provider
@@ -80,12 +83,14 @@ class _Providers:
 
 
 class _ProcessCopies:
-    """Small tables copied into this process for a few seconds.
+    """Small tables copied into this process until a change event drops them (or, as a
+    safety net, until they are ROUTING_CACHE_SECONDS old).
 
     While one caller reloads a stale copy, the others keep using it, so the
     database sees one query per table per period rather than one per request.
     ``clear()`` bumps a generation, so a reload that started before it never
-    stores what it read."""
+    stores what it read. ``clear()`` may run on another thread (the change
+    events' listener): each of its steps is one atomic operation on a dict."""
 
     def __init__(self) -> None:
         self._entries: dict[Any, tuple[Any, float]] = {}
@@ -117,15 +122,31 @@ class _ProcessCopies:
 
 _copies = _ProcessCopies()
 
+TOPIC = "routing"  # no payload: any route or provider changed
+
 
 def routing_cache_clear() -> None:
-    """Forget this process's copies of providers and routes (call after changing one)."""
+    """Forget this process's copies of providers and routes (tests; a change calls
+    ``routing_changed`` so every process forgets them)."""
     _copies.clear()
 
 
-async def _load_providers() -> _Providers:
-    providers = [p async for p in Provider.objects.all()]
+def routing_changed() -> None:
+    """Call after changing a route or a provider: every process drops its copies."""
+    change_events.publish(TOPIC)
+
+
+# looked up at each event, so a test may replace routing_cache_clear to see it called
+change_events.subscribe(TOPIC, lambda payload: routing_cache_clear())
+
+
+def _read_providers() -> _Providers:
+    providers = list(Provider.objects.all())
     return _Providers(by_name={p.name: p for p in providers}, by_id={p.pk: p for p in providers})
+
+
+async def _load_providers() -> _Providers:
+    return await change_events.snapshot_load(_read_providers)
 
 
 def _parse_route(route: ModelRoute) -> _Route:
@@ -143,12 +164,16 @@ def _parse_route(route: ModelRoute) -> _Route:
     )
 
 
-async def _load_routes(tenant_id: int | None) -> dict[str, _Route]:
+def _read_routes(tenant_id: int | None) -> dict[str, _Route]:
     if tenant_id is None:
         rows = ModelRoute.objects.filter(tenant__isnull=True)
     else:
         rows = ModelRoute.objects.filter(tenant_id=tenant_id)
-    return {route.alias: _parse_route(route) async for route in rows}
+    return {route.alias: _parse_route(route) for route in rows}
+
+
+async def _load_routes(tenant_id: int | None) -> dict[str, _Route]:
+    return await change_events.snapshot_load(lambda: _read_routes(tenant_id))
 
 
 async def _providers() -> _Providers:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from aipk_site.infra import change_events
 from providers_app.kit.adapters import BaseAdapter, ChatStream
 from providers_app.kit.errors import AllKeysExhaustedError, ProviderError, RateLimitError
 from providers_app.kit.providers import provider_profile
@@ -70,32 +71,69 @@ def usable_credentials(provider: Provider, tenant_id: int | None = None) -> list
     return [*keys, *tokens]
 
 
-# Usable credentials per (provider, tenant), cached in this process for
-# ROUTING_CACHE_SECONDS: every request needs them, and reading them means a
-# query plus a Fernet decryption per secret. This is a read cache, not shared
-# state (key health lives in the shared store): a change made in this process
-# drops it at once (credentials_forget, called on save and delete), one made in
-# another process is seen within the TTL. A retiring key stays usable for its
-# whole grace period, so rotation never waits on this.
-_usable_cache: dict[tuple[int, int | None], tuple[float, list[Credential]]] = {}
+# Usable credentials per (provider, tenant), held in each process's memory: every
+# request needs them, and reading them means a query plus a Fernet decryption per
+# secret. This is a read cache, not shared state (key health lives in the shared
+# store). Every save or delete of a credential or provider (providers_app/signals.py)
+# calls ``credentials_forget``, which publishes a change event: this process drops
+# its copy at once, every other process when the event reaches it
+# (aipk_site/infra/change_events.py). ROUTING_CACHE_SECONDS is only a safety TTL for
+# an event lost while Redis was away. A retiring key stays usable for its whole
+# grace period, so rotation never waits on this.
+CREDENTIALS_TOPIC = "credentials"  # payload: {"provider_id": id or None for all}
+
+
+class _UsableCache:
+    """(provider id, tenant id) → (expires at, credentials). Dropped from the event
+    loop or from the change events' listener thread: each step is one atomic dict
+    operation, and ``generation`` stops a load that started before a drop from
+    storing what it read."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[int, int | None], tuple[float, list[Credential]]] = {}
+        self.generation = 0
+
+    def drop(self, provider_id: int | None) -> None:
+        self.generation += 1
+        if provider_id is None:
+            self.entries.clear()
+            return
+        for cache_key in [k for k in list(self.entries) if k[0] == provider_id]:
+            self.entries.pop(cache_key, None)
+
+
+_usable_cache = _UsableCache()
+
+
+def _on_credentials_changed(payload: Mapping[str, Any] | None) -> None:
+    provider_id = None if payload is None else payload.get("provider_id")
+    _usable_cache.drop(provider_id if isinstance(provider_id, int) else None)
+
+
+change_events.subscribe(CREDENTIALS_TOPIC, _on_credentials_changed)
 
 
 def credentials_forget(provider_id: int | None = None) -> None:
-    if provider_id is None:
-        _usable_cache.clear()
-        return
-    for cache_key in [k for k in _usable_cache if k[0] == provider_id]:
-        _usable_cache.pop(cache_key, None)
+    """Call after changing a provider's credentials (None: every provider's): every
+    process drops its copy."""
+    change_events.publish(CREDENTIALS_TOPIC, {"provider_id": provider_id})
+
+
+def credentials_cache_clear() -> None:
+    """Forget this process's copies only (tests)."""
+    _usable_cache.drop(None)
 
 
 async def usable_credentials_cached(provider: Provider, tenant_id: int | None) -> list[Credential]:
     cache_key = (provider.pk, tenant_id)
-    hit = _usable_cache.get(cache_key)
-    now = time.monotonic()
-    if hit is not None and hit[0] > now:
+    hit = _usable_cache.entries.get(cache_key)
+    if hit is not None and hit[0] > time.monotonic():
         return hit[1]
-    credentials = await sync_to_async(usable_credentials)(provider, tenant_id)
-    _usable_cache[cache_key] = (now + settings.ROUTING_CACHE_SECONDS, credentials)
+    generation = _usable_cache.generation
+    credentials = await change_events.snapshot_load(lambda: usable_credentials(provider, tenant_id))
+    ttl = float(settings.ROUTING_CACHE_SECONDS)
+    if generation == _usable_cache.generation and ttl > 0:
+        _usable_cache.entries[cache_key] = (time.monotonic() + ttl, credentials)
     return credentials
 
 

@@ -1,11 +1,12 @@
 """Model prices and what a request costs.
 
 Prices are read on the request path (routing's cheapest-first ordering, budget
-reservations, the usage row), so each process keeps the answers for
-``ROUTING_CACHE_SECONDS``. The cache holds misses too: a model without a price
-must not cost a query per request. The process that writes a price drops its
-copy at once; other processes see it within the cache period, which the
-settings document as the accepted staleness for routing data.
+reservations, the usage row), so each process keeps the answers in memory. The
+cache holds misses too: a model without a price must not cost a query per
+request. Writing a price publishes a change event (aipk_site/infra/change_events.py):
+every process drops its copy at once. ``ROUTING_CACHE_SECONDS`` is only a safety
+TTL, for an event lost while Redis was away and for discovered models' reply
+limits, which discovery refreshes without an event.
 
 Money: ``cost_usd`` is the Decimal stored on usage rows and invoices;
 ``cost_micro`` is the integer the budget counters in the cache add up, rounded
@@ -39,6 +40,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from aipk_site.infra import change_events
 from aipk_site.infra.audit import audit_record
 from aipk_site.infra.errors import InvalidRequest
 from providers_app.kit.providers import ADAPTERS, PROFILES
@@ -70,12 +72,27 @@ class Price:
 # (provider pk, provider type, model) -> (expires at, price or None)
 _cache: dict[tuple[Any, str, str], tuple[float, Price | None]] = {}
 _cache_lock = threading.Lock()
+# bumped by every clear, so a read that started before a change never stores the old row
+_generation = 0
+TOPIC = "pricing"  # no payload: any price changed
 
 
 def pricing_cache_clear() -> None:
+    """Forget this process's prices (tests; a change calls ``pricing_changed``)."""
+    global _generation
     with _cache_lock:
+        _generation += 1
         _cache.clear()
         _output_cache.clear()
+
+
+def pricing_changed() -> None:
+    """Call after changing a price: every process drops its copy (this one now and
+    again on commit, the others on commit)."""
+    change_events.publish(TOPIC)
+
+
+change_events.subscribe(TOPIC, lambda payload: pricing_cache_clear())
 
 
 def _cache_key(provider: Provider, model: str) -> tuple[Any, str, str]:
@@ -95,10 +112,12 @@ def _cached(key: tuple[Any, str, str]) -> tuple[bool, Price | None]:
 CACHE_MAX_ENTRIES = 10_000
 
 
-def _remember(key: tuple[Any, str, str], price: Price | None) -> Price | None:
-    ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 5.0))
+def _remember(key: tuple[Any, str, str], price: Price | None, generation: int) -> Price | None:
+    ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 60.0))
     if ttl > 0:
         with _cache_lock:
+            if generation != _generation:
+                return price  # a change arrived while this was read: do not keep it
             if len(_cache) >= CACHE_MAX_ENTRIES:
                 _cache.clear()
             _cache[key] = (time.monotonic() + ttl, price)
@@ -137,7 +156,8 @@ def price_for(provider: Provider, model: str) -> Price | None:
     key = _cache_key(provider, model)
     hit, price = _cached(key)
     if not hit:
-        price = _remember(key, _best(list(_price_query(provider, model))))
+        generation = _generation
+        price = _remember(key, _best(list(_price_query(provider, model))), generation)
     # read from the provider in hand, not cached: a changed fallback applies at once
     return price or fallback_price(provider)
 
@@ -147,8 +167,9 @@ async def aprice_for(provider: Provider, model: str) -> Price | None:
     key = _cache_key(provider, model)
     hit, price = _cached(key)
     if not hit:
-        rows = [row async for row in _price_query(provider, model)]
-        price = _remember(key, _best(rows))
+        generation = _generation
+        rows = await change_events.snapshot_load(lambda: list(_price_query(provider, model)))
+        price = _remember(key, _best(rows), generation)
     return price or fallback_price(provider)
 
 
@@ -179,13 +200,17 @@ async def amax_output_tokens(provider: Provider, model: str) -> tuple[int, bool]
     if entry is not None and entry[0] >= time.monotonic():
         discovered = entry[1]
     else:
-        discovered = await (
-            DiscoveredModel.objects.filter(provider_id=provider.pk, model_id=model)
-            .values_list("max_output_tokens", flat=True)
-            .afirst()
+        generation = _generation
+        discovered = await change_events.snapshot_load(
+            lambda: (
+                DiscoveredModel.objects.filter(provider_id=provider.pk, model_id=model)
+                .values_list("max_output_tokens", flat=True)
+                .first()
+            )
         )
-        ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 5.0))
-        if ttl > 0:
+        ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 60.0))
+        # not kept when a change arrived while this was read
+        if ttl > 0 and generation == _generation:
             with _cache_lock:
                 if len(_output_cache) >= CACHE_MAX_ENTRIES:
                     _output_cache.clear()
@@ -338,10 +363,10 @@ def _money(value: Any, field: str) -> Decimal:
 
 
 def _drop_cache_now_and_on_commit() -> None:
-    # now: this request's later reads see the change; on commit: a read that ran
-    # between now and the commit may have cached the old row again
-    pricing_cache_clear()
-    transaction.on_commit(pricing_cache_clear)
+    # now: this request's later reads see the change; on commit (change_events does
+    # both): a read that ran between now and the commit may have cached the old row
+    # again, and the other processes must not reload before the row is committed
+    pricing_changed()
 
 
 @transaction.atomic

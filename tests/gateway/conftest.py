@@ -49,12 +49,14 @@ class World:
 def _clear_caches() -> None:
     from django.core.cache import cache
 
+    from aipk_site.gateway.key_auth import key_auth_cache_clear
     from aipk_site.gateway.routing import routing_cache_clear
-    from providers_app.services.chat import credentials_forget
+    from providers_app.services.chat import credentials_cache_clear
     from tenants_app.services.pricing import pricing_cache_clear
 
     cache.clear()
-    credentials_forget()
+    key_auth_cache_clear()
+    credentials_cache_clear()
     pricing_cache_clear()
     routing_cache_clear()
 
