@@ -170,7 +170,8 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # LocMemCache without memcached's per-key check (aipk_site/infra/local_cache.py)
+            "BACKEND": "aipk_site.infra.local_cache.FastLocMemCache",
             "LOCATION": "aipk",
         }
     }

@@ -81,7 +81,8 @@ def test_it_defaults_to_embedded_mode():
 
     assert s["db"]["ENGINE"] == "django.db.backends.sqlite3"
     assert s["db"]["NAME"] == str(ROOT / "db.sqlite3")
-    assert s["cache"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+    # local memory: Django's LocMemCache without memcached's key check
+    assert s["cache"]["BACKEND"] == "aipk_site.infra.local_cache.FastLocMemCache"
     assert s["channel_layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
     assert s["celery"]["eager"] is True
     assert s["celery"]["broker"] == "memory://"
