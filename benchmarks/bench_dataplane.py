@@ -338,7 +338,10 @@ class Target:
     model: str
     headers: dict[str, str]
     pid: int | None = None  # the server's root process (its workers are found under it)
-    answered_2xx: int = 0  # complete 2xx replies, warm-up included (the usage-row check)
+    # the usage-row check, warm-up included: every request sent must leave exactly one
+    # row whatever its outcome, and every complete 2xx reply a "success" row
+    sent: int = 0
+    answered_2xx: int = 0
 
     def body(self, stream: bool) -> bytes:
         body: dict[str, Any] = {
@@ -398,6 +401,7 @@ async def one(
     """One request; a reply counts only if it is 200 and complete (a stream to [DONE])."""
     ttft = None
     payload = b""
+    target.sent += 1
     try:
         async with session.post(target.url, data=body, headers=target.headers) as resp:
             status = resp.status
@@ -653,12 +657,23 @@ class Section:
     name: str
     runs: list[Run] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
     answered_2xx: int = 0
     how: str = ""
 
     @property
     def lost_rows(self) -> int:
-        return self.answered_2xx - self.usage.get("success", 0)
+        """Rows missing: requests sent without a row, or complete 2xx replies without a
+        success row (a request the client gave up on may be a "cancelled" row or, if
+        aipk had already finished it, a "success" one: both are accounted)."""
+        rows = sum(self.usage.values())
+        return max(self.sent - rows, self.answered_2xx - self.usage.get("success", 0), 0)
+
+    def usage_line(self) -> str:
+        return (
+            f"{self.lost_rows} lost: rows {self.usage} for {self.sent} requests sent, "
+            f"{self.answered_2xx} complete 2xx"
+        )
 
 
 def section_modes(
@@ -723,12 +738,9 @@ def run_section(
         aipk.check()
         aipk.stop()
         aipk = None
-        section.answered_2xx = gateway.answered_2xx
+        section.answered_2xx, section.sent = gateway.answered_2xx, gateway.sent
         section.usage = usage_rows(database_url)
-        log(
-            f"usage rows: {section.usage} for {section.answered_2xx} complete 2xx replies "
-            f"-> lost {section.lost_rows}"
-        )
+        log(f"usage rows: {section.usage_line()}")
     finally:
         if aipk is not None:
             aipk.stop()
@@ -803,7 +815,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
     log(
         f"RSS first {first:.1f} MB, last {last:.1f} MB, max {peak:.1f} MB: drift {drift:+.1f}% "
         f"(first sample at {samples[0][0]} requests); {result.rps:.0f} rps, "
-        f"errors {result.error_kinds or 0}; usage rows {rows} for {target.answered_2xx} 2xx"
+        f"errors {result.error_kinds or 0}; usage rows {rows} for {target.sent} sent, "
+        f"{target.answered_2xx} 2xx"
     )
     log(f"after: {load_line()}")
     return {
@@ -878,7 +891,7 @@ def slow_streams(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
         f"{fmt(percentile(result.latencies, 99) / 1000)} s; TTFT p50 "
         f"{fmt(percentile(result.ttfts, 50))} ms p99 {fmt(percentile(result.ttfts, 99))} ms; "
         f"aipk RSS {rss0:.0f} -> max {max(peak):.0f} MB; aipk CPU {result.server_cpu:.1f} s; "
-        f"usage rows {rows} for {target.answered_2xx} 2xx"
+        f"usage rows {rows} for {target.sent} sent, {target.answered_2xx} 2xx"
     )
     for kind, detail in result.examples.items():
         log(f"    {kind}: {detail}")
@@ -978,16 +991,14 @@ def targets_table(
     prod = next((s for s in sections if s.name == "production" and s.runs), None)
     add(
         "production: 0 lost usage rows",
-        f"{prod.lost_rows} lost ({prod.usage.get('success', 0)} rows / {prod.answered_2xx} 2xx)"
-        if prod
-        else "-",
+        prod.usage_line() if prod else "-",
         None if prod is None else prod.lost_rows == 0,
     )
     emb = next((s for s in sections if s.name == "embedded" and s.runs), None)
     if emb:
         add(
             "embedded: 0 lost usage rows",
-            f"{emb.lost_rows} lost ({emb.usage.get('success', 0)} rows / {emb.answered_2xx} 2xx)",
+            emb.usage_line(),
             emb.lost_rows == 0,
         )
     g, lite = p("embedded", "json closed c=50"), p("embedded", "json closed c=50", "litellm")
