@@ -287,10 +287,7 @@ end
 """
 
 # Mirrors resilience.breaker_allow_transition. KEYS[1]; ARGV now, reset_timeout, ttl_ms.
-_LUA_BREAKER_ALLOW = (
-    LUA_PRELUDE
-    + _LUA_BREAKER_ENCODE
-    + """
+_LUA_BREAKER_ALLOW_STEP = """
 local now = tonumber(ARGV[1])
 local reset_timeout = tonumber(ARGV[2])
 local state = load(KEYS[1])
@@ -300,6 +297,23 @@ if now < opened_at + reset_timeout then return 0 end
 if field(state, 'probe_until', 0) > now then return 0 end
 save(KEYS[1], 1, field(state, 'failures', 0), opened_at, now + reset_timeout, ARGV[3])
 return 1
+"""
+_LUA_BREAKER_ALLOW = LUA_PRELUDE + _LUA_BREAKER_ENCODE + _LUA_BREAKER_ALLOW_STEP
+
+# The allow step above, then (when it allows) an MGET of KEYS[2..]: a request's
+# breaker check and its read of the key pool in one round trip. Returns
+# {allowed, {values...}}.
+_LUA_BREAKER_ALLOW_AND_MGET = (
+    LUA_PRELUDE
+    + _LUA_BREAKER_ENCODE
+    + "local function allow()\n"
+    + _LUA_BREAKER_ALLOW_STEP
+    + """end
+local allowed = allow()
+if allowed == 1 and #KEYS > 1 then
+  return {1, redis.call('MGET', unpack(KEYS, 2))}
+end
+return {allowed, {}}
 """
 )
 
@@ -334,6 +348,13 @@ save(KEYS[1], open, failures, opened_at, probe_until, ARGV[5])
 return 1
 """
 )
+
+
+# A request's success on its credential and on its provider's breaker, in one round
+# trip: the breaker's success is a DEL (it closes it whatever its state), then the
+# credential's step exactly as _LUA_UPDATE_CREDENTIAL. KEYS[1] credential, KEYS[2]
+# breaker (optional); ARGV as for _LUA_UPDATE_CREDENTIAL with event 'success'.
+_LUA_RECORD_SUCCESS = "if KEYS[2] then redis.call('DEL', KEYS[2]) end\n" + _LUA_UPDATE_CREDENTIAL
 
 
 class RedisProviderStateStore(ProviderStateStore):
@@ -392,6 +413,52 @@ class RedisProviderStateStore(ProviderStateStore):
             invalid_ttl,
         )
         return decode_json(stored)
+
+    async def breaker_allow_and_get_many(
+        self,
+        breaker_key: str,
+        *,
+        now: float,
+        reset_timeout: float,
+        ttl: float,
+        keys: Sequence[str],
+    ) -> tuple[bool, dict[str, dict[str, Any]]]:
+        allowed, raws = await self.shared.run_script(
+            _LUA_BREAKER_ALLOW_AND_MGET, [breaker_key, *keys], now, reset_timeout, ttl_ms(ttl)
+        )
+        if not int(allowed):
+            return False, {}
+        return True, {
+            k: value
+            for k, raw in zip(keys, raws, strict=True)
+            if (value := decode_json(raw)) is not None
+        }
+
+    async def record_success(
+        self,
+        credential_key: str,
+        *,
+        breaker_key: str | None,
+        now: float,
+        threshold: int,
+        base_backoff: float,
+        max_backoff: float,
+        ttl: float,
+        invalid_ttl: float,
+    ) -> None:
+        await self.shared.run_script(
+            _LUA_RECORD_SUCCESS,
+            [credential_key] if breaker_key is None else [credential_key, breaker_key],
+            "success",
+            now,
+            "",
+            0.0,
+            threshold,
+            base_backoff,
+            max_backoff,
+            ttl,
+            invalid_ttl,
+        )
 
     async def breaker_allow(
         self, key: str, *, now: float, reset_timeout: float, ttl: float

@@ -12,6 +12,7 @@ import asyncio
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -20,8 +21,12 @@ import redis
 import redis.asyncio
 
 from aipk_site.infra.state import RedisStateStore, state_store
+from providers_app.kit.errors import ServerError
+from providers_app.kit.resilience import CircuitBreaker, CircuitOpenError, KeyPool
+from providers_app.kit.resilience.failover import call_with_failover
+from providers_app.services.shared_state import provider_state_store
 
-pytestmark = pytest.mark.skipif(
+NEEDS_REDIS = pytest.mark.skipif(
     not os.environ.get("REDIS_URL"), reason="shared state goes to Redis only with REDIS_URL"
 )
 
@@ -66,6 +71,7 @@ def chat(world, gateway_server) -> httpx.Response:
     )
 
 
+@NEEDS_REDIS
 @pytest.mark.django_db(transaction=True)
 def test_it_does_a_requests_shared_state_io_on_the_server_loop_thread(
     world, gateway_server, commands
@@ -91,6 +97,7 @@ def test_it_does_a_requests_shared_state_io_on_the_server_loop_thread(
     assert commands.blocking == []  # nothing went through the sync client in a worker thread
 
 
+@NEEDS_REDIS
 def test_it_gives_each_event_loop_its_own_client_and_the_same_keys(commands):
     store = state_store()
     assert isinstance(store, RedisStateStore)
@@ -114,3 +121,99 @@ def test_it_gives_each_event_loop_its_own_client_and_the_same_keys(commands):
     # the async client writes the very key (prefix, version) the Django cache's client reads
     assert store.client().get(store.full_key("test:loops:3")) == b'{"n": 3}'
     assert commands.blocking == [("GET", threading.current_thread().name)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pool_and_breaker(clock: Clock) -> tuple[KeyPool, CircuitBreaker]:
+    name = f"test-{uuid.uuid4().hex[:8]}"  # entries outlive a test run on Redis
+    store = provider_state_store()
+    pool = KeyPool(store, name, clock=clock)
+    return pool, CircuitBreaker(store, name, failure_threshold=1, reset_timeout=30, clock=clock)
+
+
+async def test_it_lets_exactly_one_of_many_requests_probe_a_half_open_provider():
+    clock = Clock()
+    pool, breaker = pool_and_breaker(clock)
+    await breaker.record_failure()  # open
+    clock.now += 31  # half-open: one probe may go
+    answered: list[str] = []
+    refused: list[CircuitOpenError] = []
+    everyone_asked = asyncio.Event()  # the probe answers once the others were turned away
+
+    async def request() -> str:
+        async def operation(credential: str) -> str:
+            answered.append(credential)
+            await asyncio.wait_for(everyone_asked.wait(), 10)
+            return "ok"
+
+        try:
+            return await call_with_failover(
+                pool=pool, candidates=["key:1", "key:2"], operation=operation, breaker=breaker
+            )
+        except CircuitOpenError as error:
+            refused.append(error)
+            if len(refused) == 19:
+                everyone_asked.set()
+            return "refused"
+
+    outcomes = await asyncio.gather(*(request() for _ in range(20)))
+
+    assert sorted(outcomes) == ["ok"] + ["refused"] * 19
+    assert len(answered) == 1
+    assert all(error.retry_after is not None for error in refused)
+    assert await breaker.state() == "closed"  # the probe's success closed it
+
+
+async def test_it_keeps_counting_failures_and_clearing_them_on_success():
+    clock = Clock()
+    pool, breaker = pool_and_breaker(clock)
+    breaker.failure_threshold = 3
+
+    async def fail(credential: str) -> str:
+        raise ServerError("upstream 500")
+
+    for _ in range(2):
+        with pytest.raises(ServerError):
+            await call_with_failover(
+                pool=pool, candidates=["key:1"], operation=fail, breaker=breaker, max_attempts=1
+            )
+    assert (await pool.health("key:1")).consecutive_failures == 2
+
+    async def succeed(credential: str) -> str:
+        return "ok"
+
+    assert (
+        await call_with_failover(
+            pool=pool, candidates=["key:1"], operation=succeed, breaker=breaker
+        )
+        == "ok"
+    )
+
+    assert (await pool.health("key:1")).consecutive_failures == 0
+    assert await breaker.state() == "closed"
+    assert await breaker.store.get(breaker.key) is None  # no failures left to count
+
+
+@NEEDS_REDIS
+async def test_it_sends_a_successful_calls_breaker_and_pool_steps_in_two_round_trips(commands):
+    pool, breaker = pool_and_breaker(Clock())
+
+    async def operation(credential: str) -> str:
+        return "ok"
+
+    commands.clear()
+    result = await call_with_failover(
+        pool=pool, candidates=["key:1"], operation=operation, breaker=breaker
+    )
+
+    assert result == "ok"
+    # one script: breaker allow + pool read; one script: credential and breaker success
+    assert [name for name, _ in commands.on_loop] == ["EVALSHA", "EVALSHA"]
+    assert commands.blocking == []

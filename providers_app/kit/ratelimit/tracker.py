@@ -63,6 +63,16 @@ class RateLimitTracker:
     def _retry_key(self, key: RateLimitKey) -> str:
         return f"{self._prefix}:{key_text(key)}:retry"
 
+    async def _read(self, key: RateLimitKey) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The key's snapshot and retry-until: one read (MGET) when the store has ``get_many``
+        (the shared stores do; it is not part of ``RateLimitStore``), else two."""
+        snapshot_key, retry_key = self._snapshot_key(key), self._retry_key(key)
+        get_many = getattr(self._store, "get_many", None)
+        if get_many is None:
+            return await self._store.get(snapshot_key), await self._store.get(retry_key)
+        found = await get_many([snapshot_key, retry_key])
+        return found.get(snapshot_key), found.get(retry_key)
+
     async def update(self, key: RateLimitKey, info: RateLimitInfo | None) -> None:
         if info is None:
             return
@@ -122,15 +132,8 @@ class RateLimitTracker:
 
     async def wait_time(self, key: RateLimitKey, tokens: int = 0) -> float:
         """Seconds until a request of ``tokens`` may go (0 if now): the latest blocking window."""
-        snapshot = await self._store.get(self._snapshot_key(key))
-        retry = await self._store.get(self._retry_key(key))
-        now = self._clock()
-        info, expires_at = self._live_snapshot(snapshot, now)
-        waits = self._blocking_waits(info, expires_at, tokens, now)
-        retry_until = retry.get("until") if retry else None
-        if retry_until is not None and retry_until > now:
-            waits.append(retry_until - now)
-        return max(waits) if waits else 0.0
+        snapshot, retry = await self._read(key)
+        return self._wait(snapshot, retry, tokens, self._clock())
 
     async def should_throttle(self, key: RateLimitKey, fraction: float = 0.9) -> bool:
         """True when any known window is ``fraction`` used, or a 429's retry-after is in force.
@@ -138,9 +141,42 @@ class RateLimitTracker:
         A softer signal than can_make_request: callers prefer another key or
         provider before the hard limit is reached.
         """
-        snapshot = await self._store.get(self._snapshot_key(key))
-        retry = await self._store.get(self._retry_key(key))
+        snapshot, retry = await self._read(key)
+        return self._throttle(snapshot, retry, fraction, self._clock())
+
+    async def check(
+        self, key: RateLimitKey, tokens: int = 0, fraction: float = 0.9
+    ) -> tuple[float, bool]:
+        """``(wait_time, should_throttle)`` from one read of the store: what a request
+        asks before it goes, in one round trip instead of one per question."""
+        snapshot, retry = await self._read(key)
         now = self._clock()
+        return (
+            self._wait(snapshot, retry, tokens, now),
+            self._throttle(snapshot, retry, fraction, now),
+        )
+
+    def _wait(
+        self,
+        snapshot: dict[str, Any] | None,
+        retry: dict[str, Any] | None,
+        tokens: int,
+        now: float,
+    ) -> float:
+        info, expires_at = self._live_snapshot(snapshot, now)
+        waits = self._blocking_waits(info, expires_at, tokens, now)
+        retry_until = retry.get("until") if retry else None
+        if retry_until is not None and retry_until > now:
+            waits.append(retry_until - now)
+        return max(waits) if waits else 0.0
+
+    def _throttle(
+        self,
+        snapshot: dict[str, Any] | None,
+        retry: dict[str, Any] | None,
+        fraction: float,
+        now: float,
+    ) -> bool:
         if retry and retry.get("until", 0) > now:
             return True
         info, _ = self._live_snapshot(snapshot, now)

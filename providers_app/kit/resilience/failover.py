@@ -43,15 +43,21 @@ def _budget_left(deadline: float | None, monotonic: Clock) -> float:
 
 
 async def _acquire_preferring(
-    pool: KeyPool, candidates: list[str], tried: list[str], model: str
+    pool: KeyPool,
+    candidates: list[str],
+    tried: list[str],
+    model: str,
+    breaker: CircuitBreaker | None,
 ) -> str:
+    # The breaker is asked once per attempt, with the first read of the pool (one
+    # round trip): asking again could claim a half-open probe twice.
     untried = [c for c in candidates if c not in tried]
     if untried and tried:
         try:
-            return await pool.acquire(untried, model=model)
+            return await pool.acquire(untried, model=model, breaker=breaker)
         except AllKeysExhaustedError:
-            pass
-    return await pool.acquire(candidates, model=model)
+            breaker = None
+    return await pool.acquire(candidates, model=model, breaker=breaker)
 
 
 async def call_with_failover(
@@ -117,12 +123,13 @@ async def call_with_failover(
             raise upstream_error or ProviderTimeoutError(
                 "the request's deadline passed before a credential answered", phase="total"
             )
-        if breaker is not None and not await breaker.allow():
+        try:
+            credential = await _acquire_preferring(pool, candidates, tried, model, breaker)
+        except CircuitOpenError:
+            assert breaker is not None  # only a breaker refuses
             raise CircuitOpenError(
                 f"circuit breaker {breaker.name!r} is open", retry_after=await breaker.retry_after()
             ) from last_error
-        try:
-            credential = await _acquire_preferring(pool, candidates, tried, model)
         except AllKeysExhaustedError as exhausted:
             wait = exhausted.retry_after
             if (
@@ -161,9 +168,7 @@ async def call_with_failover(
                     raise
                 await sleep(delay)
             continue
-        await pool.report_success(credential)
-        if breaker is not None:
-            await breaker.record_success()
+        await pool.report_success(credential, breaker=breaker)  # one round trip for both
         return result
     assert last_error is not None  # the loop always either returns or records an error
     raise last_error

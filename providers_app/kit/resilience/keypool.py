@@ -15,6 +15,7 @@ from ..errors import (
     QuotaExceededError,
     RateLimitError,
 )
+from .breaker import CircuitBreaker, CircuitOpenError
 from .store import Clock, ResilienceStore
 from .transitions import (
     BACKOFF_UNTIL,
@@ -143,9 +144,20 @@ class KeyPool:
     ) -> dict[str, CredentialHealth]:
         """Each credential's health; with ``model``, a rate limit of that model on it
         counts too (one read of the store for both)."""
+        keys, model_keys = self._health_keys(credential_ids, model)
+        stored = await self.store.get_many([*keys.values(), *model_keys.values()])
+        return self._healths_from(stored, keys, model_keys)
+
+    def _health_keys(
+        self, credential_ids: Sequence[str], model: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
         keys = {c: self.credential_key(c) for c in credential_ids}
         model_keys = {c: self.model_key(c, model) for c in credential_ids} if model else {}
-        stored = await self.store.get_many([*keys.values(), *model_keys.values()])
+        return keys, model_keys
+
+    def _healths_from(
+        self, stored: dict[str, dict[str, Any]], keys: dict[str, str], model_keys: dict[str, str]
+    ) -> dict[str, CredentialHealth]:
         now = self.clock()
         result = {}
         for c, k in keys.items():
@@ -162,18 +174,46 @@ class KeyPool:
             result[c] = health
         return result
 
+    async def _healths_if_allowed(
+        self, credential_ids: Sequence[str], model: str, breaker: CircuitBreaker | None
+    ) -> dict[str, CredentialHealth]:
+        """``healths``, after ``breaker.allow()`` (``CircuitOpenError`` when it refuses):
+        one round trip for both when the breaker keeps its state in this pool's store."""
+        if breaker is None:
+            return await self.healths(credential_ids, model=model)
+        if breaker.store is not self.store:
+            if not await breaker.allow():
+                raise CircuitOpenError(f"circuit breaker {breaker.name!r} is open")
+            return await self.healths(credential_ids, model=model)
+        keys, model_keys = self._health_keys(credential_ids, model)
+        allowed, stored = await self.store.breaker_allow_and_get_many(
+            breaker.key,
+            now=breaker.clock(),
+            reset_timeout=breaker.reset_timeout,
+            ttl=breaker.ttl,
+            keys=[*keys.values(), *model_keys.values()],
+        )
+        if not allowed:
+            raise CircuitOpenError(f"circuit breaker {breaker.name!r} is open")
+        return self._healths_from(stored, keys, model_keys)
+
     async def health(self, credential_id: str) -> CredentialHealth:
         return (await self.healths([credential_id]))[credential_id]
 
-    async def acquire(self, candidates: Sequence[str], *, model: str = "") -> str:
+    async def acquire(
+        self, candidates: Sequence[str], *, model: str = "", breaker: CircuitBreaker | None = None
+    ) -> str:
         """An available credential (for ``model``: not rate-limited on it);
         ``AllKeysExhaustedError`` when there is none.
 
         Its ``retry_after`` is the seconds until the earliest credential frees
         up, or None when every candidate is invalid (waiting will not help).
+
+        With ``breaker``, the provider's breaker is asked first (``allow``, which
+        may claim a half-open probe): ``CircuitOpenError`` when it refuses.
         """
         candidates = list(dict.fromkeys(candidates))
-        healths = await self.healths(candidates, model=model)
+        healths = await self._healths_if_allowed(candidates, model, breaker)
         available = [c for c in candidates if healths[c].available]
         if not available:
             now = self.clock()
@@ -210,8 +250,25 @@ class KeyPool:
             **kw,
         )
 
-    async def report_success(self, credential_id: str) -> None:
-        await self._update(credential_id, "success")
+    async def report_success(
+        self, credential_id: str, *, breaker: CircuitBreaker | None = None
+    ) -> None:
+        """A success on the credential and, with ``breaker``, on the provider's breaker:
+        one round trip to a shared store when the breaker keeps its state there too."""
+        if breaker is not None and breaker.store is not self.store:
+            await self._update(credential_id, "success")
+            await breaker.record_success()
+            return
+        await self.store.record_success(
+            self.credential_key(credential_id),
+            breaker_key=None if breaker is None else breaker.key,
+            now=self.clock(),
+            threshold=self.failure_threshold,
+            base_backoff=self.base_backoff,
+            max_backoff=self.max_backoff,
+            ttl=self.state_ttl,
+            invalid_ttl=self.invalid_ttl,
+        )
 
     async def report_failure(
         self, credential_id: str, error: ProviderError, *, model: str = ""

@@ -86,6 +86,55 @@ class ResilienceStore(abc.ABC):
     ) -> None:
         """Atomically apply ``breaker_record_transition`` (``None`` deletes the key)."""
 
+    async def breaker_allow_and_get_many(
+        self,
+        breaker_key: str,
+        *,
+        now: float,
+        reset_timeout: float,
+        ttl: float,
+        keys: Sequence[str],
+    ) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """``breaker_allow`` and, when it allows, ``get_many(keys)`` (else nothing is
+        read): a request's first two steps, which a shared store overrides to send in
+        one round trip."""
+        if not await self.breaker_allow(breaker_key, now=now, reset_timeout=reset_timeout, ttl=ttl):
+            return False, {}
+        return True, await self.get_many(keys)
+
+    async def record_success(
+        self,
+        credential_key: str,
+        *,
+        breaker_key: str | None,
+        now: float,
+        threshold: int,
+        base_backoff: float,
+        max_backoff: float,
+        ttl: float,
+        invalid_ttl: float,
+    ) -> None:
+        """A request's success: ``update_credential(event="success")`` on the credential
+        and, with ``breaker_key``, ``breaker_record(success=True)`` on the provider's
+        breaker. Each is its own atomic step as ever; a shared store overrides this to
+        send both in one round trip (the request path's last two steps)."""
+        await self.update_credential(
+            credential_key,
+            event="success",
+            now=now,
+            threshold=threshold,
+            base_backoff=base_backoff,
+            max_backoff=max_backoff,
+            ttl=ttl,
+            invalid_ttl=invalid_ttl,
+        )
+        if breaker_key is not None:
+            # a success closes the breaker (deletes its state) whatever its threshold,
+            # reset timeout and TTL, so none of them is needed here
+            await self.breaker_record(
+                breaker_key, success=True, now=now, threshold=1, reset_timeout=0.0, ttl=1.0
+            )
+
 
 class MemoryStateStore(MemoryRateLimitStore, ResilienceStore):
     """One process's store for pools, breakers and rate limits (embedded mode, tests).
