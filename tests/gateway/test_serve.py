@@ -217,5 +217,5 @@ def test_it_refuses_two_workers_on_local_memory(tmp_path):
     )
     assert done.returncode == 2, done.stdout + done.stderr
     [line] = done.stderr.strip().splitlines()
-    assert "WEB_CONCURRENCY=2 needs REDIS_URL" in line
+    assert line.startswith("error: 2 workers (WEB_CONCURRENCY") and "need REDIS_URL" in line
     assert "aipk: serving" not in done.stdout  # nothing started

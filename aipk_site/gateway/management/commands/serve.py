@@ -1,9 +1,10 @@
 """`manage.py serve` (`make serve`): aipk in production, on uvicorn (uvloop + httptools,
 websockets-sansio) with ``WEB_CONCURRENCY`` worker processes on ``HOST``:``PORT``.
 
-uvicorn rather than granian: on this app the two served /health, /v1/models and a
-websocket chat turn at the same rate (the app, not the server, is the limit), and only
-uvicorn takes a websocket message limit and trusted-proxy addresses (docs/DEPLOY.md).
+uvicorn rather than granian: on this app the two served /health, /v1/models, chat
+completions and a websocket chat turn at rates within each other's noise (the app, not
+the server, is the limit), and only uvicorn takes a websocket message limit, which
+daphne_server.py's contract needs, and trusted-proxy addresses (docs/DEPLOY.md).
 daphne stays the development server (`make run`, ``manage.py run_embedded``).
 
 Workers share nothing but the database and the cache: admission limits, key health and
@@ -73,6 +74,14 @@ def _env_int(name: str, default: int) -> int:
         raise CommandError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def _cores() -> int:
+    # the cores this process may run on (a container's or taskset's cpuset), which
+    # os.cpu_count() (the machine's) overstates
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def _uses_local_memory() -> bool:
     backend = settings.CACHES["default"]["BACKEND"]
     return str(backend).endswith("LocMemCache")
@@ -113,7 +122,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # django ships no types (no s
 
         from aipk_site.gateway.shutdown import FORCED_END_GRACE_SECONDS
 
-        workers = _env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
+        workers = _env_int("WEB_CONCURRENCY", _cores())
         host = os.environ.get("HOST", "").strip() or "127.0.0.1"
         port = _env_int("PORT", 8000)
         if workers < 1:
@@ -121,9 +130,9 @@ class Command(BaseCommand):  # type: ignore[misc]  # django ships no types (no s
         if workers > 1 and _uses_local_memory():
             # one line and status 2 (a usage error), before anything starts
             self.stderr.write(
-                f"error: WEB_CONCURRENCY={workers} needs REDIS_URL: with the local-memory "
-                "cache each worker would keep its own rate limits, budgets and key health; "
-                "set REDIS_URL or run one worker (WEB_CONCURRENCY=1)"
+                f"error: {workers} workers (WEB_CONCURRENCY; default one per core) need "
+                "REDIS_URL: with the local-memory cache each worker would keep its own rate "
+                "limits, budgets and key health; set REDIS_URL or WEB_CONCURRENCY=1"
             )
             sys.exit(2)
         if workers > 1 and _uses_sqlite():
