@@ -496,7 +496,7 @@ class AnthropicStreamEncoder:
 
     @staticmethod
     def _event(kind: str, payload: dict[str, Any]) -> bytes:
-        return f"event: {kind}\ndata: {dumps(payload)}\n\n".encode()
+        return b"event: " + kind.encode() + b"\ndata: " + dumps(payload) + b"\n\n"
 
     def _start(self) -> bytes:
         if self._started:

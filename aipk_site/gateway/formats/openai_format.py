@@ -435,7 +435,7 @@ class OpenAIStreamEncoder:
             "choices": choices,
             **extra,
         }
-        return f"data: {dumps(payload)}\n\n".encode()
+        return b"data: " + dumps(payload) + b"\n\n"
 
     def _delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         return self._event(
@@ -512,4 +512,4 @@ class OpenAIStreamEncoder:
         if self._closed:
             return b""
         self._closed = True
-        return f"data: {dumps(openai_error_body(err))}\n\n".encode()
+        return b"data: " + dumps(openai_error_body(err)) + b"\n\n"
