@@ -22,12 +22,14 @@ closed loops (c=1, 50, 200) and open loops at fixed rates (500 and 1,000 rps); o
 latency is counted from the request's scheduled start, so a server that falls behind is
 charged for its queue. Per run: p50/p99, added p50/p99 (target minus direct, same load,
 same section), time to first content token (streams), rps, errors, the target's CPU per
-request (its process and its workers, from /proc/<pid>/stat), its RSS, the generator's own
-CPU. ``uptime``'s load average is printed before and after each section. After each aipk
-run its usage rows are counted (after a SIGTERM drain) against the 2xx replies it gave
-(lost rows). A last table sets each of issue 12's targets against the figure.
+request (its process and its workers, from /proc/<pid>/stat; on the "direct" rows, the
+mock's), its RSS, the generator's own CPU. ``uptime``'s load average is printed before
+and after each section. After each aipk run its usage rows are counted (after a SIGTERM
+drain): one per request sent, a success row per complete 2xx reply (lost rows). A last
+table sets each of issue 12's targets against the figure. LiteLLM's open loops are skipped
+when the rate is over twice its best closed-loop rps (they would only measure its queue).
 
-    .venv/bin/python benchmarks/bench_dataplane.py                # default run (~8-10 min)
+    .venv/bin/python benchmarks/bench_dataplane.py                # default run (~6-8 min)
     .venv/bin/python benchmarks/bench_dataplane.py --quick        # smoke run, < 60 s
     .venv/bin/python benchmarks/bench_dataplane.py --full         # + 60 s 1,000 rps check,
                                                                   #   soak and slow streams
@@ -865,7 +867,8 @@ def slow_streams(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
                     peak.append(rss_mb(target.pids()))
 
             async def work(result: Result) -> None:
-                got = await slow_load(target, n, ramp=min(10.0, n / 500))
+                # ramp over <= 5 s (the listen backlog), so all N overlap for ~5 of their ~10 s
+                got = await slow_load(target, n, ramp=min(5.0, n / 1000))
                 result.latencies, result.ttfts = got.latencies, got.ttfts
                 result.errors, result.error_kinds = got.errors, got.error_kinds
                 result.examples = got.examples
@@ -1087,6 +1090,7 @@ def main() -> None:
                 f"{mock_url}/v1/chat/completions",
                 MODEL,
                 {"authorization": f"Bearer {UPSTREAM_KEY}", "content-type": "application/json"},
+                mock.pid,  # "direct" rows show the mock's own CPU per request: its cost
             )
             litellm_target = None
             if not args.no_litellm and "embedded" in args.sections:
