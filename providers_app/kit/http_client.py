@@ -16,9 +16,13 @@ transport lacks:
   httpx's ``pool`` (the kit keeps that at most half the request's wait, so congestion is
   told apart from the deadline around the whole wait) and ``connect`` becomes
   ``sock_connect``. A timeout while the request still queues for a connection is
-  ``httpx.PoolTimeout`` (aipk's congestion, not the provider's fault), told apart
-  through aiohttp's connection-queue trace signals; any other is ``ConnectTimeout``;
-- no cookie jar: one pooled session serves every tenant, and httpx keeps cookies itself.
+  ``httpx.PoolTimeout`` (aipk's congestion, not the provider's fault), told apart by
+  counting the requests that hold a connection (a counter is cheaper than aiohttp's
+  trace signals, which would run on every request); any other is ``ConnectTimeout``;
+- no cookies kept, neither by aiohttp nor by httpx: one pooled client serves every tenant
+  and credential of a provider, so a cookie set in the reply to one tenant must not ride
+  along with the next tenant's request; and httpx's cookie extraction (a stdlib
+  ``email.message`` built from the headers of every reply) was ~10% of the client's CPU.
 
 ``read`` maps to aiohttp's ``sock_read``; ``write`` has no aiohttp counterpart (the kit
 bounds the whole wait with ``asyncio.timeout`` anyway).
@@ -26,9 +30,8 @@ bounds the whole wait with ``asyncio.timeout`` anyway).
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
+from http.cookiejar import CookieJar
 from typing import Any
 
 import aiohttp
@@ -44,38 +47,6 @@ __all__ = ["DEFAULT_LIMITS", "UpstreamTransport", "pooled_client"]
 DEFAULT_LIMITS = httpx.Limits(
     max_connections=200, max_keepalive_connections=200, keepalive_expiry=5.0
 )
-
-
-class _Queue:
-    """Whether the current request is waiting for a free pooled connection."""
-
-    __slots__ = ("waiting",)
-
-    def __init__(self) -> None:
-        self.waiting = False
-
-
-_queue: contextvars.ContextVar[_Queue | None] = contextvars.ContextVar(
-    "aipk_upstream_queue", default=None
-)
-
-
-async def _queued_start(session: Any, ctx: SimpleNamespace, params: Any) -> None:
-    if (queue := _queue.get()) is not None:
-        queue.waiting = True
-
-
-async def _queued_end(session: Any, ctx: SimpleNamespace, params: Any) -> None:
-    if (queue := _queue.get()) is not None:
-        queue.waiting = False
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    config = aiohttp.TraceConfig()
-    config.on_connection_queued_start.append(_queued_start)
-    config.on_connection_queued_end.append(_queued_end)
-    config.freeze()
-    return config
 
 
 def _translated(exc: BaseException, *, queued: bool = False) -> httpx.TransportError | None:
@@ -113,12 +84,15 @@ def _translated(exc: BaseException, *, queued: bool = False) -> httpx.TransportE
 
 
 class _TranslatedStream(httpx.AsyncByteStream):
-    """The response body, with aiohttp's read errors translated like the request's."""
+    """The response body, with aiohttp's read errors translated like the request's; its
+    connection counts as held until it is closed."""
 
-    __slots__ = ("_stream",)
+    __slots__ = ("_stream", "_transport", "_open")
 
-    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+    def __init__(self, stream: httpx.AsyncByteStream, transport: UpstreamTransport) -> None:
         self._stream = stream
+        self._transport = transport
+        self._open = True
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -131,6 +105,9 @@ class _TranslatedStream(httpx.AsyncByteStream):
             raise translated from exc
 
     async def aclose(self) -> None:
+        if self._open:
+            self._open = False
+            self._transport.held -= 1
         # releasing an aiohttp response whose body was not read to the end closes its
         # connection, so an abandoned stream stops the provider's generation
         await self._stream.aclose()
@@ -145,6 +122,9 @@ class UpstreamTransport(AiohttpTransport):
 
     def __init__(self, limits: httpx.Limits = DEFAULT_LIMITS) -> None:
         super().__init__(limits=limits)
+        # requests that hold (or wait for) a pooled connection; more than the pool's size
+        # means some wait in aiohttp's queue
+        self.held = 0
 
     def get_client(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -156,8 +136,7 @@ class UpstreamTransport(AiohttpTransport):
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
-            trace_configs=[_trace_config()],
-            # every request carries its own timeouts (below); none session-wide
+            # each request carries its own timeouts (AiohttpTransport passes them)
             timeout=aiohttp.ClientTimeout(total=None),
         )
 
@@ -173,26 +152,42 @@ class UpstreamTransport(AiohttpTransport):
                 connector._close()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        queue = _Queue()
-        token = _queue.set(queue)
+        self.held += 1
         try:
             response = await super().handle_async_request(request)
         except (httpx.TransportError, aiohttp.ClientError) as exc:
-            translated = _translated(exc, queued=queue.waiting)
+            # others held every connection: this one was still queued for one
+            queued = self.limits.max_connections is not None and (
+                self.held > self.limits.max_connections
+            )
+            self.held -= 1
+            translated = _translated(exc, queued=queued)
             if translated is None:
                 raise
             raise translated from exc
-        finally:
-            _queue.reset(token)
+        except BaseException:  # cancelled while waiting: no connection is held
+            self.held -= 1
+            raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _TranslatedStream(response.stream)
+        response.stream = _TranslatedStream(response.stream, self)
         return response
+
+
+class _NoCookies(CookieJar):
+    """Keeps no cookie and sends none (see the module docstring)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Any) -> None:
+        return None
 
 
 def pooled_client(
     limits: httpx.Limits = DEFAULT_LIMITS, *, timeout: httpx.Timeout | None = None
 ) -> httpx.AsyncClient:
     """An httpx client on aiohttp's pool: what every adapter uses, shared or its own."""
+    transport = UpstreamTransport(limits)
     if timeout is None:
-        return httpx.AsyncClient(transport=UpstreamTransport(limits))
-    return httpx.AsyncClient(transport=UpstreamTransport(limits), timeout=timeout)
+        return httpx.AsyncClient(transport=transport, cookies=_NoCookies())
+    return httpx.AsyncClient(transport=transport, cookies=_NoCookies(), timeout=timeout)

@@ -52,6 +52,7 @@ class Upstream:
 
     async def __aenter__(self) -> Upstream:
         async def record(request: web.Request) -> web.StreamResponse:
+            assert request.transport is not None
             self.peers.append(request.transport.get_extra_info("peername"))
             return await self.handler(request)
 
@@ -290,3 +291,50 @@ async def test_it_gives_an_adapter_without_a_client_its_own_pooled_one_and_close
         assert (await adapter.chat(ask())).text == "hello"
         await adapter.aclose()
     assert adapter._client.is_closed
+
+
+async def test_it_keeps_no_cookie_from_one_reply_for_the_next_request(client):
+    async def sets_cookie(request: web.Request) -> web.StreamResponse:
+        response = web.json_response({**REPLY, "cookie": request.headers.get("cookie")})
+        response.set_cookie("session", "tenant-a")
+        return response
+
+    async with Upstream(sets_cookie) as upstream:
+        first = await client.post(upstream.url + "/chat/completions", json={})
+        second = await client.post(upstream.url + "/chat/completions", json={})
+    assert first.cookies.get("session") == "tenant-a"  # the reply still shows it
+    assert second.json()["cookie"] is None  # but the shared client does not send it on
+
+
+async def test_it_frees_the_connection_of_every_ended_request_so_a_pool_of_one_keeps_serving():
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "/silent" in request.path:
+            await asyncio.sleep(30)
+        if "/endless" in request.path:
+            response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await response.prepare(request)
+            while True:
+                await response.write(delta("more "))
+                await asyncio.sleep(0.02)
+        return web.json_response(REPLY)
+
+    client = pooled_client(httpx.Limits(max_connections=1))
+    try:
+        async with Upstream(handler) as upstream:
+            timeout = httpx.Timeout(5.0)
+            abandoned = adapter_for(upstream.url + "/endless", client).stream(ask())
+            await abandoned.__anext__()
+            await abandoned.aclose()
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get(upstream.url + "/silent", timeout=httpx.Timeout(5, read=0.2))
+            for _ in range(3):
+                response = await client.get(upstream.url + "/x", timeout=timeout)
+                assert response.json()["choices"][0]["message"]["content"] == "hello"
+            # no request is counted as holding the connection (the count tells a full
+            # pool's queue apart from a slow connect), and a slow reply is the provider's
+            assert client._transport.held == 0
+            with pytest.raises(errors.TimeoutError) as caught:
+                await adapter_for(upstream.url + "/silent", client, first_byte=0.3).chat(ask())
+            assert caught.value.phase == "first_byte"
+    finally:
+        await client.aclose()
