@@ -1,6 +1,8 @@
 """Where admission keeps its counters, chosen by the cache like ``aipk_site.infra.state``:
 on Redis one Lua script per admit and per settle (``admission_redis``); on local
-memory, here, ``admit_step`` and ``settle_step`` under the process-wide lock.
+memory, here, ``admit_step`` and ``settle_step`` under the process-wide lock -- over
+live objects (``ObjectAdmissionStore``) with the embedded mode's cache, or over
+pickled cache entries with any other local cache.
 Both do the same atomic admit, settle and read, so the API above them
 (``admission``) need not know which one runs.
 """
@@ -24,6 +26,7 @@ from aipk_site.gateway.admission.keys import (
 )
 from aipk_site.gateway.admission.redis_store import RedisAdmissionStore
 from aipk_site.gateway.admission.rules import Counters, SettleScope
+from aipk_site.infra.local_cache import FastLocMemCache, LocalObjects
 from aipk_site.infra.state import (
     LockedCacheStateStore,
     RedisStateStore,
@@ -168,6 +171,25 @@ class LockedAdmissionStore:
         return await self.shared.atomically(step)
 
 
+class ObjectAdmissionStore(LockedAdmissionStore):
+    """The same steps over the embedded cache's live objects (``FastLocMemCache.objects``):
+    nothing pickled, no cache key built. The steps never change a value they read (they
+    copy maps and write new ones), which is what storing objects asks of them."""
+
+    def __init__(self, shared: LockedCacheStateStore, objects: LocalObjects) -> None:
+        super().__init__(shared)
+        self.objects = objects
+
+    def _read(self, keys: list[str]) -> dict[str, Any]:
+        return self.objects.get_many(keys)
+
+    def _write(self, key: str, value: Any, ttl: float) -> None:
+        self.objects.set(key, value, ttl)
+
+    def _delete(self, key: str) -> None:
+        self.objects.delete(key)
+
+
 # --- choosing the store ------------------------------------------------------------
 
 # Connection handles, not state: one admission store per shared store, which
@@ -187,6 +209,9 @@ def admission_store() -> RedisAdmissionStore | LockedAdmissionStore:
                     store = RedisAdmissionStore(shared)
                 else:
                     assert isinstance(shared, LockedCacheStateStore), type(shared)
-                    store = LockedAdmissionStore(shared)
+                    if isinstance(shared.cache, FastLocMemCache):
+                        store = ObjectAdmissionStore(shared, shared.cache.objects)
+                    else:
+                        store = LockedAdmissionStore(shared)
                 _stores[shared] = store
     return store
