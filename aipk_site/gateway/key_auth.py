@@ -167,6 +167,7 @@ def key_auth_cache_clear() -> None:
 
 
 async def _load(key_hash: str) -> KeyContext | None:
+    await change_events.watch()
     generation = _snapshot.generation
     ctx = await change_events.snapshot_load(lambda: _context_for(key_hash))
     if generation == _snapshot.generation:

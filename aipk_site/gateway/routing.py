@@ -107,6 +107,7 @@ class _ProcessCopies:
         if entry is not None and (entry[1] > time.monotonic() or key in self._reloading):
             value: T = entry[0]
             return value
+        await change_events.watch()
         generation = self._generation
         self._reloading.add(key)
         try:

@@ -246,7 +246,8 @@ class _Listener(threading.Thread):
 
 def ensure_listening() -> threading.Thread | None:
     """Start this process's listener if Redis is configured and it is not running yet.
-    Cheap after the first call; every snapshot load calls it."""
+    Cheap after the first call; every snapshot load calls it (on its worker thread: the
+    first call waits up to REDIS_CONNECT_TIMEOUT_SECONDS for the subscription)."""
     global _listener
     listener = _listener
     if listener is not None or not _redis_url():
@@ -255,7 +256,13 @@ def ensure_listening() -> threading.Thread | None:
         if _listener is None:
             _listener = _Listener()
             _listener.start()
-        return _listener
+            started = _listener
+        else:
+            return _listener
+    # Wait (once, briefly) for the subscription, so the reset it makes comes before the
+    # snapshot this call is about to load rather than throwing that load away.
+    started.subscribed.wait(settings.REDIS_CONNECT_TIMEOUT_SECONDS)
+    return started
 
 
 def listener() -> _Listener | None:
@@ -273,6 +280,14 @@ def stop_listening() -> None:
         running.join(timeout=POLL_SECONDS * 3)
 
 
+async def watch() -> None:
+    """Make sure this process listens, before noting a snapshot's generation and loading
+    it: the reset of a first subscription then comes before the load, not after it
+    (which would throw the load away)."""
+    if _listener is None and _redis_url():
+        await sync_to_async(ensure_listening, thread_sensitive=False)()
+
+
 async def snapshot_load(load: Callable[[], T]) -> T:
     """Run a snapshot's database read on a thread, for the event loop.
 
@@ -280,11 +295,11 @@ async def snapshot_load(load: Callable[[], T]) -> T:
     edge runs no request_started/finished signals, so the connection is checked
     here instead: one that broke or outlived CONN_MAX_AGE is closed before and
     after (not inside a transaction: a test's, or a caller's, is left alone)."""
-    ensure_listening()
     return await sync_to_async(_with_fresh_connection)(load)
 
 
 def _with_fresh_connection(load: Callable[[], T]) -> T:
+    ensure_listening()
     managed = not transaction.get_connection().in_atomic_block
     if managed:
         close_old_connections()

@@ -129,6 +129,7 @@ async def usable_credentials_cached(provider: Provider, tenant_id: int | None) -
     hit = _usable_cache.entries.get(cache_key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
+    await change_events.watch()
     generation = _usable_cache.generation
     credentials = await change_events.snapshot_load(lambda: usable_credentials(provider, tenant_id))
     ttl = float(settings.ROUTING_CACHE_SECONDS)

@@ -156,6 +156,7 @@ def price_for(provider: Provider, model: str) -> Price | None:
     key = _cache_key(provider, model)
     hit, price = _cached(key)
     if not hit:
+        change_events.ensure_listening()
         generation = _generation
         price = _remember(key, _best(list(_price_query(provider, model))), generation)
     # read from the provider in hand, not cached: a changed fallback applies at once
@@ -167,6 +168,7 @@ async def aprice_for(provider: Provider, model: str) -> Price | None:
     key = _cache_key(provider, model)
     hit, price = _cached(key)
     if not hit:
+        await change_events.watch()
         generation = _generation
         rows = await change_events.snapshot_load(lambda: list(_price_query(provider, model)))
         price = _remember(key, _best(rows), generation)
@@ -200,6 +202,7 @@ async def amax_output_tokens(provider: Provider, model: str) -> tuple[int, bool]
     if entry is not None and entry[0] >= time.monotonic():
         discovered = entry[1]
     else:
+        await change_events.watch()
         generation = _generation
         discovered = await change_events.snapshot_load(
             lambda: (

@@ -57,6 +57,9 @@ def topic() -> Iterator[tuple[str, Recorder]]:
     yield name, recorder
     change_events.unsubscribe(name, recorder)
     change_events.stop_listening()
+    # the session's own Redis (REDIS_URL), if any: listening again now, so the reset of a
+    # new subscription cannot land in the middle of a later test
+    change_events.ensure_listening()
 
 
 @pytest.fixture
