@@ -6,6 +6,7 @@ since daphne is first in INSTALLED_APPS), or any ASGI server: the lifespan proto
 and SIGTERM are handled by aipk_site/gateway/shutdown.py.
 """
 
+import gc
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,3 +52,13 @@ application = ShutdownMiddleware(
         }
     )
 )
+
+# The cyclic garbage collector's full passes walk every object in the process, and
+# Django, the apps and their imports are several hundred thousand objects that live as
+# long as the process: freezing them keeps them out of every later pass, and a larger
+# first-generation threshold makes passes rarer under the gateway's allocation rate
+# (~15 % of a /v1 request's CPU, docs/BENCHMARKS.md "Data plane"). Reference counting
+# still frees everything that is not a cycle at once.
+gc.collect()
+gc.freeze()
+gc.set_threshold(20_000, 20, 50)
