@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -104,6 +105,19 @@ def _trusted_proxies() -> str:
     return str(configured).strip()
 
 
+def _raise_open_files_limit() -> None:
+    """Every streamed request holds two sockets (the client's and the provider's): the
+    usual soft limit of 1,024 descriptors would refuse connections near 500 concurrent
+    streams. The hard limit is what the system allows this process; workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):  # a container may refuse: serve with what there is
+            pass
+
+
 def _exit_quietly(signum: int, frame: Any) -> NoReturn:
     # uvicorn puts back the handler it found and raises the signal it stopped for once it
     # is done: the drain and the flush have run by then, so a SIGTERM'd single-worker
@@ -157,6 +171,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # django ships no types (no s
                 "(celery -A aipk_site worker / celery -A aipk_site beat -S django)."
             )
         signal.signal(signal.SIGTERM, _exit_quietly)
+        _raise_open_files_limit()
         self.stdout.write(
             f"aipk: serving on http://{host}:{port} with {workers} worker"
             f"{'s' if workers > 1 else ''} (uvicorn)"
