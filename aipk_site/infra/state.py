@@ -117,6 +117,12 @@ class SharedStateStore(abc.ABC):
     async def increment(self, key: str, *, ttl: float) -> int:
         """Add one to a counter (created at 0) and return the new value; refresh its TTL."""
 
+    @abc.abstractmethod
+    async def fold_average(self, key: str, sample: float, *, alpha: float, ttl: float) -> None:
+        """Fold ``sample`` into the moving average at ``key`` in one step (one round trip):
+        ``{"ewma": alpha * sample + (1 - alpha) * ewma, "samples": samples + 1}``, the
+        first sample as it is; kept ``ttl`` seconds from now."""
+
     # Values in the Django cache's own format (``cache.get`` / ``cache.set`` see the
     # same entries), for callers that keep plain cache entries on the request path.
 
@@ -214,6 +220,18 @@ class LockedCacheStateStore(SharedStateStore):
 
         return await self.update(key, step)
 
+    async def fold_average(self, key: str, sample: float, *, alpha: float, ttl: float) -> None:
+        def step(current: Any) -> tuple[Action, Any, float, None]:
+            previous = (current or {}).get("ewma")
+            if isinstance(previous, int | float) and not isinstance(previous, bool):
+                ewma = alpha * sample + (1 - alpha) * previous
+            else:
+                ewma = float(sample)
+            samples = int((current or {}).get("samples", 0)) + 1
+            return "write", {"ewma": ewma, "samples": samples}, ttl, None
+
+        await self.update(key, step)
+
     async def cache_get(self, key: str) -> Any:
         return await self._run(lambda: self.cache.get(key))
 
@@ -266,6 +284,25 @@ local value = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return value
 """
+
+
+# KEYS[1] average; ARGV sample, alpha, ttl_ms. Mirrors LockedCacheStateStore.fold_average.
+_LUA_FOLD_AVERAGE = (
+    LUA_PRELUDE
+    + """
+local state = load(KEYS[1])
+local sample = tonumber(ARGV[1])
+local alpha = tonumber(ARGV[2])
+local ewma = sample
+if state ~= nil and type(state['ewma']) == 'number' then
+  ewma = alpha * sample + (1 - alpha) * state['ewma']
+end
+local samples = field(state, 'samples', 0) + 1
+redis.call('SET', KEYS[1], '{"ewma":' .. num(ewma) .. ',"samples":' .. num(samples) .. '}',
+  'PX', ARGV[3])
+return 1
+"""
+)
 
 
 def decode_json(raw: bytes | str | None) -> dict[str, Any] | None:
@@ -405,6 +442,9 @@ class RedisStateStore(SharedStateStore):
 
     async def increment(self, key: str, *, ttl: float) -> int:
         return int(await self.run_script(_LUA_INCREMENT, [key], ttl_ms(ttl)))
+
+    async def fold_average(self, key: str, sample: float, *, alpha: float, ttl: float) -> None:
+        await self.run_script(_LUA_FOLD_AVERAGE, [key], float(sample), float(alpha), ttl_ms(ttl))
 
     # Values in the Django cache's own format (``cache.get`` / ``cache.set`` read them too).
 

@@ -217,3 +217,20 @@ async def test_it_sends_a_successful_calls_breaker_and_pool_steps_in_two_round_t
     # one script: breaker allow + pool read; one script: credential and breaker success
     assert [name for name, _ in commands.on_loop] == ["EVALSHA", "EVALSHA"]
     assert commands.blocking == []
+
+
+async def test_it_folds_a_latency_into_the_shared_average_in_one_step():
+    store = state_store()
+    key = f"test:average:{uuid.uuid4().hex[:8]}"
+
+    await store.fold_average(key, 100.0, alpha=0.2, ttl=60)
+    await store.fold_average(key, 200.0, alpha=0.2, ttl=60)
+    await asyncio.gather(*(store.fold_average(key, 50.0, alpha=0.5, ttl=60) for _ in range(10)))
+
+    stored = await store.get(key)
+    assert stored is not None
+    assert stored["samples"] == 12  # none lost to a concurrent read-then-write
+    expected = 0.2 * 200.0 + 0.8 * 100.0
+    for _ in range(10):
+        expected = 0.5 * 50.0 + 0.5 * expected
+    assert stored["ewma"] == pytest.approx(expected)
