@@ -190,6 +190,9 @@ class Command(BaseCommand):  # type: ignore[misc]  # django ships no types (no s
             # beyond it the websocket closes with 1009 "message too big"
             ws_max_size=int(settings.WS_MAX_MESSAGE_BYTES),
             lifespan="on",
+            # a burst of new connections waits in the kernel's queue rather than being
+            # reset: uvicorn's default (2048) is below the usual somaxconn (4096)
+            backlog=4096,
             access_log=False,  # the gateway writes its own request log
             proxy_headers=bool(proxies),
             forwarded_allow_ips=proxies or None,
