@@ -393,6 +393,10 @@ PROVIDER_BREAKER_RESET_SECONDS = env.float("PROVIDER_BREAKER_RESET_SECONDS", def
 # different models of one key within the window marks the key invalid (docs/PROVIDERS.md).
 PROVIDER_QUOTA_COOLDOWN_SECONDS = env.float("PROVIDER_QUOTA_COOLDOWN_SECONDS", default=3600.0)
 PROVIDER_PERMISSION_WINDOW_SECONDS = env.float("PROVIDER_PERMISSION_WINDOW_SECONDS", default=600.0)
+# Connections one process may hold open to one provider (each stream holds one for its
+# whole length). Past it a request waits for a free one and, if none frees in time, gets
+# 503 gateway_overloaded. High on purpose: the providers' rate limits are the real bound.
+UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=10_000)
 
 # --- Gateway (tenants_app, docs/GATEWAY.md) ------------------------------------
 # Input guard: bigger bodies get 413, longer conversations or tool lists 400.

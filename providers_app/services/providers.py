@@ -8,6 +8,7 @@ import weakref
 from typing import Any
 
 import httpx
+from django.conf import settings
 from django.db import transaction
 
 from aipk_site.infra.audit import audit_record
@@ -139,7 +140,13 @@ def shared_client(provider: Provider) -> httpx.AsyncClient:
     clients = _clients.setdefault(loop, {})
     client = clients.get(provider.pk)
     if client is None or client.is_closed:
-        client = clients[provider.pk] = pooled_client()
+        # as many kept alive as may be open: under a burst, closing and reopening
+        # connections above a smaller keep-alive limit costs more than holding them
+        size = int(settings.UPSTREAM_MAX_CONNECTIONS)
+        limits = httpx.Limits(
+            max_connections=size, max_keepalive_connections=size, keepalive_expiry=5.0
+        )
+        client = clients[provider.pk] = pooled_client(limits)
     return client
 
 
