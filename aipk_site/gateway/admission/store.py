@@ -9,6 +9,7 @@ Both do the same atomic admit, settle and read, so the API above them
 
 from __future__ import annotations
 
+import operator
 import threading
 import weakref
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ from aipk_site.infra.state import (
     state_store,
 )
 
+_EXPIRES = operator.attrgetter("expires")
+
 # --- local memory: the pure steps under the process-wide lock ------------------------
 
 
@@ -57,7 +60,12 @@ class LockedAdmissionStore:
     def _write_map(self, key: str, entries: Mapping[str, Any], now: float) -> None:
         """Stream slots (request id → expiry) or leases, kept until the last expires."""
         if entries:
-            last = max(e if isinstance(e, float | int) else e.expires for e in entries.values())
+            values = entries.values()
+            # stream slots are expiry times, leases carry theirs: one C-level max either way
+            if isinstance(next(iter(values)), float | int):
+                last = max(values)
+            else:
+                last = max(values, key=_EXPIRES).expires
             self._write(key, dict(entries), leases_ttl(max(0.0, last - now)))
         else:
             self._delete(key)
