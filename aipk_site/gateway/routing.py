@@ -336,22 +336,16 @@ async def _lowest_latency(candidates: list[Candidate]) -> tuple[Candidate, ...]:
 
 
 async def record_latency(*, provider_id: int, model: str, latency_ms: float) -> None:
-    """Fold one measured latency into the shared average for (provider, model).
-
-    A read and a write, not one atomic step: two processes recording at the same
-    instant may drop one sample, which an average over many samples absorbs."""
+    """Fold one measured latency into the shared average for (provider, model): one
+    atomic step on the shared store (one Lua script on Redis), so no sample is lost."""
     if not isinstance(latency_ms, int | float) or not math.isfinite(latency_ms) or latency_ms < 0:
         return
-    store = state_store()
-    key = _latency_key(provider_id, model)
-    current = await store.get(key) or {}
-    previous = current.get("ewma")
-    if isinstance(previous, int | float):
-        ewma = LATENCY_EWMA_ALPHA * latency_ms + (1 - LATENCY_EWMA_ALPHA) * previous
-    else:
-        ewma = float(latency_ms)
-    samples = int(current.get("samples", 0)) + 1
-    await store.set(key, {"ewma": ewma, "samples": samples}, ttl=LATENCY_TTL_SECONDS)
+    await state_store().fold_average(
+        _latency_key(provider_id, model),
+        float(latency_ms),
+        alpha=LATENCY_EWMA_ALPHA,
+        ttl=LATENCY_TTL_SECONDS,
+    )
 
 
 # --- listing -------------------------------------------------------------------------

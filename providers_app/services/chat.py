@@ -199,21 +199,21 @@ class _Attempt:
         if isinstance(credential, OAuthCredential):
             credential = await ensure_fresh_token(credential.pk)
         tracked = f"{self.provider.pk}:{cred}:{self.request.model}"
-        if not await self.res.tracker.can_make_request(tracked):
-            wait = await self.res.tracker.wait_time(tracked)
+        # one read of the tracker answers both: at the limit, or close enough to pace
+        wait, throttle = await self.res.tracker.check(tracked, fraction=THROTTLE_FRACTION)
+        if wait > 0:
             raise RateLimitError(
                 "the provider's last reply said this key is at its limit",
                 retry_after=wait,
                 provider=self.provider.name,
             )
-        await self._pace(tracked)
+        if throttle:
+            await self._pace(tracked)
         return build_adapter(
             self.provider, credential, limiter=_limiter(self.provider, cred)
         ), tracked
 
     async def _pace(self, tracked: str) -> None:
-        if not await self.res.tracker.should_throttle(tracked, THROTTLE_FRACTION):
-            return
         info = await self.res.tracker.get(tracked)
         now = time.time()
         delays = [
