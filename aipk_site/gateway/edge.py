@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import DatabaseError
 from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
@@ -69,7 +69,7 @@ from aipk_site.gateway.routing import models_for
 from aipk_site.gateway.usage import usage_record
 from aipk_site.infra.errors import AipkError, InvalidRequest, PayloadTooLarge, UpstreamError
 from aipk_site.infra.log_context import bind_request_id
-from aipk_site.middleware import request_id_from
+from aipk_site.middleware import random_hex, request_id_from
 from providers_app.kit.types import ChatResponse
 from tenants_app.models import UsageStatus
 
@@ -180,7 +180,7 @@ async def _read_json(request: EdgeRequest) -> Any:
 
 async def _prepare(request: EdgeRequest, wire: _Wire) -> GatewayCall:
     ctx = await authenticate_virtual_key(_secret_from(request))
-    request_id = f"{wire.id_prefix}{uuid.uuid4().hex}"
+    request_id = f"{wire.id_prefix}{random_hex()}"
     body: Any = None
     try:
         body = await _read_json(request)
@@ -445,7 +445,32 @@ def _host(scope: Scope, headers: dict[str, str]) -> str:
     return f"{server[0]}:{server[1]}" if server[1] else str(server[0])
 
 
+# Answers that depend only on settings, kept per process (a dozen settings reads and
+# the ALLOWED_HOSTS patterns were ~2 % of a request); dropped when a setting changes.
+_site_headers_cache: dict[bool, list[tuple[bytes, bytes]]] = {}
+_hosts_cache: dict[str, bool] = {}
+# Host headers are client input: a flood of made-up ones must not grow the table forever.
+_HOSTS_CACHE_SIZE = 1024
+
+
+def _forget_settings(**kwargs: Any) -> None:
+    _site_headers_cache.clear()
+    _hosts_cache.clear()
+
+
+setting_changed.connect(_forget_settings, dispatch_uid="aipk-gateway-edge-settings")
+
+
 def _host_allowed(host: str) -> bool:
+    allowed = _hosts_cache.get(host)
+    if allowed is None:
+        if len(_hosts_cache) >= _HOSTS_CACHE_SIZE:
+            _hosts_cache.clear()
+        allowed = _hosts_cache[host] = _check_host(host)
+    return allowed
+
+
+def _check_host(host: str) -> bool:
     """Django's ALLOWED_HOSTS check (``HttpRequest.get_host``), without a request object."""
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:
@@ -456,6 +481,13 @@ def _host_allowed(host: str) -> bool:
 
 def _site_headers(secure: bool) -> list[tuple[bytes, bytes]]:
     """The headers the site's security middleware puts on every answer."""
+    headers = _site_headers_cache.get(secure)
+    if headers is None:
+        headers = _site_headers_cache[secure] = _build_site_headers(secure)
+    return headers
+
+
+def _build_site_headers(secure: bool) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
     if settings.SECURE_CONTENT_TYPE_NOSNIFF:
         headers.append((b"x-content-type-options", b"nosniff"))
