@@ -338,3 +338,21 @@ async def test_it_frees_the_connection_of_every_ended_request_so_a_pool_of_one_k
             assert caught.value.phase == "first_byte"
     finally:
         await client.aclose()
+
+
+async def test_it_decodes_a_gzipped_whole_reply_and_asks_for_one_as_httpx_does(client):
+    import gzip
+
+    seen: dict[str, str] = {}
+
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        seen.update(request.headers)
+        body = gzip.compress(json.dumps(REPLY).encode())
+        headers = {"content-encoding": "gzip", "content-type": "application/json"}
+        return web.Response(body=body, headers=headers)
+
+    async with Upstream(gzipped) as upstream:
+        assert (await adapter_for(upstream.url, client).chat(ask())).text == "hello"
+    assert "gzip" in seen["Accept-Encoding"]
+    assert seen["Content-Type"] == "application/json"
+    assert seen["Authorization"] == "Bearer sk-test-0001"

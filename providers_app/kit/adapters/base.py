@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from .. import errors
-from ..http_client import pooled_client
+from ..http_client import pooled_client, send_whole
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
 from ..types import (
     AuthState,
@@ -371,7 +371,8 @@ class BaseAdapter:
         try:
             async with asyncio.timeout(wait):
                 headers = self.request_headers()
-                response = await self._client.request(
+                response = await send_whole(
+                    self._client,
                     method,
                     _parsed_url(url),
                     content=None if json is None else _json_body(json),
