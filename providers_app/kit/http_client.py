@@ -36,8 +36,9 @@ from typing import Any
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream
 
-__all__ = ["DEFAULT_LIMITS", "UpstreamTransport", "pooled_client", "send_whole"]
+__all__ = ["DEFAULT_LIMITS", "UpstreamTransport", "pooled_client", "send_streamed", "send_whole"]
 
 # As many kept alive as may be open: under a burst, closing and reopening connections
 # above a smaller keep-alive limit costs more than holding them. The 5 s expiry is
@@ -195,6 +196,49 @@ class UpstreamTransport(AiohttpTransport):
             self.held -= 1
         return httpx.Response(status, headers=raw_headers, content=body)
 
+    async def send_streamed(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
+    ) -> httpx.Response:
+        """``send_whole`` for a reply read as it arrives: the headers now, the body
+        through the returned response's ``aiter_bytes``; the connection stays held until
+        the response is closed (closing one not read to the end closes its connection)."""
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        self.held += 1
+        try:
+            reply = await self.client.request(
+                method,
+                url,
+                data=content,
+                headers=headers,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
+                ),
+            ).__aenter__()
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            queued = self.limits.max_connections is not None and (
+                self.held > self.limits.max_connections
+            )
+            self.held -= 1
+            translated = _translated(exc, queued=queued)
+            if translated is None:
+                raise
+            raise translated from exc
+        except BaseException:  # cancelled while waiting: no connection is held
+            self.held -= 1
+            raise
+        stream = _TranslatedStream(AiohttpResponseStream(reply), self)
+        return httpx.Response(reply.status, headers=reply.raw_headers, stream=stream)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.held += 1
         try:
@@ -281,3 +325,26 @@ async def send_whole(
             timeout=timeout,
         )
     return await client.request(method, url, content=content, headers=headers, timeout=timeout)
+
+
+async def send_streamed(
+    client: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL | str,
+    *,
+    content: bytes | None,
+    headers: dict[str, str],
+    timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
+) -> httpx.Response:
+    """A request whose reply is read as it arrives (close the response when done):
+    straight on the aiohttp pool for the kit's own clients, through httpx otherwise."""
+    if isinstance(client, _UpstreamClient) and not client.is_closed:
+        return await client.upstream.send_streamed(
+            method,
+            str(url),
+            content=content,
+            headers={**client.base_headers, **headers},
+            timeout=timeout,
+        )
+    sent = client.build_request(method, url, content=content, headers=headers, timeout=timeout)
+    return await client.send(sent, stream=True)

@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from .. import errors
-from ..http_client import pooled_client, send_whole
+from ..http_client import pooled_client, send_streamed, send_whole
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
 from ..types import (
     AuthState,
@@ -247,16 +247,16 @@ class BaseAdapter:
         try:
             started = time.monotonic()
             wait, phase = _bounded(limits.first_byte, deadline, "headers")
-            sent = self._client.build_request(
-                "POST",
-                _parsed_url(url),
-                content=_json_body(body),
-                headers=_json_headers(self.request_headers()),
-                timeout=self._timeout(wait),
-            )
             try:
                 async with asyncio.timeout(wait):
-                    response = await self._client.send(sent, stream=True)
+                    response = await send_streamed(
+                        self._client,
+                        "POST",
+                        _parsed_url(url),
+                        content=_json_body(body),
+                        headers=_json_headers(self.request_headers()),
+                        timeout=self._timeout(wait),
+                    )
                     stream.rate_limit = self._rate_limit(response)
                     if response.status_code >= 400:
                         await response.aread()
