@@ -1,9 +1,10 @@
 """ASGI entry point: /v1/ goes to the gateway's lean edge, other HTTP to Django,
 websockets to Channels.
 
-Served by daphne (`daphne aipk_site.asgi:application`, or `manage.py runserver`
-since daphne is first in INSTALLED_APPS), or any ASGI server: the lifespan protocol
-and SIGTERM are handled by aipk_site/gateway/shutdown.py.
+Served by uvicorn in production (`make serve`, `manage.py serve`), by daphne in
+development (`make run`, or `manage.py runserver` since daphne is first in
+INSTALLED_APPS), or any ASGI server: the lifespan protocol and SIGTERM are handled by
+aipk_site/gateway/shutdown.py.
 """
 
 import gc

@@ -11,7 +11,7 @@ Works in any ASGI server, because it lives in the application, not the server:
 - Servers that speak the ASGI *lifespan* protocol (uvicorn, granian, hypercorn) stop
   accepting on SIGTERM themselves and then send ``lifespan.shutdown``: the drain and
   the usage flush run there.
-- daphne (the production server today, and ``manage.py run_embedded``) has no
+- daphne (``make run``'s ``manage.py run_embedded``, and runserver) has no
   lifespan and stops its reactor at once on SIGTERM, cancelling every request. So
   when no lifespan startup arrived, the middleware installs its own SIGTERM handler
   (from the main thread, on the first request; ``install_signal_handler`` for

@@ -8,13 +8,13 @@ step computes belongs to its caller:
 
 - Redis (``django.core.cache.backends.redis.RedisCache``, production): a
   read-modify-write is ONE Lua script run on the server (redis-py
-  ``register_script``, ``RedisStateStore.run_script``), so two daphne workers
+  ``register_script``, ``RedisStateStore.run_script``), so two server workers
   or a worker and a Celery task can never interleave inside it. Plain reads
   and writes are single commands. Values are JSON; ``LUA_PRELUDE`` prints
   numbers with ``%.17g`` so timestamps keep their full double precision
-  (cjson's default keeps only 14 digits). Calls run in a worker thread
-  (``asyncio.to_thread``) on the cache's own connection pool, so the event
-  loop never blocks on the network.
+  (cjson's default keeps only 14 digits). The request path's calls use
+  ``redis.asyncio`` on the calling event loop (one client and pool per loop, no
+  worker thread per call); sync callers use the cache's own pool.
 - Any other backend (``LocMemCache`` in embedded mode: one process) runs the
   step as a Python function under a process-wide ``threading.Lock``
   (``LockedCacheStateStore.update`` / ``atomically``): atomic for every thread
