@@ -30,7 +30,7 @@ bounds the whole wait with ``asyncio.timeout`` anyway).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -151,26 +151,25 @@ class UpstreamTransport(AiohttpTransport):
             if (connector := session.connector) is not None:
                 connector._close()
 
-    async def send_whole(
+    async def _open(
         self,
         method: str,
         url: str,
-        *,
         content: bytes | None,
         headers: dict[str, str],
         timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
-    ) -> httpx.Response:
-        """One whole request and reply straight on the aiohttp pool: what
-        ``handle_async_request`` does, without httpx building a Request, merging its
-        headers and URL, and wrapping the body in streams on the way in and out -- a
-        third of an upstream call's CPU (docs/BENCHMARKS.md "Data plane"). The reply is
-        an ``httpx.Response`` all the same (status, headers, body decoded by httpx as
-        usual), and every fault is the httpx exception the other path raises."""
+    ) -> aiohttp.ClientResponse:
+        """The request sent and its reply's headers read, straight on the aiohttp pool:
+        what ``handle_async_request`` does, without httpx building a Request, merging its
+        headers and URL, and wrapping the body in streams on the way in and out -- a third
+        of an upstream call's CPU (docs/BENCHMARKS.md "Data plane"). The connection counts
+        as held until the caller calls ``_release``; every fault is the httpx exception
+        the other path raises."""
         if not isinstance(self.client, aiohttp.ClientSession):
             self.client = self.get_client()
         self.held += 1
         try:
-            async with self.client.request(
+            return await self.client.request(
                 method,
                 url,
                 data=content,
@@ -181,50 +180,9 @@ class UpstreamTransport(AiohttpTransport):
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
                 ),
-            ) as reply:
-                status, raw_headers, body = reply.status, reply.raw_headers, await reply.read()
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            # others held every connection: this one was still queued for one
-            queued = self.limits.max_connections is not None and (
-                self.held > self.limits.max_connections
-            )
-            translated = _translated(exc, queued=queued)
-            if translated is None:
-                raise
-            raise translated from exc
-        finally:
-            self.held -= 1
-        return httpx.Response(status, headers=raw_headers, content=body)
-
-    async def send_streamed(
-        self,
-        method: str,
-        url: str,
-        *,
-        content: bytes | None,
-        headers: dict[str, str],
-        timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
-    ) -> httpx.Response:
-        """``send_whole`` for a reply read as it arrives: the headers now, the body
-        through the returned response's ``aiter_bytes``; the connection stays held until
-        the response is closed (closing one not read to the end closes its connection)."""
-        if not isinstance(self.client, aiohttp.ClientSession):
-            self.client = self.get_client()
-        self.held += 1
-        try:
-            reply = await self.client.request(
-                method,
-                url,
-                data=content,
-                headers=headers,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=False,
-                timeout=aiohttp.ClientTimeout(
-                    sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
-                ),
             ).__aenter__()
         except (httpx.TransportError, aiohttp.ClientError) as exc:
+            # others held every connection: this one was still queued for one
             queued = self.limits.max_connections is not None and (
                 self.held > self.limits.max_connections
             )
@@ -236,6 +194,42 @@ class UpstreamTransport(AiohttpTransport):
         except BaseException:  # cancelled while waiting: no connection is held
             self.held -= 1
             raise
+
+    async def send_whole(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
+    ) -> httpx.Response:
+        """One whole request and reply; an ``httpx.Response`` all the same (status,
+        headers, body decoded by httpx as usual)."""
+        reply = await self._open(method, url, content, headers, timeout)
+        try:
+            body = await reply.read()
+        except aiohttp.ClientError as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        finally:
+            reply.release()
+            self.held -= 1
+        return httpx.Response(reply.status, headers=reply.raw_headers, content=body)
+
+    async def send_streamed(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
+    ) -> httpx.Response:
+        """A reply read as it arrives: the headers now, the body through the response's
+        ``aiter_bytes``; the connection stays held until the response is closed (closing
+        one not read to the end closes its connection)."""
+        reply = await self._open(method, url, content, headers, timeout)
         stream = _TranslatedStream(AiohttpResponseStream(reply), self)
         return httpx.Response(reply.status, headers=reply.raw_headers, stream=stream)
 
@@ -305,6 +299,29 @@ def pooled_client(
     return _UpstreamClient(transport=transport, timeout=timeout)
 
 
+Sender = Callable[
+    [UpstreamTransport, str, str, bytes | None, dict[str, str], httpx.Timeout],
+    Awaitable[httpx.Response],
+]
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    direct: Sender,
+    method: str,
+    url: httpx.URL | str,
+    content: bytes | None,
+    headers: dict[str, str],
+    timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
+    stream: bool,
+) -> httpx.Response:
+    if isinstance(client, _UpstreamClient) and not client.is_closed:
+        merged = {**client.base_headers, **headers}
+        return await direct(client.upstream, method, str(url), content, merged, timeout)
+    sent = client.build_request(method, url, content=content, headers=headers, timeout=timeout)
+    return await client.send(sent, stream=stream)
+
+
 async def send_whole(
     client: httpx.AsyncClient,
     method: str,
@@ -316,15 +333,8 @@ async def send_whole(
 ) -> httpx.Response:
     """One whole request and reply: straight on the aiohttp pool for the kit's own
     clients, through httpx for any other client (a caller's own, a test's)."""
-    if isinstance(client, _UpstreamClient) and not client.is_closed:
-        return await client.upstream.send_whole(
-            method,
-            str(url),
-            content=content,
-            headers={**client.base_headers, **headers},
-            timeout=timeout,
-        )
-    return await client.request(method, url, content=content, headers=headers, timeout=timeout)
+    direct = UpstreamTransport.send_whole
+    return await _send(client, direct, method, url, content, headers, timeout, stream=False)
 
 
 async def send_streamed(
@@ -338,13 +348,5 @@ async def send_streamed(
 ) -> httpx.Response:
     """A request whose reply is read as it arrives (close the response when done):
     straight on the aiohttp pool for the kit's own clients, through httpx otherwise."""
-    if isinstance(client, _UpstreamClient) and not client.is_closed:
-        return await client.upstream.send_streamed(
-            method,
-            str(url),
-            content=content,
-            headers={**client.base_headers, **headers},
-            timeout=timeout,
-        )
-    sent = client.build_request(method, url, content=content, headers=headers, timeout=timeout)
-    return await client.send(sent, stream=True)
+    direct = UpstreamTransport.send_streamed
+    return await _send(client, direct, method, url, content, headers, timeout, stream=True)
