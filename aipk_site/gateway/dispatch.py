@@ -141,6 +141,7 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
             allowed_provider_ids=ctx.allowed_provider_ids,
         )
         ledger.alias = resolution.alias
+        ledger.strategy = resolution.strategy
         if ctx.pii_redaction:
             redact_request(request)
         # Rate limits (TPM) count a typical size; a budget reserves the most the request

@@ -25,7 +25,7 @@ from aipk_site.infra.errors import AipkError
 from aipk_site.infra.metrics import record_gateway_request
 from providers_app.kit.errors import ProviderError
 from providers_app.kit.types import ChatRequest, Usage
-from tenants_app.models import UsageStatus
+from tenants_app.models import RouteStrategy, UsageStatus
 from tenants_app.services.pricing import Price, cost_micro, cost_usd
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ class Ledger:
     call: GatewayCall
     started: float = field(default_factory=time.perf_counter)
     alias: str = ""
+    # the route's strategy ("" for provider/model ids): only a route that orders its
+    # candidates by latency needs their latencies measured
+    strategy: str = ""
     candidate: Candidate | None = None
     credential_id: str = ""
     price: Price | None = None
@@ -155,7 +158,9 @@ class Ledger:
                 cost_usd=cost,
                 cost_saved_usd=cost_saved,
             )
-        if status == UsageStatus.SUCCESS and candidate is not None and not cached:
+        measured = self.strategy == RouteStrategy.LOWEST_LATENCY
+        if measured and status == UsageStatus.SUCCESS and candidate is not None and not cached:
+            # a shared-store round trip per request: only where a route reads the average
             try:
                 await record_latency(
                     provider_id=candidate.provider.pk, model=candidate.model, latency_ms=latency_ms
