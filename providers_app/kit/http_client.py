@@ -30,7 +30,8 @@ bounds the whole wait with ``asyncio.timeout`` anyway).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -151,36 +152,13 @@ class UpstreamTransport(AiohttpTransport):
             if (connector := session.connector) is not None:
                 connector._close()
 
-    async def _open(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        headers: dict[str, str],
-        timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
-    ) -> aiohttp.ClientResponse:
-        """The request sent and its reply's headers read, straight on the aiohttp pool:
-        what ``handle_async_request`` does, without httpx building a Request, merging its
-        headers and URL, and wrapping the body in streams on the way in and out -- a third
-        of an upstream call's CPU (docs/BENCHMARKS.md "Data plane"). The connection counts
-        as held until the caller calls ``_release``; every fault is the httpx exception
-        the other path raises."""
-        if not isinstance(self.client, aiohttp.ClientSession):
-            self.client = self.get_client()
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """The request counts as holding (or queued for) a pooled connection from here;
+        if sending it fails, it gives the count back and raises the httpx fault."""
         self.held += 1
         try:
-            return await self.client.request(
-                method,
-                url,
-                data=content,
-                headers=headers,
-                allow_redirects=False,
-                auto_decompress=False,  # httpx decodes, as on the other path
-                compress=False,
-                timeout=aiohttp.ClientTimeout(
-                    sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
-                ),
-            ).__aenter__()
+            yield
         except (httpx.TransportError, aiohttp.ClientError) as exc:
             # others held every connection: this one was still queued for one
             queued = self.limits.max_connections is not None and (
@@ -194,6 +172,36 @@ class UpstreamTransport(AiohttpTransport):
         except BaseException:  # cancelled while waiting: no connection is held
             self.held -= 1
             raise
+
+    async def _open(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
+    ) -> aiohttp.ClientResponse:
+        """The request sent and its reply's headers read, straight on the aiohttp pool:
+        what ``handle_async_request`` does, without httpx building a Request, merging its
+        headers and URL, and wrapping the body in streams on the way in and out -- a third
+        of an upstream call's CPU (docs/BENCHMARKS.md "Data plane"). The connection counts
+        as held until the reply is released (``send_whole``) or its stream closed
+        (``send_streamed``); every fault is the httpx exception the other path raises."""
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        with self._holding():
+            return await self.client.request(
+                method,
+                url,
+                data=content,
+                headers=headers,
+                allow_redirects=False,
+                auto_decompress=False,  # httpx decodes, as on the other path
+                compress=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
+                ),
+            ).__aenter__()
 
     async def send_whole(
         self,
@@ -234,22 +242,8 @@ class UpstreamTransport(AiohttpTransport):
         return httpx.Response(reply.status, headers=reply.raw_headers, stream=stream)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.held += 1
-        try:
+        with self._holding():
             response = await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            # others held every connection: this one was still queued for one
-            queued = self.limits.max_connections is not None and (
-                self.held > self.limits.max_connections
-            )
-            self.held -= 1
-            translated = _translated(exc, queued=queued)
-            if translated is None:
-                raise
-            raise translated from exc
-        except BaseException:  # cancelled while waiting: no connection is held
-            self.held -= 1
-            raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _TranslatedStream(response.stream, self)
         return response
