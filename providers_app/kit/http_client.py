@@ -30,7 +30,7 @@ bounds the whole wait with ``asyncio.timeout`` anyway).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,7 +39,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream
 
-__all__ = ["DEFAULT_LIMITS", "UpstreamTransport", "pooled_client", "send_streamed", "send_whole"]
+__all__ = ["DEFAULT_LIMITS", "UpstreamTransport", "pooled_client", "send"]
 
 # As many kept alive as may be open: under a burst, closing and reopening connections
 # above a smaller keep-alive limit costs more than holding them. The 5 s expiry is
@@ -263,7 +263,7 @@ class _NoCookies(httpx.Cookies):
 
 class _UpstreamClient(httpx.AsyncClient):
     """An httpx client whose cookie store is always ``_NoCookies``, and whose whole
-    replies can skip httpx's request machinery (``send_whole``)."""
+    replies can skip httpx's request machinery (``send``)."""
 
     def __init__(self, *, transport: UpstreamTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
@@ -293,54 +293,22 @@ def pooled_client(
     return _UpstreamClient(transport=transport, timeout=timeout)
 
 
-Sender = Callable[
-    [UpstreamTransport, str, str, bytes | None, dict[str, str], httpx.Timeout],
-    Awaitable[httpx.Response],
-]
-
-
-async def _send(
+async def send(
     client: httpx.AsyncClient,
-    direct: Sender,
     method: str,
     url: httpx.URL | str,
+    *,
     content: bytes | None,
     headers: dict[str, str],
     timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
     stream: bool,
 ) -> httpx.Response:
+    """A request and its reply, whole or (``stream=True``; close the response when done)
+    read as it arrives: straight on the aiohttp pool for the kit's own clients, through
+    httpx for any other client (a caller's own, a test's)."""
     if isinstance(client, _UpstreamClient) and not client.is_closed:
-        merged = {**client.base_headers, **headers}
-        return await direct(client.upstream, method, str(url), content, merged, timeout)
+        upstream = client.upstream
+        direct = upstream.send_streamed if stream else upstream.send_whole
+        return await direct(method, str(url), content, {**client.base_headers, **headers}, timeout)
     sent = client.build_request(method, url, content=content, headers=headers, timeout=timeout)
     return await client.send(sent, stream=stream)
-
-
-async def send_whole(
-    client: httpx.AsyncClient,
-    method: str,
-    url: httpx.URL | str,
-    *,
-    content: bytes | None,
-    headers: dict[str, str],
-    timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
-) -> httpx.Response:
-    """One whole request and reply: straight on the aiohttp pool for the kit's own
-    clients, through httpx for any other client (a caller's own, a test's)."""
-    direct = UpstreamTransport.send_whole
-    return await _send(client, direct, method, url, content, headers, timeout, stream=False)
-
-
-async def send_streamed(
-    client: httpx.AsyncClient,
-    method: str,
-    url: httpx.URL | str,
-    *,
-    content: bytes | None,
-    headers: dict[str, str],
-    timeout: httpx.Timeout,  # noqa: ASYNC109 -- httpx's per-phase limits, not a deadline
-) -> httpx.Response:
-    """A request whose reply is read as it arrives (close the response when done):
-    straight on the aiohttp pool for the kit's own clients, through httpx otherwise."""
-    direct = UpstreamTransport.send_streamed
-    return await _send(client, direct, method, url, content, headers, timeout, stream=True)

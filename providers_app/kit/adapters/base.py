@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from .. import errors
-from ..http_client import pooled_client, send_streamed, send_whole
+from ..http_client import pooled_client, send
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
 from ..types import (
     AuthState,
@@ -249,13 +249,14 @@ class BaseAdapter:
             wait, phase = _bounded(limits.first_byte, deadline, "headers")
             try:
                 async with asyncio.timeout(wait):
-                    response = await send_streamed(
+                    response = await send(
                         self._client,
                         "POST",
                         _parsed_url(url),
                         content=_json_body(body),
                         headers=_json_headers(self.request_headers()),
                         timeout=self._timeout(wait),
+                        stream=True,
                     )
                     stream.rate_limit = self._rate_limit(response)
                     if response.status_code >= 400:
@@ -371,13 +372,14 @@ class BaseAdapter:
         try:
             async with asyncio.timeout(wait):
                 headers = self.request_headers()
-                response = await send_whole(
+                response = await send(
                     self._client,
                     method,
                     _parsed_url(url),
                     content=None if json is None else _json_body(json),
                     headers=headers if json is None else _json_headers(headers),
                     timeout=self._timeout(wait),
+                    stream=False,
                 )
         except TimeoutError as exc:
             raise self._timed_out(phase, wait) from exc
