@@ -9,6 +9,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -162,3 +163,35 @@ def load_line() -> str:
     """The machine's load, as ``uptime`` prints it (the box is shared: quote it with figures)."""
     one, five, fifteen = os.getloadavg()
     return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+CALIBRATION_LOOPS = 5_000_000
+
+
+def cpu_calibration(loops: int = CALIBRATION_LOOPS, repeat: int = 3) -> float:
+    """Seconds one core takes for a fixed pure-Python loop, best of ``repeat``.
+
+    Figures from different machines (or the same VM on a different host) differ by the
+    speed of a core: this loop puts a number on it, so a run quoting it can be scaled
+    against another. Best of three, because a loop sharing its core with another
+    process is only ever slowed down; a calibration far above the usual one still
+    says the core was contended. ~0.2-0.5 s per loop.
+    """
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        total = 0
+        for i in range(loops):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def calibration_line() -> str:
+    """Printed next to ``load_line()``: the same loop's time on two machines is their
+    per-core speed ratio for interpreted Python (what the gateway mostly runs)."""
+    seconds = cpu_calibration()
+    return (
+        f"CPU calibration: {CALIBRATION_LOOPS / 1e6:g}M-iteration Python loop "
+        f"{1000 * seconds:.0f} ms (best of 3; lower is faster)"
+    )

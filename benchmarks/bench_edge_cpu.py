@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from _common import REPO_ROOT, free_port, load_line
+from _common import REPO_ROOT, calibration_line, free_port, load_line
 
 PYTHON = sys.executable
 
@@ -180,7 +180,7 @@ async def run(application, secret: str, args: argparse.Namespace) -> None:  # no
         await asyncio.gather(*(guarded() for _ in range(n)))
 
     await many(min(500, args.n))  # warm: snapshots, pools, first-use imports
-    print(load_line(), flush=True)
+    print(f"{load_line()}; {calibration_line()}", flush=True)
     cpu, wall = time.process_time(), time.perf_counter()
     await many(args.n)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
