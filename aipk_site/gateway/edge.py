@@ -43,6 +43,7 @@ from django.db import DatabaseError
 from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
 
+from aipk_site.gateway import overload
 from aipk_site.gateway.dispatch import StreamReply, gateway_reply, gateway_stream
 from aipk_site.gateway.error_mapping import infrastructure_unavailable
 from aipk_site.gateway.formats.anthropic_format import (
@@ -550,8 +551,15 @@ class GatewayEdge:
                 response = error_response(_bad_host(host), error_renderer(request))
             elif settings.SECURE_SSL_REDIRECT and not secure:
                 response = _https_redirect(scope, host)
+            elif not overload.try_enter():
+                response = _shed(request)
             else:
-                response = await operation(request)
+                try:
+                    response = await operation(request)
+                finally:
+                    # once, however the operation ended (answer, error, client gone,
+                    # cancel); a stream's relay is not counted (overload.py says why)
+                    overload.leave()
         except (asyncio.CancelledError, _ClientGone):
             if exchange.disconnected:
                 exchange.close()
@@ -569,6 +577,25 @@ class GatewayEdge:
             task.uncancel()
         finally:
             exchange.close()
+
+
+# The operations that write usage rows, by path: a shed request is recorded as theirs.
+_WIRES: dict[str, _Wire] = {"/v1/chat/completions": _OPENAI, "/v1/messages": _ANTHROPIC}
+
+
+def _shed(request: EdgeRequest) -> EdgeResponse:
+    """The answer of a request refused because the worker is at GATEWAY_MAX_IN_FLIGHT:
+    no body read, no database, no cache -- a row only for a key already in memory."""
+    wire = _WIRES.get(request.path)
+    error = overload.overloaded()
+    if wire is None:  # GET /v1/models: no usage row, like its other answers
+        overload.record_shed("models")
+        return error_response(error, error_renderer(request))
+    overload.record_shed(wire.endpoint)
+    ctx = overload.known_key(_secret_from(request))
+    if ctx is not None:
+        _record_refused_body(ctx, wire.endpoint, f"{wire.id_prefix}{random_hex()}", None, error)
+    return error_response(error, wire.error_body)
 
 
 def _bad_host(host: str) -> InvalidRequest:

@@ -513,3 +513,14 @@ def stream_ended(endpoint: str) -> None:
 def record_ws_connections(delta: int) -> None:
     """+1 when a websocket connection is accepted, -1 when it closes."""
     WS_CONNECTIONS.inc(delta)
+
+
+# -- load shedding (aipk_site/gateway/overload.py) ---------------------------------------
+
+GATEWAY_SHED = Counter(
+    "aipk_gateway_shed_requests",
+    "Gateway requests refused at once with 503 gateway_overloaded: the worker was at "
+    "GATEWAY_MAX_IN_FLIGHT.",
+    # chat.completions, messages or models: the edge's own names, never client input
+    ["endpoint"],
+)
