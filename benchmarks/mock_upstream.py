@@ -20,7 +20,8 @@ request against aiohttp's 0.054 (JSON) and 0.076 (stream), 4-7x less, and answer
 is the default: the mock's share of the machine stays negligible next to a gateway.
 
 ``--chunk-interval S --slow-chunks N`` makes streams slow: N content chunks,
-one every S seconds (the ``--slow-streams`` check of bench_dataplane.py).
+one every S seconds (the ``--slow-streams`` check of bench_dataplane.py: 10 chunks 1 s
+apart; its paced-stream runs: 8 chunks 30 ms apart, a model's output speed).
 
     python benchmarks/mock_upstream.py --port 9000 [--impl raw|aiohttp]
         [--chunk-interval 1.0 --slow-chunks 10]
