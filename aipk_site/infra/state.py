@@ -12,9 +12,10 @@ step computes belongs to its caller:
   or a worker and a Celery task can never interleave inside it. Plain reads
   and writes are single commands. Values are JSON; ``LUA_PRELUDE`` prints
   numbers with ``%.17g`` so timestamps keep their full double precision
-  (cjson's default keeps only 14 digits). The request path's calls use
-  ``redis.asyncio`` on the calling event loop (one client and pool per loop, no
-  worker thread per call); sync callers use the cache's own pool.
+  (cjson's default keeps only 14 digits). The request path's calls go out on the
+  calling event loop over one pipelined connection per loop
+  (``aipk_site.infra.redis_wire``; no worker thread per call, no pool checkout per
+  command); sync callers use the cache's own pool.
 - Any other backend (``LocMemCache`` in embedded mode: one process) runs the
   step as a Python function under a process-wide ``threading.Lock``
   (``LockedCacheStateStore.update`` / ``atomically``): atomic for every thread
@@ -43,6 +44,9 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from redis.commands.core import AsyncScript
+
+from aipk_site.infra import redis_wire
+from aipk_site.infra.redis_wire import PipelinedRedis, WireScript
 
 T = TypeVar("T")
 
@@ -322,31 +326,32 @@ class _LoopClient:
 
     __slots__ = ("redis", "scripts")
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: PipelinedRedis | aioredis.Redis) -> None:
         self.redis = redis
-        self.scripts: dict[str, AsyncScript] = {}
+        self.scripts: dict[str, WireScript | AsyncScript] = {}
 
 
 # Options of Django's sync client that name sync classes (or Django's serializer):
 # the asyncio client uses its own connection and parser classes.
 _SYNC_ONLY_OPTIONS = frozenset({"pool_class", "parser_class", "serializer"})
 
-# Connections per event loop (one loop per server process): as many as there are
-# commands in flight, like the sync pool Django builds (redis-py's sync default).
-# redis.asyncio's own default is 100 and a burst past it fails with "Too many
-# connections"; its BlockingConnectionPool queues instead but costs a fifth more
-# CPU per command here (an asyncio.Condition per checkout). OPTIONS may set a cap.
+# For the redis-py fallback (a location redis_wire does not serve): connections per
+# event loop (one loop per server process), as many as there are commands in flight,
+# like the sync pool Django builds (redis-py's sync default). redis.asyncio's own
+# default is 100 and a burst past it fails with "Too many connections"; its
+# BlockingConnectionPool queues instead but costs a fifth more CPU per command here
+# (an asyncio.Condition per checkout). OPTIONS may set a cap.
 ASYNC_POOL_CONNECTIONS = 2**31
 
 
 class RedisStateStore(SharedStateStore):
     """Every read-modify-write is one Lua script on the Redis server.
 
-    The async methods talk to Redis with ``redis.asyncio`` on the calling event
-    loop: no worker thread per call, and connections kept open between requests.
-    A connection belongs to the loop that opened it, so there is one client (and
-    pool) per event loop, built from the cache's own location and options and
-    dropped with its loop. ``client()`` / ``script()`` stay for sync callers.
+    The async methods talk to Redis on the calling event loop: no worker thread per
+    call, and a connection kept open between requests. A connection belongs to the
+    loop that opened it, so there is one client per event loop (``aclient``), built
+    from the cache's own location and options and dropped with its loop.
+    ``client()`` / ``script()`` stay for sync callers.
     """
 
     cache: RedisCache
@@ -392,19 +397,30 @@ class RedisStateStore(SharedStateStore):
                     found = self._loops[loop] = _LoopClient(self._new_async_client())
         return found
 
-    def _new_async_client(self) -> aioredis.Redis:
+    def _new_async_client(self) -> PipelinedRedis | aioredis.Redis:
         # The write server (the first location), as client() uses: reads see own writes.
+        url = self.cache._servers[0]
         options = {k: v for k, v in self.cache._options.items() if k not in _SYNC_ONLY_OPTIONS}
+        if redis_wire.supports(url):
+            return PipelinedRedis(
+                url,
+                socket_timeout=options.get("socket_timeout"),
+                socket_connect_timeout=options.get("socket_connect_timeout"),
+            )
         options.setdefault("max_connections", ASYNC_POOL_CONNECTIONS)
-        pool = aioredis.ConnectionPool.from_url(self.cache._servers[0], **options)
+        pool = aioredis.ConnectionPool.from_url(url, **options)
         return aioredis.Redis(connection_pool=pool)
 
-    def aclient(self) -> aioredis.Redis:
-        """This event loop's asyncio client (call it from a coroutine)."""
+    def aclient(self) -> Any:
+        """This event loop's asyncio client (call it from a coroutine): the pipelined
+        connection of ``aipk_site.infra.redis_wire`` for a plain Redis location,
+        redis-py's asyncio client for any other (TLS ...). Both answer ``get``, ``mget``,
+        ``set``, ``delete`` and ``register_script`` alike."""
         return self._loop_client().redis
 
-    def ascript(self, source: str) -> AsyncScript:
-        """``source`` registered once on this event loop's client."""
+    def ascript(self, source: str) -> Any:
+        """``source`` registered once on this event loop's client; call it with
+        ``keys=`` and ``args=``."""
         loop_client = self._loop_client()
         script = loop_client.scripts.get(source)
         if script is None:

@@ -1,9 +1,10 @@
 """The request path's shared state on Redis: asyncio I/O on the server's own event loop.
 
 Every Redis command a /v1 request sends (admission, breaker, key pool, rate-limit
-tracker, routing, settle) goes through a ``redis.asyncio`` client on the thread
-that runs the server's loop: no ``asyncio.to_thread`` hop to the sync client.
-These tests watch the commands redis-py sends (the real client, the real server).
+tracker, routing, settle) goes through the loop's pipelined connection
+(``aipk_site.infra.redis_wire``) on the thread that runs the server's loop: no
+``asyncio.to_thread`` hop to the sync client. These tests watch the commands sent
+(the real clients, the real server).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-import redis.asyncio
 
+from aipk_site.infra.redis_wire import PipelinedRedis
 from aipk_site.infra.state import RedisStateStore, state_store
 from providers_app.kit.errors import ServerError
 from providers_app.kit.resilience import CircuitBreaker, CircuitOpenError, KeyPool
@@ -35,7 +36,7 @@ class Commands:
     """Every command sent by a sync or an asyncio Redis client, with its thread."""
 
     def __init__(self) -> None:
-        self.on_loop: list[tuple[str, int]] = []  # (command, thread id) via redis.asyncio
+        self.on_loop: list[tuple[str, int]] = []  # (command, thread id) via the loop's client
         self.blocking: list[tuple[str, str]] = []  # (command, thread name) via sync redis
 
     def clear(self) -> None:
@@ -47,7 +48,7 @@ class Commands:
 def commands(monkeypatch) -> Iterator[Commands]:
     seen = Commands()
     sync_execute = redis.client.Redis.execute_command
-    async_execute = redis.asyncio.client.Redis.execute_command
+    async_execute = PipelinedRedis.execute
 
     def sync_spy(self, *args, **options):
         seen.blocking.append((str(args[0]), threading.current_thread().name))
@@ -58,7 +59,7 @@ def commands(monkeypatch) -> Iterator[Commands]:
         return await async_execute(self, *args, **options)
 
     monkeypatch.setattr(redis.client.Redis, "execute_command", sync_spy)
-    monkeypatch.setattr(redis.asyncio.client.Redis, "execute_command", async_spy)
+    monkeypatch.setattr(PipelinedRedis, "execute", async_spy)
     yield seen
 
 
