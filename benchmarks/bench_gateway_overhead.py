@@ -4,10 +4,11 @@ simulator's OpenAI endpoint and through aipk's /v1/chat/completions.
 Starts, as separate processes on free 127.0.0.1 ports:
 
 - the provider simulator (``manage.py simulate_providers --delay-ms <d>``);
-- aipk under daphne (``daphne aipk_site.asgi:application``), DEBUG off, logging
-  at WARNING, on a fresh SQLite file (migrated first) and local-memory cache --
-  or, with ``--redis``, REDIS_URL=redis://127.0.0.1:6379/7 and, with
-  ``--postgres``, a PostgreSQL database created for the run and dropped after.
+- aipk with the production command, ``manage.py serve`` (uvicorn, uvloop, httptools),
+  one worker (``WEB_CONCURRENCY=1``), DEBUG off, logging at WARNING, on a fresh
+  SQLite file (migrated first) and local-memory cache -- or, with ``--redis``,
+  REDIS_URL=redis://127.0.0.1:6379/7 and, with ``--postgres``, a PostgreSQL
+  database created for the run and dropped after.
 
 Seeds a tenant, a virtual key and an OpenAI provider with one API key pointing
 at the simulator (through the project's services), then runs, for streaming
@@ -277,8 +278,8 @@ def fmt(value: float, digits: int = 1) -> str:
     return "-" if value != value else f"{value:.{digits}f}"
 
 
-async def bench(args, direct: Target, gateway: Target) -> list[list[str]]:
-    rows: list[list[str]] = []
+async def bench(args, direct: Target, gateway: Target) -> list[list[object]]:
+    rows: list[list[object]] = []
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -311,7 +312,7 @@ async def bench(args, direct: Target, gateway: Target) -> list[list[str]]:
                 )
                 for name, r in (("direct", d), ("aipk", g)):
                     n = len(r.latencies)
-                    row = [
+                    row: list[object] = [
                         mode if name == "direct" else "",
                         name,
                         str(n),
@@ -458,20 +459,15 @@ def main() -> None:
             text=True,
         )
         secret = seeded.stdout.split("SECRET=", 1)[1].split()[0]
-        aipk = Proc(
-            "daphne",
-            [
-                os.path.join(BIN, "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(aipk_port),
-                "-v",
-                "0",
-                "aipk_site.asgi:application",
-            ],
-            env,
-        )
+        # the production command, one worker: uvicorn runs the app in this very process,
+        # so its pid is the one whose CPU and RSS are read (and py-spy records)
+        serve_env = {
+            **env,
+            "WEB_CONCURRENCY": "1",
+            "HOST": "127.0.0.1",
+            "PORT": str(aipk_port),
+        }
+        aipk = Proc("aipk (manage.py serve)", [PYTHON, "manage.py", "serve"], serve_env)
         procs.append(aipk)
         wait_http(sim, f"{sim_url}/_sim/health")
         auth = {"authorization": f"Bearer {secret}"}
