@@ -6,7 +6,8 @@ Starts, as separate processes on free 127.0.0.1 ports (the same way and with the
 same helpers as ``bench_gateway_overhead.py``):
 
 - the provider simulator (``manage.py simulate_providers --delay-ms <d>``);
-- aipk under daphne (``daphne aipk_site.asgi:application``), DEBUG off, logging at
+- aipk with the production command, ``manage.py serve`` (uvicorn, uvloop, httptools,
+  websockets-sansio), one worker (``WEB_CONCURRENCY=1``), DEBUG off, logging at
   WARNING, on a fresh SQLite file in a temp dir and the local-memory cache and
   in-memory channel layer -- or, with ``--database-url postgres://…/<name>``, a
   PostgreSQL database of that name created for the run and dropped after, and with
@@ -32,11 +33,11 @@ Per socket it is checked that every event carries the id of a request running on
 that socket, that each request ends with exactly one chat.usage then one chat.done
 (a chat.error is a failure), that nothing arrives after a request's end (a ping/pong
 fence closes each socket), and that no request goes unanswered (lost). After the
-runs the server is stopped with SIGTERM (daphne exits cleanly, so the usage writer
-drains its queue) and the database must hold exactly one UsageRecord per request,
+runs the server is stopped with SIGTERM (it drains and flushes the usage writer's queue
+before it exits) and the database must hold exactly one UsageRecord per request,
 with the request ids the chat.done events named.
 
-3. ``idle memory``: a fresh daphne process; its VmRSS (``/proc/<pid>/status``) with
+3. ``idle memory``: a fresh server process; its VmRSS (``/proc/<pid>/status``) with
    no socket, then with N idle authenticated sockets open (``--idle 500 1000``),
    each answered an application ping; (RSS_N - RSS_0) / N is the cost per socket.
 
@@ -131,7 +132,7 @@ def reset_peak_rss(pid: int) -> None:
 
 
 def raise_fd_limit(needed: int) -> tuple[int, int]:
-    """Raise this process's soft RLIMIT_NOFILE (children inherit it: daphne needs one
+    """Raise this process's soft RLIMIT_NOFILE (children inherit it: the server needs one
     descriptor per socket plus its upstream connections)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -143,7 +144,7 @@ def raise_fd_limit(needed: int) -> tuple[int, int]:
 
 
 def stop_cleanly(proc: Proc, timeout: float = 60) -> str:
-    """SIGTERM and wait (daphne exits through atexit, where the usage writer drains);
+    """SIGTERM and wait (the server drains its requests and flushes the usage writer);
     returns all the process wrote (WARNING and above: problems only)."""
     if proc.proc.poll() is None:
         proc.proc.send_signal(signal.SIGTERM)
@@ -157,10 +158,16 @@ def stop_cleanly(proc: Proc, timeout: float = 60) -> str:
     return output
 
 
+SERVE_BANNER = ("aipk: serving on ", "Scheduled jobs: ")
+
+
 def report_log(label: str, output: str, log_dir: str | None) -> int:
     """Print one line per record the server logged (JSON lines: level, logger,
     message; the first traceback in full) and keep the whole log if asked."""
-    lines = [line for line in output.splitlines() if line.strip()]
+    # manage.py serve's own start-up lines (stdout) are not log records
+    lines = [
+        line for line in output.splitlines() if line.strip() and not line.startswith(SERVE_BANNER)
+    ]
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
         with open(os.path.join(log_dir, f"aipk-{label}.log"), "w") as log:
@@ -183,21 +190,11 @@ def report_log(label: str, output: str, log_dir: str | None) -> int:
     return len(lines)
 
 
-def start_daphne(env: dict[str, str], port: int) -> Proc:
-    return Proc(
-        "daphne",
-        [
-            os.path.join(BIN, "daphne"),
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-v",
-            "0",
-            "aipk_site.asgi:application",
-        ],
-        env,
-    )
+def start_server(env: dict[str, str], port: int) -> Proc:
+    """The production command with one worker: uvicorn runs the app in this very process,
+    so its pid is the one whose CPU and RSS are read (and py-spy records)."""
+    serve_env = {**env, "WEB_CONCURRENCY": "1", "HOST": "127.0.0.1", "PORT": str(port)}
+    return Proc("aipk (manage.py serve)", [PYTHON, "manage.py", "serve"], serve_env)
 
 
 def start_profiler(output: str, pid: int) -> subprocess.Popen:
@@ -318,7 +315,7 @@ class ChatSocket:
         self.connect_ms: float | None = None
 
     def check_event(self, event: dict, running: dict[str, Request], now: float) -> None:
-        kind, msg_id = event.get("type"), event.get("id")
+        kind, msg_id = event.get("type"), str(event.get("id"))
         request = running.get(msg_id)
         if request is None:
             if msg_id in self.mine:
@@ -918,7 +915,7 @@ def main() -> int:
         auth = {"Authorization": f"Bearer {secret}"}
 
         aipk_port = free_port()
-        aipk = start_daphne(env, aipk_port)
+        aipk = start_server(env, aipk_port)
         procs.append(aipk)
         wait_http(sim, f"{sim_url}/_sim/health")
         wait_http(aipk, f"http://127.0.0.1:{aipk_port}/v1/models", auth)
@@ -963,7 +960,7 @@ def main() -> int:
         if args.idle:
             aipk_port = free_port()
             ws_url = f"ws://127.0.0.1:{aipk_port}/ws/chat/"
-            aipk = start_daphne(env, aipk_port)
+            aipk = start_server(env, aipk_port)
             procs.append(aipk)
             wait_http(aipk, f"http://127.0.0.1:{aipk_port}/v1/models", auth)
             idle = asyncio.run(idle_memory(ws_url, auth, args.idle, aipk, args.settle))
