@@ -1,4 +1,5 @@
-"""Real processes for fault tests: an aipk server (daphne, the production command), a
+"""Real processes for fault tests: an aipk server (``manage.py serve``, the production
+command, one worker; or daphne, the development server's, when a test asks), a
 private redis-server, a cuttable TCP proxy in front of PostgreSQL, and a database both
 this process and those children reach.
 
@@ -320,12 +321,15 @@ def make_world(database: SharedDatabase, slug: str, simulator_url: str) -> World
 
 @dataclass
 class AipkServer:
-    """``daphne aipk_site.asgi:application`` in a child process."""
+    """An aipk server in a child process: ``manage.py serve`` unless ``command`` says."""
 
     env: dict[str, str]
     port: int = field(default_factory=free_port)
-    # "daphne": the production command; "run_embedded": `make run`'s server (no reloader)
-    command: str = "daphne"
+    # "serve": the production command (uvicorn), one worker, so the child is the server
+    # itself (a SIGKILL or SIGTERM reaches it, not a supervisor); "daphne": the ASGI
+    # server of the development server, started directly; "run_embedded": `make run`'s
+    # server (daphne, no reloader)
+    command: str = "serve"
     process: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -336,15 +340,20 @@ class AipkServer:
     def start(self, log_path: Path) -> AipkServer:
         self.log_path = log_path
         log = open(log_path, "ab")  # noqa: SIM115 -- the child owns it until it exits
+        env = self.env
         if self.command == "run_embedded":
             argv = ["manage.py", "run_embedded", "--noreload", f"127.0.0.1:{self.port}"]
-        else:
+        elif self.command == "daphne":
             argv = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
             argv.append("aipk_site.asgi:application")
+        else:
+            argv = ["manage.py", "serve"]
+            port = str(self.port)
+            env = {**env, "WEB_CONCURRENCY": "1", "HOST": "127.0.0.1", "PORT": port}
         self.process = subprocess.Popen(
             [sys.executable, *argv],
             cwd=PROJECT,
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
