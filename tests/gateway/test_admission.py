@@ -1,6 +1,7 @@
 """Admission through the real stores: local memory always, Redis when ``REDIS_URL`` is set.
 
-Each test gets a cache nobody else uses (a private LocMemCache, or Redis under a
+Each test gets a cache nobody else uses (a private LocMemCache, the embedded mode's
+FastLocMemCache whose live objects the steps update in place, or Redis under a
 private key prefix whose keys are deleted afterwards) and a clock it moves by hand.
 """
 
@@ -31,7 +32,11 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 NEEDS_REDIS = pytest.mark.skipif(
     not REDIS_URL, reason="needs Redis: set REDIS_URL (CI=true .ci/run does) to run it"
 )
-BACKENDS = ["locmem", pytest.param("redis", marks=NEEDS_REDIS)]
+BACKENDS = ["locmem", "embedded", pytest.param("redis", marks=NEEDS_REDIS)]
+LOCAL_CACHES = {
+    "locmem": "django.core.cache.backends.locmem.LocMemCache",
+    "embedded": "aipk_site.infra.local_cache.FastLocMemCache",
+}
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("db_thread")]
 
@@ -67,7 +72,7 @@ def _redis_keys(prefix: str) -> dict[bytes, int]:
 
 def _forget(prefix: str, backend: str) -> None:
     """Lose every counter, as a cache restart would."""
-    if backend == "locmem":
+    if backend in LOCAL_CACHES:
         caches["default"].clear()
         return
     client = caches["default"]._cache.get_client(None, write=True)
@@ -78,8 +83,8 @@ def _forget(prefix: str, backend: str) -> None:
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     prefix = f"aipk-test-{uuid.uuid4().hex}"
-    if request.param == "locmem":
-        cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": prefix}
+    if request.param in LOCAL_CACHES:
+        cache = {"BACKEND": LOCAL_CACHES[request.param], "LOCATION": prefix}
     else:
         cache = {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -153,12 +158,12 @@ async def usage(key_id: int | None = KEY, tenant_id: int = TENANT) -> dict:
 async def test_it_picks_the_store_by_cache_backend(backend):
     expected = RedisStateStore if backend[0] == "redis" else LockedCacheStateStore
     assert isinstance(state_store(), expected)
-    expected_admission = (
-        admission_store.RedisAdmissionStore
-        if backend[0] == "redis"
-        else admission_store.LockedAdmissionStore
-    )
-    assert isinstance(admission_store.admission_store(), expected_admission)
+    expected_admission = {
+        "redis": admission_store.RedisAdmissionStore,
+        "locmem": admission_store.LockedAdmissionStore,
+        "embedded": admission_store.ObjectAdmissionStore,
+    }[backend[0]]
+    assert type(admission_store.admission_store()) is expected_admission
     assert admission_store.admission_store() is admission_store.admission_store()
 
 

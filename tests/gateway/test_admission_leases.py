@@ -2,15 +2,17 @@
 
 A request admitted by a process that is then killed never settles. Its reserved cost
 and its stream slot are leases that expire ``ADMISSION_LEASE_SECONDS`` after admission;
-the next admit or usage read in the scope reclaims them. Both stores (local memory
-always, Redis when ``REDIS_URL`` is set) behave alike; a clock moved by hand stands in
-for time. tests/gateway/test_killed_server_leases.py does the same with a real server
-process killed with SIGKILL.
+the next admit or usage read in the scope reclaims them. Every store (local memory --
+pickled, and the embedded mode's live objects -- always, Redis when ``REDIS_URL`` is
+set) behaves alike; a clock moved by hand stands in for time.
+tests/gateway/test_killed_server_leases.py does the same with a real server process
+killed with SIGKILL.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import uuid
 
 import pytest
@@ -53,12 +55,18 @@ async def db_thread():
     await sync_to_async(connections.close_all)()
 
 
-@pytest.fixture(params=["locmem", pytest.param("redis", marks=NEEDS_REDIS)])
+LOCAL_CACHES = {
+    "locmem": "django.core.cache.backends.locmem.LocMemCache",
+    "embedded": "aipk_site.infra.local_cache.FastLocMemCache",
+}
+
+
+@pytest.fixture(params=["locmem", "embedded", pytest.param("redis", marks=NEEDS_REDIS)])
 def backend(request, settings):
     settings.ADMISSION_LEASE_SECONDS = LEASE
     prefix = f"aipk-test-{uuid.uuid4().hex}"
-    if request.param == "locmem":
-        cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": prefix}
+    if request.param in LOCAL_CACHES:
+        cache = {"BACKEND": LOCAL_CACHES[request.param], "LOCATION": prefix}
     else:
         cache = {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -202,3 +210,27 @@ async def test_it_holds_a_longer_lease_for_a_request_with_a_longer_deadline(back
     assert await spend() == (700, 700)
     clock.advance(LEASE * 2)
     assert await spend() == (0, 0)
+
+
+async def test_it_reclaims_exactly_the_unsettled_leases_among_many_in_flight(backend, clock):
+    # Settled leases leave the stores' books lazily (a heap on local memory, a sorted set
+    # on Redis); what expires must still be exactly the requests that never settled, in
+    # the order they expire, however the others settled around them.
+    budget = Limits(budget_micro_usd=100_000)
+    admitted = []
+    for i in range(200):  # below LocMemCache's 300 entries, past which it culls keys
+        clock.now = START + i / 100  # staggered: leases expire 10 ms apart
+        admitted.append(await go(cost=10, key=budget))
+    killed = admitted[::40]  # admitted at +0, +0.4, ... +1.6 s
+    settled = [a for a in admitted if a not in killed]
+    random.Random(7).shuffle(settled)
+    for a in settled:
+        await settle(a, tokens=0, cost_micro=3)
+    held = 5 * 10 + 195 * 3
+    assert await spend() == (held, held)
+
+    clock.now = START + LEASE + 0.9  # the first three killed leases have expired
+    assert await spend() == (held - 30, held - 30)
+    clock.now = START + LEASE + 1.65
+    assert await spend() == (195 * 3, 195 * 3)  # all of them: the real costs remain
+    await go(cost=100_000 - 195 * 3, key=budget)  # and the rest of the budget is free

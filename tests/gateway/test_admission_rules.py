@@ -9,13 +9,13 @@ import pytest
 
 from aipk_site.gateway.admission.rules import (
     Counters,
+    Held,
     Lease,
     Limits,
     Refusal,
     SettleScope,
     admit_step,
     duration,
-    live_streams,
     month_bounds,
     month_id,
     month_reset,
@@ -142,7 +142,6 @@ def test_it_drops_streams_whose_lease_expired():
     refused = step(key, key_limits=Limits(max_concurrent=1), stream=True)
     assert refused.refusal.code == "key_concurrency"
     assert refused.key.streams == {"alive": NOW + 1}  # still dropped from the store
-    assert live_streams({"x": 1.0, "y": 2.0}, 1.0) == {"y": 2.0}
 
 
 def test_it_asks_for_a_seed_when_a_month_counter_is_missing():
@@ -252,6 +251,47 @@ def test_it_drops_old_leases_when_it_seeds_a_month():
     old = {"x": Lease(expires=NOW - 1, cost=500, month=MONTH)}
     result = step(Counters(leases=old), Counters(spend=0), key_seed=600)
     assert result.key.spend == 650 and set(result.key.leases) == {"r1"}
+
+
+def test_it_updates_the_books_it_is_given_in_place():
+    # what lets a store keep its books as live objects: no copy of every lease per call
+    streams, leases = Held({"old": NOW - 1}), Held({"old": Lease(NOW - 1, 30, MONTH)})
+    key = Counters(spend=100, streams=streams, leases=leases)
+    result = step(key, key_limits=Limits(max_concurrent=1), stream=True, request_id="new")
+    assert result.key.streams is streams and result.key.leases is leases
+    assert set(streams) == set(leases) == {"new"} and result.key.spend == 100 - 30 + 50
+    scope = SettleScope(tokens=None, spend=result.key.spend, streams=streams, leases=leases)
+    settle_step(
+        scope, scope, reserved=True, request_id="new", token_delta=0, cost_delta=0, real_cost=0
+    )
+    assert len(streams) == len(leases) == 0
+
+
+def test_it_gives_back_exactly_the_expired_leases_of_a_book_in_expiry_order():
+    book = Held()
+    expiry = {f"r{i}": NOW + (i * 7919) % 500 for i in range(500)}  # shuffled expiries
+    for rid, expires in expiry.items():
+        book.put(rid, Lease(expires, 1, MONTH))
+    # settled before they expired: 400 stale heap entries, rebuilt away on the way
+    for i in range(500):
+        if i % 5:
+            assert book.pop(f"r{i}") is not None
+    assert book.pop("r1") is None  # a second settle finds nothing
+    kept = {rid: e for rid, e in expiry.items() if int(rid[1:]) % 5 == 0}
+
+    out = book.expire(NOW + 249)
+
+    assert [lease.expires for lease in out] == sorted(e for e in kept.values() if e <= NOW + 249)
+    assert dict(book) == {rid: Lease(e, 1, MONTH) for rid, e in kept.items() if e > NOW + 249}
+    assert book.last >= max(kept.values())  # a store keeps the book at least this long
+    rest = len(book)
+    assert rest > 0 and len(book.expire(NOW + 500)) == rest and not book
+
+    # a request id held again after a settle keeps its new expiry, not the old one's
+    book.put("again", Lease(NOW + 1, 1, MONTH))
+    book.pop("again")
+    book.put("again", Lease(NOW + 100, 1, MONTH))
+    assert book.expire(NOW + 1) == [] and set(book) == {"again"}
 
 
 def test_it_reports_headers_for_the_tighter_limit_only_when_set():

@@ -7,6 +7,16 @@ stores (``store.py`` and ``redis_store.py`` beside it) run each as one indivisib
 step -- under a process-wide lock on local memory, as one Lua script on Redis,
 which mirrors these lines.
 
+The window and month counters are values: the steps return new ones. The stream
+slots and leases are ``Held`` books, which the steps **update in place** (a
+plain mapping passed in is copied into a new book first): a request's admission
+must not cost O(requests in flight), and copying and scanning every lease of a
+scope at each admit and settle did (the pair took 0.13 ms of CPU with 50 requests
+in flight, 0.73 ms with 1,000; now 0.08 ms either way). A book finds its expired
+entries through a heap ordered by expiry, so admit, settle and reclaim are
+O(log n) in the leases held -- as on Redis, where a lease set is a sorted set
+scored by expiry.
+
 Counters per scope (a virtual key, or its tenant as a whole):
 
 - requests and tokens in a fixed 60-second window (id ``floor(now / 60)``,
@@ -29,12 +39,13 @@ its requests' real costs.
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeVar
 
 WINDOW_SECONDS = 60
 
@@ -67,6 +78,93 @@ class Lease:
         return (Lease, (self.expires, self.cost, self.month))
 
 
+V = TypeVar("V", Lease, float)
+
+# A book's heap is rebuilt from its live entries once stale entries (settled before they
+# expired) outnumber them by this factor: memory stays O(live), the rebuild amortised O(1).
+_STALE_FACTOR = 2
+_STALE_SLACK = 64
+
+
+def _expiry(value: Lease | float) -> float:
+    return value.expires if isinstance(value, Lease) else value
+
+
+class Held(Mapping[str, V]):
+    """A scope's stream slots (request id → expiry) or leases (request id → ``Lease``),
+    changed in place: ``put`` and ``expire`` O(log n), ``pop`` O(1) (amortised).
+
+    The heap holds ``(expiry, request id)`` for every entry put; an entry popped
+    before it expired stays there, stale, until it surfaces or the heap is rebuilt.
+    ``last`` is never earlier than the latest expiry held: a store keeps the book
+    until then."""
+
+    __slots__ = ("_items", "_heap", "last")
+
+    def __init__(self, entries: Mapping[str, V] | None = None) -> None:
+        self._items: dict[str, V] = {}
+        self._heap: list[tuple[float, str]] = []
+        self.last = 0.0
+        if entries:  # (most books start empty: a scope with nothing in flight)
+            self._items.update(entries)
+            self._heap = [(_expiry(v), k) for k, v in self._items.items()]
+            heapq.heapify(self._heap)
+            self.last = max(e for e, _ in self._heap)
+
+    def __getitem__(self, request_id: str) -> V:
+        return self._items[request_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._items
+
+    def __repr__(self) -> str:
+        return f"Held({self._items!r})"
+
+    def put(self, request_id: str, value: V) -> None:
+        expires = _expiry(value)
+        self._items[request_id] = value
+        heapq.heappush(self._heap, (expires, request_id))
+        if expires > self.last:
+            self.last = expires
+
+    def pop(self, request_id: str) -> V | None:
+        """Remove and return the entry, or None if it is not held."""
+        value = self._items.pop(request_id, None)
+        if value is not None and len(self._heap) > _STALE_FACTOR * len(self._items) + _STALE_SLACK:
+            self._heap = [(_expiry(v), k) for k, v in self._items.items()]
+            heapq.heapify(self._heap)
+        return value
+
+    def expire(self, now: float) -> list[V]:
+        """Remove and return the entries whose expiry is at or before ``now``."""
+        heap, items = self._heap, self._items
+        out: list[V] = []
+        while heap and heap[0][0] <= now:
+            expires, request_id = heapq.heappop(heap)
+            value = items.get(request_id)
+            # a stale entry: popped (settled) already, or put again with another expiry
+            if value is not None and _expiry(value) == expires:
+                del items[request_id]
+                out.append(value)
+        return out
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._heap.clear()
+        self.last = 0.0
+
+
+def held(entries: Mapping[str, V]) -> Held[V]:
+    """``entries`` itself if it is a book, else a new book holding a copy of them."""
+    return entries if isinstance(entries, Held) else Held(entries)
+
+
 @dataclass(frozen=True, slots=True)
 class Counters:
     """One scope's counters for the current window and month, as stored."""
@@ -74,8 +172,9 @@ class Counters:
     requests: int = 0
     tokens: int = 0
     spend: int | None = None  # micro-USD this month; None = not in the cache
-    streams: Mapping[str, float] = field(default_factory=dict)  # request id → lease expiry
-    leases: Mapping[str, Lease] = field(default_factory=dict)  # request id → its lease
+    # request id → lease expiry, and request id → its lease; ``Held`` books once a step ran
+    streams: Mapping[str, float] = field(default_factory=dict)
+    leases: Mapping[str, Lease] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,24 +256,18 @@ def month_reset(now: float) -> float:
     return month_bounds(now)[1].timestamp() - now
 
 
-def live_streams(streams: Mapping[str, float], now: float) -> dict[str, float]:
-    """The stream slots whose lease has not expired at ``now``."""
-    return {rid: expires for rid, expires in streams.items() if expires > now}
-
-
 def reclaim(c: Counters, *, now: float, month: str) -> Counters:
     """Give back what expired leases hold: their cost (if it went to ``month``, the
-    counter in hand) and their stream slots. A missing spend stays missing."""
-    expired = [lease for lease in c.leases.values() if lease.expires <= now]
+    counter in hand) and their stream slots. A missing spend stays missing.
+
+    The books are updated in place and returned in the new counters."""
+    streams, leases = held(c.streams), held(c.leases)
+    expired = leases.expire(now)
+    streams.expire(now)
     spend = c.spend
     if spend is not None and expired:
         spend = max(0, spend - sum(lease.cost for lease in expired if lease.month == month))
-    return replace(
-        c,
-        spend=spend,
-        streams=live_streams(c.streams, now),
-        leases={rid: lease for rid, lease in c.leases.items() if lease.expires > now},
-    )
+    return Counters(c.requests, c.tokens, spend, streams, leases)
 
 
 # --- the steps ---------------------------------------------------------------------
@@ -206,17 +299,12 @@ def _reserve(
     stream: bool,
     lease: Lease,
 ) -> Counters:
-    streams = dict(c.streams)
+    streams, leases = held(c.streams), held(c.leases)
     if stream and limits.max_concurrent is not None:
-        streams[request_id] = lease.expires
+        streams.put(request_id, lease.expires)
+    leases.put(request_id, lease)
     assert c.spend is not None  # seeded before any check
-    return Counters(
-        requests=c.requests + 1,
-        tokens=c.tokens + tokens,
-        spend=c.spend + cost,
-        streams=streams,
-        leases={**c.leases, request_id: lease},
-    )
+    return Counters(c.requests + 1, c.tokens + tokens, c.spend + cost, streams, leases)
 
 
 def admit_step(
@@ -241,31 +329,33 @@ def admit_step(
     run key first, then tenant, each rpm → tpm → concurrency → budget; the first
     that fails is the refusal. The reservation is a lease in both scopes; a stream
     slot is taken only in a scope with ``max_concurrent`` set.
+
+    The scopes' books (``Held``) are updated in place and returned in the result's
+    counters; when a seed is missing nothing is touched at all.
     """
-    missing: list[Scope] = []
-    seeded: dict[Scope, Counters] = {}
     scopes: tuple[tuple[Scope, Counters, int | None], ...] = (
         ("key", key, key_seed),
         ("tenant", tenant, tenant_seed),
     )
+    missing = tuple(scope for scope, c, seed in scopes if c.spend is None and seed is None)
+    if missing:
+        return AdmitResult(False, key, tenant, needs_seed=missing)
+
+    current: dict[Scope, Counters] = {}
     for scope, c, seed in scopes:
         if c.spend is None:
-            if seed is None:
-                missing.append(scope)
-            else:
-                # the seed (recorded spend) holds none of the old leases' costs:
-                # dropping them makes their late settles add their whole real cost
-                c = replace(c, spend=seed, leases={})
-        seeded[scope] = c
-    if missing:
-        return AdmitResult(False, key, tenant, needs_seed=tuple(missing))
-
-    current = {s: reclaim(c, now=now, month=month) for s, c in seeded.items()}
+            # the seed (recorded spend) holds none of the old leases' costs:
+            # dropping them makes their late settles add their whole real cost
+            leases = held(c.leases)
+            leases.clear()
+            c = replace(c, spend=seed, leases=leases)
+        current[scope] = reclaim(c, now=now, month=month)
     limits: dict[Scope, Limits] = {"key": key_limits, "tenant": tenant_limits}
     for scope in SCOPES:
         kind = _check(current[scope], limits[scope], tokens=tokens, cost=cost, stream=stream)
         if kind is not None:
             return AdmitResult(False, current["key"], current["tenant"], Refusal(scope, kind))
+    lease = Lease(expires=now + lease_seconds, cost=cost, month=month)
     new = {
         s: _reserve(
             current[s],
@@ -274,7 +364,7 @@ def admit_step(
             tokens=tokens,
             cost=cost,
             stream=stream,
-            lease=Lease(expires=now + lease_seconds, cost=cost, month=month),
+            lease=lease,
         )
         for s in current
     }
@@ -309,17 +399,21 @@ def settle_step(
     whose lease was reclaimed (it expired), by the whole ``real_cost``. Counters
     the cache no longer holds stay missing rather than being recreated without
     their history (a month counter is then reseeded from the usage records).
+
+    The request's lease and stream slot leave the scopes' books in place.
     """
     if not reserved:
         return False, key, tenant
 
     def one(s: SettleScope) -> SettleScope:
-        delta = cost_delta if request_id in s.leases else real_cost
+        streams, leases = held(s.streams), held(s.leases)
+        delta = real_cost if leases.pop(request_id) is None else cost_delta
+        streams.pop(request_id)
         return SettleScope(
             tokens=None if s.tokens is None else max(0, s.tokens + token_delta),
             spend=None if s.spend is None else max(0, s.spend + delta),
-            streams={rid: t for rid, t in s.streams.items() if rid != request_id},
-            leases={rid: lease for rid, lease in s.leases.items() if rid != request_id},
+            streams=streams,
+            leases=leases,
         )
 
     return True, one(key), one(tenant)

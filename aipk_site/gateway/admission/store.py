@@ -9,7 +9,6 @@ Both do the same atomic admit, settle and read, so the API above them
 
 from __future__ import annotations
 
-import operator
 import threading
 import weakref
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from aipk_site.gateway.admission.keys import (
     window_ttl,
 )
 from aipk_site.gateway.admission.redis_store import RedisAdmissionStore
-from aipk_site.gateway.admission.rules import Counters, SettleScope
+from aipk_site.gateway.admission.rules import Counters, Held, SettleScope
 from aipk_site.infra.local_cache import FastLocMemCache, LocalObjects
 from aipk_site.infra.state import (
     LockedCacheStateStore,
@@ -35,13 +34,14 @@ from aipk_site.infra.state import (
     state_store,
 )
 
-_EXPIRES = operator.attrgetter("expires")
-
 # --- local memory: the pure steps under the process-wide lock ------------------------
 
 
 class LockedAdmissionStore:
-    """For a cache only this process sees (``LocMemCache``)."""
+    """For a cache only this process sees (``LocMemCache``).
+
+    The cache pickles what it stores, so every admit and settle here still copies a
+    scope's books whole; the embedded mode's cache uses ``ObjectAdmissionStore``."""
 
     def __init__(self, shared: LockedCacheStateStore) -> None:
         self.shared = shared
@@ -58,28 +58,28 @@ class LockedAdmissionStore:
         self.cache.delete(self.shared.full_key(key))
 
     def _write_map(self, key: str, entries: Mapping[str, Any], now: float) -> None:
-        """Stream slots (request id → expiry) or leases, kept until the last expires."""
-        if entries:
-            values = entries.values()
-            # stream slots are expiry times, leases carry theirs: one C-level max either way
-            if isinstance(next(iter(values)), float | int):
-                last = max(values)
-            else:
-                last = max(values, key=_EXPIRES).expires
-            self._write(key, dict(entries), leases_ttl(max(0.0, last - now)))
+        """Stream slots or leases, kept until the last expires (``book.last``: O(1))."""
+        book = rules.held(entries)
+        if book:
+            self._write(key, book, leases_ttl(max(0.0, book.last - now)))
         else:
             self._delete(key)
 
     @staticmethod
-    def _counters(stored: dict[str, Any], names: tuple[str, str, str, str]) -> Counters:
+    def _book(value: Any) -> Held[Any]:
+        """The stored book itself (live objects: the steps update it in place), or a new one."""
+        return value if isinstance(value, Held) else Held(value)
+
+    @classmethod
+    def _counters(cls, stored: dict[str, Any], names: tuple[str, str, str, str]) -> Counters:
         window, month, streams, leases = names
         w = stored.get(window) or {}
         return Counters(
             requests=int(w.get("requests", 0)),
             tokens=int(w.get("tokens", 0)),
             spend=None if stored.get(month) is None else int(stored[month]),
-            streams=dict(stored.get(streams) or {}),
-            leases=dict(stored.get(leases) or {}),
+            streams=cls._book(stored.get(streams)),
+            leases=cls._book(stored.get(leases)),
         )
 
     async def admit(
@@ -131,8 +131,8 @@ class LockedAdmissionStore:
             return SettleScope(
                 tokens=int(w["tokens"]) if s.same_window and w is not None else None,
                 spend=None if stored.get(month) is None else int(stored[month]),
-                streams=dict(stored.get(streams) or {}),
-                leases=dict(stored.get(leases) or {}),
+                streams=self._book(stored.get(streams)),
+                leases=self._book(stored.get(leases)),
             )
 
         def step() -> bool:
@@ -181,8 +181,11 @@ class LockedAdmissionStore:
 
 class ObjectAdmissionStore(LockedAdmissionStore):
     """The same steps over the embedded cache's live objects (``FastLocMemCache.objects``):
-    nothing pickled, no cache key built. The steps never change a value they read (they
-    copy maps and write new ones), which is what storing objects asks of them."""
+    nothing pickled, no cache key built, and nothing copied: the steps update the stored
+    stream and lease books (``rules.Held``) in place, so an admit or settle costs
+    O(log n) in the requests in flight, not O(n). That is safe because this store is
+    their only reader and writer, always inside the process-wide lock (``atomically``);
+    the window and month counters are still replaced, never changed."""
 
     def __init__(self, shared: LockedCacheStateStore, objects: LocalObjects) -> None:
         super().__init__(shared)
