@@ -30,8 +30,10 @@ without a row.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from aipk_site.gateway import key_auth
 from aipk_site.gateway.key_auth import KeyContext
@@ -45,13 +47,24 @@ RETRY_AFTER_SECONDS = 1
 
 
 class _InFlight:
-    __slots__ = ("count",)
+    __slots__ = ("count", "cap")
 
     def __init__(self) -> None:
         self.count = 0
+        # GATEWAY_MAX_IN_FLIGHT, read once: a settings read costs about a microsecond,
+        # as much as the rest of the check (None: read it on the next request)
+        self.cap: int | None = None
 
 
 _in_flight = _InFlight()
+
+
+def _forget_cap(*, setting: str, **kwargs: Any) -> None:
+    if setting == "GATEWAY_MAX_IN_FLIGHT":
+        _in_flight.cap = None
+
+
+setting_changed.connect(_forget_cap, dispatch_uid="aipk-gateway-overload-cap")
 
 
 def in_flight() -> int:
@@ -65,7 +78,9 @@ def try_enter() -> bool:
     Every True must be paired with exactly one ``leave()`` (edge.py does it in a
     ``finally``). Both run on the event loop's thread without an ``await`` in
     between, so no lock is needed."""
-    cap: int = settings.GATEWAY_MAX_IN_FLIGHT
+    cap = _in_flight.cap
+    if cap is None:
+        cap = _in_flight.cap = int(settings.GATEWAY_MAX_IN_FLIGHT)
     if cap > 0 and _in_flight.count >= cap:
         return False
     _in_flight.count += 1
