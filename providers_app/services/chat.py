@@ -19,8 +19,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db.models import Q
 from django.utils import timezone
 
@@ -36,8 +38,8 @@ from providers_app.services.credentials import api_key_set_state
 from providers_app.services.oauth import ensure_fresh_token
 from providers_app.services.pools import credential_id, key_pool, provider_pool_name
 from providers_app.services.provider_metrics import record_request
-from providers_app.services.providers import build_adapter, provider_deadlines
-from providers_app.services.shared_state import provider_state_store
+from providers_app.services.providers import build_adapter, provider_deadlines, shared_client
+from providers_app.services.shared_state import ProviderStateStore, provider_state_store
 
 Credential = ApiKey | OAuthCredential
 
@@ -107,7 +109,9 @@ _usable_cache = _UsableCache()
 
 def _on_credentials_changed(payload: Mapping[str, Any] | None) -> None:
     provider_id = None if payload is None else payload.get("provider_id")
-    _usable_cache.drop(provider_id if isinstance(provider_id, int) else None)
+    changed = provider_id if isinstance(provider_id, int) else None
+    _usable_cache.drop(changed)
+    _built.drop(changed)
 
 
 change_events.subscribe(CREDENTIALS_TOPIC, _on_credentials_changed)
@@ -149,9 +153,49 @@ class Resilience:
     tracker: RateLimitTracker
 
 
+# What each request used to build again from its provider's row and settings -- the
+# pool, breaker, policy and tracker (stateless wrappers over the shared store) and an
+# adapter per credential -- built once per process and reused. An entry answers only
+# for the very Provider and credential objects it was built from: those come from the
+# routing snapshot and the usable-credentials cache above, which change events replace
+# when a provider or credential changes, so a change means new objects and a rebuild.
+# The same events (and a change of settings, in tests) also drop the entries, so they
+# do not outlive what they were built from.
+
+
+class _Built:
+    def __init__(self) -> None:
+        self.resilience: dict[int, tuple[Provider, ProviderStateStore, Resilience]] = {}
+        # (provider id, credential id) -> (provider, credential fingerprint, client, adapter)
+        self.adapters: dict[tuple[int, str], tuple[Provider, object, httpx.AsyncClient, Any]] = {}
+
+    def drop(self, provider_id: int | None) -> None:
+        if provider_id is None:
+            self.resilience.clear()
+            self.adapters.clear()
+            return
+        self.resilience.pop(provider_id, None)
+        for cache_key in [k for k in list(self.adapters) if k[0] == provider_id]:
+            self.adapters.pop(cache_key, None)
+
+
+_built = _Built()
+
+
+def _on_setting_changed(**kwargs: Any) -> None:
+    _built.drop(None)  # thresholds, timeouts and stores all come from settings
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="aipk-provider-chat-built")
+
+
 def resilience_for(provider: Provider) -> Resilience:
+    """The provider's pool, breaker, policy and tracker, built once per provider row."""
     store = provider_state_store()
-    return Resilience(
+    hit = _built.resilience.get(provider.pk)
+    if hit is not None and hit[0] is provider and hit[1] is store:
+        return hit[2]
+    res = Resilience(
         pool=key_pool(provider.pk, provider.key_strategy),
         breaker=CircuitBreaker(
             store,
@@ -163,6 +207,8 @@ def resilience_for(provider: Provider) -> Resilience:
         max_attempts=settings.PROVIDER_MAX_ATTEMPTS,
         tracker=RateLimitTracker(store),
     )
+    _built.resilience[provider.pk] = (provider, store, res)
+    return res
 
 
 def _limiter(provider: Provider, cred: str) -> TokenBucket | None:
@@ -179,6 +225,39 @@ def _limiter(provider: Provider, cred: str) -> TokenBucket | None:
     )
 
 
+def _fingerprint(credential: Credential) -> object:
+    """What an adapter took from its credential. An API key row is the cached object
+    itself (compared by identity); an OAuth credential is read afresh for every request
+    (its token may have been refreshed), so what the adapter holds of it is compared."""
+    if isinstance(credential, OAuthCredential):
+        return (
+            credential.pk,
+            credential.access_token,
+            credential.expires_at,
+            credential.resource_url,
+        )
+    return credential
+
+
+def adapter_for(provider: Provider, credential: Credential, cred: str) -> BaseAdapter:
+    """The adapter for this provider and credential, on this event loop's pooled client:
+    built on first use and reused (adapters keep no per-request state)."""
+    client = shared_client(provider)
+    fingerprint = _fingerprint(credential)
+    hit = _built.adapters.get((provider.pk, cred))
+    if (
+        hit is not None
+        and hit[0] is provider
+        and hit[2] is client
+        and (hit[1] is fingerprint or (isinstance(fingerprint, tuple) and hit[1] == fingerprint))
+    ):
+        adapter: BaseAdapter = hit[3]
+        return adapter
+    adapter = build_adapter(provider, credential, limiter=_limiter(provider, cred))
+    _built.adapters[(provider.pk, cred)] = (provider, fingerprint, client, adapter)
+    return adapter
+
+
 class _Attempt:
     """One credential's try at the request: everything that happens around the adapter call."""
 
@@ -193,14 +272,34 @@ class _Attempt:
         self.request = request
         self.by_id = by_id
         self.res = res
+        # what the pool's read found under the tracker's keys, per credential acquired
+        self._found: dict[str, Mapping[str, dict[str, Any]]] = {}
 
-    async def adapter(self, cred: str):
+    def tracked(self, cred: str) -> str:
+        """The rate-limit tracker's key for this request on ``cred``."""
+        return f"{self.provider.pk}:{cred}:{self.request.model}"
+
+    # PoolReads: the tracker's keys are read with the pool's read of each attempt
+    def keys_for(self, credential_id: str) -> tuple[str, str]:
+        return self.res.tracker.read_keys(self.tracked(credential_id))
+
+    def found(self, credential_id: str, values: Mapping[str, dict[str, Any]]) -> None:
+        self._found[credential_id] = values
+
+    async def adapter(self, cred: str) -> tuple[BaseAdapter, str]:
         credential = self.by_id[cred]
         if isinstance(credential, OAuthCredential):
             credential = await ensure_fresh_token(credential.pk)
-        tracked = f"{self.provider.pk}:{cred}:{self.request.model}"
-        # one read of the tracker answers both: at the limit, or close enough to pace
-        wait, throttle = await self.res.tracker.check(tracked, fraction=THROTTLE_FRACTION)
+        tracked = self.tracked(cred)
+        # one read of the tracker answers both: at the limit, or close enough to pace --
+        # the one the pool made for this attempt, when it read the tracker's keys too
+        found = self._found.pop(cred, None)
+        if found is None:
+            wait, throttle = await self.res.tracker.check(tracked, fraction=THROTTLE_FRACTION)
+        else:
+            wait, throttle = self.res.tracker.check_found(
+                tracked, found, fraction=THROTTLE_FRACTION
+            )
         if wait > 0:
             raise RateLimitError(
                 "the provider's last reply said this key is at its limit",
@@ -209,9 +308,7 @@ class _Attempt:
             )
         if throttle:
             await self._pace(tracked)
-        return build_adapter(
-            self.provider, credential, limiter=_limiter(self.provider, cred)
-        ), tracked
+        return adapter_for(self.provider, credential, cred), tracked
 
     async def _pace(self, tracked: str) -> None:
         info = await self.res.tracker.get(tracked)
@@ -328,6 +425,7 @@ async def _over_credentials(
         deadline=deadline,
         model=request.model,
         on_invalid=attempt.invalid,
+        reads=attempt,
     )
     return attempt, answer
 

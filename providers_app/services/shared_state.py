@@ -154,6 +154,32 @@ class LockedProviderStateStore(ProviderStateStore):
 
         return await self.shared.update(key, step)
 
+    async def breaker_allow_and_get_many(
+        self,
+        breaker_key: str,
+        *,
+        now: float,
+        reset_timeout: float,
+        ttl: float,
+        keys: Sequence[str],
+    ) -> tuple[bool, dict[str, dict[str, Any]]]:
+        # One read of the breaker and the keys. When the allow step would write nothing
+        # (closed, or open and not yet due for a probe) that read answers as the step
+        # would; only claiming a half-open probe takes the locked step.
+        stored = await self.shared.get_many([breaker_key, *keys])
+        allowed, new = breaker_allow_transition(
+            stored.get(breaker_key), now=now, reset_timeout=reset_timeout
+        )
+        if new is not None:
+            return await super().breaker_allow_and_get_many(
+                breaker_key, now=now, reset_timeout=reset_timeout, ttl=ttl, keys=keys
+            )
+        if not allowed:
+            return False, {}
+        if breaker_key not in keys:
+            stored.pop(breaker_key, None)
+        return True, stored
+
     async def breaker_allow(
         self, key: str, *, now: float, reset_timeout: float, ttl: float
     ) -> bool:

@@ -267,3 +267,34 @@ async def test_it_carries_on_with_other_credentials_when_a_token_cannot_be_refre
         assert (await provider_chat(provider, ask())).text == "Simulated reply to: Hello there"
     stored = await OAuthCredential.objects.aget(pk=credential.pk)
     assert stored.state == "needs_reauth" and stored.last_refresh_error
+
+
+async def test_it_builds_a_providers_adapter_and_resilience_once_and_again_after_a_change(
+    provider_with,
+):
+    from aipk_site.infra.metrics import metric_labels_wait
+    from providers_app.services.chat import adapter_for, usable_credentials_cached
+    from providers_app.services.providers import provider_update
+
+    provider = await sync_to_async(provider_with)(GOOD)
+    res = resilience_for(provider)
+    assert (await provider_chat(provider, ask())).text
+    assert resilience_for(provider) is res
+    [credential] = await usable_credentials_cached(provider, None)
+    cred = f"key:{credential.pk}"
+    adapter = adapter_for(provider, credential, cred)
+    assert adapter_for(provider, credential, cred) is adapter
+
+    # an admin changes the provider: this process drops what it built from the old row
+    # (after the metrics' label reload that the request started, which reads providers:
+    # on SQLite the two would lock each other's table)
+    await sync_to_async(metric_labels_wait)()
+    await sync_to_async(provider_update)(
+        provider=provider, timeout_seconds=42, key_strategy="health_aware"
+    )
+    rebuilt = resilience_for(provider)
+    assert rebuilt is not res and rebuilt.pool.strategy == "health_aware"
+    [credential] = await usable_credentials_cached(provider, None)
+    again = adapter_for(provider, credential, cred)
+    assert again is not adapter and again.deadlines.total == 42
+    assert (await provider_chat(provider, ask())).text

@@ -30,7 +30,12 @@ from aipk_site.infra.state import (
 from providers_app.kit.errors import AuthenticationError, RateLimitError, ServerError
 from providers_app.kit.ratelimit import RateLimitInfo, RateLimitTracker, TokenBucket
 from providers_app.kit.ratelimit_store import MemoryRateLimitStore
-from providers_app.kit.resilience import CircuitBreaker, KeyPool, credential_transition
+from providers_app.kit.resilience import (
+    CircuitBreaker,
+    CircuitOpenError,
+    KeyPool,
+    credential_transition,
+)
 from providers_app.services.shared_state import (
     LockedProviderStateStore,
     ProviderStateStore,
@@ -329,3 +334,47 @@ async def test_it_puts_a_ttl_on_every_redis_key(clock):
         assert all(ttl > 0 for ttl in keys.values())
     finally:
         cleanup()
+
+
+async def test_it_reads_breaker_pool_and_tracker_in_one_step_and_says_when_success_is_moot(
+    store, clock
+):
+    pool = KeyPool(store, "p", clock=clock)
+    breaker = CircuitBreaker(store, "p", failure_threshold=2, reset_timeout=30, clock=clock)
+    tracker = RateLimitTracker(store, clock=clock)
+    await tracker.record_retry_after("p:key:1:m", 10)
+
+    acquired = await pool.take(
+        ["key:1"], breaker=breaker, also_read=lambda c: tracker.read_keys(f"p:{c}:m")
+    )
+
+    # a healthy key on a closed breaker: its success would change nothing
+    assert acquired.credential == "key:1" and acquired.success_changes_nothing(breaker)
+    assert tracker.check_found("p:key:1:m", acquired.found)[0] == pytest.approx(10.0)
+
+    # a failure counted on the closed breaker: the success clears it
+    await breaker.record_failure()
+    acquired = await pool.take(["key:1"], breaker=breaker)
+    assert not acquired.success_changes_nothing(breaker)
+    await pool.report_success("key:1", breaker=breaker, acquired=acquired)
+    assert await store.get(breaker.key) is None
+
+    # a failure counted on the key: the success resets it
+    await pool.report_failure("key:1", ServerError())
+    acquired = await pool.take(["key:1"], breaker=breaker)
+    assert not acquired.success_changes_nothing(breaker)
+    await pool.report_success("key:1", breaker=breaker, acquired=acquired)
+    assert (await pool.health("key:1")).consecutive_failures == 0
+
+    # open: refused with nothing written; half-open: the probe's success closes it
+    await breaker.record_failure()
+    await breaker.record_failure()
+    with pytest.raises(CircuitOpenError):
+        await pool.take(["key:1"], breaker=breaker)
+    clock.advance(30)
+    acquired = await pool.take(["key:1"], breaker=breaker)
+    assert not acquired.success_changes_nothing(breaker)
+    with pytest.raises(CircuitOpenError):
+        await pool.take(["key:1"], breaker=breaker)  # the probe is claimed
+    await pool.report_success("key:1", breaker=breaker, acquired=acquired)
+    assert await breaker.state() == "closed"

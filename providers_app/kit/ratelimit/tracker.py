@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..ratelimit_store import RateLimitStore
@@ -62,6 +62,11 @@ class RateLimitTracker:
 
     def _retry_key(self, key: RateLimitKey) -> str:
         return f"{self._prefix}:{key_text(key)}:retry"
+
+    def read_keys(self, key: RateLimitKey) -> tuple[str, str]:
+        """The store keys ``check`` reads for ``key``: a caller that reads the store anyway
+        reads these along (``check_found``) instead of a round trip of their own."""
+        return self._snapshot_key(key), self._retry_key(key)
 
     async def _read(self, key: RateLimitKey) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The key's snapshot and retry-until: one read (MGET) when the store has ``get_many``
@@ -150,6 +155,29 @@ class RateLimitTracker:
         """``(wait_time, should_throttle)`` from one read of the store: what a request
         asks before it goes, in one round trip instead of one per question."""
         snapshot, retry = await self._read(key)
+        return self._check(snapshot, retry, tokens, fraction)
+
+    def check_found(
+        self,
+        key: RateLimitKey,
+        found: Mapping[str, dict[str, Any]],
+        tokens: int = 0,
+        fraction: float = 0.9,
+    ) -> tuple[float, bool]:
+        """``check`` from values already read from the store (under ``read_keys(key)``;
+        a key that is absent from ``found`` holds nothing)."""
+        snapshot_key, retry_key = self.read_keys(key)
+        return self._check(found.get(snapshot_key), found.get(retry_key), tokens, fraction)
+
+    def _check(
+        self,
+        snapshot: dict[str, Any] | None,
+        retry: dict[str, Any] | None,
+        tokens: int,
+        fraction: float,
+    ) -> tuple[float, bool]:
+        if snapshot is None and retry is None:
+            return 0.0, False  # nothing known about this key: nothing blocks or paces it
         now = self._clock()
         return (
             self._wait(snapshot, retry, tokens, now),

@@ -7,8 +7,8 @@ that ties them together for one request). Import from this package.
 """
 
 from .breaker import CircuitBreaker, CircuitOpenError
-from .failover import call_with_failover
-from .keypool import CredentialHealth, CredentialState, KeyPool
+from .failover import PoolReads, call_with_failover
+from .keypool import Acquired, CredentialHealth, CredentialState, KeyPool
 from .retry import RetryPolicy
 from .store import Clock, MemoryStateStore, ResilienceStore
 from .transitions import (
@@ -20,6 +20,7 @@ from .transitions import (
 )
 
 __all__ = [
+    "Acquired",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
@@ -28,6 +29,7 @@ __all__ = [
     "CredentialState",
     "KeyPool",
     "MemoryStateStore",
+    "PoolReads",
     "ResilienceStore",
     "RetryPolicy",
     "breaker_allow_transition",

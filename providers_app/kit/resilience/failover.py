@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from ..errors import (
     AllKeysExhaustedError,
@@ -22,11 +22,20 @@ from ..errors import (
 )
 from ..errors import TimeoutError as ProviderTimeoutError
 from .breaker import CircuitBreaker, CircuitOpenError
-from .keypool import KeyPool
+from .keypool import Acquired, KeyPool
 from .retry import RetryPolicy
 from .store import Clock
 
 T = TypeVar("T")
+
+
+class PoolReads(Protocol):
+    """Keys the caller reads with the pool's own read for each attempt (one round trip
+    for both), and where it is told what they held for the credential chosen."""
+
+    def keys_for(self, credential_id: str) -> Sequence[str]: ...
+
+    def found(self, credential_id: str, values: Mapping[str, dict[str, Any]]) -> None: ...
 
 
 def _another_credential_may_succeed(error: ProviderError) -> bool:
@@ -48,16 +57,18 @@ async def _acquire_preferring(
     tried: list[str],
     model: str,
     breaker: CircuitBreaker | None,
-) -> str:
+    reads: PoolReads | None,
+) -> Acquired:
     # The breaker is asked once per attempt, with the first read of the pool (one
     # round trip): asking again could claim a half-open probe twice.
+    also_read = None if reads is None else reads.keys_for
     untried = [c for c in candidates if c not in tried]
     if untried and tried:
         try:
-            return await pool.acquire(untried, model=model, breaker=breaker)
+            return await pool.take(untried, model=model, breaker=breaker, also_read=also_read)
         except AllKeysExhaustedError:
             breaker = None
-    return await pool.acquire(candidates, model=model, breaker=breaker)
+    return await pool.take(candidates, model=model, breaker=breaker, also_read=also_read)
 
 
 async def call_with_failover(
@@ -73,6 +84,7 @@ async def call_with_failover(
     monotonic: Clock = time.monotonic,
     model: str = "",
     on_invalid: Callable[[str, ProviderError], Awaitable[Any]] | None = None,
+    reads: PoolReads | None = None,
 ) -> T:
     """Run ``operation(credential_id)`` on pool credentials until one succeeds.
 
@@ -103,6 +115,12 @@ async def call_with_failover(
     ``on_invalid(credential, error)`` runs when the pool has just made a
     credential invalid (the caller persists it).
 
+    ``reads`` names more keys of the pool's store to read with each attempt's read of
+    the pool (one round trip), and hears what they held before ``operation`` runs.
+
+    A success that would change nothing (a healthy credential on a closed breaker,
+    as read when the attempt acquired it) writes nothing to the store.
+
     The breaker, when given, refuses with ``CircuitOpenError`` while open; it
     counts provider faults only (``scope == "provider"``: 5xx, overloaded,
     network, connection and first-byte timeouts) as failures -- never a 4xx, a
@@ -124,7 +142,7 @@ async def call_with_failover(
                 "the request's deadline passed before a credential answered", phase="total"
             )
         try:
-            credential = await _acquire_preferring(pool, candidates, tried, model, breaker)
+            acquired = await _acquire_preferring(pool, candidates, tried, model, breaker, reads)
         except CircuitOpenError:
             assert breaker is not None  # only a breaker refuses
             raise CircuitOpenError(
@@ -144,6 +162,9 @@ async def call_with_failover(
             await sleep(retry.delay(attempt, retry_after=wait))
             last_error = exhausted
             continue
+        credential = acquired.credential
+        if reads is not None:
+            reads.found(credential, acquired.found)
         tried.append(credential)
         try:
             result = await operation(credential)
@@ -168,7 +189,8 @@ async def call_with_failover(
                     raise
                 await sleep(delay)
             continue
-        await pool.report_success(credential, breaker=breaker)  # one round trip for both
+        # one round trip for both, or none when the success changes nothing
+        await pool.report_success(credential, breaker=breaker, acquired=acquired)
         return result
     assert last_error is not None  # the loop always either returns or records an error
     raise last_error

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import (
@@ -25,6 +25,7 @@ from .transitions import (
     LAST_ERROR_TYPE,
     LAST_FAILURE_AT,
     CredentialEventKind,
+    credential_transition,
 )
 
 CredentialState = Literal["active", "cooling_down", "backoff", "invalid"]
@@ -68,6 +69,29 @@ class CredentialHealth:
             state=status,
             last_failure_at=float(state.get(LAST_FAILURE_AT, 0.0)) or None,
         )
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """What ``KeyPool.take`` chose, and what the same read of the store said besides.
+
+    ``credential_unchanged``: a success on the credential would change nothing in its
+    stored state (no failures, backoff or failure time to clear). ``closed_breaker``:
+    the key of the breaker read in that round trip when it had no stored state at all
+    (closed, no failures counted, no probe claimed), so that a success would change
+    nothing there either; None otherwise. ``found``: the stored values of the keys the
+    caller asked to read along (``also_read``) for this credential, those that exist.
+    """
+
+    credential: str
+    credential_unchanged: bool = False
+    closed_breaker: str | None = None
+    found: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+    def success_changes_nothing(self, breaker: CircuitBreaker | None) -> bool:
+        """Whether ``report_success`` may be skipped: nothing to reset on the credential
+        and, with ``breaker``, nothing to close or clear on it (as of this read)."""
+        return self.credential_unchanged and (breaker is None or breaker.key == self.closed_breaker)
 
 
 class KeyPool:
@@ -174,28 +198,38 @@ class KeyPool:
             result[c] = health
         return result
 
-    async def _healths_if_allowed(
-        self, credential_ids: Sequence[str], model: str, breaker: CircuitBreaker | None
-    ) -> dict[str, CredentialHealth]:
-        """``healths``, after ``breaker.allow()`` (``CircuitOpenError`` when it refuses):
-        one round trip for both when the breaker keeps its state in this pool's store."""
+    async def _read(
+        self,
+        credential_ids: Sequence[str],
+        model: str,
+        breaker: CircuitBreaker | None,
+        extra: Sequence[str],
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, Any]], bool]:
+        """The candidates' stored states and the ``extra`` keys, after ``breaker.allow()``
+        (``CircuitOpenError`` when it refuses): one round trip for all of it when the
+        breaker keeps its state in this pool's store. The last item says whether that
+        breaker's own state was read too (it is, then, among the stored states)."""
+        keys, model_keys = self._health_keys(credential_ids, model)
+        wanted = [*keys.values(), *model_keys.values(), *extra]
         if breaker is None:
-            return await self.healths(credential_ids, model=model)
+            return keys, model_keys, await self.store.get_many(wanted), False
         if breaker.store is not self.store:
             if not await breaker.allow():
                 raise CircuitOpenError(f"circuit breaker {breaker.name!r} is open")
-            return await self.healths(credential_ids, model=model)
-        keys, model_keys = self._health_keys(credential_ids, model)
+            return keys, model_keys, await self.store.get_many(wanted), False
+        # The breaker's key is read back after its allow step: whether a success will
+        # have anything to close or clear there (a half-open probe just claimed, failures
+        # counted while closed) is known without another round trip.
         allowed, stored = await self.store.breaker_allow_and_get_many(
             breaker.key,
             now=breaker.clock(),
             reset_timeout=breaker.reset_timeout,
             ttl=breaker.ttl,
-            keys=[*keys.values(), *model_keys.values()],
+            keys=[breaker.key, *wanted],
         )
         if not allowed:
             raise CircuitOpenError(f"circuit breaker {breaker.name!r} is open")
-        return self._healths_from(stored, keys, model_keys)
+        return keys, model_keys, stored, True
 
     async def health(self, credential_id: str) -> CredentialHealth:
         return (await self.healths([credential_id]))[credential_id]
@@ -212,8 +246,26 @@ class KeyPool:
         With ``breaker``, the provider's breaker is asked first (``allow``, which
         may claim a half-open probe): ``CircuitOpenError`` when it refuses.
         """
+        return (await self.take(candidates, model=model, breaker=breaker)).credential
+
+    async def take(
+        self,
+        candidates: Sequence[str],
+        *,
+        model: str = "",
+        breaker: CircuitBreaker | None = None,
+        also_read: Callable[[str], Sequence[str]] | None = None,
+    ) -> Acquired:
+        """``acquire``, telling also what its read of the store saw (see ``Acquired``);
+        ``also_read(credential)`` names more keys of the store to read in that same round
+        trip for each candidate (e.g. the rate-limit tracker's), so the request needs no
+        read of its own for them."""
         candidates = list(dict.fromkeys(candidates))
-        healths = await self._healths_if_allowed(candidates, model, breaker)
+        extra = {c: list(also_read(c)) for c in candidates} if also_read is not None else {}
+        keys, model_keys, stored, read_breaker = await self._read(
+            candidates, model, breaker, [k for ks in extra.values() for k in ks]
+        )
+        healths = self._healths_from(stored, keys, model_keys)
         available = [c for c in candidates if healths[c].available]
         if not available:
             now = self.clock()
@@ -227,13 +279,24 @@ class KeyPool:
                 f"no credential available in pool {self.pool_id!r}", retry_after=retry_after
             )
         if self.strategy == "round_robin":
-            return await self._rotate(available)
-        rank = {
-            c: (healths[c].consecutive_failures, healths[c].last_failure_at or 0.0)
-            for c in available
-        }
-        best = min(rank.values())
-        return await self._rotate([c for c in available if rank[c] == best])
+            chosen = await self._rotate(available)
+        else:
+            rank = {
+                c: (healths[c].consecutive_failures, healths[c].last_failure_at or 0.0)
+                for c in available
+            }
+            best = min(rank.values())
+            chosen = await self._rotate([c for c in available if rank[c] == best])
+        return Acquired(
+            credential=chosen,
+            credential_unchanged=_success_changes_nothing(stored.get(keys[chosen])),
+            closed_breaker=(
+                breaker.key
+                if breaker is not None and read_breaker and breaker.key not in stored
+                else None
+            ),
+            found={k: stored[k] for k in extra.get(chosen, ()) if k in stored},
+        )
 
     async def _update(
         self, credential_id: str, event: CredentialEventKind, *, key: str = "", **kw: Any
@@ -251,10 +314,23 @@ class KeyPool:
         )
 
     async def report_success(
-        self, credential_id: str, *, breaker: CircuitBreaker | None = None
+        self,
+        credential_id: str,
+        *,
+        breaker: CircuitBreaker | None = None,
+        acquired: Acquired | None = None,
     ) -> None:
         """A success on the credential and, with ``breaker``, on the provider's breaker:
-        one round trip to a shared store when the breaker keeps its state there too."""
+        one round trip to a shared store when the breaker keeps its state there too, and
+        none at all when ``acquired`` (what ``take`` read for this request) says the
+        success would change nothing: the common case, a healthy key on a closed
+        breaker, then costs no write.
+
+        That read was made when the request started: a failure recorded by another
+        request since then is left for the next success to clear, as if this success
+        had been recorded first."""
+        if acquired is not None and acquired.success_changes_nothing(breaker):
+            return
         if breaker is not None and breaker.store is not self.store:
             await self._update(credential_id, "success")
             await breaker.record_success()
@@ -337,3 +413,14 @@ class KeyPool:
     async def reset(self, credential_id: str) -> None:
         """Forget everything about the credential (an admin re-enabled it)."""
         await self.store.delete(self.credential_key(credential_id))
+
+
+def _success_changes_nothing(state: dict[str, Any] | None) -> bool:
+    """Whether a success leaves this stored credential state as it is: the transition's
+    own test, so the two cannot disagree (thresholds and backoffs play no part in it)."""
+    return (
+        credential_transition(
+            state, event="success", now=0.0, threshold=1, base_backoff=0.0, max_backoff=0.0
+        )
+        is None
+    )
