@@ -383,5 +383,39 @@ def header_parser(style: str) -> HeaderParser:
 def parse_rate_limit_headers(
     style: str, headers: Mapping[str, str], *, now: float | None = None
 ) -> RateLimitInfo | None:
-    """Dispatch on the adapter's header style (see ``header_parser``)."""
-    return header_parser(style)(headers, now=now)
+    """Dispatch on the adapter's header style (see ``header_parser``).
+
+    Most replies carry none of the style's headers (a provider that sends no limits,
+    a reply without retry-after): then no parser runs and the answer is None at once."""
+    parser = header_parser(style)
+    if not _names_any(headers, _NAME_PREFIXES[style]):
+        return None
+    return parser(headers, now=now)
+
+
+# What every header name a style's parser reads starts with (case-folded): a reply with
+# none of them has nothing for that parser. Keep in step with the parsers above.
+_RETRY_PREFIX = "retry-after"  # retry-after and retry-after-ms, read by every style
+_NAME_PREFIXES: dict[str, tuple[str, ...]] = {
+    "openai": ("x-ratelimit-", _RETRY_PREFIX),
+    "anthropic": ("anthropic-ratelimit-", _RETRY_PREFIX),
+    "cerebras": ("x-ratelimit-", _RETRY_PREFIX),
+    "none": (_RETRY_PREFIX,),
+}
+
+
+def _names_any(headers: Mapping[str, str] | Any, prefixes: tuple[str, ...]) -> bool:
+    """Whether any header name starts with one of ``prefixes`` (names of any case, str or
+    bytes, as ``_lower_headers`` takes them)."""
+    if not headers:
+        return False
+    try:
+        names = headers.keys()
+    except AttributeError:
+        return False
+    for name in names:
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        if isinstance(name, str) and name.lower().startswith(prefixes):
+            return True
+    return False

@@ -368,3 +368,21 @@ def test_it_finds_no_gemini_hints_in_an_openrouter_429():
     assert retry_after_from_gemini_error(body) is None
     assert gemini_quota_is_daily(body) is False
     assert parse_rate_limit_headers("none", {"Retry-After": "5"}, now=NOW).retry_after == 5.0
+
+
+@pytest.mark.parametrize("style", ["openai", "anthropic", "cerebras", "none"])
+def test_it_answers_none_for_a_reply_without_any_limit_header(style):
+    headers = httpx.Headers({"content-type": "application/json", "x-request-id": "req_1"})
+    assert parse_rate_limit_headers(style, headers, now=NOW) is None
+
+
+def test_it_still_reads_limit_headers_named_in_any_case_or_as_bytes():
+    info = parse_rate_limit_headers("openai", {b"X-RateLimit-Remaining-Requests": b"7"}, now=NOW)
+    assert info is not None and info.requests_remaining == 7
+    info = parse_rate_limit_headers("anthropic", {"Retry-After": "2"}, now=NOW)
+    assert info is not None and info.retry_after == 2.0
+
+
+def test_it_still_refuses_an_unknown_header_style_whatever_the_headers():
+    with pytest.raises(ValueError, match="unknown rate-limit header style"):
+        parse_rate_limit_headers("nope", {}, now=NOW)
