@@ -68,6 +68,7 @@ STATUSES = ("success", "error", "cancelled")
 NO_CREDENTIAL = "none"
 OTHER = "other"  # a label value outside the known sets
 _LABEL_TOKEN = re.compile(r"^[a-z0-9_]{1,48}$")
+_CREDENTIAL_LABEL = re.compile(r"(key|oauth):\d+")
 
 REQUESTS = Counter(
     "aipk_provider_requests",
@@ -361,7 +362,7 @@ def credential_label(credential: str | None) -> str:
     if credential is None or credential == "":
         return NO_CREDENTIAL
     text = str(credential)
-    if re.fullmatch(r"(key|oauth):\d+", text):
+    if _CREDENTIAL_LABEL.fullmatch(text):
         return text
     # Anything else could be a secret handed over by mistake: never export it.
     raise ValueError(
@@ -412,14 +413,29 @@ def record_request(
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     provider_label = _provider_label(provider)
     labels = (provider_label, credential_label(credential_id), _model_label(provider_label, model))
-    REQUESTS.labels(*labels, status).inc()
+    _child(REQUESTS, (*labels, status)).inc()
     if status == "error":
         ERRORS.labels(*labels, _token(error_type, "unknown_error")).inc()
     if prompt_tokens:
-        TOKENS.labels(*labels, "prompt").inc(max(0, prompt_tokens))
+        _child(TOKENS, (*labels, "prompt")).inc(max(0, prompt_tokens))
     if completion_tokens:
-        TOKENS.labels(*labels, "completion").inc(max(0, completion_tokens))
-    DURATION.labels(*labels).observe(max(0.0, latency_ms) / 1000.0)
+        _child(TOKENS, (*labels, "completion")).inc(max(0, completion_tokens))
+    _child(DURATION, labels).observe(max(0.0, latency_ms) / 1000.0)
+
+
+# The label children record_request uses, by metric and label values. ``.labels()``
+# checks and copies its arguments and takes the metric's lock on every call; the values
+# here are already checked and bounded strings, so a dict lookup finds the same child
+# (prometheus-client keeps a child for the process's life too: never removed here).
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, values: tuple[str, ...]) -> Any:
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def record_refresh(*, provider: str, credential_id: str | None, ok: bool) -> None:
