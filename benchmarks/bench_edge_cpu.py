@@ -10,10 +10,11 @@ process, the figure moves little with the machine's load: it is the number to wa
 while shaving the request path; the end-to-end figures are bench_dataplane.py's.
 
     .venv/bin/python benchmarks/bench_edge_cpu.py [--stream] [--redis URL] [-n 4000] [-c 50]
-        [--profile] [--sort tottime|cumulative] [--top 45]
+        [--database-url URL] [--profile] [--sort tottime|cumulative] [--top 45]
 
-Uses a fresh SQLite file in a temporary directory and, with ``--redis``, that Redis
-database (flushed first) as the cache.
+Uses a fresh SQLite file in a temporary directory, or with ``--database-url`` that
+database (migrated, then flushed: every table emptied), and, with ``--redis``, that
+Redis database (flushed first) as the cache.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--redis", metavar="URL", help="use this Redis database as the cache")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="use this database (e.g. PostgreSQL) instead of a fresh SQLite file; EMPTIED first",
+    )
     parser.add_argument("-n", type=int, default=4000, help="requests measured")
     parser.add_argument("-c", type=int, default=50, help="concurrent requests")
     parser.add_argument("--profile", action="store_true")
@@ -62,7 +68,7 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="aipk-edge-cpu-")
     env = dict(
         os.environ,
-        DATABASE_URL=f"sqlite:///{workdir}/db.sqlite3",
+        DATABASE_URL=args.database_url or f"sqlite:///{workdir}/db.sqlite3",
         DJANGO_SETTINGS_MODULE="aipk_site.settings",
         DEBUG="false",
         DJANGO_SECRET_KEY="bench-" + "x" * 50,
@@ -90,6 +96,13 @@ def main() -> None:
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "-v", "0"], cwd=REPO_ROOT, env=env, check=True
         )
+        if args.database_url:  # the seed below expects no tenant, provider or usage yet
+            subprocess.run(
+                [PYTHON, "manage.py", "flush", "--no-input", "-v", "0"],
+                cwd=REPO_ROOT,
+                env=env,
+                check=True,
+            )
         seeded = subprocess.run(
             [PYTHON, "manage.py", "shell", "-c", SEED.format(port=port)],
             cwd=REPO_ROOT,
@@ -186,6 +199,8 @@ async def run(application, secret: str, args: argparse.Namespace) -> None:  # no
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     kind = "stream" if args.stream else "json"
     cache = "redis" if args.redis else "local memory"
+    if args.database_url:
+        cache += ", " + args.database_url.split(":", 1)[0]
     print(
         f"{kind}, {cache}: {args.n} requests at c={args.c}: "
         f"{1000 * cpu / args.n:.3f} ms CPU per request, {args.n / wall:.0f} rps in-process"

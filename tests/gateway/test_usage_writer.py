@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import uuid
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
@@ -111,16 +112,14 @@ def test_it_writes_many_records_with_few_inserts(tenant, settings):
         usage_record(**row(tenant))
     # set after recording, so the writer thread (whose connection cannot see this
     # test's transaction) is not woken by a full batch
-    # 40: under the ~999 parameters SQLite allows per statement, so one INSERT each
     settings.USAGE_BATCH_SIZE = 40
 
     with CaptureQueriesContext(connection) as queries:
         assert usage_flush() == 120
 
-    inserts = [
-        q for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("INSERT")
-    ]
-    assert len(inserts) == 3
+    # one statement executed for the 40 rows of each batch ("40 times: INSERT ...")
+    sql = [q["sql"].lstrip().upper() for q in queries.captured_queries]
+    assert [q.split(":", 1)[0] for q in sql if "INSERT" in q] == ["40 TIMES"] * 3
     assert UsageRecord.objects.filter(tenant=tenant).count() == 120
 
 
@@ -158,6 +157,99 @@ def test_it_writes_a_request_id_once_and_logs_the_duplicate(tenant, caplog):
     assert UsageRecord.objects.get(request_id=fields["request_id"]).status == "success"
     assert UsageRecord.objects.filter(request_id=other["request_id"]).exists()
     assert "duplicate" in caplog.text and fields["request_id"] in caplog.text
+
+
+def test_it_asks_which_request_ids_are_stored_only_when_an_insert_fails(tenant):
+    for _ in range(30):
+        usage_record(**row(tenant))
+
+    with CaptureQueriesContext(connection) as queries:
+        assert usage_flush() == 30
+
+    sql = [q["sql"].lstrip().upper() for q in queries.captured_queries]
+    assert not [q for q in sql if q.startswith("SELECT")]
+    assert UsageRecord.objects.filter(tenant=tenant).count() == 30
+
+
+def test_it_skips_a_stored_row_and_isolates_a_bad_one_in_the_same_batch(tenant, caplog):
+    stored = row(tenant)
+    usage_record(**stored)
+    usage_flush()
+
+    good = [row(tenant) for _ in range(3)]
+    bad = row(tenant, completion_tokens=-5)  # breaks the column's CHECK (>= 0)
+    for fields in [good[0], stored, bad, *good[1:]]:
+        usage_record(**fields)
+    with caplog.at_level(logging.WARNING, logger="aipk_site.gateway.usage"):
+        assert usage_flush() == 3
+
+    ids = set(UsageRecord.objects.filter(tenant=tenant).values_list("request_id", flat=True))
+    assert ids == {stored["request_id"], *(fields["request_id"] for fields in good)}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("duplicate" in m and stored["request_id"] in m for m in warnings)
+    assert len(errors) == 1 and bad["request_id"] in errors[0]
+
+
+def test_it_refuses_a_cost_that_is_not_a_number_as_the_field_does(tenant, caplog):
+    good = row(tenant)
+    bad = row(tenant, cost_usd=Decimal("NaN"))
+    usage_record(**good)
+    usage_record(**bad)
+
+    with caplog.at_level(logging.WARNING, logger="aipk_site.gateway.usage"):
+        assert usage_flush() == 1
+
+    assert UsageRecord.objects.filter(request_id=good["request_id"]).exists()
+    assert not UsageRecord.objects.filter(request_id=bad["request_id"]).exists()
+    assert bad["request_id"] in caplog.text
+
+
+def test_it_hands_the_database_what_each_fields_own_conversion_gives(tenant):
+    """The writer skips ``get_db_prep_save`` where it would change nothing: whatever the
+    backend, the parameters must be the ones it would have given, value for value."""
+    from datetime import timedelta
+    from datetime import timezone as dt_timezone
+
+    from tenants_app.models import UsageStatus
+
+    zones = [UTC, dt_timezone(timedelta(hours=5, minutes=30))]
+    rows = [
+        row(tenant, status=UsageStatus.SUCCESS, created_at=timezone.now().astimezone(zones[0])),
+        row(
+            tenant,
+            status="error",
+            ttft_ms=3.25,
+            latency_ms=7,  # an int in a float column
+            cached=1,  # and in a boolean one
+            cost_usd="0.00000100",  # text in a decimal one
+            cost_saved_usd=Decimal("1E-8"),
+            created_at=timezone.now().astimezone(zones[1]).replace(microsecond=0),
+            virtual_key_id=None,
+            provider_name="",
+        ),
+        {"request_id": "minimal", "tenant_id": str(tenant.pk), "status": "cancelled"},
+    ]
+    fields = usage._INSERT_FIELDS
+    expected = [
+        f.get_db_prep_save(r[f.attname] if f.attname in r else f.get_default(), connection)
+        for r in rows
+        for f in fields
+    ]
+
+    def flat(rows):
+        return [
+            (type(value), value)
+            for values in usage._row_params(rows, connection)
+            for value in values
+        ]
+
+    width = len(fields)
+    for start in range(len(rows)):
+        # a row alone: a column of one type takes the shortcuts, a mixed one does not
+        want = expected[start * width : (start + 1) * width]
+        assert flat(rows[start : start + 1]) == [(type(w), w) for w in want]
+    assert flat(rows) == [(type(w), w) for w in expected]
 
 
 def test_it_tries_a_failed_batch_again_before_going_row_by_row(tenant, monkeypatch):

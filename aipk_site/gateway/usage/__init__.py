@@ -20,11 +20,14 @@ clean exit).
 Duplicates: ``request_id`` is unique. ``bulk_create(ignore_conflicts=True)``
 is not used because it hides which rows were dropped, and on SQLite it becomes
 ``INSERT OR IGNORE``, which also silently drops rows that break NOT NULL or
-CHECK constraints (e.g. negative token counts). Instead each batch first asks
-which of its request ids are already stored, logs and skips those, and inserts
-the rest with a plain INSERT. A row inserted by another process in between makes
-the batch fail, and the row-by-row pass then tells that duplicate apart from a
-real failure.
+CHECK constraints (e.g. negative token counts). Instead each batch is inserted
+with a plain INSERT; only when that fails with an IntegrityError does the writer
+ask which of its request ids are already stored, log and skip those, and insert
+the rest at once. (Asking before every batch cost a query per batch for what is
+rare: a replayed spool, a row recorded twice.) When none was stored, a row is bad
+and the row-by-row pass below finds it; a row inserted by another process after
+that question makes the retry fail too, and the row-by-row pass then tells that
+duplicate apart from a real failure.
 
 Failures: a failed batch is retried once after ``RETRY_DELAY_SECONDS``, then
 row by row, so one bad row cannot take its batch-mates with it. Rows that still
@@ -40,10 +43,15 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timezone as dt_timezone
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -131,13 +139,15 @@ def _release_connection() -> None:
         connection.close_if_unusable_or_obsolete()
 
 
+def _stored_request_ids(request_ids: list[str]) -> set[str]:
+    return set(
+        UsageRecord.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True)
+    )
+
+
 def _existing_request_ids(request_ids: list[str]) -> set[str]:
     try:
-        return set(
-            UsageRecord.objects.filter(request_id__in=request_ids).values_list(
-                "request_id", flat=True
-            )
-        )
+        return _stored_request_ids(request_ids)
     except DatabaseError:
         # the insert below will fail the same way and take the retry path
         _release_connection()
@@ -165,35 +175,196 @@ def _insert_one(row: dict[str, Any]) -> str:
 
 # The columns a row is inserted with, in order: every field but the primary key.
 _INSERT_FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+_MISSING = object()
+
+
+Check = Callable[[Any], bool]
+Convert = Callable[[Any], Any]
+
+
+def _aware(value: datetime) -> bool:
+    return value.utcoffset() is not None
+
+
+def _naive_text(zone: tzinfo) -> Convert:
+    """SQLite's adapt_datetimefield_value for an aware datetime (USE_TZ): naive text in
+    the connection's zone. Used only where ``_column`` found it equal to the field's own
+    conversion for every probe."""
+
+    def convert(value: datetime) -> str:
+        return str(value.astimezone(zone).replace(tzinfo=None))
+
+    return convert
+
+
+# Types whose conversion by a field's ``get_db_prep_save`` depends on the type alone
+# (``str`` for text, ``int(v)``, ``float(v)``, ``bool(v)``, None): when the probe comes
+# back unchanged, every value of that exact type does.
+_FREE_PROBES: tuple[tuple[type, Any], ...] = (
+    (str, "probe"),
+    (int, 1_234_567_891),
+    (float, 1234.5678),
+    (bool, True),
+    (type(None), None),
+)
+_INT_PROBES = (1_234_567_891, 0, 7, -3)
+_DECIMAL_PROBES = (Decimal("1234.56780000"), Decimal("0"), Decimal("-0.00000001"))
+_DATETIME_PROBES = (
+    datetime(2001, 2, 3, 4, 5, 6, 789, tzinfo=UTC),
+    datetime(2001, 2, 3, 23, 59, 59, tzinfo=dt_timezone(timedelta(hours=5, minutes=30))),
+    datetime(2024, 12, 31, 20, 0, 0, 1, tzinfo=dt_timezone(timedelta(hours=-8))),
+)
+
+
+def _same(prepared: Any, expected: Any) -> bool:
+    # a copy counts (Decimal(d)): equal value, type and digits
+    return prepared is expected or (
+        type(prepared) is type(expected)
+        and prepared == expected
+        and repr(prepared) == repr(expected)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    field: Any
+    # value types sent to the driver as they are
+    free: frozenset[type]
+    # value types with a check (a Decimal must be finite, a datetime aware: otherwise the
+    # field refuses or changes it) and, for those passing it, a conversion found equal to
+    # the field's own on this backend (None: sent as they are)
+    rules: dict[type, tuple[Check | None, Convert | None]]
+
+    def prepare(self, values: tuple[Any, ...], connection: Any) -> Sequence[Any]:
+        """This column's values as the field's ``get_db_prep_save`` gives them, calling
+        it only for values the rules above do not cover. A column of one type (the
+        usual case) is checked and converted with ``map``, not Python code per value."""
+        kinds = set(map(type, values))
+        if kinds <= self.free:
+            return values
+        if len(kinds) == 1 and (rule := self.rules.get(next(iter(kinds)))) is not None:
+            check, convert = rule
+            if check is None or all(map(check, values)):
+                return values if convert is None else list(map(convert, values))
+        return [self.one(value, connection) for value in values]
+
+    def one(self, value: Any, connection: Any) -> Any:
+        kind = type(value)
+        if kind in self.free:
+            return value
+        rule = self.rules.get(kind)
+        if rule is not None and (rule[0] is None or rule[0](value)):
+            return value if rule[1] is None else rule[1](value)
+        return self.field.get_db_prep_save(value, connection)
+
+
+def _prepared(field: Any, value: Any, connection: Any) -> Any:
+    try:
+        return field.get_db_prep_save(value, connection)
+    except Exception:  # noqa: BLE001 -- a type the field refuses: no shortcut for it
+        return _MISSING
+
+
+def _column(field: Any, connection: Any) -> _Column:
+    """What this field does to each value type on this backend, found by asking it."""
+    free = frozenset(
+        kind for kind, probe in _FREE_PROBES if _same(_prepared(field, probe, connection), probe)
+    )
+    rules: dict[type, tuple[Check | None, Convert | None]] = {}
+    candidates: list[tuple[type, tuple[Any, ...], Check | None, list[Convert | None]]] = [
+        (Decimal, _DECIMAL_PROBES, Decimal.is_finite, [None]),
+        (datetime, _DATETIME_PROBES, _aware, [None]),
+    ]
+    if connection.vendor == "sqlite" and settings.USE_TZ:
+        candidates[1][3].append(_naive_text(connection.timezone))
+    wrapped = type(_prepared(field, _INT_PROBES[0], connection))
+    if int not in free and issubclass(wrapped, int) and wrapped is not bool:
+        # psycopg's Int4/Int8: PostgreSQL's integer columns are bound with their size
+        candidates.append((int, _INT_PROBES, None, [wrapped]))
+    for kind, probes, check, converts in candidates:
+        expected = [_prepared(field, probe, connection) for probe in probes]
+        for convert in converts:
+            if all(
+                _same(probe if convert is None else convert(probe), want)
+                for probe, want in zip(probes, expected, strict=True)
+            ):
+                rules[kind] = (check, convert)
+                break
+    return _Column(field, free, rules)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    names: tuple[str, ...]
+    columns: tuple[_Column, ...]
+    getter: Callable[[dict[str, Any]], tuple[Any, ...]]
+
+
+# per backend and connection time zone, computed on first use
+_plans: dict[tuple[type, str], _Plan] = {}
+
+
+def _plan(connection: Any) -> _Plan:
+    key = (type(connection.ops), connection.timezone_name)
+    plan = _plans.get(key)
+    if plan is None:
+        names = tuple(f.attname for f in _INSERT_FIELDS)
+        plan = _Plan(
+            names=names,
+            columns=tuple(_column(f, connection) for f in _INSERT_FIELDS),
+            getter=operator.itemgetter(*names),
+        )
+        _plans[key] = plan
+    return plan
+
+
+def _row_params(rows: list[dict[str, Any]], connection: Any) -> list[tuple[Any, ...]]:
+    """The INSERT parameters of these rows, a tuple per row: what each field's
+    ``get_db_prep_save`` gives, without calling it for the values it would hand back
+    unchanged on this backend (calling it for every value was most of the writer's CPU).
+    Column by column, so that the common case -- a column of one type -- is a type
+    check in C rather than Python code per value."""
+    if not rows:
+        return []
+    plan = _plan(connection)
+    try:
+        values = list(map(plan.getter, rows))
+    except KeyError:  # a row without some fields: their defaults
+        values = [
+            tuple(
+                row[name] if name in row else column.field.get_default()
+                for name, column in zip(plan.names, plan.columns, strict=True)
+            )
+            for row in rows
+        ]
+    prepared = [
+        column.prepare(column_values, connection)
+        for column, column_values in zip(plan.columns, zip(*values, strict=True), strict=True)
+    ]
+    return list(zip(*prepared, strict=True))
 
 
 def _insert_rows(rows: list[dict[str, Any]]) -> None:
-    """Multi-row INSERTs of rows that are already column values.
+    """One INSERT statement executed for every row (``executemany``), of rows that are
+    already column values.
 
     Not ``bulk_create``: building a model instance per row and compiling the INSERT
     through the ORM was about a tenth of aipk's CPU per gateway request at a few
-    hundred requests a second (docs/BENCHMARKS.md "Data plane"). Each value still goes
-    through its field's ``get_db_prep_save``, and rows are split as ``bulk_create``
-    splits them (``bulk_batch_size``: SQLite's parameter limit), so the database
-    receives the same statements' values and refuses the same bad ones.
+    hundred requests a second (docs/BENCHMARKS.md "Data plane"). Not one multi-row
+    INSERT either: psycopg parses a statement longer than 4 KB (or with more than 50
+    parameters) again at every execution, in Python -- three quarters of the writer's
+    CPU on PostgreSQL -- while a one-row statement is parsed once and pipelined;
+    SQLite prepares it once and steps it per row, as fast as the multi-row form. Each
+    value is what its field's ``get_db_prep_save`` makes of it (``_row_params``); the
+    batch is one transaction, so a bad row fails it as before.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in _INSERT_FIELDS)
-    one_row = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
-    head = f"INSERT INTO {quote(UsageRecord._meta.db_table)} ({columns}) VALUES "
-    per_statement = max(1, connection.ops.bulk_batch_size(_INSERT_FIELDS, rows))
+    placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+    sql = f"INSERT INTO {quote(UsageRecord._meta.db_table)} ({columns}) VALUES ({placeholders})"
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            part = rows[start : start + per_statement]
-            params = [
-                f.get_db_prep_save(
-                    row[f.attname] if f.attname in row else f.get_default(), connection
-                )
-                for row in part
-                for f in _INSERT_FIELDS
-            ]
-            cursor.execute(head + ", ".join([one_row] * len(part)), params)
+        cursor.executemany(sql, _row_params(rows, connection))
 
 
 def _store(rows: list[dict[str, Any]], *, spool: bool = True) -> int:
@@ -215,19 +386,36 @@ def _store_or_defer(rows: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any
             duplicates.append(row["request_id"])
         else:
             unique[row["request_id"]] = row
-    stored_before = _existing_request_ids(list(unique))
-    duplicates.extend(stored_before)
-    todo = [row for request_id, row in unique.items() if request_id not in stored_before]
+    todo = list(unique.values())
 
     written = 0
     unavailable = False
-    for attempt in (1, 2):
-        if not todo:
-            break
+    looked_for_stored = False
+    attempt = 1
+    while todo and attempt <= 2:
         try:
             with transaction.atomic():
                 _insert_rows(todo)
             written, todo = len(todo), []
+        except IntegrityError:
+            # A request id already stored (a replayed spool, another process) or a bad
+            # row: only now ask which ids are stored, skip those and try the rest again
+            # at once. Nothing stored: a bad row, which the row-by-row pass isolates.
+            _release_connection()
+            unavailable = False  # it answered: whatever failed before, it is back
+            if looked_for_stored:
+                break
+            looked_for_stored = True
+            try:
+                stored = _stored_request_ids([row["request_id"] for row in todo])
+            except UNAVAILABLE_ERRORS:
+                _release_connection()
+                unavailable = True
+                break
+            if not stored:
+                break
+            duplicates.extend(stored)
+            todo = [row for row in todo if row["request_id"] not in stored]
         except Exception as exc:  # noqa: BLE001 -- retried, then row by row
             _release_connection()
             unavailable = isinstance(exc, UNAVAILABLE_ERRORS)
@@ -239,6 +427,7 @@ def _store_or_defer(rows: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any
             )
             if attempt == 1:
                 time.sleep(RETRY_DELAY_SECONDS)
+            attempt += 1
 
     deferred: list[dict[str, Any]] = []
     if unavailable:
@@ -486,13 +675,15 @@ if hasattr(os, "register_at_fork"):
 def usage_record(**fields: Any) -> None:
     """Queue one usage row; never touches the database in the caller. Raises
     TypeError at once for unknown or missing field names."""
-    unknown = fields.keys() - USAGE_FIELDS
-    if unknown:
-        raise TypeError(f"usage_record: unknown fields {sorted(unknown)}")
-    missing = REQUIRED_FIELDS - {name for name, value in fields.items() if value is not None}
-    if missing:
+    # once per gateway request: the cheap subset test first, the message only on failure
+    if not fields.keys() <= USAGE_FIELDS:
+        raise TypeError(f"usage_record: unknown fields {sorted(fields.keys() - USAGE_FIELDS)}")
+    get = fields.get
+    if get("request_id") is None or get("tenant_id") is None or get("status") is None:
+        missing = REQUIRED_FIELDS - {name for name, value in fields.items() if value is not None}
         raise TypeError(f"usage_record: missing fields {sorted(missing)}")
-    fields.setdefault("created_at", timezone.now())
+    if "created_at" not in fields:
+        fields["created_at"] = timezone.now()
     _writer.record(fields)
 
 
