@@ -594,7 +594,10 @@ def _shed(request: EdgeRequest) -> EdgeResponse:
     overload.record_shed(wire.endpoint)
     ctx = overload.known_key(_secret_from(request))
     if ctx is not None:
-        _record_refused_body(ctx, wire.endpoint, f"{wire.id_prefix}{random_hex()}", None, error)
+        request_id = f"{wire.id_prefix}{random_hex()}"
+        _record_refused_body(ctx, wire.endpoint, request_id, None, error)
+        # the answer names its usage row, as every other answer of these operations does
+        error.headers["x-request-id"] = request_id
     return error_response(error, wire.error_body)
 
 

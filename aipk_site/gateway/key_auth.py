@@ -225,6 +225,24 @@ async def authenticate_virtual_key(secret: str | None) -> KeyContext:
     return ctx
 
 
+def cached_key_context(secret: str | None) -> KeyContext | None:
+    """The caller's context if this process's snapshot already holds the key and it
+    would be let in; None otherwise (unknown here, revoked, expired, tenant inactive).
+    Never reads the database: for a worker that must not take on that work (shedding
+    load, aipk_site/gateway/overload.py)."""
+    if not secret or not secret.startswith(VIRTUAL_KEY_PREFIX):
+        return None
+    entry = _snapshot.known.get(secret_hash(secret))
+    if entry is None or entry[1] <= time.monotonic():
+        return None
+    ctx = entry[0]
+    if ctx.revoked or not ctx.tenant_active:
+        return None
+    if ctx.expires_at is not None and ctx.expires_at <= time.time():
+        return None
+    return ctx
+
+
 def key_auth_forget(key_hash: str) -> None:
     """Call after creating, changing or revoking a key: every process sees it at once."""
     key_auth_forget_many([key_hash])

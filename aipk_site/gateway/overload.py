@@ -29,7 +29,6 @@ without a row.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.conf import settings
@@ -39,7 +38,6 @@ from aipk_site.gateway import key_auth
 from aipk_site.gateway.key_auth import KeyContext
 from aipk_site.infra.errors import AipkError, UpstreamError
 from aipk_site.infra.metrics import GATEWAY_SHED
-from tenants_app.services.secrets import VIRTUAL_KEY_PREFIX, secret_hash
 
 OVERLOADED_CODE = "gateway_overloaded"
 # What a shed request is told to wait: the queue it was spared drains in about a second.
@@ -104,23 +102,8 @@ def overloaded() -> AipkError:
 
 def known_key(secret: str | None) -> KeyContext | None:
     """The caller's key if this process already holds it and it would be let in; None
-    otherwise. Reads only the in-memory snapshot: never the database, never the cache.
-
-    A revoked or expired key, or one of a deactivated tenant, is None too: such a
-    request would be refused at authentication, which writes no usage row either."""
-    if not secret or not secret.startswith(VIRTUAL_KEY_PREFIX):
-        return None
-    # key_auth has no public "snapshot only" lookup: its own _lookup falls through to
-    # the database on a miss, which is what must not happen here.
-    entry = key_auth._snapshot.known.get(secret_hash(secret))
-    if entry is None or entry[1] <= time.monotonic():
-        return None
-    ctx = entry[0]
-    if ctx.revoked or not ctx.tenant_active:
-        return None
-    if ctx.expires_at is not None and ctx.expires_at <= time.time():
-        return None
-    return ctx
+    otherwise. Reads only the in-memory snapshot: never the database, never the cache."""
+    return key_auth.cached_key_context(secret)
 
 
 def record_shed(endpoint: str) -> None:

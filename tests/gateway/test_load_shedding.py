@@ -170,7 +170,10 @@ def test_it_records_a_refused_usage_row_for_a_shed_request_whose_key_it_knows(
         ("chat.completions", "gateway_overloaded"),
         ("messages", "gateway_overloaded"),
     ]
+    # each answer names its row, as every other answer does
+    assert refused[0].request_id == shed.headers["x-request-id"]
     assert refused[0].request_id.startswith("chatcmpl-")
+    assert refused[1].request_id == shed_message.headers["x-request-id"]
     assert refused[1].request_id.startswith("msg_")
     assert all(r.tenant_id == world.tenant.pk for r in refused)
 
