@@ -423,7 +423,7 @@ def record_request(
     _child(DURATION, labels).observe(max(0.0, latency_ms) / 1000.0)
 
 
-# The label children record_request uses, by metric and label values. ``.labels()``
+# The label children the per-request record functions use, by metric and label values. ``.labels()``
 # checks and copies its arguments and takes the metric's lock on every call; the values
 # here are already checked and bounded strings, so a dict lookup finds the same child
 # (prometheus-client keeps a child for the process's life too: never removed here).
@@ -475,7 +475,7 @@ def record_gateway_request(
     endpoint = _endpoint_label(endpoint)
     provider_label = _capped("provider", provider) if provider else NO_PROVIDER
     alias_label = _alias_label((alias or "")[:_ALIAS_MAX], provider)
-    GATEWAY_REQUESTS.labels(endpoint, alias_label, provider_label, status).inc()
+    _child(GATEWAY_REQUESTS, (endpoint, alias_label, provider_label, status)).inc()
     if status == "refused":
         GATEWAY_REFUSALS.labels(endpoint, _token(error_type, UNKNOWN, "code")).inc()
     elif status == "error":
@@ -486,16 +486,18 @@ def record_gateway_request(
             GATEWAY_CACHE_SAVED.labels(alias_label).inc(max(0.0, float(cost_saved_usd)))
     elif status != "refused" and provider:
         if prompt_tokens:
-            GATEWAY_TOKENS.labels(provider_label, alias_label, "prompt").inc(max(0, prompt_tokens))
+            _child(GATEWAY_TOKENS, (provider_label, alias_label, "prompt")).inc(
+                max(0, prompt_tokens)
+            )
         if completion_tokens:
-            GATEWAY_TOKENS.labels(provider_label, alias_label, "completion").inc(
+            _child(GATEWAY_TOKENS, (provider_label, alias_label, "completion")).inc(
                 max(0, completion_tokens)
             )
         if cost_usd:
-            GATEWAY_COST.labels(provider_label, alias_label).inc(max(0.0, float(cost_usd)))
-        GATEWAY_DURATION.labels(endpoint, provider_label).observe(max(0.0, latency_ms) / 1000)
+            _child(GATEWAY_COST, (provider_label, alias_label)).inc(max(0.0, float(cost_usd)))
+        _child(GATEWAY_DURATION, (endpoint, provider_label)).observe(max(0.0, latency_ms) / 1000)
         if ttft_ms is not None:
-            GATEWAY_TTFT.labels(endpoint, provider_label).observe(max(0.0, ttft_ms) / 1000)
+            _child(GATEWAY_TTFT, (endpoint, provider_label)).observe(max(0.0, ttft_ms) / 1000)
     if _request_log.isEnabledFor(logging.INFO):
         _request_log.info(
             "gateway request endpoint=%s status=%s",

@@ -80,9 +80,25 @@ def provider_update(*, provider: Provider, actor: Any = None, **fields: Any) -> 
     return _save_audited(provider, action="provider.update", actor=actor, fields=fields)
 
 
+# provider id -> (settings dict, timeout_seconds, deadlines): read for every request (its
+# deadline) from the same Provider object of the routing snapshot, so kept until either
+# field is replaced (provider_update assigns a new, validated settings dict).
+_deadlines: dict[int, tuple[Any, Any, Deadlines]] = {}
+
+
 def provider_deadlines(provider: Provider) -> Deadlines:
     """The provider's deadlines: the kit's defaults (the official SDKs'), overridden by
     ``settings["timeouts"]``; ``timeout_seconds`` is the total when set."""
+    hit = _deadlines.get(provider.pk)
+    if hit is not None and hit[0] is provider.settings and hit[1] == provider.timeout_seconds:
+        return hit[2]
+    deadlines = _provider_deadlines(provider)
+    if provider.pk is not None:
+        _deadlines[provider.pk] = (provider.settings, provider.timeout_seconds, deadlines)
+    return deadlines
+
+
+def _provider_deadlines(provider: Provider) -> Deadlines:
     configured = (provider.settings or {}).get("timeouts") or {}
     deadlines = Deadlines(
         **{

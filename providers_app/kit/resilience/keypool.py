@@ -48,7 +48,8 @@ class CredentialHealth:
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None, *, now: float) -> CredentialHealth:
-        state = state or {}
+        if not state:
+            return _NEVER_FAILED  # the common case: nothing stored for the credential
         invalid = bool(int(state.get(INVALID, 0)))
         cooldown = float(state.get(COOLDOWN_UNTIL, 0.0))
         backoff = float(state.get(BACKOFF_UNTIL, 0.0))
@@ -92,6 +93,17 @@ class Acquired:
         """Whether ``report_success`` may be skipped: nothing to reset on the credential
         and, with ``breaker``, nothing to close or clear on it (as of this read)."""
         return self.credential_unchanged and (breaker is None or breaker.key == self.closed_breaker)
+
+
+# The health of a credential with no stored state (frozen: one instance serves all).
+_NEVER_FAILED = CredentialHealth(
+    consecutive_failures=0,
+    unavailable_until=None,
+    invalid=False,
+    last_error_type=None,
+    state="active",
+    last_failure_at=None,
+)
 
 
 class KeyPool:
