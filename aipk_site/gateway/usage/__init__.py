@@ -29,7 +29,8 @@ and the row-by-row pass below finds it; a row inserted by another process after
 that question makes the retry fail too, and the row-by-row pass then tells that
 duplicate apart from a real failure.
 
-Failures: a failed batch is retried once after ``RETRY_DELAY_SECONDS``, then
+Failures: a batch that failed otherwise than on an integrity error (a lock
+timeout, a failover) is retried once after ``RETRY_DELAY_SECONDS``; then it goes
 row by row, so one bad row cannot take its batch-mates with it. Rows that still
 fail are logged by request id only (never field values) and dropped.
 
@@ -594,11 +595,22 @@ class UsageWriter:
                     )
                 finally:
                     self._finish(batch)
-                    # per batch, as Django does per request: honours CONN_MAX_AGE
-                    # (0 under ASGI) and drops a connection that broke
-                    connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+                    self._after_batch()
         finally:
             connections.close_all()
+
+    def _after_batch(self) -> None:
+        """Per batch, as Django does per request: honour CONN_MAX_AGE (0 under ASGI) and
+        drop a connection that broke -- except while rows wait for the next batch and the
+        connection has seen no error: then it is kept for that batch (a new connection per
+        batch cost ~5 us of this process's CPU per row on PostgreSQL, plus a server
+        backend). It is given back as soon as the queue is empty."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        with self._cond:
+            rows_waiting = bool(self._pending) and not self._stopping
+        if rows_waiting and not connection.errors_occurred:
+            return
+        connection.close_if_unusable_or_obsolete()
 
     def _replay_spool(self) -> int:
         """Write what the spool holds, a batch at a time, until it is empty or the database
