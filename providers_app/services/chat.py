@@ -49,6 +49,8 @@ Credential = ApiKey | OAuthCredential
 THROTTLE_FRACTION = 0.9
 MAX_PACING_SECONDS = 1.0
 pace_sleep = asyncio.sleep  # replaced in tests to see the pacing without waiting
+# Up to this many candidate credentials, the rate-limit tracker is read with the pool.
+READ_ALONG_MAX_CANDIDATES = 8
 
 
 def usable_credentials(provider: Provider, tenant_id: int | None = None) -> list[Credential]:
@@ -425,7 +427,10 @@ async def _over_credentials(
         deadline=deadline,
         model=request.model,
         on_invalid=attempt.invalid,
-        reads=attempt,
+        # the tracker's two keys per candidate ride on the pool's read (one round trip
+        # instead of two); for a long list of credentials, reading two keys of each costs
+        # more than the chosen one's own read afterwards
+        reads=attempt if len(candidates) <= READ_ALONG_MAX_CANDIDATES else None,
     )
     return attempt, answer
 

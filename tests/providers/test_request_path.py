@@ -298,3 +298,25 @@ async def test_it_builds_a_providers_adapter_and_resilience_once_and_again_after
     again = adapter_for(provider, credential, cred)
     assert again is not adapter and again.deadlines.total == 42
     assert (await provider_chat(provider, ask())).text
+
+
+async def test_it_moves_off_a_spent_key_in_a_pool_too_long_to_read_the_tracker_along(
+    provider_with, simulator
+):
+    import time as clock
+
+    from providers_app.kit.ratelimit import RateLimitInfo
+    from providers_app.services.chat import READ_ALONG_MAX_CANDIDATES
+
+    secrets = [f"sk-sim-many-keys-{n:04d}" for n in range(1, READ_ALONG_MAX_CANDIDATES + 2)]
+    provider = await sync_to_async(provider_with)(*secrets)
+    spent = await first_key(provider)
+    now = clock.time()
+    info = RateLimitInfo(
+        requests_limit=60, requests_remaining=0, requests_reset_at=now + 30, observed_at=now
+    )
+    await resilience_for(provider).tracker.update(f"{provider.pk}:key:{spent.pk}:gpt-4o-mini", info)
+    simulator.clear_requests()
+    for _ in range(len(secrets)):
+        assert (await provider_chat(provider, ask())).text
+    assert "0001" not in keys_seen(simulator)
