@@ -11,8 +11,11 @@ only -- is LocMemCache's own. In production the cache is Redis.
 ``objects`` holds values that are never pickled: admission's counters and leases,
 read and rewritten on every request. Pickling them cost O(requests in flight) per
 request (every lease of a scope, at each admit and settle) -- over a third of a
-request's CPU at 50 concurrent requests. Whoever stores a value there must treat
-it as immutable once stored (store a new one instead). ``clear()`` empties both,
+request's CPU at 50 concurrent requests. A value stored there is shared, not
+copied: whoever changes one in place must do it under the lock every reader of that
+key takes (admission's books of leases and stream slots are changed in place under
+the process-wide admission lock, their only readers); anything else stores a new
+value instead. ``clear()`` empties both,
 so resetting the cache resets that state too, as it did when it lived in the cache.
 """
 
