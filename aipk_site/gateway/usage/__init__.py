@@ -97,6 +97,19 @@ def _spool_retry() -> float:
 # rows wait in the spool instead of being dropped.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 
+# SQLite in shared-cache mode (Django's in-memory test database) answers "database
+# table is locked" at once, without its busy timeout, while another connection reads
+# the table. That is a moment's contention, not a database gone: the batch is tried
+# again after a short wait (10 waits, 0.55 s in all) before it counts as a failed
+# attempt that may send it to the spool. ("database is locked", from a file database,
+# comes only after the busy timeout has been waited out: a real failed attempt.)
+LOCK_WAITS = 10
+LOCK_WAIT_SECONDS = 0.01
+
+
+def _lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "table is locked" in str(exc)
+
 
 def _spool_rows(rows: list[dict[str, Any]]) -> None:
     """Rows the database could not take now: to the spool, or (full, unwritable) lost."""
@@ -393,6 +406,7 @@ def _store_or_defer(rows: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any
     unavailable = False
     looked_for_stored = False
     attempt = 1
+    lock_waits = 0
     while todo and attempt <= 2:
         try:
             with transaction.atomic():
@@ -419,6 +433,11 @@ def _store_or_defer(rows: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any
             todo = [row for row in todo if row["request_id"] not in stored]
         except Exception as exc:  # noqa: BLE001 -- retried, then row by row
             _release_connection()
+            if _lock_conflict(exc) and lock_waits < LOCK_WAITS:
+                # another connection holds the table for a moment: wait, not a failure
+                lock_waits += 1
+                time.sleep(LOCK_WAIT_SECONDS * lock_waits)
+                continue
             unavailable = isinstance(exc, UNAVAILABLE_ERRORS)
             logger.warning(
                 "usage: batch of %d rows failed (attempt %d, %s)",
