@@ -214,6 +214,10 @@ class PipelinedRedis:
 
     def _send(self, protocol: _Protocol, args: Sequence[Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
+        if protocol.lost is not None:
+            # lost between the caller's check and now: nothing would ever answer
+            future.set_exception(protocol.lost)
+            return future
         protocol.queue(pack(args))
         protocol.waiting.append(future)
         return future

@@ -203,3 +203,26 @@ def test_it_fails_the_commands_of_a_connection_the_server_hangs_up():
 
     error = asyncio.run(asyncio.wait_for(go(), 10))
     assert "connection lost" in str(error)
+
+
+def test_it_fails_at_once_a_command_sent_on_a_connection_already_lost():
+    async def go() -> BaseException | None:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = PipelinedRedis(f"redis://127.0.0.1:{port}/0")  # no socket timeout
+        try:
+            protocol = await client._connection()
+            for _ in range(500):  # until the hang-up reaches the loop
+                if protocol.lost is not None:
+                    break
+                await asyncio.sleep(0.01)
+            future = client._send(protocol, ["PING"])
+            return future.exception() if future.done() else None
+        finally:
+            server.close()
+
+    error = asyncio.run(asyncio.wait_for(go(), 10))
+    assert isinstance(error, RedisConnectionError), error
