@@ -64,7 +64,7 @@ from aipk_site.gateway.formats.openai_format import (
     parse_chat_completion,
     render_chat_completion,
 )
-from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key
+from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key, cached_key_context
 from aipk_site.gateway.ledger import GatewayCall, log_infrastructure_fault
 from aipk_site.gateway.routing import models_for
 from aipk_site.gateway.usage import usage_record
@@ -592,7 +592,7 @@ def _shed(request: EdgeRequest) -> EdgeResponse:
         overload.record_shed("models")
         return error_response(error, error_renderer(request))
     overload.record_shed(wire.endpoint)
-    ctx = overload.known_key(_secret_from(request))
+    ctx = cached_key_context(_secret_from(request))
     if ctx is not None:
         request_id = f"{wire.id_prefix}{random_hex()}"
         _record_refused_body(ctx, wire.endpoint, request_id, None, error)

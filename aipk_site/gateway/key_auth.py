@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 
 from aipk_site.infra import change_events
-from aipk_site.infra.errors import AuthenticationFailed, PermissionDenied
+from aipk_site.infra.errors import AipkError, AuthenticationFailed, PermissionDenied
 from tenants_app.models import VirtualKey
 from tenants_app.services.secrets import VIRTUAL_KEY_PREFIX, secret_hash
 
@@ -216,13 +216,21 @@ async def authenticate_virtual_key(secret: str | None) -> KeyContext:
     ctx = await _lookup(key_hash)
     if ctx is None:
         raise AuthenticationFailed("invalid API key")
-    if ctx.revoked:
-        raise AuthenticationFailed("this API key has been revoked", code="api_key_revoked")
-    if ctx.expires_at is not None and ctx.expires_at <= time.time():
-        raise AuthenticationFailed("this API key has expired", code="api_key_expired")
-    if not ctx.tenant_active:
-        raise PermissionDenied("this key's tenant is deactivated", code="tenant_inactive")
+    refusal = _refusal(ctx)
+    if refusal is not None:
+        raise refusal
     return ctx
+
+
+def _refusal(ctx: KeyContext) -> AipkError | None:
+    """Why a known key may not be used now (revoked, expired, tenant off), or None."""
+    if ctx.revoked:
+        return AuthenticationFailed("this API key has been revoked", code="api_key_revoked")
+    if ctx.expires_at is not None and ctx.expires_at <= time.time():
+        return AuthenticationFailed("this API key has expired", code="api_key_expired")
+    if not ctx.tenant_active:
+        return PermissionDenied("this key's tenant is deactivated", code="tenant_inactive")
+    return None
 
 
 def cached_key_context(secret: str | None) -> KeyContext | None:
@@ -233,14 +241,9 @@ def cached_key_context(secret: str | None) -> KeyContext | None:
     if not secret or not secret.startswith(VIRTUAL_KEY_PREFIX):
         return None
     entry = _snapshot.known.get(secret_hash(secret))
-    if entry is None or entry[1] <= time.monotonic():
+    if entry is None or entry[1] <= time.monotonic() or _refusal(entry[0]) is not None:
         return None
-    ctx = entry[0]
-    if ctx.revoked or not ctx.tenant_active:
-        return None
-    if ctx.expires_at is not None and ctx.expires_at <= time.time():
-        return None
-    return ctx
+    return entry[0]
 
 
 def key_auth_forget(key_hash: str) -> None:

@@ -34,8 +34,6 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from aipk_site.gateway import key_auth
-from aipk_site.gateway.key_auth import KeyContext
 from aipk_site.infra.errors import AipkError, UpstreamError
 from aipk_site.infra.metrics import GATEWAY_SHED
 
@@ -98,12 +96,6 @@ def overloaded() -> AipkError:
         code=OVERLOADED_CODE,
         retry_after=RETRY_AFTER_SECONDS,
     )
-
-
-def known_key(secret: str | None) -> KeyContext | None:
-    """The caller's key if this process already holds it and it would be let in; None
-    otherwise. Reads only the in-memory snapshot: never the database, never the cache."""
-    return key_auth.cached_key_context(secret)
 
 
 def record_shed(endpoint: str) -> None:
