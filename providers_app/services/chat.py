@@ -35,7 +35,7 @@ from providers_app.kit.resilience import CircuitBreaker, KeyPool, RetryPolicy, c
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse
 from providers_app.models import ApiKey, OAuthCredential, Provider
 from providers_app.services.credentials import api_key_set_state
-from providers_app.services.oauth import ensure_fresh_token
+from providers_app.services.oauth import fresh_credential
 from providers_app.services.pools import credential_id, key_pool, provider_pool_name
 from providers_app.services.provider_metrics import record_request
 from providers_app.services.providers import build_adapter, provider_deadlines, shared_client
@@ -229,8 +229,8 @@ def _limiter(provider: Provider, cred: str) -> TokenBucket | None:
 
 def _fingerprint(credential: Credential) -> object:
     """What an adapter took from its credential. An API key row is the cached object
-    itself (compared by identity); an OAuth credential is read afresh for every request
-    (its token may have been refreshed), so what the adapter holds of it is compared."""
+    itself (compared by identity); an OAuth credential may be the snapshot's or a
+    refreshed copy read from the database, so what the adapter holds of it is compared."""
     if isinstance(credential, OAuthCredential):
         return (
             credential.pk,
@@ -291,7 +291,14 @@ class _Attempt:
     async def adapter(self, cred: str) -> tuple[BaseAdapter, str]:
         credential = self.by_id[cred]
         if isinstance(credential, OAuthCredential):
-            credential = await ensure_fresh_token(credential.pk)
+            # the snapshot's credential as it is while its token is fresh (no query)
+            fresh = await fresh_credential(credential)
+            if fresh is not credential:
+                # refreshed, here or elsewhere: should the change event that drops the
+                # snapshot have been lost (Redis away), this process's copy goes now, or
+                # every request would take the refresh path until its safety TTL
+                _usable_cache.drop(self.provider.pk)
+                credential = fresh
         tracked = self.tracked(cred)
         # one read of the tracker answers both: at the limit, or close enough to pace --
         # the one the pool made for this attempt, when it read the tracker's keys too

@@ -7,6 +7,7 @@ Credentials are connected through the real flow (oauth_start → simulator autho
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from datetime import timedelta
@@ -14,19 +15,38 @@ from datetime import timedelta
 import httpx
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from aipk_site.infra import change_events
 from providers_app.kit.oauth import OAuthError
+from providers_app.kit.types import ChatRequest, Message
 from providers_app.models import OAuthCredential, OAuthFlow
+from providers_app.services import chat
+from providers_app.services.chat import CREDENTIALS_TOPIC, provider_chat
 from providers_app.services.oauth import (
     OAuthCredentialUnusable,
     ensure_fresh_token,
+    oauth_credential_refresh_now,
 )
 from providers_app.tasks.oauth import refresh_expiring_tokens
 from tenants_app.models import AuditEvent
 
 REFRESH = "refresh_token"
+
+
+def _ask() -> ChatRequest:
+    return ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="Hello")])
+
+
+def _tokens_sent(simulator) -> list[str]:
+    """The last four characters of the token each chat request carried, in order."""
+    return [
+        r["headers"]["authorization"][-4:]
+        for r in httpx.get(simulator.url + "/_sim/requests").json()
+        if r["path"].endswith("/chat/completions")
+    ]
 
 
 def _refresh_calls(simulator, credential: OAuthCredential) -> int:
@@ -214,3 +234,49 @@ def test_it_never_shows_a_secret_in_logs_audit_or_reprs(connect, simulator, capl
     assert "oauth token refreshed" in caplog.text and "oauth token refresh failed" in caplog.text
     for secret in secrets_seen:
         assert secret and secret not in shown
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sends_a_token_that_is_not_expiring_from_memory_without_a_query(connect, simulator):
+    credential = connect()  # an hour to go, far outside the refresh buffer
+    provider = credential.provider
+    async_to_sync(provider_chat)(provider, _ask())  # loads this process's snapshot
+
+    # async_to_sync runs the ORM's thread-sensitive calls on this thread: its connection
+    # sees every query the request path makes
+    with CaptureQueriesContext(connection) as queries:
+        reply = async_to_sync(provider_chat)(provider, _ask())
+
+    assert reply.text == "Simulated reply to: Hello"
+    assert [q["sql"] for q in queries.captured_queries] == []
+    assert _refresh_calls(simulator, credential) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sends_the_token_another_process_refreshed_once_that_change_event_arrives(
+    connect, simulator
+):
+    credential = connect()
+    provider = credential.provider
+    async_to_sync(provider_chat)(provider, _ask())  # the snapshot holds the first token
+
+    # Another process (the console's "Refresh now" there, or the refresh job) refreshes:
+    # its save publishes the change; this process hears it only when Redis delivers it.
+    sent: list[dict] = []
+    change_events.unsubscribe(CREDENTIALS_TOPIC, chat._on_credentials_changed)
+    change_events.subscribe(CREDENTIALS_TOPIC, sent.append)
+    try:
+        refreshed = async_to_sync(oauth_credential_refresh_now)(credential_id=credential.pk)
+    finally:
+        change_events.unsubscribe(CREDENTIALS_TOPIC, sent.append)
+        change_events.subscribe(CREDENTIALS_TOPIC, chat._on_credentials_changed)
+    assert sent and sent[-1] == {"provider_id": provider.pk}
+    simulator.clear_requests()
+
+    async_to_sync(provider_chat)(provider, _ask())  # not arrived yet: the snapshot's token
+    message = {"origin": "another-process", "topic": CREDENTIALS_TOPIC, "payload": sent[-1]}
+    change_events._receive(json.dumps(message))  # what the listener does when it arrives
+    async_to_sync(provider_chat)(provider, _ask())
+
+    assert _tokens_sent(simulator) == [credential.last4, refreshed.last4]
+    assert credential.last4 != refreshed.last4

@@ -25,7 +25,12 @@ from .config import (
     refresh_buffer,
 )
 from .device_flow import DEVICE_STATUSES, device_poll, device_start
-from .refresh import ensure_fresh_token, oauth_credential_refresh_now, oauth_refresh_expiring
+from .refresh import (
+    ensure_fresh_token,
+    fresh_credential,
+    oauth_credential_refresh_now,
+    oauth_refresh_expiring,
+)
 from .store import oauth_credential_disconnect
 
 __all__ = [
@@ -39,6 +44,7 @@ __all__ = [
     "device_poll",
     "device_start",
     "ensure_fresh_token",
+    "fresh_credential",
     "oauth_callback",
     "oauth_credential_disconnect",
     "oauth_credential_refresh_now",

@@ -54,6 +54,19 @@ def _expiring(credential: OAuthCredential) -> bool:
     )
 
 
+async def fresh_credential(credential: OAuthCredential) -> OAuthCredential:
+    """The request path's way in: ``credential`` as this process's snapshot holds it
+    (services/chat.py), itself, while its token is not about to expire -- no query, no
+    lock. Only a token expiring within OAUTH_REFRESH_BUFFER_SECONDS takes
+    ``ensure_fresh_token``'s path (lock, reload, refresh). A refresh made anywhere else
+    (another process, the refresh job, the console's "Refresh now") saves the row, and
+    that save's change event drops every process's snapshot (providers_app/signals.py),
+    so the next request reads the new token."""
+    if not _expiring(_usable(credential)):
+        return credential
+    return await ensure_fresh_token(credential.pk)
+
+
 async def ensure_fresh_token(credential_id: int, *, force: bool = False) -> OAuthCredential:
     """The credential with an access token that is not about to expire.
 
