@@ -53,6 +53,13 @@ class LocalObjects:
                 found[key] = entry[0]
         return found
 
+    def get(self, key: str) -> Any:
+        """The value, or None if absent or expired."""
+        entry = self._data.get(key)
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        return None
+
     def set(self, key: str, value: Any, ttl: float) -> None:
         now = time.monotonic()
         if ttl <= 0:

@@ -128,9 +128,7 @@ async def admit(
     now = clock()
     window, month = rules.window_id(now), rules.month_id(now)
     req = AdmitRequest(
-        keys=AdmissionKeys.of(
-            tenant_id=tenant_id, key_id=key_id, window=window, month=month, request_id=request_id
-        ),
+        keys=AdmissionKeys.of(tenant_id=tenant_id, key_id=key_id, window=window, month=month),
         window=window,
         month=month,
         key_limits=key_limits,
@@ -191,9 +189,9 @@ async def settle(admission: Admission, *, tokens: int, cost_micro: int) -> None:
                 key_id=admission.key_id,
                 window=admission.window,
                 month=admission.month,
-                request_id=admission.request_id,
             ),
             window=admission.window,
+            month=admission.month,
             admitted_at=admission.admitted_at,
             same_window=rules.window_id(now) == admission.window,
             request_id=admission.request_id,

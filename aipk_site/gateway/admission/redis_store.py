@@ -224,7 +224,8 @@ class RedisAdmissionStore:
             req.month,
             repr(req.now + req.lease),
         ]
-        reply = await self._run(_LUA_ADMIT, req.keys.ordered(), args)
+        keys = [*req.keys.ordered(), req.keys.reservation(req.request_id)]
+        reply = await self._run(_LUA_ADMIT, keys, args)
         status = int(reply[0])
         code = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
         if status == 2:
@@ -254,10 +255,11 @@ class RedisAdmissionStore:
             s.lease_member,
             s.real_cost,
         ]
-        return bool(await self._run(_LUA_SETTLE, s.keys.ordered(), args))
+        keys = [*s.keys.ordered(), s.keys.reservation(s.request_id)]
+        return bool(await self._run(_LUA_SETTLE, keys, args))
 
     async def read(self, keys: AdmissionKeys, *, now: float, month: str) -> list[int | None]:
-        reply = await self._run(_LUA_READ, keys.ordered()[:8], [repr(now), month])
+        reply = await self._run(_LUA_READ, keys.ordered(), [repr(now), month])
         out: list[int | None] = [int(v) for v in reply]
         for spend in (2, 6):
             if out[spend] == -1:

@@ -247,6 +247,11 @@ def _month_bounds(now: float) -> tuple[datetime, datetime]:
     return start, end
 
 
+def month_end(now: float) -> float:
+    """The timestamp at which the UTC month holding ``now`` ends."""
+    return _month(now)[1]
+
+
 def month_id(now: float) -> str:
     return _month(now)[3]
 

@@ -10,6 +10,7 @@ Both do the same atomic admit, settle and read, so the API above them
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +26,7 @@ from aipk_site.gateway.admission.keys import (
     window_ttl,
 )
 from aipk_site.gateway.admission.redis_store import RedisAdmissionStore
-from aipk_site.gateway.admission.rules import Counters, Held, SettleScope
+from aipk_site.gateway.admission.rules import Counters, Held, Lease, SettleScope
 from aipk_site.infra.local_cache import FastLocMemCache, LocalObjects
 from aipk_site.infra.state import (
     LockedCacheStateStore,
@@ -88,7 +89,7 @@ class LockedAdmissionStore:
         k = req.keys
 
         def step() -> rules.AdmitResult:
-            stored = self._read(k.ordered()[:8])
+            stored = self._read(k.ordered())
             key_names, tenant_names = k.scopes()
             result = rules.admit_step(
                 self._counters(stored, key_names),
@@ -117,7 +118,7 @@ class LockedAdmissionStore:
                 self._write_map(streams, c.streams, req.now)
                 self._write_map(leases, c.leases, req.now)
             if result.admitted:
-                self._write(k.reservation, 1, reservation_ttl(req.lease))
+                self._write(k.reservation(req.request_id), 1, reservation_ttl(req.lease))
             return result
 
         return await self.shared.atomically(step)
@@ -135,11 +136,13 @@ class LockedAdmissionStore:
                 leases=self._book(stored.get(leases)),
             )
 
+        reservation = k.reservation(s.request_id)
+
         def step() -> bool:
-            stored = self._read(k.ordered())
+            stored = self._read([*k.ordered(), reservation])
             applied, key, tenant = rules.settle_step(
                 *(scope(stored, names) for names in k.scopes()),
-                reserved=stored.get(k.reservation) is not None,
+                reserved=stored.get(reservation) is not None,
                 request_id=s.request_id,
                 token_delta=s.token_delta,
                 cost_delta=s.cost_delta,
@@ -157,14 +160,14 @@ class LockedAdmissionStore:
                     self._write(month, new.spend, month_ttl(s.admitted_at, s.now))
                 self._write_map(streams, new.streams, s.now)
                 self._write_map(leases, new.leases, s.now)
-            self._delete(k.reservation)
+            self._delete(reservation)
             return True
 
         return await self.shared.atomically(step)
 
     async def read(self, keys: AdmissionKeys, *, now: float, month: str) -> list[int | None]:
         def step() -> list[int | None]:
-            stored = self._read(keys.ordered()[:8])
+            stored = self._read(keys.ordered())
             out: list[int | None] = []
             for names in keys.scopes():
                 _, month_key, streams, leases = names
@@ -179,26 +182,229 @@ class LockedAdmissionStore:
         return await self.shared.atomically(step)
 
 
-class ObjectAdmissionStore(LockedAdmissionStore):
-    """The same steps over the embedded cache's live objects (``FastLocMemCache.objects``):
-    nothing pickled, no cache key built, and nothing copied: the steps update the stored
-    stream and lease books (``rules.Held``) in place, so an admit or settle costs
-    O(log n) in the requests in flight, not O(n). That is safe because this store is
-    their only reader and writer, always inside the process-wide lock (``atomically``);
-    the window and month counters are still replaced, never changed."""
+class _Scope:
+    """One scope's counters (a key, or a tenant as a whole) as live objects: what the
+    generic store keeps in four cache entries, in one.
+
+    Every part keeps its cache entry's lifetime (``keys``), as a ``time.monotonic()``
+    deadline like ``LocalObjects``' own, so each reads exactly as its entry did:
+    windows (id → requests, tokens, until), months (YYYYMM → spend, until), and the
+    stream and lease books with one deadline each (an empty book was a deleted entry)."""
+
+    __slots__ = (
+        "windows",
+        "months",
+        "streams",
+        "streams_until",
+        "leases",
+        "leases_until",
+        "kept",
+    )
+
+    def __init__(self) -> None:
+        self.windows: dict[int, tuple[int, int, float]] = {}
+        self.months: dict[str, tuple[int, float]] = {}
+        self.streams: Held[float] = Held()
+        self.leases: Held[Lease] = Held()
+        self.streams_until = 0.0
+        self.leases_until = 0.0
+        self.kept = 0.0  # when its table entry (``LocalObjects``) expires, or 0: not stored
+
+    def window(self, window: int, mono: float) -> tuple[int, int, float] | None:
+        w = self.windows.get(window)
+        return w if w is not None and w[2] > mono else None
+
+    def spend(self, month: str, mono: float) -> int | None:
+        m = self.months.get(month)
+        return m[0] if m is not None and m[1] > mono else None
+
+    def books(self, mono: float) -> tuple[Held[float], Held[Lease]]:
+        """The books, emptied first if their entry's lifetime is over."""
+        if self.streams_until <= mono:
+            self.streams.clear()
+        if self.leases_until <= mono:
+            self.leases.clear()
+        return self.streams, self.leases
+
+    def counters(self, window: int, month: str, mono: float) -> Counters:
+        w = self.window(window, mono)
+        streams, leases = self.books(mono)
+        return Counters(
+            requests=0 if w is None else w[0],
+            tokens=0 if w is None else w[1],
+            spend=self.spend(month, mono),
+            streams=streams,
+            leases=leases,
+        )
+
+    def set_window(self, window: int, requests: int, tokens: int, until: float) -> None:
+        windows = self.windows
+        windows[window] = (requests, tokens, until)
+        # Entries live until their window ends (plus a margin): two at most on the real
+        # clock. Past ones are never read again; the oldest go (bounded memory).
+        while len(windows) > 3:
+            del windows[min(windows)]
+
+    def set_spend(self, month: str, spend: int, until: float) -> None:
+        months = self.months
+        months[month] = (spend, until)
+        while len(months) > 3:  # (kept a day past their month: two at most are alive)
+            del months[min(months)]
+
+    def set_books(
+        self, streams: Mapping[str, float], leases: Mapping[str, Lease], now: float, mono: float
+    ) -> None:
+        """Keep the books until their last entry expires (``_write_map``'s lifetimes)."""
+        self.streams, self.leases = rules.held(streams), rules.held(leases)
+        if self.streams:
+            self.streams_until = mono + leases_ttl(max(0.0, self.streams.last - now))
+        else:
+            self.streams.clear()
+            self.streams_until = 0.0
+        if self.leases:
+            self.leases_until = mono + leases_ttl(max(0.0, self.leases.last - now))
+        else:
+            self.leases.clear()
+            self.leases_until = 0.0
+
+
+# Held by the embedded store's steps: the scopes and their books are changed in place,
+# and usage reads can come from other threads (``async_to_sync`` in the live API views).
+# Its own lock: no other state shares these objects.
+_OBJECTS_LOCK = threading.Lock()
+# A scope's table entry outlives its longest-lived part (its month, a day past the
+# month's end); refreshed at most once per this many seconds past that.
+SCOPE_SLACK_SECONDS = 3600.0
+
+
+class ObjectAdmissionStore:
+    """The same steps (``rules.admit_step``, ``settle_step``, ``reclaim``) over the
+    embedded cache's live objects (``FastLocMemCache.objects``): one ``_Scope`` per key
+    and per tenant, found with one lookup, instead of eight cache entries read and
+    rewritten per step. Nothing pickled and nothing copied: the steps update the
+    scopes' stream and lease books (``rules.Held``) in place, so an admit or settle
+    costs O(log n) in the requests in flight. That is safe because this store is
+    their only reader and writer, always under ``_OBJECTS_LOCK``.
+
+    Each part expires as its cache entry did (``_Scope``), so every admit, settle and
+    read sees what ``LockedAdmissionStore`` sees; ``FastLocMemCache.clear()`` drops
+    the scopes as it dropped the entries."""
 
     def __init__(self, shared: LockedCacheStateStore, objects: LocalObjects) -> None:
-        super().__init__(shared)
+        self.shared = shared
         self.objects = objects
 
-    def _read(self, keys: list[str]) -> dict[str, Any]:
-        return self.objects.get_many(keys)
+    def _scope(self, name: str) -> _Scope | None:
+        scope = self.objects.get(name)
+        return scope if isinstance(scope, _Scope) else None
 
-    def _write(self, key: str, value: Any, ttl: float) -> None:
-        self.objects.set(key, value, ttl)
+    def _keep(self, name: str, scope: _Scope, until: float, mono: float) -> None:
+        """Keep the scope's table entry at least ``until`` (its longest-lived part's end)."""
+        until = max(until, scope.streams_until, scope.leases_until)
+        if scope.kept < until:
+            scope.kept = until + SCOPE_SLACK_SECONDS
+            self.objects.set(name, scope, scope.kept - mono)
 
-    def _delete(self, key: str) -> None:
-        self.objects.delete(key)
+    async def admit(
+        self, req: AdmitRequest, *, key_seed: int | None, tenant_seed: int | None
+    ) -> rules.AdmitResult:
+        k = req.keys
+        now, window, month = req.now, req.window, req.month
+        names = (k.key_streams, k.tenant_streams)
+        with _OBJECTS_LOCK:
+            mono = time.monotonic()
+            scopes = [self._scope(n) or _Scope() for n in names]
+            result = rules.admit_step(
+                scopes[0].counters(window, month, mono),
+                scopes[1].counters(window, month, mono),
+                key_limits=req.key_limits,
+                tenant_limits=req.tenant_limits,
+                request_id=req.request_id,
+                tokens=req.tokens,
+                cost=req.cost,
+                stream=req.stream,
+                now=now,
+                month=month,
+                lease_seconds=req.lease,
+                key_seed=key_seed,
+                tenant_seed=tenant_seed,
+            )
+            if result.needs_seed:
+                return result
+            window_until = mono + window_ttl(window, now)
+            month_until = mono + month_ttl(now, now)
+            for name, scope, c in zip(names, scopes, (result.key, result.tenant), strict=True):
+                if result.admitted:
+                    scope.set_window(window, c.requests, c.tokens, window_until)
+                assert c.spend is not None  # seeded
+                scope.set_spend(month, c.spend, month_until)
+                scope.set_books(c.streams, c.leases, now, mono)
+                self._keep(name, scope, max(month_until, window_until), mono)
+            if result.admitted:
+                self.objects.set(k.reservation(req.request_id), 1, reservation_ttl(req.lease))
+            return result
+
+    async def settle(self, s: SettleRequest) -> bool:
+        k = s.keys
+        names = (k.key_streams, k.tenant_streams)
+        reservation = k.reservation(s.request_id)
+        with _OBJECTS_LOCK:
+            mono = time.monotonic()
+            if self.objects.get(reservation) is None:
+                return False  # settled already (or never admitted here): nothing to do
+            scopes = [self._scope(n) or _Scope() for n in names]
+            windows = [scope.window(s.window, mono) for scope in scopes]
+            before = []
+            for scope, w in zip(scopes, windows, strict=True):
+                streams, leases = scope.books(mono)
+                before.append(
+                    SettleScope(
+                        tokens=w[1] if s.same_window and w is not None else None,
+                        spend=scope.spend(s.month, mono),
+                        streams=streams,
+                        leases=leases,
+                    )
+                )
+            applied, key, tenant = rules.settle_step(
+                before[0],
+                before[1],
+                reserved=True,
+                request_id=s.request_id,
+                token_delta=s.token_delta,
+                cost_delta=s.cost_delta,
+                real_cost=s.real_cost,
+            )
+            for name, scope, w, new in zip(names, scopes, windows, (key, tenant), strict=True):
+                until = 0.0
+                if new.tokens is not None:
+                    assert w is not None
+                    until = mono + window_ttl(s.window, s.now)
+                    scope.set_window(s.window, w[0], new.tokens, until)
+                if new.spend is not None:
+                    month_until = mono + month_ttl(s.admitted_at, s.now)
+                    scope.set_spend(s.month, new.spend, month_until)
+                    until = max(until, month_until)
+                scope.set_books(new.streams, new.leases, s.now, mono)
+                self._keep(name, scope, until, mono)
+            self.objects.delete(reservation)
+            return applied
+
+    async def read(self, keys: AdmissionKeys, *, now: float, month: str) -> list[int | None]:
+        window = rules.window_id(now)
+        out: list[int | None] = []
+        with _OBJECTS_LOCK:
+            mono = time.monotonic()
+            for name in (keys.key_streams, keys.tenant_streams):
+                scope = self._scope(name) or _Scope()
+                c = rules.reclaim(scope.counters(window, month, mono), now=now, month=month)
+                until = 0.0
+                if c.spend is not None:
+                    until = mono + month_ttl(now, now)
+                    scope.set_spend(month, c.spend, until)
+                scope.set_books(c.streams, c.leases, now, mono)
+                self._keep(name, scope, until, mono)
+                out += [c.requests, c.tokens, c.spend, len(c.streams)]
+        return out
 
 
 # --- choosing the store ------------------------------------------------------------
@@ -209,7 +415,7 @@ _stores: weakref.WeakKeyDictionary[SharedStateStore, Any] = weakref.WeakKeyDicti
 _stores_lock = threading.Lock()
 
 
-def admission_store() -> RedisAdmissionStore | LockedAdmissionStore:
+def admission_store() -> RedisAdmissionStore | LockedAdmissionStore | ObjectAdmissionStore:
     shared = state_store()
     store = _stores.get(shared)
     if store is None:
