@@ -165,7 +165,10 @@ def held(entries: Mapping[str, V]) -> Held[V]:
     return entries if isinstance(entries, Held) else Held(entries)
 
 
-@dataclass(frozen=True, slots=True)
+# Counters, AdmitResult and SettleScope are values the steps never change (they build
+# new ones), but not frozen: several are built per request, and a frozen dataclass's
+# __init__ (object.__setattr__ per field) costs twice a plain one's.
+@dataclass(slots=True)
 class Counters:
     """One scope's counters for the current window and month, as stored."""
 
@@ -187,7 +190,7 @@ class Refusal:
         return f"{self.scope}_{self.kind}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AdmitResult:
     """What to store, and the verdict.
 
@@ -269,6 +272,8 @@ def reclaim(c: Counters, *, now: float, month: str) -> Counters:
     streams, leases = held(c.streams), held(c.leases)
     expired = leases.expire(now)
     streams.expire(now)
+    if not expired and streams is c.streams and leases is c.leases:
+        return c  # the same counters (the usual case: nothing expired)
     spend = c.spend
     if spend is not None and expired:
         spend = max(0, spend - sum(lease.cost for lease in expired if lease.month == month))
@@ -338,45 +343,59 @@ def admit_step(
     The scopes' books (``Held``) are updated in place and returned in the result's
     counters; when a seed is missing nothing is touched at all.
     """
-    scopes: tuple[tuple[Scope, Counters, int | None], ...] = (
-        ("key", key, key_seed),
-        ("tenant", tenant, tenant_seed),
-    )
-    missing = tuple(scope for scope, c, seed in scopes if c.spend is None and seed is None)
-    if missing:
+    # Written out for the two scopes, not looped over: this runs on every request.
+    key_missing = key.spend is None and key_seed is None
+    tenant_missing = tenant.spend is None and tenant_seed is None
+    if key_missing or tenant_missing:
+        missing: tuple[Scope, ...] = ("key",) if key_missing else ()
+        if tenant_missing:
+            missing += ("tenant",)
         return AdmitResult(False, key, tenant, needs_seed=missing)
 
-    current: dict[Scope, Counters] = {}
-    for scope, c, seed in scopes:
-        if c.spend is None:
-            # the seed (recorded spend) holds none of the old leases' costs:
-            # dropping them makes their late settles add their whole real cost
-            leases = held(c.leases)
-            leases.clear()
-            c = replace(c, spend=seed, leases=leases)
-        current[scope] = reclaim(c, now=now, month=month)
-    limits: dict[Scope, Limits] = {"key": key_limits, "tenant": tenant_limits}
-    for scope in SCOPES:
-        kind = _check(current[scope], limits[scope], tokens=tokens, cost=cost, stream=stream)
-        if kind is not None:
-            return AdmitResult(False, current["key"], current["tenant"], Refusal(scope, kind))
+    key = reclaim(_seeded(key, key_seed), now=now, month=month)
+    tenant = reclaim(_seeded(tenant, tenant_seed), now=now, month=month)
+    kind = _check(key, key_limits, tokens=tokens, cost=cost, stream=stream)
+    if kind is not None:
+        return AdmitResult(False, key, tenant, Refusal("key", kind))
+    kind = _check(tenant, tenant_limits, tokens=tokens, cost=cost, stream=stream)
+    if kind is not None:
+        return AdmitResult(False, key, tenant, Refusal("tenant", kind))
     lease = Lease(expires=now + lease_seconds, cost=cost, month=month)
-    new = {
-        s: _reserve(
-            current[s],
-            limits[s],
+    return AdmitResult(
+        True,
+        _reserve(
+            key,
+            key_limits,
             request_id=request_id,
             tokens=tokens,
             cost=cost,
             stream=stream,
             lease=lease,
-        )
-        for s in current
-    }
-    return AdmitResult(True, new["key"], new["tenant"])
+        ),
+        _reserve(
+            tenant,
+            tenant_limits,
+            request_id=request_id,
+            tokens=tokens,
+            cost=cost,
+            stream=stream,
+            lease=lease,
+        ),
+    )
 
 
-@dataclass(frozen=True, slots=True)
+def _seeded(c: Counters, seed: int | None) -> Counters:
+    """The counters with a missing spend set to ``seed`` (the recorded spend)."""
+    if c.spend is not None:
+        return c
+    # the seed (recorded spend) holds none of the old leases' costs:
+    # dropping them makes their late settles add their whole real cost
+    leases = held(c.leases)
+    leases.clear()
+    return replace(c, spend=seed, leases=leases)
+
+
+@dataclass(slots=True)
 class SettleScope:
     """A scope's counters as settle sees them; ``None`` = not (or no longer) counted."""
 
@@ -449,11 +468,21 @@ def usd(micro: int) -> str:
     return f"${whole}.{cents.ljust(2, '0')}"
 
 
-def _tightest(pairs: list[tuple[int, int]]) -> tuple[int, int] | None:
-    """(limit, used) with the fewest remaining; a tie goes to the smaller limit."""
-    if not pairs:
-        return None
-    return min(pairs, key=lambda p: (max(0, p[0] - p[1]), p[0]))
+def _tightest(
+    key_limit: int | None, key_used: int, tenant_limit: int | None, tenant_used: int
+) -> tuple[int, int] | None:
+    """(limit, used) with the fewest remaining; a tie goes to the smaller limit, then
+    to the key. None when neither scope has the limit."""
+    if key_limit is None:
+        return None if tenant_limit is None else (tenant_limit, tenant_used)
+    if tenant_limit is None:
+        return (key_limit, key_used)
+    if (max(0, tenant_limit - tenant_used), tenant_limit) < (
+        max(0, key_limit - key_used),
+        key_limit,
+    ):
+        return (tenant_limit, tenant_used)
+    return (key_limit, key_used)
 
 
 def rate_headers(
@@ -461,14 +490,15 @@ def rate_headers(
 ) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*`` headers for whichever of key and tenant is tighter."""
     headers: dict[str, str] = {}
+    requests = _tightest(key_limits.rpm, key.requests, tenant_limits.rpm, tenant.requests)
+    tokens = _tightest(key_limits.tpm, key.tokens, tenant_limits.tpm, tenant.tokens)
+    if requests is None and tokens is None:
+        return headers
     reset = duration(window_reset(now))
-    scopes = ((key, key_limits), (tenant, tenant_limits))
-    requests = _tightest([(lim.rpm, c.requests) for c, lim in scopes if lim.rpm is not None])
     if requests is not None:
         headers["x-ratelimit-limit-requests"] = str(requests[0])
         headers["x-ratelimit-remaining-requests"] = str(max(0, requests[0] - requests[1]))
         headers["x-ratelimit-reset-requests"] = reset
-    tokens = _tightest([(lim.tpm, c.tokens) for c, lim in scopes if lim.tpm is not None])
     if tokens is not None:
         headers["x-ratelimit-limit-tokens"] = str(tokens[0])
         headers["x-ratelimit-remaining-tokens"] = str(max(0, tokens[0] - tokens[1]))
