@@ -104,6 +104,8 @@ class EdgeResponse:
     body: bytes = b""
     # a Server-Sent Events body instead of ``body``
     stream: AsyncGenerator[bytes, None] | None = None
+    # the same stream, which the ASGI edge writes without ``stream``'s generator (_Events)
+    events: _Events | None = None
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -242,6 +244,48 @@ async def _stream_events(
 
 
 @dataclass(frozen=True, slots=True)
+class _Events:
+    """A chat stream and its encoder, written to the ASGI connection by ``send_to``: what
+    ``_stream_events`` yields, each chunk sent as it is encoded, without a generator
+    between the relay and the socket (one fewer frame to resume per chunk). The
+    generator stays for callers that need an iterable (the NinjaAPI view)."""
+
+    call: GatewayCall
+    streamed: StreamReply
+    encoder: StreamEncoder
+
+    async def send_to(self, send: Send) -> None:
+        call, streamed, encoder = self.call, self.streamed, self.encoder
+        chunks = streamed.chunks
+        try:
+            while True:
+                # Only what the stream and its encoding raise becomes an error event, as
+                # in ``_stream_events``; a failed ``send`` (the client went away) is not.
+                try:
+                    data = encoder.chunk(await chunks.__anext__())
+                except StopAsyncIteration:
+                    data = encoder.finish(streamed.usage())
+                    break
+                except AipkError as error:
+                    data = encoder.error(error)
+                    break
+                except Exception as error:  # noqa: BLE001 -- the client must hear the stream end
+                    log_infrastructure_fault(call, "rendering", error)
+                    data = encoder.error(infrastructure_unavailable())
+                    break
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        finally:
+            # a stream left early (the client went away) is closed now: the relay's
+            # ``finally`` records the usage so far
+            try:
+                await chunks.aclose()
+            except Exception as error:  # noqa: BLE001 -- must not hide why the stream ended
+                log_infrastructure_fault(call, "closing", error)
+
+
+@dataclass(frozen=True, slots=True)
 class _Wire:
     """One client wire format as the edge serves it: the two operations differ only in
     these, so the reply-or-stream branch is written once (``_serve``)."""
@@ -298,7 +342,12 @@ async def _serve(request: EdgeRequest, wire: _Wire) -> EdgeResponse:
         return error_response(_unavailable(error), wire.error_body)
     encoder = wire.encoder(call, model, created, streamed)
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **streamed.headers}
-    return EdgeResponse(200, headers, stream=_stream_events(call, streamed, encoder))
+    return EdgeResponse(
+        200,
+        headers,
+        stream=_stream_events(call, streamed, encoder),
+        events=_Events(call, streamed, encoder),
+    )
 
 
 async def chat_completions(request: EdgeRequest) -> EdgeResponse:
@@ -630,10 +679,13 @@ async def _send(
         await send({"type": "http.response.body", "body": response.body})
         return
     await send({"type": "http.response.start", "status": response.status, "headers": raw})
-    # aclosing: a stream left early (the client went away) still runs its ``finally``,
-    # which records the usage so far
-    async with aclosing(response.stream) as chunks:
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    if response.events is not None:
+        await response.events.send_to(send)
+    else:
+        # aclosing: a stream left early (the client went away) still runs its ``finally``,
+        # which records the usage so far
+        async with aclosing(response.stream) as chunks:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
     exchange.answered = True
     await send({"type": "http.response.body", "body": b""})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from aipk_site.gateway import shutdown
 from aipk_site.gateway.error_mapping import (
@@ -41,18 +42,40 @@ async def started(
         head = await relay.__anext__()
     except StopAsyncIteration:
         return replay([])
-    return _prepend(head, relay)
+    return _Prepended(head, relay)
 
 
-async def _prepend(
-    head: ChatChunk, rest: AsyncGenerator[ChatChunk, None]
-) -> AsyncGenerator[ChatChunk, None]:
-    try:
-        yield head
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()
+class _Prepended(AsyncGenerator[ChatChunk, None]):
+    """``head`` then the rest of ``relay``. A class rather than one more async generator
+    around the relay: each chunk passes through one call, not a generator's frame, and
+    closing it closes the relay (whose ``finally`` accounts the stream)."""
+
+    __slots__ = ("_head", "_relay")
+
+    def __init__(self, head: ChatChunk, relay: AsyncGenerator[ChatChunk, None]) -> None:
+        self._head: ChatChunk | None = head
+        self._relay = relay
+
+    def __aiter__(self) -> _Prepended:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        head = self._head
+        if head is not None:
+            self._head = None
+            return head
+        return await self._relay.__anext__()
+
+    async def asend(self, value: None) -> ChatChunk:
+        return await self.__anext__()
+
+    async def athrow(self, *args: Any) -> ChatChunk:
+        self._head = None
+        return await self._relay.athrow(*args)
+
+    async def aclose(self) -> None:
+        self._head = None
+        await self._relay.aclose()
 
 
 async def _aclose(chunks: AsyncIterator[ChatChunk]) -> None:
@@ -92,8 +115,11 @@ async def relay_stream(
             yield first
         async for chunk in chunks:
             builder.add(chunk)
-            completion_chars += len(chunk.text) + sum(len(d.arguments) for d in chunk.tool_calls)
-            finished = finished or bool(chunk.finish_reason)
+            completion_chars += len(chunk.text)
+            if chunk.tool_calls:
+                completion_chars += sum(len(d.arguments) for d in chunk.tool_calls)
+            if chunk.finish_reason:
+                finished = True
             yield chunk
         status, error_type = UsageStatus.SUCCESS, ""
     except ProviderError as error:

@@ -39,7 +39,14 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream
 
-__all__ = ["DEFAULT_LIMITS", "UpstreamTransport", "pooled_client", "send"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "BodyReader",
+    "UpstreamTransport",
+    "body_reader",
+    "pooled_client",
+    "send",
+]
 
 # As many kept alive as may be open: under a burst, closing and reopening connections
 # above a smaller keep-alive limit costs more than holding them. The 5 s expiry is
@@ -84,6 +91,12 @@ def _translated(exc: BaseException, *, queued: bool = False) -> httpx.TransportE
     return kind(message)
 
 
+def _fault(exc: aiohttp.ClientError) -> httpx.TransportError:
+    translated = _translated(exc)
+    assert translated is not None  # every aiohttp.ClientError has its httpx counterpart
+    return translated
+
+
 class _TranslatedStream(httpx.AsyncByteStream):
     """The response body, with aiohttp's read errors translated like the request's; its
     connection counts as held until it is closed."""
@@ -112,6 +125,66 @@ class _TranslatedStream(httpx.AsyncByteStream):
         # releasing an aiohttp response whose body was not read to the end closes its
         # connection, so an abandoned stream stops the provider's generation
         await self._stream.aclose()
+
+
+class BodyReader:
+    """A streamed reply's body as it arrives: ``read()`` waits for more (``b""`` at its
+    end), ``buffered()`` takes what has already arrived without waiting (``b""`` if none).
+
+    This one reads through httpx (``aiter_bytes``: any client, any content-encoding);
+    ``_DirectBody`` reads aiohttp's buffer itself.
+    """
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._chunks = response.aiter_bytes().__aiter__()
+
+    def buffered(self) -> bytes:
+        return b""
+
+    async def read(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+
+class _DirectBody(BodyReader):
+    """Straight from the aiohttp response's buffer, whatever has arrived in one piece:
+    not through httpx's ``aiter_bytes`` -> ``aiter_raw`` -> ``_TranslatedStream`` ->
+    httpx_aiohttp's ``iter_chunked`` (four async generators per read, most of a stream's
+    byte-reading CPU). Faults are translated as ``_TranslatedStream`` does."""
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+
+    def buffered(self) -> bytes:
+        try:
+            return self._content.read_nowait()
+        except aiohttp.ClientError as exc:
+            raise _fault(exc) from exc
+
+    async def read(self) -> bytes:
+        try:
+            return await self._content.readany()
+        except aiohttp.ClientError as exc:
+            raise _fault(exc) from exc
+
+
+def body_reader(response: httpx.Response) -> BodyReader:
+    """The reader for a reply sent with ``send(..., stream=True)``: direct on the kit's
+    own pool when the body needs no decoding, through httpx otherwise."""
+    stream = response.stream
+    if (
+        isinstance(stream, _TranslatedStream)
+        and isinstance(stream._stream, AiohttpResponseStream)
+        and "content-encoding" not in response.headers
+    ):
+        return _DirectBody(stream._stream._aiohttp_response.content)
+    return BodyReader(response)
 
 
 def _whole_response(reply: aiohttp.ClientResponse, body: bytes) -> httpx.Response:

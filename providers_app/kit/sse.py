@@ -82,7 +82,12 @@ class SSEParser:
             self._pending.append(tail)
         events: list[SSEEvent] = []
         for line in lines:
-            self._line(line, events)
+            if line[:6] == "data: " and not self._raw:
+                # the line nearly every event is made of, without ``_line``'s dispatch
+                self._data.append(line[6:])
+                self._has_field = True
+            else:
+                self._line(line, events)
         return events
 
     def flush(self) -> list[SSEEvent]:

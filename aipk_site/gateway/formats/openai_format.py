@@ -425,6 +425,20 @@ class OpenAIStreamEncoder:
         self._id_sent: set[int] = set()
         self._name_sent: set[int] = set()
         self._saw_tool_calls = False
+        # (before, after) the text of a content-only event, for ``chunk``'s fast path;
+        # worked out on the first such chunk
+        self._text_event: tuple[bytes, bytes] | None = None
+        self._text_event_known = False
+
+    def _text_event_parts(self) -> tuple[bytes, bytes] | None:
+        """A content-only event split around its text: the bytes ``_delta`` renders
+        for ``{"content": text}`` are these two around the text's own JSON."""
+        marker = "\ue000"  # a private-use character, not in an id or a model name
+        event, quoted = self._delta({"content": marker}), dumps(marker)
+        if event.count(quoted) != 1:
+            return None
+        before, after = event.split(quoted)
+        return before, after
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         payload = {
@@ -451,6 +465,21 @@ class OpenAIStreamEncoder:
     def chunk(self, c: ChatChunk) -> bytes:
         if self._closed:
             return b""
+        if (
+            self._started
+            and c.text
+            and not c.tool_calls
+            and not c.finish_reason
+            and c.usage is None
+            and not self._finish_sent
+        ):
+            # Most chunks of a reply are text alone: the same bytes as below, without
+            # building and serialising the whole event each time.
+            if not self._text_event_known:
+                self._text_event, self._text_event_known = self._text_event_parts(), True
+            if self._text_event is not None:
+                before, after = self._text_event
+                return before + dumps(c.text) + after
         out = [self._start()]
         if c.text and not self._finish_sent:
             out.append(self._delta({"content": c.text}))

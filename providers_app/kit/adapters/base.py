@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from .. import errors
-from ..http_client import pooled_client, send
+from ..http_client import body_reader, pooled_client, send
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
 from ..types import (
     AuthState,
@@ -264,18 +264,22 @@ class BaseAdapter:
                         raise self._error_from(response)
             except TimeoutError as exc:
                 raise self._timed_out(phase, wait) from exc
-            raw_bytes = response.aiter_bytes().__aiter__()
+            incoming = body_reader(response)
             wait, phase = _bounded(
                 started + limits.first_byte - time.monotonic(), deadline, "first_byte"
             )
             while True:
-                try:
-                    async with asyncio.timeout(wait):
-                        raw = await raw_bytes.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    raise self._timed_out(phase, wait) from exc
+                # Bytes that have already arrived are taken without a wait (and without
+                # the cost of a deadline around one); only an actual wait is bounded.
+                raw = incoming.buffered() if wait > 0 else b""
+                if not raw:
+                    try:
+                        async with asyncio.timeout(wait):
+                            raw = await incoming.read()
+                    except TimeoutError as exc:
+                        raise self._timed_out(phase, wait) from exc
+                    if not raw:
+                        break
                 for chunk in reader.feed(raw):
                     yield chunk
                 wait, phase = _bounded(limits.idle, deadline, "idle")
