@@ -195,7 +195,6 @@ async def settle(admission: Admission, *, tokens: int, cost_micro: int) -> None:
             admitted_at=admission.admitted_at,
             same_window=rules.window_id(now) == admission.window,
             request_id=admission.request_id,
-            lease_member=admission.lease_member,
             token_delta=max(0, int(tokens)) - admission.tokens,
             cost_delta=real_cost - admission.cost_micro,
             real_cost=real_cost,

@@ -165,7 +165,6 @@ class SettleRequest:
     admitted_at: float
     same_window: bool
     request_id: str
-    lease_member: str
     token_delta: int
     cost_delta: int
     real_cost: int

@@ -13,6 +13,7 @@ from aipk_site.gateway.admission.keys import (
     AdmissionKeys,
     AdmitRequest,
     SettleRequest,
+    lease_member,
     leases_ttl,
     month_ttl,
     reservation_ttl,
@@ -252,7 +253,7 @@ class RedisAdmissionStore:
             s.token_delta,
             s.cost_delta,
             s.request_id,
-            s.lease_member,
+            lease_member(s.request_id, s.real_cost - s.cost_delta, s.month),  # as admitted
             s.real_cost,
         ]
         keys = [*s.keys.ordered(), s.keys.reservation(s.request_id)]

@@ -237,6 +237,34 @@ class _Scope:
             leases=leases,
         )
 
+    def settle_scope(
+        self, w: tuple[int, int, float] | None, s: SettleRequest, mono: float
+    ) -> SettleScope:
+        """What ``settle_step`` sees of this scope (``w``: the admission's window)."""
+        streams, leases = self.books(mono)
+        return SettleScope(
+            tokens=w[1] if s.same_window and w is not None else None,
+            spend=self.spend(s.month, mono),
+            streams=streams,
+            leases=leases,
+        )
+
+    def settled(
+        self, w: tuple[int, int, float] | None, new: SettleScope, s: SettleRequest, mono: float
+    ) -> float:
+        """Store what ``settle_step`` returned; the latest deadline of what it wrote."""
+        until = 0.0
+        if new.tokens is not None:
+            assert w is not None
+            until = mono + window_ttl(s.window, s.now)
+            self.set_window(s.window, w[0], new.tokens, until)
+        if new.spend is not None:
+            month_until = mono + month_ttl(s.admitted_at, s.now)
+            self.set_spend(s.month, new.spend, month_until)
+            until = max(until, month_until)
+        self.set_books(new.streams, new.leases, s.now, mono)
+        return until
+
     def set_window(self, window: int, requests: int, tokens: int, until: float) -> None:
         windows = self.windows
         windows[window] = (requests, tokens, until)
@@ -346,46 +374,27 @@ class ObjectAdmissionStore:
 
     async def settle(self, s: SettleRequest) -> bool:
         k = s.keys
-        names = (k.key_streams, k.tenant_streams)
         reservation = k.reservation(s.request_id)
         with _OBJECTS_LOCK:
             mono = time.monotonic()
             if self.objects.get(reservation) is None:
                 return False  # settled already (or never admitted here): nothing to do
-            scopes = [self._scope(n) or _Scope() for n in names]
-            windows = [scope.window(s.window, mono) for scope in scopes]
-            before = []
-            for scope, w in zip(scopes, windows, strict=True):
-                streams, leases = scope.books(mono)
-                before.append(
-                    SettleScope(
-                        tokens=w[1] if s.same_window and w is not None else None,
-                        spend=scope.spend(s.month, mono),
-                        streams=streams,
-                        leases=leases,
-                    )
-                )
-            applied, key, tenant = rules.settle_step(
-                before[0],
-                before[1],
+            key = self._scope(k.key_streams) or _Scope()
+            tenant = self._scope(k.tenant_streams) or _Scope()
+            key_window, tenant_window = key.window(s.window, mono), tenant.window(s.window, mono)
+            applied, new_key, new_tenant = rules.settle_step(
+                key.settle_scope(key_window, s, mono),
+                tenant.settle_scope(tenant_window, s, mono),
                 reserved=True,
                 request_id=s.request_id,
                 token_delta=s.token_delta,
                 cost_delta=s.cost_delta,
                 real_cost=s.real_cost,
             )
-            for name, scope, w, new in zip(names, scopes, windows, (key, tenant), strict=True):
-                until = 0.0
-                if new.tokens is not None:
-                    assert w is not None
-                    until = mono + window_ttl(s.window, s.now)
-                    scope.set_window(s.window, w[0], new.tokens, until)
-                if new.spend is not None:
-                    month_until = mono + month_ttl(s.admitted_at, s.now)
-                    scope.set_spend(s.month, new.spend, month_until)
-                    until = max(until, month_until)
-                scope.set_books(new.streams, new.leases, s.now, mono)
-                self._keep(name, scope, until, mono)
+            self._keep(k.key_streams, key, key.settled(key_window, new_key, s, mono), mono)
+            self._keep(
+                k.tenant_streams, tenant, tenant.settled(tenant_window, new_tenant, s, mono), mono
+            )
             self.objects.delete(reservation)
             return applied
 
@@ -415,8 +424,17 @@ _stores: weakref.WeakKeyDictionary[SharedStateStore, Any] = weakref.WeakKeyDicti
 _stores_lock = threading.Lock()
 
 
-def admission_store() -> RedisAdmissionStore | LockedAdmissionStore | ObjectAdmissionStore:
+AdmissionStore = RedisAdmissionStore | LockedAdmissionStore | ObjectAdmissionStore
+# The last answer: asked twice per request, and a WeakKeyDictionary lookup builds a weakref.
+_last: tuple[SharedStateStore, AdmissionStore] | None = None
+
+
+def admission_store() -> AdmissionStore:
+    global _last
     shared = state_store()
+    last = _last
+    if last is not None and last[0] is shared:
+        return last[1]
     store = _stores.get(shared)
     if store is None:
         with _stores_lock:
@@ -431,4 +449,5 @@ def admission_store() -> RedisAdmissionStore | LockedAdmissionStore | ObjectAdmi
                     else:
                         store = LockedAdmissionStore(shared)
                 _stores[shared] = store
+    _last = (shared, store)
     return store
