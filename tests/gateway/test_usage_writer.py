@@ -117,9 +117,14 @@ def test_it_writes_many_records_with_few_inserts(tenant, settings):
     with CaptureQueriesContext(connection) as queries:
         assert usage_flush() == 120
 
-    # one statement executed for the 40 rows of each batch ("40 times: INSERT ...")
     sql = [q["sql"].lstrip().upper() for q in queries.captured_queries]
-    assert [q.split(":", 1)[0] for q in sql if "INSERT" in q] == ["40 TIMES"] * 3
+    inserts = [q for q in sql if "INSERT" in q]
+    if connection.vendor == "postgresql":
+        # one statement per batch, its 40 rows sent as one array per column
+        assert len(inserts) == 3 and all("UNNEST(" in q for q in inserts)
+    else:
+        # one statement executed for the 40 rows of each batch ("40 times: INSERT ...")
+        assert [q.split(":", 1)[0] for q in inserts] == ["40 TIMES"] * 3
     assert UsageRecord.objects.filter(tenant=tenant).count() == 120
 
 
@@ -250,6 +255,64 @@ def test_it_hands_the_database_what_each_fields_own_conversion_gives(tenant):
         want = expected[start * width : (start + 1) * width]
         assert flat(rows[start : start + 1]) == [(type(w), w) for w in want]
     assert flat(rows) == [(type(w), w) for w in expected]
+
+
+def test_it_stores_a_batch_exactly_as_the_orm_stores_each_row(tenant):
+    """A batch goes in one statement (PostgreSQL: one array per column); what is stored
+    must be what the ORM's own one-row save stores, value for value: NULLs, text that
+    needs quoting, decimals to the last digit, instants in any zone, booleans."""
+    from datetime import timedelta
+    from datetime import timezone as dt_timezone
+
+    zone = dt_timezone(timedelta(hours=-3, minutes=-30))
+    odd = ["", 'a "quoted", {braced} \\ back\'slash', "NULL", "ünïcødé ✓", " spaced "]
+    rows = [
+        row(
+            tenant,
+            model=text,
+            provider_name=text[:64],
+            error_type=text[:64],
+            alias=text[:100],
+            virtual_key_id=None,
+            provider_id=None,
+            ttft_ms=None if n % 2 else 1e-300 * (n + 1),
+            latency_ms=float(n) * 123456.789,
+            cost_usd=Decimal("123456.12345678") if n % 2 else Decimal("-0.00000001"),
+            cost_saved_usd=Decimal(n),
+            prompt_tokens=2_147_483_647 if n == 0 else n,
+            cached=bool(n % 2),
+            streamed=not n % 2,
+            tokens_estimated=n == 3,
+            created_at=timezone.now().astimezone(zone if n % 2 else UTC),
+        )
+        for n, text in enumerate(odd)
+    ]
+    assert usage._store(rows) == len(rows)
+    one_by_one = [{**r, "request_id": r["request_id"] + "-orm"} for r in rows]
+    for fields in one_by_one:
+        UsageRecord(**fields).save(force_insert=True)
+
+    names = [f.attname for f in usage._INSERT_FIELDS if f.attname != "request_id"]
+
+    def stored(request_id):
+        return UsageRecord.objects.filter(request_id=request_id).values(*names).get()
+
+    for batched, single in zip(rows, one_by_one, strict=True):
+        assert stored(batched["request_id"]) == stored(single["request_id"])
+
+
+def test_it_never_stores_a_value_too_long_for_its_column_cut_short(tenant):
+    good = row(tenant)
+    long = row(tenant, model="m" * 201)  # the column holds 200
+    usage_record(**good)
+    usage_record(**long)
+
+    usage_flush()
+
+    assert UsageRecord.objects.filter(request_id=good["request_id"]).exists()
+    # PostgreSQL refuses it (and the row-by-row pass loses that one row only); SQLite,
+    # which does not check lengths, keeps it whole, as the ORM's own save does
+    assert not UsageRecord.objects.filter(model="m" * 200).exists()
 
 
 def test_it_tries_a_failed_batch_again_before_going_row_by_row(tenant, monkeypatch):

@@ -332,14 +332,12 @@ def _plan(connection: Any) -> _Plan:
     return plan
 
 
-def _row_params(rows: list[dict[str, Any]], connection: Any) -> list[tuple[Any, ...]]:
-    """The INSERT parameters of these rows, a tuple per row: what each field's
+def _column_params(rows: list[dict[str, Any]], connection: Any) -> list[Sequence[Any]]:
+    """The INSERT parameters of these rows, a sequence per column: what each field's
     ``get_db_prep_save`` gives, without calling it for the values it would hand back
     unchanged on this backend (calling it for every value was most of the writer's CPU).
     Column by column, so that the common case -- a column of one type -- is a type
     check in C rather than Python code per value."""
-    if not rows:
-        return []
     plan = _plan(connection)
     try:
         values = list(map(plan.getter, rows))
@@ -351,34 +349,81 @@ def _row_params(rows: list[dict[str, Any]], connection: Any) -> list[tuple[Any, 
             )
             for row in rows
         ]
-    prepared = [
+    return [
         column.prepare(column_values, connection)
         for column, column_values in zip(plan.columns, zip(*values, strict=True), strict=True)
     ]
-    return list(zip(*prepared, strict=True))
+
+
+def _row_params(rows: list[dict[str, Any]], connection: Any) -> list[tuple[Any, ...]]:
+    """``_column_params`` as a tuple per row."""
+    if not rows:
+        return []
+    return list(zip(*_column_params(rows, connection), strict=True))
+
+
+def _array_type(field: Any, connection: Any) -> str:
+    """The column's type without its modifier: ``varchar(64)`` → ``varchar``,
+    ``numeric(14, 8)`` → ``numeric``. The array is cast to that; the INSERT's own
+    assignment to the column then refuses a string too long, as a one-row INSERT does
+    (an explicit cast to ``varchar(64)`` would cut it short silently)."""
+    return str(field.db_type(connection)).split("(", 1)[0].strip()
+
+
+def _server_binding_cursor(connection: Any) -> Any:
+    """A Django cursor (its error translation, query log and execute wrappers) over
+    psycopg's server-side binding cursor: the arrays go as parameters, dumped in binary
+    by psycopg, instead of being written into the statement as text literals by the
+    client-side binding Django uses by default -- that quoting, element by element in
+    Python, was most of the writer's CPU."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()  # what connection.cursor() does first
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
 def _insert_rows(rows: list[dict[str, Any]]) -> None:
-    """One INSERT statement executed for every row (``executemany``), of rows that are
-    already column values.
+    """Insert rows that are already column values, in one transaction (the caller's), so
+    that a bad row fails its batch as before. Each value is what its field's
+    ``get_db_prep_save`` makes of it (``_column_params``).
 
     Not ``bulk_create``: building a model instance per row and compiling the INSERT
     through the ORM was about a tenth of aipk's CPU per gateway request at a few
-    hundred requests a second (docs/BENCHMARKS.md "Data plane"). Not one multi-row
-    INSERT either: psycopg parses a statement longer than 4 KB (or with more than 50
-    parameters) again at every execution, in Python -- three quarters of the writer's
-    CPU on PostgreSQL -- while a one-row statement is parsed once and pipelined;
-    SQLite prepares it once and steps it per row, as fast as the multi-row form. Each
-    value is what its field's ``get_db_prep_save`` makes of it (``_row_params``); the
-    batch is one transaction, so a bad row fails it as before.
+    hundred requests a second (docs/BENCHMARKS.md "Data plane").
+
+    PostgreSQL: one statement per batch, ``INSERT ... SELECT * FROM unnest(%b::type[],
+    ...)`` with one array parameter per column, bound on the server and sent in binary
+    (``_server_binding_cursor``). Django's psycopg cursor binds on the client, so an
+    ``executemany`` of a one-row INSERT sent the server a new statement text per row,
+    parsed and planned each time (half the server's CPU per row went there), and text
+    arrays would be quoted element by element in Python. Not a multi-row VALUES: psycopg
+    parses a statement longer than 4 KB, or with more than 50 parameters, again at
+    every execution, in Python. Constraints, NULLs and lengths are checked by the
+    INSERT as for one row, so a bad row still fails its batch with the same error.
+
+    SQLite: ``executemany`` of a one-row INSERT, prepared once and stepped per row, as
+    fast as a multi-row form.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     quote = connection.ops.quote_name
+    table = quote(UsageRecord._meta.db_table)
     columns = ", ".join(quote(f.column) for f in _INSERT_FIELDS)
-    placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
-    sql = f"INSERT INTO {quote(UsageRecord._meta.db_table)} ({columns}) VALUES ({placeholders})"
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"%b::{_array_type(f, connection)}[]" for f in _INSERT_FIELDS)
+        with _server_binding_cursor(connection) as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})",
+                [list(values) for values in _column_params(rows, connection)],
+            )
+        return
     with connection.cursor() as cursor:
-        cursor.executemany(sql, _row_params(rows, connection))
+        placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+            _row_params(rows, connection),
+        )
 
 
 def _store(rows: list[dict[str, Any]], *, spool: bool = True) -> int:
