@@ -404,10 +404,15 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 10
 GATEWAY_MAX_MESSAGES = env.int("GATEWAY_MAX_MESSAGES", default=2000)
 GATEWAY_MAX_MESSAGE_CHARS = env.int("GATEWAY_MAX_MESSAGE_CHARS", default=1_000_000)
 GATEWAY_MAX_TOOLS = env.int("GATEWAY_MAX_TOOLS", default=128)
-# Load shedding (docs/GATEWAY.md "Load shedding"): /v1 requests one worker works on at
-# once (a stream counts until its first chunk); past it new ones get 503
-# gateway_overloaded at once instead of queueing without bound. 0 turns it off.
-GATEWAY_MAX_IN_FLIGHT = env.int("GATEWAY_MAX_IN_FLIGHT", default=512)
+# Load shedding (docs/GATEWAY.md "Load shedding"): while a worker's event loop runs more
+# than this late on average over the last second (CPU backlog: queueing delay), new /v1
+# requests get 503 gateway_overloaded at once instead of queueing without bound.
+# 0 turns it off.
+GATEWAY_MAX_QUEUE_DELAY_MS = env.int("GATEWAY_MAX_QUEUE_DELAY_MS", default=250)
+# A memory guard, not the overload signal: /v1 requests one worker holds from arrival
+# until their answer starts (a stream until its first chunk), most of them usually just
+# waiting on a provider; past it new ones are shed too. 0 turns it off.
+GATEWAY_MAX_IN_FLIGHT = env.int("GATEWAY_MAX_IN_FLIGHT", default=10_000)
 # Websocket chat (/ws/chat/, docs/WEBSOCKET.md): requests one socket may run at once;
 # a socket's messages are bounded by GATEWAY_MAX_BODY_BYTES like a REST body.
 WS_MAX_IN_FLIGHT = env.int("WS_MAX_IN_FLIGHT", default=16)

@@ -1,4 +1,4 @@
-"""Load shedding at the /v1 edge: a per-worker cap on requests being worked on.
+"""Load shedding at the /v1 edge: a worker whose event loop is behind refuses new work.
 
 Past its capacity a worker does not get slower gracefully: every request it accepts
 queues on the event loop behind the others, so latency grows without bound (54 s p99
@@ -7,16 +7,33 @@ clients get connection resets, the successful requests included. A request refus
 once with a 503 and ``retry-after`` is cheaper for everyone: the client backs off or
 tries another instance, and the requests already admitted finish in their usual time.
 
-What counts: a /v1 hot-path request (aipk_site/gateway/edge.py ``OPERATIONS``) from
-its arrival until its answer starts -- the whole of a JSON reply, and a stream until
-its first chunk, when its headers go out. A stream that is relaying no longer counts:
-it costs the worker a few microseconds a chunk, not the admission, routing and
-upstream opening that the cap protects, and a worker relaying 5,000 slow streams must
-still take new requests. (Streams have their own bounds: a key's
-``max_concurrent_streams`` and ``UPSTREAM_MAX_CONNECTIONS``.)
+What overloads a worker is CPU, and CPU backlog shows as queueing delay on its event
+loop: work that is ready waits behind other ready work. So this module measures that
+delay directly. A probe callback is re-armed every ``PROBE_SECONDS`` with
+``loop.call_at`` and notes how late it ran (the *lag*): a new request's next step
+waits about that long. The probe starts lazily, on the first ``try_enter`` on a loop,
+and costs the loop 40 callbacks a second; a request pays an identity check, a clock
+read and two float comparisons.
 
-``GATEWAY_MAX_IN_FLIGHT`` is the cap (0 turns shedding off); docs/GATEWAY.md
-"Load shedding" says how to size it. The count lives in this process only: no
+The rule compares an average, not one sample, with ``GATEWAY_MAX_QUEUE_DELAY_MS``:
+the lag averaged over about the last ``SMOOTHING_SECONDS`` of wall time, each probe
+weighted by the time it covers. A CoDel-like "every probe above the target for a
+window" rule was tried first and hardly shed in a 1,500 rps open loop: under overload
+the lag is bursty (a long turn of the loop, then a few on-time probes), so the run of
+late probes kept restarting while clients waited 17 s. The average sees the standing
+backlog; one late probe -- a garbage collection, a burst the loop clears in a moment --
+moves it only a little. A probe that is overdue right now counts too: while the loop
+works through one long backlog the probe cannot run to report it.
+
+What this deliberately does *not* count is time spent waiting on the provider. A
+request waiting 30 s for a reasoning model's first token costs the worker a socket,
+not CPU; an earlier cap on requests "in flight" (512) counted those and shed healthy
+traffic from an idle worker: 2,913 of 5,000 slow streams through one process.
+``GATEWAY_MAX_IN_FLIGHT`` remains, far higher, as a memory guard only: requests from
+arrival until their answer starts (a JSON reply's whole life, a stream until its first
+chunk).
+
+Either setting at 0 turns its check off. Everything lives in this process only: no
 database, no cache, nothing to lose when the worker restarts.
 
 Every request is accounted exactly once: a shed request whose key this process already
@@ -29,69 +46,170 @@ without a row.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
 
 from aipk_site.infra.errors import AipkError, UpstreamError
-from aipk_site.infra.metrics import GATEWAY_SHED
+from aipk_site.infra.metrics import EVENT_LOOP_LAG, GATEWAY_SHED
 
 OVERLOADED_CODE = "gateway_overloaded"
 # What a shed request is told to wait: the queue it was spared drains in about a second.
 RETRY_AFTER_SECONDS = 1
+# How often the probe asks to run. Finer only costs more callbacks: the lag it measures
+# is the loop's backlog, which grows over many probes when it grows at all.
+PROBE_SECONDS = 0.025
+# The lag is averaged over about this much wall time before it is compared with the
+# target: longer than a collection pause or a burst the loop clears by itself.
+SMOOTHING_SECONDS = 1.0
 
 
-class _InFlight:
-    __slots__ = ("count", "cap")
+class _Limits:
+    __slots__ = ("delay", "cap")
+
+    def __init__(self) -> None:
+        # the settings, read once: a settings read costs about a microsecond, as much as
+        # the rest of the check (None: read them on the next request)
+        self.delay: float | None = None  # GATEWAY_MAX_QUEUE_DELAY_MS, in seconds; 0: off
+        self.cap: int | None = None  # GATEWAY_MAX_IN_FLIGHT; 0: off
+
+
+class _LagProbe:
+    """One event loop's lag, measured by a timer that notes how late it runs."""
+
+    __slots__ = ("loop", "due", "lag", "smoothed", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # a weak reference: the loop holds the probe's timer, the probe must not hold it
+        self.loop = weakref.ref(loop)
+        self.lag = 0.0
+        # the lag averaged over about the last SMOOTHING_SECONDS of wall time
+        self.smoothed = 0.0
+        self.due = loop.time() + PROBE_SECONDS
+        loop.call_at(self.due, self._run)
+
+    def _run(self) -> None:
+        loop = self.loop()
+        if loop is None:  # pragma: no cover -- a loop collected with its timer pending
+            return
+        now = loop.time()
+        self.lag = lag = max(0.0, now - self.due)
+        # weighted by the time the sample covers (the probe's wait plus its lateness): a
+        # probe 800 ms late speaks for 800 ms of backlog, an on-time one for 25 ms of none
+        weight = min(1.0, (PROBE_SECONDS + lag) / SMOOTHING_SECONDS)
+        self.smoothed += (lag - self.smoothed) * weight
+        EVENT_LOOP_LAG.set(lag)
+        self.due = now + PROBE_SECONDS
+        loop.call_at(self.due, self._run)
+
+    def behind(self, target: float, now: float) -> bool:
+        """True while the loop's averaged lag exceeds ``target`` (``now``: loop time)."""
+        if self.smoothed > target:
+            return True
+        # the pending probe may be overdue right now: the loop is still working through
+        # a backlog that began before the probe could run and report it
+        return now - self.due > target + SMOOTHING_SECONDS
+
+
+class _State:
+    __slots__ = ("count", "loop", "probe")
 
     def __init__(self) -> None:
         self.count = 0
-        # GATEWAY_MAX_IN_FLIGHT, read once: a settings read costs about a microsecond,
-        # as much as the rest of the check (None: read it on the next request)
-        self.cap: int | None = None
+        # the loop of the last try_enter and its probe: a worker runs one loop, so the
+        # lookup below is an identity check nearly always
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.probe: _LagProbe | None = None
 
 
-_in_flight = _InFlight()
+_limits = _Limits()
+_state = _State()
+_probes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LagProbe] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _forget_cap(*, setting: str, **kwargs: Any) -> None:
-    if setting == "GATEWAY_MAX_IN_FLIGHT":
-        _in_flight.cap = None
+def _forget_limits(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("GATEWAY_MAX_IN_FLIGHT", "GATEWAY_MAX_QUEUE_DELAY_MS"):
+        _limits.delay = None
+        _limits.cap = None
 
 
-setting_changed.connect(_forget_cap, dispatch_uid="aipk-gateway-overload-cap")
+setting_changed.connect(_forget_limits, dispatch_uid="aipk-gateway-overload-cap")
+
+
+def _read_limits() -> tuple[float, int]:
+    delay = _limits.delay = max(0.0, float(settings.GATEWAY_MAX_QUEUE_DELAY_MS) / 1000)
+    cap = _limits.cap = int(settings.GATEWAY_MAX_IN_FLIGHT)
+    return delay, cap
+
+
+def _probe_for(loop: asyncio.AbstractEventLoop) -> _LagProbe:
+    probe = _probes.get(loop)
+    if probe is None:
+        probe = _probes[loop] = _LagProbe(loop)
+    _state.loop = loop
+    _state.probe = probe
+    return probe
 
 
 def in_flight() -> int:
-    """Requests this process is working on now (the figure the cap is compared with)."""
-    return _in_flight.count
+    """Requests this process is working on now (the figure the memory guard caps)."""
+    return _state.count
+
+
+def event_loop_lag() -> float:
+    """How late the probe of the loop of the last ``try_enter`` last ran, in seconds
+    (0 before the first request)."""
+    probe = _state.probe
+    return probe.lag if probe is not None else 0.0
+
+
+def loop_behind() -> bool:
+    """True while the loop of the last ``try_enter`` sheds: its lag, averaged over the
+    last second or so, is above ``GATEWAY_MAX_QUEUE_DELAY_MS`` (as of its last probe)."""
+    probe = _state.probe
+    delay = _limits.delay
+    if delay is None:
+        delay, _ = _read_limits()
+    return probe is not None and 0 < delay < probe.smoothed
 
 
 def try_enter() -> bool:
-    """Count a new request in, or False when the worker is at its cap (shed it).
+    """Count a new request in, or False when the worker must shed it: its event loop
+    has been behind for a while, or it holds ``GATEWAY_MAX_IN_FLIGHT`` requests.
 
-    Every True must be paired with exactly one ``leave()`` (edge.py does it in a
-    ``finally``). Both run on the event loop's thread without an ``await`` in
-    between, so no lock is needed."""
-    cap = _in_flight.cap
-    if cap is None:
-        cap = _in_flight.cap = int(settings.GATEWAY_MAX_IN_FLIGHT)
-    if cap > 0 and _in_flight.count >= cap:
+    Called on the event loop that serves the request. Every True must be paired with
+    exactly one ``leave()`` (edge.py does it in a ``finally``). Both run on the event
+    loop's thread without an ``await`` in between, so no lock is needed."""
+    delay = _limits.delay
+    cap = _limits.cap
+    if delay is None or cap is None:
+        delay, cap = _read_limits()
+    loop = asyncio.get_running_loop()
+    probe = _state.probe
+    if loop is not _state.loop or probe is None:
+        probe = _probe_for(loop)
+    if delay and probe.behind(delay, loop.time()):
         return False
-    _in_flight.count += 1
+    if cap > 0 and _state.count >= cap:
+        return False
+    _state.count += 1
     return True
 
 
 def leave() -> None:
-    _in_flight.count -= 1
+    _state.count -= 1
 
 
 def overloaded() -> AipkError:
     """The refusal a shed request gets: the same family and code as the upstream pool's
     own "at its limit" 503 (error_mapping.py), so one retry rule covers both."""
     return UpstreamError(
-        "aipk is at its limit of requests in flight on this worker; retry shortly",
+        "this aipk worker is overloaded; retry shortly",
         status=503,
         code=OVERLOADED_CODE,
         retry_after=RETRY_AFTER_SECONDS,

@@ -537,8 +537,15 @@ def record_ws_connections(delta: int) -> None:
 
 GATEWAY_SHED = Counter(
     "aipk_gateway_shed_requests",
-    "Gateway requests refused at once with 503 gateway_overloaded: the worker was at "
-    "GATEWAY_MAX_IN_FLIGHT.",
+    "Gateway requests refused at once with 503 gateway_overloaded: the worker's event "
+    "loop was behind (GATEWAY_MAX_QUEUE_DELAY_MS) or it was at GATEWAY_MAX_IN_FLIGHT.",
     # chat.completions, messages or models: the edge's own names, never client input
     ["endpoint"],
+)
+EVENT_LOOP_LAG = Gauge(
+    "aipk_event_loop_lag_seconds",
+    "How late the worker's event loop last ran a timer: the wait a new request's work "
+    "queues behind; load shedding acts on it (GATEWAY_MAX_QUEUE_DELAY_MS).",
+    # across workers: the worst one
+    multiprocess_mode="livemax",
 )

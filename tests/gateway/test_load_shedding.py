@@ -1,24 +1,31 @@
-"""Load shedding at the /v1 edge: past GATEWAY_MAX_IN_FLIGHT a worker answers a new
-request at once with 503 gateway_overloaded in the caller's format, instead of queueing
-it behind the others (docs/GATEWAY.md, "Load shedding").
+"""Load shedding at the /v1 edge: a worker whose event loop is behind -- CPU backlog,
+the queueing delay every new request would wait -- answers a new request at once with
+503 gateway_overloaded in the caller's format, instead of queueing it behind the others;
+requests that only wait on a slow provider cost it nothing and shed nothing
+(docs/GATEWAY.md, "Load shedding").
 
-The cap is set to 2 and the simulator holds requests open (a non-stream reply waits its
-``delay-<n>ms`` once). The test waits until the worker counts the held requests, read
-from the process itself (the server runs in this process), rather than sleeping.
+The loop is put behind for real: a callback hogs the server's own event loop in slices
+(the server runs in a thread of this process, on Twisted's asyncio reactor), the way a
+backlog of CPU work does. The test waits until the worker's own probe reports the lag,
+read from the process itself, rather than sleeping.
+
+GATEWAY_MAX_IN_FLIGHT, the memory guard, is tested with a cap of 2: the simulator holds
+requests open (a non-stream reply waits its ``delay-<n>ms`` once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 import openai
 import pytest
 
-from aipk_site.gateway.overload import in_flight
+from aipk_site.gateway.overload import event_loop_lag, in_flight, loop_behind
 from aipk_site.gateway.usage import usage_flush
 from tenants_app.models import UsageRecord, UsageStatus
 
@@ -27,15 +34,28 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CAP = 2
 # long enough that the held requests are still running when the next one arrives
 HELD_MODEL = "openai/gpt-4o-mini-delay-4000ms"
+# a provider that takes a minute to answer: held requests that cost the worker nothing
+WAITING_MODEL = "openai/gpt-4o-mini-delay-60000ms"
 QUICK_MODEL = "openai/gpt-4o-mini"
 # a word every 300 ms, 20 words: a stream that relays for seconds after its first chunk
 SLOW_STREAM_MODEL = "openai/gpt-4o-mini-delay-300ms-words-20"
 HELLO = [{"role": "user", "content": "hi"}]
+# the loop is hogged in slices this long: every probe runs at least this late, far past
+# the test's 50 ms target, however noisy the machine
+HOG_SLICE_SECONDS = 0.2
+TEST_QUEUE_DELAY_MS = 50
 
 
 @pytest.fixture
 def capped(settings):
     settings.GATEWAY_MAX_IN_FLIGHT = CAP
+    # the guard alone: an earlier test's busy loop must not shed these
+    settings.GATEWAY_MAX_QUEUE_DELAY_MS = 0
+
+
+@pytest.fixture
+def low_delay(settings):
+    settings.GATEWAY_MAX_QUEUE_DELAY_MS = TEST_QUEUE_DELAY_MS
 
 
 async def until(predicate: Callable[[], bool], what: str) -> None:
@@ -43,8 +63,33 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + 30
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what} (in flight: {in_flight()})")
+            raise AssertionError(
+                f"never happened: {what} (in flight: {in_flight()}, lag: {event_loop_lag()})"
+            )
         await asyncio.sleep(0.01)
+
+
+@contextmanager
+def hogging_the_server_loop() -> Iterator[None]:
+    """The server's event loop busy in HOG_SLICE_SECONDS slices of pure CPU, with a turn
+    of the loop between them (so requests are still read and answered, late): what a
+    worker with more work than CPU looks like from inside."""
+    from twisted.internet import reactor
+
+    stop = threading.Event()
+
+    def slice_() -> None:
+        end = time.monotonic() + HOG_SLICE_SECONDS
+        while time.monotonic() < end:
+            pass
+        if not stop.is_set():
+            reactor.callLater(0, slice_)  # type: ignore[arg-type]  # twisted's stub
+
+    reactor.callFromThread(slice_)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def chat(client: httpx.AsyncClient, url: str, secret: str, model: str, **body):
@@ -61,6 +106,147 @@ def message(client: httpx.AsyncClient, url: str, secret: str, model: str):
         json={"model": model, "messages": HELLO, "max_tokens": 10},
         headers={"x-api-key": secret, "anthropic-version": "2023-06-01"},
     )
+
+
+async def warm(client: httpx.AsyncClient, url: str, secret: str) -> None:
+    """One request first: the worker's probe starts on its first request, and the key
+    enters the worker's snapshot (a shed request's row needs it). An earlier test may
+    have left the loop's averaged lag high: it decays within a second or so."""
+    await until(lambda: not loop_behind(), "the worker's loop has caught up")
+    assert (await chat(client, url, secret, QUICK_MODEL)).status_code == 200
+
+
+# --- the event loop's backlog ------------------------------------------------------------
+
+
+def test_it_serves_a_new_request_while_holding_many_more_than_512_that_wait_on_the_provider(
+    world, gateway_server
+):
+    # The old cap counted these 600 and shed the next request from an idle worker.
+    waiting = 600
+
+    async def scenario():
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            await warm(client, gateway_server.url, world.secret)
+            await until(lambda: in_flight() == 0, "the worker is idle before the test")
+            held = [
+                asyncio.create_task(chat(client, gateway_server.url, world.secret, WAITING_MODEL))
+                for _ in range(waiting)
+            ]
+            try:
+                await until(lambda: in_flight() == waiting, "all of them wait on the provider")
+                counted = in_flight()
+                # opening 600 at once did keep the loop busy for a moment; what counts is
+                # that holding them, idle, does not
+                await until(lambda: not loop_behind(), "the worker's loop has caught up")
+                quick = await chat(client, gateway_server.url, world.secret, QUICK_MODEL)
+                still_waiting = not any(task.done() for task in held)
+            finally:
+                for task in held:
+                    task.cancel()
+                await asyncio.gather(*held, return_exceptions=True)
+            await until(lambda: in_flight() == 0, "the abandoned requests are let go")
+            return counted, quick, still_waiting
+
+    counted, quick, still_waiting = asyncio.run(scenario())
+    assert counted == waiting
+    assert quick.status_code == 200
+    assert still_waiting
+
+
+def test_it_sheds_a_chat_completion_with_503_in_openai_format_while_its_loop_is_behind(
+    world, gateway_server, low_delay
+):
+    async def scenario():
+        async with httpx.AsyncClient(timeout=60) as client:
+            await warm(client, gateway_server.url, world.secret)
+            with hogging_the_server_loop():
+                await until(loop_behind, "the worker's probe finds its loop behind")
+                shed = await chat(client, gateway_server.url, world.secret, QUICK_MODEL)
+                shed_message = await message(client, gateway_server.url, world.secret, QUICK_MODEL)
+            await until(lambda: not loop_behind(), "the loop has caught up")
+            after = await chat(client, gateway_server.url, world.secret, QUICK_MODEL)
+            return shed, shed_message, after
+
+    shed, shed_message, after = asyncio.run(scenario())
+    assert shed.status_code == 503
+    assert shed.headers["retry-after"] == "1"
+    assert shed.headers["content-type"] == "application/json"
+    error = shed.json()["error"]
+    assert error["code"] == "gateway_overloaded"
+    assert error["type"] == "api_error"
+    assert "retry" in error["message"]
+    # Anthropic's format for /v1/messages
+    assert shed_message.status_code == 503
+    assert shed_message.headers["retry-after"] == "1"
+    body = shed_message.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "overloaded_error"
+    assert body["error"]["code"] == "gateway_overloaded"
+    # once the backlog is gone the worker takes requests again
+    assert after.status_code == 200
+
+    # every request accounted exactly once: the shed ones as refused rows named in
+    # their answers
+    usage_flush()
+    rows = UsageRecord.objects.filter(virtual_key=world.key)
+    assert rows.count() == 4
+    refused = rows.filter(status=UsageStatus.REFUSED).order_by("endpoint")
+    assert [(r.endpoint, r.error_type) for r in refused] == [
+        ("chat.completions", "gateway_overloaded"),
+        ("messages", "gateway_overloaded"),
+    ]
+    assert refused[0].request_id == shed.headers["x-request-id"]
+    assert refused[1].request_id == shed_message.headers["x-request-id"]
+
+
+def test_it_makes_the_openai_sdk_raise_a_503_status_error_while_its_loop_is_behind(
+    world, gateway_server, low_delay
+):
+    sdk = openai.OpenAI(
+        base_url=gateway_server.openai_base_url, api_key=world.secret, max_retries=0
+    )
+
+    def call() -> None:
+        sdk.chat.completions.create(model=QUICK_MODEL, messages=HELLO)
+
+    async def scenario():
+        async with httpx.AsyncClient(timeout=60) as client:
+            await warm(client, gateway_server.url, world.secret)
+            with hogging_the_server_loop():
+                await until(loop_behind, "the worker's probe finds its loop behind")
+                with pytest.raises(openai.APIStatusError) as raised:
+                    await asyncio.to_thread(call)
+        return raised.value
+
+    error = asyncio.run(scenario())
+    assert error.status_code == 503
+    assert error.code == "gateway_overloaded"
+    assert error.response.headers["retry-after"] == "1"
+
+
+def test_it_does_not_shed_for_lag_when_the_queue_delay_setting_is_0(
+    world, gateway_server, settings
+):
+    settings.GATEWAY_MAX_QUEUE_DELAY_MS = 0
+
+    async def scenario():
+        async with httpx.AsyncClient(timeout=60) as client:
+            await warm(client, gateway_server.url, world.secret)
+            with hogging_the_server_loop():
+                # the probe still measures (the gauge), the worker just does not act on it
+                await until(
+                    lambda: event_loop_lag() > TEST_QUEUE_DELAY_MS / 1000, "the loop is behind"
+                )
+                return await chat(client, gateway_server.url, world.secret, QUICK_MODEL)
+
+    assert asyncio.run(scenario()).status_code == 200
+    metrics = httpx.get(gateway_server.url + "/metrics", timeout=10).text
+    assert "aipk_event_loop_lag_seconds" in metrics
+
+
+# --- the memory guard: GATEWAY_MAX_IN_FLIGHT ---------------------------------------------
 
 
 @asynccontextmanager
@@ -214,6 +400,9 @@ def test_it_does_not_count_streams_once_they_are_relaying(world, gateway_server,
             try:
                 # both streams have started (their headers are here) and are relaying
                 counted = in_flight()
+                # opening 600 at once did keep the loop busy for a moment; what counts is
+                # that holding them, idle, does not
+                await until(lambda: not loop_behind(), "the worker's loop has caught up")
                 quick = await chat(client, gateway_server.url, world.secret, QUICK_MODEL)
                 relaying = [not response.is_stream_consumed for response in responses]
                 bodies = [await response.aread() for response in responses]
