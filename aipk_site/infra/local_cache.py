@@ -13,9 +13,9 @@ read and rewritten on every request. Pickling them cost O(requests in flight) pe
 request (every lease of a scope, at each admit and settle) -- over a third of a
 request's CPU at 50 concurrent requests. A value stored there is shared, not
 copied: whoever changes one in place must do it under the lock every reader of that
-key takes (admission's books of leases and stream slots are changed in place under
-the process-wide admission lock, their only readers); anything else stores a new
-value instead. ``clear()`` empties both,
+key takes (admission's per-scope objects, with their books of leases and stream slots,
+are changed in place under the admission store's own lock, their only readers);
+anything else stores a new value instead. ``clear()`` empties both,
 so resetting the cache resets that state too, as it did when it lived in the cache.
 """
 

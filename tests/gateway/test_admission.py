@@ -448,3 +448,19 @@ async def test_it_keeps_every_redis_key_under_the_tenant_hash_tag_with_a_ttl(bac
     assert len(names - counters) == 2
     assert f"{tag}:r:{stream.request_id}" in names
     assert all(ttl > 0 for ttl in keys.values()), keys
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+async def test_it_keeps_one_live_object_per_scope_in_the_embedded_cache(backend, clock):
+    objects = admission_store.admission_store().objects
+    for _ in range(5):  # across windows and months (Feb 25 to Apr 6)
+        done = await go(key=Limits(rpm=1, max_concurrent=2), stream=True, tokens=10, cost=5)
+        await settle(done, tokens=10, cost_micro=5)
+        clock.advance(10 * 86400)
+
+    # the key's scope and the tenant's: nothing per window, month or settled request
+    assert len(objects) == 2
+    now = await usage()
+    assert now["month"] == "2026-04"
+    assert now["key"] == {"requests": 0, "tokens": 0, "spend_micro_usd": 5, "streams": 0}
+    assert now["tenant"] == now["key"]

@@ -12,6 +12,10 @@ Layout, under the cache prefix:
     adm:{t<T>}:t:w|m|s|l         the same for the tenant as a whole
     adm:{t<T>}:r:<request id>    a reservation not yet settled
 
+The embedded store (``ObjectAdmissionStore``) keeps each scope's four in one live
+object under the scope's streams key (``adm:{t<T>}:k<K>:s``, ``adm:{t<T>}:t:s``), each
+part with the lifetime below; its reservations are entries of their own, as here.
+
 Every key of a key+tenant is under the Redis Cluster hash tag ``{t<tenant_id>}``.
 Every key has a TTL: windows until they end, months one day past theirs,
 stream and lease sets the lease plus a margin, reservations the lease plus an
