@@ -143,6 +143,11 @@ class BodyReader:
     def buffered(self) -> bytes:
         return b""
 
+    def ended(self) -> bool:
+        """The whole body has been read (``read()`` would return ``b""`` at once); False
+        when that cannot be told without reading."""
+        return False
+
     async def read(self) -> bytes:
         try:
             return await self._chunks.__anext__()
@@ -166,6 +171,9 @@ class _DirectBody(BodyReader):
             return self._content.read_nowait()
         except aiohttp.ClientError as exc:
             raise _fault(exc) from exc
+
+    def ended(self) -> bool:
+        return self._content.at_eof()
 
     async def read(self) -> bytes:
         try:

@@ -269,10 +269,13 @@ class BaseAdapter:
                 started + limits.first_byte - time.monotonic(), deadline, "first_byte"
             )
             while True:
-                # Bytes that have already arrived are taken without a wait (and without
-                # the cost of a deadline around one); only an actual wait is bounded.
+                # Bytes that have already arrived, or the body's end, are taken without a
+                # wait (and without the cost of a deadline around one); only an actual
+                # wait is bounded.
                 raw = incoming.buffered() if wait > 0 else b""
                 if not raw:
+                    if incoming.ended():
+                        break
                     try:
                         async with asyncio.timeout(wait):
                             raw = await incoming.read()

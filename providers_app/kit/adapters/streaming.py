@@ -8,7 +8,7 @@ it when the caller stops early.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -102,8 +102,10 @@ class ChatStream:
         self.model = request.model
         self._iterator = adapter._stream_chunks(request, self, deadline)
 
-    def __aiter__(self) -> ChatStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        # ``async for`` reads the adapter's generator itself: no call through this class
+        # per chunk. ``__anext__`` stays for a caller that takes one chunk at a time.
+        return self._iterator
 
     async def __anext__(self) -> ChatChunk:
         return await self._iterator.__anext__()
