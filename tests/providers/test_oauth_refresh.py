@@ -280,3 +280,35 @@ def test_it_sends_the_token_another_process_refreshed_once_that_change_event_arr
 
     assert _tokens_sent(simulator) == [credential.last4, refreshed.last4]
     assert credential.last4 != refreshed.last4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_takes_the_refresh_jobs_token_from_the_database_when_no_event_arrives(
+    connect, simulator, settings
+):
+    settings.OAUTH_REFRESH_BUFFER_SECONDS = 60
+    credential = connect(expires_in=200)
+    provider = credential.provider
+    async_to_sync(provider_chat)(provider, _ask())  # 200 s to go: sent from memory
+
+    # The refresh job, elsewhere, refreshes what expires within its 300 s buffer; its
+    # change event never reaches this process (Redis away).
+    settings.OAUTH_REFRESH_BUFFER_SECONDS = 300
+    change_events.unsubscribe(CREDENTIALS_TOPIC, chat._on_credentials_changed)
+    try:
+        assert refresh_expiring_tokens() == {"refreshed": [credential.pk], "failed": []}
+    finally:
+        change_events.subscribe(CREDENTIALS_TOPIC, chat._on_credentials_changed)
+    refreshed = OAuthCredential.objects.get(pk=credential.pk)
+    simulator.clear_requests()
+
+    # this process's copy is expiring: the refresh path finds the job's token in the
+    # database (no second refresh) and drops the copy, so the next request reads it anew
+    async_to_sync(provider_chat)(provider, _ask())
+    async_to_sync(provider_chat)(provider, _ask())  # reloads the snapshot
+    with CaptureQueriesContext(connection) as queries:
+        async_to_sync(provider_chat)(provider, _ask())
+
+    assert _tokens_sent(simulator) == [refreshed.last4] * 3
+    assert _refresh_calls(simulator, credential) == 1
+    assert [q["sql"] for q in queries.captured_queries] == []
