@@ -211,6 +211,8 @@ async def run(application, secret: str, args: argparse.Namespace) -> None:  # no
         await many(args.n // 2)
         profiler.disable()
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+        if os.environ.get("BENCH_PROFILE_DUMP"):
+            profiler.dump_stats(os.environ["BENCH_PROFILE_DUMP"])
 
 
 if __name__ == "__main__":

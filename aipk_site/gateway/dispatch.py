@@ -150,17 +150,25 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
         completion_tokens = request.max_tokens or DEFAULT_COMPLETION_ALLOWANCE_TOKENS
         key_limits, tenant_limits = _limits(ctx)
         candidates = resolution.candidates
-        bound = await acost_bound([(c.provider, c.model) for c in candidates], request)
         budget_scope = _budget_scope(key_limits, tenant_limits)
-        if bound.unpriced and budget_scope:
-            # a model with no price would cost the budget nothing: use only priced ones
-            priced = tuple(c for i, c in enumerate(candidates) if i not in bound.unpriced)
-            if not priced:
-                ledger.candidate = candidates[0]
-                raise unpriced_model_error(
-                    provider=candidates[0].provider, model=candidates[0].model, scope=budget_scope
-                )
-            resolution = dataclasses.replace(resolution, candidates=priced)
+        reserved_micro = 0
+        if budget_scope:
+            # Only a budget needs the most the request can cost held up front; without
+            # one the month's spend counter takes the real cost at settle (and the
+            # bound's price and catalogue lookups are not paid per request).
+            bound = await acost_bound([(c.provider, c.model) for c in candidates], request)
+            reserved_micro = bound.cost_micro
+            if bound.unpriced:
+                # a model with no price would cost the budget nothing: use only priced ones
+                priced = tuple(c for i, c in enumerate(candidates) if i not in bound.unpriced)
+                if not priced:
+                    ledger.candidate = candidates[0]
+                    raise unpriced_model_error(
+                        provider=candidates[0].provider,
+                        model=candidates[0].model,
+                        scope=budget_scope,
+                    )
+                resolution = dataclasses.replace(resolution, candidates=priced)
         ledger.admission = await admit(
             request_id=call.request_id,
             key_id=ctx.key_id,
@@ -168,7 +176,7 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
             key_limits=key_limits,
             tenant_limits=tenant_limits,
             estimated_tokens=min(prompt_tokens + completion_tokens, MAX_RESERVED_TOKENS),
-            estimated_cost_micro=bound.cost_micro,
+            estimated_cost_micro=reserved_micro,
             stream=call.parsed.stream,
             lease_seconds=_lease_seconds(resolution),
         )
@@ -259,7 +267,9 @@ async def _first_answer(
     for candidate in resolution.candidates:
         ledger.candidate = candidate
         ledger.price = await aprice_for(candidate.provider, candidate.model)
-        request = dataclasses.replace(call.parsed.request, model=candidate.model)
+        request = call.parsed.request
+        if request.model != candidate.model:
+            request = dataclasses.replace(request, model=candidate.model)
         trace: Trace = {}
         try:
             answer = await attempt(candidate, request, trace, deadline)

@@ -26,7 +26,7 @@ from aipk_site.infra.metrics import record_gateway_request
 from providers_app.kit.errors import ProviderError
 from providers_app.kit.types import ChatRequest, Usage
 from tenants_app.models import RouteStrategy, UsageStatus
-from tenants_app.services.pricing import Price, cost_micro, cost_usd
+from tenants_app.services.pricing import Price, charge
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +98,12 @@ class Ledger:
             return
         self.closed = True
         usage = self.final_usage = usage or Usage()
-        cost = (
-            Decimal(0)
-            if cached
-            else cost_usd(self.price, usage.prompt_tokens, usage.completion_tokens)
-        )
+        if cached:
+            cost, spent_micro, spent_tokens = Decimal(0), 0, 0
+        else:
+            cost, spent_micro = charge(self.price, usage.prompt_tokens, usage.completion_tokens)
+            spent_tokens = usage.total_tokens
         latency_ms = (time.perf_counter() - self.started) * 1000
-        spent_tokens = 0 if cached else usage.total_tokens
-        spent_micro = (
-            0 if cached else cost_micro(self.price, usage.prompt_tokens, usage.completion_tokens)
-        )
         try:
             if self.admission is not None:
                 await settle(self.admission, tokens=spent_tokens, cost_micro=spent_micro)

@@ -241,6 +241,18 @@ def cost_usd(price: Price | None, prompt_tokens: int, completion_tokens: int) ->
     )
 
 
+def charge(price: Price | None, prompt_tokens: int, completion_tokens: int) -> tuple[Decimal, int]:
+    """(``cost_usd``, ``cost_micro``) of one request from one exact cost: what its usage
+    row records and what its budget counters are charged, computed once."""
+    if price is None:
+        return Decimal(0).quantize(COST_QUANTUM), 0
+    exact = _exact_cost(price, prompt_tokens, completion_tokens)
+    return (
+        exact.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP),
+        int((exact * MILLION).to_integral_value(rounding=ROUND_CEILING)),
+    )
+
+
 def cost_micro(price: Price | None, prompt_tokens: int, completion_tokens: int) -> int:
     """Micro-dollars, rounded up from the exact cost (not from the 8-decimal one),
     so budget counters never fall short of what the usage rows add up to."""
