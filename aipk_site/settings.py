@@ -456,6 +456,11 @@ USAGE_SPOOL_RETRY_SECONDS = env.float("USAGE_SPOOL_RETRY_SECONDS", default=5.0)
 # (streams included) may finish for this long, then are ended with an error event;
 # then usage rows are flushed (aipk_site/gateway/shutdown.py).
 SHUTDOWN_DRAIN_SECONDS = env.float("SHUTDOWN_DRAIN_SECONDS", default=30.0)
+# `manage.py serve`: how long an idle client connection is kept open for its next request.
+# Above the idle timeout of whatever sits in front (AWS ALB 60 s, nginx's upstream
+# keepalive 60 s): a server that closes first races the proxy reusing the connection, and
+# the proxy answers that request with a 502. uvicorn's own default is 5 s.
+SERVER_KEEP_ALIVE_SECONDS = env.int("SERVER_KEEP_ALIVE_SECONDS", default=75)
 # A database that does not answer a connection attempt fails it after this long
 # (PostgreSQL's connect_timeout) instead of holding a request or the usage writer.
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):

@@ -10,6 +10,7 @@ to run with DATABASE_URL (PostgreSQL) and REDIS_URL, as CI does.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -187,8 +188,29 @@ def test_it_serves_one_worker_on_sqlite_and_drains_on_sigterm(
     world = new_world(database, simulator.url)
     server = Serve(serve_env(sqlite_file_url, None, workers=1), tmp_path / "serve.log")
     serving.append(server)
+    server.wait_healthy()
+    assert_idle_connection_kept(server)
     exercise(server, database, world)
     assert "1 worker (uvicorn)" in server.logs()
+
+
+def assert_idle_connection_kept(server: Serve) -> None:
+    """An idle keep-alive connection outlives uvicorn's own 5 s default
+    (SERVER_KEEP_ALIVE_SECONDS): a proxy in front reusing it is not refused."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+    try:
+        connection.request("GET", "/health")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200
+        time.sleep(6.5)
+        # the same socket: http.client raises RemoteDisconnected if the server closed it
+        connection.request("GET", "/health")
+        again = connection.getresponse()
+        again.read()
+        assert again.status == 200
+    finally:
+        connection.close()
 
 
 def test_it_serves_two_workers_on_postgresql_and_redis_and_drains_on_sigterm(

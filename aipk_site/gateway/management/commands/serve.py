@@ -193,6 +193,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # django ships no types (no s
             # a burst of new connections waits in the kernel's queue rather than being
             # reset: uvicorn's default (2048) is below the usual somaxconn (4096)
             backlog=4096,
+            timeout_keep_alive=int(settings.SERVER_KEEP_ALIVE_SECONDS),
             access_log=False,  # the gateway writes its own request log
             proxy_headers=bool(proxies),
             forwarded_allow_ips=proxies or None,
