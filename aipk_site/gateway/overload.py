@@ -12,8 +12,8 @@ loop: work that is ready waits behind other ready work. So this module measures 
 delay directly. A probe callback is re-armed every ``PROBE_SECONDS`` with
 ``loop.call_at`` and notes how late it ran (the *lag*): a new request's next step
 waits about that long. The probe starts lazily, on the first ``try_enter`` on a loop,
-and costs the loop 40 callbacks a second; a request pays an identity check, a clock
-read and two float comparisons.
+and costs the loop 40 callbacks a second; a request pays ``get_running_loop()``, an
+identity check and a float comparison.
 
 The rule compares an average, not one sample, with ``GATEWAY_MAX_QUEUE_DELAY_MS``:
 the lag averaged over about the last ``SMOOTHING_SECONDS`` of wall time, each probe
@@ -22,8 +22,7 @@ window" rule was tried first and hardly shed in a 1,500 rps open loop: under ove
 the lag is bursty (a long turn of the loop, then a few on-time probes), so the run of
 late probes kept restarting while clients waited 17 s. The average sees the standing
 backlog; one late probe -- a garbage collection, a burst the loop clears in a moment --
-moves it only a little. A probe that is overdue right now counts too: while the loop
-works through one long backlog the probe cannot run to report it.
+moves it only a little.
 
 What this deliberately does *not* count is time spent waiting on the provider. A
 request waiting 30 s for a reasoning model's first token costs the worker a socket,
@@ -105,14 +104,6 @@ class _LagProbe:
         self.due = now + PROBE_SECONDS
         loop.call_at(self.due, self._run)
 
-    def behind(self, target: float, now: float) -> bool:
-        """True while the loop's averaged lag exceeds ``target`` (``now``: loop time)."""
-        if self.smoothed > target:
-            return True
-        # the pending probe may be overdue right now: the loop is still working through
-        # a backlog that began before the probe could run and report it
-        return now - self.due > target + SMOOTHING_SECONDS
-
 
 class _State:
     __slots__ = ("count", "loop", "probe")
@@ -193,7 +184,9 @@ def try_enter() -> bool:
     probe = _state.probe
     if loop is not _state.loop or probe is None:
         probe = _probe_for(loop)
-    if delay and probe.behind(delay, loop.time()):
+    # the probe did the arithmetic; a request reads one float (a late probe that has not
+    # run yet is not waited for: it runs at the next turn of the loop, weighted fully)
+    if delay and probe.smoothed > delay:
         return False
     if cap > 0 and _state.count >= cap:
         return False
