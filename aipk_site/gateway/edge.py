@@ -282,7 +282,7 @@ class _Events:
             try:
                 await chunks.aclose()
             except Exception as error:  # noqa: BLE001 -- must not hide why the stream ended
-                log_infrastructure_fault(call, "closing", error)
+                log_infrastructure_fault(call, "closing the stream of", error)
 
 
 @dataclass(frozen=True, slots=True)
