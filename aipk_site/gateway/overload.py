@@ -22,7 +22,8 @@ window" rule was tried first and hardly shed in a 1,500 rps open loop: under ove
 the lag is bursty (a long turn of the loop, then a few on-time probes), so the run of
 late probes kept restarting while clients waited 17 s. The average sees the standing
 backlog; one late probe -- a garbage collection, a burst the loop clears in a moment --
-moves it only a little.
+moves it only a little, and shedding also needs two probes in a row later than the
+target, so a single blocking call sheds nothing at all.
 
 What this deliberately does *not* count is time spent waiting on the provider. A
 request waiting 30 s for a reasoning model's first token costs the worker a socket,
@@ -79,7 +80,7 @@ class _Limits:
 class _LagProbe:
     """One event loop's lag, measured by a timer that notes how late it runs."""
 
-    __slots__ = ("loop", "due", "lag", "smoothed", "__weakref__")
+    __slots__ = ("loop", "due", "lag", "smoothed", "late_in_a_row", "shedding", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # a weak reference: the loop holds the probe's timer, the probe must not hold it
@@ -87,6 +88,10 @@ class _LagProbe:
         self.lag = 0.0
         # the lag averaged over about the last SMOOTHING_SECONDS of wall time
         self.smoothed = 0.0
+        # consecutive probes that ran later than the target
+        self.late_in_a_row = 0
+        # what try_enter reads: worked out here, 40 times a second, not per request
+        self.shedding = False
         self.due = loop.time() + PROBE_SECONDS
         loop.call_at(self.due, self._run)
 
@@ -101,6 +106,13 @@ class _LagProbe:
         weight = min(1.0, (PROBE_SECONDS + lag) / SMOOTHING_SECONDS)
         self.smoothed += (lag - self.smoothed) * weight
         EVENT_LOOP_LAG.set(lag)
+        target = _limits.delay
+        if target is None:
+            target, _ = _read_limits()
+        self.late_in_a_row = self.late_in_a_row + 1 if target and lag > target else 0
+        # a backlog, not one stall: a single blocking call (a collection, a synchronous
+        # start-up step) makes one probe late and the next on time
+        self.shedding = self.late_in_a_row >= 2 and self.smoothed > target
         self.due = now + PROBE_SECONDS
         loop.call_at(self.due, self._run)
 
@@ -163,10 +175,7 @@ def loop_behind() -> bool:
     """True while the loop of the last ``try_enter`` sheds: its lag, averaged over the
     last second or so, is above ``GATEWAY_MAX_QUEUE_DELAY_MS`` (as of its last probe)."""
     probe = _state.probe
-    delay = _limits.delay
-    if delay is None:
-        delay, _ = _read_limits()
-    return probe is not None and 0 < delay < probe.smoothed
+    return probe is not None and probe.shedding
 
 
 def try_enter() -> bool:
@@ -176,17 +185,15 @@ def try_enter() -> bool:
     Called on the event loop that serves the request. Every True must be paired with
     exactly one ``leave()`` (edge.py does it in a ``finally``). Both run on the event
     loop's thread without an ``await`` in between, so no lock is needed."""
-    delay = _limits.delay
     cap = _limits.cap
-    if delay is None or cap is None:
-        delay, cap = _read_limits()
+    if cap is None:
+        _, cap = _read_limits()
     loop = asyncio.get_running_loop()
     probe = _state.probe
     if loop is not _state.loop or probe is None:
         probe = _probe_for(loop)
-    # the probe did the arithmetic; a request reads one float (a late probe that has not
-    # run yet is not waited for: it runs at the next turn of the loop, weighted fully)
-    if delay and probe.smoothed > delay:
+    # the probe did the arithmetic; a request reads its verdict
+    if probe.shedding:
         return False
     if cap > 0 and _state.count >= cap:
         return False
