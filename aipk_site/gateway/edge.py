@@ -633,8 +633,9 @@ _WIRES: dict[str, _Wire] = {"/v1/chat/completions": _OPENAI, "/v1/messages": _AN
 
 
 def _shed(request: EdgeRequest) -> EdgeResponse:
-    """The answer of a request refused because the worker is at GATEWAY_MAX_IN_FLIGHT:
-    no body read, no database, no cache -- a row only for a key already in memory."""
+    """The answer of a request ``overload.try_enter()`` refused (the worker's event loop is
+    behind, or it holds GATEWAY_MAX_IN_FLIGHT requests): no body read, no database, no
+    cache -- a row only for a key already in memory."""
     wire = _WIRES.get(request.path)
     error = overload.overloaded()
     if wire is None:  # GET /v1/models: no usage row, like its other answers
