@@ -395,37 +395,40 @@ def _alias_label(alias: str, provider: str | None) -> str:
     return _capped("alias", alias) if alias in known_labels().aliases else OTHER
 
 
-# Bounds the label tables above and below: clients choose model ids and aliases, so a
-# table that kept every value it was asked about could grow without end.
-_LABEL_TABLE_MAX = 4096
-# (provider, credential, model) as given -> their label values; see _gateway_labels
-_request_label_table: tuple[
-    KnownLabels | None, dict[tuple[str, str | None, str], tuple[str, str, str]]
-] = (
-    None,
-    {},
-)
+class _LabelTable:
+    """Label values worked out once per combination of what a caller passed, for the
+    known labels they were worked out with (a reload of the known labels starts the
+    table over). Checking and capping the values was about a third of recording a
+    request, and a process sees a handful of combinations; clients choose model ids
+    and aliases, so the table is bounded all the same."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, work_out: Callable[..., tuple[str, ...]]) -> None:
+        self._work_out = work_out
+        self._known: KnownLabels | None = None
+        self._table: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+    def get(self, *given: Any) -> tuple[str, ...]:
+        known = known_labels()
+        if known is not self._known:
+            self._known, self._table = known, {}
+        labels = self._table.get(given)
+        if labels is None:
+            labels = self._work_out(*given)
+            if len(self._table) < self.MAX_ENTRIES:
+                self._table[given] = labels
+        return labels
 
 
-def _request_labels(provider: str, credential_id: str | None, model: str) -> tuple[str, str, str]:
-    global _request_label_table
-    known = known_labels()
-    seen_with, table = _request_label_table
-    if seen_with is not known:
-        table = {}
-        _request_label_table = (known, table)
-    key = (provider, credential_id, model)
-    labels = table.get(key)
-    if labels is None:
-        provider_label = _provider_label(provider)
-        labels = (
-            provider_label,
-            credential_label(credential_id),
-            _model_label(provider_label, model),
-        )
-        if len(table) < _LABEL_TABLE_MAX:
-            table[key] = labels
-    return labels
+def _work_out_request_labels(
+    provider: str, credential_id: str | None, model: str
+) -> tuple[str, str, str]:
+    provider_label = _provider_label(provider)
+    return (provider_label, credential_label(credential_id), _model_label(provider_label, model))
+
+
+_request_labels = _LabelTable(_work_out_request_labels)
 
 
 def record_request(
@@ -444,7 +447,7 @@ def record_request(
     ``provider`` is the provider's name; provider_metrics.record_request takes the rows."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    labels = _request_labels(provider, credential_id, model)
+    labels = _request_labels.get(provider, credential_id, model)
     _child(REQUESTS, (*labels, status)).inc()
     if status == "error":
         ERRORS.labels(*labels, _token(error_type, "unknown_error")).inc()
@@ -480,36 +483,17 @@ def _endpoint_label(endpoint: str) -> str:
     return _capped("endpoint", endpoint) if _ENDPOINT.match(endpoint or "") else OTHER
 
 
-# (endpoint, alias, provider) as given -> their label values, for the known labels they
-# were worked out with (a reload of the known labels starts the table over). Checking
-# and capping the three values was about a third of recording a request; a process sees
-# a handful of combinations.
-_gateway_label_table: tuple[
-    KnownLabels | None, dict[tuple[str, str, str | None], tuple[str, str, str]]
-] = (
-    None,
-    {},
-)
+def _work_out_gateway_labels(
+    endpoint: str, alias: str, provider: str | None
+) -> tuple[str, str, str]:
+    return (
+        _endpoint_label(endpoint),
+        _alias_label((alias or "")[:_ALIAS_MAX], provider),
+        _capped("provider", provider) if provider else NO_PROVIDER,
+    )
 
 
-def _gateway_labels(endpoint: str, alias: str, provider: str | None) -> tuple[str, str, str]:
-    global _gateway_label_table
-    known = known_labels()
-    seen_with, table = _gateway_label_table
-    if seen_with is not known:
-        table = {}
-        _gateway_label_table = (known, table)
-    key = (endpoint, alias, provider)
-    labels = table.get(key)
-    if labels is None:
-        labels = (
-            _endpoint_label(endpoint),
-            _alias_label((alias or "")[:_ALIAS_MAX], provider),
-            _capped("provider", provider) if provider else NO_PROVIDER,
-        )
-        if len(table) < _LABEL_TABLE_MAX:
-            table[key] = labels
-    return labels
+_gateway_labels = _LabelTable(_work_out_gateway_labels)
 
 
 def record_gateway_request(
@@ -536,7 +520,7 @@ def record_gateway_request(
     status = str(status)
     if status not in GATEWAY_STATUSES:
         status = UNKNOWN
-    endpoint, alias_label, provider_label = _gateway_labels(endpoint, alias, provider)
+    endpoint, alias_label, provider_label = _gateway_labels.get(endpoint, alias, provider)
     _child(GATEWAY_REQUESTS, (endpoint, alias_label, provider_label, status)).inc()
     if status == "refused":
         GATEWAY_REFUSALS.labels(endpoint, _token(error_type, UNKNOWN, "code")).inc()

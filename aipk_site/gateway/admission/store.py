@@ -38,6 +38,32 @@ from aipk_site.infra.state import (
 # --- local memory: the pure steps under the process-wide lock ------------------------
 
 
+def _admit_step(
+    req: AdmitRequest,
+    key: Counters,
+    tenant: Counters,
+    *,
+    key_seed: int | None,
+    tenant_seed: int | None,
+) -> rules.AdmitResult:
+    """``rules.admit_step`` for one admit request, over counters either store read."""
+    return rules.admit_step(
+        key,
+        tenant,
+        key_limits=req.key_limits,
+        tenant_limits=req.tenant_limits,
+        request_id=req.request_id,
+        tokens=req.tokens,
+        cost=req.cost,
+        stream=req.stream,
+        now=req.now,
+        month=req.month,
+        lease_seconds=req.lease,
+        key_seed=key_seed,
+        tenant_seed=tenant_seed,
+    )
+
+
 class LockedAdmissionStore:
     """For a cache only this process sees (``LocMemCache``).
 
@@ -91,18 +117,10 @@ class LockedAdmissionStore:
         def step() -> rules.AdmitResult:
             stored = self._read(k.ordered())
             key_names, tenant_names = k.scopes()
-            result = rules.admit_step(
+            result = _admit_step(
+                req,
                 self._counters(stored, key_names),
                 self._counters(stored, tenant_names),
-                key_limits=req.key_limits,
-                tenant_limits=req.tenant_limits,
-                request_id=req.request_id,
-                tokens=req.tokens,
-                cost=req.cost,
-                stream=req.stream,
-                now=req.now,
-                month=req.month,
-                lease_seconds=req.lease,
                 key_seed=key_seed,
                 tenant_seed=tenant_seed,
             )
@@ -342,18 +360,10 @@ class ObjectAdmissionStore:
         with _OBJECTS_LOCK:
             mono = time.monotonic()
             scopes = [self._scope(n) or _Scope() for n in names]
-            result = rules.admit_step(
+            result = _admit_step(
+                req,
                 scopes[0].counters(window, month, mono),
                 scopes[1].counters(window, month, mono),
-                key_limits=req.key_limits,
-                tenant_limits=req.tenant_limits,
-                request_id=req.request_id,
-                tokens=req.tokens,
-                cost=req.cost,
-                stream=req.stream,
-                now=now,
-                month=month,
-                lease_seconds=req.lease,
                 key_seed=key_seed,
                 tenant_seed=tenant_seed,
             )
