@@ -19,15 +19,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard, TypeVar
-
-from django.conf import settings
+from typing import Any, TypeGuard
 
 from aipk_site.infra import change_events
 from aipk_site.infra.errors import InvalidRequest, NotFound, PermissionDenied, UpstreamError
+from aipk_site.infra.snapshots import SnapshotTable
 from aipk_site.infra.state import state_store
 from providers_app.models import DiscoveredModel, Provider
 from tenants_app.models import ModelRoute, RouteStrategy
@@ -35,7 +33,6 @@ from tenants_app.services.pricing import aprice_for
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # Longer names are no alias or provider id (aliases ≤ 100, provider ≤ 64, model ≤ 200
 # characters); refusing them early keeps a huge "model" out of error messages and keys.
@@ -82,46 +79,8 @@ class _Providers:
 # --- per-process copies --------------------------------------------------------------
 
 
-class _ProcessCopies:
-    """Small tables copied into this process until a change event drops them (or, as a
-    safety net, until they are ROUTING_CACHE_SECONDS old).
-
-    While one caller reloads a stale copy, the others keep using it, so the
-    database sees one query per table per period rather than one per request.
-    ``clear()`` bumps a generation, so a reload that started before it never
-    stores what it read. ``clear()`` may run on another thread (the change
-    events' listener): each of its steps is one atomic operation on a dict."""
-
-    def __init__(self) -> None:
-        self._entries: dict[Any, tuple[Any, float]] = {}
-        self._reloading: set[Any] = set()
-        self._generation = 0
-
-    def clear(self) -> None:
-        self._generation += 1
-        self._entries.clear()
-        self._reloading.clear()
-
-    async def get(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
-        entry = self._entries.get(key)
-        if entry is not None and (entry[1] > time.monotonic() or key in self._reloading):
-            value: T = entry[0]
-            return value
-        await change_events.watch()
-        generation = self._generation
-        self._reloading.add(key)
-        try:
-            value = await load()
-        finally:
-            if generation == self._generation:
-                self._reloading.discard(key)
-        ttl = float(settings.ROUTING_CACHE_SECONDS)
-        if generation == self._generation and ttl > 0:
-            self._entries[key] = (value, time.monotonic() + ttl)
-        return value
-
-
-_copies = _ProcessCopies()
+# "providers" -> every provider; ("routes", tenant id or None) -> that tenant's routes
+_copies: SnapshotTable[Any, Any] = SnapshotTable("routing")
 
 TOPIC = "routing"  # no payload: any route or provider changed
 
@@ -144,10 +103,6 @@ change_events.subscribe(TOPIC, lambda payload: routing_cache_clear())
 def _read_providers() -> _Providers:
     providers = list(Provider.objects.all())
     return _Providers(by_name={p.name: p for p in providers}, by_id={p.pk: p for p in providers})
-
-
-async def _load_providers() -> _Providers:
-    return await change_events.snapshot_load(_read_providers)
 
 
 def _parse_route(route: ModelRoute) -> _Route:
@@ -173,16 +128,16 @@ def _read_routes(tenant_id: int | None) -> dict[str, _Route]:
     return {route.alias: _parse_route(route) for route in rows}
 
 
-async def _load_routes(tenant_id: int | None) -> dict[str, _Route]:
-    return await change_events.snapshot_load(lambda: _read_routes(tenant_id))
-
-
 async def _providers() -> _Providers:
-    return await _copies.get("providers", _load_providers)
+    providers: _Providers = await _copies.get("providers", _read_providers)
+    return providers
 
 
 async def _routes(tenant_id: int | None) -> dict[str, _Route]:
-    return await _copies.get(("routes", tenant_id), lambda: _load_routes(tenant_id))
+    routes: dict[str, _Route] = await _copies.get(
+        ("routes", tenant_id), lambda: _read_routes(tenant_id)
+    )
+    return routes
 
 
 async def _visible_routes(tenant_id: int) -> dict[str, _Route]:

@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from aipk_site.infra import change_events
+from aipk_site.infra.snapshots import SnapshotTable
 from providers_app.kit.adapters import BaseAdapter, ChatStream
 from providers_app.kit.errors import AllKeysExhaustedError, ProviderError, RateLimitError
 from providers_app.kit.providers import provider_profile
@@ -87,32 +88,23 @@ def usable_credentials(provider: Provider, tenant_id: int | None = None) -> list
 CREDENTIALS_TOPIC = "credentials"  # payload: {"provider_id": id or None for all}
 
 
-class _UsableCache:
-    """(provider id, tenant id) → (expires at, credentials). Dropped from the event
-    loop or from the change events' listener thread: each step is one atomic dict
-    operation, and ``generation`` stops a load that started before a drop from
-    storing what it read."""
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple[int, int | None], tuple[float, list[Credential]]] = {}
-        self.generation = 0
-
-    def drop(self, provider_id: int | None) -> None:
-        self.generation += 1
-        if provider_id is None:
-            self.entries.clear()
-            return
-        for cache_key in [k for k in list(self.entries) if k[0] == provider_id]:
-            self.entries.pop(cache_key, None)
+# (provider id, tenant id) -> the credentials that may serve that tenant
+_usable_cache: SnapshotTable[tuple[int, int | None], list[Credential]] = SnapshotTable(
+    "usable credentials"
+)
 
 
-_usable_cache = _UsableCache()
+def _forget_usable(provider_id: int | None) -> None:
+    if provider_id is None:
+        _usable_cache.drop()
+    else:
+        _usable_cache.drop(lambda key: key[0] == provider_id)
 
 
 def _on_credentials_changed(payload: Mapping[str, Any] | None) -> None:
     provider_id = None if payload is None else payload.get("provider_id")
     changed = provider_id if isinstance(provider_id, int) else None
-    _usable_cache.drop(changed)
+    _forget_usable(changed)
     _built.drop(changed)
 
 
@@ -127,21 +119,13 @@ def credentials_forget(provider_id: int | None = None) -> None:
 
 def credentials_cache_clear() -> None:
     """Forget this process's copies only (tests)."""
-    _usable_cache.drop(None)
+    _usable_cache.drop()
 
 
 async def usable_credentials_cached(provider: Provider, tenant_id: int | None) -> list[Credential]:
-    cache_key = (provider.pk, tenant_id)
-    hit = _usable_cache.entries.get(cache_key)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
-    await change_events.watch()
-    generation = _usable_cache.generation
-    credentials = await change_events.snapshot_load(lambda: usable_credentials(provider, tenant_id))
-    ttl = float(settings.ROUTING_CACHE_SECONDS)
-    if generation == _usable_cache.generation and ttl > 0:
-        _usable_cache.entries[cache_key] = (time.monotonic() + ttl, credentials)
-    return credentials
+    return await _usable_cache.get(
+        (provider.pk, tenant_id), lambda: usable_credentials(provider, tenant_id)
+    )
 
 
 @dataclass(frozen=True)
@@ -297,7 +281,7 @@ class _Attempt:
                 # refreshed, here or elsewhere: should the change event that drops the
                 # snapshot have been lost (Redis away), this process's copy goes now, or
                 # every request would take the refresh path until its safety TTL
-                _usable_cache.drop(self.provider.pk)
+                _forget_usable(self.provider.pk)
                 credential = fresh
         tracked = self.tracked(cred)
         # one read of the tracker answers both: at the limit, or close enough to pace --

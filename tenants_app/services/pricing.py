@@ -29,20 +29,18 @@ adapter's static catalogue, else a deliberately high per-type default.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from aipk_site.infra import change_events
 from aipk_site.infra.audit import audit_record
 from aipk_site.infra.errors import InvalidRequest
+from aipk_site.infra.snapshots import SnapshotTable
 from providers_app.kit.providers import ADAPTERS, PROFILES
 from providers_app.kit.types import ChatRequest
 from providers_app.models import DiscoveredModel, Provider, ProviderType
@@ -69,21 +67,17 @@ class Price:
     output_per_million: Decimal
 
 
-# (provider pk, provider type, model) -> (expires at, price or None)
-_cache: dict[tuple[Any, str, str], tuple[float, Price | None]] = {}
-_cache_lock = threading.Lock()
-# bumped by every clear, so a read that started before a change never stores the old row
-_generation = 0
+# (provider pk, provider type, model) -> the price, or None (misses are kept too)
+_prices: SnapshotTable[tuple[Any, str, str], Price | None] = SnapshotTable("prices")
+# (provider pk, model) -> the discovered model's longest reply, or None
+_output_limits: SnapshotTable[tuple[Any, str], int | None] = SnapshotTable("output limits")
 TOPIC = "pricing"  # no payload: any price changed
 
 
 def pricing_cache_clear() -> None:
     """Forget this process's prices (tests; a change calls ``pricing_changed``)."""
-    global _generation
-    with _cache_lock:
-        _generation += 1
-        _cache.clear()
-        _output_cache.clear()
+    _prices.clear()
+    _output_limits.clear()
 
 
 def pricing_changed() -> None:
@@ -97,31 +91,6 @@ change_events.subscribe(TOPIC, lambda payload: pricing_cache_clear())
 
 def _cache_key(provider: Provider, model: str) -> tuple[Any, str, str]:
     return (provider.pk, provider.type, model)
-
-
-def _cached(key: tuple[Any, str, str]) -> tuple[bool, Price | None]:
-    with _cache_lock:
-        entry = _cache.get(key)
-    if entry is None or entry[0] < time.monotonic():
-        return False, None
-    return True, entry[1]
-
-
-# Clients choose model ids, so the caches (misses included) are bounded: past this
-# many entries a cache starts over, costing one query per model again.
-CACHE_MAX_ENTRIES = 10_000
-
-
-def _remember(key: tuple[Any, str, str], price: Price | None, generation: int) -> Price | None:
-    ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 60.0))
-    if ttl > 0:
-        with _cache_lock:
-            if generation != _generation:
-                return price  # a change arrived while this was read: do not keep it
-            if len(_cache) >= CACHE_MAX_ENTRIES:
-                _cache.clear()
-            _cache[key] = (time.monotonic() + ttl, price)
-    return price
 
 
 def _price_query(provider: Provider, model: str):
@@ -153,33 +122,23 @@ def fallback_price(provider: Provider) -> Price | None:
 
 
 def price_for(provider: Provider, model: str) -> Price | None:
-    key = _cache_key(provider, model)
-    hit, price = _cached(key)
-    if not hit:
-        change_events.ensure_listening()
-        generation = _generation
-        price = _remember(key, _best(list(_price_query(provider, model))), generation)
+    price = _prices.get_blocking(
+        _cache_key(provider, model), lambda: _best(list(_price_query(provider, model)))
+    )
     # read from the provider in hand, not cached: a changed fallback applies at once
     return price or fallback_price(provider)
 
 
 async def aprice_for(provider: Provider, model: str) -> Price | None:
     """``price_for`` for the event loop: a cache hit costs no thread hop."""
-    key = _cache_key(provider, model)
-    hit, price = _cached(key)
-    if not hit:
-        await change_events.watch()
-        generation = _generation
-        rows = await change_events.snapshot_load(lambda: list(_price_query(provider, model)))
-        price = _remember(key, _best(rows), generation)
+    price = await _prices.get(
+        _cache_key(provider, model), lambda: _best(list(_price_query(provider, model)))
+    )
     return price or fallback_price(provider)
 
 
 # For a type no profile knows (none today): the profiles' own default.
 DEFAULT_MAX_OUTPUT_TOKENS = 131_072
-
-# (provider pk, model) -> (expires at, discovered max output or None)
-_output_cache: dict[tuple[Any, str], tuple[float, int | None]] = {}
 
 
 def _catalogue_max_output(provider_type: str, model: str) -> int | None:
@@ -196,28 +155,14 @@ async def amax_output_tokens(provider: Provider, model: str) -> tuple[int, bool]
     Known: from discovery (``DiscoveredModel.max_output_tokens``, cached like prices)
     or the adapter's static catalogue; exact model ids only. Otherwise the per-type
     default, which is an assumption: see docs/GATEWAY.md on the bound that remains."""
-    key = (provider.pk, model)
-    with _cache_lock:
-        entry = _output_cache.get(key)
-    if entry is not None and entry[0] >= time.monotonic():
-        discovered = entry[1]
-    else:
-        await change_events.watch()
-        generation = _generation
-        discovered = await change_events.snapshot_load(
-            lambda: (
-                DiscoveredModel.objects.filter(provider_id=provider.pk, model_id=model)
-                .values_list("max_output_tokens", flat=True)
-                .first()
-            )
-        )
-        ttl = float(getattr(settings, "ROUTING_CACHE_SECONDS", 60.0))
-        # not kept when a change arrived while this was read
-        if ttl > 0 and generation == _generation:
-            with _cache_lock:
-                if len(_output_cache) >= CACHE_MAX_ENTRIES:
-                    _output_cache.clear()
-                _output_cache[key] = (time.monotonic() + ttl, discovered)
+    discovered = await _output_limits.get(
+        (provider.pk, model),
+        lambda: (
+            DiscoveredModel.objects.filter(provider_id=provider.pk, model_id=model)
+            .values_list("max_output_tokens", flat=True)
+            .first()
+        ),
+    )
     known = discovered or _catalogue_max_output(provider.type, model)
     if known:
         return int(known), True

@@ -152,8 +152,9 @@ async def test_it_keeps_its_price_caches_bounded_whatever_model_ids_clients_send
 ):
     from tenants_app.services import pricing
 
-    monkeypatch.setattr(pricing, "CACHE_MAX_ENTRIES", 50)
+    monkeypatch.setattr(pricing._prices, "_max_entries", 50)
+    monkeypatch.setattr(pricing._output_limits, "_max_entries", 50)
     for n in range(120):
         await aprice_for(provider, f"made-up-{n}")
         await amax_output_tokens(provider, f"made-up-{n}")
-    assert len(pricing._cache) <= 50 and len(pricing._output_cache) <= 50
+    assert len(pricing._prices) <= 50 and len(pricing._output_limits) <= 50
