@@ -114,7 +114,7 @@ class _Snapshot:
     def __init__(self) -> None:
         self.known: dict[str, tuple[KeyContext, float]] = {}
         self.unknown: dict[str, float] = {}
-        self.loading: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[Any]] = {}
+        self.loading: dict[tuple[asyncio.AbstractEventLoop, int, str], asyncio.Task[Any]] = {}
         self.generation = 0
 
     def drop_hashes(self, hashes: list[str]) -> None:
@@ -192,8 +192,10 @@ async def _lookup(key_hash: str) -> KeyContext | None:
     if unknown_until is not None and unknown_until > now:
         return None
     # one read per hash however many requests miss at once; per loop, since a task
-    # belongs to its loop (tests run the server and the test in different loops)
-    slot = (asyncio.get_running_loop(), key_hash)
+    # belongs to its loop (tests run the server and the test in different loops), and
+    # per generation: a request that comes after a change (a revocation) must not be
+    # answered by a read that started before it
+    slot = (asyncio.get_running_loop(), _snapshot.generation, key_hash)
     task = _snapshot.loading.get(slot)
     if task is None:
         task = asyncio.ensure_future(_load(key_hash))

@@ -266,3 +266,44 @@ def test_it_refuses_a_held_key_at_once_when_its_tenant_is_deactivated(key_secret
     tenant_update(tenant=key.tenant, active=False, actor=None)
     with pytest.raises(PermissionDenied):
         authenticate(secret)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_it_refuses_a_request_made_after_a_revocation_while_an_older_read_runs(
+    make_key, monkeypatch
+):
+    import asyncio
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    from aipk_site.gateway import key_auth
+    from tenants_app.models import Tenant
+    from tenants_app.services.keys import virtual_key_revoke
+
+    key_auth.key_auth_cache_clear()
+    tenant = await Tenant.objects.acreate(name="Race", slug=f"race-{uuid.uuid4().hex[:6]}")
+    key, secret = await sync_to_async(make_key)(tenant)
+    real = key_auth._context_for
+    read, go_on = threading.Event(), threading.Event()
+
+    def slow_read(key_hash: str):
+        ctx = real(key_hash)  # the row as it was before the revocation
+        read.set()
+        go_on.wait(5)
+        return ctx
+
+    monkeypatch.setattr(key_auth, "_context_for", slow_read)
+    early = asyncio.ensure_future(key_auth.authenticate_virtual_key(secret))
+    while not read.is_set():
+        await asyncio.sleep(0.005)
+    # the database thread is busy with the old read: revoke from another thread
+    await sync_to_async(virtual_key_revoke, thread_sensitive=False)(key=key, actor=None)
+    late = asyncio.ensure_future(key_auth.authenticate_virtual_key(secret))
+    await asyncio.sleep(0.01)
+    go_on.set()
+    assert (await early).key_id == key.pk  # it started before the revocation
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        await late
+    key_auth.key_auth_cache_clear()
