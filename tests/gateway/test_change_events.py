@@ -296,8 +296,7 @@ async def test_it_refuses_a_request_made_after_a_revocation_while_an_older_read_
 
     monkeypatch.setattr(key_auth, "_context_for", slow_read)
     early = asyncio.ensure_future(key_auth.authenticate_virtual_key(secret))
-    while not read.is_set():
-        await asyncio.sleep(0.005)
+    assert await asyncio.to_thread(read.wait, 5)
     # the database thread is busy with the old read: revoke from another thread
     await sync_to_async(virtual_key_revoke, thread_sensitive=False)(key=key, actor=None)
     late = asyncio.ensure_future(key_auth.authenticate_virtual_key(secret))
