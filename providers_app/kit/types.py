@@ -92,14 +92,44 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts of one reply, in ONE normalisation whatever the provider said.
+
+    OpenAI's meaning is the kit's, because most providers and clients use it:
+    ``prompt_tokens`` is every input token, including the ones read from the
+    provider's prompt cache (``cached_tokens``) and the ones written to it
+    (``cache_write_tokens``); ``completion_tokens`` is every output token,
+    including hidden reasoning (``reasoning_tokens``). The three details are
+    parts of those totals, never additions to them, so a total is never counted
+    twice; they exist because each part is billed at its own rate (Anthropic
+    bills cache reads at 0.1x and writes at 1.25x of input). Adapters convert:
+    Anthropic's ``input_tokens`` excludes both cache counts, Gemini's
+    ``candidatesTokenCount`` excludes ``thoughtsTokenCount``.
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # True when the provider reported nothing and the numbers are our estimate
     estimated: bool = False
+    # parts of prompt_tokens: read from / written to the provider's prompt cache
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    # part of completion_tokens: hidden reasoning ("thinking") billed as output
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        """Input tokens billed at the plain input rate (Anthropic's ``input_tokens``)."""
+        return max(0, self.prompt_tokens - self.cached_tokens - self.cache_write_tokens)
+
+
+def token_count(value: Any) -> int:
+    """A token count from a provider's JSON: anything but a positive int is 0, so
+    a ``null`` or malformed detail never breaks a reply that was otherwise fine."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 @dataclass(slots=True)

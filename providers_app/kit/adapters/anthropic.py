@@ -21,6 +21,7 @@ from ..types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    token_count,
 )
 from .base import BaseAdapter, StreamDecoder, catalog_model
 
@@ -254,7 +255,11 @@ class AnthropicStreamDecoder(StreamDecoder):
             # output_tokens here is cumulative; live streams repeat input counts too
             usage = data.get("usage") or {}
             if "input_tokens" in usage:
-                self.usage.prompt_tokens = usage_from_anthropic(usage).prompt_tokens
+                # live streams repeat the input and cache counts here: they win
+                delta_usage = usage_from_anthropic(usage)
+                self.usage.prompt_tokens = delta_usage.prompt_tokens
+                self.usage.cached_tokens = delta_usage.cached_tokens
+                self.usage.cache_write_tokens = delta_usage.cache_write_tokens
             self.usage.completion_tokens = (
                 usage.get("output_tokens", self.usage.completion_tokens) or 0
             )
@@ -280,12 +285,17 @@ class AnthropicStreamDecoder(StreamDecoder):
 
 
 def usage_from_anthropic(usage: dict[str, Any]) -> Usage:
-    # Cached prompt tokens are still prompt tokens (priced differently later).
-    prompt = sum(
-        usage.get(k) or 0
-        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    """Anthropic's ``input_tokens`` EXCLUDES the cache counts; the kit's prompt
+    total includes them (see ``Usage``). Anthropic reports no reasoning count:
+    thinking is inside ``output_tokens``, so ``reasoning_tokens`` stays 0."""
+    cached = token_count(usage.get("cache_read_input_tokens"))
+    written = token_count(usage.get("cache_creation_input_tokens"))
+    return Usage(
+        prompt_tokens=token_count(usage.get("input_tokens")) + cached + written,
+        completion_tokens=token_count(usage.get("output_tokens")),
+        cached_tokens=cached,
+        cache_write_tokens=written,
     )
-    return Usage(prompt_tokens=prompt, completion_tokens=usage.get("output_tokens") or 0)
 
 
 def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:

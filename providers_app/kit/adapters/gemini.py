@@ -32,6 +32,7 @@ from ..types import (
     ModelInfo,
     ToolCallDelta,
     Usage,
+    token_count,
 )
 from .base import BaseAdapter, StreamDecoder, catalog_model
 
@@ -267,11 +268,15 @@ class ReplyReader:
         chunk = ChatChunk()
         metadata = body.get("usageMetadata")
         if isinstance(metadata, dict):
-            # thinking tokens are billed as output
+            # promptTokenCount already includes cachedContentTokenCount;
+            # candidatesTokenCount EXCLUDES thoughtsTokenCount, which is billed
+            # as output: the kit's completion total includes it (see Usage)
+            thoughts = token_count(metadata.get("thoughtsTokenCount"))
             self.usage = Usage(
-                prompt_tokens=metadata.get("promptTokenCount") or 0,
-                completion_tokens=(metadata.get("candidatesTokenCount") or 0)
-                + (metadata.get("thoughtsTokenCount") or 0),
+                prompt_tokens=token_count(metadata.get("promptTokenCount")),
+                completion_tokens=token_count(metadata.get("candidatesTokenCount")) + thoughts,
+                cached_tokens=token_count(metadata.get("cachedContentTokenCount")),
+                reasoning_tokens=thoughts,
             )
         candidates = body.get("candidates") or []
         if not candidates:

@@ -22,6 +22,7 @@ from ..types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    token_count,
 )
 from .base import BaseAdapter, StreamDecoder, catalog_model
 
@@ -270,11 +271,27 @@ def _status_of(error: Any) -> int:
 
 
 def usage_from_openai(usage: Any) -> Usage | None:
+    """OpenAI's usage is already the kit's normalisation: cached tokens are part
+    of ``prompt_tokens``, reasoning tokens part of ``completion_tokens``.
+
+    Compatible providers (Cerebras, Qwen, OpenRouter) send the same fields, or
+    leave the details out (then they are 0); some send ``null`` details.
+    """
     if not isinstance(usage, dict):
         return None
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
     return Usage(
-        prompt_tokens=usage.get("prompt_tokens") or 0,
-        completion_tokens=usage.get("completion_tokens") or 0,
+        prompt_tokens=token_count(usage.get("prompt_tokens")),
+        completion_tokens=token_count(usage.get("completion_tokens")),
+        cached_tokens=token_count(
+            prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else 0
+        ),
+        reasoning_tokens=token_count(
+            completion_details.get("reasoning_tokens")
+            if isinstance(completion_details, dict)
+            else 0
+        ),
     )
 
 

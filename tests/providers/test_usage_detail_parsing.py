@@ -1,0 +1,136 @@
+"""Cached, cache-write and reasoning tokens, parsed from each provider's usage fields
+into the kit's ONE normalisation (``Usage``): prompt_tokens counts every input token
+including cached and cache-write ones, completion_tokens every output token including
+reasoning.
+
+The replies are the captured transcripts in tests/fixtures/wire/ with their (zero)
+cache/reasoning counts set to nonzero values in the providers' own field names, so
+the shapes are the real ones and only the numbers differ.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from providers_app.kit.adapters import (
+    AnthropicAdapter,
+    CerebrasAdapter,
+    GeminiAdapter,
+    OpenAIAdapter,
+    OpenRouterAdapter,
+    QwenAdapter,
+)
+from providers_app.kit.types import Usage
+from tests.providers.kit.wire_helpers import REQUEST, decode, fold, wire_bytes, wire_json
+
+
+def usage_tuple(usage: Usage) -> tuple[int, int, int, int, int]:
+    return (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    )
+
+
+# -- OpenAI and the providers that speak its format -----------------------------
+
+
+def openai_reply_with_details() -> dict:
+    body = wire_json("openai_chat_completion_tool_calls.json")
+    body["usage"]["prompt_tokens"] = 2082
+    body["usage"]["total_tokens"] = 2082 + 17
+    body["usage"]["prompt_tokens_details"] = {"cached_tokens": 1920, "audio_tokens": 0}
+    body["usage"]["completion_tokens_details"]["reasoning_tokens"] = 12
+    return body
+
+
+@pytest.mark.parametrize(
+    "adapter_class", [OpenAIAdapter, CerebrasAdapter, QwenAdapter, OpenRouterAdapter]
+)
+def test_it_reads_openai_cached_and_reasoning_tokens_as_parts_of_the_totals(adapter_class):
+    reply = adapter_class().parse_chat(openai_reply_with_details(), REQUEST)
+    assert usage_tuple(reply.usage) == (2082, 17, 1920, 0, 12)
+    assert reply.usage.uncached_prompt_tokens == 2082 - 1920
+    assert reply.usage.total_tokens == 2099
+
+
+def test_it_reads_the_details_from_an_openai_stream_usage_chunk():
+    lines = wire_bytes("openai_chat_stream_text_usage.sse").decode().split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("data: {") and '"usage":{' in line:
+            chunk = json.loads(line[len("data: ") :])
+            chunk["usage"]["prompt_tokens_details"] = {"cached_tokens": 8}
+            chunk["usage"]["completion_tokens_details"]["reasoning_tokens"] = 20
+            lines[i] = "data: " + json.dumps(chunk)
+    reply = fold(decode(OpenAIAdapter(), ["\n".join(lines).encode()]))
+    assert usage_tuple(reply.usage) == (14, 30, 8, 0, 20)
+
+
+def test_it_counts_null_or_missing_openai_details_as_zero():
+    body = wire_json("openai_chat_completion_tool_calls.json")
+    body["usage"]["prompt_tokens_details"] = None
+    body["usage"]["completion_tokens_details"] = {"reasoning_tokens": None}
+    reply = OpenAIAdapter().parse_chat(body, REQUEST)
+    assert usage_tuple(reply.usage) == (82, 17, 0, 0, 0)
+
+
+# -- Anthropic ------------------------------------------------------------------
+
+
+def test_it_adds_anthropic_cache_reads_and_writes_to_its_uncached_input_tokens():
+    body = wire_json("anthropic_messages_tool_use.json")
+    body["usage"].update(cache_read_input_tokens=3000, cache_creation_input_tokens=500)
+    reply = AnthropicAdapter().parse_chat(body, REQUEST)
+    assert usage_tuple(reply.usage) == (656 + 3000 + 500, 74, 3000, 500, 0)
+    assert reply.usage.uncached_prompt_tokens == 656
+
+
+def test_it_reads_anthropic_cache_counts_from_message_start_and_output_from_message_delta():
+    events = wire_bytes("anthropic_messages_stream_tool_use.sse").decode()
+    events = events.replace(
+        '"cache_creation_input_tokens":0,"cache_read_input_tokens":0',
+        '"cache_creation_input_tokens":40,"cache_read_input_tokens":2000',
+    )
+    reply = fold(decode(AnthropicAdapter(), [events.encode()]))
+    assert usage_tuple(reply.usage) == (377 + 40 + 2000, 65, 2000, 40, 0)
+
+
+def test_it_lets_a_message_delta_that_repeats_the_input_counts_replace_them():
+    events = wire_bytes("anthropic_messages_stream_tool_use.sse").decode()
+    events = events.replace(
+        '"usage":{"output_tokens":65}',
+        '"usage":{"input_tokens":377,"cache_creation_input_tokens":0,'
+        '"cache_read_input_tokens":1000,"output_tokens":65}',
+    )
+    reply = fold(decode(AnthropicAdapter(), [events.encode()]))
+    assert usage_tuple(reply.usage) == (1377, 65, 1000, 0, 0)
+
+
+# -- Gemini ---------------------------------------------------------------------
+
+
+def test_it_reports_gemini_thoughts_as_reasoning_inside_the_completion_total():
+    reply = GeminiAdapter().parse_chat(wire_json("gemini_generate_function_call.json"), REQUEST)
+    # thoughtsTokenCount (501) is not part of candidatesTokenCount (8) on the wire
+    assert usage_tuple(reply.usage) == (38, 8 + 501, 0, 0, 501)
+
+
+def test_it_reads_gemini_cached_content_tokens_as_part_of_the_prompt():
+    body = wire_json("gemini_generate_function_call.json")
+    body["usageMetadata"].update(promptTokenCount=4038, cachedContentTokenCount=4000)
+    reply = GeminiAdapter().parse_chat(body, REQUEST)
+    assert usage_tuple(reply.usage) == (4038, 509, 4000, 0, 501)
+
+
+def test_it_reads_gemini_usage_details_from_the_last_stream_chunk():
+    events = wire_bytes("gemini_stream_text.sse").decode()
+    last = events.rindex('"candidatesTokenCount": 10')
+    events = (
+        events[:last] + '"cachedContentTokenCount": 4, "thoughtsTokenCount": 33, ' + events[last:]
+    )
+    reply = fold(decode(GeminiAdapter(), [events.encode()]))
+    assert usage_tuple(reply.usage) == (7, 10 + 33, 4, 0, 33)
