@@ -9,7 +9,8 @@ included) and, with ``--profile``, a cProfile listing. Because nothing else shar
 process, the figure moves little with the machine's load: it is the number to watch
 while shaving the request path; the end-to-end figures are bench_dataplane.py's.
 
-    .venv/bin/python benchmarks/bench_edge_cpu.py [--stream] [--redis URL] [-n 4000] [-c 50]
+    .venv/bin/python benchmarks/bench_edge_cpu.py [--stream [--paced MS]] [--redis URL]
+        [-n 4000] [-c 50]
         [--database-url URL] [--profile] [--sort tottime|cumulative] [--top 45]
 
 Uses a fresh SQLite file in a temporary directory, or with ``--database-url`` that
@@ -60,6 +61,14 @@ def main() -> None:
     )
     parser.add_argument("-n", type=int, default=4000, help="requests measured")
     parser.add_argument("-c", type=int, default=50, help="concurrent requests")
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="streams of 8 content chunks this many ms apart (a hosted model's pace; "
+        "every chunk then costs its own wake-up, as in bench_dataplane's paced mode)",
+    )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=45)
@@ -90,7 +99,10 @@ def main() -> None:
     os.environ.update(env)
     port = free_port()
     mock = subprocess.Popen(
-        [PYTHON, "benchmarks/mock_upstream.py", "--port", str(port)],
+        [PYTHON, "benchmarks/mock_upstream.py", "--port", str(port)]
+        + (
+            ["--chunk-interval", str(args.paced / 1000), "--slow-chunks", "8"] if args.paced else []
+        ),
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
