@@ -68,6 +68,8 @@ class SnapshotTable(Generic[K, V]):
         self._entries: dict[K, tuple[V, float]] = {}
         self._reads: dict[tuple[asyncio.AbstractEventLoop, int, K], asyncio.Task[V]] = {}
         self.generation = 0
+        # after a failed refresh, how long the old copy is served before the next try
+        self.retry_after_failure = 1.0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -111,18 +113,25 @@ class SnapshotTable(Generic[K, V]):
         slot = (asyncio.get_running_loop(), self.generation, key)
         if slot in self._reads:
             return
+        generation = self.generation
         task = self._read_once(key, read)
-        task.add_done_callback(self._log_failed_refresh)
+        task.add_done_callback(lambda done: self._refreshed(key, generation, done))
 
-    def _log_failed_refresh(self, task: asyncio.Task[V]) -> None:
-        # nobody awaits a refresh: its failure is said here, the old copy stays, and
-        # the next request after it tries again
-        if not task.cancelled() and (error := task.exception()) is not None:
-            logger.warning(
-                "%s: refreshing a copy failed (%s); the old one is kept",
-                self.name,
-                type(error).__name__,
-            )
+    def _refreshed(self, key: K, generation: int, task: asyncio.Task[V]) -> None:
+        # nobody awaits a refresh: its failure is said here, and the old copy is kept
+        # for ``retry_after_failure`` more seconds -- with the database down, a refresh
+        # per request (and a warning per request) would only add to the trouble
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        logger.warning(
+            "%s: refreshing a copy failed (%s); the old one is kept for %g s",
+            self.name,
+            type(error).__name__,
+            self.retry_after_failure,
+        )
+        entry = self._entries.get(key)
+        if entry is not None and generation == self.generation:
+            self._entries[key] = (entry[0], time.monotonic() + self.retry_after_failure)
 
     async def _read(self, key: K, read: Callable[[], V]) -> V:
         # listening before the generation is noted: the reset of a first subscription

@@ -89,9 +89,14 @@ async def test_it_keeps_the_lapsed_copy_and_says_so_when_its_refresh_fails(caplo
         assert await table.get("k", read) == "v1"
         await _until(lambda: not table._reads)
     assert "prices: refreshing a copy failed (ConnectionError)" in caplog.text
-    # the next request tries again, and gets the new copy once the database is back
+    # with the database down, the requests of the next second do not each try again
+    for _ in range(100):
+        assert await table.get("k", read) == "v1"
+    assert read.count == 2
+    # once that second is over, the next request tries again, and gets the new copy
     read.fail = False
     read.value = "v2"
+    table._entries["k"] = ("v1", time.monotonic() - 1)
     assert await table.get("k", read) == "v1"
     await _until(lambda: table._entries["k"][0] == "v2")
 
