@@ -8,7 +8,11 @@
 | /cerebras/v1, /qwen/v1       | OpenAI-compatible |
 | /openrouter/api/v1           | OpenAI-compatible + /key, /credits |
 
-Unprefixed aliases: /v1/chat/completions (OpenAI), /v1/messages (Anthropic),
+Embeddings (embeddings_wire.py): POST {prefix}/embeddings on /openai/v1, /qwen/v1 and
+/openrouter/api/v1 (Cerebras has none), and Gemini's models/{model}:embedContent and
+:batchEmbedContents.
+
+Unprefixed aliases: /v1/chat/completions and /v1/embeddings (OpenAI), /v1/messages (Anthropic),
 /v1/models (Anthropic if the request has ``anthropic-version``, else OpenAI),
 /v1beta/... (Gemini). Test helpers live under /_sim.
 """
@@ -21,6 +25,7 @@ from aiohttp import web
 
 from providers_app.simulator import (
     anthropic_wire,
+    embeddings_wire,
     gemini_wire,
     oauth_server,
     openai_flavours,
@@ -110,6 +115,8 @@ def _routes() -> list[web.RouteDef]:
             web.get(f"{prefix}/models", openai_wire.models_handler(flavour)),
             web.get(f"{prefix}/models/{{model:.+}}", openai_wire.model_handler(flavour)),
         ]
+        if flavour is not openai_flavours.CEREBRAS:  # Cerebras has no embeddings API
+            routes.append(web.post(f"{prefix}/embeddings", embeddings_wire.openai_handler(flavour)))
     routes += [
         web.get("/openrouter/api/v1/key", openrouter_account.key_handler),
         web.get("/openrouter/api/v1/credits", openrouter_account.credits_handler),
@@ -123,12 +130,22 @@ def _routes() -> list[web.RouteDef]:
         web.get("/anthropic/v1/models", anthropic_wire.models_handler),
         web.get("/anthropic/v1/models/{model}", anthropic_wire.model_handler),
         web.post("/v1/chat/completions", openai_wire.chat_handler(openai_flavours.OPENAI)),
+        web.post("/v1/embeddings", embeddings_wire.openai_handler(openai_flavours.OPENAI)),
         web.get("/v1/models", unprefixed_models),
         web.get("/v1/models/{model}", unprefixed_model),
     ]
     # Unprefixed, only v1beta: /v1/models already belongs to OpenAI / Anthropic.
     for prefix, version in (("/gemini", "{version:v1beta|v1|v1alpha}"), ("", "v1beta")):
+        models = f"{prefix}/{version}/models"
         routes += [
+            # before the catch-all models/{model_action}: the first matching route wins
+            web.post(
+                f"{models}/{{model:[^:/]+}}:embedContent", embeddings_wire.gemini_embed_handler
+            ),
+            web.post(
+                f"{models}/{{model:[^:/]+}}:batchEmbedContents",
+                embeddings_wire.gemini_batch_handler,
+            ),
             web.get(f"{prefix}/{version}/models", gemini_wire.models_handler),
             web.get(f"{prefix}/{version}/models/{{model:[^:/]+}}", gemini_wire.model_get_handler),
             web.post(

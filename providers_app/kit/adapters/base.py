@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from .. import errors
+from .. import embeddings, errors
+from ..embeddings import EmbeddingRequest, EmbeddingResponse
 from ..http_client import body_reader, pooled_client, send
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
 from ..types import (
@@ -222,6 +223,41 @@ class BaseAdapter:
                 request,
                 len(result.text) + sum(len(c.name) + len(c.arguments) for c in result.tool_calls),
             )
+        return result
+
+    # -- embeddings ------------------------------------------------------------------
+    def embeddings_wire(self) -> embeddings.EmbeddingsWire:
+        """This provider type's embeddings wire (``kit/embeddings.py``); raises the kit's
+        ``InvalidRequestError`` (code ``embeddings_not_supported``) for one that has none.
+        Gemini's Code Assist route (OAuth + project) has no embeddings method."""
+        code_assist = bool(getattr(self, "uses_cloudcode", False))
+        return embeddings.wire_for(self.provider_type, self.name, code_assist=code_assist)
+
+    async def embed(
+        self, request: EmbeddingRequest, *, deadline: float | None = None
+    ) -> EmbeddingResponse:
+        """One vector per input, through the same send path (and error classes) as chat.
+        Bad input is refused before anything is sent; ``deadline`` as in ``chat``."""
+        wire = self.embeddings_wire()
+        embeddings.validate(request, wire, self.name)
+        deadline = self.request_deadline() if deadline is None else deadline
+        await self._throttle(deadline)
+        try:
+            response = await self._send(
+                "POST",
+                wire.url(self.base_url, request.model),
+                json=wire.body(request),
+                deadline=deadline,
+            )
+        except errors.PermissionDeniedError as exc:
+            # OpenAI refuses a chat model on /embeddings with a bare 403 ("not allowed to
+            # generate embeddings from this model"): a fact about that model, which must
+            # never count towards disabling the credential.
+            if exc.scope == "model":
+                exc.model_specific = True
+            raise
+        result = wire.parse(self._json(response), request, self.name)
+        result.rate_limit = self._rate_limit(response)
         return result
 
     def stream(self, request: ChatRequest, *, deadline: float | None = None) -> ChatStream:
