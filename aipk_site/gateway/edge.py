@@ -44,6 +44,7 @@ from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
 
 from aipk_site.gateway import overload
+from aipk_site.gateway.count_tokens import count_message_tokens
 from aipk_site.gateway.dispatch import StreamReply, gateway_reply, gateway_stream
 from aipk_site.gateway.error_mapping import infrastructure_unavailable
 from aipk_site.gateway.formats.anthropic_format import (
@@ -66,12 +67,20 @@ from aipk_site.gateway.formats.openai_format import (
 )
 from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key, cached_key_context
 from aipk_site.gateway.ledger import GatewayCall, log_infrastructure_fault
-from aipk_site.gateway.routing import models_for
+from aipk_site.gateway.routing import MAX_MODEL_NAME_CHARS, models_for
 from aipk_site.gateway.usage import usage_record
-from aipk_site.infra.errors import AipkError, InvalidRequest, PayloadTooLarge, UpstreamError
+from aipk_site.infra.errors import (
+    AipkError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    UpstreamError,
+)
 from aipk_site.infra.log_context import bind_request_id
 from aipk_site.middleware import random_hex, request_id_from
+from providers_app.kit.providers import ADAPTERS
 from providers_app.kit.types import ChatResponse
+from providers_app.models import DiscoveredModel, Provider
 from tenants_app.models import UsageStatus
 
 logger = logging.getLogger(__name__)
@@ -358,30 +367,101 @@ async def messages(request: EdgeRequest) -> EdgeResponse:
     return await _serve(request, _ANTHROPIC)
 
 
+def _wants_anthropic(request: EdgeRequest) -> bool:
+    return "anthropic-version" in request.headers
+
+
+async def _visible_models(ctx: KeyContext) -> list[dict[str, Any]]:
+    return await models_for(
+        tenant_id=ctx.tenant_id,
+        allowed_models=ctx.allowed_models,
+        allowed_provider_ids=ctx.allowed_provider_ids,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelFacts:
+    """What the model catalogue knows of a "<provider>/<model>" id (Anthropic's model
+    object carries it): discovery's row, else the provider type's static catalogue."""
+
+    display_name: str | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+
+async def _catalogue_facts(model_ids: list[str]) -> dict[str, _ModelFacts]:
+    """The facts for ``model_ids`` that are provider ids (aliases have none: each of
+    their candidates may differ). Two queries, on the Anthropic-format listings only."""
+    wanted = {model_id for model_id in model_ids if "/" in model_id}
+    names = {model_id.partition("/")[0] for model_id in wanted}
+    if not names:
+        return {}
+    facts: dict[str, _ModelFacts] = {}
+    providers = Provider.objects.filter(name__in=names).values_list("name", "type")
+    async for name, provider_type in providers:
+        adapter = ADAPTERS.get(provider_type)
+        for info in adapter.static_models if adapter is not None else ():
+            model_id = f"{name}/{info.id}"
+            if model_id in wanted:
+                facts[model_id] = _ModelFacts(
+                    info.name or None, info.context_window, info.max_output_tokens
+                )
+    discovered = DiscoveredModel.objects.filter(provider__name__in=names).values_list(
+        "provider__name", "model_id", "name", "context_window", "max_output_tokens"
+    )
+    async for name, model, display_name, context_window, max_output in discovered:
+        model_id = f"{name}/{model}"
+        if model_id in wanted:
+            static = facts.get(model_id, _ModelFacts())
+            facts[model_id] = _ModelFacts(
+                display_name or static.display_name,
+                context_window or static.context_window,
+                max_output or static.max_output_tokens,
+            )
+    return facts
+
+
+# Anthropic's model objects carry a release date, which aipk does not know; Anthropic's
+# own API documents the epoch for "unknown".
+_UNKNOWN_RELEASE = "1970-01-01T00:00:00Z"
+
+
+def _anthropic_model(entry: dict[str, Any], facts: _ModelFacts | None) -> dict[str, Any]:
+    """Anthropic's ``ModelInfo``: the anthropic SDK requires ``lifecycle`` since 2.x; a
+    model a key can list is one it can call, so "active"."""
+    facts = facts or _ModelFacts()
+    model: dict[str, Any] = {
+        "type": "model",
+        "id": entry["id"],
+        "display_name": facts.display_name or entry["id"],
+        "created_at": _UNKNOWN_RELEASE,
+        "lifecycle": "active",
+    }
+    if facts.context_window:
+        model["max_input_tokens"] = facts.context_window
+    if facts.max_output_tokens:
+        model["max_tokens"] = facts.max_output_tokens
+    return model
+
+
+def _openai_model(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"id": entry["id"], "object": "model", "created": 0, "owned_by": entry["owned_by"]}
+
+
 async def models(request: EdgeRequest) -> EdgeResponse:
-    anthropic = "anthropic-version" in request.headers
+    anthropic = _wants_anthropic(request)
     render_error = anthropic_error_body if anthropic else openai_error_body
     try:
         ctx = await authenticate_virtual_key(_secret_from(request))
-        entries = await models_for(
-            tenant_id=ctx.tenant_id,
-            allowed_models=ctx.allowed_models,
-            allowed_provider_ids=ctx.allowed_provider_ids,
-        )
+        entries = await _visible_models(ctx)
+        if anthropic:
+            facts = await _catalogue_facts([e["id"] for e in entries])
     except AipkError as error:
         return error_response(error, render_error)
     except _INFRASTRUCTURE_ERRORS as error:
         return error_response(_unavailable(error), render_error)
     if anthropic:
-        data = [
-            {
-                "type": "model",
-                "id": e["id"],
-                "display_name": e["id"],
-                "created_at": "1970-01-01T00:00:00Z",
-            }
-            for e in entries
-        ]
+        data = [_anthropic_model(e, facts.get(e["id"])) for e in entries]
         return json_response(
             {
                 "data": data,
@@ -390,10 +470,59 @@ async def models(request: EdgeRequest) -> EdgeResponse:
                 "last_id": data[-1]["id"] if data else None,
             }
         )
-    data = [
-        {"id": e["id"], "object": "model", "created": 0, "owned_by": e["owned_by"]} for e in entries
-    ]
-    return json_response({"object": "list", "data": data})
+    return json_response({"object": "list", "data": [_openai_model(e) for e in entries]})
+
+
+# GET /v1/models/{id}: ids hold "/" ("openai/gpt-4o-mini"), so the whole rest of the
+# path is the id (the SDKs send it percent-encoded; the ASGI path arrives decoded).
+MODEL_PATH_PREFIX = "/v1/models/"
+
+
+def _no_such_model(model_id: str) -> NotFound:
+    # the same answer for a model that does not exist and one this key may not see; the
+    # id is client input, cut so a huge one does not fill the error
+    return NotFound(
+        f"The model '{model_id[:MAX_MODEL_NAME_CHARS]}' does not exist or is not "
+        "available to this key.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+async def model_retrieve(request: EdgeRequest) -> EdgeResponse:
+    """One of the models ``GET /v1/models`` lists for this key, or 404 for any other."""
+    anthropic = _wants_anthropic(request)
+    render_error = anthropic_error_body if anthropic else openai_error_body
+    model_id = request.path[len(MODEL_PATH_PREFIX) :]
+    try:
+        ctx = await authenticate_virtual_key(_secret_from(request))
+        entry = next((e for e in await _visible_models(ctx) if e["id"] == model_id), None)
+        if entry is None:
+            raise _no_such_model(model_id)
+        if anthropic:
+            facts = await _catalogue_facts([model_id])
+    except AipkError as error:
+        return error_response(error, render_error)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return error_response(_unavailable(error), render_error)
+    if anthropic:
+        return json_response(_anthropic_model(entry, facts.get(model_id)))
+    return json_response(_openai_model(entry))
+
+
+async def messages_count_tokens(request: EdgeRequest) -> EdgeResponse:
+    """Anthropic's token count (aipk_site/gateway/count_tokens.py holds the rules)."""
+    try:
+        ctx = await authenticate_virtual_key(_secret_from(request))
+        body = await _read_json(request)
+        counted = await count_message_tokens(
+            ctx, body, _limits(), request_id=f"count_{random_hex()}"
+        )
+    except AipkError as error:
+        return error_response(error, anthropic_error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return error_response(_unavailable(error), anthropic_error_body)
+    return json_response(counted.body(), headers=counted.headers)
 
 
 Operation = Callable[[EdgeRequest], Awaitable[EdgeResponse]]
@@ -403,7 +532,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/chat/completions"): chat_completions,
     ("POST", "/v1/messages"): messages,
     ("GET", "/v1/models"): models,
+    ("POST", "/v1/messages/count_tokens"): messages_count_tokens,
 }
+
+
+def operation_for(method: str, path: str) -> Operation | None:
+    """The edge's operation for a request, or None (Django answers: the docs, a JSON
+    404 or 405). ``GET /v1/models/{id}`` is the one path with a variable part."""
+    operation = OPERATIONS.get((method, path))
+    if operation is None and method == "GET" and path.startswith(MODEL_PATH_PREFIX):
+        return model_retrieve
+    return operation
 
 
 # -- the ASGI application -------------------------------------------------------------------
@@ -577,7 +716,7 @@ class GatewayEdge:
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        operation = OPERATIONS.get((scope["method"], path))
+        operation = operation_for(scope["method"], path)
         if operation is None:
             await self.fallback(scope, receive, send)
             return
@@ -638,8 +777,9 @@ def _shed(request: EdgeRequest) -> EdgeResponse:
     cache -- a row only for a key already in memory."""
     wire = _WIRES.get(request.path)
     error = overload.overloaded()
-    if wire is None:  # GET /v1/models: no usage row, like its other answers
-        overload.record_shed("models")
+    if wire is None:  # the models and count_tokens: no usage row, like their other answers
+        counting = request.path == "/v1/messages/count_tokens"
+        overload.record_shed("messages.count_tokens" if counting else "models")
         return error_response(error, error_renderer(request))
     overload.record_shed(wire.endpoint)
     ctx = cached_key_context(_secret_from(request))

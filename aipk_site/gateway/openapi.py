@@ -144,19 +144,31 @@ _CHAT_BODY = {
         "aipk": {"type": "object", "properties": {"cache": {"type": "boolean"}}},
     },
 }
+_MESSAGES_PROPERTIES: dict[str, Any] = {
+    "model": {"type": "string", "minLength": 1},
+    "max_tokens": {"type": "integer", "minimum": 1},
+    "system": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+    "messages": {"type": "array", "minItems": 1, "items": _ANTHROPIC_MESSAGE_SCHEMA},
+    "stream": {"type": "boolean"},
+    "tools": {"type": "array"},
+    "tool_choice": {"type": "object"},
+    "stop_sequences": {"type": "array"},
+    "temperature": {"type": "number"},
+}
 _MESSAGES_BODY = {
     "type": "object",
     "required": ["model", "messages", "max_tokens"],
+    "properties": _MESSAGES_PROPERTIES,
+}
+
+# count_tokens takes a Messages body without max_tokens (nor stream)
+_COUNT_TOKENS_BODY = {
+    "type": "object",
+    "required": ["model", "messages"],
     "properties": {
-        "model": {"type": "string", "minLength": 1},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "system": {"anyOf": [{"type": "string"}, {"type": "array"}]},
-        "messages": {"type": "array", "minItems": 1, "items": _ANTHROPIC_MESSAGE_SCHEMA},
-        "stream": {"type": "boolean"},
-        "tools": {"type": "array"},
-        "tool_choice": {"type": "object"},
-        "stop_sequences": {"type": "array"},
-        "temperature": {"type": "number"},
+        name: schema
+        for name, schema in _MESSAGES_PROPERTIES.items()
+        if name not in ("max_tokens", "stream")
     },
 }
 
@@ -183,6 +195,24 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
     return await _through_edge(request, edge.messages)
 
 
+@gateway_api.post(
+    "/messages/count_tokens",
+    summary="Count a message's input tokens (Anthropic format; aipk's estimate)",
+    openapi_extra=_body_doc(_COUNT_TOKENS_BODY),
+)
+async def messages_count_tokens(request: HttpRequest) -> HttpResponseBase:
+    return await _through_edge(request, edge.messages_count_tokens)
+
+
 @gateway_api.get("/models", summary="Models this key may call (OpenAI or Anthropic list format)")
 async def models(request: HttpRequest) -> HttpResponseBase:
     return await _through_edge(request, edge.models)
+
+
+# ``path``: a model id holds "/" ("openai/gpt-4o-mini"); the rest of the path is the id
+@gateway_api.get(
+    "/models/{path:model_id}",
+    summary="One model this key may call (OpenAI or Anthropic model object)",
+)
+async def model_retrieve(request: HttpRequest, model_id: str) -> HttpResponseBase:
+    return await _through_edge(request, edge.model_retrieve)
