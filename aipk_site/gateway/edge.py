@@ -3,14 +3,16 @@
 Django's per-request handler (request object, URL resolver, middleware chain, signals,
 response object) costs about a millisecond of CPU and caps a process near 930 requests
 a second on the machines we measure on (docs/BENCHMARKS.md "Data plane"); a raw ASGI
-proxy reaches several thousand. So the three operations every request of every app
-goes through -- ``POST /v1/chat/completions``, ``POST /v1/messages`` and
-``GET /v1/models`` -- are served here straight from the ASGI scope: a dict lookup
-finds the operation, the body is read with its size limit, the request path
-(dispatch.py) runs, and the answer is written as ASGI messages. Everything else under
-/v1/ (the OpenAPI description, the docs page, unknown paths, wrong methods) is
-passed to Django (``fallback``, aipk_site/gateway/handler.py), where rarely-hit pages
-belong.
+proxy reaches several thousand. So the operations apps call -- ``POST
+/v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``, ``GET
+/v1/models/{id}`` and ``POST /v1/messages/count_tokens`` -- are served here straight
+from the ASGI scope: a dict lookup finds the operation (``operation_for``), the body is
+read with its size limit, the request path (dispatch.py) runs, and the answer is
+written as ASGI messages. Everything else under /v1/ (the OpenAPI description, the
+docs page, unknown paths, wrong methods) is passed to Django (``fallback``,
+aipk_site/gateway/handler.py), where rarely-hit pages belong: its NinjaAPI
+(openapi.py) answers an unknown path with a JSON 404 and a wrong method with a JSON
+405 and an ``Allow`` header, in the caller's format.
 
 What Django's middleware gave a /v1/ answer is done here, cheaply and on purpose:
 the Host header is checked against ALLOWED_HOSTS, plain http is redirected when
