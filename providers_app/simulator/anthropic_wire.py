@@ -200,17 +200,60 @@ def conversation(body: dict) -> Conversation:
         if choice.get("disable_parallel_tool_use") is True:
             conv.parallel_tool_calls = False
     conv.max_tokens = body.get("max_tokens")
+    model = str(body.get("model") or "")
+    thinking = body.get("thinking")
+    conv.reasoning = "thinking" in model or (
+        isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    )
+    prefix = _cached_prefix(body)
+    if prefix is not None:
+        conv.cache_key = behaviour.cache_key(model, prefix)
+        conv.cache_prefix = prefix
+        conv.cache_whole_blocks = False
+        conv.cache_writes_billed = True
     return conv
+
+
+def _cached_prefix(body: dict) -> list[str] | None:
+    """The prompt's texts up to the last block marked ``cache_control``, in the
+    order Anthropic caches them (tools, system, messages); None without a mark."""
+    texts: list[str] = []
+    prefix: list[str] | None = None
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict) and tool.get("cache_control"):
+            prefix = list(texts)
+    system = body.get("system")
+    blocks: list = [] if isinstance(system, str) else system if isinstance(system, list) else []
+    if isinstance(system, str):
+        texts.append(system)
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            blocks.append({"type": "text", "text": content})
+        elif isinstance(content, list):
+            blocks.extend(content)
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif block.get("type") == "tool_result":
+            texts.append(_block_text(block.get("content")))
+        if block.get("cache_control"):
+            prefix = list(texts)
+    return prefix
 
 
 # ---------------------------------------------------------------- reply -> wire
 
 
 def _usage(reply: Reply, output_tokens: int) -> dict:
+    # input_tokens EXCLUDES the cache counts; thinking is inside output_tokens
     return {
-        "input_tokens": reply.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": reply.prompt_tokens - reply.cached_tokens - reply.cache_write_tokens,
+        "cache_creation_input_tokens": reply.cache_write_tokens,
+        "cache_read_input_tokens": reply.cached_tokens,
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
@@ -237,7 +280,7 @@ def message(model: str, reply: Reply) -> dict:
         "content": content,
         "stop_reason": STOP_REASONS[reply.finish],
         "stop_sequence": None,
-        "usage": _usage(reply, reply.completion_tokens),
+        "usage": _usage(reply, reply.completion_tokens + reply.reasoning_tokens),
     }
 
 
@@ -306,12 +349,8 @@ async def _stream(
             (_event("content_block_stop", {"type": "content_block_stop", "index": index}), False)
         )
         index += 1
-    final_usage = {
-        "input_tokens": reply.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "output_tokens": reply.completion_tokens,
-    }
+    final_usage = _usage(reply, reply.completion_tokens + reply.reasoning_tokens)
+    del final_usage["service_tier"]
     events.append(
         (
             _event(

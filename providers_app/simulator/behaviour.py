@@ -21,13 +21,36 @@ Three knobs make the reply less friendly to a gateway's estimates (set by
 instead of per word (``dense``; never more than the UTF-8 bytes of the text,
 so a reservation by bytes stays an upper bound), and a provider that emits a
 tenth more tokens than ``max_tokens`` allowed (``overrun``).
+
+Usage detail (cache and reasoning tokens), so gateways can be tested on what
+the real APIs bill differently (:func:`_add_usage_detail`):
+
+- *reasoning*: a request the wire marks as reasoning (OpenAI: a model id like
+  ``o1``/``o3-mini`` or containing ``thinking``/``reasoning``, or a
+  ``reasoning_effort`` other than ``none``; Anthropic: ``thinking.type`` =
+  ``enabled`` or a model id containing ``thinking``; Gemini: a
+  ``thinkingConfig`` with a nonzero ``thinkingBudget`` or ``includeThoughts``,
+  or a model id containing ``thinking``) spends ``REASONING_TOKENS`` hidden
+  output tokens, never more than ``max_tokens`` leaves after the visible reply
+  (every provider counts reasoning against that limit);
+- *prompt cache*: a process-wide memory of cacheable prompt prefixes. A prefix
+  of at least ``CACHE_MIN_TOKENS`` tokens seen before is a cache read; seen for
+  the first time it is a cache write (reported by Anthropic only: OpenAI's and
+  Gemini's automatic caching does not bill writes). The prefix is the whole
+  prompt for OpenAI and Gemini (counted in whole ``CACHE_BLOCK_TOKENS`` blocks,
+  as OpenAI does), and for Anthropic everything up to the last block carrying
+  ``cache_control`` (nothing is cached without one). Send the same long prompt
+  twice to see a read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 _WORD_RE = re.compile(r"\S+\s*")
@@ -75,6 +98,12 @@ class Conversation:
     reply_words: int | None = None  # ``words-<n>``: the text reply has exactly n words
     dense: bool = False  # usage counts one token per character
     overrun: bool = False  # completion tokens exceed max_tokens by OVERRUN_RATIO
+    reasoning: bool = False  # the request asks for (or the model does) hidden reasoning
+    # the cacheable prompt prefix: its identity (None = nothing cacheable) and texts
+    cache_key: str | None = None
+    cache_prefix: list[str] = field(default_factory=list)
+    cache_whole_blocks: bool = True  # OpenAI/Gemini count cached tokens in whole blocks
+    cache_writes_billed: bool = False  # Anthropic reports (and bills) cache writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +129,72 @@ class Reply:
     tool_calls: list[ToolCall]
     finish: str
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # the visible reply; reasoning_tokens come on top
+    # parts of prompt_tokens
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+
+REASONING_TOKENS = 32
+CACHE_MIN_TOKENS = 1024  # OpenAI's, Anthropic's (Sonnet) and Gemini 2.5 Flash's minimum
+CACHE_BLOCK_TOKENS = 128
+_CACHE_ENTRIES = 4096
+
+
+class _PromptCache:
+    """Prefix keys seen recently, oldest forgotten first."""
+
+    def __init__(self) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, key: str) -> bool:
+        """Whether ``key`` was seen before; remembers it either way."""
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return True
+            self._keys[key] = None
+            if len(self._keys) > _CACHE_ENTRIES:
+                self._keys.popitem(last=False)
+            return False
+
+
+_PROMPT_CACHE = _PromptCache()
+
+
+def cache_key(model: str, *parts: object) -> str:
+    """A prompt prefix's identity for the simulated cache (per model, as real caches are)."""
+    text = json.dumps([model, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prefix_tokens(conv: Conversation, texts: list[str]) -> int:
+    """Tokens of a prompt prefix, counted the way ``prompt_tokens`` counts the prompt."""
+    return count_chars(*texts) if conv.dense else count_words(*texts)
+
+
+def _add_usage_detail(conv: Conversation, reply: Reply) -> Reply:
+    if conv.reasoning:
+        budget = REASONING_TOKENS
+        if conv.max_tokens is not None and conv.max_tokens > 0:
+            budget = min(budget, max(0, conv.max_tokens - reply.completion_tokens))
+        reply.reasoning_tokens = budget
+    prefix = prefix_tokens(conv, conv.cache_prefix)
+    if conv.cache_key is not None and prefix >= CACHE_MIN_TOKENS:
+        cached = min(prefix, reply.prompt_tokens)
+        if conv.cache_whole_blocks:
+            cached -= cached % CACHE_BLOCK_TOKENS
+        if _PROMPT_CACHE.seen(conv.cache_key):
+            reply.cached_tokens = cached
+        elif conv.cache_writes_billed:
+            reply.cache_write_tokens = cached
+    return reply
 
 
 def count_words(*texts: str) -> int:
@@ -132,6 +222,10 @@ def words(text: str) -> list[str]:
 
 
 def decide(conv: Conversation) -> Reply:
+    return _add_usage_detail(conv, _decide(conv))
+
+
+def _decide(conv: Conversation) -> Reply:
     if conv.tool_results is not None:
         return _text_reply(conv, "Tool results: " + " | ".join(conv.tool_results))
     if conv.last_is_user and conv.tools and conv.tool_mode != "none":
@@ -151,7 +245,9 @@ def filtered(conv: Conversation, finish: str) -> Reply:
     if finish in (MALFORMED_FUNCTION_CALL, PROMPT_BLOCKED):
         shown = []
     tokens = len("".join(shown)) if conv.dense else len(shown)
-    return Reply(shown, [], finish, prompt_tokens(conv), tokens)
+    reply = Reply(shown, [], finish, prompt_tokens(conv), tokens)
+    # a blocked prompt never reached the model: nothing was read, cached or reasoned
+    return reply if finish == PROMPT_BLOCKED else _add_usage_detail(conv, reply)
 
 
 def _reply_text(user_text: str) -> str:

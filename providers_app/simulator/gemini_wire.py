@@ -163,7 +163,7 @@ async def _generate(
             message="Function call is missing a thought_signature in functionCall parts. This is "
             "required for tools to work correctly.",
         )
-    conv = conversation(body)
+    conv = conversation(body, model)
     behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
     finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
     reply = behaviour.filtered(conv, finish) if finish else behaviour.decide(conv)
@@ -227,7 +227,7 @@ def _function_responses(content: dict) -> list[str]:
     return results
 
 
-def conversation(body: dict) -> Conversation:
+def conversation(body: dict, model: str = "") -> Conversation:
     contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
     texts = _part_texts(_get(body, "systemInstruction", "system_instruction"))
     for c in contents:
@@ -275,6 +275,16 @@ def conversation(body: dict) -> Conversation:
         limit = _get(config, "maxOutputTokens", "max_output_tokens")
         if isinstance(limit, int) and not isinstance(limit, bool):
             conv.max_tokens = limit
+        thinking = _get(config, "thinkingConfig", "thinking_config")
+        if isinstance(thinking, dict):
+            budget = _get(thinking, "thinkingBudget", "thinking_budget")
+            conv.reasoning = bool(_get(thinking, "includeThoughts", "include_thoughts")) or (
+                isinstance(budget, int) and not isinstance(budget, bool) and budget != 0
+            )
+    # implicit caching: the whole prompt (behaviour's module docstring)
+    conv.cache_key = behaviour.cache_key(model, texts)
+    conv.cache_prefix = texts
+    conv.reasoning = conv.reasoning or "thinking" in model
     return conv
 
 
@@ -282,12 +292,20 @@ def conversation(body: dict) -> Conversation:
 
 
 def _usage(reply: Reply, final: bool) -> dict:
+    # promptTokenCount includes cachedContentTokenCount; thoughtsTokenCount is
+    # NOT part of candidatesTokenCount (but is of totalTokenCount)
     prompt = reply.prompt_tokens
     usage: dict = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+    if reply.cached_tokens:
+        usage["cachedContentTokenCount"] = reply.cached_tokens
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    if reply.cached_tokens:
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.cached_tokens}]
     if final:
         usage["candidatesTokenCount"] = reply.completion_tokens
-        usage["totalTokenCount"] = prompt + reply.completion_tokens
+        usage["totalTokenCount"] = prompt + reply.completion_tokens + reply.reasoning_tokens
+        if reply.reasoning_tokens:
+            usage["thoughtsTokenCount"] = reply.reasoning_tokens
     return usage
 
 

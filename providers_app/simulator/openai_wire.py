@@ -7,6 +7,8 @@ the request read into a ``Conversation``, and the reply written back.
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from providers_app.simulator import behaviour
@@ -232,19 +234,38 @@ def conversation(body: dict) -> Conversation:
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if isinstance(limit, int) and not isinstance(limit, bool):
         conv.max_tokens = limit
+    model = str(body.get("model") or "")
+    effort = body.get("reasoning_effort")
+    conv.reasoning = bool(_REASONING_MODEL_RE.search(model)) or (
+        effort is not None and effort != "none"
+    )
+    # automatic prefix caching: the whole prompt (behaviour's module docstring)
+    conv.cache_key = behaviour.cache_key(model, texts)
+    conv.cache_prefix = texts
     return conv
+
+
+# o1, o3-mini, o4-mini, ...: OpenAI's reasoning models; or any id naming thinking
+_REASONING_MODEL_RE = re.compile(r"^(?:[\w.-]+/)?o\d|thinking|reasoning")
 
 
 # ---------------------------------------------------------------- reply -> wire
 
 
 def _usage(reply: Reply) -> dict:
+    # cached tokens are part of prompt_tokens, reasoning part of completion_tokens
+    completion = reply.completion_tokens + reply.reasoning_tokens
     return {
         "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.completion_tokens,
-        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "completion_tokens": completion,
+        "total_tokens": reply.prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reply.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 

@@ -11,8 +11,10 @@ the shapes are the real ones and only the numbers differ.
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
+from google.genai import types as genai_types
 
 from providers_app.kit.adapters import (
     AnthropicAdapter,
@@ -23,7 +25,9 @@ from providers_app.kit.adapters import (
     QwenAdapter,
 )
 from providers_app.kit.types import Usage
+from providers_app.simulator.behaviour import REASONING_TOKENS
 from tests.providers.kit.wire_helpers import REQUEST, decode, fold, wire_bytes, wire_json
+from tests.simulator.sim_helpers import anthropic_client, gemini_client, openai_client
 
 
 def usage_tuple(usage: Usage) -> tuple[int, int, int, int, int]:
@@ -134,3 +138,131 @@ def test_it_reads_gemini_usage_details_from_the_last_stream_chunk():
     )
     reply = fold(decode(GeminiAdapter(), [events.encode()]))
     assert usage_tuple(reply.usage) == (7, 10 + 33, 4, 0, 33)
+
+
+# -- the simulator's wires, read by the official SDKs ---------------------------
+# (rules in providers_app/simulator/behaviour.py's docstring: a prompt of at least
+# CACHE_MIN_TOKENS seen before is a cache read; reasoning requests spend
+# REASONING_TOKENS hidden output tokens)
+
+
+def long_prompt(tag: str) -> str:
+    """A prompt of 1300 words, unique to the test, so no other test warmed its cache."""
+    return f"{tag} {uuid.uuid4().hex} " + "context " * 1298
+
+
+async def test_it_reports_openai_cached_tokens_for_a_long_prompt_sent_twice(simulator):
+    client = openai_client(simulator.base_url("openai"))
+    messages = [{"role": "user", "content": long_prompt("openai")}]
+    first = await client.chat.completions.create(model="gpt-4o", messages=messages)
+    second = await client.chat.completions.create(model="gpt-4o", messages=messages)
+    assert first.usage.prompt_tokens == second.usage.prompt_tokens == 1300
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    # whole 128-token blocks, as OpenAI reports them
+    assert second.usage.prompt_tokens_details.cached_tokens == 1280
+    assert second.usage.completion_tokens_details.reasoning_tokens == 0
+
+
+async def test_it_reports_openai_reasoning_tokens_inside_completion_tokens(simulator):
+    client = openai_client(simulator.base_url("openai"))
+    messages = [{"role": "user", "content": "think hard"}]
+    plain = await client.chat.completions.create(model="gpt-4o", messages=messages)
+    reasoned = await client.chat.completions.create(model="o3-mini", messages=messages)
+    effort = await client.chat.completions.create(
+        model="gpt-4o", messages=messages, reasoning_effort="low"
+    )
+    for reply in (reasoned, effort):
+        details = reply.usage.completion_tokens_details
+        assert details.reasoning_tokens == REASONING_TOKENS
+        assert reply.usage.completion_tokens == plain.usage.completion_tokens + REASONING_TOKENS
+        assert reply.choices[0].message.content == plain.choices[0].message.content
+
+
+async def test_it_never_reasons_past_max_tokens(simulator):
+    client = openai_client(simulator.base_url("openai"))
+    reply = await client.chat.completions.create(
+        model="o3-mini",
+        messages=[{"role": "user", "content": "one two"}],
+        max_completion_tokens=7,
+    )
+    # "Simulated reply to: one two" is 5 words; 2 tokens left for reasoning
+    assert reply.usage.completion_tokens == 7
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 2
+
+
+async def test_it_writes_then_reads_the_anthropic_cache_up_to_the_cache_control_block(simulator):
+    client = anthropic_client(simulator)
+    system = [
+        {"type": "text", "text": long_prompt("anthropic"), "cache_control": {"type": "ephemeral"}}
+    ]
+    messages = [{"role": "user", "content": "three more words"}]
+    first = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, system=system, messages=messages
+    )
+    second = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, system=system, messages=messages
+    )
+    assert (
+        first.usage.input_tokens,
+        first.usage.cache_creation_input_tokens,
+        first.usage.cache_read_input_tokens,
+    ) == (3, 1300, 0)
+    assert (
+        second.usage.input_tokens,
+        second.usage.cache_creation_input_tokens,
+        second.usage.cache_read_input_tokens,
+    ) == (3, 0, 1300)
+
+
+async def test_it_caches_nothing_on_anthropic_without_cache_control(simulator):
+    client = anthropic_client(simulator)
+    messages = [{"role": "user", "content": long_prompt("anthropic-plain")}]
+    for _ in range(2):
+        reply = await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=100, messages=messages
+        )
+        assert reply.usage.input_tokens == 1300
+        assert not reply.usage.cache_read_input_tokens
+        assert not reply.usage.cache_creation_input_tokens
+
+
+async def test_it_streams_anthropic_cache_and_thinking_counts(simulator):
+    client = anthropic_client(simulator)
+    system = [
+        {
+            "type": "text",
+            "text": long_prompt("anthropic-stream"),
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    kwargs = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "system": system,
+        "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+    }
+    await client.messages.create(**kwargs)
+    async with client.messages.stream(**kwargs) as stream:
+        final = await stream.get_final_message()
+    assert final.usage.cache_read_input_tokens == 1300
+    assert final.usage.input_tokens == 1
+    # thinking is inside output_tokens (Anthropic reports no separate count)
+    assert final.usage.output_tokens == 4 + REASONING_TOKENS
+
+
+async def test_it_reports_gemini_thoughts_apart_from_candidates_and_cached_content(simulator):
+    client = gemini_client(simulator)
+    prompt = long_prompt("gemini")
+    config = genai_types.GenerateContentConfig(
+        thinking_config=genai_types.ThinkingConfig(thinking_budget=512)
+    )
+    await client.aio.models.generate_content(model="gemini-2.5-flash", contents=prompt)
+    reply = await client.aio.models.generate_content(
+        model="gemini-2.5-flash", contents=prompt, config=config
+    )
+    usage = reply.usage_metadata
+    assert usage.prompt_token_count == 1300
+    assert usage.cached_content_token_count == 1280
+    assert usage.thoughts_token_count == REASONING_TOKENS
+    assert usage.total_token_count == 1300 + usage.candidates_token_count + REASONING_TOKENS
