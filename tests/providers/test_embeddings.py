@@ -38,6 +38,9 @@ WITHOUT_EMBEDDINGS = ("anthropic", "cerebras")
 
 def test_it_knows_for_every_registered_provider_whether_it_embeds():
     assert set(EMBEDDING_MODELS) | set(WITHOUT_EMBEDDINGS) == set(PROFILES)
+    assert {name for name, profile in PROFILES.items() if profile.has_embeddings} == set(
+        EMBEDDING_MODELS
+    )
 
 
 def embed_request(provider: str, inputs=None, *, model=None, **fields) -> EmbeddingRequest:

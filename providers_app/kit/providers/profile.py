@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .. import embeddings
 from ..adapters.base import BaseAdapter
 from ..ratelimit import BucketLimits, RateLimitInfo, header_parser
 
@@ -93,3 +94,10 @@ class ProviderProfile:
     @property
     def sends_rate_limit_headers(self) -> bool:
         return self.rate_limit_style != "none"
+
+    @property
+    def has_embeddings(self) -> bool:
+        """Whether this type's API embeds (``kit/embeddings.py``, by the adapter's wire).
+        Per credential, Gemini's Code Assist route does not: ``adapter.embeddings_wire()``
+        says so for one adapter."""
+        return self.adapter.provider_type in embeddings.WIRES
