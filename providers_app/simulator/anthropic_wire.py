@@ -248,15 +248,18 @@ def _cached_prefix(body: dict) -> list[str] | None:
 # ---------------------------------------------------------------- reply -> wire
 
 
-def _usage(reply: Reply, output_tokens: int) -> dict:
-    # input_tokens EXCLUDES the cache counts; thinking is inside output_tokens
-    return {
+def _usage(reply: Reply, output_tokens: int, final: bool = True) -> dict:
+    # input_tokens EXCLUDES the cache counts; thinking is inside output_tokens,
+    # broken out in output_tokens_details once it is known (not in message_start)
+    usage: dict = {
         "input_tokens": reply.prompt_tokens - reply.cached_tokens - reply.cache_write_tokens,
         "cache_creation_input_tokens": reply.cache_write_tokens,
         "cache_read_input_tokens": reply.cached_tokens,
         "output_tokens": output_tokens,
-        "service_tier": "standard",
     }
+    if final and reply.reasoning_tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+    return usage
 
 
 def message(model: str, reply: Reply) -> dict:
@@ -280,7 +283,10 @@ def message(model: str, reply: Reply) -> dict:
         "content": content,
         "stop_reason": STOP_REASONS[reply.finish],
         "stop_sequence": None,
-        "usage": _usage(reply, reply.completion_tokens + reply.reasoning_tokens),
+        "usage": {
+            **_usage(reply, reply.completion_tokens + reply.reasoning_tokens),
+            "service_tier": "standard",
+        },
     }
 
 
@@ -299,7 +305,7 @@ async def _stream(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": _usage(reply, 1),
+        "usage": {**_usage(reply, 1, final=False), "service_tier": "standard"},
     }
     events: list[Event] = [
         (_event("message_start", {"type": "message_start", "message": start}), False)
@@ -350,7 +356,6 @@ async def _stream(
         )
         index += 1
     final_usage = _usage(reply, reply.completion_tokens + reply.reasoning_tokens)
-    del final_usage["service_tier"]
     events.append(
         (
             _event(

@@ -58,7 +58,23 @@ def test_it_still_renders_tool_calls_finish_and_usage_after_text_chunks():
     assert deltas[:3] == [{"role": "assistant", "content": ""}, {"content": "a"}, {"content": "b"}]
     assert deltas[3]["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
     assert deltas[4] == {"content": "late"}
-    assert events[5]["choices"][0]["finish_reason"] == "tool_calls"
-    assert events[6]["usage"]["total_tokens"] == 5
-    assert len(events) == 7  # nothing after the finish but the usage
+    # text after the finish reason is not lost: the finish chunk waits for the end
+    assert deltas[5] == {"content": "after the finish"}
+    assert [e["choices"][0]["finish_reason"] for e in events[:6]] == [None] * 6
+    assert events[6]["choices"][0]["finish_reason"] == "tool_calls"
+    assert events[7]["usage"]["total_tokens"] == 5
+    assert len(events) == 8  # nothing after the finish but the usage
     assert out.endswith(b"data: [DONE]\n\n")
+
+
+def test_it_keeps_the_first_finish_reason_and_sends_one_finish_chunk():
+    encoder = OpenAIStreamEncoder("gpt-4o", "chatcmpl-gw1", 7, False)
+    out = encoder.chunk(ChatChunk(text="cut", finish_reason="length", raw_finish_reason="length"))
+    out += encoder.chunk(ChatChunk(text=" short", finish_reason="stop", raw_finish_reason="stop"))
+    out += encoder.finish()
+    events = [
+        json.loads(line[6:]) for line in out.split(b"\n\n") if line and line != b"data: [DONE]"
+    ]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    assert text == "cut short"
+    assert [e["choices"][0]["finish_reason"] for e in events] == [None, None, None, "length"]

@@ -103,6 +103,13 @@ def test_it_reads_anthropic_cache_counts_from_message_start_and_output_from_mess
     assert usage_tuple(reply.usage) == (377 + 40 + 2000, 65, 2000, 40, 0)
 
 
+def test_it_reads_anthropic_thinking_tokens_as_reasoning_inside_output_tokens():
+    body = wire_json("anthropic_messages_tool_use.json")
+    body["usage"]["output_tokens_details"] = {"thinking_tokens": 50}
+    reply = AnthropicAdapter().parse_chat(body, REQUEST)
+    assert usage_tuple(reply.usage) == (656, 74, 0, 0, 50)
+
+
 def test_it_lets_a_message_delta_that_repeats_the_input_counts_replace_them():
     events = wire_bytes("anthropic_messages_stream_tool_use.sse").decode()
     events = events.replace(
@@ -247,8 +254,9 @@ async def test_it_streams_anthropic_cache_and_thinking_counts(simulator):
         final = await stream.get_final_message()
     assert final.usage.cache_read_input_tokens == 1300
     assert final.usage.input_tokens == 1
-    # thinking is inside output_tokens (Anthropic reports no separate count)
+    # thinking is inside output_tokens, and broken out in output_tokens_details
     assert final.usage.output_tokens == 4 + REASONING_TOKENS
+    assert final.usage.output_tokens_details.thinking_tokens == REASONING_TOKENS
 
 
 async def test_it_reports_gemini_thoughts_apart_from_candidates_and_cached_content(simulator):

@@ -425,8 +425,23 @@ def render_message(response: ChatResponse, *, model: str, request_id: str) -> di
             response.finish_reason, response.raw_finish_reason, bool(response.tool_calls)
         ),
         "stop_sequence": None,
-        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
+        "usage": anthropic_usage(usage),
     }
+
+
+def anthropic_usage(usage: Usage) -> dict[str, Any]:
+    """The kit's usage in Anthropic's meaning: ``input_tokens`` EXCLUDES the cache
+    reads and writes, which have fields of their own; thinking is inside
+    ``output_tokens`` and broken out in ``output_tokens_details``."""
+    out: dict[str, Any] = {
+        "input_tokens": usage.uncached_prompt_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "output_tokens": usage.completion_tokens,
+    }
+    if usage.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return out
 
 
 _ERROR_TYPES = {
@@ -514,7 +529,13 @@ class AnthropicStreamEncoder:
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": self.prompt_tokens_estimate, "output_tokens": 1},
+                    # an estimate: the real counts (cache ones too) follow in message_delta
+                    "usage": {
+                        "input_tokens": self.prompt_tokens_estimate,
+                        "cache_creation_input_tokens": 0,
+                        "cache_read_input_tokens": 0,
+                        "output_tokens": 1,
+                    },
                 },
             },
         )
@@ -584,11 +605,8 @@ class AnthropicStreamEncoder:
             return b""
         self._closed = True
         final = usage or self._usage
-        delta_usage: dict[str, int] = {}
-        if final is not None:
-            # cumulative, as the live API sends it: the SDK replaces the estimate with it
-            delta_usage["input_tokens"] = final.prompt_tokens
-        delta_usage["output_tokens"] = final.completion_tokens if final is not None else 0
+        # cumulative, as the live API sends it: the SDK replaces the estimate with it
+        delta_usage = anthropic_usage(final) if final is not None else {"output_tokens": 0}
         stop_reason = anthropic_stop_reason(self._finish, self._raw_finish, bool(self._tool_blocks))
         return b"".join(
             [

@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -272,16 +272,7 @@ def response_as_chunks(response: ChatResponse) -> list[ChatChunk]:
         chunks.append(ChatChunk(tool_calls=[delta]))
     finish = response.finish_reason or (FINISH_TOOL_CALLS if response.tool_calls else "stop")
     chunks.append(ChatChunk(finish_reason=finish, raw_finish_reason=response.raw_finish_reason))
-    usage = response.usage or Usage()
-    chunks.append(
-        ChatChunk(
-            usage=Usage(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                estimated=usage.estimated,
-            )
-        )
-    )
+    chunks.append(ChatChunk(usage=replace(response.usage or Usage())))
     return chunks
 
 

@@ -343,10 +343,13 @@ def openai_finish_reason(finish_reason: str | None, has_tool_calls: bool = False
 
 
 def _usage_dict(usage: Usage) -> dict[str, Any]:
+    # the kit's Usage has OpenAI's meaning: the details are parts of the totals
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 
@@ -410,6 +413,10 @@ class OpenAIStreamEncoder:
     A call's id goes out with its first fragment: an id or signature that
     arrives later cannot be added any more (the kit's adapters send both in
     the first fragment; a call without one is named ``call_<index>``).
+
+    The finish chunk is held back until ``finish``: text or tool-call
+    fragments an upstream sends after its finish reason would otherwise be
+    lost, or land after the chunk clients take for the end of the choice.
     """
 
     def __init__(self, model: str, request_id: str, created: int, include_usage: bool) -> None:
@@ -418,7 +425,8 @@ class OpenAIStreamEncoder:
         self.created = created
         self.include_usage = include_usage
         self._started = False
-        self._finish_sent = False
+        # the upstream's first finish reason, sent by ``finish``
+        self._finish_reason: str | None = None
         self._closed = False
         self._usage: Usage | None = None
         # per tool-call index: whether its id / name went out already
@@ -471,7 +479,6 @@ class OpenAIStreamEncoder:
             and not c.tool_calls
             and not c.finish_reason
             and c.usage is None
-            and not self._finish_sent
         ):
             # Most chunks of a reply are text alone: the same bytes as below, without
             # building and serialising the whole event each time.
@@ -481,15 +488,15 @@ class OpenAIStreamEncoder:
                 before, after = self._text_event
                 return before + dumps(c.text) + after
         out = [self._start()]
-        if c.text and not self._finish_sent:
+        if c.text:
             out.append(self._delta({"content": c.text}))
-        fragments = [self._fragment(d) for d in c.tool_calls if not self._finish_sent]
+        fragments = [self._fragment(d) for d in c.tool_calls]
         fragments = [f for f in fragments if f is not None]
         if fragments:
             self._saw_tool_calls = True
             out.append(self._delta({"tool_calls": fragments}))
-        if c.finish_reason and not self._finish_sent:
-            out.append(self._finish_event(c.finish_reason))
+        if c.finish_reason and self._finish_reason is None:
+            self._finish_reason = c.finish_reason
         if c.usage is not None:
             self._usage = c.usage
         return b"".join(out)
@@ -512,16 +519,13 @@ class OpenAIStreamEncoder:
         return fragment if len(fragment) > 1 else None
 
     def _finish_event(self, finish_reason: str | None) -> bytes:
-        self._finish_sent = True
         return self._delta({}, openai_finish_reason(finish_reason, self._saw_tool_calls))
 
     def finish(self, usage: Usage | None = None) -> bytes:
         """End the stream: the finish chunk if none was sent, usage if asked for, ``[DONE]``."""
         if self._closed:
             return b""
-        out = [self._start()]
-        if not self._finish_sent:
-            out.append(self._finish_event(None))
+        out = [self._start(), self._finish_event(self._finish_reason)]
         if self.include_usage:
             final = usage or self._usage or Usage()
             out.append(self._event([], usage=_usage_dict(final)))

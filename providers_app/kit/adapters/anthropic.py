@@ -263,6 +263,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             self.usage.completion_tokens = (
                 usage.get("output_tokens", self.usage.completion_tokens) or 0
             )
+            if "output_tokens_details" in usage:
+                self.usage.reasoning_tokens = _thinking_tokens(usage)
             raw_finish = (data.get("delta") or {}).get("stop_reason")
             if raw_finish:
                 self.finished = True
@@ -286,8 +288,8 @@ class AnthropicStreamDecoder(StreamDecoder):
 
 def usage_from_anthropic(usage: dict[str, Any]) -> Usage:
     """Anthropic's ``input_tokens`` EXCLUDES the cache counts; the kit's prompt
-    total includes them (see ``Usage``). Anthropic reports no reasoning count:
-    thinking is inside ``output_tokens``, so ``reasoning_tokens`` stays 0."""
+    total includes them (see ``Usage``). Thinking is inside ``output_tokens``;
+    ``output_tokens_details.thinking_tokens`` says how much, when it is sent."""
     cached = token_count(usage.get("cache_read_input_tokens"))
     written = token_count(usage.get("cache_creation_input_tokens"))
     return Usage(
@@ -295,7 +297,13 @@ def usage_from_anthropic(usage: dict[str, Any]) -> Usage:
         completion_tokens=token_count(usage.get("output_tokens")),
         cached_tokens=cached,
         cache_write_tokens=written,
+        reasoning_tokens=_thinking_tokens(usage),
     )
+
+
+def _thinking_tokens(usage: dict[str, Any]) -> int:
+    details = usage.get("output_tokens_details")
+    return token_count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
 
 
 def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:

@@ -451,7 +451,12 @@ def test_it_renders_a_tool_use_message_like_the_recorded_one():
         ],
         "stop_reason": "tool_use",
         "stop_sequence": None,
-        "usage": {"input_tokens": 656, "output_tokens": 74},
+        "usage": {
+            "input_tokens": 656,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 74,
+        },
     }
 
 
@@ -638,7 +643,12 @@ def test_it_opens_a_block_per_tool_call_like_the_recorded_tool_stream():
     deltas = [d["delta"] for n, d in ours if n == "content_block_delta"]
     assert {d["type"] for d in deltas} == {"text_delta", "input_json_delta"}
     start = dict(ours)["message_start"]["message"]
-    assert start["usage"] == {"input_tokens": 350, "output_tokens": 1}
+    assert start["usage"] == {
+        "input_tokens": 350,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 1,
+    }
     assert start["id"] == "msg_gw1" and start["content"] == []
 
 
@@ -672,7 +682,12 @@ def test_it_reports_the_stop_reason_of_a_text_stream():
     assert dict(events)["message_delta"] == {
         "type": "message_delta",
         "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
-        "usage": {"input_tokens": 3, "output_tokens": 9},
+        "usage": {
+            "input_tokens": 3,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 9,
+        },
     }
 
 

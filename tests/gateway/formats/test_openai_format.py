@@ -469,7 +469,13 @@ def test_it_renders_a_tool_call_reply_like_the_recorded_one():
             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
         }
     ]
-    assert rendered["usage"] == {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99}
+    assert rendered["usage"] == {
+        "prompt_tokens": 82,
+        "completion_tokens": 17,
+        "total_tokens": 99,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 @pytest.mark.parametrize(
@@ -655,7 +661,13 @@ def test_it_leaves_usage_out_unless_asked():
 
 def test_it_prefers_the_usage_given_to_finish():
     payloads = sse_payloads(encode(realistic_chunks(), usage=Usage(1, 2)))
-    assert payloads[-2]["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert payloads[-2]["usage"] == {
+        "prompt_tokens": 1,
+        "completion_tokens": 2,
+        "total_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 def test_it_closes_a_stream_that_never_said_why_it_ended():
