@@ -35,6 +35,7 @@ need not know how a caller wanted its numbers.
 from __future__ import annotations
 
 import base64
+import math
 import sys
 from array import array
 from dataclasses import dataclass
@@ -81,7 +82,9 @@ def vector_to_base64(vector: list[float]) -> str:
 
 def vector_from_base64(text: str) -> list[float]:
     packed = array("f")
-    packed.frombytes(base64.b64decode(text))
+    # validate: a non-base64 character is an error, not something to skip over;
+    # frombytes raises ValueError on a length that is not whole float32s
+    packed.frombytes(base64.b64decode(text, validate=True))
     if sys.byteorder == "big":
         packed.byteswap()
     return packed.tolist()
@@ -317,14 +320,20 @@ def _gemini_model(model: str) -> str:
 def _vector(value: Any, provider: str) -> list[float]:
     if isinstance(value, str):  # a compatible server that sent base64 regardless
         try:
-            return vector_from_base64(value)
-        except ValueError as exc:
-            raise _malformed(provider, "an embedding that is not base64") from exc
+            decoded = vector_from_base64(value)
+        except ValueError as exc:  # binascii.Error is a ValueError
+            raise _malformed(provider, "an embedding that is not base64 float32") from exc
+        if not decoded:
+            raise _malformed(provider, "an embedding without numbers")
+        return decoded
     if not isinstance(value, list) or not value:
         raise _malformed(provider, "an embedding without numbers")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
         raise _malformed(provider, "an embedding with a value that is not a number")
-    return [float(v) for v in value]
+    vector = [float(v) for v in value]
+    if not all(math.isfinite(v) for v in vector):  # json's reading lets NaN through
+        raise _malformed(provider, "an embedding with a value that is not finite")
+    return vector
 
 
 def _check_count(vectors: list[list[float]], request: EmbeddingRequest, provider: str) -> None:

@@ -282,3 +282,37 @@ async def test_it_reads_the_rate_limit_headers_of_a_successful_reply(simulator):
     finally:
         await adapter.aclose()
     assert result.rate_limit is not None
+
+
+def test_it_orders_vectors_by_index_and_estimates_missing_usage():
+    from providers_app.kit.embeddings import OPENAI
+
+    request = EmbeddingRequest(model="m", inputs=["first text", "second"])
+    reply = {
+        "data": [
+            {"index": 1, "embedding": vector_to_base64([0.0, 1.0])},  # base64 regardless
+            {"index": 0, "embedding": [1, 0.0]},
+        ]
+    }
+    result = OPENAI.parse(reply, request, "compat")
+    assert result.vectors == [[1.0, 0.0], [0.0, 1.0]]
+    assert result.estimated and result.prompt_tokens == 2 + 1
+    assert result.model == "m"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {},
+        {"data": [{"embedding": [0.1]}]},  # one vector for two inputs
+        {"data": [{"embedding": []}, {"embedding": [0.1]}]},
+        {"data": [{"embedding": ["x"]}, {"embedding": [0.1]}]},
+        {"data": [{"embedding": "%%%"}, {"embedding": [0.1]}]},
+        {"data": [{"embedding": [float("nan")]}, {"embedding": [0.1]}]},
+    ],
+)
+def test_it_calls_a_reply_that_is_not_the_wire_a_protocol_error(reply):
+    from providers_app.kit.embeddings import OPENAI
+
+    with pytest.raises(errors.ProtocolError):
+        OPENAI.parse(reply, EmbeddingRequest(model="m", inputs=["a", "b"]), "compat")
