@@ -168,6 +168,13 @@ class Pricing(models.Model):
     model = models.CharField(max_length=200)
     input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    # prompt-cache rates; unset = the input rate (a provider without a cache discount)
+    cached_input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    cache_write_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
     # "bundled" (seeded from tenants_app/pricing_table.json) or "manual"
     source = models.CharField(max_length=10, default="manual")
     updated_at = models.DateTimeField(auto_now=True)
@@ -215,8 +222,13 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=200, blank=True)
     alias = models.CharField(max_length=100, blank=True)
     endpoint = models.CharField(max_length=32, blank=True)  # chat.completions, messages, ws
+    # prompt_tokens counts every input token, completion_tokens every output token; the
+    # three details are parts of them, billed at their own rates (kit ``Usage``)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)  # read from the provider's cache
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
     tokens_estimated = models.BooleanField(default=False)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     # for a cache hit: what the call would have cost

@@ -101,7 +101,7 @@ class Ledger:
         if cached:
             cost, spent_micro, spent_tokens = Decimal(0), 0, 0
         else:
-            cost, spent_micro = charge(self.price, usage.prompt_tokens, usage.completion_tokens)
+            cost, spent_micro = charge(self.price, usage)
             spent_tokens = usage.total_tokens
         latency_ms = (time.perf_counter() - self.started) * 1000
         try:
@@ -130,6 +130,9 @@ class Ledger:
                 endpoint=self.call.endpoint,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
                 tokens_estimated=usage.estimated,
                 cost_usd=cost,
                 cost_saved_usd=cost_saved,

@@ -8,6 +8,14 @@ every process drops its copy at once. ``ROUTING_CACHE_SECONDS`` is only a safety
 TTL, for an event lost while Redis was away and for discovered models' reply
 limits, which discovery refreshes without an event.
 
+What a reply costs: the kit's ``Usage`` counts every input token in
+prompt_tokens and every output token in completion_tokens; the parts read from
+(``cached_tokens``) or written to (``cache_write_tokens``) the provider's prompt
+cache are priced at the price's cache rates, each falling back to the input rate
+when unset (a provider with no cache discount), and the rest of the prompt at the
+input rate. Reasoning tokens are output (every provider bills them so) and are
+inside completion_tokens already.
+
 Money: ``cost_usd`` is the Decimal stored on usage rows and invoices;
 ``cost_micro`` is the integer the budget counters in the cache add up, rounded
 up so a reservation is never smaller than what the call will cost.
@@ -42,7 +50,7 @@ from aipk_site.infra.audit import audit_record
 from aipk_site.infra.errors import InvalidRequest
 from aipk_site.infra.snapshots import SnapshotTable
 from providers_app.kit.providers import ADAPTERS, PROFILES
-from providers_app.kit.types import ChatRequest
+from providers_app.kit.types import ChatRequest, Usage
 from providers_app.models import DiscoveredModel, Provider, ProviderType
 from tenants_app.models import Pricing
 
@@ -61,10 +69,32 @@ PRICING_TABLE_PATH = Path(__file__).resolve().parents[1] / "pricing_table.json"
 
 @dataclass(frozen=True)
 class Price:
-    """USD per million tokens."""
+    """USD per million tokens. A cache rate left None is the input rate."""
 
     input_per_million: Decimal
     output_per_million: Decimal
+    cached_input_per_million: Decimal | None = None
+    cache_write_per_million: Decimal | None = None
+
+    @property
+    def cached_rate(self) -> Decimal:
+        if self.cached_input_per_million is None:
+            return self.input_per_million
+        return self.cached_input_per_million
+
+    @property
+    def cache_write_rate(self) -> Decimal:
+        if self.cache_write_per_million is None:
+            return self.input_per_million
+        return self.cache_write_per_million
+
+    @property
+    def prompt_bound_rate(self) -> Decimal:
+        """The most one prompt token can cost: a reservation made before the reply
+        cannot know how much of the prompt the provider will write to its cache
+        (Anthropic bills writes at 1.25x input), so it prices every token at the
+        dearest of the prompt's rates (a cache read is never dearer than input)."""
+        return max(self.input_per_million, self.cache_write_rate)
 
 
 # (provider pk, provider type, model) -> the price, or None (misses are kept too)
@@ -104,7 +134,13 @@ def _best(rows: list[Pricing]) -> Price | None:
     rows.sort(key=lambda row: row.provider_id is None)
     if not rows:
         return None
-    return Price(rows[0].input_per_million, rows[0].output_per_million)
+    row = rows[0]
+    return Price(
+        row.input_per_million,
+        row.output_per_million,
+        row.cached_input_per_million,
+        row.cache_write_per_million,
+    )
 
 
 def fallback_price(provider: Provider) -> Price | None:
@@ -172,26 +208,46 @@ async def amax_output_tokens(provider: Provider, model: str) -> tuple[int, bool]
 
 
 def _exact_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    """Every prompt token at the input rate (no cache detail known)."""
     return (
         Decimal(max(prompt_tokens, 0)) * price.input_per_million
         + Decimal(max(completion_tokens, 0)) * price.output_per_million
     ) / MILLION
 
 
-def cost_usd(price: Price | None, prompt_tokens: int, completion_tokens: int) -> Decimal:
+def _usage_cost(price: Price, usage: Usage) -> Decimal:
+    """A reply's exact cost: each part of the prompt at its own rate (module docstring).
+    Cache counts larger than the prompt (a provider's inconsistent report) are cut to
+    it, cache reads first, so no token is billed twice."""
+    prompt = max(usage.prompt_tokens, 0)
+    cached = min(max(usage.cached_tokens, 0), prompt)
+    written = min(max(usage.cache_write_tokens, 0), prompt - cached)
+    return (
+        Decimal(prompt - cached - written) * price.input_per_million
+        + Decimal(cached) * price.cached_rate
+        + Decimal(written) * price.cache_write_rate
+        + Decimal(max(usage.completion_tokens, 0)) * price.output_per_million
+    ) / MILLION
+
+
+def cost_usd(
+    price: Price | None, usage: Usage | int, completion_tokens: int | None = None
+) -> Decimal:
+    """What a reply costs, as usage rows store it. Takes the reply's ``Usage``; two
+    ints (prompt, completion) still work, pricing the whole prompt at the input rate."""
     if price is None:
         return Decimal(0).quantize(COST_QUANTUM)
-    return _exact_cost(price, prompt_tokens, completion_tokens).quantize(
-        COST_QUANTUM, rounding=ROUND_HALF_UP
-    )
+    if not isinstance(usage, Usage):
+        usage = Usage(prompt_tokens=usage, completion_tokens=completion_tokens or 0)
+    return _usage_cost(price, usage).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def charge(price: Price | None, prompt_tokens: int, completion_tokens: int) -> tuple[Decimal, int]:
-    """(``cost_usd``, ``cost_micro``) of one request from one exact cost: what its usage
+def charge(price: Price | None, usage: Usage) -> tuple[Decimal, int]:
+    """(``cost_usd``, ``cost_micro``) of one reply from one exact cost: what its usage
     row records and what its budget counters are charged, computed once."""
     if price is None:
         return Decimal(0).quantize(COST_QUANTUM), 0
-    exact = _exact_cost(price, prompt_tokens, completion_tokens)
+    exact = _usage_cost(price, usage)
     return (
         exact.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP),
         int((exact * MILLION).to_integral_value(rounding=ROUND_CEILING)),
@@ -200,10 +256,13 @@ def charge(price: Price | None, prompt_tokens: int, completion_tokens: int) -> t
 
 def cost_micro(price: Price | None, prompt_tokens: int, completion_tokens: int) -> int:
     """Micro-dollars, rounded up from the exact cost (not from the 8-decimal one),
-    so budget counters never fall short of what the usage rows add up to."""
+    so budget counters never fall short of what the usage rows add up to. The
+    prompt is priced at ``prompt_bound_rate``: this is what reservations use, and
+    they must hold whatever part of the prompt the provider writes to its cache."""
     if price is None:
         return 0
-    micro = _exact_cost(price, prompt_tokens, completion_tokens) * MILLION
+    bound = Price(price.prompt_bound_rate, price.output_per_million)
+    micro = _exact_cost(bound, prompt_tokens, completion_tokens) * MILLION
     return int(micro.to_integral_value(rounding=ROUND_CEILING))
 
 
@@ -322,6 +381,10 @@ def _money(value: Any, field: str) -> Decimal:
     return amount.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
 def _drop_cache_now_and_on_commit() -> None:
     # now: this request's later reads see the change; on commit (change_events does
     # both): a read that ran between now and the commit may have cached the old row
@@ -337,9 +400,15 @@ def pricing_set(
     model: str,
     input_per_million: Any,
     output_per_million: Any,
+    cached_input_per_million: Any = None,
+    cache_write_per_million: Any = None,
     actor: Any,
 ) -> Pricing:
-    """Set a manual price for a provider type (provider None) or one provider account."""
+    """Set a manual price for a provider type (provider None) or one provider account.
+
+    The cache rates are optional: one left None is the input rate. A price set
+    without them has no cache discount, even where the bundled row it overrides had
+    one: a discount that belonged to the old input price must not outlive it."""
     if provider_type not in ProviderType.values:
         raise InvalidRequest(f"unknown provider_type {provider_type!r}", param="provider_type")
     if provider is not None and provider.type != provider_type:
@@ -351,6 +420,13 @@ def pricing_set(
         raise InvalidRequest("model must be 1 to 200 characters", param="model")
     price_in = _money(input_per_million, "input_per_million")
     price_out = _money(output_per_million, "output_per_million")
+    cache_rates = {
+        field: None if value is None else _money(value, field)
+        for field, value in (
+            ("cached_input_per_million", cached_input_per_million),
+            ("cache_write_per_million", cache_write_per_million),
+        )
+    }
 
     if provider is not None:
         lookup = {"provider": provider, "model": model}
@@ -361,6 +437,8 @@ def pricing_set(
         {
             "input_per_million": str(existing.input_per_million),
             "output_per_million": str(existing.output_per_million),
+            "cached_input_per_million": _text(existing.cached_input_per_million),
+            "cache_write_per_million": _text(existing.cache_write_per_million),
             "source": existing.source,
         }
         if existing
@@ -372,6 +450,7 @@ def pricing_set(
             "provider_type": provider_type,
             "input_per_million": price_in,
             "output_per_million": price_out,
+            **cache_rates,
             "source": SOURCE_MANUAL,
         },
     )
@@ -385,6 +464,8 @@ def pricing_set(
             "model": model,
             "input_per_million": str(price_in),
             "output_per_million": str(price_out),
+            "cached_input_per_million": _text(pricing.cached_input_per_million),
+            "cache_write_per_million": _text(pricing.cache_write_per_million),
             "before": before,
         },
     )
@@ -416,16 +497,34 @@ def pricing_delete(*, pricing: Pricing, actor: Any) -> None:
 
 
 def bundled_price_table(path: Path | str = PRICING_TABLE_PATH) -> dict[str, dict[str, Price]]:
-    """{provider type: {model: Price}} from the JSON shipped with aipk."""
+    """{provider type: {model: Price}} from the JSON shipped with aipk; the cache rates
+    (``cached_input``, ``cache_write``) are optional per model."""
     with open(path, encoding="utf-8") as handle:
         table = json.load(handle)
+
+    def optional(entry: dict[str, Any], key: str) -> Decimal | None:
+        return Decimal(entry[key]) if entry.get(key) is not None else None
+
     return {
         provider_type: {
-            model: Price(Decimal(entry["input"]), Decimal(entry["output"]))
+            model: Price(
+                Decimal(entry["input"]),
+                Decimal(entry["output"]),
+                optional(entry, "cached_input"),
+                optional(entry, "cache_write"),
+            )
             for model, entry in models.items()
         }
         for provider_type, models in table["prices"].items()
     }
+
+
+_PRICE_COLUMNS = (
+    "input_per_million",
+    "output_per_million",
+    "cached_input_per_million",
+    "cache_write_per_million",
+)
 
 
 @transaction.atomic
@@ -444,22 +543,18 @@ def pricing_load_bundled(path: Path | str = PRICING_TABLE_PATH) -> dict[str, int
                 Pricing.objects.create(
                     provider_type=provider_type,
                     model=model,
-                    input_per_million=price.input_per_million,
-                    output_per_million=price.output_per_million,
                     source=SOURCE_BUNDLED,
+                    **{column: getattr(price, column) for column in _PRICE_COLUMNS},
                 )
                 counts["created"] += 1
             elif row.source != SOURCE_BUNDLED:
                 counts["kept_manual"] += 1
-            elif (row.input_per_million, row.output_per_million) == (
-                price.input_per_million,
-                price.output_per_million,
-            ):
+            elif all(getattr(row, c) == getattr(price, c) for c in _PRICE_COLUMNS):
                 counts["unchanged"] += 1
             else:
-                row.input_per_million = price.input_per_million
-                row.output_per_million = price.output_per_million
-                row.save(update_fields=["input_per_million", "output_per_million", "updated_at"])
+                for column in _PRICE_COLUMNS:
+                    setattr(row, column, getattr(price, column))
+                row.save(update_fields=[*_PRICE_COLUMNS, "updated_at"])
                 counts["updated"] += 1
     _drop_cache_now_and_on_commit()
     return counts

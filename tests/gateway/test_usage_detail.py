@@ -11,6 +11,7 @@ REASONING_TOKENS hidden output tokens.
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import anthropic
 import openai
@@ -139,3 +140,63 @@ def test_it_reports_thinking_tokens_inside_output_tokens_to_an_anthropic_client(
     assert message.usage.output_tokens == 4 + REASONING_TOKENS
     assert message.usage.output_tokens_details.thinking_tokens == REASONING_TOKENS
     assert message.usage.input_tokens == 1
+
+
+# -- stored and priced ----------------------------------------------------------
+
+
+def test_it_stores_prices_and_charges_cached_and_reasoning_tokens_at_their_own_rates(
+    world, gateway_server, make_key
+):
+    from asgiref.sync import async_to_sync
+    from django.utils import timezone
+
+    from aipk_site.gateway.admission import usage_now
+    from aipk_site.gateway.usage import usage_flush
+    from tenants_app.models import Pricing, UsageRecord
+    from tenants_app.services.billing import invoice_generate
+    from tenants_app.services.pricing import pricing_cache_clear
+
+    provider = world.providers["openai"]
+    Pricing.objects.create(
+        provider=provider,
+        provider_type="openai",
+        model="o3-mini",
+        input_per_million=Decimal("2"),
+        output_per_million=Decimal("8"),
+        cached_input_per_million=Decimal("0.5"),
+    )
+    pricing_cache_clear()
+    # a budget, so admission reserves and settles money on the key's counter
+    key, secret = make_key(world.tenant, name="budgeted", monthly_budget_usd=Decimal(100))
+    client = openai.OpenAI(api_key=secret, base_url=gateway_server.openai_base_url, max_retries=0)
+    messages = cached_conversation()
+    first = client.chat.completions.create(
+        model=model_of(world, "openai", "o3-mini"), messages=messages
+    )
+    second = client.chat.completions.create(
+        model=model_of(world, "openai", "o3-mini"), messages=messages
+    )
+    usage_flush()
+
+    completion = 4 + REASONING_TOKENS
+    cold = UsageRecord.objects.get(request_id=first.id)
+    warm = UsageRecord.objects.get(request_id=second.id)
+    assert (cold.prompt_tokens, cold.cached_tokens, cold.cache_write_tokens) == (PROMPT_WORDS, 0, 0)
+    assert (warm.prompt_tokens, warm.cached_tokens, warm.cache_write_tokens) == (
+        PROMPT_WORDS,
+        CACHED,
+        0,
+    )
+    assert (warm.completion_tokens, warm.reasoning_tokens) == (completion, REASONING_TOKENS)
+    # input $2/M, cached input $0.5/M, output (reasoning included) $8/M
+    assert cold.cost_usd == Decimal(PROMPT_WORDS * 2 + completion * 8) / 1_000_000
+    assert (
+        warm.cost_usd
+        == (Decimal((PROMPT_WORDS - CACHED) * 2 + completion * 8) + CACHED * Decimal("0.5"))
+        / 1_000_000
+    )
+    spent = async_to_sync(usage_now)(key_id=key.pk, tenant_id=world.tenant.pk)
+    assert spent["key"]["spend_micro_usd"] == int((cold.cost_usd + warm.cost_usd) * 1_000_000)
+    invoice = invoice_generate(tenant=world.tenant, period=timezone.now().date())
+    assert invoice.total_usd == cold.cost_usd + warm.cost_usd

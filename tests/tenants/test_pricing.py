@@ -79,14 +79,18 @@ def set_price(provider_type, model, price_in, price_out, provider=None, source="
 def test_it_uses_the_bundled_type_price(openai_a):
     row = Pricing.objects.get(provider=None, provider_type="openai", model="gpt-4o-mini")
     assert row.source == "bundled"
-    assert price_for(openai_a, "gpt-4o-mini") == Price(Decimal("0.15"), Decimal("0.60"))
+    assert price_for(openai_a, "gpt-4o-mini") == Price(
+        Decimal("0.15"), Decimal("0.60"), cached_input_per_million=Decimal("0.075")
+    )
 
 
 def test_it_prefers_the_providers_own_row_over_its_types(openai_a, openai_b):
     set_price("openai", "gpt-4o", "1.00", "4.00", provider=openai_a)
 
     assert price_for(openai_a, "gpt-4o") == Price(Decimal("1.00"), Decimal("4.00"))
-    assert price_for(openai_b, "gpt-4o") == Price(Decimal("2.50"), Decimal("10.00"))
+    assert price_for(openai_b, "gpt-4o") == Price(
+        Decimal("2.50"), Decimal("10.00"), Decimal("1.25")
+    )
 
 
 def test_it_does_not_use_another_types_row(db):
@@ -140,7 +144,7 @@ async def test_it_looks_prices_up_from_async_code():
         Decimal("2"), Decimal("10")
     )
     assert await aprice_for(provider, "claude-3-5-haiku-20241022") == Price(
-        Decimal("0.8"), Decimal("4")
+        Decimal("0.8"), Decimal("4"), Decimal("0.08"), Decimal("1.00")
     )
     assert await aprice_for(provider, "nope") is None
     await sync_to_async(connections.close_all)()  # the async ORM's worker thread's
