@@ -65,6 +65,7 @@ async def count_message_tokens(
         model=request.model,
         allowed_models=ctx.allowed_models,
         allowed_provider_ids=ctx.allowed_provider_ids,
+        ordered=False,  # a count calls no provider: it must not move a rotation
     )
     if ctx.pii_redaction:
         # the count of what a provider would be sent, as /v1/messages estimates it

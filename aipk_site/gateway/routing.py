@@ -186,13 +186,16 @@ async def resolve_model(
     model: str,
     allowed_models: Sequence[str],
     allowed_provider_ids: frozenset[int] | None,
+    ordered: bool = True,
 ) -> Resolution:
     """The candidates for ``model`` as ``tenant_id`` may use them, in the order to try.
 
     ``allowed_models`` is the key's list (empty = anything the tenant may use);
     ``allowed_provider_ids`` the tenant's providers (None = all; an empty set
     allows none). The key's list is checked before existence, so a restricted
-    key cannot probe which names exist."""
+    key cannot probe which names exist. ``ordered=False`` leaves the candidates as the
+    route lists them: for a caller that only checks the model (count_tokens), so it
+    neither advances a round-robin rotation nor reads prices or latencies."""
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model must be a non-empty string.", param="model")
     if len(model) > MAX_MODEL_NAME_CHARS:
@@ -218,8 +221,8 @@ async def resolve_model(
                 code="no_available_provider",
                 param="model",
             )
-        ordered = await _order(route, candidates)
-        return Resolution(alias=route.alias, strategy=route.strategy, candidates=ordered)
+        in_order = await _order(route, candidates) if ordered else tuple(candidates)
+        return Resolution(alias=route.alias, strategy=route.strategy, candidates=in_order)
 
     provider_name, slash, model_id = model.partition("/")
     if not _model_id_allowed(model, allowed_models):

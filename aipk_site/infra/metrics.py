@@ -585,7 +585,8 @@ GATEWAY_SHED = Counter(
     "aipk_gateway_shed_requests",
     "Gateway requests refused at once with 503 gateway_overloaded: the worker's event "
     "loop was behind (GATEWAY_MAX_QUEUE_DELAY_MS) or it was at GATEWAY_MAX_IN_FLIGHT.",
-    # chat.completions, messages or models: the edge's own names, never client input
+    # chat.completions, messages, models or messages.count_tokens: the edge's own
+    # names, never client input
     ["endpoint"],
 )
 EVENT_LOOP_LAG = Gauge(

@@ -68,12 +68,15 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
-async def resolve(cast, model, *, tenant=None, allowed_models=(), allowed_provider_ids=None):
+async def resolve(
+    cast, model, *, tenant=None, allowed_models=(), allowed_provider_ids=None, ordered=True
+):
     return await resolve_model(
         tenant_id=(tenant or cast.acme).pk,
         model=model,
         allowed_models=list(allowed_models),
         allowed_provider_ids=allowed_provider_ids,
+        ordered=ordered,
     )
 
 
@@ -269,6 +272,21 @@ async def test_it_rotates_round_robin_across_calls(cast):
     for start, order in zip(starts, orders, strict=True):
         assert order == listed[start:] + listed[:start]
     assert [(b - a) % 3 for a, b in zip(starts, starts[1:], strict=False)] == [1] * 5
+
+
+async def test_it_leaves_the_rotation_alone_for_a_caller_that_only_checks_the_model(cast):
+    await sync_to_async(route)(
+        None,
+        "spread",
+        (cast.openai, "gpt-4o"),
+        (cast.anthropic, "claude-sonnet"),
+        strategy=RouteStrategy.ROUND_ROBIN,
+    )
+    first = pairs(await resolve(cast, "spread"))[0]
+    for _ in range(3):  # e.g. count_tokens: listed order, no step of the rotation
+        checked = await resolve(cast, "spread", ordered=False)
+        assert pairs(checked) == [("openai", "gpt-4o"), ("anthropic", "claude-sonnet")]
+    assert pairs(await resolve(cast, "spread"))[0] != first
 
 
 async def test_it_rotates_only_over_the_candidates_left(cast):
