@@ -207,7 +207,7 @@ def conversation(body: dict) -> Conversation:
     )
     prefix = _cached_prefix(body)
     if prefix is not None:
-        conv.cache_key = behaviour.cache_key(model, prefix)
+        conv.cache_scope = model
         conv.cache_prefix = prefix
         conv.cache_whole_blocks = False
         conv.cache_writes_billed = True
@@ -224,7 +224,7 @@ def _cached_prefix(body: dict) -> list[str] | None:
         if isinstance(tool, dict) and tool.get("cache_control"):
             prefix = list(texts)
     system = body.get("system")
-    blocks: list = [] if isinstance(system, str) else system if isinstance(system, list) else []
+    blocks: list = list(system) if isinstance(system, list) else []  # a copy: extended below
     if isinstance(system, str):
         texts.append(system)
     for message in body.get("messages") or []:

@@ -282,7 +282,7 @@ def conversation(body: dict, model: str = "") -> Conversation:
                 isinstance(budget, int) and not isinstance(budget, bool) and budget != 0
             )
     # implicit caching: the whole prompt (behaviour's module docstring)
-    conv.cache_key = behaviour.cache_key(model, texts)
+    conv.cache_scope = model
     conv.cache_prefix = texts
     conv.reasoning = conv.reasoning or "thinking" in model
     return conv

@@ -240,7 +240,7 @@ def conversation(body: dict) -> Conversation:
         effort is not None and effort != "none"
     )
     # automatic prefix caching: the whole prompt (behaviour's module docstring)
-    conv.cache_key = behaviour.cache_key(model, texts)
+    conv.cache_scope = model
     conv.cache_prefix = texts
     return conv
 
