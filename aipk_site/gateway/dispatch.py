@@ -218,7 +218,7 @@ async def _cache_hit(
     first = resolution.candidates[0]
     ledger.candidate = first
     ledger.price = await aprice_for(first.provider, first.model)
-    saved = cost_usd(ledger.price, hit.usage.prompt_tokens, hit.usage.completion_tokens)
+    saved = cost_usd(ledger.price, hit.usage)
     ledger.first_token()
     await ledger.close(status=UsageStatus.SUCCESS, usage=hit.usage, cached=True, cost_saved=saved)
     return hit

@@ -230,15 +230,10 @@ def _usage_cost(price: Price, usage: Usage) -> Decimal:
     ) / MILLION
 
 
-def cost_usd(
-    price: Price | None, usage: Usage | int, completion_tokens: int | None = None
-) -> Decimal:
-    """What a reply costs, as usage rows store it. Takes the reply's ``Usage``; two
-    ints (prompt, completion) still work, pricing the whole prompt at the input rate."""
+def cost_usd(price: Price | None, usage: Usage) -> Decimal:
+    """What a reply costs, as usage rows store it: each part of its ``Usage`` at its rate."""
     if price is None:
         return Decimal(0).quantize(COST_QUANTUM)
-    if not isinstance(usage, Usage):
-        usage = Usage(prompt_tokens=usage, completion_tokens=completion_tokens or 0)
     return _usage_cost(price, usage).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
