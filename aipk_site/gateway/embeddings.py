@@ -130,6 +130,8 @@ def parse_embeddings(body: Any) -> EmbeddingRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise _bad("model", "an embedding model (an alias or '<provider>/<model>') is required")
+    if "\x00" in model:  # stored with the usage row, and PostgreSQL cannot store NUL
+        raise _bad("model", "must not contain a NUL character")
     if "input" not in body:
         raise _bad("input", "is required")
     inputs = _inputs(body["input"])

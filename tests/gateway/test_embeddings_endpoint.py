@@ -183,6 +183,7 @@ def test_it_limits_requests_per_minute(world, gateway_server, make_key):
     ("body", "param"),
     [
         ({"input": "hi"}, "model"),
+        ({"model": "openai/text-\u0000embedding", "input": "hi"}, "model"),
         ({"model": SMALL}, "input"),
         ({"model": SMALL, "input": []}, "input"),
         ({"model": SMALL, "input": ["ok", ""]}, "input[1]"),
@@ -204,3 +205,18 @@ def test_it_answers_400_naming_each_bad_field(world, gateway_server, body, param
     assert error["param"] == param and error["type"] == "invalid_request_error"
     [record] = records()
     assert (record.status, record.endpoint) == ("refused", "embeddings")
+
+
+def test_it_records_a_provider_error_once(world, gateway_server):
+    with pytest.raises(openai.InternalServerError) as caught:
+        client_for(world, gateway_server).embeddings.create(
+            model="openai/text-embedding-3-small-fail-server", input="hello"
+        )
+    [record] = records()
+    assert (record.status, record.endpoint, record.provider_name) == (
+        "error",
+        "embeddings",
+        "openai",
+    )
+    assert caught.value.response.headers["x-request-id"] == record.request_id
+    assert (record.prompt_tokens, record.cost_usd) == (0, 0)
