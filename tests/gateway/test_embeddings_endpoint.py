@@ -9,8 +9,9 @@ import httpx
 import openai
 import pytest
 
+from aipk_site.gateway.redaction import EMAIL_MASK
 from aipk_site.gateway.usage import usage_flush
-from tenants_app.models import ModelRoute, UsageRecord
+from tenants_app.models import ModelRoute, Tenant, UsageRecord
 from tenants_app.services.pricing import pricing_load_bundled
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -220,3 +221,11 @@ def test_it_records_a_provider_error_once(world, gateway_server):
     )
     assert caught.value.response.headers["x-request-id"] == record.request_id
     assert (record.prompt_tokens, record.cost_usd) == (0, 0)
+
+
+def test_it_masks_pii_before_embedding_when_the_tenant_asks(world, gateway_server):
+    Tenant.objects.filter(pk=world.tenant.pk).update(pii_redaction=True)
+    client = client_for(world, gateway_server)
+    sent = client.embeddings.create(model=SMALL, input="write to jane@example.com")
+    masked = client.embeddings.create(model=SMALL, input=f"write to {EMAIL_MASK}")
+    assert sent.data[0].embedding == masked.data[0].embedding
