@@ -5,7 +5,8 @@ response object) costs about a millisecond of CPU and caps a process near 930 re
 a second on the machines we measure on (docs/BENCHMARKS.md "Data plane"); a raw ASGI
 proxy reaches several thousand. So the operations apps call -- ``POST
 /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``, ``GET
-/v1/models/{id}`` and ``POST /v1/messages/count_tokens`` -- are served here straight
+/v1/models/{id}``, ``POST /v1/messages/count_tokens`` and ``POST /v1/embeddings`` --
+are served here straight
 from the ASGI scope: a dict lookup finds the operation (``operation_for``), the body is
 read with its size limit, the request path (dispatch.py) runs, and the answer is
 written as ASGI messages. Everything else under /v1/ (the OpenAPI description, the
@@ -45,6 +46,7 @@ from django.db import DatabaseError
 from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
 
+from aipk_site.gateway import embeddings as embeddings_op
 from aipk_site.gateway import overload
 from aipk_site.gateway.count_tokens import count_message_tokens
 from aipk_site.gateway.dispatch import StreamReply, gateway_reply, gateway_stream
@@ -527,6 +529,28 @@ async def messages_count_tokens(request: EdgeRequest) -> EdgeResponse:
     return json_response(counted.body(), headers=counted.headers)
 
 
+async def embeddings(request: EdgeRequest) -> EdgeResponse:
+    """OpenAI's embeddings (aipk_site/gateway/embeddings.py holds the logic). A body
+    refused before the request path is a key's usage too, as for chat."""
+    try:
+        ctx = await authenticate_virtual_key(_secret_from(request))
+        request_id = f"{embeddings_op.ID_PREFIX}{random_hex()}"
+        body: Any = None
+        try:
+            body = await _read_json(request)
+            parsed = embeddings_op.parse_embeddings(body)
+        except AipkError as error:
+            _record_refused_body(ctx, embeddings_op.ENDPOINT, request_id, body, error)
+            error.headers.setdefault("x-request-id", request_id)
+            raise
+        embedded = await embeddings_op.embed(ctx, parsed, request_id)
+    except AipkError as error:
+        return error_response(error, openai_error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return error_response(_unavailable(error), openai_error_body)
+    return json_response(embedded.body, headers=embedded.headers)
+
+
 Operation = Callable[[EdgeRequest], Awaitable[EdgeResponse]]
 
 # (method, path) -> operation: the whole routing table of the hot path.
@@ -535,6 +559,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/messages"): messages,
     ("GET", "/v1/models"): models,
     ("POST", "/v1/messages/count_tokens"): messages_count_tokens,
+    ("POST", "/v1/embeddings"): embeddings,
 }
 
 
@@ -779,6 +804,14 @@ def _shed(request: EdgeRequest) -> EdgeResponse:
     cache -- a row only for a key already in memory."""
     wire = _WIRES.get(request.path)
     error = overload.overloaded()
+    if request.path == "/v1/embeddings":  # writes usage rows too, in OpenAI's format
+        overload.record_shed(embeddings_op.ENDPOINT)
+        ctx = cached_key_context(_secret_from(request))
+        if ctx is not None:
+            request_id = f"{embeddings_op.ID_PREFIX}{random_hex()}"
+            _record_refused_body(ctx, embeddings_op.ENDPOINT, request_id, None, error)
+            error.headers["x-request-id"] = request_id
+        return error_response(error, openai_error_body)
     if wire is None:  # the models and count_tokens: no usage row, like their other answers
         counting = request.path == "/v1/messages/count_tokens"
         overload.record_shed("messages.count_tokens" if counting else "models")

@@ -351,6 +351,22 @@ async def acost_bound(candidates: list[tuple[Provider, str]], request: ChatReque
     return CostBound(cost_micro=min(most, MAX_RESERVED_MICRO), unpriced=tuple(unpriced))
 
 
+async def aprompt_cost_bound(
+    candidates: list[tuple[Provider, str]], prompt_tokens: int
+) -> CostBound:
+    """What to reserve for a request that is all prompt (embeddings: no reply tokens):
+    ``prompt_tokens`` (the caller's upper bound) at each candidate's price, the dearest
+    winning as in ``acost_bound``."""
+    most, unpriced = 0, []
+    for position, (provider, model) in enumerate(candidates):
+        price = await aprice_for(provider, model)
+        if price is None:
+            unpriced.append(position)
+            continue
+        most = max(most, cost_micro(price, min(prompt_tokens, MAX_RESERVED_TOKENS), 0))
+    return CostBound(cost_micro=min(most, MAX_RESERVED_MICRO), unpriced=tuple(unpriced))
+
+
 def unpriced_model_error(*, provider: Provider, model: str, scope: str) -> InvalidRequest:
     """The refusal for a model with no price while a budget applies: names the model and
     what an admin can do about it."""
