@@ -794,36 +794,42 @@ class GatewayEdge:
             exchange.close()
 
 
-# The operations that write usage rows, by path: a shed request is recorded as theirs.
-_WIRES: dict[str, _Wire] = {"/v1/chat/completions": _OPENAI, "/v1/messages": _ANTHROPIC}
+@dataclass(frozen=True, slots=True)
+class _Shedding:
+    """How a shed request of one operation is answered and counted."""
+
+    endpoint: str  # the metric's label
+    # the operation writes usage rows (a shed request gets one too, named in the answer)
+    id_prefix: str | None
+    # its error shape; None: by the request, as the operation's other answers
+    error_body: ErrorRenderer | None
+
+
+_SHEDDING: dict[str, _Shedding] = {
+    "/v1/chat/completions": _Shedding(_OPENAI.endpoint, _OPENAI.id_prefix, _OPENAI.error_body),
+    "/v1/messages": _Shedding(_ANTHROPIC.endpoint, _ANTHROPIC.id_prefix, _ANTHROPIC.error_body),
+    "/v1/embeddings": _Shedding(embeddings_op.ENDPOINT, embeddings_op.ID_PREFIX, openai_error_body),
+    "/v1/messages/count_tokens": _Shedding("messages.count_tokens", None, anthropic_error_body),
+}
+# GET /v1/models and /v1/models/{id}: no usage row, like their other answers
+_SHEDDING_MODELS = _Shedding("models", None, None)
 
 
 def _shed(request: EdgeRequest) -> EdgeResponse:
     """The answer of a request ``overload.try_enter()`` refused (the worker's event loop is
     behind, or it holds GATEWAY_MAX_IN_FLIGHT requests): no body read, no database, no
     cache -- a row only for a key already in memory."""
-    wire = _WIRES.get(request.path)
+    shedding = _SHEDDING.get(request.path, _SHEDDING_MODELS)
     error = overload.overloaded()
-    if request.path == "/v1/embeddings":  # writes usage rows too, in OpenAI's format
-        overload.record_shed(embeddings_op.ENDPOINT)
+    overload.record_shed(shedding.endpoint)
+    if shedding.id_prefix is not None:
         ctx = cached_key_context(_secret_from(request))
         if ctx is not None:
-            request_id = f"{embeddings_op.ID_PREFIX}{random_hex()}"
-            _record_refused_body(ctx, embeddings_op.ENDPOINT, request_id, None, error)
+            request_id = f"{shedding.id_prefix}{random_hex()}"
+            _record_refused_body(ctx, shedding.endpoint, request_id, None, error)
+            # the answer names its usage row, as every other answer of these operations does
             error.headers["x-request-id"] = request_id
-        return error_response(error, openai_error_body)
-    if wire is None:  # the models and count_tokens: no usage row, like their other answers
-        counting = request.path == "/v1/messages/count_tokens"
-        overload.record_shed("messages.count_tokens" if counting else "models")
-        return error_response(error, error_renderer(request))
-    overload.record_shed(wire.endpoint)
-    ctx = cached_key_context(_secret_from(request))
-    if ctx is not None:
-        request_id = f"{wire.id_prefix}{random_hex()}"
-        _record_refused_body(ctx, wire.endpoint, request_id, None, error)
-        # the answer names its usage row, as every other answer of these operations does
-        error.headers["x-request-id"] = request_id
-    return error_response(error, wire.error_body)
+    return error_response(error, shedding.error_body or error_renderer(request))
 
 
 def _bad_host(host: str) -> InvalidRequest:
