@@ -322,9 +322,9 @@ def _document_block(block: dict[str, Any], where: str, tally: MediaTally) -> Fil
         data = base64.b64encode(raw).decode("ascii")
         return FilePart(data=data, media_type="text/plain", filename=title)
     check_media_type(source.get("media_type"), ("application/pdf",), f"{where}.source.media_type")
-    data = source.get("data")
-    tally.add(check_base64(data, f"{where}.source.data"), f"{where}.source.data")
-    return FilePart(data=str(data), media_type="application/pdf", filename=title)
+    pdf = source.get("data")
+    tally.add(check_base64(pdf, f"{where}.source.data"), f"{where}.source.data")
+    return FilePart(data=str(pdf), media_type="application/pdf", filename=title)
 
 
 def _parse_tool_result(
