@@ -235,6 +235,9 @@ class ModelInfo:
     max_output_tokens: int | None = None
     supports_streaming: bool = True
     supports_tools: bool = True
+    # takes images / documents / audio: False only where the catalogue knows it does not
+    # (such a model gets a 400 for media); None = unknown, and the request is tried
+    supports_vision: bool | None = None
     # USD per million tokens, when known
     input_price_per_million: float | None = None
     output_price_per_million: float | None = None

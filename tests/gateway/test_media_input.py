@@ -401,3 +401,35 @@ def test_it_counts_media_in_the_prompt_estimate():
         ],
     )
     assert estimate_prompt_tokens(with_image) == estimate_prompt_tokens(text_only) + IMAGE_TOKENS
+
+
+# -- models known to be text-only -----------------------------------------------------------
+
+
+def _image_message() -> list[dict]:
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": PNG_URL}},
+            ],
+        }
+    ]
+
+
+def test_it_refuses_media_for_a_model_the_catalogue_knows_is_text_only(world, gateway_server):
+    # Cerebras' llama3.1-8b is text-only in the adapter's static catalogue
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client(world, gateway_server).chat.completions.create(
+            model=world.model("cerebras"), messages=_image_message()
+        )
+    assert "model 'llama3.1-8b' of cerebras does not take image" in str(info.value)
+
+
+def test_it_tries_a_model_the_catalogue_does_not_know(world, gateway_server):
+    # qwen-plus is not in Qwen's static catalogue: the provider decides
+    reply = openai_client(world, gateway_server).chat.completions.create(
+        model=world.model("qwen"), messages=_image_message()
+    )
+    assert reply.choices[0].message.content.endswith("[image: image/png]")

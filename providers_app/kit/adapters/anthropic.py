@@ -72,6 +72,7 @@ class AnthropicAdapter(BaseAdapter):
             output=64_000,
             price_in=3.0,
             price_out=15.0,
+            vision=True,
         ),
         catalog_model(
             "anthropic",
@@ -81,6 +82,7 @@ class AnthropicAdapter(BaseAdapter):
             output=32_000,
             price_in=15.0,
             price_out=75.0,
+            vision=True,
         ),
         catalog_model(
             "anthropic",
@@ -90,6 +92,7 @@ class AnthropicAdapter(BaseAdapter):
             output=8_192,
             price_in=0.80,
             price_out=4.0,
+            vision=True,
         ),
     )
 

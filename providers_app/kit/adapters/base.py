@@ -203,7 +203,18 @@ class BaseAdapter:
     async def prepare_request(self, request: ChatRequest) -> ChatRequest:
         """The request as this provider can take it, before ``chat_body``: the async
         step of translation (a provider that cannot fetch media URLs gets the bytes,
-        kit/media.py). Default: unchanged."""
+        kit/media.py). Default: refuse media for a model the catalogue knows to be
+        text-only; subclasses call this first."""
+        if any(m.parts for m in request.messages):
+            known = next((m for m in self.static_models if m.id == request.model), None)
+            if known is not None and known.supports_vision is False:
+                raise errors.InvalidRequestError(
+                    f"model {request.model!r} of {self.name} does not take image, document "
+                    "or audio input",
+                    provider=self.name,
+                    code="model_not_multimodal",
+                    status_code=400,
+                )
         return request
 
     def request_deadline(self) -> float:
@@ -512,8 +523,10 @@ def catalog_model(
     output: int | None = None,
     price_in: float | None = None,
     price_out: float | None = None,
+    vision: bool | None = None,
 ) -> ModelInfo:
-    """An entry of an adapter's static catalogue (USD per million tokens)."""
+    """An entry of an adapter's static catalogue (USD per million tokens; ``vision``:
+    whether the model takes media, None when the catalogue does not say)."""
     return ModelInfo(
         id=model_id,
         name=name,
@@ -522,6 +535,7 @@ def catalog_model(
         max_output_tokens=output,
         input_price_per_million=price_in,
         output_price_per_million=price_out,
+        supports_vision=vision,
     )
 
 

@@ -99,6 +99,7 @@ class GeminiAdapter(BaseAdapter):
             output=65_536,
             price_in=1.25,
             price_out=10.0,
+            vision=True,
         ),
         catalog_model(
             "gemini",
@@ -108,6 +109,7 @@ class GeminiAdapter(BaseAdapter):
             output=65_536,
             price_in=0.30,
             price_out=2.50,
+            vision=True,
         ),
         catalog_model(
             "gemini",
@@ -117,6 +119,7 @@ class GeminiAdapter(BaseAdapter):
             output=8_192,
             price_in=0.10,
             price_out=0.40,
+            vision=True,
         ),
     )
 
@@ -138,6 +141,7 @@ class GeminiAdapter(BaseAdapter):
         return f"{self.base_url}/v1beta/models/{model}:{method}"
 
     async def prepare_request(self, request: ChatRequest) -> ChatRequest:
+        request = await super().prepare_request(request)
         return await media.inline_urls(
             request, self.name, (ImagePart, FilePart), keep_url=_GEMINI_FILE_URIS
         )

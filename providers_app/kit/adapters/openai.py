@@ -71,6 +71,7 @@ class OpenAIAdapter(BaseAdapter):
             output=16_384,
             price_in=2.50,
             price_out=10.00,
+            vision=True,
         ),
         catalog_model(
             "openai",
@@ -80,6 +81,7 @@ class OpenAIAdapter(BaseAdapter):
             output=16_384,
             price_in=0.15,
             price_out=0.60,
+            vision=True,
         ),
         catalog_model(
             "openai",
@@ -89,6 +91,7 @@ class OpenAIAdapter(BaseAdapter):
             output=32_768,
             price_in=2.00,
             price_out=8.00,
+            vision=True,
         ),
         catalog_model(
             "openai",
@@ -98,6 +101,7 @@ class OpenAIAdapter(BaseAdapter):
             output=32_768,
             price_in=0.40,
             price_out=1.60,
+            vision=True,
         ),
     )
 
@@ -122,6 +126,7 @@ class OpenAIAdapter(BaseAdapter):
         return f"{self.base_url}/chat/completions"
 
     async def prepare_request(self, request: ChatRequest) -> ChatRequest:
+        request = await super().prepare_request(request)
         return await media.inline_urls(request, self.name, (FilePart,))
 
     def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
