@@ -18,6 +18,7 @@ __all__ = [
     "IMAGE_TOKENS",
     "inline_urls",
     "media_tokens",
+    "media_tokens_bound",
     "refuse",
     "text_of",
 ]
@@ -58,6 +59,38 @@ def media_tokens(part: MediaPart) -> int:
         return max(1, _decoded_size(part.data) // 4)  # plain text: the kit's chars / 4
     pages = max(1, -(-_decoded_size(part.data) // _PDF_BYTES_PER_PAGE))
     return pages * DOCUMENT_TOKENS_PER_PAGE
+
+
+# Upper bounds for a budget reservation (tenants_app pricing.prompt_tokens_upper_bound),
+# which must never undercount: an image costs at most ~2,700 tokens at any provider of
+# the kit (OpenAI's patch-based models: 1,536 patches x 1.72); a document page at most
+# ~3,000 (Anthropic: text plus the page as an image), and a compressed PDF may hold
+# more text than bytes, so a document is bounded by max(bytes, pages x 3,000), pages
+# counted from its page objects or its size; a document by URL (size unknown) by the
+# providers' page limit (Anthropic reads at most 100 pages); audio by its length at
+# the lowest mp3 bitrate (8 kbit/s = 1 kB/s) x 32 tokens a second.
+IMAGE_TOKENS_BOUND = 3_000
+URL_DOCUMENT_TOKENS_BOUND = 100 * DOCUMENT_TOKENS_PER_PAGE
+_AUDIO_MIN_BYTES_PER_SECOND = 1_000
+
+
+def media_tokens_bound(part: MediaPart) -> int:
+    """The most prompt tokens ``part`` can cost on any provider (see above)."""
+    if isinstance(part, ImagePart):
+        return IMAGE_TOKENS_BOUND
+    if isinstance(part, AudioPart):
+        seconds = -(-_decoded_size(part.data) // _AUDIO_MIN_BYTES_PER_SECOND)
+        return max(1, seconds) * AUDIO_TOKENS_PER_SECOND
+    if not part.data:
+        return URL_DOCUMENT_TOKENS_BOUND  # a URL or a provider's file id: size unknown
+    raw = base64.b64decode(part.data)
+    pages = max(
+        1,
+        raw.count(b"/Type /Page") - raw.count(b"/Type /Pages"),
+        raw.count(b"/Type/Page") - raw.count(b"/Type/Pages"),
+        -(-len(raw) // _PDF_BYTES_PER_PAGE),
+    )
+    return max(len(raw), pages * DOCUMENT_TOKENS_PER_PAGE)
 
 
 def text_of(part: FilePart) -> str:

@@ -433,3 +433,25 @@ def test_it_tries_a_model_the_catalogue_does_not_know(world, gateway_server):
         model=world.model("qwen"), messages=_image_message()
     )
     assert reply.choices[0].message.content.endswith("[image: image/png]")
+
+
+def test_it_reserves_a_budget_for_media_by_their_upper_bounds():
+    from providers_app.kit.media import (
+        DOCUMENT_TOKENS_PER_PAGE,
+        IMAGE_TOKENS_BOUND,
+        URL_DOCUMENT_TOKENS_BOUND,
+    )
+    from providers_app.kit.types import ChatRequest, FilePart, ImagePart, Message, TextPart
+    from tenants_app.services.pricing import prompt_tokens_upper_bound
+
+    def bound(*parts) -> int:
+        message = Message(role="user", content="hi", parts=[TextPart("hi"), *parts])
+        return prompt_tokens_upper_bound(ChatRequest(model="m", messages=[message]))
+
+    plain = bound()
+    assert bound(ImagePart(url="https://example.com/a.png")) == plain + IMAGE_TOKENS_BOUND
+    three_pages = base64.b64encode(b"%PDF " + b"<< /Type /Page >> " * 3 + b"/Type /Pages").decode()
+    assert bound(FilePart(data=three_pages, media_type="application/pdf")) == (
+        plain + 3 * DOCUMENT_TOKENS_PER_PAGE
+    )
+    assert bound(FilePart(url="https://example.com/a.pdf")) == plain + URL_DOCUMENT_TOKENS_BOUND
