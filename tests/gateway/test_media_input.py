@@ -455,3 +455,45 @@ def test_it_reserves_a_budget_for_media_by_their_upper_bounds():
         plain + 3 * DOCUMENT_TOKENS_PER_PAGE
     )
     assert bound(FilePart(url="https://example.com/a.pdf")) == plain + URL_DOCUMENT_TOKENS_BOUND
+
+
+def test_it_fetches_an_image_url_for_a_gemini_stream(
+    world, gateway_server, simulator, relaxed_fetch
+):
+    stream = openai_client(world, gateway_server).chat.completions.create(
+        model=world.model("gemini"),
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Stream"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": simulator.url + "/_sim/media/pixel.png"},
+                    },
+                ],
+            }
+        ],
+        stream=True,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "Simulated reply to: Stream [image: image/png]"
+
+
+def test_it_never_answers_one_image_from_the_cache_of_another():
+    from aipk_site.gateway.response_cache import cache_key
+    from providers_app.kit.types import ChatRequest, ImagePart, Message, TextPart
+
+    def request(data: str) -> ChatRequest:
+        parts = [TextPart("What is this?"), ImagePart(data=data, media_type="image/png")]
+        message = Message(role="user", content="What is this?", parts=parts)
+        return ChatRequest(model="m", messages=[message])
+
+    other = base64.b64encode(PIXEL_PNG + b"\0").decode()
+    assert cache_key(tenant_id=1, request=request(PNG_B64)) != cache_key(
+        tenant_id=1, request=request(other)
+    )
+    text_only = ChatRequest(model="m", messages=[Message(role="user", content="What is this?")])
+    assert cache_key(tenant_id=1, request=text_only) != cache_key(
+        tenant_id=1, request=request(PNG_B64)
+    )
