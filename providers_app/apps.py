@@ -20,5 +20,6 @@ class ProvidersConfig(AppConfig):
                 timeout=settings.MEDIA_FETCH_TIMEOUT_SECONDS,
                 max_redirects=settings.MEDIA_FETCH_MAX_REDIRECTS,
                 allow_private=settings.MEDIA_FETCH_ALLOW_PRIVATE,
+                max_request_bytes=settings.GATEWAY_MAX_MEDIA_REQUEST_BYTES,
             )
         )

@@ -126,6 +126,8 @@ async def inline_urls(
     if not any(_needs_fetch(p, kinds, keep_url) for m in request.messages for p in m.media()):
         return request
     messages: list[Message] = []
+    fetched_bytes = 0
+    limit = media_fetch.policy().max_request_bytes
     for index, message in enumerate(request.messages):
         if not message.parts:
             messages.append(message)
@@ -146,6 +148,15 @@ async def inline_urls(
                     code="media_fetch_failed",
                     status_code=400,
                 ) from None
+            fetched_bytes += fetched.size
+            if fetched_bytes > limit:
+                raise errors.InvalidRequestError(
+                    f"messages[{index}]: the media URLs of this request hold more than "
+                    f"{limit} bytes",
+                    provider=provider,
+                    code="media_fetch_failed",
+                    status_code=400,
+                )
             parts[k] = dataclasses.replace(
                 part, url=None, data=fetched.data, media_type=fetched.media_type
             )

@@ -48,6 +48,10 @@ class FetchPolicy:
     timeout: float = 10.0
     max_redirects: int = 3
     allow_private: bool = False
+    # networks exempt from the address guard (CIDR strings), narrower than allow_private
+    allowed_networks: tuple[str, ...] = ()
+    # all the bytes one request may make aipk fetch (kit/media.py inline_urls)
+    max_request_bytes: int = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +77,14 @@ def policy() -> FetchPolicy:
     return _policy
 
 
-def check_address(address: str, *, allow_private: bool = False) -> None:
+def check_address(
+    address: str, *, allow_private: bool = False, allowed_networks: tuple[str, ...] = ()
+) -> None:
     """Refuse an IP that is not a public unicast address (unless relaxed)."""
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    if allow_private:
+    if allow_private or any(ip in ipaddress.ip_network(n) for n in allowed_networks):
         return
     if (
         ip.is_private
@@ -92,14 +98,18 @@ def check_address(address: str, *, allow_private: bool = False) -> None:
         raise MediaFetchError(f"refused: {address} is not a public address")
 
 
-async def _resolve(host: str, port: int, allow_private: bool) -> str:
+async def _resolve(host: str, port: int, rules: FetchPolicy) -> str:
     """The first address of ``host``, after checking every address it resolves to."""
     try:
         literal = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         literal = None
     if literal is not None:
-        check_address(str(literal), allow_private=allow_private)
+        check_address(
+            str(literal),
+            allow_private=rules.allow_private,
+            allowed_networks=rules.allowed_networks,
+        )
         return str(literal)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -109,7 +119,9 @@ async def _resolve(host: str, port: int, allow_private: bool) -> str:
     if not addresses:
         raise MediaFetchError(f"cannot resolve {host}")
     for address in addresses:
-        check_address(address, allow_private=allow_private)
+        check_address(
+            address, allow_private=rules.allow_private, allowed_networks=rules.allowed_networks
+        )
     return addresses[0]
 
 
@@ -140,7 +152,7 @@ async def _fetch(url: str, allowed: tuple[str, ...], rules: FetchPolicy) -> Fetc
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise MediaFetchError("only http and https URLs can be fetched")
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            address = await _resolve(parts.hostname, port, rules.allow_private)
+            address = await _resolve(parts.hostname, port, rules)
             host_for_url = f"[{address}]" if ":" in address else address
             netloc = f"{host_for_url}:{parts.port}" if parts.port else host_for_url
             pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))

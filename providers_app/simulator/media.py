@@ -9,7 +9,8 @@ proves which media reached the "model", and the request log keeps the body.
 
 ``/_sim/media/{name}`` serves small media files (``pixel.png``, ``doc.pdf``,
 ``note.txt``; ``redirect-png`` redirects to ``pixel.png``; ``loop`` redirects to
-itself) so tests can make aipk fetch a URL from the loopback simulator.
+itself, ``redirect-metadata`` to 169.254.169.254) so tests can make aipk fetch a
+URL from the loopback simulator.
 """
 
 from __future__ import annotations
@@ -241,6 +242,8 @@ async def media_file(request: web.Request) -> web.StreamResponse:
         return web.Response(text="a note", content_type="text/plain")
     if name == "redirect-png":
         raise web.HTTPFound("/_sim/media/pixel.png")
+    if name == "redirect-metadata":  # to the cloud metadata address: must be re-checked
+        raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
     if name == "loop":
         raise web.HTTPFound("/_sim/media/loop")
     if name == "big.png":  # 2 MiB, for size limits

@@ -105,3 +105,11 @@ def test_it_refuses_a_content_type_not_asked_for(simulator):
 def test_it_reports_a_missing_file(simulator):
     with pytest.raises(MediaFetchError, match="HTTP 404"):
         fetch(simulator.url + "/_sim/media/nothing.png", policy=RELAXED)
+
+
+def test_it_rechecks_the_address_of_every_redirect(simulator):
+    # loopback is exempted (the simulator), the metadata address the redirect leads to is not
+    only_loopback = FetchPolicy(allowed_networks=("127.0.0.0/8",), timeout=5)
+    assert fetch(simulator.url + "/_sim/media/pixel.png", policy=only_loopback).size > 0
+    with pytest.raises(MediaFetchError, match="169.254.169.254 is not a public address"):
+        fetch(simulator.url + "/_sim/media/redirect-metadata", policy=only_loopback)
