@@ -64,6 +64,12 @@ def _canonical(tenant_id: int, request: ChatRequest) -> dict[str, Any]:
                 ],
                 "tool_call_id": m.tool_call_id,
                 "name": m.name,
+                # only messages with media have parts, so text-only keys are unchanged
+                **(
+                    {"parts": [asdict(p) | {"kind": type(p).__name__} for p in m.parts]}
+                    if m.parts
+                    else {}
+                ),
             }
             for m in request.messages
         ],

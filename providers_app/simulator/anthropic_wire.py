@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from providers_app.simulator import behaviour, catalog, ratelimit_headers
+from providers_app.simulator import behaviour, catalog, media, ratelimit_headers
 from providers_app.simulator.anthropic_errors import MIDSTREAM_ERROR, check_request, error_response
 from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
@@ -126,6 +126,9 @@ def _validate(body: dict) -> str | None:
             )
         if role not in ("user", "assistant"):
             return f"messages.{index}.role: Input should be 'user' or 'assistant'"
+    bad_media = media.anthropic_error(messages)
+    if bad_media is not None:
+        return bad_media
     limit = body.get("max_tokens")
     if limit is None:
         return "max_tokens: Field required"
@@ -141,10 +144,16 @@ def _block_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
+        # image and document blocks are shown as markers, so the reply proves they arrived
         return " ".join(
-            b["text"]
-            for b in content
-            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+            [
+                b["text"]
+                for b in content
+                if isinstance(b, dict)
+                and b.get("type") == "text"
+                and isinstance(b.get("text"), str)
+            ]
+            + media.anthropic_markers(content)
         )
     return ""
 

@@ -49,6 +49,7 @@ from aipk_site.infra import change_events
 from aipk_site.infra.audit import audit_record
 from aipk_site.infra.errors import InvalidRequest
 from aipk_site.infra.snapshots import SnapshotTable
+from providers_app.kit.media import media_tokens_bound
 from providers_app.kit.providers import ADAPTERS, PROFILES
 from providers_app.kit.types import ChatRequest, Usage
 from providers_app.models import DiscoveredModel, Provider, ProviderType
@@ -303,11 +304,14 @@ def _json_bytes(value: Any) -> int:
 def prompt_tokens_upper_bound(request: ChatRequest) -> int:
     """Tokens the prompt cannot exceed on any provider: the UTF-8 bytes of every text
     sent (messages, tool calls and their arguments, tool schemas, pass-through body
-    fields) plus per-message, per-request and tool-prompt allowances."""
+    fields) plus per-message, per-request and tool-prompt allowances, and each media
+    part's upper bound (``kit.media.media_tokens_bound``)."""
     total = PROMPT_REQUEST_OVERHEAD_TOKENS
     for message in request.messages:
         total += PROMPT_MESSAGE_OVERHEAD_TOKENS + _utf8(message.content)
         total += _utf8(message.name) + _utf8(message.tool_call_id)
+        # images, documents, audio: their documented upper bounds (kit/media.py)
+        total += sum(media_tokens_bound(part) for part in message.media())
         for call in message.tool_calls:
             total += PROMPT_MESSAGE_OVERHEAD_TOKENS + _utf8(call.id) + _utf8(call.name)
             total += _utf8(call.arguments) + _utf8(call.signature)
