@@ -70,6 +70,7 @@ from .common import (
     public_tool_call_id,
     split_tool_call_id,
 )
+from .request_fields import anthropic_fields
 
 __all__ = [
     "parse_messages",
@@ -119,8 +120,8 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
     except ToolValidationError as exc:
         raise from_tool_error(exc) from None
 
-    # checked, then dropped (see the module docstring); no vocabulary has 2**31 tokens
-    bounded_int(body, "top_k", 0, MAX_TOP_K)
+    # top_k, thinking, service_tier ...: ruled per provider by kit/fields.py
+    ruled = anthropic_fields(body, max_tokens)
 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -137,6 +138,7 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
         top_p=optional_number(body, "top_p", 0, 1),
         stop=_parse_stop_sequences(body.get("stop_sequences")),
         user=_parse_metadata_user(body.get("metadata")),
+        **ruled,
     )
     return ParsedRequest(
         request=request,

@@ -53,8 +53,6 @@ from providers_app.kit.types import (
 )
 
 from .common import (
-    INT64_MAX,
-    INT64_MIN,
     MAX_OUTPUT_TOKENS,
     InputLimits,
     ParsedRequest,
@@ -72,6 +70,7 @@ from .common import (
     public_tool_call_id,
     split_tool_call_id,
 )
+from .request_fields import openai_fields
 
 __all__ = [
     "parse_chat_completion",
@@ -108,8 +107,8 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
     n = body.get("n")
     if n is not None and (not _is_int(n) or n != 1):
         raise invalid("only n=1 is supported", "n")
-    # ignored (see the module docstring), but still a 64-bit integer when sent
-    bounded_int(body, "seed", INT64_MIN, INT64_MAX)
+    # seed, logprobs, response_format ...: ruled per provider by kit/fields.py
+    ruled = openai_fields(body)
 
     tools_value = body.get("tools")
     if isinstance(tools_value, list) and len(tools_value) > limits.max_tools:
@@ -158,6 +157,7 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
         top_p=optional_number(body, "top_p", 0, 1),
         stop=_parse_stop(body.get("stop")),
         user=user,
+        **ruled,
     )
     return ParsedRequest(
         request=request,

@@ -16,9 +16,11 @@ import json
 import uuid
 from typing import Any
 
-from .. import errors, tools
+from .. import errors, fields, tools
 from ..ratelimit.headers import finite_number, parse_duration
 from ..sse import SSEEvent
+from ..tools.gemini_schema import to_gemini_schema
+from ..tools.schema import SchemaReferenceError
 from ..types import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -146,6 +148,7 @@ class GeminiAdapter(BaseAdapter):
             config["topP"] = request.top_p
         if request.stop:
             config["stopSequences"] = request.stop
+        self._ruled_fields(request, config)
         if config:
             body["generationConfig"] = config
         if request.tools:
@@ -161,6 +164,38 @@ class GeminiAdapter(BaseAdapter):
                 "request": body,
             }
         return body
+
+    def _ruled_fields(self, request: ChatRequest, config: dict[str, Any]) -> None:
+        """The fields of kit/fields.py in Gemini's generationConfig; ``check_fields`` has
+        already refused what Gemini cannot take."""
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text":
+            config["responseMimeType"] = "application/json"
+            if fmt.type == "json_schema":
+                try:
+                    config["responseSchema"] = to_gemini_schema(fmt.schema or {"type": "object"})
+                except SchemaReferenceError as exc:
+                    path = ".".join(str(p) for p in exc.path)
+                    raise fields.UnsupportedFieldError(
+                        "response_format.json_schema.schema" + (f".{path}" if path else ""),
+                        self.name,
+                        self.rules_type,
+                        str(exc),
+                    ) from None
+        if request.reasoning is not None:
+            budget = request.reasoning.budget_tokens or fields.REASONING_BUDGETS.get(
+                request.reasoning.effort or "medium", 8192
+            )
+            config["thinkingConfig"] = {"thinkingBudget": budget}
+        for key, name in (
+            ("seed", "seed"),
+            ("top_k", "topK"),
+            ("frequency_penalty", "frequencyPenalty"),
+            ("presence_penalty", "presencePenalty"),
+        ):
+            value = getattr(request, key)
+            if value is not None:
+                config[name] = value
 
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
