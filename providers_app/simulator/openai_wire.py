@@ -239,6 +239,11 @@ def conversation(body: dict) -> Conversation:
     conv.reasoning = bool(_REASONING_MODEL_RE.search(model)) or (
         effort is not None and effort != "none"
     )
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        spec = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        conv.json_schema = schema if isinstance(schema, dict) else {}
     # automatic prefix caching: the whole prompt (behaviour's module docstring)
     conv.cache_key = behaviour.cache_key(model, texts)
     conv.cache_prefix = texts

@@ -382,7 +382,8 @@ def render_chat_completion(
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                # the provider's own logprobs, when it sent any (logprobs: true)
+                "logprobs": response.logprobs,
                 "finish_reason": openai_finish_reason(
                     response.finish_reason, bool(response.tool_calls)
                 ),
@@ -459,9 +460,11 @@ class OpenAIStreamEncoder:
         }
         return b"data: " + dumps(payload) + b"\n\n"
 
-    def _delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def _delta(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None
+    ) -> bytes:
         return self._event(
-            [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
         )
 
     def _start(self) -> bytes:
@@ -479,6 +482,7 @@ class OpenAIStreamEncoder:
             and not c.tool_calls
             and not c.finish_reason
             and c.usage is None
+            and c.logprobs is None
         ):
             # Most chunks of a reply are text alone: the same bytes as below, without
             # building and serialising the whole event each time.
@@ -488,8 +492,8 @@ class OpenAIStreamEncoder:
                 before, after = self._text_event
                 return before + dumps(c.text) + after
         out = [self._start()]
-        if c.text:
-            out.append(self._delta({"content": c.text}))
+        if c.text or c.logprobs is not None:
+            out.append(self._delta({"content": c.text}, logprobs=c.logprobs))
         fragments = [self._fragment(d) for d in c.tool_calls]
         fragments = [f for f in fragments if f is not None]
         if fragments:
