@@ -11,7 +11,13 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from aipk_site.gateway.formats.common import InputLimits
+from aipk_site.gateway.formats.openai_format import parse_chat_completion
+from aipk_site.infra.errors import InvalidRequest
+from providers_app.kit.types import Reasoning, ResponseFormat
+
 pytestmark = pytest.mark.django_db(transaction=True)
+
 
 SCHEMA = {
     "type": "object",
@@ -208,3 +214,61 @@ def test_it_passes_seed_and_penalties_to_openai_compatible_providers(world, gate
         presence_penalty=0.5,
     )
     assert reply.choices[0].message.content == "Simulated reply to: hi"
+
+
+# -- parsing: a bad value is a 400 naming the field, whatever the provider ------------------
+
+LIMITS = InputLimits(max_messages=50, max_message_chars=10_000, max_tools=8)
+
+
+def parse(**fields):
+    return parse_chat_completion(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}, LIMITS
+    ).request
+
+
+def test_it_parses_the_ruled_openai_fields_into_the_kit_request():
+    request = parse(
+        response_format=JSON_SCHEMA_FORMAT,
+        reasoning_effort="high",
+        seed=5,
+        logprobs=True,
+        top_logprobs=2,
+        frequency_penalty=-1,
+        presence_penalty=1,
+        service_tier="flex",
+        metadata={"team": "x"},
+        logit_bias={"50256": -100},
+        store=True,
+    )
+    assert request.response_format == ResponseFormat(
+        type="json_schema", name="weather", schema=SCHEMA, strict=True
+    )
+    assert request.reasoning == Reasoning(effort="high")
+    assert (request.seed, request.logprobs, request.top_logprobs) == (5, True, 2)
+    assert (request.frequency_penalty, request.presence_penalty) == (-1, 1)
+    assert (request.service_tier, request.metadata) == ("flex", {"team": "x"})
+    assert request.passthrough == {"logit_bias": {"50256": -100}, "store": True}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a b"}}},
+            "response_format.json_schema.name",
+        ),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"logprobs": "yes"}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"frequency_penalty": 3}, "frequency_penalty"),
+        ({"metadata": {"a": 1}}, "metadata.a"),
+        ({"seed": 2**64}, "seed"),
+    ],
+)
+def test_it_refuses_a_bad_value_naming_the_field(fields, param):
+    with pytest.raises(InvalidRequest) as caught:
+        parse(**fields)
+    assert caught.value.param == param
