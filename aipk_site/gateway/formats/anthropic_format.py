@@ -12,14 +12,20 @@ Accepted request fields: ``model``, ``max_tokens`` (required), ``system``
 tool_use and tool_result blocks), ``tools`` (custom tools), ``tool_choice``
 (including ``disable_parallel_tool_use``), ``stop_sequences``,
 ``temperature`` (0..1), ``top_p``, ``metadata.user_id``, ``stream`` and the
-gateway's own ``aipk: {"cache": bool}``. ``top_k`` is checked and dropped:
-the kit's other providers have no such knob.
+gateway's own ``aipk: {"cache": bool}``.
 
-Ignored: ``thinking`` and thinking / redacted_thinking blocks sent back in
-assistant turns (the kit does not model reasoning), ``cache_control`` on any
-block, ``service_tier``, ``container``, ``mcp_servers``, ``context_management``
-and any other field. Images and documents are refused with a 400 rather than
-silently dropped, because the answer would be about a picture the model
+Ruled per provider by the kit's field table (providers_app/kit/fields.py,
+docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
+``unsupported_parameter`` naming the field and the provider where it cannot:
+``thinking`` (enabled with ``budget_tokens`` >= 1024 and below
+``max_tokens``, or disabled), ``top_k``, ``service_tier`` (auto,
+standard_only), and, passed verbatim to Anthropic only, ``container``,
+``mcp_servers`` and ``context_management``.
+
+Ignored: thinking / redacted_thinking blocks sent back in assistant turns
+(thinking content is not returned by the kit yet), ``cache_control`` on any
+block and any other field. Images and documents are refused with a 400 rather
+than silently dropped, because the answer would be about a picture the model
 never saw.
 
 A ``tool_result`` with ``is_error: true`` reaches the kit as a tool message

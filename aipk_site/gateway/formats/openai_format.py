@@ -11,16 +11,22 @@ Accepted request fields: ``model``, ``messages`` (roles system, developer →
 system, user, assistant, tool), ``tools`` (function tools), ``tool_choice``,
 ``parallel_tool_calls``, ``max_tokens`` / ``max_completion_tokens`` (the
 latter wins when both are given), ``temperature``, ``top_p``, ``stop``,
-``user``, ``n`` (1 only), ``stream``, ``stream_options.include_usage``, and
-the gateway's own ``aipk: {"cache": bool}``.
+``user``, ``n`` (1 only: one choice is rendered), ``stream``,
+``stream_options.include_usage``, and the gateway's own ``aipk: {"cache": bool}``.
 
-Ignored, because no upstream of the kit honours them the same way (or they
-only affect billing and storage at OpenAI): ``frequency_penalty``,
-``presence_penalty``, ``logit_bias``, ``logprobs``, ``top_logprobs``,
-``seed``, ``response_format``, ``reasoning_effort``, ``service_tier``,
-``store``, ``metadata``, ``modalities``, ``audio``, ``prediction``,
-``web_search_options``, ``prompt_cache_key``, ``safety_identifier`` and any
-other top-level field. Message ``name`` fields are ignored too.
+Ruled per provider by the kit's field table (providers_app/kit/fields.py,
+docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
+``unsupported_parameter`` naming the field and the provider where it cannot
+(request_fields.py parses them): ``response_format`` (text, json_object,
+json_schema), ``reasoning_effort``, ``seed``, ``logprobs``, ``top_logprobs``,
+``frequency_penalty``, ``presence_penalty``, ``service_tier``, ``metadata``,
+and, passed verbatim to the OpenAI-wire providers that have them,
+``logit_bias``, ``store``, ``prompt_cache_key``, ``safety_identifier``,
+``verbosity``, ``modalities``, ``audio``, ``prediction``,
+``web_search_options``. Returned logprobs are rendered in ``choices[].logprobs``.
+
+Still ignored: any other top-level field (unknown to both the gateway and the
+table) and message ``name`` fields.
 
 Finish reasons: the kit's ``malformed_tool_call`` and ``error`` have no OpenAI
 counterpart and are reported as ``"stop"``; OpenAI's own vocabulary has only
