@@ -272,3 +272,25 @@ def test_it_refuses_a_bad_value_naming_the_field(fields, param):
     with pytest.raises(InvalidRequest) as caught:
         parse(**fields)
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_it_passes_back_the_providers_logprobs(world, gateway_server, stream):
+    client = openai_client(world, gateway_server)
+    kwargs = {
+        "model": world.model("openai"),
+        "messages": [{"role": "user", "content": "hi"}],
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    if stream:
+        chunks = [c for c in client.chat.completions.create(stream=True, **kwargs) if c.choices]
+        entries = [
+            e for c in chunks if c.choices[0].logprobs for e in c.choices[0].logprobs.content
+        ]
+    else:
+        reply = client.chat.completions.create(**kwargs)
+        assert reply.choices[0].logprobs is not None
+        entries = reply.choices[0].logprobs.content or []
+    assert "".join(e.token for e in entries) == "Simulated reply to: hi"
+    assert all(len(e.top_logprobs) == 2 for e in entries)
