@@ -182,3 +182,17 @@ def test_it_maps_effort_and_budget_both_ways():
     for effort, budget in fields.REASONING_BUDGETS.items():
         assert fields.effort_for_budget(budget) == effort
     assert fields.effort_for_budget(10**6) == "high"
+
+
+def test_it_refuses_a_response_schema_gemini_cannot_express_naming_the_keyword():
+    bad = {
+        "type": "object",
+        "properties": {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
+    }
+    with pytest.raises(fields.UnsupportedFieldError) as caught:
+        adapter("gemini").chat_body(
+            request(response_format=ResponseFormat(type="json_schema", name="x", schema=bad)),
+            stream=False,
+        )
+    assert caught.value.field == "response_format.json_schema.schema.properties.tags.uniqueItems"
+    assert "(type gemini)" in str(caught.value)
