@@ -239,6 +239,14 @@ def check(
                 raise UnsupportedFieldError(row.label(wire_format), provider, rule_type, reason)
 
 
+def allowed(kit: str, provider_type: str) -> bool:
+    """Whether the rule for ``kit`` lets ``provider_type`` have the field at all. A refused
+    field can only get past ``check`` with its neutral value, which asks for nothing: the
+    adapter leaves it out rather than send a provider a field it does not know."""
+    row = BY_KIT.get(kit)
+    return row is None or row.rules.get(provider_type.replace("-", "_")) is not Rule.REFUSED
+
+
 def render_markdown() -> str:
     """docs/SUPPORT_MATRIX.md: the table, one row a field, one column a provider type."""
     head = [

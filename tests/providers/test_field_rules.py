@@ -196,3 +196,14 @@ def test_it_refuses_a_response_schema_gemini_cannot_express_naming_the_keyword()
         )
     assert caught.value.field == "response_format.json_schema.schema.properties.tags.uniqueItems"
     assert "(type gemini)" in str(caught.value)
+
+
+def test_it_leaves_out_a_neutral_value_of_a_field_the_provider_does_not_know():
+    body = adapter("cerebras").chat_body(
+        request(service_tier="auto", passthrough={"store": False}), stream=False
+    )
+    assert "service_tier" not in body and "store" not in body
+    body = adapter("openai").chat_body(
+        request(service_tier="auto", passthrough={"store": False}), stream=False
+    )
+    assert (body["service_tier"], body["store"]) == ("auto", False)

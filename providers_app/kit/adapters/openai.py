@@ -169,10 +169,12 @@ class OpenAIAdapter(BaseAdapter):
             "top_k",
         ):
             value = getattr(request, key)
-            if value is not None:
+            if value is not None and fields.allowed(key, self.rules_type):
                 body[key] = value
         if request.wire_format == "openai":
-            body.update(request.passthrough)
+            for key, value in request.passthrough.items():
+                if fields.allowed(f"passthrough.{key}", self.rules_type):
+                    body[key] = value
 
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
