@@ -114,7 +114,7 @@ FIELDS: tuple[FieldRule, ...] = (
     FieldRule("parallel_tool_calls", "parallel_tool_calls",
               "tool_choice.disable_parallel_tool_use", _rules(P, anthropic=T, gemini=R),
               neutral=(True,), note="Only `true` (the default) on Gemini."),
-    FieldRule("response_format", "response_format", None,
+    FieldRule("response_format", "response_format", "output_config.format",
               _rules(P, anthropic=T, gemini=T),
               note="Anthropic output_config.format (json_schema only); Gemini "
                    "responseMimeType + responseSchema."),

@@ -294,3 +294,18 @@ def test_it_passes_back_the_providers_logprobs(world, gateway_server, stream):
         entries = reply.choices[0].logprobs.content or []
     assert "".join(e.token for e in entries) == "Simulated reply to: hi"
     assert all(len(e.top_logprobs) == 2 for e in entries)
+
+
+@pytest.mark.parametrize("provider_type", STRUCTURED_TYPES)
+def test_it_takes_anthropic_structured_outputs_to_every_kind_of_upstream(
+    world, gateway_server, provider_type
+):
+    message = anthropic_client(world, gateway_server).messages.create(
+        model=world.model(provider_type),
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Weather in Paris as JSON"}],
+        extra_body={"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}},
+    )
+    block = message.content[0]
+    assert block.type == "text"
+    assert set(json.loads(block.text)) == {"city", "temperature", "conditions"}

@@ -18,7 +18,9 @@ Ruled per provider by the kit's field table (providers_app/kit/fields.py,
 docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
 ``unsupported_parameter`` naming the field and the provider where it cannot:
 ``thinking`` (enabled with ``budget_tokens`` >= 1024 and below
-``max_tokens``, or disabled), ``top_k``, ``service_tier`` (auto,
+``max_tokens``, or disabled), structured outputs (``output_config.format``
+or the beta ``output_format``, json_schema: the kit's ``response_format``),
+``top_k``, ``service_tier`` (auto,
 standard_only), and, passed verbatim to Anthropic only, ``container``,
 ``mcp_servers`` and ``context_management``.
 

@@ -73,6 +73,7 @@ def anthropic_fields(body: dict[str, Any], max_tokens: int) -> dict[str, Any]:
         raise invalid(not_one_of(tier, ANTHROPIC_SERVICE_TIERS), "service_tier")
     return {
         "wire_format": "anthropic",
+        "response_format": parse_output_format(body),
         "reasoning": parse_thinking(body.get("thinking"), max_tokens),
         "top_k": bounded_int(body, "top_k", 0, 2**31 - 1),
         "service_tier": tier,
@@ -120,6 +121,32 @@ def parse_response_format(value: Any) -> ResponseFormat | None:
         strict=strict,
         description=description,
     )
+
+
+def parse_output_format(body: dict[str, Any]) -> ResponseFormat | None:
+    """Anthropic's structured outputs: ``output_config.format`` (GA) or the beta
+    ``output_format``, both ``{"type": "json_schema", "schema": {...}}``."""
+    config = body.get("output_config")
+    where = "output_config.format"
+    if config is not None:
+        if not isinstance(config, dict):
+            raise invalid(f"must be an object, got {json_type(config)}", "output_config")
+        value = config.get("format")
+    else:
+        value, where = body.get("output_format"), "output_format"
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(f"must be an object, got {json_type(value)}", where)
+    if value.get("type") != "json_schema":
+        raise invalid(not_one_of(value.get("type"), ("json_schema",)), f"{where}.type")
+    schema = value.get("schema")
+    if not isinstance(schema, dict):
+        raise invalid(
+            "is required" if schema is None else f"must be an object, got {json_type(schema)}",
+            f"{where}.schema",
+        )
+    return ResponseFormat(type="json_schema", name="output", schema=schema, strict=True)
 
 
 def parse_thinking(value: Any, max_tokens: int) -> Reasoning | None:
