@@ -309,3 +309,12 @@ def test_it_takes_anthropic_structured_outputs_to_every_kind_of_upstream(
     block = message.content[0]
     assert block.type == "text"
     assert set(json.loads(block.text)) == {"city", "temperature", "conditions"}
+
+
+def test_it_counts_tokens_of_a_request_with_thinking(world, gateway_server):
+    count = anthropic_client(world, gateway_server).messages.count_tokens(
+        model=world.model("anthropic"),
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        messages=[{"role": "user", "content": "think"}],
+    )
+    assert count.input_tokens > 0
