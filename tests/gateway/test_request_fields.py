@@ -318,3 +318,14 @@ def test_it_counts_tokens_of_a_request_with_thinking(world, gateway_server):
         messages=[{"role": "user", "content": "think"}],
     )
     assert count.input_tokens > 0
+
+
+def test_it_refuses_before_a_stream_starts_with_a_400(world, gateway_server):
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client(world, gateway_server).chat.completions.create(
+            model=world.model("anthropic"),
+            messages=[{"role": "user", "content": "hi"}],
+            seed=1,
+            stream=True,
+        )
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "seed"
