@@ -404,6 +404,19 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 10
 GATEWAY_MAX_MESSAGES = env.int("GATEWAY_MAX_MESSAGES", default=2000)
 GATEWAY_MAX_MESSAGE_CHARS = env.int("GATEWAY_MAX_MESSAGE_CHARS", default=1_000_000)
 GATEWAY_MAX_TOOLS = env.int("GATEWAY_MAX_TOOLS", default=128)
+# images, documents and audio in messages (docs/GATEWAY.md "Images, files and audio"):
+# decoded bytes per part and per request; inline media are bounded by the body limit too
+GATEWAY_MAX_MEDIA_PART_BYTES = env.int("GATEWAY_MAX_MEDIA_PART_BYTES", default=10 * 1024 * 1024)
+GATEWAY_MAX_MEDIA_REQUEST_BYTES = env.int(
+    "GATEWAY_MAX_MEDIA_REQUEST_BYTES", default=20 * 1024 * 1024
+)
+# fetching a media URL for a provider that needs the bytes (providers_app/kit/media_fetch.py).
+# MEDIA_FETCH_ALLOW_PRIVATE lifts the guard against private/loopback/link-local addresses:
+# for tests against the loopback simulator only, never in production.
+MEDIA_FETCH_MAX_BYTES = env.int("MEDIA_FETCH_MAX_BYTES", default=10 * 1024 * 1024)
+MEDIA_FETCH_TIMEOUT_SECONDS = env.float("MEDIA_FETCH_TIMEOUT_SECONDS", default=10.0)
+MEDIA_FETCH_MAX_REDIRECTS = env.int("MEDIA_FETCH_MAX_REDIRECTS", default=3)
+MEDIA_FETCH_ALLOW_PRIVATE = env.bool("MEDIA_FETCH_ALLOW_PRIVATE", default=False)
 # Load shedding (docs/GATEWAY.md "Load shedding"): while a worker's event loop runs more
 # than this late on average over the last second (CPU backlog: queueing delay), new /v1
 # requests get 503 gateway_overloaded at once instead of queueing without bound.

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class ProvidersConfig(AppConfig):
@@ -10,3 +11,15 @@ class ProvidersConfig(AppConfig):
 
     def ready(self) -> None:
         from providers_app import signals  # noqa: F401  (connects the cache invalidation)
+        from providers_app.kit import media_fetch
+
+        # the kit is framework-free: hand it the settings' fetch limits once
+        media_fetch.configure(
+            media_fetch.FetchPolicy(
+                max_bytes=settings.MEDIA_FETCH_MAX_BYTES,
+                timeout=settings.MEDIA_FETCH_TIMEOUT_SECONDS,
+                max_redirects=settings.MEDIA_FETCH_MAX_REDIRECTS,
+                allow_private=settings.MEDIA_FETCH_ALLOW_PRIVATE,
+                max_request_bytes=settings.GATEWAY_MAX_MEDIA_REQUEST_BYTES,
+            )
+        )

@@ -460,7 +460,7 @@ class ChatTurn:
         # A cache hit costs nothing; otherwise the Ledger's figure (unknown without a price).
         cost = "0" if cached else None
         if usage is not None and ledger.price is not None and not cached:
-            cost = str(cost_usd(ledger.price, usage.prompt_tokens, usage.completion_tokens))
+            cost = str(cost_usd(ledger.price, usage))
         return {
             "type": "chat.usage",
             "id": self.msg_id,

@@ -112,6 +112,8 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels sh
                     max_messages=settings.GATEWAY_MAX_MESSAGES,
                     max_message_chars=settings.GATEWAY_MAX_MESSAGE_CHARS,
                     max_tools=settings.GATEWAY_MAX_TOOLS,
+                    max_media_part_bytes=settings.GATEWAY_MAX_MEDIA_PART_BYTES,
+                    max_media_request_bytes=settings.GATEWAY_MAX_MEDIA_REQUEST_BYTES,
                 ),
             )
         except ProtocolError as error:

@@ -49,12 +49,14 @@ from aipk_site.infra.log_context import bind_request_id
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, Usage
+from providers_app.models import Provider
 from providers_app.services.chat import provider_chat, provider_stream, request_deadline
 from providers_app.services.providers import provider_deadlines
 from tenants_app.models import UsageStatus
 from tenants_app.services.pricing import (
     DEFAULT_COMPLETION_ALLOWANCE_TOKENS,
     MAX_RESERVED_TOKENS,
+    CostBound,
     acost_bound,
     aprice_for,
     cost_usd,
@@ -129,6 +131,56 @@ def _lease_seconds(resolution: Resolution) -> float:
     return longest + LEASE_MARGIN_SECONDS
 
 
+async def reserve(
+    call: GatewayCall,
+    ledger: Ledger,
+    resolution: Resolution,
+    *,
+    estimated_tokens: int,
+    cost_bound: Callable[[list[tuple[Provider, str]]], Awaitable[CostBound]],
+) -> Resolution:
+    """The admission every operation that calls a provider shares (chat, embeddings):
+    the key's and tenant's RPM, TPM (``estimated_tokens``) and concurrency, and, under a
+    budget, a reservation of the most the request can cost (``cost_bound`` of the
+    candidates: each operation knows its own bound). Candidates without a price are
+    dropped under a budget (they would cost it nothing). Sets ``ledger.admission``;
+    returns the resolution left. A refusal is raised for the caller to account."""
+    ctx = call.ctx
+    key_limits, tenant_limits = _limits(ctx)
+    candidates = resolution.candidates
+    budget_scope = _budget_scope(key_limits, tenant_limits)
+    reserved_micro = 0
+    if budget_scope:
+        # Only a budget needs the most the request can cost held up front; without
+        # one the month's spend counter takes the real cost at settle (and the
+        # bound's price and catalogue lookups are not paid per request).
+        bound = await cost_bound([(c.provider, c.model) for c in candidates])
+        reserved_micro = bound.cost_micro
+        if bound.unpriced:
+            # a model with no price would cost the budget nothing: use only priced ones
+            priced = tuple(c for i, c in enumerate(candidates) if i not in bound.unpriced)
+            if not priced:
+                ledger.candidate = candidates[0]
+                raise unpriced_model_error(
+                    provider=candidates[0].provider,
+                    model=candidates[0].model,
+                    scope=budget_scope,
+                )
+            resolution = dataclasses.replace(resolution, candidates=priced)
+    ledger.admission = await admit(
+        request_id=call.request_id,
+        key_id=ctx.key_id,
+        tenant_id=ctx.tenant_id,
+        key_limits=key_limits,
+        tenant_limits=tenant_limits,
+        estimated_tokens=min(estimated_tokens, MAX_RESERVED_TOKENS),
+        estimated_cost_micro=reserved_micro,
+        stream=call.parsed.stream,
+        lease_seconds=_lease_seconds(resolution),
+    )
+    return resolution
+
+
 async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
     """Route, filter and reserve; a refusal is accounted before it is raised.
     Returns the route and the prompt-token estimate the reservation used."""
@@ -148,37 +200,12 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
         # can cost (docs/GATEWAY.md "Budgets"), settled to the real cost afterwards.
         prompt_tokens = estimate_prompt_tokens(request)
         completion_tokens = request.max_tokens or DEFAULT_COMPLETION_ALLOWANCE_TOKENS
-        key_limits, tenant_limits = _limits(ctx)
-        candidates = resolution.candidates
-        budget_scope = _budget_scope(key_limits, tenant_limits)
-        reserved_micro = 0
-        if budget_scope:
-            # Only a budget needs the most the request can cost held up front; without
-            # one the month's spend counter takes the real cost at settle (and the
-            # bound's price and catalogue lookups are not paid per request).
-            bound = await acost_bound([(c.provider, c.model) for c in candidates], request)
-            reserved_micro = bound.cost_micro
-            if bound.unpriced:
-                # a model with no price would cost the budget nothing: use only priced ones
-                priced = tuple(c for i, c in enumerate(candidates) if i not in bound.unpriced)
-                if not priced:
-                    ledger.candidate = candidates[0]
-                    raise unpriced_model_error(
-                        provider=candidates[0].provider,
-                        model=candidates[0].model,
-                        scope=budget_scope,
-                    )
-                resolution = dataclasses.replace(resolution, candidates=priced)
-        ledger.admission = await admit(
-            request_id=call.request_id,
-            key_id=ctx.key_id,
-            tenant_id=ctx.tenant_id,
-            key_limits=key_limits,
-            tenant_limits=tenant_limits,
-            estimated_tokens=min(prompt_tokens + completion_tokens, MAX_RESERVED_TOKENS),
-            estimated_cost_micro=reserved_micro,
-            stream=call.parsed.stream,
-            lease_seconds=_lease_seconds(resolution),
+        resolution = await reserve(
+            call,
+            ledger,
+            resolution,
+            estimated_tokens=prompt_tokens + completion_tokens,
+            cost_bound=lambda pairs: acost_bound(pairs, request),
         )
     except AipkError as error:
         await ledger.close(status=UsageStatus.REFUSED, error_type=error.code)
@@ -218,7 +245,7 @@ async def _cache_hit(
     first = resolution.candidates[0]
     ledger.candidate = first
     ledger.price = await aprice_for(first.provider, first.model)
-    saved = cost_usd(ledger.price, hit.usage.prompt_tokens, hit.usage.completion_tokens)
+    saved = cost_usd(ledger.price, hit.usage)
     ledger.first_token()
     await ledger.close(status=UsageStatus.SUCCESS, usage=hit.usage, cached=True, cost_saved=saved)
     return hit
@@ -331,6 +358,13 @@ async def _under_shutdown(call: GatewayCall, serve: Callable[[], Awaitable[T]]) 
         except asyncio.CancelledError:
             shutdown.raise_if_ended_by_shutdown()
             raise
+
+
+# The pieces of the request path the embeddings operation (embeddings.py) reuses as they
+# are: the candidate loop, the answer's headers and the shutdown drain.
+first_answer = _first_answer
+reply_headers = _headers
+under_shutdown = _under_shutdown
 
 
 async def gateway_reply(call: GatewayCall) -> Reply:

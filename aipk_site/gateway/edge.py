@@ -5,7 +5,8 @@ response object) costs about a millisecond of CPU and caps a process near 930 re
 a second on the machines we measure on (docs/BENCHMARKS.md "Data plane"); a raw ASGI
 proxy reaches several thousand. So the operations apps call -- ``POST
 /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``, ``GET
-/v1/models/{id}`` and ``POST /v1/messages/count_tokens`` -- are served here straight
+/v1/models/{id}``, ``POST /v1/messages/count_tokens`` and ``POST /v1/embeddings`` --
+are served here straight
 from the ASGI scope: a dict lookup finds the operation (``operation_for``), the body is
 read with its size limit, the request path (dispatch.py) runs, and the answer is
 written as ASGI messages. Everything else under /v1/ (the OpenAPI description, the
@@ -45,6 +46,7 @@ from django.db import DatabaseError
 from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
 
+from aipk_site.gateway import embeddings as embeddings_op
 from aipk_site.gateway import overload
 from aipk_site.gateway.count_tokens import count_message_tokens
 from aipk_site.gateway.dispatch import StreamReply, gateway_reply, gateway_stream
@@ -171,6 +173,8 @@ def _limits() -> InputLimits:
         max_messages=settings.GATEWAY_MAX_MESSAGES,
         max_message_chars=settings.GATEWAY_MAX_MESSAGE_CHARS,
         max_tools=settings.GATEWAY_MAX_TOOLS,
+        max_media_part_bytes=settings.GATEWAY_MAX_MEDIA_PART_BYTES,
+        max_media_request_bytes=settings.GATEWAY_MAX_MEDIA_REQUEST_BYTES,
     )
 
 
@@ -527,6 +531,28 @@ async def messages_count_tokens(request: EdgeRequest) -> EdgeResponse:
     return json_response(counted.body(), headers=counted.headers)
 
 
+async def embeddings(request: EdgeRequest) -> EdgeResponse:
+    """OpenAI's embeddings (aipk_site/gateway/embeddings.py holds the logic). A body
+    refused before the request path is a key's usage too, as for chat."""
+    try:
+        ctx = await authenticate_virtual_key(_secret_from(request))
+        request_id = f"{embeddings_op.ID_PREFIX}{random_hex()}"
+        body: Any = None
+        try:
+            body = await _read_json(request)
+            parsed = embeddings_op.parse_embeddings(body)
+        except AipkError as error:
+            _record_refused_body(ctx, embeddings_op.ENDPOINT, request_id, body, error)
+            error.headers.setdefault("x-request-id", request_id)
+            raise
+        embedded = await embeddings_op.embed(ctx, parsed, request_id)
+    except AipkError as error:
+        return error_response(error, openai_error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return error_response(_unavailable(error), openai_error_body)
+    return json_response(embedded.body, headers=embedded.headers)
+
+
 Operation = Callable[[EdgeRequest], Awaitable[EdgeResponse]]
 
 # (method, path) -> operation: the whole routing table of the hot path.
@@ -535,6 +561,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/messages"): messages,
     ("GET", "/v1/models"): models,
     ("POST", "/v1/messages/count_tokens"): messages_count_tokens,
+    ("POST", "/v1/embeddings"): embeddings,
 }
 
 
@@ -769,28 +796,42 @@ class GatewayEdge:
             exchange.close()
 
 
-# The operations that write usage rows, by path: a shed request is recorded as theirs.
-_WIRES: dict[str, _Wire] = {"/v1/chat/completions": _OPENAI, "/v1/messages": _ANTHROPIC}
+@dataclass(frozen=True, slots=True)
+class _Shedding:
+    """How a shed request of one operation is answered and counted."""
+
+    endpoint: str  # the metric's label
+    # the operation writes usage rows (a shed request gets one too, named in the answer)
+    id_prefix: str | None
+    # its error shape; None: by the request, as the operation's other answers
+    error_body: ErrorRenderer | None
+
+
+_SHEDDING: dict[str, _Shedding] = {
+    "/v1/chat/completions": _Shedding(_OPENAI.endpoint, _OPENAI.id_prefix, _OPENAI.error_body),
+    "/v1/messages": _Shedding(_ANTHROPIC.endpoint, _ANTHROPIC.id_prefix, _ANTHROPIC.error_body),
+    "/v1/embeddings": _Shedding(embeddings_op.ENDPOINT, embeddings_op.ID_PREFIX, openai_error_body),
+    "/v1/messages/count_tokens": _Shedding("messages.count_tokens", None, anthropic_error_body),
+}
+# GET /v1/models and /v1/models/{id}: no usage row, like their other answers
+_SHEDDING_MODELS = _Shedding("models", None, None)
 
 
 def _shed(request: EdgeRequest) -> EdgeResponse:
     """The answer of a request ``overload.try_enter()`` refused (the worker's event loop is
     behind, or it holds GATEWAY_MAX_IN_FLIGHT requests): no body read, no database, no
     cache -- a row only for a key already in memory."""
-    wire = _WIRES.get(request.path)
+    shedding = _SHEDDING.get(request.path, _SHEDDING_MODELS)
     error = overload.overloaded()
-    if wire is None:  # the models and count_tokens: no usage row, like their other answers
-        counting = request.path == "/v1/messages/count_tokens"
-        overload.record_shed("messages.count_tokens" if counting else "models")
-        return error_response(error, error_renderer(request))
-    overload.record_shed(wire.endpoint)
-    ctx = cached_key_context(_secret_from(request))
-    if ctx is not None:
-        request_id = f"{wire.id_prefix}{random_hex()}"
-        _record_refused_body(ctx, wire.endpoint, request_id, None, error)
-        # the answer names its usage row, as every other answer of these operations does
-        error.headers["x-request-id"] = request_id
-    return error_response(error, wire.error_body)
+    overload.record_shed(shedding.endpoint)
+    if shedding.id_prefix is not None:
+        ctx = cached_key_context(_secret_from(request))
+        if ctx is not None:
+            request_id = f"{shedding.id_prefix}{random_hex()}"
+            _record_refused_body(ctx, shedding.endpoint, request_id, None, error)
+            # the answer names its usage row, as every other answer of these operations does
+            error.headers["x-request-id"] = request_id
+    return error_response(error, shedding.error_body or error_renderer(request))
 
 
 def _bad_host(host: str) -> InvalidRequest:

@@ -24,6 +24,7 @@ from aipk_site.gateway.usage import usage_record
 from aipk_site.infra.errors import AipkError
 from aipk_site.infra.metrics import record_gateway_request
 from providers_app.kit.errors import ProviderError
+from providers_app.kit.media import media_tokens
 from providers_app.kit.types import ChatRequest, Usage
 from tenants_app.models import RouteStrategy, UsageStatus
 from tenants_app.services.pricing import Price, charge
@@ -42,10 +43,13 @@ class GatewayCall:
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """Characters / 4, plus each image, document and audio part's documented allowance
+    (kit/media.py ``media_tokens``), so a budget reservation is not undercounted by media."""
     chars = sum(len(m.content or "") for m in request.messages)
     chars += sum(len(c.arguments) for m in request.messages for c in m.tool_calls)
     chars += sum(len(t.name) + len(t.description) + len(str(t.parameters)) for t in request.tools)
-    return max(1, chars // CHARS_PER_TOKEN)
+    media = sum(media_tokens(p) for m in request.messages for p in m.media())
+    return max(1, chars // CHARS_PER_TOKEN) + media
 
 
 def usage_or_estimate(request: ChatRequest, usage: Usage | None, completion_chars: int) -> Usage:

@@ -172,6 +172,39 @@ _COUNT_TOKENS_BODY = {
     },
 }
 
+# OpenAI's embeddings body (aipk_site/gateway/embeddings.py parses it)
+_EMBEDDINGS_BODY = {
+    "type": "object",
+    "required": ["model", "input"],
+    "additionalProperties": False,
+    "properties": {
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "description": "an alias or '<provider>/<embedding model id>'",
+        },
+        "input": {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "integer", "minimum": 0},
+                    },
+                },
+            ]
+        },
+        "dimensions": {"type": "integer", "minimum": 1},
+        "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+        "user": {"type": "string"},
+    },
+}
+
 
 def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
@@ -202,6 +235,15 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
 )
 async def messages_count_tokens(request: HttpRequest) -> HttpResponseBase:
     return await _through_edge(request, edge.messages_count_tokens)
+
+
+@gateway_api.post(
+    "/embeddings",
+    summary="Create embeddings (OpenAI format)",
+    openapi_extra=_body_doc(_EMBEDDINGS_BODY),
+)
+async def embeddings(request: HttpRequest) -> HttpResponseBase:
+    return await _through_edge(request, edge.embeddings)
 
 
 @gateway_api.get("/models", summary="Models this key may call (OpenAI or Anthropic list format)")

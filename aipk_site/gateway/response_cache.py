@@ -65,6 +65,12 @@ def _canonical(tenant_id: int, request: ChatRequest) -> dict[str, Any]:
                 ],
                 "tool_call_id": m.tool_call_id,
                 "name": m.name,
+                # only messages with media have parts, so text-only keys are unchanged
+                **(
+                    {"parts": [asdict(p) | {"kind": type(p).__name__} for p in m.parts]}
+                    if m.parts
+                    else {}
+                ),
             }
             for m in request.messages
         ],
@@ -137,6 +143,9 @@ def _encode(response: ChatResponse) -> str:
             "usage": {
                 "prompt_tokens": response.usage.prompt_tokens,
                 "completion_tokens": response.usage.completion_tokens,
+                "cached_tokens": response.usage.cached_tokens,
+                "cache_write_tokens": response.usage.cache_write_tokens,
+                "reasoning_tokens": response.usage.reasoning_tokens,
                 "estimated": response.usage.estimated,
             },
         },
@@ -160,6 +169,10 @@ def _decode(raw: str) -> ChatResponse:
         usage=Usage(
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            # entries stored before these parts were kept read as 0
+            cached_tokens=int(usage.get("cached_tokens", 0)),
+            cache_write_tokens=int(usage.get("cache_write_tokens", 0)),
+            reasoning_tokens=int(usage.get("reasoning_tokens", 0)),
             estimated=bool(usage.get("estimated", False)),
         ),
     )

@@ -38,8 +38,61 @@ class ToolCall:
         return json.loads(self.arguments or "{}")
 
 
+@dataclass(slots=True, frozen=True)
+class TextPart:
+    """Text within a message that also carries media, kept in the client's order."""
+
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class ImagePart:
+    """An image: either an http(s) ``url`` or base64 ``data`` with its ``media_type``.
+
+    ``detail`` is OpenAI's low / high / auto hint; other providers ignore it.
+    """
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class FilePart:
+    """A document (PDF or plain text): base64 ``data``, an http(s) ``url``, or an
+    OpenAI ``file_id`` (a file uploaded to the provider, usable there only)."""
+
+    data: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+    media_type: str | None = None
+    filename: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class AudioPart:
+    """Base64 audio and its format (``wav`` or ``mp3``, OpenAI's vocabulary)."""
+
+    data: str
+    format: str
+
+
+ContentPart = TextPart | ImagePart | FilePart | AudioPart
+MediaPart = ImagePart | FilePart | AudioPart
+
+
 @dataclass(slots=True)
 class Message:
+    """One turn of the conversation.
+
+    Invariant: ``parts`` is None for a text-only message (then ``content`` is all
+    of it). A message with media has ``parts`` in the client's order AND
+    ``content`` set to its text parts joined by newlines, so code that only needs
+    the text (estimates, logs, providers' text paths) keeps reading ``content``;
+    adapters that translate media read ``parts`` instead.
+    """
+
     role: Role
     content: str | None = None
     # assistant turns that called tools
@@ -47,6 +100,12 @@ class Message:
     # tool turns: which call this result answers, and (for Gemini) the tool's name
     tool_call_id: str | None = None
     name: str | None = None
+    # user messages with images, files or audio (see the invariant above)
+    parts: list[ContentPart] | None = None
+
+    def media(self) -> list[MediaPart]:
+        """The non-text parts, in order (empty for a text-only message)."""
+        return [p for p in self.parts or () if not isinstance(p, TextPart)]
 
 
 @dataclass(slots=True)
@@ -227,6 +286,9 @@ class ModelInfo:
     max_output_tokens: int | None = None
     supports_streaming: bool = True
     supports_tools: bool = True
+    # takes images / documents / audio: False only where the catalogue knows it does not
+    # (such a model gets a 400 for media); None = unknown, and the request is tried
+    supports_vision: bool | None = None
     # USD per million tokens, when known
     input_price_per_million: float | None = None
     output_price_per_million: float | None = None

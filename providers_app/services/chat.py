@@ -29,6 +29,7 @@ from django.utils import timezone
 from aipk_site.infra import change_events
 from aipk_site.infra.snapshots import SnapshotTable
 from providers_app.kit.adapters import BaseAdapter, ChatStream
+from providers_app.kit.embeddings import EmbeddingRequest
 from providers_app.kit.errors import AllKeysExhaustedError, ProviderError, RateLimitError
 from providers_app.kit.providers import provider_profile
 from providers_app.kit.ratelimit import RateLimitTracker, TokenBucket
@@ -43,6 +44,9 @@ from providers_app.services.providers import build_adapter, provider_deadlines, 
 from providers_app.services.shared_state import ProviderStateStore, provider_state_store
 
 Credential = ApiKey | OAuthCredential
+# What the credential loop sends: only its ``model`` is read here (the rate-limit
+# tracker's key, metrics), so embeddings (services/embeddings.py) share the loop.
+ProviderRequest = ChatRequest | EmbeddingRequest
 
 # Near a provider's limit (this share of a window used), requests are paced:
 # each waits (time to reset) / (requests left), at most MAX_PACING_SECONDS,
@@ -250,7 +254,7 @@ class _Attempt:
     def __init__(
         self,
         provider: Provider,
-        request: ChatRequest,
+        request: ProviderRequest,
         by_id: dict[str, Credential],
         res: Resilience,
     ):
@@ -367,7 +371,7 @@ def request_deadline(provider: Provider, deadline: float | None = None) -> float
 
 
 async def _prepare(
-    provider: Provider, request: ChatRequest, tenant_id: int | None
+    provider: Provider, request: ProviderRequest, tenant_id: int | None
 ) -> tuple[_Attempt, list[str]]:
     credentials = await usable_credentials_cached(provider, tenant_id)
     if not credentials:
@@ -383,7 +387,7 @@ T = TypeVar("T")
 
 async def _over_credentials(
     provider: Provider,
-    request: ChatRequest,
+    request: ProviderRequest,
     *,
     tenant_id: int | None,
     trace: dict[str, str] | None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from providers_app.simulator import behaviour, catalog, ratelimit_headers
+from providers_app.simulator import behaviour, catalog, media, ratelimit_headers
 from providers_app.simulator.anthropic_errors import MIDSTREAM_ERROR, check_request, error_response
 from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
@@ -126,6 +126,9 @@ def _validate(body: dict) -> str | None:
             )
         if role not in ("user", "assistant"):
             return f"messages.{index}.role: Input should be 'user' or 'assistant'"
+    bad_media = media.anthropic_error(messages)
+    if bad_media is not None:
+        return bad_media
     limit = body.get("max_tokens")
     if limit is None:
         return "max_tokens: Field required"
@@ -141,10 +144,16 @@ def _block_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
+        # image and document blocks are shown as markers, so the reply proves they arrived
         return " ".join(
-            b["text"]
-            for b in content
-            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+            [
+                b["text"]
+                for b in content
+                if isinstance(b, dict)
+                and b.get("type") == "text"
+                and isinstance(b.get("text"), str)
+            ]
+            + media.anthropic_markers(content)
         )
     return ""
 
@@ -212,7 +221,7 @@ def conversation(body: dict) -> Conversation:
         conv.json_schema = schema if isinstance(schema, dict) else {}
     prefix = _cached_prefix(body)
     if prefix is not None:
-        conv.cache_key = behaviour.cache_key(model, prefix)
+        conv.cache_scope = model
         conv.cache_prefix = prefix
         conv.cache_whole_blocks = False
         conv.cache_writes_billed = True
@@ -229,7 +238,7 @@ def _cached_prefix(body: dict) -> list[str] | None:
         if isinstance(tool, dict) and tool.get("cache_control"):
             prefix = list(texts)
     system = body.get("system")
-    blocks: list = [] if isinstance(system, str) else system if isinstance(system, list) else []
+    blocks: list = list(system) if isinstance(system, list) else []  # a copy: extended below
     if isinstance(system, str):
         texts.append(system)
     for message in body.get("messages") or []:

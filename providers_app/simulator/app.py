@@ -27,6 +27,7 @@ from providers_app.simulator import (
     anthropic_wire,
     embeddings_wire,
     gemini_wire,
+    media,
     oauth_server,
     openai_flavours,
     openai_wire,
@@ -108,6 +109,7 @@ def _routes() -> list[web.RouteDef]:
         web.get("/_sim/health", health),
         web.get("/_sim/requests", list_requests),
         web.delete("/_sim/requests", clear_requests),
+        web.get("/_sim/media/{name}", media.media_file),
     ]
     for prefix, flavour in _OPENAI_COMPATIBLE:
         routes += [

@@ -105,8 +105,9 @@ class Conversation:
     dense: bool = False  # usage counts one token per character
     overrun: bool = False  # completion tokens exceed max_tokens by OVERRUN_RATIO
     reasoning: bool = False  # the request asks for (or the model does) hidden reasoning
-    # the cacheable prompt prefix: its identity (None = nothing cacheable) and texts
-    cache_key: str | None = None
+    # the cacheable prompt prefix: whose cache it is in (the model; None = nothing
+    # cacheable) and its texts
+    cache_scope: str | None = None
     cache_prefix: list[str] = field(default_factory=list)
     cache_whole_blocks: bool = True  # OpenAI/Gemini count cached tokens in whole blocks
     cache_writes_billed: bool = False  # Anthropic reports (and bills) cache writes
@@ -176,10 +177,9 @@ class _PromptCache:
 _PROMPT_CACHE = _PromptCache()
 
 
-def cache_key(model: str, *parts: object) -> str:
-    """A prompt prefix's identity for the simulated cache (per model, as real caches are)."""
-    text = json.dumps([model, *parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+def _cache_key(scope: str, texts: list[str]) -> str:
+    """A prompt prefix's identity in the simulated cache (per model, as real caches are)."""
+    return hashlib.sha256(json.dumps([scope, texts]).encode()).hexdigest()
 
 
 def prefix_tokens(conv: Conversation, texts: list[str]) -> int:
@@ -193,12 +193,13 @@ def _add_usage_detail(conv: Conversation, reply: Reply) -> Reply:
         if conv.max_tokens is not None and conv.max_tokens > 0:
             budget = min(budget, max(0, conv.max_tokens - reply.completion_tokens))
         reply.reasoning_tokens = budget
-    prefix = prefix_tokens(conv, conv.cache_prefix)
-    if conv.cache_key is not None and prefix >= CACHE_MIN_TOKENS:
+    # counted first: only a prefix long enough to cache is hashed
+    prefix = prefix_tokens(conv, conv.cache_prefix) if conv.cache_scope is not None else 0
+    if conv.cache_scope is not None and prefix >= CACHE_MIN_TOKENS:
         cached = min(prefix, reply.prompt_tokens)
         if conv.cache_whole_blocks:
             cached -= cached % CACHE_BLOCK_TOKENS
-        if _PROMPT_CACHE.seen(conv.cache_key):
+        if _PROMPT_CACHE.seen(_cache_key(conv.cache_scope, conv.cache_prefix)):
             reply.cached_tokens = cached
         elif conv.cache_writes_billed:
             reply.cache_write_tokens = cached

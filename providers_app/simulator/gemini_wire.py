@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from providers_app.simulator import behaviour, catalog
+from providers_app.simulator import behaviour, catalog, media
 from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
 from providers_app.simulator.failures import (
@@ -157,6 +157,9 @@ async def _generate(
         role = content.get("role") if isinstance(content, dict) else None
         if role not in (None, "", "user", "model"):
             return error_response("bad_request", message="Please use a valid role: user, model.")
+    bad_media = media.gemini_error(contents)
+    if bad_media is not None:
+        return error_response("bad_request", message=bad_media)
     if _unsigned_call(model, contents):
         return error_response(
             "bad_request",
@@ -211,7 +214,9 @@ def _part_texts(content: object) -> list[str]:
     parts = content.get("parts") if isinstance(content, dict) else None
     if not isinstance(parts, list):
         return []
-    return [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    texts = [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    # inlineData / fileData parts are shown as markers, so the reply proves they arrived
+    return texts + media.gemini_markers(content)
 
 
 def _function_responses(content: dict) -> list[str]:
@@ -287,7 +292,7 @@ def conversation(body: dict, model: str = "") -> Conversation:
                 isinstance(budget, int) and not isinstance(budget, bool) and budget != 0
             )
     # implicit caching: the whole prompt (behaviour's module docstring)
-    conv.cache_key = behaviour.cache_key(model, texts)
+    conv.cache_scope = model
     conv.cache_prefix = texts
     conv.reasoning = conv.reasoning or "thinking" in model
     return conv

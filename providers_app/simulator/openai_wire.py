@@ -11,7 +11,7 @@ import re
 
 from aiohttp import web
 
-from providers_app.simulator import behaviour
+from providers_app.simulator import behaviour, media
 from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
 from providers_app.simulator.credentials import bearer_token, mask
@@ -85,6 +85,9 @@ def chat_handler(flavour: Flavour):
         refused = _check_roles(flavour, messages)
         if refused is not None:
             return refused
+        bad_media = media.openai_error(messages)
+        if bad_media is not None:
+            return error_response(flavour, "bad_request", message=bad_media[0], param=bad_media[1])
         conv = conversation(body)
         behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
         if knobs.fail in FINISH_MODES:  # every safety-ish finish is content_filter here
@@ -194,10 +197,14 @@ def _text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
+        # media parts are shown as markers, so the reply proves they arrived
         return " ".join(
-            p.get("text", "")
-            for p in content
-            if isinstance(p, dict) and isinstance(p.get("text"), str)
+            [
+                p.get("text", "")
+                for p in content
+                if isinstance(p, dict) and isinstance(p.get("text"), str)
+            ]
+            + media.openai_markers(content)
         )
     return ""
 
@@ -250,7 +257,7 @@ def conversation(body: dict) -> Conversation:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         conv.json_schema = schema if isinstance(schema, dict) else {}
     # automatic prefix caching: the whole prompt (behaviour's module docstring)
-    conv.cache_key = behaviour.cache_key(model, texts)
+    conv.cache_scope = model
     conv.cache_prefix = texts
     return conv
 

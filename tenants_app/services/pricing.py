@@ -49,6 +49,7 @@ from aipk_site.infra import change_events
 from aipk_site.infra.audit import audit_record
 from aipk_site.infra.errors import InvalidRequest
 from aipk_site.infra.snapshots import SnapshotTable
+from providers_app.kit.media import media_tokens_bound
 from providers_app.kit.providers import ADAPTERS, PROFILES
 from providers_app.kit.types import ChatRequest, Usage
 from providers_app.models import DiscoveredModel, Provider, ProviderType
@@ -230,15 +231,10 @@ def _usage_cost(price: Price, usage: Usage) -> Decimal:
     ) / MILLION
 
 
-def cost_usd(
-    price: Price | None, usage: Usage | int, completion_tokens: int | None = None
-) -> Decimal:
-    """What a reply costs, as usage rows store it. Takes the reply's ``Usage``; two
-    ints (prompt, completion) still work, pricing the whole prompt at the input rate."""
+def cost_usd(price: Price | None, usage: Usage) -> Decimal:
+    """What a reply costs, as usage rows store it: each part of its ``Usage`` at its rate."""
     if price is None:
         return Decimal(0).quantize(COST_QUANTUM)
-    if not isinstance(usage, Usage):
-        usage = Usage(prompt_tokens=usage, completion_tokens=completion_tokens or 0)
     return _usage_cost(price, usage).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
@@ -308,11 +304,14 @@ def _json_bytes(value: Any) -> int:
 def prompt_tokens_upper_bound(request: ChatRequest) -> int:
     """Tokens the prompt cannot exceed on any provider: the UTF-8 bytes of every text
     sent (messages, tool calls and their arguments, tool schemas, pass-through body
-    fields) plus per-message, per-request and tool-prompt allowances."""
+    fields) plus per-message, per-request and tool-prompt allowances, and each media
+    part's upper bound (``kit.media.media_tokens_bound``)."""
     total = PROMPT_REQUEST_OVERHEAD_TOKENS
     for message in request.messages:
         total += PROMPT_MESSAGE_OVERHEAD_TOKENS + _utf8(message.content)
         total += _utf8(message.name) + _utf8(message.tool_call_id)
+        # images, documents, audio: their documented upper bounds (kit/media.py)
+        total += sum(media_tokens_bound(part) for part in message.media())
         for call in message.tool_calls:
             total += PROMPT_MESSAGE_OVERHEAD_TOKENS + _utf8(call.id) + _utf8(call.name)
             total += _utf8(call.arguments) + _utf8(call.signature)
@@ -353,6 +352,22 @@ async def acost_bound(candidates: list[tuple[Provider, str]], request: ChatReque
             longest = min(request.max_tokens, longest) if known else request.max_tokens
         longest = min(longest, MAX_RESERVED_TOKENS)
         most = max(most, cost_micro(price, prompt, longest))
+    return CostBound(cost_micro=min(most, MAX_RESERVED_MICRO), unpriced=tuple(unpriced))
+
+
+async def aprompt_cost_bound(
+    candidates: list[tuple[Provider, str]], prompt_tokens: int
+) -> CostBound:
+    """What to reserve for a request that is all prompt (embeddings: no reply tokens):
+    ``prompt_tokens`` (the caller's upper bound) at each candidate's price, the dearest
+    winning as in ``acost_bound``."""
+    most, unpriced = 0, []
+    for position, (provider, model) in enumerate(candidates):
+        price = await aprice_for(provider, model)
+        if price is None:
+            unpriced.append(position)
+            continue
+        most = max(most, cost_micro(price, min(prompt_tokens, MAX_RESERVED_TOKENS), 0))
     return CostBound(cost_micro=min(most, MAX_RESERVED_MICRO), unpriced=tuple(unpriced))
 
 

@@ -107,6 +107,7 @@ BODY_EXAMPLES = {
         "messages": [{"role": "user", "content": "Hello"}],
         "max_tokens": 16,
     },
+    ("POST", "/v1/embeddings"): {"model": "openai/text-embedding-3-small", "input": "Hello"},
     ("POST", "/v1/messages"): {
         "model": MODEL_ANTHROPIC,
         "max_tokens": 16,

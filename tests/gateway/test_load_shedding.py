@@ -364,6 +364,29 @@ def test_it_records_a_refused_usage_row_for_a_shed_request_whose_key_it_knows(
     assert all(r.tenant_id == world.tenant.pk for r in refused)
 
 
+def test_it_sheds_an_embeddings_request_in_openai_format_with_its_usage_row(
+    world, gateway_server, capped
+):
+    async def scenario():
+        async with httpx.AsyncClient(timeout=60) as client:
+            known = await chat(client, gateway_server.url, world.secret, QUICK_MODEL)
+            assert known.status_code == 200
+            async with at_the_cap(client, gateway_server.url, world.secret):
+                return await client.post(
+                    gateway_server.url + "/v1/embeddings",
+                    json={"model": "openai/text-embedding-3-small", "input": "hi"},
+                    headers={"authorization": f"Bearer {world.secret}"},
+                )
+
+    shed = asyncio.run(scenario())
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+    assert shed.json()["error"]["code"] == "gateway_overloaded"
+    usage_flush()
+    [row] = UsageRecord.objects.filter(endpoint="embeddings")
+    assert (row.status, row.error_type) == (UsageStatus.REFUSED, "gateway_overloaded")
+    assert row.request_id == shed.headers["x-request-id"] and row.request_id.startswith("emb-")
+
+
 def test_it_sheds_a_key_it_has_not_seen_without_a_usage_row(
     world, gateway_server, capped, make_key
 ):

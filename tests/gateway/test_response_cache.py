@@ -71,6 +71,17 @@ async def test_it_misses_then_hits_with_the_same_response():
     assert hit == response(rate_limit=None)
 
 
+async def test_it_replays_the_cached_reasoning_and_cache_token_counts():
+    req = request()
+    key = cache_key(tenant_id=1, request=req)
+    usage = Usage(
+        prompt_tokens=2000, completion_tokens=300, cached_tokens=1536, reasoning_tokens=200
+    )
+    await cache_put(key, response(usage=usage), ttl=60)
+    hit = await cache_get(key)
+    assert hit is not None and hit.usage == usage
+
+
 async def test_it_never_shares_entries_between_tenants():
     req = request()
     mine, theirs = cache_key(tenant_id=1, request=req), cache_key(tenant_id=2, request=req)
@@ -185,7 +196,14 @@ async def test_it_stores_json_text_without_the_rate_limit_state():
     assert isinstance(raw, str)
     stored = json.loads(raw)
     assert "rate_limit" not in stored
-    assert stored["usage"] == {"prompt_tokens": 42, "completion_tokens": 7, "estimated": False}
+    assert stored["usage"] == {
+        "prompt_tokens": 42,
+        "completion_tokens": 7,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "estimated": False,
+    }
 
 
 @pytest.mark.parametrize("garbage", ["not json", '{"v": 999}', '{"v": 1}', "[]"])

@@ -274,3 +274,27 @@ async def test_it_reports_gemini_thoughts_apart_from_candidates_and_cached_conte
     assert usage.cached_content_token_count == 1280
     assert usage.thoughts_token_count == REASONING_TOKENS
     assert usage.total_token_count == 1300 + usage.candidates_token_count + REASONING_TOKENS
+
+
+async def test_it_caches_only_up_to_the_marked_message_block_on_anthropic(simulator):
+    client = anthropic_client(simulator)
+    marked = {
+        "type": "text",
+        "text": long_prompt("anthropic-block"),
+        "cache_control": {"type": "ephemeral"},
+    }
+    messages = [
+        {"role": "user", "content": [marked]},
+        {"role": "assistant", "content": "noted"},
+        {"role": "user", "content": [{"type": "text", "text": "and two"}]},
+    ]
+    first = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=messages
+    )
+    # the marked block is 1300 words; the 3 words after it are plain input
+    assert (first.usage.cache_creation_input_tokens, first.usage.input_tokens) == (1300, 3)
+    messages[2]["content"][0]["text"] = "a different question"
+    second = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=messages
+    )
+    assert (second.usage.cache_read_input_tokens, second.usage.input_tokens) == (1300, 4)

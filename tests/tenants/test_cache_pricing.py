@@ -79,10 +79,6 @@ def test_it_never_bills_a_token_twice_when_a_provider_reports_more_cached_than_p
     assert cost_usd(SONNET, usage) == (80 * Decimal("0.30") + 20 * Decimal("3.75")) / 1_000_000
 
 
-def test_it_still_prices_two_ints_with_the_whole_prompt_at_the_input_rate():
-    assert cost_usd(SONNET, 1_000, 100) == Decimal("0.0045")
-
-
 def test_it_charges_nothing_without_a_price():
     assert charge(None, Usage(prompt_tokens=5, cached_tokens=5)) == (Decimal(0), 0)
 

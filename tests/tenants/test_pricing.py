@@ -12,6 +12,7 @@ from django.db import connections
 
 from aipk_site.infra.errors import InvalidRequest
 from providers_app.kit.providers import ADAPTERS
+from providers_app.kit.types import Usage
 from providers_app.models import Provider
 from tenants_app.models import AuditEvent, Pricing
 from tenants_app.services.pricing import (
@@ -155,17 +156,17 @@ async def test_it_looks_prices_up_from_async_code():
 
 def test_it_computes_cost_in_usd_to_eight_decimals():
     price = Price(Decimal("2.50"), Decimal("10.00"))
-    assert cost_usd(price, 1000, 500) == Decimal("0.00750000")
-    assert cost_usd(price, 1_000_000, 1_000_000) == Decimal("12.50000000")
+    assert cost_usd(price, Usage(1000, 500)) == Decimal("0.00750000")
+    assert cost_usd(price, Usage(1_000_000, 1_000_000)) == Decimal("12.50000000")
     # 1 token at 0.15/M = 0.00000015 exactly; 1 token at 0.000123/M rounds to 0
-    assert cost_usd(Price(Decimal("0.15"), Decimal("0")), 1, 0) == Decimal("0.00000015")
-    assert cost_usd(Price(Decimal("0.000123"), Decimal("0")), 1, 0) == Decimal("0E-8")
+    assert cost_usd(Price(Decimal("0.15"), Decimal("0")), Usage(1, 0)) == Decimal("0.00000015")
+    assert cost_usd(Price(Decimal("0.000123"), Decimal("0")), Usage(1, 0)) == Decimal("0E-8")
     # half a unit of the 8th decimal rounds up
-    assert cost_usd(Price(Decimal("0.005"), Decimal("0")), 1, 0) == Decimal("0.00000001")
+    assert cost_usd(Price(Decimal("0.005"), Decimal("0")), Usage(1, 0)) == Decimal("0.00000001")
 
 
 def test_it_costs_nothing_without_a_price():
-    assert cost_usd(None, 1000, 1000) == Decimal("0")
+    assert cost_usd(None, Usage(1000, 1000)) == Decimal("0")
     assert cost_micro(None, 1000, 1000) == 0
     assert estimate_cost_micro(None, 1000, None) == 0
 
@@ -183,7 +184,7 @@ def test_it_never_reserves_less_than_the_stored_cost():
     price = Price(Decimal("0.123457"), Decimal("0.987651"))
     for prompt, completion in [(1, 1), (7, 3), (12345, 678), (999_999, 1)]:
         assert Decimal(cost_micro(price, prompt, completion)) >= cost_usd(
-            price, prompt, completion
+            price, Usage(prompt, completion)
         ) * Decimal(1_000_000)
 
 

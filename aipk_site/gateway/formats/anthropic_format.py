@@ -26,9 +26,15 @@ standard_only), and, passed verbatim to Anthropic only, ``container``,
 
 Ignored: thinking / redacted_thinking blocks sent back in assistant turns
 (thinking content is not returned by the kit yet), ``cache_control`` on any
-block and any other field. Images and documents are refused with a 400 rather
-than silently dropped, because the answer would be about a picture the model
-never saw.
+block and any other field.
+
+User turns may carry ``image`` blocks (``source``: ``base64`` with
+``media_type`` image/jpeg, png, gif or webp, or ``url``) and ``document``
+blocks (``source``: ``base64`` PDF, ``text`` plain text, or ``url``; optional
+``title`` used as the filename), validated by ``formats/media.py``
+(docs/GATEWAY.md "Images, files and audio"). Anywhere else (system, tool
+results, assistant turns) they are refused with a 400 rather than silently
+dropped, because the answer would be about a picture the model never saw.
 
 A ``tool_result`` with ``is_error: true`` reaches the kit as a tool message
 whose content starts with ``"Error: "``: kit messages have no error flag, and
@@ -37,6 +43,7 @@ the other providers only see the text anyway.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -54,7 +61,11 @@ from providers_app.kit.types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    ContentPart,
+    FilePart,
+    ImagePart,
     Message,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -78,6 +89,7 @@ from .common import (
     public_tool_call_id,
     split_tool_call_id,
 )
+from .media import IMAGE_TYPES, MediaTally, check_base64, check_media_type, check_url
 from .request_fields import anthropic_fields
 
 __all__ = [
@@ -89,8 +101,8 @@ __all__ = [
 ]
 
 _UNSUPPORTED_BLOCKS = {
-    "image": "image input is not supported",
-    "document": "document input is not supported",
+    "image": "image blocks are allowed directly in user messages only",
+    "document": "document blocks are allowed directly in user messages only",
     "search_result": "search_result blocks are not supported",
 }
 MAX_TOP_K = 2**31 - 1
@@ -203,6 +215,7 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
         raise invalid(f"has {len(value)} messages; the limit is {limits.max_messages}", "messages")
     out: list[Message] = []
     names_by_call_id: dict[str, str] = {}
+    tally = MediaTally(limits)
     last = len(value) - 1
     for i, item in enumerate(value):
         base = f"messages[{i}]"
@@ -227,7 +240,7 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
         if not blocks and not (role == "assistant" and i == last):
             raise invalid("must not be empty", f"{base}.content")
         if role == "user":
-            produced = _parse_user_blocks(blocks, f"{base}.content", names_by_call_id)
+            produced = _parse_user_blocks(blocks, f"{base}.content", names_by_call_id, tally)
         else:
             produced = _parse_assistant_blocks(blocks, f"{base}.content")
             for call in produced[0].tool_calls if produced else []:
@@ -242,15 +255,17 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
 
 
 def _parse_user_blocks(
-    blocks: list[Any], base: str, names_by_call_id: dict[str, str]
+    blocks: list[Any], base: str, names_by_call_id: dict[str, str], tally: MediaTally
 ) -> list[Message]:
-    """Tool results first (one tool message each, in order), then the user's text.
+    """Tool results first (one tool message each, in order), then the user's text
+    and media (``parts`` only when there is media; see ``Message``).
 
     Every provider wants a call's result right after the call, so results
     that the client interleaved with text still come before that text.
     """
     results: list[Message] = []
     texts: list[str] = []
+    parts: list[ContentPart] = []
     for k, block in enumerate(blocks):
         where = f"{base}[{k}]"
         if not isinstance(block, dict):
@@ -260,12 +275,66 @@ def _parse_user_blocks(
             results.append(_parse_tool_result(block, where, names_by_call_id))
         elif kind == "tool_use":
             raise invalid("tool_use blocks belong in assistant messages", f"{where}.type")
+        elif kind == "image":
+            parts.append(_image_block(block, where, tally))
+        elif kind == "document":
+            parts.append(_document_block(block, where, tally))
         else:
             texts.append(_text_block(block, where))
+            parts.append(TextPart(texts[-1]))
     out = results
-    if texts:
-        out.append(Message(role="user", content="\n".join(texts)))
+    has_media = any(not isinstance(p, TextPart) for p in parts)
+    if texts or has_media:
+        out.append(
+            Message(role="user", content="\n".join(texts), parts=parts if has_media else None)
+        )
     return out
+
+
+def _source(block: dict[str, Any], where: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise invalid(
+            "is required" if source is None else f"must be an object, got {json_type(source)}",
+            f"{where}.source",
+        )
+    if source.get("type") not in kinds:
+        raise invalid(not_one_of(source.get("type"), kinds), f"{where}.source.type")
+    return source
+
+
+def _image_block(block: dict[str, Any], where: str, tally: MediaTally) -> ImagePart:
+    source = _source(block, where, ("base64", "url"))
+    if source["type"] == "url":
+        return ImagePart(url=check_url(source.get("url"), f"{where}.source.url"))
+    media_type = check_media_type(
+        source.get("media_type"), IMAGE_TYPES, f"{where}.source.media_type"
+    )
+    data = source.get("data")
+    tally.add(check_base64(data, f"{where}.source.data"), f"{where}.source.data")
+    return ImagePart(data=str(data), media_type=media_type)
+
+
+def _document_block(block: dict[str, Any], where: str, tally: MediaTally) -> FilePart:
+    source = _source(block, where, ("base64", "text", "url"))
+    title = block.get("title")
+    if title is not None and not isinstance(title, str):
+        raise invalid(f"must be a string, got {json_type(title)}", f"{where}.title")
+    if source["type"] == "url":
+        return FilePart(url=check_url(source.get("url"), f"{where}.source.url"), filename=title)
+    if source["type"] == "text":
+        text = source.get("data")
+        if not isinstance(text, str) or not text:
+            raise invalid("must be a non-empty string", f"{where}.source.data")
+        raw = text.encode("utf-8")
+        tally.add(len(raw), f"{where}.source.data")
+        # one representation for every document: base64 bytes plus a media type
+        data = base64.b64encode(raw).decode("ascii")
+        return FilePart(data=data, media_type="text/plain", filename=title)
+    check_media_type(source.get("media_type"), ("application/pdf",), f"{where}.source.media_type")
+    pdf = source.get("data")
+    tally.add(check_base64(pdf, f"{where}.source.data"), f"{where}.source.data")
+    return FilePart(data=str(pdf), media_type="application/pdf", filename=title)
 
 
 def _parse_tool_result(

@@ -60,6 +60,9 @@ class InputLimits:
     max_messages: int
     max_message_chars: int
     max_tools: int
+    # decoded bytes of one image / document / audio part, and of all of a request's
+    max_media_part_bytes: int = 10 * 1024 * 1024
+    max_media_request_bytes: int = 20 * 1024 * 1024
 
 
 class StreamEncoder(Protocol):

@@ -14,6 +14,12 @@ latter wins when both are given), ``temperature``, ``top_p``, ``stop``,
 ``user``, ``n`` (1 only: one choice is rendered), ``stream``,
 ``stream_options.include_usage``, and the gateway's own ``aipk: {"cache": bool}``.
 
+User messages may carry media parts (docs/GATEWAY.md "Images, files and
+audio"): ``image_url`` {``url``: http(s) or ``data:image/...;base64,``,
+``detail``}, ``file`` {``file_data``: ``data:application/pdf;base64,`` (or
+text/plain) | ``file_id``, ``filename``} and ``input_audio`` {``data``,
+``format``: wav | mp3}; they are validated by ``formats/media.py``.
+
 Ruled per provider by the kit's field table (providers_app/kit/fields.py,
 docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
 ``unsupported_parameter`` naming the field and the provider where it cannot
@@ -49,10 +55,15 @@ from providers_app.kit.types import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
     FINISH_TOOL_CALLS,
+    AudioPart,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    ContentPart,
+    FilePart,
+    ImagePart,
     Message,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -76,6 +87,15 @@ from .common import (
     public_tool_call_id,
     split_tool_call_id,
 )
+from .media import (
+    AUDIO_FORMATS,
+    DOCUMENT_TYPES,
+    IMAGE_TYPES,
+    MediaTally,
+    check_base64,
+    check_url,
+    parse_data_url,
+)
 from .request_fields import openai_fields
 
 __all__ = [
@@ -87,12 +107,13 @@ __all__ = [
 ]
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-# content parts OpenAI defines that the gateway cannot pass on
+# media parts are accepted in user messages only (as OpenAI does)
 _UNSUPPORTED_PARTS = {
-    "image_url": "image input is not supported",
-    "input_audio": "audio input is not supported",
-    "file": "file input is not supported",
+    "image_url": "image parts are allowed in user messages only",
+    "input_audio": "audio parts are allowed in user messages only",
+    "file": "file parts are allowed in user messages only",
 }
+_DETAILS = ("auto", "low", "high")
 
 
 # -- request -------------------------------------------------------------------------------
@@ -185,6 +206,7 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
     out: list[Message] = []
     # tool messages carry only the call id; Gemini also wants the function's name
     names_by_call_id: dict[str, str] = {}
+    tally = MediaTally(limits)
     for i, item in enumerate(value):
         base = f"messages[{i}]"
         if not isinstance(item, dict):
@@ -198,6 +220,8 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
                 names_by_call_id[call.id] = call.name
         elif role == "tool":
             message = _parse_tool_result(item, base, names_by_call_id)
+        elif role == "user" and isinstance(item.get("content"), list):
+            message = _parse_user_parts(item["content"], f"{base}.content", tally)
         else:
             content = _text_content(item.get("content"), f"{base}.content", required=True)
             message = Message(role="system" if role == "developer" else role, content=content)
@@ -307,6 +331,90 @@ def _text_content(value: Any, param: str, *, required: bool) -> str | None:
             raise invalid(f"must be a string, got {json_type(text)}", f"{where}.{field}")
         texts.append(text)
     return "\n".join(texts)
+
+
+def _parse_user_parts(value: list[Any], param: str, tally: MediaTally) -> Message:
+    """A user message's parts: text, image_url, file, input_audio (OpenAI's shapes).
+
+    Text-only arrays stay a plain text message (``parts`` None); see ``Message``.
+    """
+    parts: list[ContentPart] = []
+    for k, part in enumerate(value):
+        where = f"{param}[{k}]"
+        if not isinstance(part, dict):
+            raise invalid(f"must be an object, got {json_type(part)}", where)
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise invalid(f"must be a string, got {json_type(text)}", f"{where}.text")
+            parts.append(TextPart(text))
+        elif kind == "image_url":
+            parts.append(_image_part(part.get("image_url"), f"{where}.image_url", tally))
+        elif kind == "file":
+            parts.append(_file_part(part.get("file"), f"{where}.file", tally))
+        elif kind == "input_audio":
+            parts.append(_audio_part(part.get("input_audio"), f"{where}.input_audio", tally))
+        else:
+            raise invalid(
+                "is required" if kind is None else f"{kind!r} is not a supported content part type",
+                f"{where}.type",
+            )
+    text = "\n".join(p.text for p in parts if isinstance(p, TextPart))
+    if all(isinstance(p, TextPart) for p in parts):
+        return Message(role="user", content=text)
+    return Message(role="user", content=text, parts=parts)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise invalid(
+            "is required" if value is None else f"must be an object, got {json_type(value)}", where
+        )
+    return value
+
+
+def _image_part(value: Any, where: str, tally: MediaTally) -> ImagePart:
+    spec = _object(value, where)
+    url = spec.get("url")
+    detail = spec.get("detail")
+    if detail is not None and detail not in _DETAILS:
+        raise invalid(not_one_of(detail, _DETAILS), f"{where}.detail")
+    if isinstance(url, str) and url.startswith("data:"):
+        media_type, data, size = parse_data_url(url, IMAGE_TYPES, f"{where}.url")
+        tally.add(size, f"{where}.url")
+        return ImagePart(data=data, media_type=media_type, detail=detail)
+    return ImagePart(url=check_url(url, f"{where}.url"), detail=detail)
+
+
+def _file_part(value: Any, where: str, tally: MediaTally) -> FilePart:
+    spec = _object(value, where)
+    filename = spec.get("filename")
+    if filename is not None and not isinstance(filename, str):
+        raise invalid(f"must be a string, got {json_type(filename)}", f"{where}.filename")
+    file_data, file_id = spec.get("file_data"), spec.get("file_id")
+    if (file_data is None) == (file_id is None):
+        raise invalid("needs exactly one of file_data and file_id", where)
+    if file_id is not None:
+        if not isinstance(file_id, str) or not file_id:
+            raise invalid("must be a non-empty string", f"{where}.file_id")
+        return FilePart(file_id=file_id, filename=filename)
+    if not isinstance(file_data, str):
+        raise invalid(f"must be a string, got {json_type(file_data)}", f"{where}.file_data")
+    media_type, data, size = parse_data_url(file_data, DOCUMENT_TYPES, f"{where}.file_data")
+    tally.add(size, f"{where}.file_data")
+    return FilePart(data=data, media_type=media_type, filename=filename)
+
+
+def _audio_part(value: Any, where: str, tally: MediaTally) -> AudioPart:
+    spec = _object(value, where)
+    audio_format = spec.get("format")
+    if audio_format not in AUDIO_FORMATS:
+        raise invalid(not_one_of(audio_format, AUDIO_FORMATS), f"{where}.format")
+    data = spec.get("data")
+    tally.add(check_base64(data, f"{where}.data"), f"{where}.data")
+    assert isinstance(data, str)  # check_base64 refused anything else
+    return AudioPart(data=data, format=audio_format)
 
 
 def _parse_stop(value: Any) -> list[str] | None:

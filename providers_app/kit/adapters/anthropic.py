@@ -6,18 +6,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import errors, fields, tools
+from .. import errors, fields, media, tools
 from ..sse import SSEEvent
 from ..types import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
     FINISH_STOP,
     FINISH_TOOL_CALLS,
+    AudioPart,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    ContentPart,
+    ImagePart,
     Message,
     ModelInfo,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -68,6 +72,7 @@ class AnthropicAdapter(BaseAdapter):
             output=64_000,
             price_in=3.0,
             price_out=15.0,
+            vision=True,
         ),
         catalog_model(
             "anthropic",
@@ -77,6 +82,7 @@ class AnthropicAdapter(BaseAdapter):
             output=32_000,
             price_in=15.0,
             price_out=75.0,
+            vision=True,
         ),
         catalog_model(
             "anthropic",
@@ -86,6 +92,7 @@ class AnthropicAdapter(BaseAdapter):
             output=8_192,
             price_in=0.80,
             price_out=4.0,
+            vision=True,
         ),
     )
 
@@ -356,6 +363,32 @@ def _thinking_tokens(usage: dict[str, Any]) -> int:
     return token_count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
 
 
+def _part_to_anthropic(part: ContentPart, index: int) -> dict[str, Any]:
+    """Image and document blocks; Anthropic fetches http(s) URL sources itself."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, AudioPart):
+        raise media.refuse("anthropic", "audio input (input_audio parts)", index)
+    if isinstance(part, ImagePart):
+        if part.url:
+            return {"type": "image", "source": {"type": "url", "url": part.url}}
+        source = {"type": "base64", "media_type": part.media_type, "data": part.data}
+        return {"type": "image", "source": source}
+    if part.file_id:
+        raise media.refuse("anthropic", "OpenAI file ids (file.file_id)", index)
+    document: dict[str, Any] = {"type": "document"}
+    if part.url:
+        document["source"] = {"type": "url", "url": part.url}
+    elif part.media_type == "text/plain":
+        text = media.text_of(part)
+        document["source"] = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        document["source"] = {"type": "base64", "media_type": part.media_type, "data": part.data}
+    if part.filename:
+        document["title"] = part.filename
+    return document
+
+
 def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     """System text apart; tool results become user turns of tool_result blocks.
 
@@ -364,12 +397,14 @@ def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, 
     """
     system: list[str] = []
     out: list[dict[str, Any]] = []
-    for message in messages:
+    for index, message in enumerate(messages):
         if message.role == "system":
             system.append(message.content or "")
             continue
         blocks: list[dict[str, Any]]
-        if message.role == "tool":
+        if message.parts:
+            role, blocks = message.role, [_part_to_anthropic(p, index) for p in message.parts]
+        elif message.role == "tool":
             role, blocks = (
                 "user",
                 [

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from .. import embeddings, errors, fields
+from .. import embeddings, errors, fields, media
 from ..embeddings import EmbeddingRequest, EmbeddingResponse
 from ..http_client import body_reader, pooled_client, send
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
@@ -219,6 +219,23 @@ class BaseAdapter:
         raise NotImplementedError
 
     # -- chat --------------------------------------------------------------------
+    async def prepare_request(self, request: ChatRequest) -> ChatRequest:
+        """The request as this provider can take it, before ``chat_body``: the async
+        step of translation (a provider that cannot fetch media URLs gets the bytes,
+        kit/media.py). Default: refuse media for a model the catalogue knows to be
+        text-only; subclasses call this first."""
+        if any(m.parts for m in request.messages):
+            known = next((m for m in self.static_models if m.id == request.model), None)
+            if known is not None and known.supports_vision is False:
+                raise errors.InvalidRequestError(
+                    f"model {request.model!r} of {self.name} does not take image, document "
+                    "or audio input",
+                    provider=self.name,
+                    code="model_not_multimodal",
+                    status_code=400,
+                )
+        return request
+
     def request_deadline(self) -> float:
         """A new request's absolute deadline (``time.monotonic()`` clock)."""
         return time.monotonic() + self.deadlines.total
@@ -229,6 +246,7 @@ class BaseAdapter:
         self.check_fields(request)
         deadline = self.request_deadline() if deadline is None else deadline
         await self._throttle(deadline)
+        request = await self.prepare_request(request)
         response = await self._send(
             "POST",
             self.chat_url(request, stream=False),
@@ -296,6 +314,7 @@ class BaseAdapter:
         self.check_fields(request)
         deadline = self.request_deadline() if deadline is None else deadline
         await self._throttle(deadline)
+        request = await self.prepare_request(request)
         url = self.chat_url(request, stream=True)
         body = self.chat_body(request, stream=True)
         reader = self.stream_reader(request)
@@ -525,8 +544,10 @@ def catalog_model(
     output: int | None = None,
     price_in: float | None = None,
     price_out: float | None = None,
+    vision: bool | None = None,
 ) -> ModelInfo:
-    """An entry of an adapter's static catalogue (USD per million tokens)."""
+    """An entry of an adapter's static catalogue (USD per million tokens; ``vision``:
+    whether the model takes media, None when the catalogue does not say)."""
     return ModelInfo(
         id=model_id,
         name=name,
@@ -535,6 +556,7 @@ def catalog_model(
         max_output_tokens=output,
         input_price_per_million=price_in,
         output_price_per_million=price_out,
+        supports_vision=vision,
     )
 
 
@@ -577,8 +599,9 @@ def estimate_usage(request: ChatRequest, completion_chars: int) -> Usage:
     Flagged ``estimated`` so billing can tell a guess from a provider's figure.
     """
     prompt_chars = sum(len(m.content or "") for m in request.messages)
+    media_allowance = sum(media.media_tokens(p) for m in request.messages for p in m.media())
     return Usage(
-        prompt_tokens=max(1, prompt_chars // 4),
+        prompt_tokens=max(1, prompt_chars // 4) + media_allowance,
         completion_tokens=max(1, completion_chars // 4) if completion_chars else 0,
         estimated=True,
     )

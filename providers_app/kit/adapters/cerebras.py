@@ -14,7 +14,13 @@ class CerebrasAdapter(OpenAIAdapter):
     rate_limit_style = "cerebras"
     static_models = (
         catalog_model(
-            "cerebras", "llama3.1-8b", "Llama 3.1 8B", context=8_192, price_in=0.10, price_out=0.10
+            "cerebras",
+            "llama3.1-8b",
+            "Llama 3.1 8B",
+            context=8_192,
+            price_in=0.10,
+            price_out=0.10,
+            vision=False,
         ),
         catalog_model(
             "cerebras",
@@ -23,8 +29,15 @@ class CerebrasAdapter(OpenAIAdapter):
             context=8_192,
             price_in=0.85,
             price_out=1.20,
+            vision=False,
         ),
         catalog_model(
-            "cerebras", "qwen-3-32b", "Qwen 3 32B", context=16_384, price_in=0.40, price_out=0.80
+            "cerebras",
+            "qwen-3-32b",
+            "Qwen 3 32B",
+            context=16_384,
+            price_in=0.40,
+            price_out=0.80,
+            vision=False,
         ),
     )

@@ -16,7 +16,7 @@ import json
 import uuid
 from typing import Any
 
-from .. import errors, fields, tools
+from .. import errors, fields, media, tools
 from ..ratelimit.headers import finite_number, parse_duration
 from ..sse import SSEEvent
 from ..tools.gemini_schema import to_gemini_schema
@@ -27,11 +27,16 @@ from ..types import (
     FINISH_MALFORMED_TOOL_CALL,
     FINISH_STOP,
     FINISH_TOOL_CALLS,
+    AudioPart,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    ContentPart,
+    FilePart,
+    ImagePart,
     Message,
     ModelInfo,
+    TextPart,
     ToolCallDelta,
     Usage,
     token_count,
@@ -96,6 +101,7 @@ class GeminiAdapter(BaseAdapter):
             output=65_536,
             price_in=1.25,
             price_out=10.0,
+            vision=True,
         ),
         catalog_model(
             "gemini",
@@ -105,6 +111,7 @@ class GeminiAdapter(BaseAdapter):
             output=65_536,
             price_in=0.30,
             price_out=2.50,
+            vision=True,
         ),
         catalog_model(
             "gemini",
@@ -114,6 +121,7 @@ class GeminiAdapter(BaseAdapter):
             output=8_192,
             price_in=0.10,
             price_out=0.40,
+            vision=True,
         ),
     )
 
@@ -133,6 +141,12 @@ class GeminiAdapter(BaseAdapter):
             return f"{self.base_url}/v1internal:{method}"
         model = (request.model or self.default_model).removeprefix("models/")
         return f"{self.base_url}/v1beta/models/{model}:{method}"
+
+    async def prepare_request(self, request: ChatRequest) -> ChatRequest:
+        request = await super().prepare_request(request)
+        return await media.inline_urls(
+            request, self.name, (ImagePart, FilePart), keep_url=_GEMINI_FILE_URIS
+        )
 
     def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         system, contents = messages_to_gemini(request.messages)
@@ -389,6 +403,24 @@ class GeminiStreamDecoder(StreamDecoder):
         return []
 
 
+# Gemini reads fileData only for files uploaded to its Files API (or gs:// on Vertex);
+# every other URL is fetched by aipk and sent inline (prepare_request)
+_GEMINI_FILE_URIS = ("https://generativelanguage.googleapis.com/", "gs://")
+
+
+def _part_to_gemini(part: ContentPart, index: int) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    if isinstance(part, AudioPart):
+        return {"inlineData": {"mimeType": f"audio/{part.format}", "data": part.data}}
+    if isinstance(part, FilePart) and part.file_id:
+        raise media.refuse("gemini", "OpenAI file ids (file.file_id)", index)
+    if part.url:
+        default = "image/jpeg" if isinstance(part, ImagePart) else "application/pdf"
+        return {"fileData": {"mimeType": part.media_type or default, "fileUri": part.url}}
+    return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
+
+
 def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     """Gemini roles are user and model; tool results are user functionResponse parts.
 
@@ -398,12 +430,15 @@ def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     names_by_call_id: dict[str, str] = {}
-    for message in messages:
+    for index, message in enumerate(messages):
         if message.role == "system":
             system.append(message.content or "")
             continue
         parts: list[dict[str, Any]]
-        if message.role == "tool":
+        if message.parts:
+            role = "model" if message.role == "assistant" else "user"
+            parts = [_part_to_gemini(p, index) for p in message.parts]
+        elif message.role == "tool":
             name = message.name or names_by_call_id.get(message.tool_call_id or "", "")
             role, parts = (
                 "user",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .. import errors, fields, tools
+from .. import errors, fields, media, tools
 from ..sse import DONE, SSEEvent
 from ..types import (
     FINISH_CONTENT_FILTER,
@@ -14,12 +14,17 @@ from ..types import (
     FINISH_LENGTH,
     FINISH_STOP,
     FINISH_TOOL_CALLS,
+    AudioPart,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    ContentPart,
+    FilePart,
+    ImagePart,
     Message,
     ModelInfo,
     ResponseFormat,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -67,6 +72,7 @@ class OpenAIAdapter(BaseAdapter):
             output=16_384,
             price_in=2.50,
             price_out=10.00,
+            vision=True,
         ),
         catalog_model(
             "openai",
@@ -76,6 +82,7 @@ class OpenAIAdapter(BaseAdapter):
             output=16_384,
             price_in=0.15,
             price_out=0.60,
+            vision=True,
         ),
         catalog_model(
             "openai",
@@ -85,6 +92,7 @@ class OpenAIAdapter(BaseAdapter):
             output=32_768,
             price_in=2.00,
             price_out=8.00,
+            vision=True,
         ),
         catalog_model(
             "openai",
@@ -94,6 +102,7 @@ class OpenAIAdapter(BaseAdapter):
             output=32_768,
             price_in=0.40,
             price_out=1.60,
+            vision=True,
         ),
     )
 
@@ -116,6 +125,10 @@ class OpenAIAdapter(BaseAdapter):
     # -- request ---------------------------------------------------------------
     def chat_url(self, request: ChatRequest, *, stream: bool) -> str:
         return f"{self.base_url}/chat/completions"
+
+    async def prepare_request(self, request: ChatRequest) -> ChatRequest:
+        request = await super().prepare_request(request)
+        return await media.inline_urls(request, self.name, (FilePart,))
 
     def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -333,6 +346,34 @@ def usage_from_openai(usage: Any) -> Usage | None:
     )
 
 
+def _part_to_openai(part: ContentPart) -> dict[str, Any]:
+    """One content part in OpenAI's shapes. File URLs were fetched by ``prepare_request``
+    (OpenAI's file part takes only bytes or a file id); a text/plain document goes as
+    text, because OpenAI's file input reads PDFs only."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        image: dict[str, Any] = {
+            "url": part.url if part.url else f"data:{part.media_type};base64,{part.data}"
+        }
+        if part.detail:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    if isinstance(part, AudioPart):
+        return {"type": "input_audio", "input_audio": {"data": part.data, "format": part.format}}
+    if part.file_id:
+        return {"type": "file", "file": {"file_id": part.file_id}}
+    if part.media_type == "text/plain":
+        return {"type": "text", "text": media.text_of(part)}
+    return {
+        "type": "file",
+        "file": {
+            "file_data": f"data:{part.media_type};base64,{part.data}",
+            "filename": part.filename or "document.pdf",
+        },
+    }
+
+
 def message_to_openai(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {
@@ -341,6 +382,8 @@ def message_to_openai(message: Message) -> dict[str, Any]:
             "content": message.content or "",
         }
     out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.parts:
+        out["content"] = [_part_to_openai(part) for part in message.parts]
     if message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

@@ -18,6 +18,10 @@ class QwenAdapter(OpenAIAdapter):
     default_model_id = "qwen3-coder-plus"
     rate_limit_style = "none"
     static_models = (
-        catalog_model("qwen", "qwen3-coder-plus", "Qwen3 Coder Plus", context=1_000_000),
-        catalog_model("qwen", "qwen3-coder-flash", "Qwen3 Coder Flash", context=1_000_000),
+        catalog_model(
+            "qwen", "qwen3-coder-plus", "Qwen3 Coder Plus", context=1_000_000, vision=False
+        ),
+        catalog_model(
+            "qwen", "qwen3-coder-flash", "Qwen3 Coder Flash", context=1_000_000, vision=False
+        ),
     )

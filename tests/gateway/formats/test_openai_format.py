@@ -286,9 +286,9 @@ INVALID = [
     (["messages", 0, "content"], 42, "messages[0].content", "string"),
     (
         ["messages", 0, "content"],
-        [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
-        "messages[0].content[0].type",
-        "image input is not supported",
+        [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}],
+        "messages[0].content[0].image_url.url",
+        "http(s) URL",
     ),
     (["messages", 0, "content"], [{"type": "video"}], "messages[0].content[0].type", "'video'"),
     (
