@@ -27,7 +27,7 @@ from typing import Any
 
 from aipk_site.gateway.admission import Limits, admit, settle, settle_later
 from aipk_site.gateway.formats.anthropic_format import parse_messages
-from aipk_site.gateway.formats.common import InputLimits
+from aipk_site.gateway.formats.common import MAX_OUTPUT_TOKENS, InputLimits
 from aipk_site.gateway.key_auth import KeyContext
 from aipk_site.gateway.ledger import estimate_prompt_tokens
 from aipk_site.gateway.redaction import redact_request
@@ -36,8 +36,9 @@ from aipk_site.gateway.routing import resolve_model
 __all__ = ["TokenCount", "count_message_tokens"]
 
 # count_tokens takes no max_tokens, which /v1/messages' parser requires: any value in
-# range does, since the count is of the input only.
-_PLACEHOLDER_MAX_TOKENS = 1
+# range does, since the count is of the input only -- the largest, so a thinking budget
+# (which must stay below max_tokens) is never refused for it.
+_PLACEHOLDER_MAX_TOKENS = MAX_OUTPUT_TOKENS
 
 
 @dataclass(frozen=True, slots=True)

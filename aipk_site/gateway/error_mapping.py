@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from aipk_site.infra.errors import AipkError, LimitExceeded, UpstreamError, UpstreamRefused
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
+from providers_app.kit.fields import UnsupportedFieldError
 from providers_app.kit.resilience import CircuitOpenError
 
 
@@ -134,6 +135,9 @@ def upstream_error(error: ProviderError) -> AipkError:
         return AipkError(str(error), code="context_length_exceeded", param="messages")
     if isinstance(error, kit_errors.ContentFilterError):
         return AipkError(str(error), code="content_filter")
+    if isinstance(error, UnsupportedFieldError):
+        # refused before sending (kit/fields.py): the caller's field, named
+        return AipkError(str(error), code=error.code, param=error.field)
     if isinstance(error, kit_errors.InvalidRequestError):
         return AipkError(str(error), code="upstream_invalid_request")
     if isinstance(error, kit_errors.NotFoundError):

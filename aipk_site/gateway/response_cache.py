@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from django.conf import settings
 
 from aipk_site.infra.state import state_store
+from providers_app.kit.fields import FIELDS
 from providers_app.kit.types import (
     FINISH_CONTENT_FILTER,
     FINISH_ERROR,
@@ -93,7 +94,27 @@ def _canonical(tenant_id: int, request: ChatRequest) -> dict[str, Any]:
         "top_p": _number(request.top_p),
         "stop": list(request.stop) if request.stop is not None else None,
         "extra_body": request.extra_body or {},
+        # JSON mode, reasoning, seed ... change the answer: a text answer must never
+        # be replayed to a JSON-mode request (kit/fields.py lists them)
+        "fields": _ruled_fields(request),
     }
+
+
+# rows of the field table already in the canonical form above
+_CANONICAL_ELSEWHERE = frozenset(
+    ("model", "messages", "max_tokens", "temperature", "top_p", "stop", "user", "tools")
+    + ("tool_choice", "parallel_tool_calls")
+)
+
+
+def _ruled_fields(request: ChatRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for row in FIELDS:
+        value = row.value(request)
+        if value is not None and row.kit not in _CANONICAL_ELSEWHERE:
+            dataclass_value = is_dataclass(value) and not isinstance(value, type)
+            out[row.kit] = asdict(value) if dataclass_value else value
+    return out
 
 
 def cache_key(*, tenant_id: int, request: ChatRequest) -> str:

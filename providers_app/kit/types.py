@@ -133,6 +133,35 @@ class ToolChoice:
         return cls(mode="function", name=name)
 
 
+ResponseFormatType = Literal["text", "json_object", "json_schema"]
+
+
+@dataclass(slots=True, frozen=True)
+class ResponseFormat:
+    """OpenAI's ``response_format``: plain text, any JSON object, or JSON fitting ``schema``.
+
+    Adapters send it in the provider's form (kit/fields.py says which); the reply's
+    text is the JSON either way."""
+
+    type: ResponseFormatType = "text"
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    description: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Reasoning:
+    """How much the model may think: an OpenAI effort, or an Anthropic budget in tokens.
+
+    The caller gives one; ``fields.REASONING_BUDGETS`` converts to the other, so
+    each provider gets its own form (reasoning_effort, thinking.budget_tokens,
+    thinkingConfig.thinkingBudget)."""
+
+    effort: str | None = None
+    budget_tokens: int | None = None
+
+
 @dataclass(slots=True)
 class ChatRequest:
     model: str
@@ -147,6 +176,24 @@ class ChatRequest:
     user: str | None = None
     # provider-specific body fields passed through untouched (e.g. OpenRouter's "provider")
     extra_body: dict[str, Any] = field(default_factory=dict)
+    # -- request fields ruled by kit/fields.py (each adapter checks them before sending) --
+    # which caller format the request came in ("openai" or "anthropic"), so a refusal
+    # names the field as the caller spelt it
+    wire_format: str = "openai"
+    response_format: ResponseFormat | None = None
+    reasoning: Reasoning | None = None
+    seed: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    service_tier: str | None = None
+    metadata: dict[str, str] | None = None
+    n: int | None = None
+    top_k: int | None = None
+    # caller-format fields carried verbatim to the providers whose rule is "passed"
+    # (fields.OPENAI_PASSTHROUGH / ANTHROPIC_PASSTHROUGH)
+    passthrough: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -211,6 +258,8 @@ class ChatChunk:
     usage: Usage | None = None
     finish_reason: str | None = None
     raw_finish_reason: str | None = None
+    # the provider's own logprobs object for this chunk's tokens, passed back as sent
+    logprobs: Any = None
 
 
 @dataclass(slots=True)
@@ -224,6 +273,8 @@ class ChatResponse:
     usage: Usage = field(default_factory=Usage)
     # rate-limit state read from the response headers, when the provider sends any
     rate_limit: Any = None
+    # the provider's logprobs object (OpenAI's {"content": [...]}), passed back as sent
+    logprobs: Any = None
 
 
 @dataclass(slots=True)

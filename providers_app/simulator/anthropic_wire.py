@@ -214,6 +214,11 @@ def conversation(body: dict) -> Conversation:
     conv.reasoning = "thinking" in model or (
         isinstance(thinking, dict) and thinking.get("type") == "enabled"
     )
+    output = body.get("output_config") or {}
+    fmt = (output.get("format") if isinstance(output, dict) else None) or body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = fmt.get("schema")
+        conv.json_schema = schema if isinstance(schema, dict) else {}
     prefix = _cached_prefix(body)
     if prefix is not None:
         conv.cache_scope = model

@@ -11,6 +11,12 @@ The rules (docs/SIMULATOR.md has the user-facing version):
 - tools are offered, tool choice is not none and the last message is a user
   message -> call every offered tool named in that message, in order of
   appearance (parallel calls), else the first tool, or the forced one;
+- JSON mode (OpenAI ``response_format`` json_object / json_schema, Anthropic
+  ``output_config.format``, Gemini ``responseMimeType: application/json``
+  with an optional ``responseSchema``) -> the text is JSON: a minimal
+  instance of the schema (``arguments_for``'s rule: every property, the first
+  enum / const / anyOf branch, strings ``"<name>-value"``, 1, 1.5, true, one
+  array item), ``{}`` for "any object";
 - otherwise -> text ``"Simulated reply to: <last user text>"``.
 
 Text is emitted one word per chunk (``\\S+\\s*`` pieces, so the pieces
@@ -105,6 +111,8 @@ class Conversation:
     cache_prefix: list[str] = field(default_factory=list)
     cache_whole_blocks: bool = True  # OpenAI/Gemini count cached tokens in whole blocks
     cache_writes_billed: bool = False  # Anthropic reports (and bills) cache writes
+    # JSON mode: the schema the text reply must fit ({} = any JSON object), None = text
+    json_schema: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +245,11 @@ def _decide(conv: Conversation) -> Reply:
             else:
                 tokens = sum(len(c.fragments()) for c in calls)
             return Reply([], calls, TOOL_CALLS, prompt_tokens(conv), tokens)
+    if conv.json_schema is not None:
+        # spaces after separators, so the word chunks stay small and rejoin to the JSON
+        return _text_reply(
+            conv, json.dumps(_example(conv.json_schema, "value", 0) if conv.json_schema else {})
+        )
     return _text_reply(conv, _reply_text(conv.last_user_text))
 
 

@@ -280,6 +280,11 @@ def conversation(body: dict, model: str = "") -> Conversation:
         limit = _get(config, "maxOutputTokens", "max_output_tokens")
         if isinstance(limit, int) and not isinstance(limit, bool):
             conv.max_tokens = limit
+        if _get(config, "responseMimeType", "response_mime_type") == "application/json":
+            schema = _get(config, "responseSchema", "response_schema") or _get(
+                config, "responseJsonSchema", "response_json_schema"
+            )
+            conv.json_schema = schema if isinstance(schema, dict) else {}
         thinking = _get(config, "thinkingConfig", "thinking_config")
         if isinstance(thinking, dict):
             budget = _get(thinking, "thinkingBudget", "thinking_budget")

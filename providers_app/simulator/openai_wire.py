@@ -95,13 +95,18 @@ def chat_handler(flavour: Flavour):
         else:
             reply = behaviour.decide(conv)
         headers = {"x-request-id": new_id("req_"), **flavour.success_headers}
+        top = body.get("top_logprobs")
+        # logprobs: true -> one entry a word chunk (see _logprobs)
+        logprobs = -1 if body.get("logprobs") is not True else top if isinstance(top, int) else 0
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await _stream(request, flavour, knobs, model, reply, include_usage, headers)
+            return await _stream(
+                request, flavour, knobs, model, reply, include_usage, headers, logprobs
+            )
         return await respond_plain(
             request,
             knobs,
-            json_response(completion(flavour, model, reply), headers=headers),
+            json_response(completion(flavour, model, reply, logprobs), headers=headers),
             _content_units(reply),
         )
 
@@ -246,6 +251,11 @@ def conversation(body: dict) -> Conversation:
     conv.reasoning = bool(_REASONING_MODEL_RE.search(model)) or (
         effort is not None and effort != "none"
     )
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        spec = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        conv.json_schema = schema if isinstance(schema, dict) else {}
     # automatic prefix caching: the whole prompt (behaviour's module docstring)
     conv.cache_scope = model
     conv.cache_prefix = texts
@@ -276,7 +286,23 @@ def _usage(reply: Reply) -> dict:
     }
 
 
-def completion(flavour: Flavour, model: str, reply: Reply) -> dict:
+def _logprobs(words: list[str], top: int) -> dict | None:
+    """OpenAI's logprobs object for ``words`` (one token a word chunk), or None when
+    not asked for (``top`` < 0): a fixed -0.5 for the chosen token, ``top`` alternatives."""
+    if top < 0:
+        return None
+    entries = []
+    for word in words:
+        alternatives = [{"token": word, "logprob": -0.5, "bytes": list(word.encode())}]
+        alternatives += [
+            {"token": f"alt{i}", "logprob": -2.0 - i, "bytes": list(f"alt{i}".encode())}
+            for i in range(max(0, top - 1))
+        ]
+        entries.append({**alternatives[0], "top_logprobs": alternatives[:top]})
+    return {"content": entries, "refusal": None}
+
+
+def completion(flavour: Flavour, model: str, reply: Reply, logprobs: int = -1) -> dict:
     message: dict = {
         "role": "assistant",
         "content": reply.text if not reply.tool_calls else None,
@@ -301,7 +327,7 @@ def completion(flavour: Flavour, model: str, reply: Reply) -> dict:
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": _logprobs(reply.chunks, logprobs),
                 "finish_reason": FINISH_REASONS[reply.finish],
             }
         ],
@@ -320,6 +346,7 @@ async def _stream(
     reply: Reply,
     include_usage: bool,
     headers: dict[str, str],
+    logprobs: int = -1,
 ) -> web.StreamResponse:
     base = {
         "id": new_id("chatcmpl-"),
@@ -331,8 +358,8 @@ async def _stream(
     if flavour.system_fingerprint:
         base["system_fingerprint"] = flavour.system_fingerprint
 
-    def chunk(delta: dict, finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def chunk(delta: dict, finish: str | None = None, lp: dict | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
         return b"data: " + dumps({**base, "choices": [choice]}).encode() + b"\n\n"
 
     events: list[Event] = []
@@ -354,7 +381,7 @@ async def _stream(
     else:
         events.append((chunk({"role": "assistant", "content": "", "refusal": None}), False))
         for word in reply.chunks:
-            events.append((chunk({"content": word}), True))
+            events.append((chunk({"content": word}, lp=_logprobs([word], logprobs)), True))
     events.append((chunk({}, FINISH_REASONS[reply.finish]), False))
     if include_usage:
         usage_chunk = {**base, "choices": [], "usage": _usage(reply)}

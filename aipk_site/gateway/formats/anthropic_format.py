@@ -12,13 +12,21 @@ Accepted request fields: ``model``, ``max_tokens`` (required), ``system``
 tool_use and tool_result blocks), ``tools`` (custom tools), ``tool_choice``
 (including ``disable_parallel_tool_use``), ``stop_sequences``,
 ``temperature`` (0..1), ``top_p``, ``metadata.user_id``, ``stream`` and the
-gateway's own ``aipk: {"cache": bool}``. ``top_k`` is checked and dropped:
-the kit's other providers have no such knob.
+gateway's own ``aipk: {"cache": bool}``.
 
-Ignored: ``thinking`` and thinking / redacted_thinking blocks sent back in
-assistant turns (the kit does not model reasoning), ``cache_control`` on any
-block, ``service_tier``, ``container``, ``mcp_servers``, ``context_management``
-and any other field.
+Ruled per provider by the kit's field table (providers_app/kit/fields.py,
+docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
+``unsupported_parameter`` naming the field and the provider where it cannot:
+``thinking`` (enabled with ``budget_tokens`` >= 1024 and below
+``max_tokens``, or disabled), structured outputs (``output_config.format``
+or the beta ``output_format``, json_schema: the kit's ``response_format``),
+``top_k``, ``service_tier`` (auto,
+standard_only), and, passed verbatim to Anthropic only, ``container``,
+``mcp_servers`` and ``context_management``.
+
+Ignored: thinking / redacted_thinking blocks sent back in assistant turns
+(thinking content is not returned by the kit yet), ``cache_control`` on any
+block and any other field.
 
 User turns may carry ``image`` blocks (``source``: ``base64`` with
 ``media_type`` image/jpeg, png, gif or webp, or ``url``) and ``document``
@@ -82,6 +90,7 @@ from .common import (
     split_tool_call_id,
 )
 from .media import IMAGE_TYPES, MediaTally, check_base64, check_media_type, check_url
+from .request_fields import anthropic_fields
 
 __all__ = [
     "parse_messages",
@@ -131,8 +140,8 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
     except ToolValidationError as exc:
         raise from_tool_error(exc) from None
 
-    # checked, then dropped (see the module docstring); no vocabulary has 2**31 tokens
-    bounded_int(body, "top_k", 0, MAX_TOP_K)
+    # top_k, thinking, service_tier ...: ruled per provider by kit/fields.py
+    ruled = anthropic_fields(body, max_tokens)
 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -149,6 +158,7 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
         top_p=optional_number(body, "top_p", 0, 1),
         stop=_parse_stop_sequences(body.get("stop_sequences")),
         user=_parse_metadata_user(body.get("metadata")),
+        **ruled,
     )
     return ParsedRequest(
         request=request,

@@ -11,8 +11,8 @@ Accepted request fields: ``model``, ``messages`` (roles system, developer →
 system, user, assistant, tool), ``tools`` (function tools), ``tool_choice``,
 ``parallel_tool_calls``, ``max_tokens`` / ``max_completion_tokens`` (the
 latter wins when both are given), ``temperature``, ``top_p``, ``stop``,
-``user``, ``n`` (1 only), ``stream``, ``stream_options.include_usage``, and
-the gateway's own ``aipk: {"cache": bool}``.
+``user``, ``n`` (1 only: one choice is rendered), ``stream``,
+``stream_options.include_usage``, and the gateway's own ``aipk: {"cache": bool}``.
 
 User messages may carry media parts (docs/GATEWAY.md "Images, files and
 audio"): ``image_url`` {``url``: http(s) or ``data:image/...;base64,``,
@@ -20,13 +20,19 @@ audio"): ``image_url`` {``url``: http(s) or ``data:image/...;base64,``,
 text/plain) | ``file_id``, ``filename``} and ``input_audio`` {``data``,
 ``format``: wav | mp3}; they are validated by ``formats/media.py``.
 
-Ignored, because no upstream of the kit honours them the same way (or they
-only affect billing and storage at OpenAI): ``frequency_penalty``,
-``presence_penalty``, ``logit_bias``, ``logprobs``, ``top_logprobs``,
-``seed``, ``response_format``, ``reasoning_effort``, ``service_tier``,
-``store``, ``metadata``, ``modalities``, ``audio``, ``prediction``,
-``web_search_options``, ``prompt_cache_key``, ``safety_identifier`` and any
-other top-level field. Message ``name`` fields are ignored too.
+Ruled per provider by the kit's field table (providers_app/kit/fields.py,
+docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
+``unsupported_parameter`` naming the field and the provider where it cannot
+(request_fields.py parses them): ``response_format`` (text, json_object,
+json_schema), ``reasoning_effort``, ``seed``, ``logprobs``, ``top_logprobs``,
+``frequency_penalty``, ``presence_penalty``, ``service_tier``, ``metadata``,
+and, passed verbatim to the OpenAI-wire providers that have them,
+``logit_bias``, ``store``, ``prompt_cache_key``, ``safety_identifier``,
+``verbosity``, ``modalities``, ``audio``, ``prediction``,
+``web_search_options``. Returned logprobs are rendered in ``choices[].logprobs``.
+
+Still ignored: any other top-level field (unknown to both the gateway and the
+table) and message ``name`` fields.
 
 Finish reasons: the kit's ``malformed_tool_call`` and ``error`` have no OpenAI
 counterpart and are reported as ``"stop"``; OpenAI's own vocabulary has only
@@ -64,8 +70,6 @@ from providers_app.kit.types import (
 )
 
 from .common import (
-    INT64_MAX,
-    INT64_MIN,
     MAX_OUTPUT_TOKENS,
     InputLimits,
     ParsedRequest,
@@ -92,6 +96,7 @@ from .media import (
     check_url,
     parse_data_url,
 )
+from .request_fields import openai_fields
 
 __all__ = [
     "parse_chat_completion",
@@ -129,8 +134,8 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
     n = body.get("n")
     if n is not None and (not _is_int(n) or n != 1):
         raise invalid("only n=1 is supported", "n")
-    # ignored (see the module docstring), but still a 64-bit integer when sent
-    bounded_int(body, "seed", INT64_MIN, INT64_MAX)
+    # seed, logprobs, response_format ...: ruled per provider by kit/fields.py
+    ruled = openai_fields(body)
 
     tools_value = body.get("tools")
     if isinstance(tools_value, list) and len(tools_value) > limits.max_tools:
@@ -179,6 +184,7 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
         top_p=optional_number(body, "top_p", 0, 1),
         stop=_parse_stop(body.get("stop")),
         user=user,
+        **ruled,
     )
     return ParsedRequest(
         request=request,
@@ -490,7 +496,8 @@ def render_chat_completion(
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                # the provider's own logprobs, when it sent any (logprobs: true)
+                "logprobs": response.logprobs,
                 "finish_reason": openai_finish_reason(
                     response.finish_reason, bool(response.tool_calls)
                 ),
@@ -567,9 +574,11 @@ class OpenAIStreamEncoder:
         }
         return b"data: " + dumps(payload) + b"\n\n"
 
-    def _delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def _delta(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None
+    ) -> bytes:
         return self._event(
-            [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
         )
 
     def _start(self) -> bytes:
@@ -587,6 +596,7 @@ class OpenAIStreamEncoder:
             and not c.tool_calls
             and not c.finish_reason
             and c.usage is None
+            and c.logprobs is None
         ):
             # Most chunks of a reply are text alone: the same bytes as below, without
             # building and serialising the whole event each time.
@@ -596,8 +606,8 @@ class OpenAIStreamEncoder:
                 before, after = self._text_event
                 return before + dumps(c.text) + after
         out = [self._start()]
-        if c.text:
-            out.append(self._delta({"content": c.text}))
+        if c.text or c.logprobs is not None:
+            out.append(self._delta({"content": c.text}, logprobs=c.logprobs))
         fragments = [self._fragment(d) for d in c.tool_calls]
         fragments = [f for f in fragments if f is not None]
         if fragments:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import errors, media, tools
+from .. import errors, fields, media, tools
 from ..sse import SSEEvent
 from ..types import (
     FINISH_CONTENT_FILTER,
@@ -138,8 +138,46 @@ class AnthropicAdapter(BaseAdapter):
             )
             if choice is not None:
                 body["tool_choice"] = choice
+        self._ruled_fields(request, body)
         body.update(request.extra_body)
         return body
+
+    def refuse_value(self, row: fields.FieldRule, value: Any) -> str | None:
+        if row.kit == "response_format" and value.type == "json_object":
+            # Anthropic's structured outputs need a schema; "any JSON object" has none
+            return "only json_schema is (send a schema)"
+        if row.kit == "reasoning" and request_max_tokens_too_small(value, self._max_tokens):
+            return f"thinking needs max_tokens above {thinking_budget(value)}"
+        return None
+
+    # the caller's max_tokens, seen by refuse_value (set by check_fields)
+    _max_tokens: int | None = None
+
+    def check_fields(self, request: ChatRequest) -> None:
+        self._max_tokens = request.max_tokens
+        super().check_fields(request)
+
+    def _ruled_fields(self, request: ChatRequest, body: dict[str, Any]) -> None:
+        """The fields of kit/fields.py in Anthropic's form; ``check_fields`` has already
+        refused what Anthropic cannot take."""
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_schema":
+            # structured outputs (GA): the reply's text block is JSON fitting the schema
+            body["output_config"] = {
+                "format": {"type": "json_schema", "schema": fmt.schema or {"type": "object"}}
+            }
+        if request.reasoning is not None:
+            budget = thinking_budget(request.reasoning)
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            if request.max_tokens is None:
+                # thinking counts against max_tokens: leave room for the answer too
+                body["max_tokens"] = budget + DEFAULT_MAX_TOKENS
+        for key in ("top_k", "service_tier"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        if request.wire_format == "anthropic":
+            body.update(request.passthrough)
 
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
@@ -201,6 +239,18 @@ class AnthropicAdapter(BaseAdapter):
             # Anthropic's list has no limits; every current Claude model reads 200k tokens.
             model.context_window = model.context_window or 200_000
         return models
+
+
+def thinking_budget(reasoning: Any) -> int:
+    """Anthropic's budget_tokens for the kit's reasoning (fields.REASONING_BUDGETS)."""
+    if reasoning.budget_tokens:
+        return int(reasoning.budget_tokens)
+    return fields.REASONING_BUDGETS.get(reasoning.effort or "medium", 8192)
+
+
+def request_max_tokens_too_small(reasoning: Any, max_tokens: int | None) -> bool:
+    """Anthropic wants budget_tokens below max_tokens (thinking is part of the output)."""
+    return max_tokens is not None and max_tokens <= thinking_budget(reasoning)
 
 
 class AnthropicStreamDecoder(StreamDecoder):

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from .. import embeddings, errors, media
+from .. import embeddings, errors, fields, media
 from ..embeddings import EmbeddingRequest, EmbeddingResponse
 from ..http_client import body_reader, pooled_client, send
 from ..ratelimit import parse_rate_limit_headers, parse_retry_after
@@ -97,6 +97,8 @@ class BaseAdapter:
     rate_limit_style: ClassVar[str] = "none"
     # offered when the provider's model list cannot be fetched
     static_models: ClassVar[tuple[ModelInfo, ...]] = ()
+    # the registry's provider type, set by create_adapter (see rules_type)
+    _rules_type: str | None = None
 
     def __init__(
         self,
@@ -153,6 +155,23 @@ class BaseAdapter:
 
     def request_headers(self) -> dict[str, str]:
         return {**self.config.extra_headers, **self.auth_headers()}
+
+    # -- request fields: kit/fields.py rules them ---------------------------------------
+    @property
+    def rules_type(self) -> str:
+        """The provider type whose column of the field table applies: the registry's type
+        (``create_adapter`` sets it, so an OpenAI-compatible endpoint is not taken for
+        OpenAI itself), else the adapter's own."""
+        return self._rules_type or self.provider_type
+
+    def check_fields(self, request: ChatRequest) -> None:
+        """Refuse, before anything is sent, every field this provider cannot honour."""
+        fields.check(request, self.rules_type, self.name, extra=self.refuse_value)
+
+    def refuse_value(self, row: fields.FieldRule, value: Any) -> str | None:
+        """Why this provider cannot take ``value`` of a field its rule allows (None: it
+        can). Subclasses refine: Anthropic takes json_schema but not json_object."""
+        return None
 
     # -- the wire protocol: what subclasses supply ----------------------------------
     def chat_url(
@@ -224,6 +243,7 @@ class BaseAdapter:
     async def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
         """One whole reply. ``deadline`` (``time.monotonic()`` clock) is the request's
         budget when the caller retries or fails over; default: ``deadlines.total`` from now."""
+        self.check_fields(request)
         deadline = self.request_deadline() if deadline is None else deadline
         await self._throttle(deadline)
         request = await self.prepare_request(request)
@@ -291,6 +311,7 @@ class BaseAdapter:
         ``first_byte``, each later read within ``idle``, all of it within the total budget.
         Each wait is bounded on its own (never across a ``yield``), so a slow consumer is
         not mistaken for a slow provider."""
+        self.check_fields(request)
         deadline = self.request_deadline() if deadline is None else deadline
         await self._throttle(deadline)
         request = await self.prepare_request(request)

@@ -16,9 +16,11 @@ import json
 import uuid
 from typing import Any
 
-from .. import errors, media, tools
+from .. import errors, fields, media, tools
 from ..ratelimit.headers import finite_number, parse_duration
 from ..sse import SSEEvent
+from ..tools.gemini_schema import to_gemini_schema
+from ..tools.schema import SchemaReferenceError
 from ..types import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -160,6 +162,7 @@ class GeminiAdapter(BaseAdapter):
             config["topP"] = request.top_p
         if request.stop:
             config["stopSequences"] = request.stop
+        self._ruled_fields(request, config)
         if config:
             body["generationConfig"] = config
         if request.tools:
@@ -175,6 +178,47 @@ class GeminiAdapter(BaseAdapter):
                 "request": body,
             }
         return body
+
+    def _ruled_fields(self, request: ChatRequest, config: dict[str, Any]) -> None:
+        """The fields of kit/fields.py in Gemini's generationConfig; ``check_fields`` has
+        already refused what Gemini cannot take."""
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text":
+            config["responseMimeType"] = "application/json"
+            if fmt.type == "json_schema":
+                where = unsupported_in_response_schema(fmt.schema or {})
+                if where is not None:
+                    path, keyword = where
+                    raise fields.UnsupportedFieldError(
+                        ".".join(("response_format.json_schema.schema", *path, keyword)),
+                        self.name,
+                        self.rules_type,
+                        "Gemini's response schema cannot express it",
+                    )
+                try:
+                    config["responseSchema"] = to_gemini_schema(fmt.schema or {"type": "object"})
+                except SchemaReferenceError as exc:
+                    ref_path = ".".join(str(p) for p in exc.path)
+                    raise fields.UnsupportedFieldError(
+                        "response_format.json_schema.schema" + (f".{ref_path}" if ref_path else ""),
+                        self.name,
+                        self.rules_type,
+                        str(exc),
+                    ) from None
+        if request.reasoning is not None:
+            budget = request.reasoning.budget_tokens or fields.REASONING_BUDGETS.get(
+                request.reasoning.effort or "medium", 8192
+            )
+            config["thinkingConfig"] = {"thinkingBudget": budget}
+        for key, name in (
+            ("seed", "seed"),
+            ("top_k", "topK"),
+            ("frequency_penalty", "frequencyPenalty"),
+            ("presence_penalty", "presencePenalty"),
+        ):
+            value = getattr(request, key)
+            if value is not None:
+                config[name] = value
 
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
@@ -484,3 +528,60 @@ def gemini_quota_is_daily(body: Any) -> bool:
             if isinstance(quota_id, str) and "PerDay" in quota_id:
                 return True
     return False
+
+
+# JSON Schema keywords whose constraint Gemini's responseSchema cannot carry. The tool
+# converter drops them (a tool's arguments are validated by the caller anyway); for a
+# response schema dropping them would hand back JSON the caller's schema rejects, so the
+# request is refused instead, naming where.
+_RESPONSE_SCHEMA_REFUSED = frozenset(
+    {
+        "not",
+        "if",
+        "then",
+        "else",
+        "patternProperties",
+        "propertyNames",
+        "uniqueItems",
+        "multipleOf",
+        "contains",
+        "minContains",
+        "maxContains",
+        "dependentRequired",
+        "dependentSchemas",
+        "dependencies",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+    }
+)
+
+
+def unsupported_in_response_schema(
+    schema: Any, path: tuple[str, ...] = ()
+) -> tuple[tuple[str, ...], str] | None:
+    """The first (path, keyword) of ``schema`` Gemini's responseSchema cannot express:
+    a refused keyword, or ``additionalProperties`` as a schema (a free-form map)."""
+    if isinstance(schema, list):
+        for i, item in enumerate(schema):
+            found = unsupported_in_response_schema(item, (*path, str(i)))
+            if found:
+                return found
+        return None
+    if not isinstance(schema, dict):
+        return None
+    for keyword in schema:
+        if keyword in _RESPONSE_SCHEMA_REFUSED:
+            return path, keyword
+    if isinstance(schema.get("additionalProperties"), dict):
+        return path, "additionalProperties"
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            for name, sub in value.items():
+                found = unsupported_in_response_schema(sub, (*path, key, name))
+                if found:
+                    return found
+        elif key in ("items", "prefixItems", "anyOf", "oneOf", "allOf"):
+            found = unsupported_in_response_schema(value, (*path, key))
+            if found:
+                return found
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .. import errors, media, tools
+from .. import errors, fields, media, tools
 from ..sse import DONE, SSEEvent
 from ..types import (
     FINISH_CONTENT_FILTER,
@@ -23,6 +23,7 @@ from ..types import (
     ImagePart,
     Message,
     ModelInfo,
+    ResponseFormat,
     TextPart,
     ToolCall,
     ToolCallDelta,
@@ -143,6 +144,7 @@ class OpenAIAdapter(BaseAdapter):
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
+        self._ruled_fields(request, body)
         if request.tools:
             body["tools"] = tools.tools_to_openai(request.tools)
             choice = tools.tool_choice_to_openai(request.tool_choice)
@@ -152,6 +154,40 @@ class OpenAIAdapter(BaseAdapter):
                 body["parallel_tool_calls"] = request.parallel_tool_calls
         body.update(request.extra_body)
         return body
+
+    def _ruled_fields(self, request: ChatRequest, body: dict[str, Any]) -> None:
+        """The fields of kit/fields.py the OpenAI wire has; ``check_fields`` has already
+        refused the ones this provider cannot take."""
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text":
+            body["response_format"] = response_format_to_openai(fmt)
+        if request.reasoning is not None:
+            effort = request.reasoning.effort or fields.effort_for_budget(
+                request.reasoning.budget_tokens or 0
+            )
+            if self.rules_type == "openrouter":
+                # OpenRouter's own normalised form takes a budget as it is
+                budget = request.reasoning.budget_tokens
+                body["reasoning"] = {"max_tokens": budget} if budget else {"effort": effort}
+            else:
+                body["reasoning_effort"] = effort
+        for key in (
+            "seed",
+            "logprobs",
+            "top_logprobs",
+            "frequency_penalty",
+            "presence_penalty",
+            "service_tier",
+            "metadata",
+            "top_k",
+        ):
+            value = getattr(request, key)
+            if value is not None and fields.allowed(key, self.rules_type):
+                body[key] = value
+        if request.wire_format == "openai":
+            for key, value in request.passthrough.items():
+                if fields.allowed(f"passthrough.{key}", self.rules_type):
+                    body[key] = value
 
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
@@ -183,6 +219,7 @@ class OpenAIAdapter(BaseAdapter):
             finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
             raw_finish_reason=raw_finish,
             usage=usage_from_openai(body.get("usage")) or Usage(),
+            logprobs=choice.get("logprobs"),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -266,13 +303,14 @@ class OpenAIStreamDecoder(StreamDecoder):
                         arguments=function.get("arguments") or "",
                     )
                 )
+            chunk.logprobs = choice.get("logprobs")
             raw_finish = choice.get("finish_reason")
             if raw_finish:
                 self.finished = True
                 chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
                 chunk.raw_finish_reason = raw_finish
         chunk.usage = usage_from_openai(data.get("usage"))
-        if chunk.text or chunk.tool_calls or chunk.finish_reason or chunk.usage:
+        if chunk.text or chunk.tool_calls or chunk.finish_reason or chunk.usage or chunk.logprobs:
             return [chunk]
         return []
 
@@ -356,3 +394,14 @@ def message_to_openai(message: Message) -> dict[str, Any]:
     if message.name and message.role != "assistant":
         out["name"] = message.name
     return out
+
+
+def response_format_to_openai(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema or {}}
+    if fmt.strict is not None:
+        spec["strict"] = fmt.strict
+    if fmt.description:
+        spec["description"] = fmt.description
+    return {"type": "json_schema", "json_schema": spec}

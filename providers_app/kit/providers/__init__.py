@@ -50,7 +50,11 @@ def create_adapter(
     profile = provider_profile(provider_type)
     if profile.requires_base_url and not config.base_url:
         raise ValueError(f"an {provider_type} provider needs a base_url")
-    return profile.adapter(config, client=client, limiter=limiter)
+    adapter = profile.adapter(config, client=client, limiter=limiter)
+    # the field table's column (kit/fields.py): an OpenAI-compatible endpoint shares
+    # OpenAI's adapter, not OpenAI's rules
+    adapter._rules_type = profile.provider_type.replace("-", "_")
+    return adapter
 
 
 __all__ = [

@@ -37,6 +37,7 @@ from providers_app.kit.types import (
     ChatChunk,
     ChatResponse,
     Message,
+    Reasoning,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
@@ -142,6 +143,8 @@ def test_it_reads_every_supported_field():
             metadata={"user_id": "u-1"},
             stream=True,
             aipk={"cache": True},
+            # Anthropic's own rule: the budget stays below max_tokens
+            max_tokens=4096,
             thinking={"type": "enabled", "budget_tokens": 2000},
         ),
         LIMITS,
@@ -157,6 +160,8 @@ def test_it_reads_every_supported_field():
     assert req.parallel_tool_calls is False
     assert req.stop == ["###"]
     assert (req.temperature, req.top_p, req.user) == (0.3, 0.9, "u-1")
+    assert (req.top_k, req.reasoning) == (40, Reasoning(budget_tokens=2000))
+    assert req.wire_format == "anthropic"
     assert (parsed.stream, parsed.cache) == (True, True)
 
 

@@ -1,0 +1,297 @@
+"""The rule for every request field, per provider type: translated, passed through, or refused.
+
+Why one table: a field the caller sends must never vanish on its way to a
+provider. Before this table the formats listed fields as "ignored", and a
+client that asked for JSON mode or a seed got an answer that silently did not
+honour it. Now each field the two request formats (OpenAI chat completions,
+Anthropic messages) know has one row here, and every adapter consults the
+table before it sends anything (``check``): a refused field is a 400 that
+names the field and the provider, never a silent drop.
+
+- ``translated``: the adapter rewrites the field into the provider's own form
+  (``stop`` -> Gemini ``generationConfig.stopSequences``);
+- ``passed``: the provider's wire has the same field, sent as it came;
+- ``refused``: the provider has no counterpart; the request fails with a 400.
+
+A row's ``neutral`` value is the one that asks for nothing (``n=1``,
+``parallel_tool_calls=true``, ``response_format={"type": "text"}``): every
+provider honours it by doing nothing, so it is never refused. ``droppable``
+marks the rows a per-key "drop instead of refuse" option (a later slice, with
+an ``x-aipk-dropped-params`` header) may drop: those whose absence changes
+the answer's wording, not its shape. Fields that change the shape (JSON mode,
+tools, logprobs) are never droppable.
+
+Framework-free: the kit and the simulator import it; docs/SUPPORT_MATRIX.md is
+rendered from it (``render_markdown``, scripts/support_matrix.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .errors import InvalidRequestError
+
+
+class Rule(StrEnum):
+    TRANSLATED = "translated"
+    PASSED = "passed"
+    REFUSED = "refused"
+
+
+# The provider types of the registry (kit/providers), with "openai-compatible" spelt as a
+# Python name. The OpenAI-wire family first: they share the OpenAIAdapter.
+PROVIDER_TYPES = (
+    "openai",
+    "openai_compatible",
+    "cerebras",
+    "qwen",
+    "openrouter",
+    "anthropic",
+    "gemini",
+)
+OPENAI_WIRE = ("openai", "openai_compatible", "cerebras", "qwen", "openrouter")
+
+T, P, R = Rule.TRANSLATED, Rule.PASSED, Rule.REFUSED
+
+UNSUPPORTED_FIELD = "unsupported_parameter"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """One request field. ``kit`` is its ``ChatRequest`` attribute, or ``passthrough.<name>``
+    for a field the kit carries verbatim; ``openai`` / ``anthropic`` are its names in the
+    two caller formats (None: that format has no such field)."""
+
+    kit: str
+    openai: str | None
+    anthropic: str | None
+    rules: dict[str, Rule]
+    neutral: tuple[Any, ...] = ()
+    droppable: bool = False
+    note: str = ""
+
+    def value(self, request: Any) -> Any:
+        if self.kit.startswith("passthrough."):
+            return request.passthrough.get(self.kit.split(".", 1)[1])
+        return getattr(request, self.kit, None)
+
+    def label(self, wire_format: str) -> str:
+        """The field's name as the caller spelt it."""
+        name = self.anthropic if wire_format == "anthropic" else self.openai
+        return name or self.openai or self.anthropic or self.kit
+
+
+def _rules(default: Rule, *, openai_wire: Rule | None = None, **by_type: Rule) -> dict[str, Rule]:
+    out = {t: default for t in PROVIDER_TYPES}
+    if openai_wire is not None:
+        out.update({t: openai_wire for t in OPENAI_WIRE})
+    out.update(by_type)
+    return out
+
+
+def _rf_neutral(value: Any) -> bool:
+    return getattr(value, "type", None) == "text"
+
+
+# fmt: off
+FIELDS: tuple[FieldRule, ...] = (
+    FieldRule("model", "model", "model", _rules(P)),
+    FieldRule("messages", "messages", "messages", _rules(T, openai_wire=P),
+              note="Anthropic `system` becomes a system message."),
+    FieldRule("max_tokens", "max_tokens / max_completion_tokens", "max_tokens",
+              _rules(T, openai_wire=P), note="Gemini maxOutputTokens."),
+    FieldRule("temperature", "temperature", "temperature", _rules(T, openai_wire=P)),
+    FieldRule("top_p", "top_p", "top_p", _rules(T, openai_wire=P), note="Gemini topP."),
+    FieldRule("stop", "stop", "stop_sequences", _rules(T, openai_wire=P),
+              note="Anthropic stop_sequences, Gemini stopSequences."),
+    FieldRule("user", "user", "metadata.user_id", _rules(P, anthropic=T, gemini=R),
+              droppable=True, note="Anthropic metadata.user_id; Gemini has no end-user id."),
+    FieldRule("tools", "tools", "tools", _rules(T, openai_wire=P)),
+    FieldRule("tool_choice", "tool_choice", "tool_choice", _rules(T, openai_wire=P)),
+    FieldRule("parallel_tool_calls", "parallel_tool_calls",
+              "tool_choice.disable_parallel_tool_use", _rules(P, anthropic=T, gemini=R),
+              neutral=(True,), note="Only `true` (the default) on Gemini."),
+    FieldRule("response_format", "response_format", "output_config.format",
+              _rules(P, anthropic=T, gemini=T),
+              note="Anthropic output_config.format (json_schema only); Gemini "
+                   "responseMimeType + responseSchema."),
+    FieldRule("reasoning", "reasoning_effort", "thinking",
+              _rules(P, qwen=R, openrouter=T, anthropic=T, gemini=T), droppable=True,
+              note="Effort <-> budget: see REASONING_BUDGETS. OpenRouter reasoning.effort, "
+                   "Anthropic thinking.budget_tokens, Gemini thinkingConfig.thinkingBudget."),
+    FieldRule("seed", "seed", None, _rules(P, anthropic=R, gemini=T), droppable=True,
+              note="Gemini generationConfig.seed."),
+    FieldRule("logprobs", "logprobs", None, _rules(P, anthropic=R, gemini=R),
+              neutral=(False,), note="Returned logprobs are passed back in the reply."),
+    FieldRule("top_logprobs", "top_logprobs", None, _rules(P, anthropic=R, gemini=R)),
+    FieldRule("frequency_penalty", "frequency_penalty", None,
+              _rules(P, anthropic=R, gemini=T), neutral=(0, 0.0), droppable=True,
+              note="Gemini frequencyPenalty."),
+    FieldRule("presence_penalty", "presence_penalty", None,
+              _rules(P, anthropic=R, gemini=T), neutral=(0, 0.0), droppable=True,
+              note="Gemini presencePenalty."),
+    FieldRule("service_tier", "service_tier", "service_tier",
+              _rules(R, openai=P, openai_compatible=P, anthropic=P), neutral=("auto",),
+              droppable=True, note="Passed as sent: the value sets differ between OpenAI "
+                                   "and Anthropic."),
+    FieldRule("metadata", "metadata", None,
+              _rules(R, openai=P, openai_compatible=P, openrouter=P), droppable=True,
+              note="OpenAI's stored-completion tags (Anthropic's metadata is `user` above)."),
+    FieldRule("n", "n", None, _rules(R), neutral=(1, None),
+              note="1 only: the gateway renders one choice."),
+    FieldRule("top_k", None, "top_k",
+              _rules(R, openai_compatible=P, openrouter=P, anthropic=P, gemini=T),
+              droppable=True, note="Gemini topK."),
+    FieldRule("passthrough.logit_bias", "logit_bias", None,
+              _rules(R, openai=P, openai_compatible=P, openrouter=P), droppable=True),
+    FieldRule("passthrough.store", "store", None, _rules(R, openai=P, openai_compatible=P),
+              neutral=(False,), droppable=True),
+    FieldRule("passthrough.prompt_cache_key", "prompt_cache_key", None,
+              _rules(R, openai=P, openai_compatible=P), droppable=True),
+    FieldRule("passthrough.safety_identifier", "safety_identifier", None,
+              _rules(R, openai=P, openai_compatible=P), droppable=True),
+    FieldRule("passthrough.verbosity", "verbosity", None,
+              _rules(R, openai=P, openai_compatible=P), droppable=True),
+    FieldRule("passthrough.modalities", "modalities", None,
+              _rules(R, openai=P, openai_compatible=P), neutral=(["text"],)),
+    FieldRule("passthrough.audio", "audio", None, _rules(R, openai=P, openai_compatible=P)),
+    FieldRule("passthrough.prediction", "prediction", None,
+              _rules(R, openai=P, openai_compatible=P), droppable=True),
+    FieldRule("passthrough.web_search_options", "web_search_options", None,
+              _rules(R, openai=P, openai_compatible=P, openrouter=P)),
+    FieldRule("passthrough.container", None, "container", _rules(R, anthropic=P)),
+    FieldRule("passthrough.mcp_servers", None, "mcp_servers", _rules(R, anthropic=P)),
+    FieldRule("passthrough.context_management", None, "context_management",
+              _rules(R, anthropic=P), droppable=True),
+)
+# fmt: on
+
+BY_KIT = {row.kit: row for row in FIELDS}
+# the caller-format fields the kit carries verbatim in ChatRequest.passthrough
+OPENAI_PASSTHROUGH = tuple(
+    row.openai for row in FIELDS if row.kit.startswith("passthrough.") and row.openai
+)
+ANTHROPIC_PASSTHROUGH = tuple(
+    row.anthropic for row in FIELDS if row.kit.startswith("passthrough.") and row.anthropic
+)
+
+# Reasoning effort <-> thinking budget (tokens). Anthropic's smallest budget is 1024;
+# the other steps double from there, so a budget read back maps to the same effort.
+REASONING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+REASONING_EFFORTS = tuple(REASONING_BUDGETS)
+
+
+def effort_for_budget(budget: int) -> str:
+    """The smallest effort whose budget covers ``budget`` ("high" past the top)."""
+    for effort, tokens in REASONING_BUDGETS.items():
+        if budget <= tokens:
+            return effort
+    return "high"
+
+
+class UnsupportedFieldError(InvalidRequestError):
+    """A field the table refuses for this provider: a 400 naming both."""
+
+    def __init__(self, field: str, provider: str, provider_type: str, detail: str = "") -> None:
+        message = f"{field} is not supported by provider '{provider}' (type {provider_type})"
+        super().__init__(
+            f"{message}: {detail}" if detail else message,
+            provider=provider,
+            code=UNSUPPORTED_FIELD,
+        )
+        self.field = field
+
+
+def is_set(row: FieldRule, value: Any) -> bool:
+    """Whether the caller asked for something: not absent and not the neutral value."""
+    if value is None or (isinstance(value, (dict, list)) and not value and row.kit != "stop"):
+        return False
+    if row.kit == "response_format":
+        return not _rf_neutral(value)
+    return not any(value == neutral and type(value) is type(neutral) for neutral in row.neutral)
+
+
+def check(
+    request: Any,
+    provider_type: str,
+    provider: str,
+    *,
+    extra: Callable[[FieldRule, Any], str | None] | None = None,
+) -> None:
+    """Raise ``UnsupportedFieldError`` for the first field ``request`` sets that the
+    table refuses for ``provider_type``. ``extra`` lets an adapter refuse a value its
+    rule otherwise allows (returns a reason, or None)."""
+    rule_type = provider_type.replace("-", "_")
+    wire_format = getattr(request, "wire_format", "openai")
+    for row in FIELDS:
+        value = row.value(request)
+        if not is_set(row, value):
+            continue
+        rule = row.rules.get(rule_type, Rule.REFUSED)
+        if rule is Rule.REFUSED:
+            raise UnsupportedFieldError(row.label(wire_format), provider, rule_type)
+        if extra is not None:
+            reason = extra(row, value)
+            if reason:
+                raise UnsupportedFieldError(row.label(wire_format), provider, rule_type, reason)
+
+
+def allowed(kit: str, provider_type: str) -> bool:
+    """Whether the rule for ``kit`` lets ``provider_type`` have the field at all. A refused
+    field can only get past ``check`` with its neutral value, which asks for nothing: the
+    adapter leaves it out rather than send a provider a field it does not know."""
+    row = BY_KIT.get(kit)
+    return row is None or row.rules.get(provider_type.replace("-", "_")) is not Rule.REFUSED
+
+
+def render_markdown() -> str:
+    """docs/SUPPORT_MATRIX.md: the table, one row a field, one column a provider type."""
+    head = [
+        "# Request field support matrix",
+        "",
+        "Generated from `providers_app/kit/fields.py` by `scripts/support_matrix.py`; do not",
+        "edit by hand (a test fails when this file and the table differ).",
+        "",
+        "- **translated**: rewritten into the provider's own form;",
+        "- **passed**: sent as it came, the provider's wire has the same field;",
+        "- **refused**: a 400 naming the field and the provider (`unsupported_parameter`).",
+        "",
+        "A field sent with its neutral value (the one that asks for nothing) is accepted",
+        "everywhere. *Droppable* fields are the ones a future per-key option may drop",
+        "instead of refusing.",
+        "",
+        "Reasoning effort <-> budget tokens: "
+        + ", ".join(f"{e} = {b}" for e, b in REASONING_BUDGETS.items())
+        + "; a budget maps to the smallest effort that covers it.",
+        "",
+    ]
+    columns = ["OpenAI field", "Anthropic field", *PROVIDER_TYPES, "neutral", "droppable", "notes"]
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in FIELDS:
+        neutral = ", ".join(f"`{_neutral_text(v)}`" for v in row.neutral if v is not None)
+        if row.kit == "response_format":
+            neutral = '`{"type": "text"}`'
+        cells = [
+            f"`{row.openai}`" if row.openai else "-",
+            f"`{row.anthropic}`" if row.anthropic else "-",
+            *(row.rules[t].value for t in PROVIDER_TYPES),
+            neutral,
+            "yes" if row.droppable else "",
+            row.note,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(head + lines) + "\n"
+
+
+def _neutral_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return str(value)

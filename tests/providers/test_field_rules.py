@@ -1,0 +1,209 @@
+"""The field table (providers_app/kit/fields.py): every adapter consults it before sending,
+sends each allowed field in its provider's form, and the committed support matrix is the
+table's rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from providers_app.kit import fields
+from providers_app.kit.adapters.config import ProviderConfig
+from providers_app.kit.providers import create_adapter
+from providers_app.kit.types import ChatRequest, Message, Reasoning, ResponseFormat
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTRY_TYPES = {t: t.replace("_", "-") for t in fields.PROVIDER_TYPES}
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+
+
+def adapter(rule_type: str):
+    return create_adapter(
+        REGISTRY_TYPES[rule_type],
+        ProviderConfig(name=f"my-{rule_type}", base_url="http://127.0.0.1:9", api_key="k"),
+    )
+
+
+def request(**fields_set) -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message(role="user", content="hi")], **fields_set)
+
+
+def test_it_has_a_rule_for_every_provider_type_in_every_row():
+    for row in fields.FIELDS:
+        assert set(row.rules) == set(fields.PROVIDER_TYPES), row.kit
+        assert row.openai or row.anthropic, row.kit
+
+
+def test_it_covers_every_request_field_the_kit_models():
+    modelled = set(ChatRequest.__dataclass_fields__) - {"extra_body", "passthrough", "wire_format"}
+    assert modelled <= set(fields.BY_KIT)
+
+
+def test_it_keeps_the_committed_support_matrix_equal_to_the_table():
+    committed = (ROOT / "docs" / "SUPPORT_MATRIX.md").read_text(encoding="utf-8")
+    assert committed == fields.render_markdown(), "run scripts/support_matrix.py"
+
+
+@pytest.mark.parametrize("row", fields.FIELDS, ids=lambda r: r.kit)
+def test_it_refuses_exactly_where_the_table_says_refused(row):
+    value = _sample(row)
+    if value is None:
+        pytest.skip("carried by messages / tools, checked by their own tests")
+    req = request()
+    if row.kit.startswith("passthrough."):
+        req.passthrough[row.kit.split(".", 1)[1]] = value
+        req.wire_format = "anthropic" if row.openai is None else "openai"
+    else:
+        setattr(req, row.kit, value)
+        req.wire_format = "openai" if row.openai else "anthropic"
+    for rule_type in fields.PROVIDER_TYPES:
+        a = adapter(rule_type)
+        if row.rules[rule_type] is fields.Rule.REFUSED:
+            with pytest.raises(fields.UnsupportedFieldError) as caught:
+                a.check_fields(req)
+            assert caught.value.field == row.label(req.wire_format)
+            assert f"provider 'my-{rule_type}' (type {rule_type})" in str(caught.value)
+        else:
+            a.check_fields(req)
+            a.chat_body(req, stream=False)
+
+
+def _sample(row: fields.FieldRule):
+    return {
+        "user": "u",
+        "parallel_tool_calls": False,
+        "response_format": ResponseFormat(type="json_schema", name="x", schema=SCHEMA),
+        "reasoning": Reasoning(effort="low"),
+        "seed": 1,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "frequency_penalty": 0.5,
+        "presence_penalty": 0.5,
+        "service_tier": "flex",
+        "metadata": {"a": "b"},
+        "n": 2,
+        "top_k": 5,
+        "temperature": 0.5,
+        "top_p": 0.5,
+        "stop": ["x"],
+        "max_tokens": 10,
+    }.get(row.kit, "v" if row.kit.startswith("passthrough.") else None)
+
+
+def test_it_sends_openai_fields_natively():
+    body = adapter("openai").chat_body(
+        request(
+            response_format=ResponseFormat(
+                type="json_schema", name="x", schema=SCHEMA, strict=True
+            ),
+            reasoning=Reasoning(budget_tokens=3000),
+            seed=4,
+            logprobs=True,
+            top_logprobs=3,
+            passthrough={"logit_bias": {"1": 2}},
+        ),
+        stream=False,
+    )
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": SCHEMA, "strict": True},
+    }
+    # a budget becomes the smallest effort covering it
+    assert body["reasoning_effort"] == "medium"
+    assert (body["seed"], body["logprobs"], body["top_logprobs"]) == (4, True, 3)
+    assert body["logit_bias"] == {"1": 2}
+
+
+def test_it_sends_openrouter_its_normalised_reasoning_object():
+    a = adapter("openrouter")
+    assert a.chat_body(request(reasoning=Reasoning(effort="high")), stream=False)["reasoning"] == {
+        "effort": "high"
+    }
+    assert a.chat_body(request(reasoning=Reasoning(budget_tokens=5000)), stream=False)[
+        "reasoning"
+    ] == {"max_tokens": 5000}
+
+
+def test_it_translates_for_anthropic():
+    a = adapter("anthropic")
+    body = a.chat_body(
+        request(
+            response_format=ResponseFormat(type="json_schema", name="x", schema=SCHEMA),
+            reasoning=Reasoning(effort="low"),
+            top_k=7,
+        ),
+        stream=False,
+    )
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["max_tokens"] > 2048
+    assert body["top_k"] == 7
+
+
+def test_it_refuses_thinking_that_does_not_fit_anthropics_max_tokens():
+    with pytest.raises(fields.UnsupportedFieldError, match="max_tokens above 24576"):
+        adapter("anthropic").check_fields(
+            request(reasoning=Reasoning(effort="high"), max_tokens=100)
+        )
+
+
+def test_it_translates_for_gemini():
+    body = adapter("gemini").chat_body(
+        request(
+            response_format=ResponseFormat(type="json_schema", name="x", schema=SCHEMA),
+            reasoning=Reasoning(budget_tokens=4096),
+            seed=9,
+            top_k=3,
+            frequency_penalty=0.1,
+            presence_penalty=0.2,
+        ),
+        stream=False,
+    )
+    config = body["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    assert config["responseSchema"]["type"] == "OBJECT"
+    assert config["thinkingConfig"] == {"thinkingBudget": 4096}
+    assert (config["seed"], config["topK"]) == (9, 3)
+    assert (config["frequencyPenalty"], config["presencePenalty"]) == (0.1, 0.2)
+
+
+def test_it_refuses_a_schema_gemini_cannot_resolve_naming_the_path():
+    bad = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
+    with pytest.raises(fields.UnsupportedFieldError) as caught:
+        adapter("gemini").chat_body(
+            request(response_format=ResponseFormat(type="json_schema", name="x", schema=bad)),
+            stream=False,
+        )
+    assert caught.value.field.startswith("response_format.json_schema.schema")
+
+
+def test_it_maps_effort_and_budget_both_ways():
+    for effort, budget in fields.REASONING_BUDGETS.items():
+        assert fields.effort_for_budget(budget) == effort
+    assert fields.effort_for_budget(10**6) == "high"
+
+
+def test_it_refuses_a_response_schema_gemini_cannot_express_naming_the_keyword():
+    bad = {
+        "type": "object",
+        "properties": {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
+    }
+    with pytest.raises(fields.UnsupportedFieldError) as caught:
+        adapter("gemini").chat_body(
+            request(response_format=ResponseFormat(type="json_schema", name="x", schema=bad)),
+            stream=False,
+        )
+    assert caught.value.field == "response_format.json_schema.schema.properties.tags.uniqueItems"
+    assert "(type gemini)" in str(caught.value)
+
+
+def test_it_leaves_out_a_neutral_value_of_a_field_the_provider_does_not_know():
+    body = adapter("cerebras").chat_body(
+        request(service_tier="auto", passthrough={"store": False}), stream=False
+    )
+    assert "service_tier" not in body and "store" not in body
+    body = adapter("openai").chat_body(
+        request(service_tier="auto", passthrough={"store": False}), stream=False
+    )
+    assert (body["service_tier"], body["store"]) == ("auto", False)
