@@ -10,7 +10,7 @@ Transports parse their wire format into a ``ParsedRequest``, call
 ``gateway_reply`` or ``gateway_stream`` and render what comes back; they hold
 no logic of their own. A reply and a stream differ only in how one candidate
 is tried (a whole reply, or a stream opened up to its first chunk) and in what
-is made of the answer: ``_serve`` and ``_first_answer`` hold everything else
+is made of the answer: ``_serve`` and ``first_answer`` hold everything else
 once, so failover, the one deadline and the accounting cannot drift apart.
 """
 
@@ -181,19 +181,28 @@ async def reserve(
     return resolution
 
 
+async def route(call: GatewayCall, ledger: Ledger, model: str) -> Resolution:
+    """``model`` resolved as the caller's key may use it, the route noted on the ledger.
+    (Also the embeddings operation's first step: embeddings.py reuses this module's
+    ``route``, ``reserve``, ``first_answer``, ``reply_headers`` and ``under_shutdown``.)"""
+    ctx = call.ctx
+    resolution = await resolve_model(
+        tenant_id=ctx.tenant_id,
+        model=model,
+        allowed_models=ctx.allowed_models,
+        allowed_provider_ids=ctx.allowed_provider_ids,
+    )
+    ledger.alias = resolution.alias
+    ledger.strategy = resolution.strategy
+    return resolution
+
+
 async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
     """Route, filter and reserve; a refusal is accounted before it is raised.
     Returns the route and the prompt-token estimate the reservation used."""
     ctx, request = call.ctx, call.parsed.request
     try:
-        resolution = await resolve_model(
-            tenant_id=ctx.tenant_id,
-            model=request.model,
-            allowed_models=ctx.allowed_models,
-            allowed_provider_ids=ctx.allowed_provider_ids,
-        )
-        ledger.alias = resolution.alias
-        ledger.strategy = resolution.strategy
+        resolution = await route(call, ledger, request.model)
         if ctx.pii_redaction:
             redact_request(request)
         # Rate limits (TPM) count a typical size; a budget reserves the most the request
@@ -216,7 +225,7 @@ async def _admit(call: GatewayCall, ledger: Ledger) -> tuple[Resolution, int]:
     return resolution, prompt_tokens
 
 
-def _headers(ledger: Ledger, *, cache: str | None) -> dict[str, str]:
+def reply_headers(ledger: Ledger, *, cache: str | None) -> dict[str, str]:
     headers = {"x-request-id": ledger.call.request_id}
     if ledger.admission is not None:
         headers.update(ledger.admission.headers)
@@ -282,7 +291,7 @@ def _more_telling(last: ProviderError | None, error: ProviderError) -> ProviderE
 Attempt = Callable[[Candidate, ChatRequest, Trace, float], Awaitable[T]]
 
 
-async def _first_answer(
+async def first_answer(
     call: GatewayCall, ledger: Ledger, resolution: Resolution, attempt: Attempt[T]
 ) -> tuple[ChatRequest, T]:
     """The one candidate loop: walk the route's candidates under one deadline (failover
@@ -329,7 +338,7 @@ async def _serve(
         hit = await _cache_hit(ledger, key, resolution)
         if hit is not None:
             return from_cache(hit, ledger, prompt_estimate)
-        request, opened = await _first_answer(call, ledger, resolution, attempt)
+        request, opened = await first_answer(call, ledger, resolution, attempt)
         return await answered(request, opened, ledger, key, prompt_estimate)
     except BaseException as error:
         await close_on_exit(ledger, error.__cause__ or error)
@@ -347,7 +356,7 @@ def _answer_names_request(call: GatewayCall) -> Iterator[None]:
         raise
 
 
-async def _under_shutdown(call: GatewayCall, serve: Callable[[], Awaitable[T]]) -> T:
+async def under_shutdown(call: GatewayCall, serve: Callable[[], Awaitable[T]]) -> T:
     """A shutdown drain waits for the request and, past its deadline, ends it with a 503
     ``server_shutting_down``; a draining server takes no new request."""
     if shutdown.is_draining():
@@ -360,23 +369,16 @@ async def _under_shutdown(call: GatewayCall, serve: Callable[[], Awaitable[T]]) 
             raise
 
 
-# The pieces of the request path the embeddings operation (embeddings.py) reuses as they
-# are: the candidate loop, the answer's headers and the shutdown drain.
-first_answer = _first_answer
-reply_headers = _headers
-under_shutdown = _under_shutdown
-
-
 async def gateway_reply(call: GatewayCall) -> Reply:
     """A whole reply: the first candidate that answers, accounted once."""
-    return await _under_shutdown(call, lambda: _reply(call))
+    return await under_shutdown(call, lambda: _reply(call))
 
 
 async def gateway_stream(call: GatewayCall) -> StreamReply:
     """Open a stream on the first candidate that produces a first chunk, then relay it.
     Once open, the relay tracks itself for the shutdown drain (and, past its deadline,
     ends with an error event ``server_shutting_down``)."""
-    return await _under_shutdown(call, lambda: _open_stream(call))
+    return await under_shutdown(call, lambda: _open_stream(call))
 
 
 # -- replies
@@ -395,7 +397,7 @@ async def _reply(call: GatewayCall) -> Reply:
         )
 
     def from_cache(hit: ChatResponse, ledger: Ledger, _: int) -> Reply:
-        return Reply(hit, _headers(ledger, cache="hit"))
+        return Reply(hit, reply_headers(ledger, cache="hit"))
 
     async def answered(
         request: ChatRequest, response: ChatResponse, ledger: Ledger, key: str | None, _: int
@@ -409,7 +411,7 @@ async def _reply(call: GatewayCall) -> Reply:
                 await cache_put(key, response, call.ctx.cache_ttl_seconds)
             except Exception as error:  # noqa: BLE001 -- the reply is whole; logged
                 log_infrastructure_fault(call, "caching the reply of", error)
-        return Reply(response, _headers(ledger, cache="miss" if key else None))
+        return Reply(response, reply_headers(ledger, cache="miss" if key else None))
 
     return await _serve(call, attempt=attempt, from_cache=from_cache, answered=answered)
 
@@ -443,7 +445,7 @@ async def _open_stream(call: GatewayCall) -> StreamReply:
 
     def from_cache(hit: ChatResponse, ledger: Ledger, prompt_estimate: int) -> StreamReply:
         return StreamReply(
-            _headers(ledger, cache="hit"),
+            reply_headers(ledger, cache="hit"),
             replay(response_as_chunks(hit)),
             prompt_estimate,
             ledger,
@@ -454,6 +456,8 @@ async def _open_stream(call: GatewayCall) -> StreamReply:
     ) -> StreamReply:
         chunks, first = opened
         relay = await started(relay_stream(call, ledger, request, chunks, first, key))
-        return StreamReply(_headers(ledger, cache="miss" if key else None), relay, estimate, ledger)
+        return StreamReply(
+            reply_headers(ledger, cache="miss" if key else None), relay, estimate, ledger
+        )
 
     return await _serve(call, attempt=attempt, from_cache=from_cache, answered=answered)

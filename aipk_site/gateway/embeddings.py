@@ -4,7 +4,7 @@ What ``client.embeddings.create(...)`` sends (``model``, ``input`` as a string, 
 of strings, a token-id list or a list of them, ``dimensions``, ``encoding_format``
 float | base64 -- the openai SDK asks base64 by default and decodes it --, ``user``) is
 parsed here, every bad field a 400 naming it. The request then walks chat's path,
-reused rather than copied (dispatch.py): the model resolved by ``resolve_model``
+reused rather than copied (dispatch.py): the model resolved by ``route``
 (aliases too), the admission ``reserve`` shares with chat (RPM, TPM with the input's
 token estimate, a budget reservation at the embedding price: embeddings have no reply
 tokens), the candidate loop with failover under one deadline (``first_answer``), the
@@ -34,13 +34,14 @@ from aipk_site.gateway.dispatch import (
     first_answer,
     reply_headers,
     reserve,
+    route,
     under_shutdown,
 )
 from aipk_site.gateway.formats.common import ParsedRequest
 from aipk_site.gateway.key_auth import KeyContext
 from aipk_site.gateway.ledger import GatewayCall, Ledger, close_on_exit
 from aipk_site.gateway.redaction import redact_text
-from aipk_site.gateway.routing import Candidate, Resolution, resolve_model
+from aipk_site.gateway.routing import Candidate, Resolution
 from aipk_site.infra.errors import AipkError, InvalidRequest
 from aipk_site.infra.log_context import bind_request_id
 from providers_app.kit import embeddings as kit
@@ -215,14 +216,7 @@ async def _admit(call: GatewayCall, ledger: Ledger, request: EmbeddingRequest) -
     accounted (one REFUSED row) before it is raised."""
     ctx = call.ctx
     try:
-        resolution = await resolve_model(
-            tenant_id=ctx.tenant_id,
-            model=request.model,
-            allowed_models=ctx.allowed_models,
-            allowed_provider_ids=ctx.allowed_provider_ids,
-        )
-        ledger.alias = resolution.alias
-        ledger.strategy = resolution.strategy
+        resolution = await route(call, ledger, request.model)
         try:
             resolution = _embedding_candidates(resolution, request)
         except AipkError:
