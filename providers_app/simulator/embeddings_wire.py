@@ -30,7 +30,7 @@ from providers_app.simulator.context import INVALID_JSON, default_delay, json_bo
 from providers_app.simulator.credentials import bearer_token, mask
 from providers_app.simulator.failures import STATUS_MODES, read_knobs, unknown_mode_message
 from providers_app.simulator.ids import new_id
-from providers_app.simulator.openai_flavours import Flavour, check_auth, error_response
+from providers_app.simulator.openai_flavours import Flavour, authorised_body, error_response
 from providers_app.simulator.streaming import json_response, respond_plain
 
 
@@ -112,17 +112,9 @@ def _tokens(item: str | list[int]) -> int:
 
 def openai_handler(flavour: Flavour):
     async def handle(request: web.Request) -> web.StreamResponse:
-        denied = check_auth(request, flavour)
-        if denied is not None:
-            return denied
-        body = json_body(request)
-        if body is INVALID_JSON or not isinstance(body, dict):
-            return error_response(
-                flavour,
-                "bad_request",
-                message="We could not parse the JSON body of your request.",
-                param=None,
-            )
+        body = authorised_body(request, flavour)
+        if isinstance(body, web.Response):
+            return body
         model_id = body.get("model")
         if not isinstance(model_id, str) or not model_id:
             return _invalid(flavour, "you must provide a model parameter", "model")

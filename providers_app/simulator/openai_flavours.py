@@ -10,10 +10,12 @@ envelopes live here with the flavours.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from providers_app.simulator import catalog, ratelimit_headers
+from providers_app.simulator.context import INVALID_JSON, json_body
 from providers_app.simulator.credentials import bearer_token, is_rejected, mask
 from providers_app.simulator.failures import (
     DEFAULT_DAILY_RETRY_AFTER,
@@ -295,3 +297,21 @@ def check_auth(request: web.Request, flavour: Flavour) -> web.Response | None:
     if is_rejected(token):
         return error_response(flavour, "auth", key=mask(token))
     return None
+
+
+def authorised_body(request: web.Request, flavour: Flavour) -> dict[str, Any] | web.Response:
+    """The request's JSON object once its key is accepted, or the error response the
+    provider answers (a bad key, a body that is not a JSON object): the start of every
+    OpenAI-style route."""
+    denied = check_auth(request, flavour)
+    if denied is not None:
+        return denied
+    body = json_body(request)
+    if body is INVALID_JSON or not isinstance(body, dict):
+        return error_response(
+            flavour,
+            "bad_request",
+            message="We could not parse the JSON body of your request.",
+            param=None,
+        )
+    return body

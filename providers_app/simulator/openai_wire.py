@@ -13,7 +13,7 @@ from aiohttp import web
 
 from providers_app.simulator import behaviour, media
 from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
-from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
+from providers_app.simulator.context import default_delay
 from providers_app.simulator.credentials import bearer_token, mask
 from providers_app.simulator.failures import (
     FINISH_MODES,
@@ -23,7 +23,12 @@ from providers_app.simulator.failures import (
     unknown_mode_message,
 )
 from providers_app.simulator.ids import new_id, now
-from providers_app.simulator.openai_flavours import Flavour, check_auth, error_response
+from providers_app.simulator.openai_flavours import (
+    Flavour,
+    authorised_body,
+    check_auth,
+    error_response,
+)
 from providers_app.simulator.streaming import (
     Event,
     bytes_response,
@@ -46,17 +51,9 @@ FINISH_REASONS = {
 
 def chat_handler(flavour: Flavour):
     async def handle(request: web.Request) -> web.StreamResponse:
-        denied = check_auth(request, flavour)
-        if denied is not None:
-            return denied
-        body = json_body(request)
-        if body is INVALID_JSON or not isinstance(body, dict):
-            return error_response(
-                flavour,
-                "bad_request",
-                message="We could not parse the JSON body of your request.",
-                param=None,
-            )
+        body = authorised_body(request, flavour)
+        if isinstance(body, web.Response):
+            return body
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return error_response(
