@@ -74,6 +74,17 @@ _OPTIONS = {
     "user": "user",
     "parallel_tool_calls": "parallel_tool_calls",
     "cache": "aipk",
+    # the request fields of /v1/chat/completions that change what is generated, checked
+    # and translated (or refused for the provider, naming it) by the same rules
+    # (providers_app/kit/fields.py); logprobs are not among them: the socket's events
+    # have nowhere to carry them
+    "response_format": "response_format",
+    "reasoning_effort": "reasoning_effort",
+    "seed": "seed",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "service_tier": "service_tier",
+    "metadata": "metadata",
 }
 
 # Without its database or cache the gateway cannot admit anyone; the client gets an

@@ -20,6 +20,7 @@ from django.test import Client
 from aipk_site.gateway.usage import usage_flush
 from tenants_app.models import Membership, Pricing, Role, Tenant, UsageRecord
 from tenants_app.services.pricing import pricing_cache_clear
+from tests.gateway.conftest import MODELS
 
 from .support import WEATHER_TOOLS
 
@@ -111,6 +112,54 @@ def member(tenant, username: str, role=Role.MEMBER):
 
 
 # -- auth ----------------------------------------------------------------------------------
+
+
+def test_it_takes_json_mode_and_the_other_generation_options_as_v1_does(world, gateway_server):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    }
+    options = {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "trip", "schema": schema, "strict": True},
+        },
+        "seed": 7,
+        "frequency_penalty": 0.5,
+        "metadata": {"team": "maps"},
+    }
+
+    async def scenario(session):
+        async with session.ws_connect(ws_url(gateway_server), headers=bearer(world.secret)) as ws:
+            await ws.send_json(chat("j1", "Plan a trip", options=options))
+            return await until_finished(ws, ["j1"])
+
+    events = run(scenario)
+    assert events[-1]["type"] == "chat.done", events[-1]
+    text = "".join(e["text"] for e in events if e["type"] == "chat.delta")
+    reply = json.loads(text)  # JSON that fits the schema, not prose
+    assert set(reply) == {"city", "days"} and isinstance(reply["days"], int)
+
+
+def test_it_refuses_an_option_the_provider_cannot_take_naming_it_and_the_provider(
+    world, gateway_server
+):
+    async def scenario(session):
+        async with session.ws_connect(ws_url(gateway_server), headers=bearer(world.secret)) as ws:
+            await ws.send_json(chat("bad", options={"response_format": {"type": "xml"}}))
+            malformed = await receive_event(ws)
+            model = f"anthropic/{MODELS['anthropic']}"
+            await ws.send_json(chat("a1", model=model, options={"seed": 7}))
+            return malformed, await until_finished(ws, ["a1"])
+
+    malformed, events = run(scenario)
+    assert malformed["code"] == "invalid_request", malformed
+    assert malformed["param"].startswith("options.response_format")
+    refused = events[-1]
+    assert refused["type"] == "chat.error" and refused["code"] == "unsupported_parameter"
+    assert "seed" in refused["message"] and "anthropic" in refused["message"], refused
 
 
 def test_it_streams_a_reply_as_deltas_then_usage_then_done(world, gateway_server):
