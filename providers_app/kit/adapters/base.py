@@ -240,13 +240,21 @@ class BaseAdapter:
         """A new request's absolute deadline (``time.monotonic()`` clock)."""
         return time.monotonic() + self.deadlines.total
 
-    async def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
-        """One whole reply. ``deadline`` (``time.monotonic()`` clock) is the request's
-        budget when the caller retries or fails over; default: ``deadlines.total`` from now."""
+    async def _begin(
+        self, request: ChatRequest, deadline: float | None
+    ) -> tuple[ChatRequest, float]:
+        """What every chat call does before it sends, whole or streamed: refuse the fields
+        this provider cannot honour, take the request's deadline, wait for the pacing, and
+        make the request one this provider can take (``prepare_request``)."""
         self.check_fields(request)
         deadline = self.request_deadline() if deadline is None else deadline
         await self._throttle(deadline)
-        request = await self.prepare_request(request)
+        return await self.prepare_request(request), deadline
+
+    async def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
+        """One whole reply. ``deadline`` (``time.monotonic()`` clock) is the request's
+        budget when the caller retries or fails over; default: ``deadlines.total`` from now."""
+        request, deadline = await self._begin(request, deadline)
         response = await self._send(
             "POST",
             self.chat_url(request, stream=False),
@@ -311,10 +319,7 @@ class BaseAdapter:
         ``first_byte``, each later read within ``idle``, all of it within the total budget.
         Each wait is bounded on its own (never across a ``yield``), so a slow consumer is
         not mistaken for a slow provider."""
-        self.check_fields(request)
-        deadline = self.request_deadline() if deadline is None else deadline
-        await self._throttle(deadline)
-        request = await self.prepare_request(request)
+        request, deadline = await self._begin(request, deadline)
         url = self.chat_url(request, stream=True)
         body = self.chat_body(request, stream=True)
         reader = self.stream_reader(request)
