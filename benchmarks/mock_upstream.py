@@ -22,9 +22,12 @@ is the default: the mock's share of the machine stays negligible next to a gatew
 ``--chunk-interval S --slow-chunks N`` makes streams slow: N content chunks,
 one every S seconds (the ``--slow-streams`` check of bench_dataplane.py: 10 chunks 1 s
 apart; its paced-stream runs: 8 chunks 30 ms apart, a model's output speed).
+``--chunk-jitter F`` draws each gap uniformly from ``S * (1 - F)`` to ``S * (1 + F)``
+(mean S): a hosted model's chunks do not come on a clock, and streams that all last
+exactly as long stay in step with each other (see bench_dataplane.py's paced mode).
 
     python benchmarks/mock_upstream.py --port 9000 [--impl raw|aiohttp]
-        [--chunk-interval 1.0 --slow-chunks 10]
+        [--chunk-interval 1.0 --slow-chunks 10 [--chunk-jitter 0.5]]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import signal
 import time
@@ -108,13 +112,20 @@ STREAM_HEAD = (
 
 
 class Replies:
-    def __init__(self, interval: float, slow_chunks: int) -> None:
+    def __init__(self, interval: float, slow_chunks: int, jitter: float = 0.0) -> None:
         self.interval = interval
+        self.jitter = min(max(jitter, 0.0), 1.0)
         self.json = completion_body()
         # slow streams: the content chunks are paced; the tail (finish, usage, DONE) is not
         events = sse_events(slow_chunks if interval else CHUNKS)
         self.events = events
         self.stream_body = b"".join(http_chunk(e) for e in events) + b"0\r\n\r\n"
+
+    def gap(self) -> float:
+        """The wait before the next chunk of a slow stream."""
+        if not self.jitter:
+            return self.interval
+        return self.interval * random.uniform(1 - self.jitter, 1 + self.jitter)
 
 
 def run_raw(host: str, port: int, replies: Replies) -> None:
@@ -168,7 +179,7 @@ def run_raw(host: str, port: int, replies: Replies) -> None:
                 if self.transport.is_closing():
                     return
                 write(http_chunk(event))
-                await asyncio.sleep(replies.interval)
+                await asyncio.sleep(replies.gap())
             if not self.transport.is_closing():
                 write(http_chunk(finish) + http_chunk(usage) + http_chunk(done) + b"0\r\n\r\n")
                 if not keep_alive:
@@ -202,7 +213,7 @@ def run_aiohttp(host: str, port: int, replies: Replies) -> None:
             content, tail = replies.events[:-3], replies.events[-3:]
             for event in content:
                 await response.write(event)
-                await asyncio.sleep(replies.interval)
+                await asyncio.sleep(replies.gap())
             await response.write(b"".join(tail))
         await response.write_eof()
         return response
@@ -231,8 +242,11 @@ def main() -> None:
     parser.add_argument("--impl", choices=["raw", "aiohttp"], default="raw")
     parser.add_argument("--chunk-interval", type=float, default=0.0, help="seconds between chunks")
     parser.add_argument("--slow-chunks", type=int, default=10)
+    parser.add_argument(
+        "--chunk-jitter", type=float, default=0.0, help="each gap: interval x U(1-F, 1+F)"
+    )
     args = parser.parse_args()
-    replies = Replies(args.chunk_interval, args.slow_chunks)
+    replies = Replies(args.chunk_interval, args.slow_chunks, args.chunk_jitter)
     (run_raw if args.impl == "raw" else run_aiohttp)(args.host, args.port, replies)
 
 

@@ -40,7 +40,7 @@ from .config import (
     ProviderConfig,
     secret_hint,
 )
-from .streaming import ChatStream, StreamDecoder, StreamReader
+from .streaming import ChatStream, ReadDeadline, StreamDecoder, StreamReader
 
 # httpx parses (and checks character by character) every URL string it is given, ~5 % of
 # an upstream call's CPU; an httpx.URL is taken as it is. A handful of distinct URLs per
@@ -325,6 +325,7 @@ class BaseAdapter:
         reader = self.stream_reader(request)
         limits = self.deadlines
         response: httpx.Response | None = None
+        waits: ReadDeadline | None = None
         try:
             started = time.monotonic()
             wait, phase = _bounded(limits.first_byte, deadline, "headers")
@@ -357,9 +358,10 @@ class BaseAdapter:
                 if not raw:
                     if incoming.ended():
                         break
+                    if waits is None:
+                        waits = ReadDeadline()
                     try:
-                        async with asyncio.timeout(wait):
-                            raw = await incoming.read()
+                        raw = await waits.read(incoming.read, wait)
                     except TimeoutError as exc:
                         raise self._timed_out(phase, wait) from exc
                     if not raw:
@@ -380,6 +382,8 @@ class BaseAdapter:
                 f"{self.name}: connection failed ({type(exc).__name__})", provider=self.name
             ) from exc
         finally:
+            if waits is not None:
+                waits.close()
             if response is not None:
                 await response.aclose()
         if not reader.saw_usage:
