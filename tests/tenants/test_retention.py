@@ -14,8 +14,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from tenants_app.models import AuditEvent, Tenant, UsageRecord
-from tenants_app.services.retention import audit_prune, retention_prune, usage_prune
+from tenants_app.models import AuditEvent, StoredResponse, Tenant, UsageRecord
+from tenants_app.services.retention import (
+    audit_prune,
+    responses_prune,
+    retention_prune,
+    usage_prune,
+)
 from tenants_app.tasks import prune_retention
 
 
@@ -62,6 +67,36 @@ def test_it_deletes_audit_events_older_than_the_retention_period(db, settings):
     assert audit_prune() == 1
 
     assert list(AuditEvent.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def stored(tenant: Tenant, days_ago: float) -> StoredResponse:
+    return StoredResponse.objects.create(
+        response_id=f"resp_{uuid.uuid4().hex}",
+        tenant=tenant,
+        items=[{"role": "user", "content": "hi"}],
+        response={"id": "x", "object": "response"},
+        created_at=timezone.now() - timedelta(days=days_ago),
+    )
+
+
+def test_it_deletes_stored_responses_older_than_their_retention_period(tenant, settings):
+    settings.RESPONSES_RETENTION_DAYS = 30
+    stored(tenant, 31)
+    kept = stored(tenant, 29)
+
+    assert responses_prune() == 1
+    assert retention_prune()["stored_responses"] == 0
+
+    assert list(StoredResponse.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_it_keeps_stored_responses_30_days_by_default(tenant, settings):
+    del settings.RESPONSES_RETENTION_DAYS
+    stored(tenant, 31)
+    kept = stored(tenant, 1)
+
+    assert retention_prune()["stored_responses"] == 1
+    assert list(StoredResponse.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
 def test_it_deletes_in_batches(tenant, settings):
