@@ -348,6 +348,8 @@ RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
 # Conversations stored by POST /v1/responses (store: true, the default) are deleted by
 # the same daily run after this many days (OpenAI keeps them 30 days). 0 keeps them.
 RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
+# Stored /v1/responses wait in memory at most this long before their batched write.
+RESPONSES_FLUSH_INTERVAL_SECONDS = env.float("RESPONSES_FLUSH_INTERVAL_SECONDS", default=0.5)
 # prometheus-client's multiprocess mode is switched on by the environment
 # variable PROMETHEUS_MULTIPROC_DIR itself (read when prometheus_client is
 # imported, so it cannot be a Django setting). Set it in the start-up script
