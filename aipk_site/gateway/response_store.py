@@ -50,6 +50,8 @@ T = TypeVar("T")
 # follows within seconds, on the same worker when the client keeps its connection)
 RECENT_SIZE = 1024
 BATCH_SIZE = 100
+# the column's length: the gateway's ids (resp_ + 32 hex digits) are far shorter
+MAX_ID_CHARS = 64
 
 
 def _interval() -> float:
@@ -238,6 +240,9 @@ def _fresh(fn: Callable[..., T], *args: Any) -> T:
 
 async def response_find(tenant_id: int, response_id: str) -> Stored | None:
     """The tenant's stored response, or None (unknown, deleted, or another tenant's)."""
+    if len(response_id) > MAX_ID_CHARS or "\x00" in response_id:
+        # no id of ours looks like this (and PostgreSQL refuses NUL in a query)
+        return None
     stored = _recent.get(response_id)
     if stored is None and not _recent.was_deleted(response_id):
         stored = await sync_to_async(_fresh)(_load, response_id)

@@ -35,7 +35,12 @@ from aipk_site.gateway.formats.responses_format import (
 )
 from aipk_site.gateway.key_auth import KeyContext
 from aipk_site.gateway.ledger import GatewayCall
-from aipk_site.gateway.response_store import response_delete, response_find, response_keep
+from aipk_site.gateway.response_store import (
+    MAX_ID_CHARS,
+    response_delete,
+    response_find,
+    response_keep,
+)
 from aipk_site.infra.errors import NotFound
 
 __all__ = [
@@ -53,8 +58,6 @@ __all__ = [
 ENDPOINT = "responses"  # the usage rows' and metrics' endpoint
 ID_PREFIX = "resp_"  # the response's id, which is also its request id (x-request-id)
 PATH_PREFIX = "/v1/responses/"
-# the longest id the gateway gives (prefix + 32 hex digits), with room to spare
-MAX_ID_CHARS = 64
 
 
 @dataclass(slots=True)

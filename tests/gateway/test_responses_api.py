@@ -3,14 +3,17 @@ to the simulator -- served by OpenAI, Anthropic and Gemini routes alike."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
 import openai
 import pytest
+from openai.types.responses import Response
 
 from aipk_site.gateway.response_store import responses_flush, responses_forget_recent
 from aipk_site.gateway.usage import usage_flush
+from providers_app.simulator.media import PIXEL_PNG, TINY_PDF
 from tenants_app.models import StoredResponse, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,6 +75,8 @@ def test_it_answers_a_string_input_with_a_response_object(world, gateway_server,
         model=world.model(provider_type), input="Say hello", instructions="Be brief"
     )
     response = raw.parse()
+    # strictly the SDK's type (parse() alone builds models without validating them)
+    Response.model_validate(raw.http_response.json())
     assert response.id.startswith("resp_") and response.object == "response"
     assert raw.headers["x-request-id"] == response.id
     assert raw.headers["x-aipk-provider"] == world.providers[provider_type].name
@@ -115,6 +120,27 @@ def test_it_takes_a_list_of_messages_with_content_parts(world, gateway_server):
         ],
     )
     assert response.output_text == "Simulated reply to: Hi"
+
+
+@pytest.mark.parametrize("provider_type", SERVED_BY)
+def test_it_passes_input_image_and_input_file_parts(world, gateway_server, provider_type):
+    png = "data:image/png;base64," + base64.b64encode(PIXEL_PNG).decode()
+    pdf = "data:application/pdf;base64," + base64.b64encode(TINY_PDF).decode()
+    response = client_for(world, gateway_server).responses.create(
+        model=world.model(provider_type),
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is this?"},
+                    {"type": "input_image", "image_url": png, "detail": "low"},
+                    {"type": "input_file", "file_data": pdf, "filename": "a.pdf"},
+                ],
+            }
+        ],
+    )
+    assert response.output_text.startswith("Simulated reply to: What is this? [image: image/png]")
+    assert "application/pdf" in response.output_text
 
 
 def test_it_reports_a_reply_cut_by_max_output_tokens_as_incomplete(world, gateway_server):
@@ -259,6 +285,7 @@ def test_it_runs_a_tool_round_trip_with_previous_response_id(
     calls = [item for item in first.output if item.type == "function_call"]
     assert [c.name for c in calls] == ["get_weather", "get_time"]
     assert all(c.call_id and c.id.startswith("fc_") for c in calls)
+    Response.model_validate(client.responses.retrieve(first.id).model_dump())
     second = client.responses.create(
         model=world.model(provider_type),
         previous_response_id=first.id,

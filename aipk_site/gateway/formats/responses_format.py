@@ -575,7 +575,11 @@ def _usage(usage: Usage) -> dict[str, Any]:
     # the kit's Usage has OpenAI's meaning: the details are parts of the totals
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        # both parts of input_tokens (the SDK's ResponseUsage requires cache_write_tokens)
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
