@@ -6,13 +6,13 @@ a second on the machines we measure on (docs/BENCHMARKS.md "Data plane"); a raw 
 proxy reaches several thousand. So the operations apps call -- ``POST
 /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``, ``GET
 /v1/models/{id}``, ``POST /v1/messages/count_tokens``, ``POST /v1/embeddings`` and
-``POST /v1/responses`` (with ``GET`` / ``DELETE /v1/responses/{id}``) -- are served here straight
-from the ASGI scope: a dict lookup finds the operation (``operation_for``), the body is
-read with its size limit, the request path (dispatch.py) runs, and the answer is
-written as ASGI messages. Everything else under /v1/ (the OpenAPI description, the
-docs page, unknown paths, wrong methods) is passed to Django (``fallback``,
-aipk_site/gateway/handler.py), where rarely-hit pages belong: its NinjaAPI
-(openapi.py) answers an unknown path with a JSON 404 and a wrong method with a JSON
+``POST /v1/responses`` (with ``GET`` / ``DELETE /v1/responses/{id}``) -- are served
+here straight from the ASGI scope: a dict lookup finds the operation
+(``operation_for``), the body is read with its size limit, the request path
+(dispatch.py) runs, and the answer is written as ASGI messages. Everything else under
+/v1/ (the OpenAPI description, the docs page, unknown paths, wrong methods) is passed
+to Django (``fallback``, aipk_site/gateway/handler.py), where rarely-hit pages belong:
+its NinjaAPI (openapi.py) answers an unknown path with a JSON 404 and a wrong method with a JSON
 405 and an ``Allow`` header, in the caller's format.
 
 What Django's middleware gave a /v1/ answer is done here, cheaply and on purpose:
