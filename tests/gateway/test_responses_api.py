@@ -109,6 +109,28 @@ def test_it_writes_exactly_one_usage_row_with_the_responses_tokens(
     assert record.reasoning_tokens == response.usage.output_tokens_details.reasoning_tokens
 
 
+def test_it_counts_responses_under_their_own_endpoint_label(world, gateway_server, monkeypatch):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+    def requests_counted() -> float:
+        text = httpx.get(gateway_server.url + "/metrics", timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "aipk_gateway_requests_total"
+            and sample.labels.get("endpoint") == "responses"
+            and sample.labels.get("provider") == "anthropic"
+            and sample.labels.get("status") == "success"
+        )
+
+    before = requests_counted()
+    client_for(world, gateway_server).responses.create(model=world.model("anthropic"), input="hi")
+    assert requests_counted() == before + 1
+
+
 def test_it_takes_a_list_of_messages_with_content_parts(world, gateway_server):
     response = client_for(world, gateway_server).responses.create(
         model=world.model("openai"),
