@@ -345,6 +345,11 @@ READY_TIMEOUT_SECONDS = env.float("READY_TIMEOUT_SECONDS", default=2.0)
 USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=400)
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
+# Conversations stored by POST /v1/responses (store: true, the default) are deleted by
+# the same daily run after this many days (OpenAI keeps them 30 days). 0 keeps them.
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
+# Stored /v1/responses wait in memory at most this long before their batched write.
+RESPONSES_FLUSH_INTERVAL_SECONDS = env.float("RESPONSES_FLUSH_INTERVAL_SECONDS", default=0.5)
 # prometheus-client's multiprocess mode is switched on by the environment
 # variable PROMETHEUS_MULTIPROC_DIR itself (read when prometheus_client is
 # imported, so it cannot be a Django setting). Set it in the start-up script

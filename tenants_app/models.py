@@ -252,6 +252,37 @@ class UsageRecord(models.Model):
         return f"{self.request_id} {self.status}"
 
 
+class StoredResponse(models.Model):
+    """A response of ``POST /v1/responses`` kept so that a later request of the same
+    tenant can continue it (``previous_response_id``) or read it back (``GET
+    /v1/responses/{id}``). Written off the request path by the gateway's batched writer
+    (aipk_site/gateway/response_store.py); deleted by the retention run after
+    RESPONSES_RETENTION_DAYS."""
+
+    response_id = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="stored_responses")
+    virtual_key = models.ForeignKey(
+        VirtualKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="stored_responses",
+    )
+    model = models.CharField(max_length=200, blank=True)
+    # the conversation a continuation starts from: earlier turns, this request's input
+    # items and this response's output items, in the Responses API's item shapes
+    items = models.JSONField(default=list)
+    # the response object as the client received it (what GET answers)
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.response_id
+
+
 class Invoice(models.Model):
     """One per tenant per month. ``lines`` itemise by provider and model:
     ``[{provider, model, requests, prompt_tokens, completion_tokens, cost_usd}]``."""

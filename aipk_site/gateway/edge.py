@@ -5,14 +5,14 @@ response object) costs about a millisecond of CPU and caps a process near 930 re
 a second on the machines we measure on (docs/BENCHMARKS.md "Data plane"); a raw ASGI
 proxy reaches several thousand. So the operations apps call -- ``POST
 /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``, ``GET
-/v1/models/{id}``, ``POST /v1/messages/count_tokens`` and ``POST /v1/embeddings`` --
-are served here straight
-from the ASGI scope: a dict lookup finds the operation (``operation_for``), the body is
-read with its size limit, the request path (dispatch.py) runs, and the answer is
-written as ASGI messages. Everything else under /v1/ (the OpenAPI description, the
-docs page, unknown paths, wrong methods) is passed to Django (``fallback``,
-aipk_site/gateway/handler.py), where rarely-hit pages belong: its NinjaAPI
-(openapi.py) answers an unknown path with a JSON 404 and a wrong method with a JSON
+/v1/models/{id}``, ``POST /v1/messages/count_tokens``, ``POST /v1/embeddings`` and
+``POST /v1/responses`` (with ``GET`` / ``DELETE /v1/responses/{id}``) -- are served
+here straight from the ASGI scope: a dict lookup finds the operation
+(``operation_for``), the body is read with its size limit, the request path
+(dispatch.py) runs, and the answer is written as ASGI messages. Everything else under
+/v1/ (the OpenAPI description, the docs page, unknown paths, wrong methods) is passed
+to Django (``fallback``, aipk_site/gateway/handler.py), where rarely-hit pages belong:
+its NinjaAPI (openapi.py) answers an unknown path with a JSON 404 and a wrong method with a JSON
 405 and an ``Allow`` header, in the caller's format.
 
 What Django's middleware gave a /v1/ answer is done here, cheaply and on purpose:
@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 
 from aipk_site.gateway import embeddings as embeddings_op
 from aipk_site.gateway import overload
+from aipk_site.gateway import responses as responses_op
 from aipk_site.gateway.count_tokens import count_message_tokens
 from aipk_site.gateway.dispatch import StreamReply, gateway_reply, gateway_stream
 from aipk_site.gateway.error_mapping import infrastructure_unavailable
@@ -355,7 +356,12 @@ async def _serve(request: EdgeRequest, wire: _Wire) -> EdgeResponse:
         return error_response(error, wire.error_body)
     except _INFRASTRUCTURE_ERRORS as error:
         return error_response(_unavailable(error), wire.error_body)
-    encoder = wire.encoder(call, model, created, streamed)
+    return _stream_response(call, streamed, wire.encoder(call, model, created, streamed))
+
+
+def _stream_response(
+    call: GatewayCall, streamed: StreamReply, encoder: StreamEncoder
+) -> EdgeResponse:
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **streamed.headers}
     return EdgeResponse(
         200,
@@ -553,6 +559,55 @@ async def embeddings(request: EdgeRequest) -> EdgeResponse:
     return json_response(embedded.body, headers=embedded.headers)
 
 
+async def responses_create(request: EdgeRequest) -> EdgeResponse:
+    """OpenAI's Responses API (aipk_site/gateway/responses.py holds the logic) on chat's
+    request path; a body refused before it is a key's usage too, as for chat."""
+    try:
+        ctx = await authenticate_virtual_key(_secret_from(request))
+        request_id = f"{responses_op.ID_PREFIX}{random_hex()}"
+        body: Any = None
+        try:
+            body = await _read_json(request)
+            prepared = await responses_op.prepare(ctx, body, _limits(), request_id)
+        except AipkError as error:
+            _record_refused_body(ctx, responses_op.ENDPOINT, request_id, body, error)
+            error.headers.setdefault("x-request-id", request_id)
+            raise
+        if not prepared.stream:
+            answer, headers = await responses_op.reply(prepared)
+            return json_response(answer, headers=headers)
+        streamed, encoder = await responses_op.open_stream(prepared)
+    except AipkError as error:
+        return error_response(error, openai_error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return error_response(_unavailable(error), openai_error_body)
+    return _stream_response(prepared.call, streamed, encoder)
+
+
+async def _stored_response(request: EdgeRequest, method: str) -> EdgeResponse:
+    """``GET`` / ``DELETE /v1/responses/{id}``: the key's tenant's stored response."""
+    try:
+        ctx = await authenticate_virtual_key(_secret_from(request))
+        response_id = responses_op.response_id_from(request.path) or ""
+        if method == "GET":
+            answer = await responses_op.retrieve(ctx, response_id)
+        else:
+            answer = await responses_op.delete(ctx, response_id)
+    except AipkError as error:
+        return error_response(error, openai_error_body)
+    except _INFRASTRUCTURE_ERRORS as error:
+        return error_response(_unavailable(error), openai_error_body)
+    return json_response(answer)
+
+
+async def response_retrieve(request: EdgeRequest) -> EdgeResponse:
+    return await _stored_response(request, "GET")
+
+
+async def response_delete(request: EdgeRequest) -> EdgeResponse:
+    return await _stored_response(request, "DELETE")
+
+
 Operation = Callable[[EdgeRequest], Awaitable[EdgeResponse]]
 
 # (method, path) -> operation: the whole routing table of the hot path.
@@ -562,15 +617,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/models"): models,
     ("POST", "/v1/messages/count_tokens"): messages_count_tokens,
     ("POST", "/v1/embeddings"): embeddings,
+    ("POST", "/v1/responses"): responses_create,
 }
+# /v1/responses/{id} by method; deeper paths (input_items, cancel) are not served here
+_RESPONSE_BY_ID: dict[str, Operation] = {"GET": response_retrieve, "DELETE": response_delete}
 
 
 def operation_for(method: str, path: str) -> Operation | None:
     """The edge's operation for a request, or None (Django answers: the docs, a JSON
-    404 or 405). ``GET /v1/models/{id}`` is the one path with a variable part."""
+    404 or 405). ``/v1/models/{id}`` and ``/v1/responses/{id}`` have a variable part."""
     operation = OPERATIONS.get((method, path))
-    if operation is None and method == "GET" and path.startswith(MODEL_PATH_PREFIX):
-        return model_retrieve
+    if operation is None:
+        if method == "GET" and path.startswith(MODEL_PATH_PREFIX):
+            return model_retrieve
+        if path.startswith(responses_op.PATH_PREFIX) and responses_op.response_id_from(path):
+            return _RESPONSE_BY_ID.get(method)
     return operation
 
 
@@ -812,7 +873,10 @@ _SHEDDING: dict[str, _Shedding] = {
     "/v1/messages": _Shedding(_ANTHROPIC.endpoint, _ANTHROPIC.id_prefix, _ANTHROPIC.error_body),
     "/v1/embeddings": _Shedding(embeddings_op.ENDPOINT, embeddings_op.ID_PREFIX, openai_error_body),
     "/v1/messages/count_tokens": _Shedding("messages.count_tokens", None, anthropic_error_body),
+    "/v1/responses": _Shedding(responses_op.ENDPOINT, responses_op.ID_PREFIX, openai_error_body),
 }
+# GET / DELETE /v1/responses/{id}: no usage row (no provider is called)
+_SHEDDING_STORED = _Shedding(responses_op.ENDPOINT, None, openai_error_body)
 # GET /v1/models and /v1/models/{id}: no usage row, like their other answers
 _SHEDDING_MODELS = _Shedding("models", None, None)
 
@@ -821,7 +885,9 @@ def _shed(request: EdgeRequest) -> EdgeResponse:
     """The answer of a request ``overload.try_enter()`` refused (the worker's event loop is
     behind, or it holds GATEWAY_MAX_IN_FLIGHT requests): no body read, no database, no
     cache -- a row only for a key already in memory."""
-    shedding = _SHEDDING.get(request.path, _SHEDDING_MODELS)
+    shedding = _SHEDDING.get(request.path) or (
+        _SHEDDING_STORED if request.path.startswith(responses_op.PATH_PREFIX) else _SHEDDING_MODELS
+    )
     error = overload.overloaded()
     overload.record_shed(shedding.endpoint)
     if shedding.id_prefix is not None:

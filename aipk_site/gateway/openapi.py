@@ -206,6 +206,66 @@ _EMBEDDINGS_BODY = {
 }
 
 
+# OpenAI's Responses body (formats/responses_format.py parses it; any other field is a
+# 400 naming it, and include / truncation / background take only their default value)
+_RESPONSES_BODY = {
+    "type": "object",
+    "required": ["model", "input"],
+    "additionalProperties": False,
+    "properties": {
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "description": "an alias or '<provider>/<model id>'",
+        },
+        "input": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            ],
+            "description": "a user message, or message / function_call / "
+            "function_call_output items",
+        },
+        "instructions": {"type": "string"},
+        "max_output_tokens": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "tools": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "name"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["function"]},
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "strict": {"type": "boolean"},
+                },
+            },
+        },
+        "tool_choice": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        "parallel_tool_calls": {"type": "boolean"},
+        "text": {"type": "object", "properties": {"format": {"type": "object"}}},
+        "reasoning": {
+            "type": "object",
+            "properties": {
+                "effort": {"type": "string", "enum": ["minimal", "low", "medium", "high"]}
+            },
+        },
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "user": {"type": "string"},
+        "service_tier": {"type": "string"},
+        "store": {"type": "boolean", "description": "false: not kept (default true)"},
+        "previous_response_id": {"type": "string", "minLength": 1},
+        "stream": {"type": "boolean"},
+        "include": {"type": "array", "maxItems": 0},
+        "truncation": {"type": "string", "enum": ["disabled"]},
+        "background": {"type": "boolean", "enum": [False]},
+    },
+}
+
+
 def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
 
@@ -258,3 +318,28 @@ async def models(request: HttpRequest) -> HttpResponseBase:
 )
 async def model_retrieve(request: HttpRequest, model_id: str) -> HttpResponseBase:
     return await _through_edge(request, edge.model_retrieve)
+
+
+@gateway_api.post(
+    "/responses",
+    summary="Create a response (OpenAI Responses API), served by any chat provider",
+    openapi_extra=_body_doc(_RESPONSES_BODY),
+)
+async def responses_create(request: HttpRequest) -> HttpResponseBase:
+    return await _through_edge(request, edge.responses_create)
+
+
+@gateway_api.get(
+    "/responses/{response_id}",
+    summary="A response this key's tenant stored (OpenAI Responses API)",
+)
+async def response_retrieve(request: HttpRequest, response_id: str) -> HttpResponseBase:
+    return await _through_edge(request, edge.response_retrieve)
+
+
+@gateway_api.delete(
+    "/responses/{response_id}",
+    summary="Delete a response this key's tenant stored (OpenAI Responses API)",
+)
+async def response_delete(request: HttpRequest, response_id: str) -> HttpResponseBase:
+    return await _through_edge(request, edge.response_delete)

@@ -80,8 +80,21 @@ class FieldRule:
 
     def label(self, wire_format: str) -> str:
         """The field's name as the caller spelt it."""
+        if wire_format == "responses" and self.kit in RESPONSES_NAMES:
+            return RESPONSES_NAMES[self.kit]
         name = self.anthropic if wire_format == "anthropic" else self.openai
         return name or self.openai or self.anthropic or self.kit
+
+
+# OpenAI's Responses API (POST /v1/responses, aipk_site/gateway/responses.py) names some
+# chat-completions fields otherwise; a refusal names the field as that caller spelt it.
+# Rows not listed here have the chat-completions name there too.
+RESPONSES_NAMES = {
+    "messages": "input",
+    "max_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "reasoning": "reasoning.effort",
+}
 
 
 def _rules(default: Rule, *, openai_wire: Rule | None = None, **by_type: Rule) -> dict[str, Rule]:

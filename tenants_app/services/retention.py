@@ -1,4 +1,5 @@
-"""Deleting usage records and audit events older than their retention period.
+"""Deleting usage records, audit events and stored /v1/responses older than their
+retention period.
 
 Rows go in batches of ``RETENTION_BATCH_SIZE``, each its own short
 transaction (a primary-key range picked first, then deleted), so pruning a
@@ -20,12 +21,14 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from tenants_app.models import AuditEvent, UsageRecord
+from tenants_app.models import AuditEvent, StoredResponse, UsageRecord
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RETENTION_DAYS = 400
 DEFAULT_BATCH_SIZE = 5000
+# OpenAI keeps a stored response for 30 days; so does aipk unless told otherwise
+DEFAULT_RESPONSES_RETENTION_DAYS = 30
 
 
 def _setting(name: str, default: int) -> int:
@@ -72,14 +75,30 @@ def audit_prune(*, older_than_days: int | None = None, batch_size: int | None = 
     return delete_older_than(AuditEvent, days=days, batch_size=batch_size)
 
 
+def responses_prune(*, older_than_days: int | None = None, batch_size: int | None = None) -> int:
+    """Stored /v1/responses conversations older than RESPONSES_RETENTION_DAYS (default 30)."""
+    days = (
+        older_than_days
+        if older_than_days is not None
+        else _setting("RESPONSES_RETENTION_DAYS", DEFAULT_RESPONSES_RETENTION_DAYS)
+    )
+    return delete_older_than(StoredResponse, days=days, batch_size=batch_size)
+
+
 def retention_prune() -> dict[str, int]:
-    """Both tables, with the configured periods: {"usage_records": n, "audit_events": m}."""
-    result = {"usage_records": usage_prune(), "audit_events": audit_prune()}
+    """Every table with a retention, with the configured periods:
+    {"usage_records": n, "audit_events": m, "stored_responses": k}."""
+    result = {
+        "usage_records": usage_prune(),
+        "audit_events": audit_prune(),
+        "stored_responses": responses_prune(),
+    }
     if any(result.values()):
         logger.info(
-            "retention: deleted usage_records=%d audit_events=%d",
+            "retention: deleted usage_records=%d audit_events=%d stored_responses=%d",
             result["usage_records"],
             result["audit_events"],
+            result["stored_responses"],
             extra=result,
         )
     return result

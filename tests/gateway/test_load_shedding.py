@@ -387,6 +387,35 @@ def test_it_sheds_an_embeddings_request_in_openai_format_with_its_usage_row(
     assert row.request_id == shed.headers["x-request-id"] and row.request_id.startswith("emb-")
 
 
+def test_it_sheds_a_responses_request_in_openai_format_with_its_usage_row(
+    world, gateway_server, capped
+):
+    async def scenario():
+        async with httpx.AsyncClient(timeout=60) as client:
+            known = await chat(client, gateway_server.url, world.secret, QUICK_MODEL)
+            assert known.status_code == 200
+            headers = {"authorization": f"Bearer {world.secret}"}
+            async with at_the_cap(client, gateway_server.url, world.secret):
+                created = await client.post(
+                    gateway_server.url + "/v1/responses",
+                    json={"model": QUICK_MODEL, "input": "hi"},
+                    headers=headers,
+                )
+                stored = await client.get(
+                    gateway_server.url + "/v1/responses/resp_1", headers=headers
+                )
+            return created, stored
+
+    created, stored = asyncio.run(scenario())
+    assert (created.status_code, stored.status_code) == (503, 503)
+    assert created.json()["error"]["code"] == stored.json()["error"]["code"] == "gateway_overloaded"
+    usage_flush()
+    # the create gets its row (it would have called a provider); reading one does not
+    [row] = UsageRecord.objects.filter(endpoint="responses")
+    assert (row.status, row.error_type) == (UsageStatus.REFUSED, "gateway_overloaded")
+    assert row.request_id == created.headers["x-request-id"] and row.request_id.startswith("resp_")
+
+
 def test_it_sheds_a_key_it_has_not_seen_without_a_usage_row(
     world, gateway_server, capped, make_key
 ):

@@ -14,8 +14,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from tenants_app.models import AuditEvent, Tenant, UsageRecord
-from tenants_app.services.retention import audit_prune, retention_prune, usage_prune
+from tenants_app.models import AuditEvent, StoredResponse, Tenant, UsageRecord
+from tenants_app.services.retention import (
+    audit_prune,
+    responses_prune,
+    retention_prune,
+    usage_prune,
+)
 from tenants_app.tasks import prune_retention
 
 
@@ -64,6 +69,36 @@ def test_it_deletes_audit_events_older_than_the_retention_period(db, settings):
     assert list(AuditEvent.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
+def stored(tenant: Tenant, days_ago: float) -> StoredResponse:
+    return StoredResponse.objects.create(
+        response_id=f"resp_{uuid.uuid4().hex}",
+        tenant=tenant,
+        items=[{"role": "user", "content": "hi"}],
+        response={"id": "x", "object": "response"},
+        created_at=timezone.now() - timedelta(days=days_ago),
+    )
+
+
+def test_it_deletes_stored_responses_older_than_their_retention_period(tenant, settings):
+    settings.RESPONSES_RETENTION_DAYS = 30
+    stored(tenant, 31)
+    kept = stored(tenant, 29)
+
+    assert responses_prune() == 1
+    assert retention_prune()["stored_responses"] == 0
+
+    assert list(StoredResponse.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_it_keeps_stored_responses_30_days_by_default(tenant, settings):
+    del settings.RESPONSES_RETENTION_DAYS
+    stored(tenant, 31)
+    kept = stored(tenant, 1)
+
+    assert retention_prune()["stored_responses"] == 1
+    assert list(StoredResponse.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
 def test_it_deletes_in_batches(tenant, settings):
     settings.USAGE_RETENTION_DAYS = 30
     for _ in range(7):
@@ -84,7 +119,7 @@ def test_it_keeps_everything_when_retention_is_zero(tenant, settings):
     usage(tenant, 5000)
     audit(5000)
 
-    assert retention_prune() == {"usage_records": 0, "audit_events": 0}
+    assert retention_prune() == {"usage_records": 0, "audit_events": 0, "stored_responses": 0}
     assert UsageRecord.objects.count() == 1
     assert AuditEvent.objects.count() == 1
 
@@ -96,7 +131,7 @@ def test_it_defaults_to_400_days(tenant, settings):
     kept = usage(tenant, 399)
     audit(401)
 
-    assert retention_prune() == {"usage_records": 1, "audit_events": 1}
+    assert retention_prune() == {"usage_records": 1, "audit_events": 1, "stored_responses": 0}
     assert list(UsageRecord.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
@@ -106,7 +141,7 @@ def test_it_runs_from_the_celery_task(tenant, settings):
     usage(tenant, 500)
     audit(500)
 
-    assert prune_retention.run() == {"usage_records": 1, "audit_events": 1}
+    assert prune_retention.run() == {"usage_records": 1, "audit_events": 1, "stored_responses": 0}
 
 
 def test_it_schedules_the_retention_task_daily(db):
