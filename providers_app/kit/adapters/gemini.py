@@ -435,7 +435,10 @@ def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any
             system.append(message.content or "")
             continue
         parts: list[dict[str, Any]]
-        if message.parts:
+        if message.role == "tool" and message.media():
+            # a functionResponse carries JSON only: the image would never reach the model
+            raise media.refuse("gemini", "images or files in tool results", index)
+        if message.parts and message.role != "tool":
             role = "model" if message.role == "assistant" else "user"
             parts = [_part_to_gemini(p, index) for p in message.parts]
         elif message.role == "tool":

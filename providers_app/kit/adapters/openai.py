@@ -133,7 +133,9 @@ class OpenAIAdapter(BaseAdapter):
     def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model or self.default_model,
-            "messages": [message_to_openai(m) for m in request.messages],
+            "messages": [
+                message_to_openai(m, i, self.name) for i, m in enumerate(request.messages)
+            ],
         }
         if stream:
             body["stream"] = True
@@ -374,8 +376,11 @@ def _part_to_openai(part: ContentPart) -> dict[str, Any]:
     }
 
 
-def message_to_openai(message: Message) -> dict[str, Any]:
+def message_to_openai(message: Message, index: int = 0, provider: str = "openai") -> dict[str, Any]:
     if message.role == "tool":
+        if message.media():
+            # chat completions' tool messages take text only: an image would be lost
+            raise media.refuse(provider, "images or files in tool results", index)
         return {
             "role": "tool",
             "tool_call_id": message.tool_call_id or "",

@@ -38,6 +38,7 @@ from providers_app.kit.types import (
     ChatResponse,
     Message,
     Reasoning,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
@@ -150,8 +151,10 @@ def test_it_reads_every_supported_field():
         LIMITS,
     )
     req = parsed.request
+    # a system block with a cache breakpoint keeps its own message (and its mark)
     assert req.messages == [
-        Message(role="system", content="You are terse.\nAnswer in French."),
+        Message(role="system", content="You are terse."),
+        Message(role="system", content="Answer in French.", cache_control={"type": "ephemeral"}),
         Message(role="user", content="Salut"),
     ]
     assert [t.name for t in req.tools] == ["get_weather"]
@@ -230,6 +233,8 @@ def test_it_parses_a_two_turn_tool_conversation_and_restores_signatures():
                 ),
                 ToolCall(id="toolu_t", name="get_time", arguments="{}"),
             ],
+            # kept, to go back first in the turn to the provider that signed it
+            thinking=[ThinkingPart(text="...", signature="abc")],
         ),
         # results come before the text of the same turn, one tool message each, in order
         Message(role="tool", content="sunny", tool_call_id="call_w", name="get_weather"),
