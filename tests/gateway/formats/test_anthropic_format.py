@@ -339,8 +339,38 @@ INVALID = [
     (
         ["messages", 2, "content", 0, "content"],
         [{"type": "image", "source": {}}],
-        "messages[2].content[0].content[0].type",
-        "user messages only",
+        "messages[2].content[0].content[0].source.type",
+        "required",
+    ),
+    (
+        ["messages", 2, "content", 0, "cache_control"],
+        {"type": "persistent"},
+        "messages[2].content[0].cache_control",
+        "ephemeral",
+    ),
+    (
+        ["system"],
+        [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1d"}}],
+        "system[0].cache_control",
+        "'5m' or '1h'",
+    ),
+    (
+        ["messages", 1, "content"],
+        [{"type": "thinking", "thinking": "hm"}],
+        "messages[1].content[0].signature",
+        "string",
+    ),
+    (
+        ["messages", 1, "content"],
+        [{"type": "redacted_thinking"}],
+        "messages[1].content[0].data",
+        "string",
+    ),
+    (
+        ["messages", 0, "content"],
+        [{"type": "thinking", "thinking": "hm", "signature": "s"}],
+        "messages[0].content[0].type",
+        "assistant",
     ),
     (["messages", 2, "content", 0, "content"], 12, "messages[2].content[0].content", "string"),
     (
