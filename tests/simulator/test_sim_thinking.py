@@ -47,11 +47,8 @@ async def test_it_starts_a_thinking_reply_with_a_signed_thinking_block(client):
     block = message.content[0]
     assert isinstance(block, anthropic.types.ThinkingBlock)
     assert thinking.verify(block.thinking, block.signature)
-    assert (
-        message.usage.output_tokens_details.thinking_tokens > 0
-        if hasattr(message.usage, "output_tokens_details") and message.usage.output_tokens_details
-        else True
-    )
+    # thinking is billed as output: more than the call alone
+    assert message.usage.output_tokens > 2
 
 
 async def test_it_streams_thinking_deltas_then_the_signature(client):
