@@ -7,6 +7,7 @@ openai SDK sees the thinking text as ``reasoning_content``."""
 from __future__ import annotations
 
 import anthropic
+import openai
 import pytest
 
 from providers_app.simulator import thinking
@@ -168,3 +169,58 @@ def test_it_leaves_signed_thinking_out_for_a_provider_that_did_not_sign_it(world
         model=world.model("openai"), max_tokens=200, messages=messages, tools=TOOLS
     )
     assert reply.content[-1].text == "Tool results: sunny"
+
+
+# -- the openai SDK: reasoning_content ------------------------------------------
+
+
+def openai_client(world, gateway_server) -> openai.OpenAI:
+    return openai.OpenAI(
+        api_key=world.secret, base_url=gateway_server.openai_base_url, max_retries=0
+    )
+
+
+@pytest.mark.parametrize("provider_type", ["anthropic", "gemini"])
+def test_it_shows_the_thinking_as_reasoning_content_to_an_openai_client(
+    world, gateway_server, provider_type
+):
+    model = world.model(provider_type).replace("gemini-2.0-flash", "gemini-2.5-flash")
+    reply = openai_client(world, gateway_server).chat.completions.create(
+        model=model,
+        reasoning_effort="low",
+        messages=[{"role": "user", "content": "ponder this"}],
+    )
+    message = reply.choices[0].message
+    assert message.content == "Simulated reply to: ponder this"
+    assert message.model_extra["reasoning_content"] == "Let me think about: ponder this"
+
+
+@pytest.mark.parametrize("provider_type", ["anthropic", "gemini"])
+def test_it_streams_the_thinking_as_reasoning_content_deltas(world, gateway_server, provider_type):
+    model = world.model(provider_type).replace("gemini-2.0-flash", "gemini-2.5-flash")
+    chunks = list(
+        openai_client(world, gateway_server).chat.completions.create(
+            model=model,
+            reasoning_effort="low",
+            messages=[{"role": "user", "content": "ponder this"}],
+            stream=True,
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+    text = "".join(d.content or "" for d in deltas)
+    assert reasoning == "Let me think about: ponder this"
+    assert text == "Simulated reply to: ponder this"
+    # the reasoning comes before the answer, as DeepSeek streams it
+    first_reasoning = next(
+        i for i, d in enumerate(deltas) if (d.model_extra or {}).get("reasoning_content")
+    )
+    first_text = next(i for i, d in enumerate(deltas) if d.content)
+    assert first_reasoning < first_text
+
+
+def test_it_adds_no_reasoning_content_where_the_provider_returned_none(world, gateway_server):
+    reply = openai_client(world, gateway_server).chat.completions.create(
+        model=world.model("openai"), messages=[{"role": "user", "content": "hello"}]
+    )
+    assert "reasoning_content" not in (reply.choices[0].message.model_extra or {})

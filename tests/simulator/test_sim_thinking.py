@@ -4,9 +4,10 @@ round trip that lost or changed them."""
 
 import anthropic
 import pytest
+from google.genai import types
 
 from providers_app.simulator import thinking
-from tests.simulator.sim_helpers import ANTHROPIC_TOOLS, anthropic_client
+from tests.simulator.sim_helpers import ANTHROPIC_TOOLS, anthropic_client, gemini_client
 
 MODEL = "claude-sonnet-4-6"
 THINKING = {"type": "enabled", "budget_tokens": 1024}
@@ -166,3 +167,41 @@ async def test_it_redacts_thinking_for_the_documented_trigger_and_takes_it_back(
 async def test_it_sends_no_thinking_block_without_thinking(client):
     message = await client.messages.create(model=MODEL, max_tokens=100, messages=ask_weather())
     assert [b.type for b in message.content] == ["text"]
+
+
+# -- Gemini: thought summaries with includeThoughts -----------------------------
+
+
+@pytest.fixture
+def gemini(simulator):
+    return gemini_client(simulator)
+
+
+@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_it_sends_gemini_thought_parts_first_with_include_thoughts(gemini, stream):
+    config = types.GenerateContentConfig(
+        thinking_config=types.ThinkingConfig(thinking_budget=1024, include_thoughts=True)
+    )
+    kwargs = {"model": "gemini-2.5-flash", "contents": "ponder this", "config": config}
+    if stream:
+        chunks = [c async for c in await gemini.aio.models.generate_content_stream(**kwargs)]
+        parts = [p for c in chunks for p in c.candidates[0].content.parts]
+    else:
+        response = await gemini.aio.models.generate_content(**kwargs)
+        parts = response.candidates[0].content.parts
+    assert parts[0].thought is True
+    assert parts[0].text == "Let me think about: ponder this"
+    assert "".join(p.text for p in parts[1:] if not p.thought) == "Simulated reply to: ponder this"
+
+
+@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+async def test_it_sends_no_gemini_thought_parts_without_include_thoughts(gemini):
+    response = await gemini.aio.models.generate_content(
+        model="gemini-2.5-flash",
+        contents="ponder this",
+        config=types.GenerateContentConfig(
+            thinking_config=types.ThinkingConfig(thinking_budget=1024)
+        ),
+    )
+    assert not any(p.thought for p in response.candidates[0].content.parts)

@@ -25,6 +25,8 @@ from ..types import (
     ModelInfo,
     ResponseFormat,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -222,6 +224,7 @@ class OpenAIAdapter(BaseAdapter):
             raw_finish_reason=raw_finish,
             usage=usage_from_openai(body.get("usage")) or Usage(),
             logprobs=choice.get("logprobs"),
+            thinking=[ThinkingPart(text=reasoning)] if (reasoning := reasoning_of(message)) else [],
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -295,6 +298,9 @@ class OpenAIStreamDecoder(StreamDecoder):
             choice = choices[0]
             delta = choice.get("delta") or {}
             chunk.text = delta.get("content") or ""
+            reasoning = reasoning_of(delta)
+            if reasoning:
+                chunk.thinking = ThinkingDelta(index=0, text=reasoning)
             for call in delta.get("tool_calls") or []:
                 function = call.get("function") or {}
                 chunk.tool_calls.append(
@@ -312,7 +318,14 @@ class OpenAIStreamDecoder(StreamDecoder):
                 chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
                 chunk.raw_finish_reason = raw_finish
         chunk.usage = usage_from_openai(data.get("usage"))
-        if chunk.text or chunk.tool_calls or chunk.finish_reason or chunk.usage or chunk.logprobs:
+        if (
+            chunk.text
+            or chunk.thinking
+            or chunk.tool_calls
+            or chunk.finish_reason
+            or chunk.usage
+            or chunk.logprobs
+        ):
             return [chunk]
         return []
 
@@ -374,6 +387,14 @@ def _part_to_openai(part: ContentPart) -> dict[str, Any]:
             "filename": part.filename or "document.pdf",
         },
     }
+
+
+def reasoning_of(message: dict[str, Any]) -> str:
+    """The visible reasoning an OpenAI-wire provider returns beside the content:
+    ``reasoning_content`` (DeepSeek, Qwen, vLLM) or ``reasoning`` (OpenRouter).
+    OpenAI itself returns none in chat completions."""
+    value = message.get("reasoning_content") or message.get("reasoning")
+    return value if isinstance(value, str) else ""
 
 
 def message_to_openai(message: Message, index: int = 0, provider: str = "openai") -> dict[str, Any]:
