@@ -224,3 +224,23 @@ def test_it_adds_no_reasoning_content_where_the_provider_returned_none(world, ga
         model=world.model("openai"), messages=[{"role": "user", "content": "hello"}]
     )
     assert "reasoning_content" not in (reply.choices[0].message.model_extra or {})
+
+
+def test_it_replays_thinking_from_the_response_cache_with_its_signature(
+    world, gateway_server, make_key
+):
+    _, secret = make_key(world.tenant, name="cached", cache_enabled=True, cache_ttl_seconds=60)
+    client = anthropic.Anthropic(api_key=secret, base_url=gateway_server.url, max_retries=0)
+    common = {
+        "model": world.model("anthropic"),
+        "max_tokens": 2048,
+        "thinking": THINKING,
+        "tools": TOOLS,
+        "messages": ASK,
+    }
+    first = client.messages.create(**common)
+    with client.messages.stream(**common) as events:
+        assert events.response.headers["x-aipk-cache"] == "hit"
+        replayed = events.get_final_message()
+    assert replayed.content[0].model_dump() == first.content[0].model_dump()
+    assert thinking.verify(replayed.content[0].thinking, replayed.content[0].signature)

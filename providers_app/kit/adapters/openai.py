@@ -65,6 +65,8 @@ class OpenAIAdapter(BaseAdapter):
     default_base_url = "https://api.openai.com/v1"
     default_model_id = "gpt-4o-mini"
     rate_limit_style = "openai"
+    # whether Anthropic cache_control marks go out on content parts (OpenRouter only)
+    sends_cache_control = False
     static_models: ClassVar[tuple[ModelInfo, ...]] = (
         catalog_model(
             "openai",
@@ -136,7 +138,8 @@ class OpenAIAdapter(BaseAdapter):
         body: dict[str, Any] = {
             "model": request.model or self.default_model,
             "messages": [
-                message_to_openai(m, i, self.name) for i, m in enumerate(request.messages)
+                message_to_openai(m, i, self.name, cache_marks=self.sends_cache_control)
+                for i, m in enumerate(request.messages)
             ],
         }
         if stream:
@@ -397,19 +400,36 @@ def reasoning_of(message: dict[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def message_to_openai(message: Message, index: int = 0, provider: str = "openai") -> dict[str, Any]:
+def message_to_openai(
+    message: Message, index: int = 0, provider: str = "openai", *, cache_marks: bool = False
+) -> dict[str, Any]:
+    """``cache_marks``: keep Anthropic's cache_control on text parts (OpenRouter reads
+    them for the Anthropic and Gemini models it serves); OpenAI caches by itself."""
     if message.role == "tool":
         if message.media():
             # chat completions' tool messages take text only: an image would be lost
             raise media.refuse(provider, "images or files in tool results", index)
-        return {
+        result: dict[str, Any] = {
             "role": "tool",
             "tool_call_id": message.tool_call_id or "",
             "content": message.content or "",
         }
+        if cache_marks and message.cache_control:
+            mark = {"cache_control": message.cache_control}
+            result["content"] = [{"type": "text", "text": message.content or "", **mark}]
+        return result
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.parts:
         out["content"] = [_part_to_openai(part) for part in message.parts]
+        if cache_marks:
+            for part, sent in zip(message.parts, out["content"], strict=True):
+                if part.cache_control:
+                    sent["cache_control"] = part.cache_control
+    if cache_marks and message.cache_control and message.content:
+        # the mark needs a content part to sit on
+        if not isinstance(out["content"], list):
+            out["content"] = [{"type": "text", "text": message.content}]
+        out["content"][-1]["cache_control"] = message.cache_control
     if message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

@@ -150,3 +150,24 @@ def test_it_reads_gemini_thought_parts_as_thinking_not_text():
     reply = GeminiAdapter().parse_chat(body, REQUEST)
     assert reply.text == "Answer."
     assert reply.thinking == [ThinkingPart(text="Weighing it.", signature="c2ln")]
+
+
+def test_it_sends_cache_control_on_content_parts_to_openrouter_only():
+    from providers_app.kit.adapters import OpenRouterAdapter
+    from providers_app.kit.types import ChatRequest
+
+    mark = {"type": "ephemeral"}
+    request = ChatRequest(
+        model="anthropic/claude-sonnet-4",
+        messages=[
+            Message(role="system", content="long", cache_control=mark),
+            Message(role="user", content="hi"),
+        ],
+    )
+    routed = OpenRouterAdapter().chat_body(request, stream=False)
+    assert routed["messages"][0]["content"] == [
+        {"type": "text", "text": "long", "cache_control": mark}
+    ]
+    # OpenAI caches prompt prefixes by itself: nothing to mark
+    direct = OpenAIAdapter().chat_body(request, stream=False)
+    assert direct["messages"][0]["content"] == "long"
