@@ -24,17 +24,31 @@ or the beta ``output_format``, json_schema: the kit's ``response_format``),
 standard_only), and, passed verbatim to Anthropic only, ``container``,
 ``mcp_servers`` and ``context_management``.
 
-Ignored: thinking / redacted_thinking blocks sent back in assistant turns
-(thinking content is not returned by the kit yet), ``cache_control`` on any
-block and any other field.
+Thinking: replies carry the provider's reasoning as ``thinking`` blocks (with
+their ``signature``) and ``redacted_thinking`` blocks (``data``), first in the
+content and streamed as Anthropic does (content_block_start, thinking_delta...,
+signature_delta). Sent back in an assistant turn they are kept in order and
+forwarded unchanged to Anthropic, whose tool round trips with thinking on
+require them; other providers cannot use them (the signatures are Anthropic's)
+and they are left out there, the one drop by design (docs/SUPPORT_MATRIX.md).
+
+``cache_control`` ({"type": "ephemeral", "ttl"?: "5m" | "1h"}; anything else
+is a 400) is kept on system text blocks, user text, image and document blocks,
+tool_result and tool_use blocks, the last text of an assistant turn, and tools,
+and reaches Anthropic on the same block (OpenRouter on the content part); the
+providers with automatic prefix caching need no mark.
+
+Any other unknown field is ignored.
 
 User turns may carry ``image`` blocks (``source``: ``base64`` with
 ``media_type`` image/jpeg, png, gif or webp, or ``url``) and ``document``
 blocks (``source``: ``base64`` PDF, ``text`` plain text, or ``url``; optional
 ``title`` used as the filename), validated by ``formats/media.py``
-(docs/GATEWAY.md "Images, files and audio"). Anywhere else (system, tool
-results, assistant turns) they are refused with a 400 rather than silently
-dropped, because the answer would be about a picture the model never saw.
+(docs/GATEWAY.md "Images, files and audio"); so may a ``tool_result``'s
+content, forwarded to Anthropic and refused with a 400 by providers whose tool
+results carry text only (OpenAI-wire, Gemini). Anywhere else (system,
+assistant turns) they are refused with a 400 rather than silently dropped,
+because the answer would be about a picture the model never saw.
 
 A ``tool_result`` with ``is_error: true`` reaches the kit as a tool message
 whose content starts with ``"Error: "``: kit messages have no error flag, and
