@@ -281,7 +281,10 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
             for call in produced[0].tool_calls if produced else []:
                 names_by_call_id[call.id] = call.name
         size = sum(
-            len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+            len(m.content or "")
+            + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+            # thinking sent back is input too: it may not slip past the size limit
+            + sum(len(t.text) + len(t.data or "") for t in m.thinking)
             for m in produced
         )
         check_message_size(size, limits, f"{base}.content")
