@@ -484,7 +484,11 @@ def messages_to_anthropic(
             role = message.role
             blocks = [{"type": "text", "text": message.content}] if message.content else []
         if message.role == "assistant":
-            blocks[:0] = [_thinking_to_anthropic(p) for p in message.thinking]
+            # an unsigned thinking block (another provider's reasoning) is never valid
+            # here: Anthropic would refuse the whole request for it
+            blocks[:0] = [
+                _thinking_to_anthropic(p) for p in message.thinking if p.redacted or p.signature
+            ]
             for call in message.tool_calls:
                 use: dict[str, Any] = {
                     "type": "tool_use",

@@ -38,6 +38,7 @@ from providers_app.kit.types import (
     ChatResponse,
     Message,
     Reasoning,
+    ThinkingDelta,
     ThinkingPart,
     ToolCall,
     ToolCallDelta,
@@ -803,3 +804,49 @@ def test_it_sends_ping_events_the_sdk_skips():
     ) as stream:
         final = stream.get_final_message()
     assert final.content[0].text == "hi"
+
+
+def test_it_streams_thinking_blocks_like_anthropic_interleaved_with_tool_calls():
+    encoder = AnthropicStreamEncoder("m", "msg_gw1", 10)
+    raw = b"".join(
+        [
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=0, text="Let me "))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=0, text="look."))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=0, signature="sig0"))),
+            encoder.chunk(ChatChunk(tool_calls=[ToolCallDelta(index=0, id="t1", name="f")])),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=1, data="opaque"))),
+            encoder.chunk(ChatChunk(text="Done.")),
+            encoder.finish(Usage(prompt_tokens=10, completion_tokens=5)),
+        ]
+    )
+    events = sse_events(raw)
+    assert GRAMMAR.fullmatch(grammar_of(events))
+    check_block_indexes(events)
+    starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+    assert starts == [
+        {"type": "thinking", "thinking": "", "signature": ""},
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": ""},
+    ]
+    deltas = [d["delta"] for n, d in events if n == "content_block_delta"]
+    assert deltas[:3] == [
+        {"type": "thinking_delta", "thinking": "Let me "},
+        {"type": "thinking_delta", "thinking": "look."},
+        {"type": "signature_delta", "signature": "sig0"},
+    ]
+
+
+def test_it_renders_thinking_blocks_first_in_a_message():
+    response = ChatResponse(
+        id="r",
+        model="m",
+        text="Answer.",
+        thinking=[ThinkingPart(text="hm", signature="s"), ThinkingPart(data="x")],
+    )
+    content = render_message(response, model="m", request_id="msg_1")["content"]
+    assert content == [
+        {"type": "thinking", "thinking": "hm", "signature": "s"},
+        {"type": "redacted_thinking", "data": "x"},
+        {"type": "text", "text": "Answer."},
+    ]

@@ -171,3 +171,14 @@ def test_it_sends_cache_control_on_content_parts_to_openrouter_only():
     # OpenAI caches prompt prefixes by itself: nothing to mark
     direct = OpenAIAdapter().chat_body(request, stream=False)
     assert direct["messages"][0]["content"] == "long"
+
+
+def test_it_leaves_out_unsigned_reasoning_that_anthropic_could_never_verify():
+    turn = Message(
+        role="assistant",
+        content="Done.",
+        thinking=[ThinkingPart(text="from another provider"), *EXPECTED],
+    )
+    _, messages = messages_to_anthropic([Message(role="user", content="hi"), turn])
+    assert [b["type"] for b in messages[1]["content"]] == ["thinking", "redacted_thinking", "text"]
+    assert messages[1]["content"][0]["signature"] == "EqQBCgIYAh=="
