@@ -25,6 +25,7 @@ from providers_app.kit.types import (
     FINISH_MALFORMED_TOOL_CALL,
     ChatRequest,
     ChatResponse,
+    ThinkingPart,
     ToolCall,
     Usage,
 )
@@ -71,6 +72,8 @@ def _canonical(tenant_id: int, request: ChatRequest) -> dict[str, Any]:
                     if m.parts
                     else {}
                 ),
+                # thinking sent back is part of what the model reads
+                **({"thinking": [asdict(p) for p in m.thinking]} if m.thinking else {}),
             }
             for m in request.messages
         ],
@@ -140,6 +143,7 @@ def _encode(response: ChatResponse) -> str:
             "tool_calls": [asdict(call) for call in response.tool_calls],
             "finish_reason": response.finish_reason,
             "raw_finish_reason": response.raw_finish_reason,
+            "thinking": [asdict(part) for part in response.thinking],
             "usage": {
                 "prompt_tokens": response.usage.prompt_tokens,
                 "completion_tokens": response.usage.completion_tokens,
@@ -166,6 +170,7 @@ def _decode(raw: str) -> ChatResponse:
         tool_calls=[ToolCall(**call) for call in data.get("tool_calls", [])],
         finish_reason=data.get("finish_reason"),
         raw_finish_reason=data.get("raw_finish_reason"),
+        thinking=[ThinkingPart(**part) for part in data.get("thinking", [])],
         usage=Usage(
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),

@@ -179,6 +179,22 @@ FIELDS: tuple[FieldRule, ...] = (
     FieldRule("passthrough.mcp_servers", None, "mcp_servers", _rules(R, anthropic=P)),
     FieldRule("passthrough.context_management", None, "context_management",
               _rules(R, anthropic=P), droppable=True),
+    # carried inside messages / tools (not ChatRequest attributes): never refused
+    FieldRule("messages.cache_control", None, "cache_control (system, content blocks, tools)",
+              _rules(T, anthropic=P, openrouter=P),
+              note="Anthropic: on the block it was given for. OpenRouter: on the content "
+                   "part (it forwards it to Anthropic and Gemini models). OpenAI, "
+                   "OpenAI-compatible, Cerebras, Qwen and Gemini cache prompt prefixes "
+                   "automatically: the breakpoint has no wire counterpart and is met by that "
+                   "caching, so a client written for Claude keeps working on any route "
+                   "(cached reads still show in usage)."),
+    FieldRule("messages.thinking", None, "thinking / redacted_thinking blocks (assistant)",
+              _rules(T, anthropic=P),
+              note="Sent back first in the turn, unchanged, to Anthropic. Left out for every "
+                   "other provider, by design: their signatures are valid only for the "
+                   "provider that produced them (the one place a field is dropped). Replies' "
+                   "thinking: Anthropic blocks on /v1/messages, `reasoning_content` on "
+                   "/v1/chat/completions."),
 )
 # fmt: on
 

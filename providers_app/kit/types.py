@@ -33,6 +33,8 @@ class ToolCall:
     arguments: str = "{}"
     # Gemini's thoughtSignature: opaque, and must be sent back with the call in later turns
     signature: str | None = None
+    # Anthropic's prompt-cache breakpoint on this tool_use block, sent back verbatim
+    cache_control: dict[str, Any] | None = None
 
     def parsed_arguments(self) -> Any:
         return json.loads(self.arguments or "{}")
@@ -43,6 +45,8 @@ class TextPart:
     """Text within a message that also carries media, kept in the client's order."""
 
     text: str
+    # Anthropic's prompt-cache breakpoint ({"type": "ephemeral", "ttl"?}) on this block
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,6 +60,7 @@ class ImagePart:
     data: str | None = None
     media_type: str | None = None
     detail: str | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,6 +73,7 @@ class FilePart:
     file_id: str | None = None
     media_type: str | None = None
     filename: str | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,10 +82,33 @@ class AudioPart:
 
     data: str
     format: str
+    cache_control: dict[str, Any] | None = None
 
 
 ContentPart = TextPart | ImagePart | FilePart | AudioPart
 MediaPart = ImagePart | FilePart | AudioPart
+
+
+@dataclass(slots=True, frozen=True)
+class ThinkingPart:
+    """A block of the model's visible reasoning, kept so it can be sent back.
+
+    Anthropic: a ``thinking`` block (``text`` and the ``signature`` that
+    authenticates it) or, with ``data`` set, a ``redacted_thinking`` block
+    (encrypted; only ``data`` travels). Both must come back unchanged, before
+    the tool calls, in the assistant turn of a tool round trip. Gemini: a
+    thought part's text (``signature`` its thoughtSignature, if any). An
+    OpenAI-wire provider's ``reasoning_content``: text only. A signature is
+    valid only for the provider that minted it.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    data: str | None = None
+
+    @property
+    def redacted(self) -> bool:
+        return self.data is not None
 
 
 @dataclass(slots=True)
@@ -100,8 +129,15 @@ class Message:
     # tool turns: which call this result answers, and (for Gemini) the tool's name
     tool_call_id: str | None = None
     name: str | None = None
-    # user messages with images, files or audio (see the invariant above)
+    # user messages with images, files or audio (see the invariant above); also set,
+    # text parts only, when a text block carries its own cache_control
     parts: list[ContentPart] | None = None
+    # assistant turns: the reasoning blocks the reply began with, sent back in order
+    # before the text and tool calls (providers that cannot take them leave them out)
+    thinking: list[ThinkingPart] = field(default_factory=list)
+    # Anthropic's prompt-cache breakpoint on the message's last block (a system block,
+    # a tool result, a text-only turn); None = no breakpoint
+    cache_control: dict[str, Any] | None = None
 
     def media(self) -> list[MediaPart]:
         """The non-text parts, in order (empty for a text-only message)."""
@@ -116,6 +152,8 @@ class Tool:
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool = False
+    # Anthropic's prompt-cache breakpoint after this tool definition
+    cache_control: dict[str, Any] | None = None
 
 
 ToolChoiceMode = Literal["auto", "required", "none", "function"]
@@ -238,6 +276,27 @@ def token_count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+CACHE_TTLS = ("5m", "1h")
+
+
+def cache_control_problem(value: Any) -> str | None:
+    """What is wrong with an Anthropic ``cache_control`` value, or None if it is valid.
+
+    Anthropic takes ``{"type": "ephemeral"}`` with an optional ``ttl`` of 5m or 1h
+    and rejects anything else; checked at the edge so a bad one is the caller's
+    400 rather than a provider's."""
+    if not isinstance(value, dict):
+        return "must be an object"
+    if value.get("type") != "ephemeral":
+        return "type must be 'ephemeral'"
+    if "ttl" in value and value["ttl"] not in CACHE_TTLS:
+        return "ttl must be '5m' or '1h'"
+    extra = sorted(set(value) - {"type", "ttl"})
+    if extra:
+        return f"unknown field {extra[0]!r}"
+    return None
+
+
 @dataclass(slots=True)
 class ToolCallDelta:
     """A fragment of a streamed tool call; ``index`` identifies the call within the reply."""
@@ -250,10 +309,23 @@ class ToolCallDelta:
 
 
 @dataclass(slots=True)
+class ThinkingDelta:
+    """A fragment of a streamed reasoning block; ``index`` numbers the reply's thinking
+    blocks (0, 1, ...) so a consumer can tell one block from the next. ``signature``
+    (Anthropic's signature_delta) and ``data`` (a redacted block, whole) come once."""
+
+    index: int
+    text: str = ""
+    signature: str | None = None
+    data: str | None = None
+
+
+@dataclass(slots=True)
 class ChatChunk:
     """One normalised streaming event. Any field may be empty."""
 
     text: str = ""
+    thinking: ThinkingDelta | None = None
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
@@ -275,6 +347,13 @@ class ChatResponse:
     rate_limit: Any = None
     # the provider's logprobs object (OpenAI's {"content": [...]}), passed back as sent
     logprobs: Any = None
+    # the reasoning blocks, in order (they come before the text and tool calls)
+    thinking: list[ThinkingPart] = field(default_factory=list)
+
+    @property
+    def thinking_text(self) -> str:
+        """The readable reasoning (redacted blocks have none), for OpenAI's reasoning_content."""
+        return "".join(p.text for p in self.thinking)
 
 
 @dataclass(slots=True)
@@ -352,7 +431,16 @@ class ToolCallAccumulator:
 class ResponseBuilder:
     """Folds a stream of chunks into the ChatResponse a non-streaming call would give."""
 
-    __slots__ = ("_id", "_model", "_text", "_tools", "_finish", "_raw_finish", "_usage")
+    __slots__ = (
+        "_id",
+        "_model",
+        "_text",
+        "_tools",
+        "_finish",
+        "_raw_finish",
+        "_usage",
+        "_thinking",
+    )
 
     def __init__(self, response_id: str = "", model: str = "") -> None:
         self._id = response_id
@@ -362,10 +450,21 @@ class ResponseBuilder:
         self._finish: str | None = None
         self._raw_finish: str | None = None
         self._usage: Usage | None = None
+        # per thinking block: [text pieces, signature, data]
+        self._thinking: dict[int, list[Any]] = {}
 
     def add(self, chunk: ChatChunk) -> None:
         if chunk.text:
             self._text.append(chunk.text)
+        if chunk.thinking is not None:
+            d = chunk.thinking
+            block = self._thinking.setdefault(d.index, [[], None, None])
+            if d.text:
+                block[0].append(d.text)
+            if d.signature:
+                block[1] = d.signature
+            if d.data is not None:
+                block[2] = d.data
         for delta in chunk.tool_calls:
             self._tools.add(delta)
         if chunk.finish_reason:
@@ -383,4 +482,8 @@ class ResponseBuilder:
             finish_reason=self._finish,
             raw_finish_reason=self._raw_finish,
             usage=self._usage or Usage(),
+            thinking=[
+                ThinkingPart(text="".join(b[0]), signature=b[1], data=b[2])
+                for _, b in sorted(self._thinking.items())
+            ],
         )

@@ -4,13 +4,20 @@ Auth is ``x-api-key`` or ``Authorization: Bearer`` (OAuth); the
 ``anthropic-version`` header is required as on the real API. Streams follow the
 captured SDK fixtures: message_start, content_block_start, ping, deltas,
 content_block_stop, message_delta (cumulative output_tokens), message_stop.
+
+With ``thinking`` enabled the reply starts with a ``thinking`` block signed by
+an HMAC of its text (``thinking.py``), streamed as thinking_delta then
+signature_delta; a request containing Anthropic's redacted-thinking test
+string gets a ``redacted_thinking`` block instead. Like the real API, a
+thinking block sent back with a wrong signature is a 400, and so is a tool
+result continuation whose assistant turn does not start with its thinking.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from providers_app.simulator import behaviour, catalog, media, ratelimit_headers
+from providers_app.simulator import behaviour, catalog, media, ratelimit_headers, thinking
 from providers_app.simulator.anthropic_errors import MIDSTREAM_ERROR, check_request, error_response
 from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
@@ -63,7 +70,7 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
     if knobs.fail in STATUS_MODES or (knobs.fail == "midstream_error" and not stream):
         mode = "overloaded" if knobs.fail == "midstream_error" else knobs.fail
         return error_response(mode, model=model, retry_after=knobs.retry_after)
-    invalid = _validate(body)
+    invalid = _validate(body) or _check_thinking(body)
     if invalid:
         return error_response("bad_request", message=invalid)
     conv = conversation(body)
@@ -72,13 +79,69 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
         reply = behaviour.filtered(conv, behaviour.CONTENT_FILTER)
     else:
         reply = behaviour.decide(conv)
+    block = _thinking_block(body, conv) if knobs.fail not in FINISH_MODES else None
     headers = {"request-id": new_id("req_011C"), **ratelimit_headers.anthropic()}
     if stream:
-        return await _stream(request, knobs, model, reply, headers)
+        return await _stream(request, knobs, model, reply, headers, block)
     units = len(reply.chunks) + sum(2 + len(call.fragments()) for call in reply.tool_calls)
     return await respond_plain(
-        request, knobs, json_response(message(model, reply), headers=headers), units
+        request, knobs, json_response(message(model, reply, block), headers=headers), units
     )
+
+
+def _thinking_enabled(body: dict) -> bool:
+    setting = body.get("thinking")
+    return isinstance(setting, dict) and setting.get("type") == "enabled"
+
+
+def _thinking_block(body: dict, conv: Conversation) -> dict | None:
+    """The block the reply starts with when thinking is on, signed."""
+    if not _thinking_enabled(body):
+        return None
+    text = thinking.text_for(conv)
+    if thinking.REDACTED_TRIGGER in dumps(body.get("messages")):
+        return {"type": "redacted_thinking", "data": thinking.redacted_data(text)}
+    return {"type": "thinking", "thinking": text, "signature": thinking.sign(text)}
+
+
+_THINKING_FIRST = (
+    "messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+    "`{found}`. When `thinking` is enabled, a final `assistant` message must start with a "
+    "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+    "recommend you include thinking blocks from previous turns. To avoid this requirement, "
+    "disable `thinking`. Please consult our documentation at "
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+
+
+def _check_thinking(body: dict) -> str | None:
+    """The real API's two rules about thinking sent back: every block unchanged
+    (its signature verifies), and with thinking on, a tool result continuation's
+    assistant turn starts with one."""
+    messages = body["messages"]
+    for i, item in enumerate(messages):
+        content = item.get("content") if item.get("role") == "assistant" else None
+        for j, block in enumerate(content if isinstance(content, list) else []):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "thinking" and not thinking.verify(
+                str(block.get("thinking")), block.get("signature")
+            ):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            if kind == "redacted_thinking" and not thinking.verify_redacted(block.get("data")):
+                return f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+    if (
+        not _thinking_enabled(body)
+        or len(messages) < 2
+        or not _tool_results(messages[-1].get("content"))
+    ):
+        return None
+    index = len(messages) - 2
+    content = messages[index].get("content")
+    first = content[0] if isinstance(content, list) and content else {"type": "text"}
+    found = first.get("type") if isinstance(first, dict) else "text"
+    if found in ("thinking", "redacted_thinking"):
+        return None
+    return _THINKING_FIRST.format(index=index, found=found)
 
 
 async def count_tokens_handler(request: web.Request) -> web.Response:
@@ -276,8 +339,8 @@ def _usage(reply: Reply, output_tokens: int, final: bool = True) -> dict:
     return usage
 
 
-def message(model: str, reply: Reply) -> dict:
-    content: list[dict] = []
+def message(model: str, reply: Reply, thinking_block: dict | None = None) -> dict:
+    content: list[dict] = [thinking_block] if thinking_block else []
     if reply.chunks:
         content.append({"type": "text", "text": reply.text})
     for call in reply.tool_calls:
@@ -308,8 +371,49 @@ def _event(name: str, data: dict) -> bytes:
     return f"event: {name}\ndata: {dumps(data)}\n\n".encode()
 
 
+def _thinking_events(block: dict) -> list[Event]:
+    """Block 0: a redacted block whole in its start; a thinking block empty at the
+    start, its text in thinking_delta pieces, then one signature_delta."""
+    events: list[Event] = []
+    if block["type"] == "redacted_thinking":
+        start = {"type": "content_block_start", "index": 0, "content_block": block}
+        events.append((_event("content_block_start", start), False))
+    else:
+        empty = {"type": "thinking", "thinking": "", "signature": ""}
+        start = {"type": "content_block_start", "index": 0, "content_block": empty}
+        events.append((_event("content_block_start", start), False))
+        for piece in behaviour.words(block["thinking"]):
+            delta = {"type": "thinking_delta", "thinking": piece}
+            events.append(
+                (
+                    _event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": delta},
+                    ),
+                    True,
+                )
+            )
+        delta = {"type": "signature_delta", "signature": block["signature"]}
+        events.append(
+            (
+                _event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                ),
+                False,
+            )
+        )
+    events.append((_event("content_block_stop", {"type": "content_block_stop", "index": 0}), False))
+    return events
+
+
 async def _stream(
-    request: web.Request, knobs: RequestKnobs, model: str, reply: Reply, headers: dict[str, str]
+    request: web.Request,
+    knobs: RequestKnobs,
+    model: str,
+    reply: Reply,
+    headers: dict[str, str],
+    thinking_block: dict | None = None,
 ) -> web.StreamResponse:
     start: dict = {
         "id": new_id("msg_01"),
@@ -325,10 +429,13 @@ async def _stream(
         (_event("message_start", {"type": "message_start", "message": start}), False)
     ]
     index = 0
+    if thinking_block is not None:
+        events.extend(_thinking_events(thinking_block))
+        index = 1
     if reply.chunks or not reply.tool_calls:
         block = {
             "type": "content_block_start",
-            "index": 0,
+            "index": index,
             "content_block": {"type": "text", "text": ""},
         }
         events.append((_event("content_block_start", block), False))
@@ -336,14 +443,14 @@ async def _stream(
         for word in reply.chunks:
             delta = {
                 "type": "content_block_delta",
-                "index": 0,
+                "index": index,
                 "delta": {"type": "text_delta", "text": word},
             }
             events.append((_event("content_block_delta", delta), True))
         events.append(
-            (_event("content_block_stop", {"type": "content_block_stop", "index": 0}), False)
+            (_event("content_block_stop", {"type": "content_block_stop", "index": index}), False)
         )
-        index = 1
+        index += 1
     else:
         events.append((b'event: ping\ndata: {"type": "ping"}\n\n', False))
     for call in reply.tool_calls:

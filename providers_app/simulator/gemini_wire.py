@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from providers_app.simulator import behaviour, catalog, media
+from providers_app.simulator import behaviour, catalog, media, thinking
 from providers_app.simulator.behaviour import Conversation, Reply, ToolSpec
 from providers_app.simulator.context import INVALID_JSON, default_delay, json_body
 from providers_app.simulator.failures import (
@@ -172,6 +172,10 @@ async def _generate(
     reply = behaviour.filtered(conv, finish) if finish else behaviour.decide(conv)
     response_id = new_id("")
     chunks = _chunks(model, reply, response_id) if stream else [_full(model, reply, response_id)]
+    content = (chunks[0].get("candidates") or [{}])[0].get("content")
+    if _include_thoughts(body) and content is not None:
+        # the thought summary comes first, a part marked thought: true
+        content["parts"].insert(0, {"text": thinking.text_for(conv), "thought": True})
     if wrap is not None:
         chunks = [wrap(c) for c in chunks]
     if not stream:
@@ -230,6 +234,16 @@ def _function_responses(content: dict) -> list[str]:
             if isinstance(fr, dict):
                 results.append(dumps(fr.get("response")))
     return results
+
+
+def _include_thoughts(body: dict) -> bool:
+    config = _get(body, "generationConfig", "generation_config")
+    setting = (
+        _get(config, "thinkingConfig", "thinking_config") if isinstance(config, dict) else None
+    )
+    return (
+        isinstance(setting, dict) and _get(setting, "includeThoughts", "include_thoughts") is True
+    )
 
 
 def conversation(body: dict, model: str = "") -> Conversation:

@@ -141,36 +141,50 @@ def anthropic_markers(content: object) -> list[str]:
     return out
 
 
-def anthropic_error(messages: list) -> str | None:
+def _anthropic_media_blocks(messages: list) -> list[tuple[str, dict]]:
+    """(path, block) of every image and document block, those inside a tool_result's
+    content included (Anthropic takes them there too)."""
+    found: list[tuple[str, dict]] = []
     for i, message in enumerate(messages):
         content = message.get("content") if isinstance(message, dict) else None
         for k, block in enumerate(content if isinstance(content, list) else []):
-            if not isinstance(block, dict) or block.get("type") not in ("image", "document"):
+            if not isinstance(block, dict):
                 continue
-            where = f"messages.{i}.content.{k}.{block['type']}.source"
-            source = block.get("source")
-            if not isinstance(source, dict):
-                return f"{where}: Field required"
-            kind = source.get("type")
-            if kind == "url":
-                if not isinstance(source.get("url"), str):
-                    return f"{where}.url.url: Field required"
-                continue
-            if kind == "text" and block["type"] == "document":
-                if not isinstance(source.get("data"), str):
-                    return f"{where}.text.data: Field required"
-                continue
-            if kind != "base64":
-                return (
-                    f"{where}: Input tag '{kind}' found using 'type' does not match any of "
-                    "the expected tags"
-                )
-            allowed = _IMAGE_TYPES if block["type"] == "image" else ("application/pdf",)
-            if source.get("media_type") not in allowed:
-                shown = " or ".join(f"'{a}'" for a in allowed)
-                return f"{where}.base64.media_type: Input should be {shown}"
-            if not _b64_ok(source.get("data")):
-                return f"{where}.base64.data: invalid base64 data"
+            inner = block.get("content") if block.get("type") == "tool_result" else None
+            for j, part in enumerate(inner if isinstance(inner, list) else []):
+                if isinstance(part, dict) and part.get("type") in ("image", "document"):
+                    found.append((f"messages.{i}.content.{k}.tool_result.content.{j}", part))
+            if block.get("type") in ("image", "document"):
+                found.append((f"messages.{i}.content.{k}", block))
+    return found
+
+
+def anthropic_error(messages: list) -> str | None:
+    for at, block in _anthropic_media_blocks(messages):
+        where = f"{at}.{block['type']}.source"
+        source = block.get("source")
+        if not isinstance(source, dict):
+            return f"{where}: Field required"
+        kind = source.get("type")
+        if kind == "url":
+            if not isinstance(source.get("url"), str):
+                return f"{where}.url.url: Field required"
+            continue
+        if kind == "text" and block["type"] == "document":
+            if not isinstance(source.get("data"), str):
+                return f"{where}.text.data: Field required"
+            continue
+        if kind != "base64":
+            return (
+                f"{where}: Input tag '{kind}' found using 'type' does not match any of "
+                "the expected tags"
+            )
+        allowed = _IMAGE_TYPES if block["type"] == "image" else ("application/pdf",)
+        if source.get("media_type") not in allowed:
+            shown = " or ".join(f"'{a}'" for a in allowed)
+            return f"{where}.base64.media_type: Input should be {shown}"
+        if not _b64_ok(source.get("data")):
+            return f"{where}.base64.data: invalid base64 data"
     return None
 
 

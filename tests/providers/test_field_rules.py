@@ -163,7 +163,8 @@ def test_it_translates_for_gemini():
     config = body["generationConfig"]
     assert config["responseMimeType"] == "application/json"
     assert config["responseSchema"]["type"] == "OBJECT"
-    assert config["thinkingConfig"] == {"thinkingBudget": 4096}
+    # includeThoughts: the thought summaries come back as the reply's reasoning
+    assert config["thinkingConfig"] == {"thinkingBudget": 4096, "includeThoughts": True}
     assert (config["seed"], config["topK"]) == (9, 3)
     assert (config["frequencyPenalty"], config["presencePenalty"]) == (0.1, 0.2)
 

@@ -24,17 +24,31 @@ or the beta ``output_format``, json_schema: the kit's ``response_format``),
 standard_only), and, passed verbatim to Anthropic only, ``container``,
 ``mcp_servers`` and ``context_management``.
 
-Ignored: thinking / redacted_thinking blocks sent back in assistant turns
-(thinking content is not returned by the kit yet), ``cache_control`` on any
-block and any other field.
+Thinking: replies carry the provider's reasoning as ``thinking`` blocks (with
+their ``signature``) and ``redacted_thinking`` blocks (``data``), first in the
+content and streamed as Anthropic does (content_block_start, thinking_delta...,
+signature_delta). Sent back in an assistant turn they are kept in order and
+forwarded unchanged to Anthropic, whose tool round trips with thinking on
+require them; other providers cannot use them (the signatures are Anthropic's)
+and they are left out there, the one drop by design (docs/SUPPORT_MATRIX.md).
+
+``cache_control`` ({"type": "ephemeral", "ttl"?: "5m" | "1h"}; anything else
+is a 400) is kept on system text blocks, user text, image and document blocks,
+tool_result and tool_use blocks, the last text of an assistant turn, and tools,
+and reaches Anthropic on the same block (OpenRouter on the content part); the
+providers with automatic prefix caching need no mark.
+
+Any other unknown field is ignored.
 
 User turns may carry ``image`` blocks (``source``: ``base64`` with
 ``media_type`` image/jpeg, png, gif or webp, or ``url``) and ``document``
 blocks (``source``: ``base64`` PDF, ``text`` plain text, or ``url``; optional
 ``title`` used as the filename), validated by ``formats/media.py``
-(docs/GATEWAY.md "Images, files and audio"). Anywhere else (system, tool
-results, assistant turns) they are refused with a 400 rather than silently
-dropped, because the answer would be about a picture the model never saw.
+(docs/GATEWAY.md "Images, files and audio"); so may a ``tool_result``'s
+content, forwarded to Anthropic and refused with a 400 by providers whose tool
+results carry text only (OpenAI-wire, Gemini). Anywhere else (system,
+assistant turns) they are refused with a 400 rather than silently dropped,
+because the answer would be about a picture the model never saw.
 
 A ``tool_result`` with ``is_error: true`` reaches the kit as a tool message
 whose content starts with ``"Error: "``: kit messages have no error flag, and
@@ -66,9 +80,12 @@ from providers_app.kit.types import (
     ImagePart,
     Message,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     Usage,
+    cache_control_problem,
 )
 
 from .common import (
@@ -106,8 +123,6 @@ _UNSUPPORTED_BLOCKS = {
     "search_result": "search_result blocks are not supported",
 }
 MAX_TOP_K = 2**31 - 1
-# sent back by clients when extended thinking was on; nothing downstream can use them
-_SKIPPED_BLOCKS = ("thinking", "redacted_thinking")
 
 
 # -- request -------------------------------------------------------------------------------
@@ -169,6 +184,17 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
     )
 
 
+def _cache_control(block: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """A block's ``cache_control``, checked (None when absent)."""
+    value = block.get("cache_control")
+    if value is None:
+        return None
+    problem = cache_control_problem(value)
+    if problem:
+        raise invalid(problem, f"{where}.cache_control")
+    return dict(value)
+
+
 def _parse_system(value: Any, limits: InputLimits) -> list[Message]:
     if value is None:
         return []
@@ -176,8 +202,17 @@ def _parse_system(value: Any, limits: InputLimits) -> list[Message]:
         text = value
     elif isinstance(value, list):
         texts = []
+        marks = []
         for i, block in enumerate(value):
             texts.append(_text_block(block, f"system[{i}]"))
+            marks.append(_cache_control(block, f"system[{i}]"))
+        check_message_size(sum(len(t) for t in texts), limits, "system")
+        if any(marks):
+            # one system message a block, so a cache breakpoint stays on its block
+            return [
+                Message(role="system", content=t, cache_control=m)
+                for t, m in zip(texts, marks, strict=True)
+            ]
         text = "\n".join(texts)
     else:
         raise invalid(
@@ -246,7 +281,10 @@ def _parse_messages(value: Any, limits: InputLimits) -> list[Message]:
             for call in produced[0].tool_calls if produced else []:
                 names_by_call_id[call.id] = call.name
         size = sum(
-            len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+            len(m.content or "")
+            + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+            # thinking sent back is input too: it may not slip past the size limit
+            + sum(len(t.text) + len(t.data or "") for t in m.thinking)
             for m in produced
         )
         check_message_size(size, limits, f"{base}.content")
@@ -272,23 +310,33 @@ def _parse_user_blocks(
             raise invalid(f"must be an object, got {json_type(block)}", where)
         kind = block.get("type")
         if kind == "tool_result":
-            results.append(_parse_tool_result(block, where, names_by_call_id))
+            results.append(_parse_tool_result(block, where, names_by_call_id, tally))
         elif kind == "tool_use":
             raise invalid("tool_use blocks belong in assistant messages", f"{where}.type")
+        elif kind in ("thinking", "redacted_thinking"):
+            raise invalid(f"{kind} blocks belong in assistant messages", f"{where}.type")
         elif kind == "image":
             parts.append(_image_block(block, where, tally))
         elif kind == "document":
             parts.append(_document_block(block, where, tally))
         else:
             texts.append(_text_block(block, where))
-            parts.append(TextPart(texts[-1]))
+            parts.append(TextPart(texts[-1], cache_control=_cache_control(block, where)))
     out = results
-    has_media = any(not isinstance(p, TextPart) for p in parts)
-    if texts or has_media:
-        out.append(
-            Message(role="user", content="\n".join(texts), parts=parts if has_media else None)
-        )
+    # parts only when needed (see Message): media, or a text block with its own breakpoint
+    if texts or parts:
+        out.append(_user_message(texts, parts))
     return out
+
+
+def _user_message(texts: list[str], parts: list[ContentPart]) -> Message:
+    has_media = any(not isinstance(p, TextPart) for p in parts)
+    marked = [i for i, p in enumerate(parts) if p.cache_control]
+    if not has_media and marked in ([], [len(parts) - 1]):
+        # text only, a breakpoint at most on the last block: the message's own mark
+        last = parts[-1].cache_control if parts else None
+        return Message(role="user", content="\n".join(texts), cache_control=last)
+    return Message(role="user", content="\n".join(texts), parts=parts)
 
 
 def _source(block: dict[str, Any], where: str, kinds: tuple[str, ...]) -> dict[str, Any]:
@@ -305,14 +353,17 @@ def _source(block: dict[str, Any], where: str, kinds: tuple[str, ...]) -> dict[s
 
 def _image_block(block: dict[str, Any], where: str, tally: MediaTally) -> ImagePart:
     source = _source(block, where, ("base64", "url"))
+    mark = _cache_control(block, where)
     if source["type"] == "url":
-        return ImagePart(url=check_url(source.get("url"), f"{where}.source.url"))
+        return ImagePart(
+            url=check_url(source.get("url"), f"{where}.source.url"), cache_control=mark
+        )
     media_type = check_media_type(
         source.get("media_type"), IMAGE_TYPES, f"{where}.source.media_type"
     )
     data = source.get("data")
     tally.add(check_base64(data, f"{where}.source.data"), f"{where}.source.data")
-    return ImagePart(data=str(data), media_type=media_type)
+    return ImagePart(data=str(data), media_type=media_type, cache_control=mark)
 
 
 def _document_block(block: dict[str, Any], where: str, tally: MediaTally) -> FilePart:
@@ -320,8 +371,10 @@ def _document_block(block: dict[str, Any], where: str, tally: MediaTally) -> Fil
     title = block.get("title")
     if title is not None and not isinstance(title, str):
         raise invalid(f"must be a string, got {json_type(title)}", f"{where}.title")
+    mark = _cache_control(block, where)
     if source["type"] == "url":
-        return FilePart(url=check_url(source.get("url"), f"{where}.source.url"), filename=title)
+        url = check_url(source.get("url"), f"{where}.source.url")
+        return FilePart(url=url, filename=title, cache_control=mark)
     if source["type"] == "text":
         text = source.get("data")
         if not isinstance(text, str) or not text:
@@ -330,16 +383,19 @@ def _document_block(block: dict[str, Any], where: str, tally: MediaTally) -> Fil
         tally.add(len(raw), f"{where}.source.data")
         # one representation for every document: base64 bytes plus a media type
         data = base64.b64encode(raw).decode("ascii")
-        return FilePart(data=data, media_type="text/plain", filename=title)
+        return FilePart(data=data, media_type="text/plain", filename=title, cache_control=mark)
     check_media_type(source.get("media_type"), ("application/pdf",), f"{where}.source.media_type")
     pdf = source.get("data")
     tally.add(check_base64(pdf, f"{where}.source.data"), f"{where}.source.data")
-    return FilePart(data=str(pdf), media_type="application/pdf", filename=title)
+    return FilePart(data=str(pdf), media_type="application/pdf", filename=title, cache_control=mark)
 
 
 def _parse_tool_result(
-    block: dict[str, Any], where: str, names_by_call_id: dict[str, str]
+    block: dict[str, Any], where: str, names_by_call_id: dict[str, str], tally: MediaTally
 ) -> Message:
+    """A tool message; its content may hold text, image and document blocks (a
+    screenshot tool's answer): ``parts`` then, as for a user turn with media. Only
+    providers whose tool results take media get them; others refuse with a 400."""
     public_id = block.get("tool_use_id")
     if not isinstance(public_id, str) or not public_id:
         raise invalid(
@@ -347,17 +403,27 @@ def _parse_tool_result(
             f"{where}.tool_use_id",
         )
     content = block.get("content")
+    parts: list[ContentPart] = []
     if content is None:
         text = ""
     elif isinstance(content, str):
         text = content
     elif isinstance(content, list):
-        text = "\n".join(
-            _text_block(part, f"{where}.content[{j}]") for j, part in enumerate(content)
-        )
+        texts = []
+        for j, part in enumerate(content):
+            at = f"{where}.content[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image":
+                parts.append(_image_block(part, at, tally))
+            elif kind == "document":
+                parts.append(_document_block(part, at, tally))
+            else:
+                texts.append(_text_block(part, at))
+                parts.append(TextPart(texts[-1], cache_control=_cache_control(part, at)))
+        text = "\n".join(texts)
     else:
         raise invalid(
-            f"must be a string or an array of text blocks, got {json_type(content)}",
+            f"must be a string or an array of content blocks, got {json_type(content)}",
             f"{where}.content",
         )
     is_error = block.get("is_error")
@@ -366,33 +432,67 @@ def _parse_tool_result(
     if is_error:
         text = f"Error: {text}"
     call_id, _signature = split_tool_call_id(public_id)
+    has_media = any(not isinstance(p, TextPart) for p in parts)
+    if is_error and has_media:
+        parts.insert(0, TextPart("Error: "))
     return Message(
-        role="tool", content=text, tool_call_id=call_id, name=names_by_call_id.get(call_id)
+        role="tool",
+        content=text,
+        tool_call_id=call_id,
+        name=names_by_call_id.get(call_id),
+        parts=parts if has_media else None,
+        cache_control=_cache_control(block, where),
     )
 
 
 def _parse_assistant_blocks(blocks: list[Any], base: str) -> list[Message]:
+    """Thinking blocks are kept (in order) to go back to the provider that signed them;
+    text blocks are joined into one text, so a breakpoint can only sit on the last."""
     texts: list[str] = []
     calls: list[ToolCall] = []
+    thinking: list[ThinkingPart] = []
+    mark: dict[str, Any] | None = None
     for k, block in enumerate(blocks):
         where = f"{base}[{k}]"
         if not isinstance(block, dict):
             raise invalid(f"must be an object, got {json_type(block)}", where)
         kind = block.get("type")
-        if kind in _SKIPPED_BLOCKS:
-            continue
-        if kind == "tool_use":
+        if kind in ("thinking", "redacted_thinking"):
+            thinking.append(_parse_thinking(block, where))
+        elif kind == "tool_use":
             calls.append(_parse_tool_use(block, where))
         elif kind == "tool_result":
             raise invalid("tool_result blocks belong in user messages", f"{where}.type")
         else:
             texts.append(_text_block(block, where))
+            mark = _cache_control(block, where) or mark
     if not texts and not calls:
         # an empty prefill, or a turn that only held thinking
-        return [Message(role="assistant", content="")]
+        return [Message(role="assistant", content="", thinking=thinking)]
     # no separator: clients split one answer into several text blocks (around citations)
     content = "".join(texts) if texts else None
-    return [Message(role="assistant", content=content, tool_calls=calls)]
+    return [
+        Message(
+            role="assistant",
+            content=content,
+            tool_calls=calls,
+            thinking=thinking,
+            cache_control=mark if not calls else None,
+        )
+    ]
+
+
+def _parse_thinking(block: dict[str, Any], where: str) -> ThinkingPart:
+    """Checked only for shape: the signature is the provider's to verify."""
+    if block["type"] == "redacted_thinking":
+        data = block.get("data")
+        if not isinstance(data, str):
+            raise invalid(f"must be a string, got {json_type(data)}", f"{where}.data")
+        return ThinkingPart(data=data)
+    for key in ("thinking", "signature"):
+        if not isinstance(block.get(key), str):
+            raise invalid(f"must be a string, got {json_type(block.get(key))}", f"{where}.{key}")
+    return ThinkingPart(text=block["thinking"], signature=block["signature"])
 
 
 def _parse_tool_use(block: dict[str, Any], where: str) -> ToolCall:
@@ -415,6 +515,7 @@ def _parse_tool_use(block: dict[str, Any], where: str) -> ToolCall:
         name=name,
         arguments=json.dumps(arguments, ensure_ascii=False),
         signature=signature,
+        cache_control=_cache_control(block, where),
     )
 
 
@@ -481,7 +582,7 @@ def render_message(response: ChatResponse, *, model: str, request_id: str) -> di
     ``stop_sequence`` is always null: the kit does not record which sequence
     matched.
     """
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = [_thinking_block(part) for part in response.thinking]
     if response.text or not response.tool_calls:
         content.append({"type": "text", "text": response.text or ""})
     for call in response.tool_calls:
@@ -506,6 +607,13 @@ def render_message(response: ChatResponse, *, model: str, request_id: str) -> di
         "stop_sequence": None,
         "usage": anthropic_usage(usage),
     }
+
+
+def _thinking_block(part: ThinkingPart) -> dict[str, Any]:
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.data}
+    # the SDK's ThinkingBlock requires a signature string; a provider without one gives ""
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
 
 
 def anthropic_usage(usage: Usage) -> dict[str, Any]:
@@ -580,7 +688,8 @@ class AnthropicStreamEncoder:
         self._started = False
         self._closed = False
         self._next_index = 0
-        # ("text", None) or ("tool", kit call index) for the open block, with its index
+        # ("text", None), ("thinking", kit thinking index) or ("tool", kit call index)
+        # for the open block, with its index
         self._open: tuple[str, int | None] | None = None
         self._open_index = -1
         self._tool_blocks: dict[int, int] = {}
@@ -646,6 +755,8 @@ class AnthropicStreamEncoder:
         if self._closed:
             return b""
         out = [self._start()]
+        if c.thinking is not None:
+            out.append(self._thinking_fragment(c.thinking))
         if c.text:
             if self._open != ("text", None):
                 out.append(self._open_block(("text", None), {"type": "text", "text": ""}))
@@ -658,6 +769,24 @@ class AnthropicStreamEncoder:
         if c.usage is not None:
             self._usage = c.usage
         return b"".join(out)
+
+    def _thinking_fragment(self, d: ThinkingDelta) -> bytes:
+        """content_block_start{thinking} + thinking_delta... + signature_delta, as Anthropic
+        streams it; a redacted block is whole in its content_block_start."""
+        out = b""
+        if self._open != ("thinking", d.index):
+            if d.data is not None:
+                block: dict[str, Any] = {"type": "redacted_thinking", "data": d.data}
+            else:
+                block = {"type": "thinking", "thinking": "", "signature": ""}
+            out = self._open_block(("thinking", d.index), block)
+        if d.text:
+            out += self._delta(self._open_index, {"type": "thinking_delta", "thinking": d.text})
+        if d.signature:
+            out += self._delta(
+                self._open_index, {"type": "signature_delta", "signature": d.signature}
+            )
+        return out
 
     def _tool_fragment(self, d: ToolCallDelta) -> bytes:
         out = b""

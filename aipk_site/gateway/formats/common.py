@@ -24,6 +24,7 @@ from providers_app.kit.types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    ThinkingDelta,
     ToolCallDelta,
     Usage,
 )
@@ -256,10 +257,14 @@ _REPLAY_MIN_PIECE = 16
 def response_as_chunks(response: ChatResponse) -> list[ChatChunk]:
     """A stored ``ChatResponse`` as the chunk sequence a live stream would have produced.
 
-    Text in a few pieces, then one delta per tool call, then the finish
+    Thinking blocks, text in a few pieces, then one delta per tool call, then the finish
     reason, then usage: the order the kit's adapters emit them in.
     """
-    chunks: list[ChatChunk] = []
+    chunks: list[ChatChunk] = [
+        # the reasoning first, each block whole (text, signature or redacted data)
+        ChatChunk(thinking=ThinkingDelta(index, part.text, part.signature, part.data))
+        for index, part in enumerate(response.thinking)
+    ]
     text = response.text or ""
     if text:
         size = max(_REPLAY_MIN_PIECE, math.ceil(len(text) / _REPLAY_PIECES))

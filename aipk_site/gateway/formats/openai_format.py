@@ -31,6 +31,14 @@ and, passed verbatim to the OpenAI-wire providers that have them,
 ``verbosity``, ``modalities``, ``audio``, ``prediction``,
 ``web_search_options``. Returned logprobs are rendered in ``choices[].logprobs``.
 
+The model's visible reasoning (Anthropic thinking, Gemini thought summaries, an
+OpenAI-wire provider's own ``reasoning_content``) is rendered as
+``message.reasoning_content`` / ``delta.reasoning_content``, the field DeepSeek,
+OpenRouter and vLLM clients read. It is text only: Anthropic's signatures and
+redacted blocks cannot travel in this format, so a tool round trip with thinking
+on needs /v1/messages. An assistant message's ``reasoning_content`` sent back is
+not read (it has no meaning to a provider).
+
 Still ignored: any other top-level field (unknown to both the gateway and the
 table) and message ``name`` fields.
 
@@ -487,6 +495,9 @@ def render_chat_completion(
     }
     if response.tool_calls:
         message["tool_calls"] = [_tool_call_dict(call) for call in response.tool_calls]
+    if response.thinking_text:
+        # the de-facto field (DeepSeek, OpenRouter, vLLM); signatures have no place here
+        message["reasoning_content"] = response.thinking_text
     return {
         "id": request_id,
         "object": "chat.completion",
@@ -597,6 +608,7 @@ class OpenAIStreamEncoder:
             and not c.finish_reason
             and c.usage is None
             and c.logprobs is None
+            and c.thinking is None
         ):
             # Most chunks of a reply are text alone: the same bytes as below, without
             # building and serialising the whole event each time.
@@ -606,6 +618,8 @@ class OpenAIStreamEncoder:
                 before, after = self._text_event
                 return before + dumps(c.text) + after
         out = [self._start()]
+        if c.thinking is not None and c.thinking.text:
+            out.append(self._delta({"reasoning_content": c.thinking.text}))
         if c.text or c.logprobs is not None:
             out.append(self._delta({"content": c.text}, logprobs=c.logprobs))
         fragments = [self._fragment(d) for d in c.tool_calls]

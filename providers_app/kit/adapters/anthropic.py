@@ -22,6 +22,8 @@ from ..types import (
     Message,
     ModelInfo,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -183,10 +185,16 @@ class AnthropicAdapter(BaseAdapter):
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
         if not isinstance(body, dict) or body.get("type") == "error":
             raise self.classify_error(0, body, {})
-        texts, calls = [], []
+        texts, calls, thinking = [], [], []
         for block in body.get("content") or []:
             if block.get("type") == "text":
                 texts.append(block.get("text", ""))
+            elif block.get("type") == "thinking":
+                thinking.append(
+                    ThinkingPart(text=block.get("thinking") or "", signature=block.get("signature"))
+                )
+            elif block.get("type") == "redacted_thinking":
+                thinking.append(ThinkingPart(data=block.get("data") or ""))
             elif block.get("type") == "tool_use":
                 calls.append(
                     ToolCall(
@@ -206,6 +214,7 @@ class AnthropicAdapter(BaseAdapter):
             ),
             raw_finish_reason=raw_finish,
             usage=usage_from_anthropic(body.get("usage") or {}),
+            thinking=thinking,
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -260,11 +269,13 @@ class AnthropicStreamDecoder(StreamDecoder):
     ``index``, whatever text blocks come between them.
     """
 
-    __slots__ = ("tool_index_by_block", "usage")
+    __slots__ = ("tool_index_by_block", "thinking_index_by_block", "usage")
 
     def __init__(self, adapter: BaseAdapter) -> None:
         super().__init__(adapter)
         self.tool_index_by_block: dict[int, int] = {}
+        # thinking blocks are numbered among themselves too (ThinkingDelta.index)
+        self.thinking_index_by_block: dict[int, int] = {}
         self.usage = Usage()
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
@@ -288,9 +299,30 @@ class AnthropicStreamDecoder(StreamDecoder):
                             ]
                         )
                     ]
-            return []  # thinking / signature deltas are not part of the reply text
+            if delta.get("type") in ("thinking_delta", "signature_delta"):
+                index = self.thinking_index_by_block.get(data.get("index"))
+                if index is not None:
+                    piece = ThinkingDelta(
+                        index=index,
+                        text=delta.get("thinking") or "",
+                        signature=delta.get("signature"),
+                    )
+                    return [ChatChunk(thinking=piece)]
+            return []
         if kind == "content_block_start":
             block = data.get("content_block") or {}
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                index = len(self.thinking_index_by_block)
+                self.thinking_index_by_block[data.get("index")] = index
+                redacted = block.get("type") == "redacted_thinking"
+                piece = ThinkingDelta(
+                    index=index,
+                    text=block.get("thinking") or "",
+                    # a redacted block arrives whole here; a thinking block's comes later
+                    data=(block.get("data") or "") if redacted else None,
+                    signature=block.get("signature") or None,
+                )
+                return [ChatChunk(thinking=piece)]
             if block.get("type") == "tool_use":
                 index = len(self.tool_index_by_block)
                 self.tool_index_by_block[data.get("index")] = index
@@ -365,6 +397,13 @@ def _thinking_tokens(usage: dict[str, Any]) -> int:
 
 def _part_to_anthropic(part: ContentPart, index: int) -> dict[str, Any]:
     """Image and document blocks; Anthropic fetches http(s) URL sources itself."""
+    block = _media_to_anthropic(part, index)
+    if part.cache_control:
+        block["cache_control"] = part.cache_control
+    return block
+
+
+def _media_to_anthropic(part: ContentPart, index: int) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, AudioPart):
@@ -389,46 +428,81 @@ def _part_to_anthropic(part: ContentPart, index: int) -> dict[str, Any]:
     return document
 
 
-def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+def _thinking_to_anthropic(part: ThinkingPart) -> dict[str, Any]:
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.data}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+
+
+def _system_to_anthropic(system: list[Message]) -> str | list[dict[str, Any]]:
+    """One string, unless a system block carries a cache breakpoint: then the blocks
+    as text blocks, each with its own cache_control, so the cached prefix ends
+    where the caller put it."""
+    if not any(m.cache_control for m in system):
+        return "\n\n".join(m.content or "" for m in system)
+    blocks: list[dict[str, Any]] = []
+    for m in system:
+        block: dict[str, Any] = {"type": "text", "text": m.content or ""}
+        if m.cache_control:
+            block["cache_control"] = m.cache_control
+        blocks.append(block)
+    return blocks
+
+
+def _tool_result_to_anthropic(message: Message, index: int) -> dict[str, Any]:
+    content: str | list[dict[str, Any]] = message.content or ""
+    if message.parts:
+        # images (and documents) inside a tool result, as Anthropic takes them
+        content = [_part_to_anthropic(p, index) for p in message.parts]
+    return {"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": content}
+
+
+def messages_to_anthropic(
+    messages: list[Message],
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     """System text apart; tool results become user turns of tool_result blocks.
 
     Consecutive turns of one role are merged, which is how the results of
     parallel calls must arrive: all in the one user turn after the calls.
+    An assistant turn's thinking blocks go first, unchanged: with thinking on,
+    Anthropic refuses a tool round trip whose assistant turn does not start
+    with them. ``cache_control`` goes on the block it was given for
+    (``Message.cache_control``: the message's last block).
     """
-    system: list[str] = []
+    system: list[Message] = []
     out: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         if message.role == "system":
-            system.append(message.content or "")
+            system.append(message)
             continue
         blocks: list[dict[str, Any]]
-        if message.parts:
+        if message.role == "tool":
+            role, blocks = "user", [_tool_result_to_anthropic(message, index)]
+        elif message.parts:
             role, blocks = message.role, [_part_to_anthropic(p, index) for p in message.parts]
-        elif message.role == "tool":
-            role, blocks = (
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": message.tool_call_id or "",
-                        "content": message.content or "",
-                    }
-                ],
-            )
         else:
             role = message.role
             blocks = [{"type": "text", "text": message.content}] if message.content else []
+        if message.role == "assistant":
+            # an unsigned thinking block (another provider's reasoning) is never valid
+            # here: Anthropic would refuse the whole request for it
+            blocks[:0] = [
+                _thinking_to_anthropic(p) for p in message.thinking if p.redacted or p.signature
+            ]
             for call in message.tool_calls:
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.id,
-                        "name": call.name,
-                        "input": tools.arguments_to_object(call.arguments),
-                    }
-                )
+                use: dict[str, Any] = {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": tools.arguments_to_object(call.arguments),
+                }
+                if call.cache_control:
+                    use["cache_control"] = call.cache_control
+                blocks.append(use)
+        if message.cache_control and blocks and "cache_control" not in blocks[-1]:
+            blocks[-1]["cache_control"] = message.cache_control
         if out and out[-1]["role"] == role:
             out[-1]["content"].extend(blocks)
         else:
             out.append({"role": role, "content": blocks})
-    return "\n\n".join(system), out
+    return _system_to_anthropic(system), out

@@ -37,6 +37,8 @@ from ..types import (
     Message,
     ModelInfo,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCallDelta,
     Usage,
     token_count,
@@ -209,7 +211,8 @@ class GeminiAdapter(BaseAdapter):
             budget = request.reasoning.budget_tokens or fields.REASONING_BUDGETS.get(
                 request.reasoning.effort or "medium", 8192
             )
-            config["thinkingConfig"] = {"thinkingBudget": budget}
+            # includeThoughts: the thought summaries come back as the reply's reasoning
+            config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
         for key, name in (
             ("seed", "seed"),
             ("top_k", "topK"),
@@ -233,6 +236,11 @@ class GeminiAdapter(BaseAdapter):
             finish_reason=chunk.finish_reason,
             raw_finish_reason=chunk.raw_finish_reason,
             usage=chunk.usage or Usage(),
+            thinking=(
+                [ThinkingPart(text=chunk.thinking.text, signature=chunk.thinking.signature)]
+                if chunk.thinking is not None
+                else []
+            ),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -346,7 +354,9 @@ class ReplyReader:
         candidate = candidates[0]
         if self.scope is None:
             self.scope = str(body.get("responseId") or uuid.uuid4().hex[:12])
-        texts = []
+        texts: list[str] = []
+        thought_texts: list[str] = []
+        signature: str | None = None
         for part in (candidate.get("content") or {}).get("parts") or []:
             if "functionCall" in part:
                 call = tools.tool_call_from_gemini(part, self.tool_count, scope=self.scope)
@@ -362,9 +372,18 @@ class ReplyReader:
                     )
                 )
                 self.tool_count += 1
-            elif "text" in part and not part.get("thought"):
-                texts.append(part["text"])  # thought summaries are not the answer
+            elif "text" in part and part.get("thought"):
+                # a thought summary (includeThoughts): the reasoning, not the answer
+                thought_texts.append(part["text"])
+                signature = part.get("thoughtSignature") or signature
+            elif "text" in part:
+                texts.append(part["text"])
         chunk.text = "".join(texts)
+        if thought_texts:
+            # one reasoning block a reply: Gemini's thought parts are not separate blocks
+            chunk.thinking = ThinkingDelta(
+                index=0, text="".join(thought_texts), signature=signature
+            )
         raw_finish = candidate.get("finishReason")
         if raw_finish and raw_finish != "FINISH_REASON_UNSPECIFIED":
             finish = FINISH_REASONS.get(raw_finish, raw_finish.lower())
@@ -435,7 +454,10 @@ def messages_to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any
             system.append(message.content or "")
             continue
         parts: list[dict[str, Any]]
-        if message.parts:
+        if message.role == "tool" and message.media():
+            # a functionResponse carries JSON only: the image would never reach the model
+            raise media.refuse("gemini", "images or files in tool results", index)
+        if message.parts and message.role != "tool":
             role = "model" if message.role == "assistant" else "user"
             parts = [_part_to_gemini(p, index) for p in message.parts]
         elif message.role == "tool":

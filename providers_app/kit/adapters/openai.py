@@ -25,6 +25,8 @@ from ..types import (
     ModelInfo,
     ResponseFormat,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -63,6 +65,8 @@ class OpenAIAdapter(BaseAdapter):
     default_base_url = "https://api.openai.com/v1"
     default_model_id = "gpt-4o-mini"
     rate_limit_style = "openai"
+    # whether Anthropic cache_control marks go out on content parts (OpenRouter only)
+    sends_cache_control = False
     static_models: ClassVar[tuple[ModelInfo, ...]] = (
         catalog_model(
             "openai",
@@ -133,7 +137,10 @@ class OpenAIAdapter(BaseAdapter):
     def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model or self.default_model,
-            "messages": [message_to_openai(m) for m in request.messages],
+            "messages": [
+                message_to_openai(m, i, self.name, cache_marks=self.sends_cache_control)
+                for i, m in enumerate(request.messages)
+            ],
         }
         if stream:
             body["stream"] = True
@@ -220,6 +227,7 @@ class OpenAIAdapter(BaseAdapter):
             raw_finish_reason=raw_finish,
             usage=usage_from_openai(body.get("usage")) or Usage(),
             logprobs=choice.get("logprobs"),
+            thinking=[ThinkingPart(text=reasoning)] if (reasoning := reasoning_of(message)) else [],
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -293,6 +301,9 @@ class OpenAIStreamDecoder(StreamDecoder):
             choice = choices[0]
             delta = choice.get("delta") or {}
             chunk.text = delta.get("content") or ""
+            reasoning = reasoning_of(delta)
+            if reasoning:
+                chunk.thinking = ThinkingDelta(index=0, text=reasoning)
             for call in delta.get("tool_calls") or []:
                 function = call.get("function") or {}
                 chunk.tool_calls.append(
@@ -310,7 +321,14 @@ class OpenAIStreamDecoder(StreamDecoder):
                 chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
                 chunk.raw_finish_reason = raw_finish
         chunk.usage = usage_from_openai(data.get("usage"))
-        if chunk.text or chunk.tool_calls or chunk.finish_reason or chunk.usage or chunk.logprobs:
+        if (
+            chunk.text
+            or chunk.thinking
+            or chunk.tool_calls
+            or chunk.finish_reason
+            or chunk.usage
+            or chunk.logprobs
+        ):
             return [chunk]
         return []
 
@@ -374,16 +392,44 @@ def _part_to_openai(part: ContentPart) -> dict[str, Any]:
     }
 
 
-def message_to_openai(message: Message) -> dict[str, Any]:
+def reasoning_of(message: dict[str, Any]) -> str:
+    """The visible reasoning an OpenAI-wire provider returns beside the content:
+    ``reasoning_content`` (DeepSeek, Qwen, vLLM) or ``reasoning`` (OpenRouter).
+    OpenAI itself returns none in chat completions."""
+    value = message.get("reasoning_content") or message.get("reasoning")
+    return value if isinstance(value, str) else ""
+
+
+def message_to_openai(
+    message: Message, index: int = 0, provider: str = "openai", *, cache_marks: bool = False
+) -> dict[str, Any]:
+    """``cache_marks``: keep Anthropic's cache_control on text parts (OpenRouter reads
+    them for the Anthropic and Gemini models it serves); OpenAI caches by itself."""
     if message.role == "tool":
-        return {
+        if message.media():
+            # chat completions' tool messages take text only: an image would be lost
+            raise media.refuse(provider, "images or files in tool results", index)
+        result: dict[str, Any] = {
             "role": "tool",
             "tool_call_id": message.tool_call_id or "",
             "content": message.content or "",
         }
+        if cache_marks and message.cache_control:
+            mark = {"cache_control": message.cache_control}
+            result["content"] = [{"type": "text", "text": message.content or "", **mark}]
+        return result
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.parts:
         out["content"] = [_part_to_openai(part) for part in message.parts]
+        if cache_marks:
+            for part, sent in zip(message.parts, out["content"], strict=True):
+                if part.cache_control:
+                    sent["cache_control"] = part.cache_control
+    if cache_marks and message.cache_control and message.content:
+        # the mark needs a content part to sit on
+        if not isinstance(out["content"], list):
+            out["content"] = [{"type": "text", "text": message.content}]
+        out["content"][-1]["cache_control"] = message.cache_control
     if message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

@@ -34,6 +34,8 @@ class OpenRouterAdapter(OpenAIAdapter):
     default_base_url = "https://openrouter.ai/api/v1"
     default_model_id = "openai/gpt-4o-mini"
     rate_limit_style = "openai"
+    # OpenRouter passes cache_control on content parts to Anthropic (and Gemini) models
+    sends_cache_control = True
     static_models = (
         catalog_model(
             "openrouter",

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ..errors import ProtocolError
-from ..types import Tool, ToolCall, ToolChoice, ToolChoiceMode
+from ..types import Tool, ToolCall, ToolChoice, ToolChoiceMode, cache_control_problem
 from .errors import fail, join_path, json_type
 from .validation import check_tool, check_unique
 
@@ -110,11 +110,17 @@ def tools_from_anthropic(value: Any) -> list[Tool]:
         if "input_schema" not in item:
             raise fail("is required", param=join_path(base, "input_schema"))
         schema = item["input_schema"]
+        cache_control = item.get("cache_control")
+        if cache_control is not None:
+            problem = cache_control_problem(cache_control)
+            if problem:
+                raise fail(problem, param=join_path(base, "cache_control"))
         tool = Tool(
             name=_required_string(item, "name", base),
             description=_optional(item, "description", ""),
             parameters=schema,
             strict=_optional(item, "strict", False),
+            cache_control=cache_control,
         )
         check_tool(tool, base=base, parameters_field=("input_schema",))
         check_unique(tool.name, i, seen, param=join_path(base, "name"))

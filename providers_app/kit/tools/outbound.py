@@ -50,6 +50,8 @@ def tools_to_anthropic(tools: Sequence[Tool]) -> list[dict[str, Any]]:
         if tool.description:
             entry["description"] = tool.description
         entry["input_schema"] = copy.deepcopy(tool.parameters)
+        if tool.cache_control:
+            entry["cache_control"] = tool.cache_control
         out.append(entry)
     return out
 

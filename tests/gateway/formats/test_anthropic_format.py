@@ -38,6 +38,8 @@ from providers_app.kit.types import (
     ChatResponse,
     Message,
     Reasoning,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     ToolChoice,
@@ -150,8 +152,10 @@ def test_it_reads_every_supported_field():
         LIMITS,
     )
     req = parsed.request
+    # a system block with a cache breakpoint keeps its own message (and its mark)
     assert req.messages == [
-        Message(role="system", content="You are terse.\nAnswer in French."),
+        Message(role="system", content="You are terse."),
+        Message(role="system", content="Answer in French.", cache_control={"type": "ephemeral"}),
         Message(role="user", content="Salut"),
     ]
     assert [t.name for t in req.tools] == ["get_weather"]
@@ -230,6 +234,8 @@ def test_it_parses_a_two_turn_tool_conversation_and_restores_signatures():
                 ),
                 ToolCall(id="toolu_t", name="get_time", arguments="{}"),
             ],
+            # kept, to go back first in the turn to the provider that signed it
+            thinking=[ThinkingPart(text="...", signature="abc")],
         ),
         # results come before the text of the same turn, one tool message each, in order
         Message(role="tool", content="sunny", tool_call_id="call_w", name="get_weather"),
@@ -334,8 +340,38 @@ INVALID = [
     (
         ["messages", 2, "content", 0, "content"],
         [{"type": "image", "source": {}}],
-        "messages[2].content[0].content[0].type",
-        "user messages only",
+        "messages[2].content[0].content[0].source.type",
+        "required",
+    ),
+    (
+        ["messages", 2, "content", 0, "cache_control"],
+        {"type": "persistent"},
+        "messages[2].content[0].cache_control",
+        "ephemeral",
+    ),
+    (
+        ["system"],
+        [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1d"}}],
+        "system[0].cache_control",
+        "'5m' or '1h'",
+    ),
+    (
+        ["messages", 1, "content"],
+        [{"type": "thinking", "thinking": "hm"}],
+        "messages[1].content[0].signature",
+        "string",
+    ),
+    (
+        ["messages", 1, "content"],
+        [{"type": "redacted_thinking"}],
+        "messages[1].content[0].data",
+        "string",
+    ),
+    (
+        ["messages", 0, "content"],
+        [{"type": "thinking", "thinking": "hm", "signature": "s"}],
+        "messages[0].content[0].type",
+        "assistant",
     ),
     (["messages", 2, "content", 0, "content"], 12, "messages[2].content[0].content", "string"),
     (
@@ -768,3 +804,49 @@ def test_it_sends_ping_events_the_sdk_skips():
     ) as stream:
         final = stream.get_final_message()
     assert final.content[0].text == "hi"
+
+
+def test_it_streams_thinking_blocks_like_anthropic_interleaved_with_tool_calls():
+    encoder = AnthropicStreamEncoder("m", "msg_gw1", 10)
+    raw = b"".join(
+        [
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=0, text="Let me "))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=0, text="look."))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=0, signature="sig0"))),
+            encoder.chunk(ChatChunk(tool_calls=[ToolCallDelta(index=0, id="t1", name="f")])),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(index=1, data="opaque"))),
+            encoder.chunk(ChatChunk(text="Done.")),
+            encoder.finish(Usage(prompt_tokens=10, completion_tokens=5)),
+        ]
+    )
+    events = sse_events(raw)
+    assert GRAMMAR.fullmatch(grammar_of(events))
+    check_block_indexes(events)
+    starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+    assert starts == [
+        {"type": "thinking", "thinking": "", "signature": ""},
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": ""},
+    ]
+    deltas = [d["delta"] for n, d in events if n == "content_block_delta"]
+    assert deltas[:3] == [
+        {"type": "thinking_delta", "thinking": "Let me "},
+        {"type": "thinking_delta", "thinking": "look."},
+        {"type": "signature_delta", "signature": "sig0"},
+    ]
+
+
+def test_it_renders_thinking_blocks_first_in_a_message():
+    response = ChatResponse(
+        id="r",
+        model="m",
+        text="Answer.",
+        thinking=[ThinkingPart(text="hm", signature="s"), ThinkingPart(data="x")],
+    )
+    content = render_message(response, model="m", request_id="msg_1")["content"]
+    assert content == [
+        {"type": "thinking", "thinking": "hm", "signature": "s"},
+        {"type": "redacted_thinking", "data": "x"},
+        {"type": "text", "text": "Answer."},
+    ]

@@ -1,6 +1,7 @@
 """Tools and tool_choice translate to each provider's request fields and back."""
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -243,7 +244,7 @@ def test_anthropic_tools_round_trip():
     assert tools_from_anthropic(tools_to_anthropic(plain)) == plain
 
 
-def test_it_reads_anthropic_strict_and_ignores_cache_control():
+def test_it_reads_anthropic_strict_and_keeps_cache_control():
     (tool,) = tools_from_anthropic(
         [
             {
@@ -256,7 +257,23 @@ def test_it_reads_anthropic_strict_and_ignores_cache_control():
             }
         ]
     )
-    assert tool == STRICT
+    assert tool == dataclasses.replace(STRICT, cache_control={"type": "ephemeral"})
+    # and it goes back to Anthropic on the same tool
+    assert tools_to_anthropic([tool])[0]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_it_refuses_a_tool_cache_control_anthropic_would_reject():
+    with pytest.raises(ToolValidationError) as caught:
+        tools_from_anthropic(
+            [
+                {
+                    "name": "lookup",
+                    "input_schema": {"type": "object"},
+                    "cache_control": {"type": "ephemeral", "ttl": "2h"},
+                }
+            ]
+        )
+    assert caught.value.param == "tools[0].cache_control"
 
 
 @pytest.mark.parametrize(
