@@ -20,7 +20,7 @@ from django.utils import timezone
 from aipk_site.infra.errors import AipkError, InvalidRequest
 from aipk_site.infra.forms import ServiceErrorsMixin
 from providers_app.models import Provider
-from tenants_app.models import Role, RouteStrategy
+from tenants_app.models import Role, RouteStrategy, UnsupportedParams
 from tenants_app.services import billing
 
 # the same bounds as the management API's schemas (PostgreSQL integer columns)
@@ -180,6 +180,14 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
     cache_ttl_seconds = forms.IntegerField(
         label="Cache TTL (seconds)", min_value=1, max_value=MAX_CACHE_TTL, initial=300
     )
+    unsupported_params = forms.ChoiceField(
+        label="Unsupported parameters",
+        choices=UnsupportedParams.choices,
+        initial=UnsupportedParams.REFUSE,
+        help_text="A field the provider cannot take: refuse the request (400), or drop the "
+        "field when only the answer's wording depends on it (named in the "
+        "x-aipk-dropped-params header).",
+    )
     expires_at = forms.DateTimeField(
         label="Expires (UTC)",
         required=False,
@@ -214,6 +222,7 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
             "monthly_budget_usd": key.monthly_budget_usd,
             "cache_enabled": key.cache_enabled,
             "cache_ttl_seconds": key.cache_ttl_seconds,
+            "unsupported_params": key.unsupported_params,
             # the picker shows minutes: unchanged means equal to the minute
             "expires_at": key.expires_at and key.expires_at.replace(second=0, microsecond=0),
         }

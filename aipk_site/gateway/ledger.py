@@ -84,6 +84,9 @@ class Ledger:
     infra_fault: str = ""
     # what was accounted, for transports that report usage after the stream
     final_usage: Usage | None = None
+    # the fields the answering candidate's type could not take, dropped under the key's
+    # drop option (kit/fields.py ``fit``)
+    dropped: list[str] = field(default_factory=list)
 
     def first_token(self) -> None:
         if self.ttft_ms is None:

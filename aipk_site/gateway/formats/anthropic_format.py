@@ -48,6 +48,7 @@ import json
 from typing import Any
 
 from aipk_site.infra.errors import AipkError
+from providers_app.kit.fields import ANTHROPIC_KNOWN
 from providers_app.kit.tools import (
     ToolValidationError,
     tool_choice_from_anthropic,
@@ -90,7 +91,7 @@ from .common import (
     split_tool_call_id,
 )
 from .media import IMAGE_TYPES, MediaTally, check_base64, check_media_type, check_url
-from .request_fields import anthropic_fields
+from .request_fields import anthropic_fields, unknown_top_level
 
 __all__ = [
     "parse_messages",
@@ -113,13 +114,15 @@ _SKIPPED_BLOCKS = ("thinking", "redacted_thinking")
 # -- request -------------------------------------------------------------------------------
 
 
-def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
+def parse_messages(body: Any, limits: InputLimits, *, drop_unknown: bool = False) -> ParsedRequest:
     """Validate a Messages API body and turn it into a kit ``ChatRequest``.
 
-    Raises ``InvalidRequest`` with ``param`` set to the offending field path.
+    Raises ``InvalidRequest`` with ``param`` set to the offending field path; an unknown
+    top-level field as ``parse_chat_completion`` does.
     """
     if not isinstance(body, dict):
         raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
+    dropped = unknown_top_level(body, ANTHROPIC_KNOWN, drop=drop_unknown)
 
     model = parse_model(body)
 
@@ -166,6 +169,7 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
         # Anthropic streams always report usage (message_start and message_delta)
         include_usage=True,
         cache=parse_aipk_cache(body.get("aipk")),
+        dropped=dropped,
     )
 
 

@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -51,6 +51,9 @@ class ParsedRequest:
     include_usage: bool
     # the aipk extension field: None = the route's default
     cache: bool | None
+    # top-level fields unknown to the format, dropped under the key's drop option
+    # (reported in the x-aipk-dropped-params header)
+    dropped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

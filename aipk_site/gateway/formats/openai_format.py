@@ -45,6 +45,7 @@ import json
 from typing import Any
 
 from aipk_site.infra.errors import AipkError
+from providers_app.kit.fields import OPENAI_KNOWN
 from providers_app.kit.tools import (
     ToolValidationError,
     tool_choice_from_openai,
@@ -96,7 +97,7 @@ from .media import (
     check_url,
     parse_data_url,
 )
-from .request_fields import openai_fields
+from .request_fields import openai_fields, unknown_top_level
 
 __all__ = [
     "parse_chat_completion",
@@ -119,13 +120,18 @@ _DETAILS = ("auto", "low", "high")
 # -- request -------------------------------------------------------------------------------
 
 
-def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
+def parse_chat_completion(
+    body: Any, limits: InputLimits, *, drop_unknown: bool = False
+) -> ParsedRequest:
     """Validate a chat-completions body and turn it into a kit ``ChatRequest``.
 
-    Raises ``InvalidRequest`` with ``param`` set to the offending field path.
+    Raises ``InvalidRequest`` with ``param`` set to the offending field path. A top-level
+    field the format does not know is refused, or with ``drop_unknown`` (the key's drop
+    option) left out and listed in ``ParsedRequest.dropped``.
     """
     if not isinstance(body, dict):
         raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
+    dropped = unknown_top_level(body, OPENAI_KNOWN, drop=drop_unknown)
 
     model = parse_model(body)
 
@@ -191,6 +197,7 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
         stream=bool(stream),
         include_usage=include_usage,
         cache=parse_aipk_cache(body.get("aipk")),
+        dropped=dropped,
     )
 
 

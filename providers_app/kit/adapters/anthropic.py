@@ -142,6 +142,8 @@ class AnthropicAdapter(BaseAdapter):
         body.update(request.extra_body)
         return body
 
+    refined_fields = ("response_format", "reasoning")
+
     def refuse_value(self, row: fields.FieldRule, value: Any) -> str | None:
         if row.kit == "response_format" and value.type == "json_object":
             # Anthropic's structured outputs need a schema; "any JSON object" has none

@@ -1,0 +1,20 @@
+# A key's choice for request fields its provider cannot take: refuse (a 400, the
+# behaviour every existing key keeps) or drop and name them in x-aipk-dropped-params.
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("tenants_app", "0006_usage_token_detail"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="virtualkey",
+            name="unsupported_params",
+            field=models.CharField(
+                choices=[("refuse", "Refuse"), ("drop", "Drop")], default="refuse", max_length=8
+            ),
+        ),
+    ]
