@@ -184,6 +184,7 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
         label="Unsupported parameters",
         choices=UnsupportedParams.choices,
         initial=UnsupportedParams.REFUSE,
+        required=False,  # a form without it keeps the default: refuse
         help_text="A field the provider cannot take: refuse the request (400), or drop the "
         "field when only the answer's wording depends on it (named in the "
         "x-aipk-dropped-params header).",
@@ -203,6 +204,9 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
         if too_long:
             raise forms.ValidationError(f"{too_long[0][:40]!r}…: at most 200 characters.")
         return models
+
+    def clean_unsupported_params(self) -> str:
+        return self.cleaned_data["unsupported_params"] or UnsupportedParams.REFUSE
 
     def clean_expires_at(self) -> dt.datetime | None:
         # console times are UTC (TIME_ZONE), as the page says

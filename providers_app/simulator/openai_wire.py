@@ -49,6 +49,32 @@ FINISH_REASONS = {
 # ---------------------------------------------------------------- handlers
 
 
+# The request arguments api.openai.com's chat completions take (openai-python's
+# completion_create_params). Anything else is a 400 "Unrecognized request argument
+# supplied", as OpenAI answers it: a gateway must not leak another provider's fields
+# (OpenRouter's ``models`` or ``provider``) to OpenAI.
+OPENAI_CHAT_ARGUMENTS = frozenset(
+    {
+        "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+        "max_completion_tokens", "max_tokens", "messages", "metadata", "modalities", "model",
+        "moderation", "n", "parallel_tool_calls", "prediction", "presence_penalty",
+        "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
+        "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier",
+        "stop", "store", "stream", "stream_options", "temperature", "tool_choice", "tools",
+        "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
+
+
+def _unrecognised(flavour: Flavour, body: dict) -> web.Response | None:
+    if flavour.name != "openai" or OPENAI_CHAT_ARGUMENTS.issuperset(body):
+        return None
+    name = sorted(k for k in body if k not in OPENAI_CHAT_ARGUMENTS)[0]
+    return error_response(
+        flavour, "bad_request", message=f"Unrecognized request argument supplied: {name}"
+    )
+
+
 def chat_handler(flavour: Flavour):
     async def handle(request: web.Request) -> web.StreamResponse:
         body = authorised_body(request, flavour)
@@ -59,6 +85,9 @@ def chat_handler(flavour: Flavour):
             return error_response(
                 flavour, "bad_request", message="you must provide a model parameter", param="model"
             )
+        unrecognised = _unrecognised(flavour, body)
+        if unrecognised is not None:
+            return unrecognised
         knobs = read_knobs(request.headers, model, default_delay(request))
         if knobs.unknown_fail:
             return error_response(
