@@ -16,9 +16,9 @@ names the field and the provider, never a silent drop.
 A row's ``neutral`` value is the one that asks for nothing (``n=1``,
 ``parallel_tool_calls=true``, ``response_format={"type": "text"}``): every
 provider honours it by doing nothing, so it is never refused. ``droppable``
-marks the rows a per-key "drop instead of refuse" option (a later slice, with
-an ``x-aipk-dropped-params`` header) may drop: those whose absence changes
-the answer's wording, not its shape. Fields that change the shape (JSON mode,
+marks the rows a per-key "drop instead of refuse" option (``fit``; the gateway
+names them in an ``x-aipk-dropped-params`` header) may drop: those whose absence
+changes the answer's wording, not its shape. Fields that change the shape (JSON mode,
 tools, logprobs) are never droppable.
 
 Framework-free: the kit and the simulator import it; docs/SUPPORT_MATRIX.md is
@@ -402,8 +402,9 @@ def render_markdown() -> str:
         "- **refused**: a 400 naming the field and the provider (`unsupported_parameter`).",
         "",
         "A field sent with its neutral value (the one that asks for nothing) is accepted",
-        "everywhere. *Droppable* fields are the ones a future per-key option may drop",
-        "instead of refusing.",
+        "everywhere. *Droppable* fields are the ones a key with `unsupported_params: drop`",
+        "drops instead of refusing (named in the `x-aipk-dropped-params` header). A",
+        "top-level field that is in neither format is a 400 `unknown_parameter`.",
         "",
         "Reasoning effort <-> budget tokens: "
         + ", ".join(f"{e} = {b}" for e, b in REASONING_BUDGETS.items())

@@ -22,11 +22,14 @@ docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
 or the beta ``output_format``, json_schema: the kit's ``response_format``),
 ``top_k``, ``service_tier`` (auto,
 standard_only), and, passed verbatim to Anthropic only, ``container``,
-``mcp_servers`` and ``context_management``.
+``mcp_servers``, ``context_management``, ``inference_geo``, ``speed``,
+``diagnostics``, ``workspace_id`` and ``user_profile_id``. Any other top-level field
+is a 400 ``unknown_parameter`` naming it (dropped and named in
+``x-aipk-dropped-params`` under the key's drop option).
 
 Ignored: thinking / redacted_thinking blocks sent back in assistant turns
-(thinking content is not returned by the kit yet), ``cache_control`` on any
-block and any other field.
+(thinking content is not returned by the kit yet) and ``cache_control`` on any
+block.
 
 User turns may carry ``image`` blocks (``source``: ``base64`` with
 ``media_type`` image/jpeg, png, gif or webp, or ``url``) and ``document``

@@ -29,10 +29,14 @@ json_schema), ``reasoning_effort``, ``seed``, ``logprobs``, ``top_logprobs``,
 and, passed verbatim to the OpenAI-wire providers that have them,
 ``logit_bias``, ``store``, ``prompt_cache_key``, ``safety_identifier``,
 ``verbosity``, ``modalities``, ``audio``, ``prediction``,
-``web_search_options``. Returned logprobs are rendered in ``choices[].logprobs``.
+``web_search_options``, ``prompt_cache_retention``, ``prompt_cache_options``,
+``moderation``, the legacy ``functions`` / ``function_call`` (refused everywhere: send
+tools), and OpenRouter's ``models``, ``provider``, ``transforms``, ``route``,
+``plugins``. Returned logprobs are rendered in ``choices[].logprobs``.
 
-Still ignored: any other top-level field (unknown to both the gateway and the
-table) and message ``name`` fields.
+Any other top-level field is a 400 ``unknown_parameter`` naming it (or, under the key's
+drop option, left out and named in ``x-aipk-dropped-params``). Still ignored: message
+``name`` fields.
 
 Finish reasons: the kit's ``malformed_tool_call`` and ``error`` have no OpenAI
 counterpart and are reported as ``"stop"``; OpenAI's own vocabulary has only
