@@ -234,6 +234,9 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=200, blank=True)
     alias = models.CharField(max_length=100, blank=True)
     endpoint = models.CharField(max_length=32, blank=True)  # chat.completions, messages, ws
+    # the caller's end-user id (OpenAI ``user``, Anthropic ``metadata.user_id``), kept for
+    # attribution: which of an app's users spent what
+    end_user = models.CharField(max_length=256, blank=True, default="")
     # prompt_tokens counts every input token, completion_tokens every output token; the
     # three details are parts of them, billed at their own rates (kit ``Usage``)
     prompt_tokens = models.PositiveIntegerField(default=0)

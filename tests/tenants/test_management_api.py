@@ -775,3 +775,16 @@ def test_it_refuses_an_unknown_unsupported_parameters_choice(as_owner, send, ten
     assert response.status_code == 422, response.content
     assert response.json()["error"]["code"] == "unsupported_params"
     assert not VirtualKey.objects.exists()
+
+
+def test_it_sums_usage_by_end_user(as_owner, tenant):
+    usage(tenant, at("2025-01-02"), n=1, end_user="alice")
+    usage(tenant, at("2025-01-03"), n=2, end_user="alice")
+    usage(tenant, at("2025-01-04"), n=3, end_user="bob")
+    usage(tenant, at("2025-01-05"), n=4)
+    body = as_owner.get(f"{T}/usage?group_by=user&from=2025-01-01&to=2025-01-31").json()
+    assert [(r["group"], r["requests"]) for r in body["rows"]] == [
+        ("", 1),
+        ("alice", 2),
+        ("bob", 1),
+    ]
