@@ -125,9 +125,12 @@ FIELDS: tuple[FieldRule, ...] = (
                    "Anthropic thinking.budget_tokens, Gemini thinkingConfig.thinkingBudget."),
     FieldRule("seed", "seed", None, _rules(P, anthropic=R, gemini=T), droppable=True,
               note="Gemini generationConfig.seed."),
-    FieldRule("logprobs", "logprobs", None, _rules(P, anthropic=R, gemini=R),
-              neutral=(False,), note="Returned logprobs are passed back in the reply."),
-    FieldRule("top_logprobs", "top_logprobs", None, _rules(P, anthropic=R, gemini=R)),
+    FieldRule("logprobs", "logprobs", None, _rules(P, anthropic=R, gemini=T),
+              neutral=(False,), note="Returned logprobs are passed back in the reply; Gemini "
+                                     "responseLogprobs, its logprobsResult rendered as "
+                                     "OpenAI's logprobs.content."),
+    FieldRule("top_logprobs", "top_logprobs", None, _rules(P, anthropic=R, gemini=T),
+              note="Gemini generationConfig.logprobs."),
     FieldRule("frequency_penalty", "frequency_penalty", None,
               _rules(P, anthropic=R, gemini=T), neutral=(0, 0.0), droppable=True,
               note="Gemini frequencyPenalty."),

@@ -166,12 +166,17 @@ async def _generate(
             message="Function call is missing a thought_signature in functionCall parts. This is "
             "required for tools to work correctly.",
         )
+    top = _requested_logprobs(body)
+    if isinstance(top, web.Response):
+        return top
     conv = conversation(body, model)
     behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
     finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
     reply = behaviour.filtered(conv, finish) if finish else behaviour.decide(conv)
     response_id = new_id("")
     chunks = _chunks(model, reply, response_id) if stream else [_full(model, reply, response_id)]
+    if top >= 0:
+        _add_logprobs(chunks, reply, top, stream)
     if wrap is not None:
         chunks = [wrap(c) for c in chunks]
     if not stream:
@@ -198,6 +203,67 @@ async def _generate(
         error_event=error_event,
         content_type=content_type,
     )
+
+
+# ---------------------------------------------------------------- logprobs
+
+MAX_LOGPROBS = 20  # generationConfig.logprobs: "in the range of [0, 20]"
+
+
+def _requested_logprobs(body: dict) -> int | web.Response:
+    """How many top candidates a decoding step the request asks for (-1: no logprobs),
+    or the 400 Gemini answers: ``logprobs`` outside [0, 20], or without
+    ``responseLogprobs: true``."""
+    config = _get(body, "generationConfig", "generation_config")
+    if not isinstance(config, dict):
+        return -1
+    wanted = _get(config, "responseLogprobs", "response_logprobs") is True
+    top = _get(config, "logprobs", "logprobs")
+    if top is None:
+        return 0 if wanted else -1
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_LOGPROBS:
+        return error_response(
+            "bad_request",
+            message=f"logprobs must be an integer in the range of [0, {MAX_LOGPROBS}].",
+        )
+    if not wanted:
+        return error_response(
+            "bad_request", message="logprobs is only valid if responseLogprobs is true."
+        )
+    return top
+
+
+def _step(token: str, logprob: float) -> dict:
+    return {"token": token, "tokenId": len(token), "logProbability": logprob}
+
+
+def _logprobs_result(words: list[str], top: int) -> dict:
+    """One decoding step a word chunk (as the OpenAI wire's logprobs): -0.5 for the chosen
+    token, ``top`` candidates a step sorted best first (the chosen one among them)."""
+    return {
+        "topCandidates": [
+            {"candidates": [_step(w, -0.5)] + [_step(f"alt{i}", -2.0 - i) for i in range(top - 1)]}
+            if top
+            else {"candidates": []}
+            for w in words
+        ],
+        "chosenCandidates": [_step(w, -0.5) for w in words],
+        "logProbabilitySum": -0.5 * len(words),
+    }
+
+
+def _add_logprobs(responses: list[dict], reply: Reply, top: int, stream: bool) -> None:
+    """A ``logprobsResult`` (and ``avgLogprobs``) on every candidate that carries text:
+    a streamed chunk's one word, or a whole reply's words."""
+    for response in responses:
+        for candidate in response.get("candidates") or ():
+            parts = (candidate.get("content") or {}).get("parts") or ()
+            texts = [p["text"] for p in parts if "text" in p]
+            if not texts:
+                continue
+            words = texts if stream else list(reply.chunks)
+            candidate["logprobsResult"] = _logprobs_result(words, top)
+            candidate["avgLogprobs"] = -0.5
 
 
 # ---------------------------------------------------------------- request -> conversation

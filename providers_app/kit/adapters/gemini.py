@@ -210,6 +210,10 @@ class GeminiAdapter(BaseAdapter):
                 request.reasoning.effort or "medium", 8192
             )
             config["thinkingConfig"] = {"thinkingBudget": budget}
+        if request.logprobs:
+            config["responseLogprobs"] = True
+            if request.top_logprobs is not None:
+                config["logprobs"] = request.top_logprobs
         for key, name in (
             ("seed", "seed"),
             ("top_k", "topK"),
@@ -233,6 +237,7 @@ class GeminiAdapter(BaseAdapter):
             finish_reason=chunk.finish_reason,
             raw_finish_reason=chunk.raw_finish_reason,
             usage=chunk.usage or Usage(),
+            logprobs=chunk.logprobs,
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -365,6 +370,9 @@ class ReplyReader:
             elif "text" in part and not part.get("thought"):
                 texts.append(part["text"])  # thought summaries are not the answer
         chunk.text = "".join(texts)
+        result = candidate.get("logprobsResult")
+        if isinstance(result, dict):
+            chunk.logprobs = openai_logprobs(result)
         raw_finish = candidate.get("finishReason")
         if raw_finish and raw_finish != "FINISH_REASON_UNSPECIFIED":
             finish = FINISH_REASONS.get(raw_finish, raw_finish.lower())
@@ -374,6 +382,31 @@ class ReplyReader:
             chunk.finish_reason, chunk.raw_finish_reason = finish, raw_finish
             chunk.usage = self.usage
         return chunk
+
+
+def _logprob_entry(candidate: Any) -> dict[str, Any]:
+    token = str(candidate.get("token") or "") if isinstance(candidate, dict) else ""
+    logprob = candidate.get("logProbability") if isinstance(candidate, dict) else None
+    return {
+        "token": token,
+        "logprob": float(logprob) if isinstance(logprob, int | float) else 0.0,
+        "bytes": list(token.encode("utf-8", "surrogatepass")),
+    }
+
+
+def openai_logprobs(result: dict[str, Any]) -> dict[str, Any]:
+    """Gemini's ``logprobsResult`` (one chosen candidate and one list of top candidates a
+    decoding step) as OpenAI's ``{"content": [{token, logprob, bytes, top_logprobs}]}``,
+    the kit's form for logprobs: OpenAI clients read it unchanged."""
+    chosen = result.get("chosenCandidates") or []
+    tops = result.get("topCandidates") or []
+    content = []
+    for step, candidate in enumerate(chosen):
+        entry = _logprob_entry(candidate)
+        top = tops[step] if step < len(tops) and isinstance(tops[step], dict) else {}
+        entry["top_logprobs"] = [_logprob_entry(c) for c in top.get("candidates") or []]
+        content.append(entry)
+    return {"content": content, "refusal": None}
 
 
 class GeminiStreamDecoder(StreamDecoder):
