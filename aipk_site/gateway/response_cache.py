@@ -140,6 +140,7 @@ def _encode(response: ChatResponse) -> str:
             "tool_calls": [asdict(call) for call in response.tool_calls],
             "finish_reason": response.finish_reason,
             "raw_finish_reason": response.raw_finish_reason,
+            "stop_sequence": response.stop_sequence,
             "usage": {
                 "prompt_tokens": response.usage.prompt_tokens,
                 "completion_tokens": response.usage.completion_tokens,
@@ -166,6 +167,8 @@ def _decode(raw: str) -> ChatResponse:
         tool_calls=[ToolCall(**call) for call in data.get("tool_calls", [])],
         finish_reason=data.get("finish_reason"),
         raw_finish_reason=data.get("raw_finish_reason"),
+        # entries stored before it was kept read as unknown
+        stop_sequence=data.get("stop_sequence"),
         usage=Usage(
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),

@@ -260,6 +260,9 @@ class ChatChunk:
     raw_finish_reason: str | None = None
     # the provider's own logprobs object for this chunk's tokens, passed back as sent
     logprobs: Any = None
+    # with the finish: the stop sequence that ended the reply, where the provider says
+    # which (Anthropic; vLLM-style OpenAI-wire servers); None when unknown
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)
@@ -275,6 +278,8 @@ class ChatResponse:
     rate_limit: Any = None
     # the provider's logprobs object (OpenAI's {"content": [...]}), passed back as sent
     logprobs: Any = None
+    # the stop sequence that ended the reply, where the provider says which (ChatChunk)
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)
@@ -352,7 +357,16 @@ class ToolCallAccumulator:
 class ResponseBuilder:
     """Folds a stream of chunks into the ChatResponse a non-streaming call would give."""
 
-    __slots__ = ("_id", "_model", "_text", "_tools", "_finish", "_raw_finish", "_usage")
+    __slots__ = (
+        "_id",
+        "_model",
+        "_text",
+        "_tools",
+        "_finish",
+        "_raw_finish",
+        "_stop_sequence",
+        "_usage",
+    )
 
     def __init__(self, response_id: str = "", model: str = "") -> None:
         self._id = response_id
@@ -361,6 +375,7 @@ class ResponseBuilder:
         self._tools = ToolCallAccumulator()
         self._finish: str | None = None
         self._raw_finish: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
 
     def add(self, chunk: ChatChunk) -> None:
@@ -371,6 +386,7 @@ class ResponseBuilder:
         if chunk.finish_reason:
             self._finish = chunk.finish_reason
             self._raw_finish = chunk.raw_finish_reason
+            self._stop_sequence = chunk.stop_sequence
         if chunk.usage is not None:
             self._usage = chunk.usage
 
@@ -383,4 +399,5 @@ class ResponseBuilder:
             finish_reason=self._finish,
             raw_finish_reason=self._raw_finish,
             usage=self._usage or Usage(),
+            stop_sequence=self._stop_sequence,
         )

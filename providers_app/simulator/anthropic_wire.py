@@ -33,6 +33,7 @@ from providers_app.simulator.streaming import (
 
 STOP_REASONS = {
     behaviour.STOP: "end_turn",
+    behaviour.STOP_SEQUENCE: "stop_sequence",
     behaviour.LENGTH: "max_tokens",
     behaviour.TOOL_CALLS: "tool_use",
     behaviour.CONTENT_FILTER: "refusal",
@@ -209,6 +210,10 @@ def conversation(body: dict) -> Conversation:
         if choice.get("disable_parallel_tool_use") is True:
             conv.parallel_tool_calls = False
     conv.max_tokens = body.get("max_tokens")
+    stops = body.get("stop_sequences")
+    conv.stop_sequences = (
+        [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
+    )
     model = str(body.get("model") or "")
     thinking = body.get("thinking")
     conv.reasoning = "thinking" in model or (
@@ -296,7 +301,7 @@ def message(model: str, reply: Reply) -> dict:
         "model": model,
         "content": content,
         "stop_reason": STOP_REASONS[reply.finish],
-        "stop_sequence": None,
+        "stop_sequence": reply.stop_sequence,
         "usage": {
             **_usage(reply, reply.completion_tokens + reply.reasoning_tokens),
             "service_tier": "standard",
@@ -376,7 +381,10 @@ async def _stream(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": STOP_REASONS[reply.finish], "stop_sequence": None},
+                    "delta": {
+                        "stop_reason": STOP_REASONS[reply.finish],
+                        "stop_sequence": reply.stop_sequence,
+                    },
                     "usage": final_usage,
                 },
             ),

@@ -42,6 +42,7 @@ from providers_app.simulator.streaming import (
 
 FINISH_REASONS = {
     behaviour.STOP: "STOP",
+    behaviour.STOP_SEQUENCE: "STOP",  # Gemini does not say which sequence matched
     behaviour.LENGTH: "MAX_TOKENS",
     behaviour.TOOL_CALLS: "STOP",
     behaviour.CONTENT_FILTER: "SAFETY",
@@ -346,6 +347,9 @@ def conversation(body: dict, model: str = "") -> Conversation:
         limit = _get(config, "maxOutputTokens", "max_output_tokens")
         if isinstance(limit, int) and not isinstance(limit, bool):
             conv.max_tokens = limit
+        stops = _get(config, "stopSequences", "stop_sequences")
+        if isinstance(stops, list):
+            conv.stop_sequences = [s for s in stops if isinstance(s, str)]
         if _get(config, "responseMimeType", "response_mime_type") == "application/json":
             schema = _get(config, "responseSchema", "response_schema") or _get(
                 config, "responseJsonSchema", "response_json_schema"

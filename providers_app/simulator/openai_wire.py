@@ -40,6 +40,7 @@ from providers_app.simulator.streaming import (
 
 FINISH_REASONS = {
     behaviour.STOP: "stop",
+    behaviour.STOP_SEQUENCE: "stop",  # OpenAI does not say which sequence matched
     behaviour.LENGTH: "length",
     behaviour.TOOL_CALLS: "tool_calls",
     behaviour.CONTENT_FILTER: "content_filter",
@@ -269,6 +270,9 @@ def conversation(body: dict) -> Conversation:
         conv.forced_tool = choice["function"].get("name")
     if body.get("parallel_tool_calls") is False:
         conv.parallel_tool_calls = False
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    conv.stop_sequences = [s for s in stops if isinstance(s, str)]
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if isinstance(limit, int) and not isinstance(limit, bool):
         conv.max_tokens = limit

@@ -453,13 +453,17 @@ def _parse_metadata_user(value: Any) -> str | None:
 
 
 def anthropic_stop_reason(
-    finish_reason: str | None, raw_finish_reason: str | None = None, has_tool_calls: bool = False
+    finish_reason: str | None,
+    raw_finish_reason: str | None = None,
+    has_tool_calls: bool = False,
+    stop_sequence: str | None = None,
 ) -> str:
     """The kit's finish reason in Anthropic's vocabulary.
 
     "stop_sequence" only when the upstream said so (an Anthropic upstream
-    keeps it in ``raw_finish_reason``); the kit's ``malformed_tool_call``
-    and ``error`` have no Anthropic counterpart and read as ``end_turn``.
+    keeps it in ``raw_finish_reason``) or named the sequence that matched; the
+    kit's ``malformed_tool_call`` and ``error`` have no Anthropic counterpart and
+    read as ``end_turn``.
     """
     reason = effective_finish(finish_reason, has_tool_calls)
     if reason == FINISH_LENGTH:
@@ -468,7 +472,7 @@ def anthropic_stop_reason(
         return "tool_use"
     if reason == FINISH_CONTENT_FILTER:
         return "refusal"
-    if raw_finish_reason == "stop_sequence":
+    if raw_finish_reason == "stop_sequence" or stop_sequence is not None:
         return "stop_sequence"
     return "end_turn"
 
@@ -485,8 +489,9 @@ def _input_object(arguments: str) -> dict[str, Any]:
 def render_message(response: ChatResponse, *, model: str, request_id: str) -> dict[str, Any]:
     """Anthropic's ``message`` object for a finished reply.
 
-    ``stop_sequence`` is always null: the kit does not record which sequence
-    matched.
+    ``stop_sequence`` is the sequence that matched where the provider says which
+    (Anthropic, vLLM-style OpenAI-wire servers); null where it does not (OpenAI,
+    Gemini), even when a stop sequence ended the reply.
     """
     content: list[dict[str, Any]] = []
     if response.text or not response.tool_calls:
@@ -508,9 +513,12 @@ def render_message(response: ChatResponse, *, model: str, request_id: str) -> di
         "model": model,
         "content": content,
         "stop_reason": anthropic_stop_reason(
-            response.finish_reason, response.raw_finish_reason, bool(response.tool_calls)
+            response.finish_reason,
+            response.raw_finish_reason,
+            bool(response.tool_calls),
+            response.stop_sequence,
         ),
-        "stop_sequence": None,
+        "stop_sequence": response.stop_sequence,
         "usage": anthropic_usage(usage),
     }
 
@@ -593,6 +601,7 @@ class AnthropicStreamEncoder:
         self._tool_blocks: dict[int, int] = {}
         self._finish: str | None = None
         self._raw_finish: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
 
     @staticmethod
@@ -662,6 +671,7 @@ class AnthropicStreamEncoder:
         if c.finish_reason:
             self._finish = c.finish_reason
             self._raw_finish = c.raw_finish_reason
+            self._stop_sequence = c.stop_sequence
         if c.usage is not None:
             self._usage = c.usage
         return b"".join(out)
@@ -693,7 +703,9 @@ class AnthropicStreamEncoder:
         final = usage or self._usage
         # cumulative, as the live API sends it: the SDK replaces the estimate with it
         delta_usage = anthropic_usage(final) if final is not None else {"output_tokens": 0}
-        stop_reason = anthropic_stop_reason(self._finish, self._raw_finish, bool(self._tool_blocks))
+        stop_reason = anthropic_stop_reason(
+            self._finish, self._raw_finish, bool(self._tool_blocks), self._stop_sequence
+        )
         return b"".join(
             [
                 self._start(),
@@ -702,7 +714,10 @@ class AnthropicStreamEncoder:
                     "message_delta",
                     {
                         "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                        "delta": {
+                            "stop_reason": stop_reason,
+                            "stop_sequence": self._stop_sequence,
+                        },
                         "usage": delta_usage,
                     },
                 ),

@@ -277,7 +277,13 @@ def response_as_chunks(response: ChatResponse) -> list[ChatChunk]:
         )
         chunks.append(ChatChunk(tool_calls=[delta]))
     finish = response.finish_reason or (FINISH_TOOL_CALLS if response.tool_calls else "stop")
-    chunks.append(ChatChunk(finish_reason=finish, raw_finish_reason=response.raw_finish_reason))
+    chunks.append(
+        ChatChunk(
+            finish_reason=finish,
+            raw_finish_reason=response.raw_finish_reason,
+            stop_sequence=response.stop_sequence,
+        )
+    )
     chunks.append(ChatChunk(usage=replace(response.usage or Usage())))
     return chunks
 

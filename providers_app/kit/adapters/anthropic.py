@@ -208,6 +208,7 @@ class AnthropicAdapter(BaseAdapter):
             ),
             raw_finish_reason=raw_finish,
             usage=usage_from_anthropic(body.get("usage") or {}),
+            stop_sequence=_matched(body.get("stop_sequence")),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -324,7 +325,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             )
             if "output_tokens_details" in usage:
                 self.usage.reasoning_tokens = _thinking_tokens(usage)
-            raw_finish = (data.get("delta") or {}).get("stop_reason")
+            delta = data.get("delta") or {}
+            raw_finish = delta.get("stop_reason")
             if raw_finish:
                 self.finished = True
                 return [
@@ -332,6 +334,7 @@ class AnthropicStreamDecoder(StreamDecoder):
                         finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
                         raw_finish_reason=raw_finish,
                         usage=self.usage,
+                        stop_sequence=_matched(delta.get("stop_sequence")),
                     )
                 ]
             return []
@@ -434,3 +437,8 @@ def messages_to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, 
         else:
             out.append({"role": role, "content": blocks})
     return "\n\n".join(system), out
+
+
+def _matched(value: Any) -> str | None:
+    """Anthropic's ``stop_sequence``: the sequence that matched, null otherwise."""
+    return value if isinstance(value, str) else None

@@ -220,6 +220,7 @@ class OpenAIAdapter(BaseAdapter):
             raw_finish_reason=raw_finish,
             usage=usage_from_openai(body.get("usage")) or Usage(),
             logprobs=choice.get("logprobs"),
+            stop_sequence=_matched_stop(choice),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -309,10 +310,19 @@ class OpenAIStreamDecoder(StreamDecoder):
                 self.finished = True
                 chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
                 chunk.raw_finish_reason = raw_finish
+                chunk.stop_sequence = _matched_stop(choice)
         chunk.usage = usage_from_openai(data.get("usage"))
         if chunk.text or chunk.tool_calls or chunk.finish_reason or chunk.usage or chunk.logprobs:
             return [chunk]
         return []
+
+
+def _matched_stop(choice: dict[str, Any]) -> str | None:
+    """The stop string that ended a choice, where the server says which: vLLM (and
+    servers built like it) add ``stop_reason``, the matched string (or the token id of
+    an end-of-sequence token, which is not a stop sequence). OpenAI itself does not say."""
+    reason = choice.get("stop_reason")
+    return reason if isinstance(reason, str) and choice.get("finish_reason") == "stop" else None
 
 
 def _status_of(error: Any) -> int:
