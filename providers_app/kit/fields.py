@@ -144,8 +144,9 @@ FIELDS: tuple[FieldRule, ...] = (
     FieldRule("metadata", "metadata", None,
               _rules(R, openai=P, openai_compatible=P, openrouter=P), droppable=True,
               note="OpenAI's stored-completion tags (Anthropic's metadata is `user` above)."),
-    FieldRule("n", "n", None, _rules(R), neutral=(1, None),
-              note="1 only: the gateway renders one choice."),
+    FieldRule("n", "n", None, _rules(R, openai_wire=P, gemini=T), neutral=(1, None),
+              note="Gemini candidateCount. More than one choice in a whole reply only: a "
+                   "stream takes n=1."),
     FieldRule("top_k", None, "top_k",
               _rules(R, openai_compatible=P, openrouter=P, anthropic=P, gemini=T),
               droppable=True, note="Gemini topK."),

@@ -280,6 +280,9 @@ class ChatResponse:
     logprobs: Any = None
     # the stop sequence that ended the reply, where the provider says which (ChatChunk)
     stop_sequence: str | None = None
+    # the choices after the first when the request asked for several (``n``): each its
+    # text, tool calls, finish and logprobs; ``usage`` above counts them all
+    extra_choices: list[ChatResponse] = field(default_factory=list)
 
 
 @dataclass(slots=True)

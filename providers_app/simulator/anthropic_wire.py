@@ -114,7 +114,24 @@ async def model_handler(request: web.Request) -> web.Response:
     return bytes_response(found)
 
 
+# The Messages API's request fields (anthropic-sdk-python message_create_params, beta
+# ones included). Anything else -- OpenAI's ``n`` or ``seed`` passed on by a careless
+# gateway -- is refused as the API refuses it: "<field>: Extra inputs are not permitted".
+MESSAGES_FIELDS = frozenset(
+    {
+        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+        "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
+        "container", "mcp_servers", "context_management", "output_config", "output_format",
+        "inference_geo", "speed", "diagnostics", "workspace_id", "user_profile_id",
+        "cache_control",
+    }
+)  # fmt: skip
+
+
 def _validate(body: dict) -> str | None:
+    if not MESSAGES_FIELDS.issuperset(body):
+        extra = sorted(k for k in body if k not in MESSAGES_FIELDS)[0]
+        return f"{extra}: Extra inputs are not permitted"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"

@@ -170,6 +170,9 @@ async def _generate(
     top = _requested_logprobs(body)
     if isinstance(top, web.Response):
         return top
+    count = _candidate_count(body)
+    if isinstance(count, web.Response):
+        return count
     conv = conversation(body, model)
     behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
     finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
@@ -178,6 +181,8 @@ async def _generate(
     chunks = _chunks(model, reply, response_id) if stream else [_full(model, reply, response_id)]
     if top >= 0:
         _add_logprobs(chunks, reply, top, stream)
+    if count > 1 and not stream:
+        _more_candidates(chunks[0], count, reply)
     if wrap is not None:
         chunks = [wrap(c) for c in chunks]
     if not stream:
@@ -204,6 +209,38 @@ async def _generate(
         error_event=error_event,
         content_type=content_type,
     )
+
+
+# ---------------------------------------------------------------- candidateCount
+
+MAX_CANDIDATES = 8
+
+
+def _candidate_count(body: dict) -> int | web.Response:
+    config = _get(body, "generationConfig", "generation_config")
+    count = _get(config, "candidateCount", "candidate_count") if isinstance(config, dict) else None
+    if count is None:
+        return 1
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CANDIDATES:
+        return error_response(
+            "bad_request",
+            message=f"candidateCount must be between 1 and {MAX_CANDIDATES}, got {count}.",
+        )
+    return count
+
+
+def _more_candidates(response: dict, count: int, reply: Reply) -> None:
+    """A whole reply with ``count`` candidates (the same simulated answer each, index
+    0..count-1); candidatesTokenCount counts them all."""
+    candidates = response.get("candidates")
+    if not candidates:
+        return
+    first = candidates[0]
+    response["candidates"] = [first] + [{**first, "index": i} for i in range(1, count)]
+    usage = response["usageMetadata"]
+    extra = reply.completion_tokens * (count - 1)
+    usage["candidatesTokenCount"] = usage.get("candidatesTokenCount", 0) + extra
+    usage["totalTokenCount"] = usage.get("totalTokenCount", 0) + extra
 
 
 # ---------------------------------------------------------------- logprobs

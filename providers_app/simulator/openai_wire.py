@@ -122,6 +122,17 @@ def chat_handler(flavour: Flavour):
         else:
             reply = behaviour.decide(conv)
         headers = {"x-request-id": new_id("req_"), **flavour.success_headers}
+        n = body.get("n")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128):
+            return error_response(
+                flavour,
+                "bad_request",
+                message=f"Invalid 'n': integer below minimum value or above maximum value. "
+                f"Expected a value between 1 and 128, but got {n} instead.",
+                param="n",
+                code="integer_out_of_range" if isinstance(n, int) else "invalid_type",
+            )
+        n = n or 1
         top = body.get("top_logprobs")
         # logprobs: true -> one entry a word chunk (see _logprobs)
         logprobs = -1 if body.get("logprobs") is not True else top if isinstance(top, int) else 0
@@ -133,7 +144,7 @@ def chat_handler(flavour: Flavour):
         return await respond_plain(
             request,
             knobs,
-            json_response(completion(flavour, model, reply, logprobs), headers=headers),
+            json_response(completion(flavour, model, reply, logprobs, n), headers=headers),
             _content_units(reply),
         )
 
@@ -299,16 +310,17 @@ _REASONING_MODEL_RE = re.compile(r"^(?:[\w.-]+/)?o\d|thinking|reasoning")
 # ---------------------------------------------------------------- reply -> wire
 
 
-def _usage(reply: Reply) -> dict:
-    # cached tokens are part of prompt_tokens, reasoning part of completion_tokens
-    completion = reply.completion_tokens + reply.reasoning_tokens
+def _usage(reply: Reply, n: int = 1) -> dict:
+    # cached tokens are part of prompt_tokens, reasoning part of completion_tokens;
+    # with n choices the completion counts every choice
+    completion = (reply.completion_tokens + reply.reasoning_tokens) * n
     return {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": reply.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": reply.reasoning_tokens,
+            "reasoning_tokens": reply.reasoning_tokens * n,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -332,7 +344,8 @@ def _logprobs(words: list[str], top: int) -> dict | None:
     return {"content": entries, "refusal": None}
 
 
-def completion(flavour: Flavour, model: str, reply: Reply, logprobs: int = -1) -> dict:
+def completion(flavour: Flavour, model: str, reply: Reply, logprobs: int = -1, n: int = 1) -> dict:
+    """A whole reply; ``n`` choices (the same simulated answer each), usage counting all."""
     message: dict = {
         "role": "assistant",
         "content": reply.text if not reply.tool_calls else None,
@@ -355,13 +368,14 @@ def completion(flavour: Flavour, model: str, reply: Reply, logprobs: int = -1) -
         **flavour.chunk_extra,
         "choices": [
             {
-                "index": 0,
+                "index": index,
                 "message": message,
                 "logprobs": _logprobs(reply.chunks, logprobs),
                 "finish_reason": FINISH_REASONS[reply.finish],
             }
+            for index in range(n)
         ],
-        "usage": _usage(reply),
+        "usage": _usage(reply, n),
     }
     if flavour.system_fingerprint:
         result["system_fingerprint"] = flavour.system_fingerprint

@@ -157,7 +157,11 @@ def test_it_refuses_the_same_field_for_a_key_without_the_drop_option(world, gate
 
 @pytest.mark.parametrize(
     ("provider_type", "field", "value"),
-    [("anthropic", "logprobs", True), ("gemini", "n", 2), ("anthropic", "n", 3)],
+    [
+        ("anthropic", "logprobs", True),
+        ("gemini", "modalities", ["text", "audio"]),
+        ("anthropic", "n", 3),
+    ],
 )
 def test_it_still_refuses_a_field_that_changes_the_answers_shape(
     world, gateway_server, drop_secret, provider_type, field, value
@@ -249,11 +253,11 @@ def test_it_refuses_when_no_candidate_takes_the_field_naming_the_first(
     simulator.clear_requests()
     with pytest.raises(openai.BadRequestError) as caught:
         openai_client(world.secret, gateway_server).chat.completions.create(
-            model=alias, messages=HI, logprobs=True
+            model=alias, messages=HI, extra_body={"modalities": ["text", "audio"]}
         )
     error = caught.value.body
     assert isinstance(error, dict)
-    assert error["param"] == "logprobs"
+    assert error["param"] == "modalities"
     assert "provider 'anthropic'" in error["message"]
     assert not simulator.requests()
 

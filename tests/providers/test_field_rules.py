@@ -247,7 +247,7 @@ def test_it_leaves_a_request_the_provider_takes_as_it_is():
 def test_it_looks_only_at_the_rows_a_type_can_refuse():
     """The per-request check is a handful of attribute reads, not a walk over the table."""
     openai_rows = {row.kit for row in fields._plan("openai").attrs}
-    assert openai_rows == {"n", "top_k"}
+    assert openai_rows == {"top_k"}
     assert {name for name, _ in fields._plan("openai").passthrough} >= {"models", "container"}
 
 

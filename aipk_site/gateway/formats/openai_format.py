@@ -11,7 +11,8 @@ Accepted request fields: ``model``, ``messages`` (roles system, developer →
 system, user, assistant, tool), ``tools`` (function tools), ``tool_choice``,
 ``parallel_tool_calls``, ``max_tokens`` / ``max_completion_tokens`` (the
 latter wins when both are given), ``temperature``, ``top_p``, ``stop``,
-``user``, ``n`` (1 only: one choice is rendered), ``stream``,
+``user``, ``n`` (1..128; above 1, where the provider can -- kit/fields.py -- and
+without streaming: every choice is rendered, usage counts them all), ``stream``,
 ``stream_options.include_usage``, and the gateway's own ``aipk: {"cache": bool}``.
 
 User messages may carry media parts (docs/GATEWAY.md "Images, files and
@@ -119,6 +120,7 @@ _UNSUPPORTED_PARTS = {
     "file": "file parts are allowed in user messages only",
 }
 _DETAILS = ("auto", "low", "high")
+MAX_CHOICES = 128  # OpenAI's own bound on n
 
 
 # -- request -------------------------------------------------------------------------------
@@ -141,9 +143,10 @@ def parse_chat_completion(
 
     messages = _parse_messages(body.get("messages"), limits)
 
-    n = body.get("n")
-    if n is not None and (not _is_int(n) or n != 1):
-        raise invalid("only n=1 is supported", "n")
+    n = bounded_int(body, "n", 1, MAX_CHOICES)
+    if n is not None and n > 1 and body.get("stream") is True:
+        # the stream encoder renders one choice; several are rendered whole replies only
+        raise invalid("more than one choice is served without streaming only", "n")
     # seed, logprobs, response_format ...: ruled per provider by kit/fields.py
     ruled = openai_fields(body)
 
@@ -489,7 +492,22 @@ def _tool_call_dict(call: ToolCall) -> dict[str, Any]:
 def render_chat_completion(
     response: ChatResponse, *, model: str, request_id: str, created: int
 ) -> dict[str, Any]:
-    """OpenAI's ``chat.completion`` object for a finished reply."""
+    """OpenAI's ``chat.completion`` object for a finished reply: one choice, or ``n``
+    (``response.extra_choices`` after the first)."""
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            _choice_dict(index, choice)
+            for index, choice in enumerate((response, *response.extra_choices))
+        ],
+        "usage": _usage_dict(response.usage or Usage()),
+    }
+
+
+def _choice_dict(index: int, response: ChatResponse) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         # OpenAI sends null, not "", when the reply is only tool calls
@@ -499,22 +517,11 @@ def render_chat_completion(
     if response.tool_calls:
         message["tool_calls"] = [_tool_call_dict(call) for call in response.tool_calls]
     return {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                # the provider's own logprobs, when it sent any (logprobs: true)
-                "logprobs": response.logprobs,
-                "finish_reason": openai_finish_reason(
-                    response.finish_reason, bool(response.tool_calls)
-                ),
-            }
-        ],
-        "usage": _usage_dict(response.usage or Usage()),
+        "index": index,
+        "message": message,
+        # the provider's own logprobs, when it sent any (logprobs: true)
+        "logprobs": response.logprobs,
+        "finish_reason": openai_finish_reason(response.finish_reason, bool(response.tool_calls)),
     }
 
 

@@ -210,6 +210,8 @@ class GeminiAdapter(BaseAdapter):
                 request.reasoning.effort or "medium", 8192
             )
             config["thinkingConfig"] = {"thinkingBudget": budget}
+        if request.n is not None and request.n > 1:
+            config["candidateCount"] = request.n
         if request.logprobs:
             config["responseLogprobs"] = True
             if request.top_logprobs is not None:
@@ -227,6 +229,21 @@ class GeminiAdapter(BaseAdapter):
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
         body = self._unwrap(body)
+        candidates = body.get("candidates")
+        if isinstance(candidates, list) and len(candidates) > 1:
+            # candidateCount > 1 (the caller's n): one choice a candidate, in index order
+            ordered = sorted(
+                (c for c in candidates if isinstance(c, dict)), key=lambda c: c.get("index") or 0
+            )
+            first = self._candidate({**body, "candidates": ordered[:1]}, request)
+            first.extra_choices = [
+                self._candidate({**body, "candidates": [c]}, request) for c in ordered[1:]
+            ]
+            return first
+        return self._candidate(body, request)
+
+    def _candidate(self, body: dict[str, Any], request: ChatRequest) -> ChatResponse:
+        """The reply of ``body``'s first candidate (usage counts all of them)."""
         reply = ReplyReader()
         chunk = reply.read(body)
         return ChatResponse(

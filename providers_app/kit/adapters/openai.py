@@ -180,6 +180,7 @@ class OpenAIAdapter(BaseAdapter):
             "service_tier",
             "metadata",
             "top_k",
+            "n",
         ):
             value = getattr(request, key)
             if value is not None and fields.allowed(key, self.rules_type):
@@ -199,9 +200,18 @@ class OpenAIAdapter(BaseAdapter):
             # OpenRouter (and some proxies) report failures inside a 200 reply
             raise self.classify_error(_status_of(body["error"]), body, {})
         choices = body.get("choices") or []
-        if not choices:
+        if not choices or not all(isinstance(c, dict) for c in choices):
             raise errors.ProtocolError(f"{self.name}: reply has no choices", provider=self.name)
-        choice = choices[0]
+        choices = sorted(choices, key=lambda c: c.get("index") or 0)
+        response = self._choice(body, choices[0], request)
+        response.usage = usage_from_openai(body.get("usage")) or Usage()
+        # n > 1: the further choices, in index order (usage above counts them all)
+        response.extra_choices = [self._choice(body, c, request) for c in choices[1:]]
+        return response
+
+    def _choice(
+        self, body: dict[str, Any], choice: Any, request: ChatRequest
+    ) -> ChatResponse:
         message = choice.get("message") or {}
         raw_finish = choice.get("finish_reason")
         return ChatResponse(
@@ -218,7 +228,6 @@ class OpenAIAdapter(BaseAdapter):
             ],
             finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
             raw_finish_reason=raw_finish,
-            usage=usage_from_openai(body.get("usage")) or Usage(),
             logprobs=choice.get("logprobs"),
             stop_sequence=_matched_stop(choice),
         )
