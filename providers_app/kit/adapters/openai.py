@@ -209,9 +209,7 @@ class OpenAIAdapter(BaseAdapter):
         response.extra_choices = [self._choice(body, c, request) for c in choices[1:]]
         return response
 
-    def _choice(
-        self, body: dict[str, Any], choice: Any, request: ChatRequest
-    ) -> ChatResponse:
+    def _choice(self, body: dict[str, Any], choice: Any, request: ChatRequest) -> ChatResponse:
         message = choice.get("message") or {}
         raw_finish = choice.get("finish_reason")
         return ChatResponse(
