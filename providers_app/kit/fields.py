@@ -409,7 +409,9 @@ def render_markdown() -> str:
         "A field sent with its neutral value (the one that asks for nothing) is accepted",
         "everywhere. *Droppable* fields are the ones a key with `unsupported_params: drop`",
         "drops instead of refusing (named in the `x-aipk-dropped-params` header). A",
-        "top-level field that is in neither format is a 400 `unknown_parameter`.",
+        "top-level field its format does not have is a 400 `unknown_parameter`",
+        "(`Unrecognized request argument supplied: <field>`), or dropped and named the same",
+        "way under the drop option.",
         "",
         "Reasoning effort <-> budget tokens: "
         + ", ".join(f"{e} = {b}" for e, b in REASONING_BUDGETS.items())
