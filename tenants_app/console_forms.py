@@ -20,7 +20,7 @@ from django.utils import timezone
 from aipk_site.infra.errors import AipkError, InvalidRequest
 from aipk_site.infra.forms import ServiceErrorsMixin
 from providers_app.models import Provider
-from tenants_app.models import Role, RouteStrategy
+from tenants_app.models import Role, RouteStrategy, UnsupportedParams
 from tenants_app.services import billing
 
 # the same bounds as the management API's schemas (PostgreSQL integer columns)
@@ -180,6 +180,15 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
     cache_ttl_seconds = forms.IntegerField(
         label="Cache TTL (seconds)", min_value=1, max_value=MAX_CACHE_TTL, initial=300
     )
+    unsupported_params = forms.ChoiceField(
+        label="Unsupported parameters",
+        choices=UnsupportedParams.choices,
+        initial=UnsupportedParams.REFUSE,
+        required=False,  # a form without it keeps the default: refuse
+        help_text="A field the provider cannot take: refuse the request (400), or drop the "
+        "field when only the answer's wording depends on it (named in the "
+        "x-aipk-dropped-params header).",
+    )
     expires_at = forms.DateTimeField(
         label="Expires (UTC)",
         required=False,
@@ -195,6 +204,9 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
         if too_long:
             raise forms.ValidationError(f"{too_long[0][:40]!r}…: at most 200 characters.")
         return models
+
+    def clean_unsupported_params(self) -> str:
+        return self.cleaned_data["unsupported_params"] or UnsupportedParams.REFUSE
 
     def clean_expires_at(self) -> dt.datetime | None:
         # console times are UTC (TIME_ZONE), as the page says
@@ -214,6 +226,7 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
             "monthly_budget_usd": key.monthly_budget_usd,
             "cache_enabled": key.cache_enabled,
             "cache_ttl_seconds": key.cache_ttl_seconds,
+            "unsupported_params": key.unsupported_params,
             # the picker shows minutes: unchanged means equal to the minute
             "expires_at": key.expires_at and key.expires_at.replace(second=0, microsecond=0),
         }

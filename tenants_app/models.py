@@ -66,6 +66,15 @@ class Membership(models.Model):
         return f"{self.user_id}@{self.tenant_id}:{self.role}"
 
 
+class UnsupportedParams(TextChoices):
+    """What the gateway does with a request field the chosen provider cannot take
+    (kit/fields.py): refuse it with a 400 (the default), or drop the ones that only
+    change the answer's wording and name them in ``x-aipk-dropped-params``."""
+
+    REFUSE = "refuse"
+    DROP = "drop"
+
+
 class VirtualKey(models.Model):
     """A tenant's key for the gateway. Only a SHA-256 of the secret is stored; ``prefix``
     (the first characters) is what pages show. Limits left null fall back to the tenant's."""
@@ -83,6 +92,9 @@ class VirtualKey(models.Model):
     # exact-match response cache: opt-in per key (a request may also ask for it)
     cache_enabled = models.BooleanField(default=False)
     cache_ttl_seconds = models.PositiveIntegerField(default=300)
+    unsupported_params = models.CharField(
+        max_length=8, choices=UnsupportedParams.choices, default=UnsupportedParams.REFUSE
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -222,6 +234,9 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=200, blank=True)
     alias = models.CharField(max_length=100, blank=True)
     endpoint = models.CharField(max_length=32, blank=True)  # chat.completions, messages, ws
+    # the caller's end-user id (OpenAI ``user``, Anthropic ``metadata.user_id``), kept for
+    # attribution: which of an app's users spent what
+    end_user = models.CharField(max_length=256, blank=True, default="")
     # prompt_tokens counts every input token, completion_tokens every output token; the
     # three details are parts of them, billed at their own rates (kit ``Usage``)
     prompt_tokens = models.PositiveIntegerField(default=0)

@@ -30,7 +30,7 @@ from tenants_app.models import (
     VirtualKey,
 )
 
-UsageGroup = Literal["day", "model", "provider", "key"]
+UsageGroup = Literal["day", "model", "provider", "key", "user"]
 
 
 def day_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -143,7 +143,7 @@ _SUMS = {
 def usage_summary(
     *, tenant: Tenant, group_by: UsageGroup, start: dt.date, end: dt.date
 ) -> list[dict[str, Any]]:
-    """One row per day / model / provider / key with request, error, token and cost
+    """One row per day / model / provider / key / end user with request, error, token and cost
     totals. Key rows carry ``key_id`` and ``key_name`` (None for deleted keys)."""
     rows = _usage_in(tenant, start, end)
     if group_by == "day":
@@ -152,6 +152,8 @@ def usage_summary(
         grouped = rows.annotate(group=F("model")).values("group")
     elif group_by == "provider":
         grouped = rows.annotate(group=F("provider_name")).values("group")
+    elif group_by == "user":  # the callers' end-user ids ("" for requests without one)
+        grouped = rows.annotate(group=F("end_user")).values("group")
     elif group_by == "key":
         grouped = rows.annotate(
             group=Coalesce(F("virtual_key__prefix"), Value("")),

@@ -48,6 +48,7 @@ from aipk_site.infra.errors import AipkError
 from aipk_site.infra.log_context import bind_request_id
 from providers_app.kit import errors as kit_errors
 from providers_app.kit.errors import ProviderError
+from providers_app.kit.fields import UnsupportedFieldError, fit
 from providers_app.kit.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from providers_app.models import Provider
 from providers_app.services.chat import provider_chat, provider_stream, request_deadline
@@ -73,6 +74,10 @@ __all__ = [
 
 T = TypeVar("T")
 Answer = TypeVar("Answer")
+
+# Names the request fields dropped under the key's drop option (unknown to the format,
+# or refused by the answering provider's type): never a silent drop.
+DROPPED_HEADER = "x-aipk-dropped-params"
 
 # Which credential a provider call used, filled in by providers_app.services.chat.
 Trace = dict[str, str]
@@ -234,6 +239,9 @@ def reply_headers(ledger: Ledger, *, cache: str | None) -> dict[str, str]:
         headers["x-aipk-model"] = ledger.candidate.model
     if cache is not None:
         headers["x-aipk-cache"] = cache
+    dropped = ledger.call.parsed.dropped + ledger.dropped
+    if dropped:
+        headers[DROPPED_HEADER] = ", ".join(dropped)
     return headers
 
 
@@ -263,7 +271,9 @@ async def _cache_hit(
 def _try_next_candidate(error: ProviderError, deadline: float) -> bool:
     """Another provider may serve what this one could not, within the request's one budget;
     a bad request stays bad anywhere, and a generation slower than its deadline
-    (a request-scope timeout, not retryable) would be as slow elsewhere."""
+    (a request-scope timeout, not retryable) would be as slow elsewhere. A field this
+    provider's type cannot take (refused before anything was sent) may suit the next
+    candidate's type."""
     if time.monotonic() >= deadline:
         return False
     return error.retryable or isinstance(
@@ -273,6 +283,7 @@ def _try_next_candidate(error: ProviderError, deadline: float) -> bool:
             kit_errors.PermissionDeniedError,
             kit_errors.QuotaExceededError,
             kit_errors.NotFoundError,
+            UnsupportedFieldError,
         ),
     )
 
@@ -299,11 +310,23 @@ async def first_answer(
     so whatever ends the request is accounted against the right provider and credential.
     Raises the most telling provider error, mapped to what the client sees."""
     last: ProviderError | None = None
+    # the first candidate whose type refused a field (kit/fields.py): the answer only
+    # when no candidate could take the request and none failed otherwise
+    refused: tuple[Candidate, UnsupportedFieldError] | None = None
     deadline = request_deadline(resolution.candidates[0].provider)
+    drop = call.ctx.drop_unsupported
     for candidate in resolution.candidates:
-        ledger.candidate = candidate
-        ledger.price = await aprice_for(candidate.provider, candidate.model)
+        provider = candidate.provider
         request = call.parsed.request
+        try:
+            # a table lookup per candidate: a refused field tries the next candidate
+            # (another provider type may take it) without calling this one
+            request, ledger.dropped = fit(request, provider.type, provider.name, drop=drop)
+        except UnsupportedFieldError as error:
+            refused = refused or (candidate, error)
+            continue
+        ledger.candidate = candidate
+        ledger.price = await aprice_for(provider, candidate.model)
         if request.model != candidate.model:
             request = dataclasses.replace(request, model=candidate.model)
         trace: Trace = {}
@@ -311,13 +334,20 @@ async def first_answer(
             answer = await attempt(candidate, request, trace, deadline)
         except ProviderError as error:
             ledger.credential_id = trace.get("credential_id", "")
-            last = _more_telling(last, error)
+            if isinstance(error, UnsupportedFieldError):
+                refused = refused or (candidate, error)
+            else:
+                last = _more_telling(last, error)
             if _try_next_candidate(error, deadline):
                 continue
             break
         ledger.credential_id = trace.get("credential_id", "")
         return request, answer
-    assert last is not None  # resolution always has at least one candidate
+    if last is None:
+        assert refused is not None  # resolution always has at least one candidate
+        ledger.candidate, last = refused
+        ledger.dropped = []
+        ledger.price = await aprice_for(ledger.candidate.provider, ledger.candidate.model)
     raise upstream_error(last) from last
 
 
@@ -353,6 +383,8 @@ def _answer_names_request(call: GatewayCall) -> Iterator[None]:
         yield
     except AipkError as error:
         error.headers.setdefault("x-request-id", call.request_id)
+        if call.parsed.dropped:
+            error.headers.setdefault(DROPPED_HEADER, ", ".join(call.parsed.dropped))
         raise
 
 

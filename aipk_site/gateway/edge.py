@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
@@ -203,7 +203,7 @@ async def _prepare(request: EdgeRequest, wire: _Wire) -> GatewayCall:
     body: Any = None
     try:
         body = await _read_json(request)
-        parsed = wire.parse(body, _limits())
+        parsed = wire.parse(body, _limits(), drop_unknown=ctx.drop_unsupported)
     except AipkError as error:
         # A key's refused requests are its usage too (docs/GATEWAY.md, "Usage records").
         _record_refused_body(ctx, wire.endpoint, request_id, body, error)
@@ -301,6 +301,10 @@ class _Events:
                 log_infrastructure_fault(call, "closing the stream of", error)
 
 
+class _Parse(Protocol):
+    def __call__(self, body: Any, limits: InputLimits, *, drop_unknown: bool) -> ParsedRequest: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Wire:
     """One client wire format as the edge serves it: the two operations differ only in
@@ -308,7 +312,7 @@ class _Wire:
 
     endpoint: str
     id_prefix: str
-    parse: Callable[[Any, InputLimits], ParsedRequest]
+    parse: _Parse
     error_body: ErrorRenderer
     # (response, model, request id, created) -> the reply body
     render: Callable[[ChatResponse, str, str, int], dict[str, Any]]

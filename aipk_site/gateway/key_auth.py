@@ -26,7 +26,7 @@ from django.conf import settings
 
 from aipk_site.infra import change_events
 from aipk_site.infra.errors import AipkError, AuthenticationFailed, PermissionDenied
-from tenants_app.models import VirtualKey
+from tenants_app.models import UnsupportedParams, VirtualKey
 from tenants_app.services.secrets import VIRTUAL_KEY_PREFIX, secret_hash
 
 MICRO = 1_000_000
@@ -59,6 +59,9 @@ class KeyContext:
     cache_enabled: bool
     cache_ttl_seconds: int
     pii_redaction: bool
+    # VirtualKey.unsupported_params == "drop": a droppable field the provider cannot take
+    # (and an unknown one) is dropped and named in x-aipk-dropped-params, not refused
+    drop_unsupported: bool = False
 
 
 def _micro(amount: Decimal | None) -> int | None:
@@ -91,6 +94,7 @@ def _context_for(key_hash: str) -> KeyContext | None:
         cache_enabled=key.cache_enabled,
         cache_ttl_seconds=key.cache_ttl_seconds,
         pii_redaction=tenant.pii_redaction,
+        drop_unsupported=key.unsupported_params == UnsupportedParams.DROP,
     )
 
 

@@ -42,6 +42,17 @@ class GatewayCall:
     request_id: str
 
 
+END_USER_CHARS = 256  # UsageRecord.end_user
+
+
+def _end_user(user: str | None) -> str:
+    """The caller's end-user id as the usage row holds it: NUL escaped (PostgreSQL
+    refuses NUL in text), cut to the column's length."""
+    if not user:
+        return ""
+    return user.replace("\x00", "\\u0000")[:END_USER_CHARS]
+
+
 def estimate_prompt_tokens(request: ChatRequest) -> int:
     """Characters / 4, plus each image, document and audio part's documented allowance
     (kit/media.py ``media_tokens``), so a budget reservation is not undercounted by media."""
@@ -84,6 +95,9 @@ class Ledger:
     infra_fault: str = ""
     # what was accounted, for transports that report usage after the stream
     final_usage: Usage | None = None
+    # the fields the answering candidate's type could not take, dropped under the key's
+    # drop option (kit/fields.py ``fit``)
+    dropped: list[str] = field(default_factory=list)
 
     def first_token(self) -> None:
         if self.ttft_ms is None:
@@ -132,6 +146,7 @@ class Ledger:
                 model=candidate.model if candidate else self.call.parsed.request.model[:200],
                 alias=self.alias,
                 endpoint=self.call.endpoint,
+                end_user=_end_user(self.call.parsed.request.user),
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,

@@ -144,6 +144,18 @@ def _encode(response: ChatResponse) -> str:
             "finish_reason": response.finish_reason,
             "raw_finish_reason": response.raw_finish_reason,
             "thinking": [asdict(part) for part in response.thinking],
+            "stop_sequence": response.stop_sequence,
+            # n > 1: the further choices, without usage (the first counts them all)
+            "extra_choices": [
+                {
+                    "text": extra.text,
+                    "tool_calls": [asdict(call) for call in extra.tool_calls],
+                    "finish_reason": extra.finish_reason,
+                    "raw_finish_reason": extra.raw_finish_reason,
+                    "stop_sequence": extra.stop_sequence,
+                }
+                for extra in response.extra_choices
+            ],
             "usage": {
                 "prompt_tokens": response.usage.prompt_tokens,
                 "completion_tokens": response.usage.completion_tokens,
@@ -171,6 +183,20 @@ def _decode(raw: str) -> ChatResponse:
         finish_reason=data.get("finish_reason"),
         raw_finish_reason=data.get("raw_finish_reason"),
         thinking=[ThinkingPart(**part) for part in data.get("thinking", [])],
+        # entries stored before it was kept read as unknown
+        stop_sequence=data.get("stop_sequence"),
+        extra_choices=[
+            ChatResponse(
+                id=data["id"],
+                model=data["model"],
+                text=extra.get("text", ""),
+                tool_calls=[ToolCall(**call) for call in extra.get("tool_calls", [])],
+                finish_reason=extra.get("finish_reason"),
+                raw_finish_reason=extra.get("raw_finish_reason"),
+                stop_sequence=extra.get("stop_sequence"),
+            )
+            for extra in data.get("extra_choices", [])
+        ],
         usage=Usage(
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),

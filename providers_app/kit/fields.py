@@ -16,9 +16,9 @@ names the field and the provider, never a silent drop.
 A row's ``neutral`` value is the one that asks for nothing (``n=1``,
 ``parallel_tool_calls=true``, ``response_format={"type": "text"}``): every
 provider honours it by doing nothing, so it is never refused. ``droppable``
-marks the rows a per-key "drop instead of refuse" option (a later slice, with
-an ``x-aipk-dropped-params`` header) may drop: those whose absence changes
-the answer's wording, not its shape. Fields that change the shape (JSON mode,
+marks the rows a per-key "drop instead of refuse" option (``fit``; the gateway
+names them in an ``x-aipk-dropped-params`` header) may drop: those whose absence
+changes the answer's wording, not its shape. Fields that change the shape (JSON mode,
 tools, logprobs) are never droppable.
 
 Framework-free: the kit and the simulator import it; docs/SUPPORT_MATRIX.md is
@@ -28,7 +28,7 @@ rendered from it (``render_markdown``, scripts/support_matrix.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -121,7 +121,8 @@ FIELDS: tuple[FieldRule, ...] = (
     FieldRule("stop", "stop", "stop_sequences", _rules(T, openai_wire=P),
               note="Anthropic stop_sequences, Gemini stopSequences."),
     FieldRule("user", "user", "metadata.user_id", _rules(P, anthropic=T, gemini=R),
-              droppable=True, note="Anthropic metadata.user_id; Gemini has no end-user id."),
+              droppable=True, note="Anthropic metadata.user_id; Gemini has no end-user id. "
+                                   "Kept on the usage row (end_user) for attribution."),
     FieldRule("tools", "tools", "tools", _rules(T, openai_wire=P)),
     FieldRule("tool_choice", "tool_choice", "tool_choice", _rules(T, openai_wire=P)),
     FieldRule("parallel_tool_calls", "parallel_tool_calls",
@@ -137,9 +138,12 @@ FIELDS: tuple[FieldRule, ...] = (
                    "Anthropic thinking.budget_tokens, Gemini thinkingConfig.thinkingBudget."),
     FieldRule("seed", "seed", None, _rules(P, anthropic=R, gemini=T), droppable=True,
               note="Gemini generationConfig.seed."),
-    FieldRule("logprobs", "logprobs", None, _rules(P, anthropic=R, gemini=R),
-              neutral=(False,), note="Returned logprobs are passed back in the reply."),
-    FieldRule("top_logprobs", "top_logprobs", None, _rules(P, anthropic=R, gemini=R)),
+    FieldRule("logprobs", "logprobs", None, _rules(P, anthropic=R, gemini=T),
+              neutral=(False,), note="Returned logprobs are passed back in the reply; Gemini "
+                                     "responseLogprobs, its logprobsResult rendered as "
+                                     "OpenAI's logprobs.content."),
+    FieldRule("top_logprobs", "top_logprobs", None, _rules(P, anthropic=R, gemini=T),
+              note="Gemini generationConfig.logprobs."),
     FieldRule("frequency_penalty", "frequency_penalty", None,
               _rules(P, anthropic=R, gemini=T), neutral=(0, 0.0), droppable=True,
               note="Gemini frequencyPenalty."),
@@ -153,8 +157,9 @@ FIELDS: tuple[FieldRule, ...] = (
     FieldRule("metadata", "metadata", None,
               _rules(R, openai=P, openai_compatible=P, openrouter=P), droppable=True,
               note="OpenAI's stored-completion tags (Anthropic's metadata is `user` above)."),
-    FieldRule("n", "n", None, _rules(R), neutral=(1, None),
-              note="1 only: the gateway renders one choice."),
+    FieldRule("n", "n", None, _rules(R, openai_wire=P, gemini=T), neutral=(1, None),
+              note="Gemini candidateCount. More than one choice in a whole reply only: a "
+                   "stream takes n=1."),
     FieldRule("top_k", None, "top_k",
               _rules(R, openai_compatible=P, openrouter=P, anthropic=P, gemini=T),
               droppable=True, note="Gemini topK."),
@@ -179,6 +184,38 @@ FIELDS: tuple[FieldRule, ...] = (
     FieldRule("passthrough.mcp_servers", None, "mcp_servers", _rules(R, anthropic=P)),
     FieldRule("passthrough.context_management", None, "context_management",
               _rules(R, anthropic=P), droppable=True),
+    # -- the rest of OpenAI's chat-completions fields (openai-python completion_create_params)
+    FieldRule("passthrough.prompt_cache_retention", "prompt_cache_retention", None,
+              _rules(R, openai=P, openai_compatible=P), droppable=True),
+    FieldRule("passthrough.prompt_cache_options", "prompt_cache_options", None,
+              _rules(R, openai=P, openai_compatible=P), droppable=True),
+    FieldRule("passthrough.moderation", "moderation", None,
+              _rules(R, openai=P, openai_compatible=P)),
+    FieldRule("passthrough.functions", "functions", None, _rules(R),
+              note="OpenAI's legacy function calling: send `tools` instead."),
+    FieldRule("passthrough.function_call", "function_call", None, _rules(R),
+              note="OpenAI's legacy function calling: send `tool_choice` instead."),
+    # -- OpenRouter's own fields (sent through the openai SDK's extra_body)
+    FieldRule("passthrough.models", "models", None, _rules(R, openrouter=P),
+              note="OpenRouter's model fallback list."),
+    FieldRule("passthrough.provider", "provider", None, _rules(R, openrouter=P),
+              droppable=True, note="OpenRouter's provider preferences (order, only, ...)."),
+    FieldRule("passthrough.transforms", "transforms", None, _rules(R, openrouter=P),
+              droppable=True, note="OpenRouter's prompt transforms."),
+    FieldRule("passthrough.route", "route", None, _rules(R, openrouter=P), droppable=True,
+              note="OpenRouter's routing (\"fallback\")."),
+    FieldRule("passthrough.plugins", "plugins", None, _rules(R, openrouter=P),
+              note="OpenRouter's plugins (web search, file parsing)."),
+    # -- the rest of Anthropic's messages fields (anthropic-sdk-python message_create_params)
+    FieldRule("passthrough.inference_geo", None, "inference_geo", _rules(R, anthropic=P),
+              droppable=True),
+    FieldRule("passthrough.speed", None, "speed", _rules(R, anthropic=P), droppable=True),
+    FieldRule("passthrough.diagnostics", None, "diagnostics", _rules(R, anthropic=P),
+              droppable=True),
+    FieldRule("passthrough.workspace_id", None, "workspace_id", _rules(R, anthropic=P),
+              droppable=True),
+    FieldRule("passthrough.user_profile_id", None, "user_profile_id", _rules(R, anthropic=P),
+              droppable=True),
     # carried inside messages / tools (not ChatRequest attributes): never refused
     FieldRule("messages.cache_control", None, "cache_control (system, content blocks, tools)",
               _rules(T, anthropic=P, openrouter=P),
@@ -188,6 +225,10 @@ FIELDS: tuple[FieldRule, ...] = (
                    "automatically: the breakpoint has no wire counterpart and is met by that "
                    "caching, so a client written for Claude keeps working on any route "
                    "(cached reads still show in usage)."),
+    FieldRule("passthrough.cache_control", None, "cache_control", _rules(T, anthropic=P),
+              note="Anthropic's automatic caching: one breakpoint the provider moves to the "
+                   "last cacheable block as the conversation grows; sent as given. The "
+                   "others cache prompt prefixes automatically (see the block-level row)."),
     FieldRule("messages.thinking", None, "thinking / redacted_thinking blocks (assistant)",
               _rules(T, anthropic=P),
               note="Sent back first in the turn, unchanged, to Anthropic. Left out for every "
@@ -206,6 +247,31 @@ OPENAI_PASSTHROUGH = tuple(
 ANTHROPIC_PASSTHROUGH = tuple(
     row.anthropic for row in FIELDS if row.kit.startswith("passthrough.") and row.anthropic
 )
+
+
+def _names(label: str | None) -> tuple[str, ...]:
+    """The top-level body fields a row's caller-format label names: ``max_tokens /
+    max_completion_tokens`` is two, ``metadata.user_id`` and ``output_config.format``
+    live under ``metadata`` and ``output_config``."""
+    if not label:
+        return ()
+    return tuple(part.strip().split(".", 1)[0] for part in label.split("/"))
+
+
+# Every top-level field each caller format knows: the table's rows plus the fields that
+# are the format's own business (streaming, the system prompt, aipk's extension). A
+# field outside these is refused by name ("Unrecognized request argument supplied"), or
+# dropped under a key's drop option: never ignored silently.
+# Rows carried inside messages or tools ("messages.*") name no top-level field.
+_TOP_LEVEL = [row for row in FIELDS if not row.kit.startswith("messages.")]
+OPENAI_KNOWN = frozenset(
+    {n for row in _TOP_LEVEL for n in _names(row.openai)} | {"stream", "stream_options", "aipk"}
+)
+ANTHROPIC_KNOWN = frozenset(
+    {n for row in _TOP_LEVEL for n in _names(row.anthropic)}
+    | {"system", "stream", "output_format", "aipk"}
+)
+UNKNOWN_FIELD = "unknown_parameter"
 
 # Reasoning effort <-> thinking budget (tokens). Anthropic's smallest budget is 1024;
 # the other steps double from there, so a budget read back maps to the same effort.
@@ -243,29 +309,116 @@ def is_set(row: FieldRule, value: Any) -> bool:
     return not any(value == neutral and type(value) is type(neutral) for neutral in row.neutral)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What ``check`` and ``fit`` look at for one provider type, worked out once: the rows
+    that type refuses (or an adapter refines), in table order, split into ChatRequest
+    attributes (a getattr each) and passthrough fields (looked up only when the request
+    carries any). A request with no special field costs a handful of attribute reads,
+    not a walk over the whole table."""
+
+    attrs: tuple[FieldRule, ...]
+    passthrough: tuple[tuple[str, FieldRule], ...]
+
+
+_PLANS: dict[tuple[str, tuple[str, ...]], _Plan] = {}
+
+
+def _plan(rule_type: str, refined: tuple[str, ...] = ()) -> _Plan:
+    plan = _PLANS.get((rule_type, refined))
+    if plan is None:
+        rows = [
+            row
+            for row in FIELDS
+            if row.rules.get(rule_type, Rule.REFUSED) is Rule.REFUSED or row.kit in refined
+        ]
+        plan = _PLANS[(rule_type, refined)] = _Plan(
+            attrs=tuple(r for r in rows if not r.kit.startswith("passthrough.")),
+            passthrough=tuple(
+                (r.kit.split(".", 1)[1], r) for r in rows if r.kit.startswith("passthrough.")
+            ),
+        )
+    return plan
+
+
+def _set_rows(request: Any, plan: _Plan) -> list[tuple[FieldRule, Any]]:
+    """The rows of ``plan`` that ``request`` sets (not absent, not neutral), in table order
+    (attributes first: a refusal names the same field on every run)."""
+    found = []
+    for row in plan.attrs:
+        value = getattr(request, row.kit, None)
+        if value is not None and is_set(row, value):
+            found.append((row, value))
+    passthrough = request.passthrough
+    if passthrough:
+        for name, row in plan.passthrough:
+            value = passthrough.get(name)
+            if value is not None and is_set(row, value):
+                found.append((row, value))
+    return found
+
+
 def check(
     request: Any,
     provider_type: str,
     provider: str,
     *,
     extra: Callable[[FieldRule, Any], str | None] | None = None,
+    refined: tuple[str, ...] = (),
 ) -> None:
     """Raise ``UnsupportedFieldError`` for the first field ``request`` sets that the
     table refuses for ``provider_type``. ``extra`` lets an adapter refuse a value its
-    rule otherwise allows (returns a reason, or None)."""
+    rule otherwise allows (returns a reason, or None); it is asked about the rows named
+    in ``refined`` (kit names), the only ones it looks at."""
     rule_type = provider_type.replace("-", "_")
     wire_format = getattr(request, "wire_format", "openai")
-    for row in FIELDS:
-        value = row.value(request)
-        if not is_set(row, value):
-            continue
-        rule = row.rules.get(rule_type, Rule.REFUSED)
-        if rule is Rule.REFUSED:
+    for row, value in _set_rows(request, _plan(rule_type, refined if extra else ())):
+        if row.rules.get(rule_type, Rule.REFUSED) is Rule.REFUSED:
             raise UnsupportedFieldError(row.label(wire_format), provider, rule_type)
         if extra is not None:
             reason = extra(row, value)
             if reason:
                 raise UnsupportedFieldError(row.label(wire_format), provider, rule_type, reason)
+
+
+def fit(request: Any, provider_type: str, provider: str, *, drop: bool) -> tuple[Any, list[str]]:
+    """``request`` as ``provider_type`` can take it, and the fields dropped to get there.
+
+    Without ``drop`` this is ``check``: the first refused field raises. With it (a key's
+    "drop unsupported parameters" option), a refused *droppable* field is removed from
+    a copy of the request and named in the list (the gateway reports it in the
+    ``x-aipk-dropped-params`` header); a refused field that changes the answer's shape
+    still raises. The request itself is never changed: the next candidate of a route,
+    of another type, may take the field."""
+    rule_type = provider_type.replace("-", "_")
+    found = _set_rows(request, _plan(rule_type))
+    if not found:
+        return request, []
+    wire_format = getattr(request, "wire_format", "openai")
+    clear: dict[str, Any] = {}
+    passthrough: dict[str, Any] | None = None
+    dropped: list[str] = []
+    for row, _ in found:
+        if not (drop and row.droppable):
+            raise UnsupportedFieldError(row.label(wire_format), provider, rule_type)
+        dropped.append(row.label(wire_format))
+        if row.kit.startswith("passthrough."):
+            if passthrough is None:
+                passthrough = dict(request.passthrough)
+            passthrough.pop(row.kit.split(".", 1)[1], None)
+        else:
+            clear[row.kit] = None
+    if passthrough is not None:
+        clear["passthrough"] = passthrough
+    return replace(request, **clear), dropped
+
+
+def unknown_fields(body: dict[str, Any], known: frozenset[str]) -> list[str]:
+    """The top-level fields of ``body`` outside ``known``, sorted (usually none: a set
+    difference of a few keys)."""
+    if known.issuperset(body):
+        return []
+    return sorted(k for k in body if k not in known)
 
 
 def allowed(kit: str, provider_type: str) -> bool:
@@ -289,8 +442,11 @@ def render_markdown() -> str:
         "- **refused**: a 400 naming the field and the provider (`unsupported_parameter`).",
         "",
         "A field sent with its neutral value (the one that asks for nothing) is accepted",
-        "everywhere. *Droppable* fields are the ones a future per-key option may drop",
-        "instead of refusing.",
+        "everywhere. *Droppable* fields are the ones a key with `unsupported_params: drop`",
+        "drops instead of refusing (named in the `x-aipk-dropped-params` header). A",
+        "top-level field its format does not have is a 400 `unknown_parameter`",
+        "(`Unrecognized request argument supplied: <field>`), or dropped and named the same",
+        "way under the drop option.",
         "",
         "Reasoning effort <-> budget tokens: "
         + ", ".join(f"{e} = {b}" for e, b in REASONING_BUDGETS.items())

@@ -332,6 +332,9 @@ class ChatChunk:
     raw_finish_reason: str | None = None
     # the provider's own logprobs object for this chunk's tokens, passed back as sent
     logprobs: Any = None
+    # with the finish: the stop sequence that ended the reply, where the provider says
+    # which (Anthropic; vLLM-style OpenAI-wire servers); None when unknown
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)
@@ -347,6 +350,11 @@ class ChatResponse:
     rate_limit: Any = None
     # the provider's logprobs object (OpenAI's {"content": [...]}), passed back as sent
     logprobs: Any = None
+    # the stop sequence that ended the reply, where the provider says which (ChatChunk)
+    stop_sequence: str | None = None
+    # the choices after the first when the request asked for several (``n``): each its
+    # text, tool calls, finish and logprobs; ``usage`` above counts them all
+    extra_choices: list[ChatResponse] = field(default_factory=list)
     # the reasoning blocks, in order (they come before the text and tool calls)
     thinking: list[ThinkingPart] = field(default_factory=list)
 
@@ -438,6 +446,7 @@ class ResponseBuilder:
         "_tools",
         "_finish",
         "_raw_finish",
+        "_stop_sequence",
         "_usage",
         "_thinking",
     )
@@ -449,6 +458,7 @@ class ResponseBuilder:
         self._tools = ToolCallAccumulator()
         self._finish: str | None = None
         self._raw_finish: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
         # per thinking block: [text pieces, signature, data]
         self._thinking: dict[int, list[Any]] = {}
@@ -470,6 +480,7 @@ class ResponseBuilder:
         if chunk.finish_reason:
             self._finish = chunk.finish_reason
             self._raw_finish = chunk.raw_finish_reason
+            self._stop_sequence = chunk.stop_sequence
         if chunk.usage is not None:
             self._usage = chunk.usage
 
@@ -486,4 +497,5 @@ class ResponseBuilder:
                 ThinkingPart(text="".join(b[0]), signature=b[1], data=b[2])
                 for _, b in sorted(self._thinking.items())
             ],
+            stop_sequence=self._stop_sequence,
         )

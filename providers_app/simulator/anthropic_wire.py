@@ -40,6 +40,7 @@ from providers_app.simulator.streaming import (
 
 STOP_REASONS = {
     behaviour.STOP: "end_turn",
+    behaviour.STOP_SEQUENCE: "stop_sequence",
     behaviour.LENGTH: "max_tokens",
     behaviour.TOOL_CALLS: "tool_use",
     behaviour.CONTENT_FILTER: "refusal",
@@ -176,7 +177,24 @@ async def model_handler(request: web.Request) -> web.Response:
     return bytes_response(found)
 
 
+# The Messages API's request fields (anthropic-sdk-python message_create_params, beta
+# ones included). Anything else -- OpenAI's ``n`` or ``seed`` passed on by a careless
+# gateway -- is refused as the API refuses it: "<field>: Extra inputs are not permitted".
+MESSAGES_FIELDS = frozenset(
+    {
+        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+        "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
+        "container", "mcp_servers", "context_management", "output_config", "output_format",
+        "inference_geo", "speed", "diagnostics", "workspace_id", "user_profile_id",
+        "cache_control",
+    }
+)  # fmt: skip
+
+
 def _validate(body: dict) -> str | None:
+    if not MESSAGES_FIELDS.issuperset(body):
+        extra = sorted(k for k in body if k not in MESSAGES_FIELDS)[0]
+        return f"{extra}: Extra inputs are not permitted"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
@@ -272,6 +290,10 @@ def conversation(body: dict) -> Conversation:
         if choice.get("disable_parallel_tool_use") is True:
             conv.parallel_tool_calls = False
     conv.max_tokens = body.get("max_tokens")
+    stops = body.get("stop_sequences")
+    conv.stop_sequences = (
+        [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
+    )
     model = str(body.get("model") or "")
     thinking = body.get("thinking")
     conv.reasoning = "thinking" in model or (
@@ -293,7 +315,8 @@ def conversation(body: dict) -> Conversation:
 
 def _cached_prefix(body: dict) -> list[str] | None:
     """The prompt's texts up to the last block marked ``cache_control``, in the
-    order Anthropic caches them (tools, system, messages); None without a mark."""
+    order Anthropic caches them (tools, system, messages), or all of them under a
+    top-level ``cache_control`` (automatic caching); None without a mark."""
     texts: list[str] = []
     prefix: list[str] | None = None
     tools = body.get("tools")
@@ -319,6 +342,9 @@ def _cached_prefix(body: dict) -> list[str] | None:
             texts.append(_block_text(block.get("content")))
         if block.get("cache_control"):
             prefix = list(texts)
+    if body.get("cache_control"):
+        # automatic caching: one breakpoint on the last cacheable block, i.e. all of it
+        prefix = list(texts)
     return prefix
 
 
@@ -359,7 +385,7 @@ def message(model: str, reply: Reply, thinking_block: dict | None = None) -> dic
         "model": model,
         "content": content,
         "stop_reason": STOP_REASONS[reply.finish],
-        "stop_sequence": None,
+        "stop_sequence": reply.stop_sequence,
         "usage": {
             **_usage(reply, reply.completion_tokens + reply.reasoning_tokens),
             "service_tier": "standard",
@@ -483,7 +509,10 @@ async def _stream(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": STOP_REASONS[reply.finish], "stop_sequence": None},
+                    "delta": {
+                        "stop_reason": STOP_REASONS[reply.finish],
+                        "stop_sequence": reply.stop_sequence,
+                    },
                     "usage": final_usage,
                 },
             ),

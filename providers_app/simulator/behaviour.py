@@ -63,6 +63,7 @@ _WORD_RE = re.compile(r"\S+\s*")
 
 # Reply.finish values; each wire module maps them to its own finish reasons.
 STOP = "stop"
+STOP_SEQUENCE = "stop_sequence"  # one of the request's stop sequences ended the reply
 LENGTH = "length"
 TOOL_CALLS = "tool_calls"
 CONTENT_FILTER = "content_filter"
@@ -113,6 +114,8 @@ class Conversation:
     cache_writes_billed: bool = False  # Anthropic reports (and bills) cache writes
     # JSON mode: the schema the text reply must fit ({} = any JSON object), None = text
     json_schema: dict | None = None
+    # the request's stop sequences: the reply ends before the first one it contains
+    stop_sequences: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,8 @@ class Reply:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    # finish STOP_SEQUENCE: the sequence that matched (left out of the text, as real APIs do)
+    stop_sequence: str | None = None
 
     @property
     def text(self) -> str:
@@ -286,7 +291,8 @@ def _text_reply(conv: Conversation, text: str) -> Reply:
     """
     if conv.reply_words is not None:
         text = _exactly(text, conv.reply_words)
-    finish = STOP
+    text, matched = _cut_at_stop(text, conv.stop_sequences)
+    finish = STOP if matched is None else STOP_SEQUENCE
     limit = conv.max_tokens if conv.max_tokens is not None and conv.max_tokens > 0 else None
     if limit is not None and conv.overrun:
         limit += max(1, math.ceil(limit * OVERRUN_RATIO))
@@ -298,13 +304,27 @@ def _text_reply(conv: Conversation, text: str) -> Reply:
         if limit is not None and len(text) > limit:
             text = text[:limit]
             finish = LENGTH
-        return Reply(words(text), [], finish, prompt_tokens(conv), len(text))
-    chunks = words(text)
-    if limit is not None and limit < len(chunks):
-        chunks = chunks[:limit]
-        chunks[-1] = chunks[-1].rstrip()
-        finish = LENGTH
-    return Reply(chunks, [], finish, prompt_tokens(conv), len(chunks))
+        reply = Reply(words(text), [], finish, prompt_tokens(conv), len(text))
+    else:
+        chunks = words(text)
+        if limit is not None and limit < len(chunks):
+            chunks = chunks[:limit]
+            chunks[-1] = chunks[-1].rstrip()
+            finish = LENGTH
+        reply = Reply(chunks, [], finish, prompt_tokens(conv), len(chunks))
+    # max_tokens reached first: the sequence was never generated
+    reply.stop_sequence = matched if finish == STOP_SEQUENCE else None
+    return reply
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """``text`` up to the earliest stop sequence in it (the first listed on a tie), and
+    that sequence; unchanged and None when it holds none."""
+    found = [(text.find(s), i, s) for i, s in enumerate(stops) if s and s in text]
+    if not found:
+        return text, None
+    position, _, matched = min(found)
+    return text[:position], matched
 
 
 def _choose_tools(conv: Conversation) -> list[ToolCall]:

@@ -42,6 +42,7 @@ from providers_app.simulator.streaming import (
 
 FINISH_REASONS = {
     behaviour.STOP: "STOP",
+    behaviour.STOP_SEQUENCE: "STOP",  # Gemini does not say which sequence matched
     behaviour.LENGTH: "MAX_TOKENS",
     behaviour.TOOL_CALLS: "STOP",
     behaviour.CONTENT_FILTER: "SAFETY",
@@ -166,6 +167,12 @@ async def _generate(
             message="Function call is missing a thought_signature in functionCall parts. This is "
             "required for tools to work correctly.",
         )
+    top = _requested_logprobs(body)
+    if isinstance(top, web.Response):
+        return top
+    count = _candidate_count(body)
+    if isinstance(count, web.Response):
+        return count
     conv = conversation(body, model)
     behaviour.shape(conv, words=knobs.words, dense=knobs.dense, overrun=knobs.overrun)
     finish = _FINISH_BY_MODE.get(knobs.fail) if knobs.fail in FINISH_MODES else None
@@ -176,6 +183,10 @@ async def _generate(
     if _include_thoughts(body) and content is not None:
         # the thought summary comes first, a part marked thought: true
         content["parts"].insert(0, {"text": thinking.text_for(conv), "thought": True})
+    if top >= 0:
+        _add_logprobs(chunks, reply, top, stream)
+    if count > 1 and not stream:
+        _more_candidates(chunks[0], count, reply)
     if wrap is not None:
         chunks = [wrap(c) for c in chunks]
     if not stream:
@@ -202,6 +213,99 @@ async def _generate(
         error_event=error_event,
         content_type=content_type,
     )
+
+
+# ---------------------------------------------------------------- candidateCount
+
+MAX_CANDIDATES = 8
+
+
+def _candidate_count(body: dict) -> int | web.Response:
+    config = _get(body, "generationConfig", "generation_config")
+    count = _get(config, "candidateCount", "candidate_count") if isinstance(config, dict) else None
+    if count is None:
+        return 1
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CANDIDATES:
+        return error_response(
+            "bad_request",
+            message=f"candidateCount must be between 1 and {MAX_CANDIDATES}, got {count}.",
+        )
+    return count
+
+
+def _more_candidates(response: dict, count: int, reply: Reply) -> None:
+    """A whole reply with ``count`` candidates (the same simulated answer each, index
+    0..count-1); candidatesTokenCount counts them all."""
+    candidates = response.get("candidates")
+    if not candidates:
+        return
+    first = candidates[0]
+    response["candidates"] = [first] + [{**first, "index": i} for i in range(1, count)]
+    usage = response["usageMetadata"]
+    extra = reply.completion_tokens * (count - 1)
+    usage["candidatesTokenCount"] = usage.get("candidatesTokenCount", 0) + extra
+    usage["totalTokenCount"] = usage.get("totalTokenCount", 0) + extra
+
+
+# ---------------------------------------------------------------- logprobs
+
+MAX_LOGPROBS = 20  # generationConfig.logprobs: "in the range of [0, 20]"
+
+
+def _requested_logprobs(body: dict) -> int | web.Response:
+    """How many top candidates a decoding step the request asks for (-1: no logprobs),
+    or the 400 Gemini answers: ``logprobs`` outside [0, 20], or without
+    ``responseLogprobs: true``."""
+    config = _get(body, "generationConfig", "generation_config")
+    if not isinstance(config, dict):
+        return -1
+    wanted = _get(config, "responseLogprobs", "response_logprobs") is True
+    top = _get(config, "logprobs", "logprobs")
+    if top is None:
+        return 0 if wanted else -1
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_LOGPROBS:
+        return error_response(
+            "bad_request",
+            message=f"logprobs must be an integer in the range of [0, {MAX_LOGPROBS}].",
+        )
+    if not wanted:
+        return error_response(
+            "bad_request", message="logprobs is only valid if responseLogprobs is true."
+        )
+    return top
+
+
+def _step(token: str, logprob: float) -> dict:
+    return {"token": token, "tokenId": len(token), "logProbability": logprob}
+
+
+def _logprobs_result(words: list[str], top: int) -> dict:
+    """One decoding step a word chunk (as the OpenAI wire's logprobs): -0.5 for the chosen
+    token, ``top`` candidates a step sorted best first (the chosen one among them)."""
+    return {
+        "topCandidates": [
+            {"candidates": [_step(w, -0.5)] + [_step(f"alt{i}", -2.0 - i) for i in range(top - 1)]}
+            if top
+            else {"candidates": []}
+            for w in words
+        ],
+        "chosenCandidates": [_step(w, -0.5) for w in words],
+        "logProbabilitySum": -0.5 * len(words),
+    }
+
+
+def _add_logprobs(responses: list[dict], reply: Reply, top: int, stream: bool) -> None:
+    """A ``logprobsResult`` (and ``avgLogprobs``) on every candidate that carries text:
+    a streamed chunk's one word, or a whole reply's words."""
+    for response in responses:
+        for candidate in response.get("candidates") or ():
+            parts = (candidate.get("content") or {}).get("parts") or ()
+            texts = [p["text"] for p in parts if "text" in p]
+            if not texts:
+                continue
+            words = texts if stream else list(reply.chunks)
+            candidate["logprobsResult"] = _logprobs_result(words, top)
+            candidate["avgLogprobs"] = -0.5
 
 
 # ---------------------------------------------------------------- request -> conversation
@@ -294,6 +398,9 @@ def conversation(body: dict, model: str = "") -> Conversation:
         limit = _get(config, "maxOutputTokens", "max_output_tokens")
         if isinstance(limit, int) and not isinstance(limit, bool):
             conv.max_tokens = limit
+        stops = _get(config, "stopSequences", "stop_sequences")
+        if isinstance(stops, list):
+            conv.stop_sequences = [s for s in stops if isinstance(s, str)]
         if _get(config, "responseMimeType", "response_mime_type") == "application/json":
             schema = _get(config, "responseSchema", "response_schema") or _get(
                 config, "responseJsonSchema", "response_json_schema"

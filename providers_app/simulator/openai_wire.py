@@ -40,6 +40,7 @@ from providers_app.simulator.streaming import (
 
 FINISH_REASONS = {
     behaviour.STOP: "stop",
+    behaviour.STOP_SEQUENCE: "stop",  # OpenAI does not say which sequence matched
     behaviour.LENGTH: "length",
     behaviour.TOOL_CALLS: "tool_calls",
     behaviour.CONTENT_FILTER: "content_filter",
@@ -47,6 +48,32 @@ FINISH_REASONS = {
 
 
 # ---------------------------------------------------------------- handlers
+
+
+# The request arguments api.openai.com's chat completions take (openai-python's
+# completion_create_params). Anything else is a 400 "Unrecognized request argument
+# supplied", as OpenAI answers it: a gateway must not leak another provider's fields
+# (OpenRouter's ``models`` or ``provider``) to OpenAI.
+OPENAI_CHAT_ARGUMENTS = frozenset(
+    {
+        "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+        "max_completion_tokens", "max_tokens", "messages", "metadata", "modalities", "model",
+        "moderation", "n", "parallel_tool_calls", "prediction", "presence_penalty",
+        "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
+        "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier",
+        "stop", "store", "stream", "stream_options", "temperature", "tool_choice", "tools",
+        "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
+
+
+def _unrecognised(flavour: Flavour, body: dict) -> web.Response | None:
+    if flavour.name != "openai" or OPENAI_CHAT_ARGUMENTS.issuperset(body):
+        return None
+    name = sorted(k for k in body if k not in OPENAI_CHAT_ARGUMENTS)[0]
+    return error_response(
+        flavour, "bad_request", message=f"Unrecognized request argument supplied: {name}"
+    )
 
 
 def chat_handler(flavour: Flavour):
@@ -59,6 +86,9 @@ def chat_handler(flavour: Flavour):
             return error_response(
                 flavour, "bad_request", message="you must provide a model parameter", param="model"
             )
+        unrecognised = _unrecognised(flavour, body)
+        if unrecognised is not None:
+            return unrecognised
         knobs = read_knobs(request.headers, model, default_delay(request))
         if knobs.unknown_fail:
             return error_response(
@@ -92,6 +122,17 @@ def chat_handler(flavour: Flavour):
         else:
             reply = behaviour.decide(conv)
         headers = {"x-request-id": new_id("req_"), **flavour.success_headers}
+        n = body.get("n")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128):
+            return error_response(
+                flavour,
+                "bad_request",
+                message=f"Invalid 'n': integer below minimum value or above maximum value. "
+                f"Expected a value between 1 and 128, but got {n} instead.",
+                param="n",
+                code="integer_out_of_range" if isinstance(n, int) else "invalid_type",
+            )
+        n = n or 1
         top = body.get("top_logprobs")
         # logprobs: true -> one entry a word chunk (see _logprobs)
         logprobs = -1 if body.get("logprobs") is not True else top if isinstance(top, int) else 0
@@ -103,7 +144,7 @@ def chat_handler(flavour: Flavour):
         return await respond_plain(
             request,
             knobs,
-            json_response(completion(flavour, model, reply, logprobs), headers=headers),
+            json_response(completion(flavour, model, reply, logprobs, n), headers=headers),
             _content_units(reply),
         )
 
@@ -240,6 +281,9 @@ def conversation(body: dict) -> Conversation:
         conv.forced_tool = choice["function"].get("name")
     if body.get("parallel_tool_calls") is False:
         conv.parallel_tool_calls = False
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    conv.stop_sequences = [s for s in stops if isinstance(s, str)]
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if isinstance(limit, int) and not isinstance(limit, bool):
         conv.max_tokens = limit
@@ -266,16 +310,17 @@ _REASONING_MODEL_RE = re.compile(r"^(?:[\w.-]+/)?o\d|thinking|reasoning")
 # ---------------------------------------------------------------- reply -> wire
 
 
-def _usage(reply: Reply) -> dict:
-    # cached tokens are part of prompt_tokens, reasoning part of completion_tokens
-    completion = reply.completion_tokens + reply.reasoning_tokens
+def _usage(reply: Reply, n: int = 1) -> dict:
+    # cached tokens are part of prompt_tokens, reasoning part of completion_tokens;
+    # with n choices the completion counts every choice
+    completion = (reply.completion_tokens + reply.reasoning_tokens) * n
     return {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": reply.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": reply.reasoning_tokens,
+            "reasoning_tokens": reply.reasoning_tokens * n,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -299,7 +344,8 @@ def _logprobs(words: list[str], top: int) -> dict | None:
     return {"content": entries, "refusal": None}
 
 
-def completion(flavour: Flavour, model: str, reply: Reply, logprobs: int = -1) -> dict:
+def completion(flavour: Flavour, model: str, reply: Reply, logprobs: int = -1, n: int = 1) -> dict:
+    """A whole reply; ``n`` choices (the same simulated answer each), usage counting all."""
     message: dict = {
         "role": "assistant",
         "content": reply.text if not reply.tool_calls else None,
@@ -322,13 +368,14 @@ def completion(flavour: Flavour, model: str, reply: Reply, logprobs: int = -1) -
         **flavour.chunk_extra,
         "choices": [
             {
-                "index": 0,
+                "index": index,
                 "message": message,
                 "logprobs": _logprobs(reply.chunks, logprobs),
                 "finish_reason": FINISH_REASONS[reply.finish],
             }
+            for index in range(n)
         ],
-        "usage": _usage(reply),
+        "usage": _usage(reply, n),
     }
     if flavour.system_fingerprint:
         result["system_fingerprint"] = flavour.system_fingerprint

@@ -4,7 +4,7 @@ keys are shown by prefix."""
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
@@ -16,6 +16,9 @@ from tenants_app.models import Role, VirtualKey
 from tenants_app.services.keys import virtual_key_create, virtual_key_revoke, virtual_key_update
 
 router = Router(tags=["tenants"])
+
+# tenants_app.models.UnsupportedParams, as the schema's enum
+UnsupportedParamsChoice = Literal["refuse", "drop"]
 
 
 class KeyOut(Schema):
@@ -29,6 +32,7 @@ class KeyOut(Schema):
     monthly_budget_usd: Decimal | None
     cache_enabled: bool
     cache_ttl_seconds: int
+    unsupported_params: UnsupportedParamsChoice
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
     created_by: str | None
@@ -50,6 +54,12 @@ class KeyIn(Strict):
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=4)
     cache_enabled: bool = False
     cache_ttl_seconds: int = Field(default=300, ge=1, le=30 * 24 * 3600)
+    unsupported_params: UnsupportedParamsChoice = Field(
+        default="refuse",
+        description="A request field the provider cannot take: refuse it with a 400, or "
+        "drop it (when only the wording of the answer depends on it) and name it in the "
+        "x-aipk-dropped-params header.",
+    )
     expires_at: dt.datetime | None = None
 
 
@@ -62,6 +72,7 @@ class KeyPatch(Strict):
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=4)
     cache_enabled: bool = patch_field()
     cache_ttl_seconds: int = patch_field(ge=1, le=30 * 24 * 3600)
+    unsupported_params: UnsupportedParamsChoice = patch_field()
     expires_at: dt.datetime | None = None
 
 

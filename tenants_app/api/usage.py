@@ -20,7 +20,7 @@ router = Router(tags=["tenants"])
 
 
 class UsageQuery(Schema):
-    group_by: Literal["day", "model", "provider", "key"] = "day"
+    group_by: Literal["day", "model", "provider", "key", "user"] = "day"
     start: dt.date | None = Field(default=None, alias="from", description="default: 1st of month")
     end: dt.date | None = Field(default=None, alias="to", description="inclusive; default today")
 
@@ -68,7 +68,8 @@ def _date_range(start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt
 
 @router.get("/{slug}/usage", response=UsageOut, by_alias=True)
 def usage_summary(request: HttpRequest, slug: str, query: Query[UsageQuery]) -> dict[str, Any]:
-    """Totals grouped by day, model, provider or key, for whole UTC days from..to."""
+    """Totals grouped by day, model, provider, key or end user (the requests' ``user`` /
+    ``metadata.user_id``), for whole UTC days from..to."""
     access = tenant_access(request, slug)
     start, end = _date_range(query.start, query.end)
     return {

@@ -179,6 +179,7 @@ USAGE_CSV_FIELDS = (
     "model",
     "alias",
     "endpoint",
+    "end_user",
     "status",
     "error_type",
     "prompt_tokens",

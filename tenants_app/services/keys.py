@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from aipk_site.infra.audit import audit_record, audit_value
 from aipk_site.infra.errors import InvalidRequest
-from tenants_app.models import AdminToken, Tenant, VirtualKey
+from tenants_app.models import AdminToken, Tenant, UnsupportedParams, VirtualKey
 from tenants_app.services.secrets import ADMIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX, new_secret
 from tenants_app.signals import announce, keys_changed
 
@@ -28,6 +28,7 @@ KEY_FIELDS = (
     "monthly_budget_usd",
     "cache_enabled",
     "cache_ttl_seconds",
+    "unsupported_params",
     "expires_at",
 )
 
@@ -58,6 +59,11 @@ def _clean_key_fields(fields: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(f"{limit} must be a positive whole number", param=limit)
     if "cache_ttl_seconds" in cleaned and cleaned["cache_ttl_seconds"] is None:
         raise InvalidRequest("cache_ttl_seconds cannot be empty", param="cache_ttl_seconds")
+    if "unsupported_params" in cleaned and cleaned["unsupported_params"] not in UnsupportedParams:
+        raise InvalidRequest(
+            f"unsupported_params must be one of {', '.join(UnsupportedParams.values)}",
+            param="unsupported_params",
+        )
     budget = cleaned.get("monthly_budget_usd")
     if budget is not None and Decimal(budget) < 0:
         raise InvalidRequest("monthly_budget_usd must not be negative", param="monthly_budget_usd")

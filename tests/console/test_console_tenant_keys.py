@@ -319,3 +319,33 @@ def test_it_changes_only_what_the_edit_form_changed(client_as, owner, tenant):
     assert key.rpm == 20 and key.expires_at == passed
     event = assert_audited("virtual_key.update", owner)
     assert set(event.changes) == {"prefix", "rpm"}
+
+
+def test_it_sets_a_keys_unsupported_parameters_option_in_the_form(client_as, owner, tenant):
+    key = key_of(tenant, owner, "mine")
+    client = client_as(owner)
+    page = client.get(f"{KEYS_URL}{key.pk}/").content.decode()
+    assert 'name="unsupported_params"' in page and "x-aipk-dropped-params" in page
+
+    response = client.post(
+        f"{KEYS_URL}{key.pk}/",
+        {"name": "mine", "cache_ttl_seconds": "300", "unsupported_params": "drop"},
+    )
+
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.unsupported_params == "drop"
+    assert "drops unsupported params" in client.get(KEYS_URL).content.decode()
+    event = assert_audited("virtual_key.update", owner)
+    assert event.changes["unsupported_params"] == {"from": "refuse", "to": "drop"}
+
+
+def test_it_refuses_an_unknown_unsupported_parameters_choice(client_as, owner, tenant):
+    key = key_of(tenant, owner, "mine")
+    response = client_as(owner).post(
+        f"{KEYS_URL}{key.pk}/",
+        {"name": "mine", "cache_ttl_seconds": "300", "unsupported_params": "ignore"},
+    )
+    assert response.status_code == 422
+    key.refresh_from_db()
+    assert key.unsupported_params == "refuse"

@@ -88,6 +88,42 @@ def test_it_caches_up_to_a_marked_message_block_and_a_marked_tool(client, world)
     assert second.usage.cache_read_input_tokens == SYSTEM_WORDS
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_it_passes_a_top_level_cache_control_to_anthropic_for_automatic_caching(
+    client, world, stream
+):
+    """The top-level mark (Anthropic's automatic caching) caches the whole prompt: the
+    second call, the same conversation, reads all of it."""
+    kwargs = {
+        "model": world.model("anthropic"),
+        "max_tokens": 100,
+        "cache_control": MARK,
+        "system": long_text(),
+        "messages": [{"role": "user", "content": "hello"}],
+    }
+    first = client.messages.create(**kwargs)
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            second = events.get_final_message()
+    else:
+        second = client.messages.create(**kwargs)
+    assert first.usage.cache_creation_input_tokens == SYSTEM_WORDS + 1
+    assert second.usage.cache_read_input_tokens == SYSTEM_WORDS + 1
+    assert second.usage.input_tokens == 0
+
+
+def test_it_takes_a_top_level_cache_control_on_a_gemini_route_whose_caching_is_automatic(
+    client, world
+):
+    answer = client.messages.create(
+        model=world.model("gemini"),
+        max_tokens=100,
+        cache_control=MARK,
+        messages=[{"role": "user", "content": "hello"}],
+    )
+    assert answer.content[0].type == "text"
+
+
 def test_it_caches_nothing_without_a_mark(client, world):
     kwargs = {
         "model": world.model("anthropic"),

@@ -121,7 +121,7 @@ def test_it_refuses_json_object_mode_for_anthropic_naming_the_field_and_provider
     [
         ("anthropic", "seed", 7),
         ("anthropic", "logprobs", True),
-        ("gemini", "logprobs", True),
+        ("gemini", "service_tier", "flex"),
         ("cerebras", "metadata", {"team": "a"}),
         ("qwen", "reasoning_effort", "low"),
         ("gemini", "user", "someone"),
@@ -333,3 +333,31 @@ def test_it_refuses_before_a_stream_starts_with_a_400(world, gateway_server):
             stream=True,
         )
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "seed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_it_renders_geminis_logprobs_as_openais(world, gateway_server, simulator, stream):
+    simulator.clear_requests()
+    client = openai_client(world, gateway_server)
+    kwargs = {
+        "model": world.model("gemini"),
+        "messages": [{"role": "user", "content": "hi"}],
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    if stream:
+        chunks = [c for c in client.chat.completions.create(stream=True, **kwargs) if c.choices]
+        entries = [
+            e for c in chunks if c.choices[0].logprobs for e in c.choices[0].logprobs.content
+        ]
+    else:
+        reply = client.chat.completions.create(**kwargs)
+        assert reply.choices[0].logprobs is not None
+        entries = reply.choices[0].logprobs.content or []
+    assert "".join(e.token for e in entries) == "Simulated reply to: hi"
+    assert all(e.logprob == -0.5 for e in entries)
+    assert all([t.token for t in e.top_logprobs][0] == e.token for e in entries)
+    assert all(len(e.top_logprobs) == 2 for e in entries)
+    (sent,) = [r["body"] for r in simulator.requests() if r["path"].startswith("/gemini")]
+    config = sent["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 2)

@@ -208,3 +208,69 @@ def test_it_leaves_out_a_neutral_value_of_a_field_the_provider_does_not_know():
         request(service_tier="auto", passthrough={"store": False}), stream=False
     )
     assert (body["service_tier"], body["store"]) == ("auto", False)
+
+
+def test_it_knows_every_top_level_field_the_official_sdks_send():
+    """openai-python's and anthropic-sdk-python's request parameters are all known, so an
+    SDK call never meets the unknown-field 400."""
+    from anthropic.types import message_create_params as anthropic_params
+    from openai.types.chat import completion_create_params as openai_params
+
+    assert set(openai_params.CompletionCreateParamsBase.__annotations__) <= fields.OPENAI_KNOWN
+    assert set(anthropic_params.MessageCreateParamsBase.__annotations__) <= fields.ANTHROPIC_KNOWN
+
+
+def test_it_drops_only_droppable_fields_and_names_them():
+    req = request(seed=3, frequency_penalty=0.5, passthrough={"logit_bias": {"1": 2}})
+    fitted, dropped = fields.fit(req, "anthropic", "a", drop=True)
+    assert dropped == ["seed", "frequency_penalty", "logit_bias"]
+    assert (fitted.seed, fitted.frequency_penalty, fitted.passthrough) == (None, None, {})
+    # the caller's request is left as it was: another candidate may take the fields
+    assert (req.seed, req.passthrough) == (3, {"logit_bias": {"1": 2}})
+    with pytest.raises(fields.UnsupportedFieldError):
+        fields.fit(req, "anthropic", "a", drop=False)
+    with pytest.raises(fields.UnsupportedFieldError) as caught:
+        fields.fit(request(seed=3, logprobs=True), "anthropic", "a", drop=True)
+    assert caught.value.field == "logprobs"
+
+
+def test_it_leaves_a_request_the_provider_takes_as_it_is():
+    req = request(seed=3, temperature=0.2)
+    assert fields.fit(req, "openai", "o", drop=True) == (req, [])
+
+
+def test_it_looks_only_at_the_rows_a_type_can_refuse():
+    """The per-request check is a handful of attribute reads, not a walk over the table."""
+    openai_rows = {row.kit for row in fields._plan("openai").attrs}
+    assert openai_rows == {"top_k"}
+    assert {name for name, _ in fields._plan("openai").passthrough} >= {"models", "container"}
+
+
+def test_it_asks_gemini_for_logprobs_in_its_generation_config():
+    body = adapter("gemini").chat_body(request(logprobs=True, top_logprobs=3), stream=False)
+    config = body["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 3)
+
+
+def test_it_reads_geminis_logprobs_result_as_openais_logprobs_content():
+    from providers_app.kit.adapters.gemini import openai_logprobs
+
+    result = {
+        "chosenCandidates": [
+            {"token": "Hi", "tokenId": 1, "logProbability": -0.1},
+            {"token": "é", "tokenId": 2, "logProbability": -1.5},
+        ],
+        "topCandidates": [
+            {
+                "candidates": [
+                    {"token": "Hi", "tokenId": 1, "logProbability": -0.1},
+                    {"token": "Hey", "tokenId": 3, "logProbability": -2.5},
+                ]
+            },
+            {"candidates": [{"token": "é", "tokenId": 2, "logProbability": -1.5}]},
+        ],
+    }
+    content = openai_logprobs(result)["content"]
+    assert [(e["token"], e["logprob"]) for e in content] == [("Hi", -0.1), ("é", -1.5)]
+    assert content[1]["bytes"] == [0xC3, 0xA9]
+    assert [t["token"] for t in content[0]["top_logprobs"]] == ["Hi", "Hey"]

@@ -270,3 +270,34 @@ async def test_it_sends_a_chunk_that_is_not_json_when_malformed(client):
 async def test_it_counts_tokens(client):
     result = await client.aio.models.count_tokens(model=MODEL, contents="three words here")
     assert result.total_tokens == 3
+
+
+async def test_it_returns_logprobs_when_asked(client):
+    response = await client.aio.models.generate_content(
+        model=MODEL,
+        contents="hi",
+        config=types.GenerateContentConfig(response_logprobs=True, logprobs=2),
+    )
+    candidate = response.candidates[0]
+    result = candidate.logprobs_result
+    assert "".join(c.token for c in result.chosen_candidates) == "Simulated reply to: hi"
+    assert all(len(step.candidates) == 2 for step in result.top_candidates)
+    assert candidate.avg_logprobs == -0.5
+
+
+async def test_it_returns_no_logprobs_unless_asked(client):
+    response = await client.aio.models.generate_content(model=MODEL, contents="hi")
+    assert response.candidates[0].logprobs_result is None
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        types.GenerateContentConfig(logprobs=2),  # without response_logprobs
+        types.GenerateContentConfig(response_logprobs=True, logprobs=21),
+    ],
+)
+async def test_it_refuses_logprobs_the_real_api_refuses(client, config):
+    with pytest.raises(errors.ClientError) as caught:
+        await client.aio.models.generate_content(model=MODEL, contents="hi", config=config)
+    assert caught.value.code == 400

@@ -753,3 +753,38 @@ def test_it_checks_csrf_for_session_writes(owner, send, tenant):
     response = send(client, "PATCH", T, {"default_rpm": 5})
     assert response.status_code == 403
     assert Tenant.objects.get().default_rpm is None
+
+
+def test_it_sets_a_keys_unsupported_parameters_option_and_the_gateway_sees_it(
+    as_owner, send, owner, tenant
+):
+    response = send(as_owner, "POST", f"{T}/keys", {"name": "k", "unsupported_params": "drop"})
+    assert response.status_code == 201, response.content
+    assert response.json()["key"]["unsupported_params"] == "drop"
+    secret = response.json()["secret"]
+    assert authenticate(secret).drop_unsupported is True
+
+    key_id = response.json()["key"]["id"]
+    response = send(as_owner, "PATCH", f"{T}/keys/{key_id}", {"unsupported_params": "refuse"})
+    assert response.status_code == 200 and response.json()["unsupported_params"] == "refuse"
+    assert authenticate(secret).drop_unsupported is False
+
+
+def test_it_refuses_an_unknown_unsupported_parameters_choice(as_owner, send, tenant):
+    response = send(as_owner, "POST", f"{T}/keys", {"name": "k", "unsupported_params": "ignore"})
+    assert response.status_code == 422, response.content
+    assert response.json()["error"]["code"] == "unsupported_params"
+    assert not VirtualKey.objects.exists()
+
+
+def test_it_sums_usage_by_end_user(as_owner, tenant):
+    usage(tenant, at("2025-01-02"), n=1, end_user="alice")
+    usage(tenant, at("2025-01-03"), n=2, end_user="alice")
+    usage(tenant, at("2025-01-04"), n=3, end_user="bob")
+    usage(tenant, at("2025-01-05"), n=4)
+    body = as_owner.get(f"{T}/usage?group_by=user&from=2025-01-01&to=2025-01-31").json()
+    assert [(r["group"], r["requests"]) for r in body["rows"]] == [
+        ("", 1),
+        ("alice", 2),
+        ("bob", 1),
+    ]

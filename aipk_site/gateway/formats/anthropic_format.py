@@ -22,7 +22,10 @@ docs/SUPPORT_MATRIX.md): translated or passed where the provider can, a 400
 or the beta ``output_format``, json_schema: the kit's ``response_format``),
 ``top_k``, ``service_tier`` (auto,
 standard_only), and, passed verbatim to Anthropic only, ``container``,
-``mcp_servers`` and ``context_management``.
+``mcp_servers``, ``context_management``, ``inference_geo``, ``speed``,
+``diagnostics``, ``workspace_id`` and ``user_profile_id``. Any other top-level field
+is a 400 ``unknown_parameter`` naming it (dropped and named in
+``x-aipk-dropped-params`` under the key's drop option).
 
 Thinking: replies carry the provider's reasoning as ``thinking`` blocks (with
 their ``signature``) and ``redacted_thinking`` blocks (``data``), first in the
@@ -37,8 +40,6 @@ is a 400) is kept on system text blocks, user text, image and document blocks,
 tool_result and tool_use blocks, the last text of an assistant turn, and tools,
 and reaches Anthropic on the same block (OpenRouter on the content part); the
 providers with automatic prefix caching need no mark.
-
-Any other unknown field is ignored.
 
 User turns may carry ``image`` blocks (``source``: ``base64`` with
 ``media_type`` image/jpeg, png, gif or webp, or ``url``) and ``document``
@@ -62,6 +63,7 @@ import json
 from typing import Any
 
 from aipk_site.infra.errors import AipkError
+from providers_app.kit.fields import ANTHROPIC_KNOWN
 from providers_app.kit.tools import (
     ToolValidationError,
     tool_choice_from_anthropic,
@@ -107,7 +109,7 @@ from .common import (
     split_tool_call_id,
 )
 from .media import IMAGE_TYPES, MediaTally, check_base64, check_media_type, check_url
-from .request_fields import anthropic_fields
+from .request_fields import anthropic_fields, unknown_top_level
 
 __all__ = [
     "parse_messages",
@@ -128,13 +130,15 @@ MAX_TOP_K = 2**31 - 1
 # -- request -------------------------------------------------------------------------------
 
 
-def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
+def parse_messages(body: Any, limits: InputLimits, *, drop_unknown: bool = False) -> ParsedRequest:
     """Validate a Messages API body and turn it into a kit ``ChatRequest``.
 
-    Raises ``InvalidRequest`` with ``param`` set to the offending field path.
+    Raises ``InvalidRequest`` with ``param`` set to the offending field path; an unknown
+    top-level field as ``parse_chat_completion`` does.
     """
     if not isinstance(body, dict):
         raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
+    dropped = unknown_top_level(body, ANTHROPIC_KNOWN, drop=drop_unknown)
 
     model = parse_model(body)
 
@@ -181,6 +185,7 @@ def parse_messages(body: Any, limits: InputLimits) -> ParsedRequest:
         # Anthropic streams always report usage (message_start and message_delta)
         include_usage=True,
         cache=parse_aipk_cache(body.get("aipk")),
+        dropped=dropped,
     )
 
 
@@ -547,13 +552,17 @@ def _parse_metadata_user(value: Any) -> str | None:
 
 
 def anthropic_stop_reason(
-    finish_reason: str | None, raw_finish_reason: str | None = None, has_tool_calls: bool = False
+    finish_reason: str | None,
+    raw_finish_reason: str | None = None,
+    has_tool_calls: bool = False,
+    stop_sequence: str | None = None,
 ) -> str:
     """The kit's finish reason in Anthropic's vocabulary.
 
     "stop_sequence" only when the upstream said so (an Anthropic upstream
-    keeps it in ``raw_finish_reason``); the kit's ``malformed_tool_call``
-    and ``error`` have no Anthropic counterpart and read as ``end_turn``.
+    keeps it in ``raw_finish_reason``) or named the sequence that matched; the
+    kit's ``malformed_tool_call`` and ``error`` have no Anthropic counterpart and
+    read as ``end_turn``.
     """
     reason = effective_finish(finish_reason, has_tool_calls)
     if reason == FINISH_LENGTH:
@@ -562,7 +571,7 @@ def anthropic_stop_reason(
         return "tool_use"
     if reason == FINISH_CONTENT_FILTER:
         return "refusal"
-    if raw_finish_reason == "stop_sequence":
+    if raw_finish_reason == "stop_sequence" or stop_sequence is not None:
         return "stop_sequence"
     return "end_turn"
 
@@ -579,8 +588,9 @@ def _input_object(arguments: str) -> dict[str, Any]:
 def render_message(response: ChatResponse, *, model: str, request_id: str) -> dict[str, Any]:
     """Anthropic's ``message`` object for a finished reply.
 
-    ``stop_sequence`` is always null: the kit does not record which sequence
-    matched.
+    ``stop_sequence`` is the sequence that matched where the provider says which
+    (Anthropic, vLLM-style OpenAI-wire servers); null where it does not (OpenAI,
+    Gemini), even when a stop sequence ended the reply.
     """
     content: list[dict[str, Any]] = [_thinking_block(part) for part in response.thinking]
     if response.text or not response.tool_calls:
@@ -602,9 +612,12 @@ def render_message(response: ChatResponse, *, model: str, request_id: str) -> di
         "model": model,
         "content": content,
         "stop_reason": anthropic_stop_reason(
-            response.finish_reason, response.raw_finish_reason, bool(response.tool_calls)
+            response.finish_reason,
+            response.raw_finish_reason,
+            bool(response.tool_calls),
+            response.stop_sequence,
         ),
-        "stop_sequence": None,
+        "stop_sequence": response.stop_sequence,
         "usage": anthropic_usage(usage),
     }
 
@@ -695,6 +708,7 @@ class AnthropicStreamEncoder:
         self._tool_blocks: dict[int, int] = {}
         self._finish: str | None = None
         self._raw_finish: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
 
     @staticmethod
@@ -766,6 +780,7 @@ class AnthropicStreamEncoder:
         if c.finish_reason:
             self._finish = c.finish_reason
             self._raw_finish = c.raw_finish_reason
+            self._stop_sequence = c.stop_sequence
         if c.usage is not None:
             self._usage = c.usage
         return b"".join(out)
@@ -815,7 +830,9 @@ class AnthropicStreamEncoder:
         final = usage or self._usage
         # cumulative, as the live API sends it: the SDK replaces the estimate with it
         delta_usage = anthropic_usage(final) if final is not None else {"output_tokens": 0}
-        stop_reason = anthropic_stop_reason(self._finish, self._raw_finish, bool(self._tool_blocks))
+        stop_reason = anthropic_stop_reason(
+            self._finish, self._raw_finish, bool(self._tool_blocks), self._stop_sequence
+        )
         return b"".join(
             [
                 self._start(),
@@ -824,7 +841,10 @@ class AnthropicStreamEncoder:
                     "message_delta",
                     {
                         "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                        "delta": {
+                            "stop_reason": stop_reason,
+                            "stop_sequence": self._stop_sequence,
+                        },
                         "usage": delta_usage,
                     },
                 ),

@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -52,6 +52,9 @@ class ParsedRequest:
     include_usage: bool
     # the aipk extension field: None = the route's default
     cache: bool | None
+    # top-level fields unknown to the format, dropped under the key's drop option
+    # (reported in the x-aipk-dropped-params header)
+    dropped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,13 @@ def response_as_chunks(response: ChatResponse) -> list[ChatChunk]:
         )
         chunks.append(ChatChunk(tool_calls=[delta]))
     finish = response.finish_reason or (FINISH_TOOL_CALLS if response.tool_calls else "stop")
-    chunks.append(ChatChunk(finish_reason=finish, raw_finish_reason=response.raw_finish_reason))
+    chunks.append(
+        ChatChunk(
+            finish_reason=finish,
+            raw_finish_reason=response.raw_finish_reason,
+            stop_sequence=response.stop_sequence,
+        )
+    )
     chunks.append(ChatChunk(usage=replace(response.usage or Usage())))
     return chunks
 

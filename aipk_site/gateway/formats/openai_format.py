@@ -11,7 +11,8 @@ Accepted request fields: ``model``, ``messages`` (roles system, developer →
 system, user, assistant, tool), ``tools`` (function tools), ``tool_choice``,
 ``parallel_tool_calls``, ``max_tokens`` / ``max_completion_tokens`` (the
 latter wins when both are given), ``temperature``, ``top_p``, ``stop``,
-``user``, ``n`` (1 only: one choice is rendered), ``stream``,
+``user``, ``n`` (1..128; above 1, where the provider can -- kit/fields.py -- and
+without streaming: every choice is rendered, usage counts them all), ``stream``,
 ``stream_options.include_usage``, and the gateway's own ``aipk: {"cache": bool}``.
 
 User messages may carry media parts (docs/GATEWAY.md "Images, files and
@@ -29,7 +30,10 @@ json_schema), ``reasoning_effort``, ``seed``, ``logprobs``, ``top_logprobs``,
 and, passed verbatim to the OpenAI-wire providers that have them,
 ``logit_bias``, ``store``, ``prompt_cache_key``, ``safety_identifier``,
 ``verbosity``, ``modalities``, ``audio``, ``prediction``,
-``web_search_options``. Returned logprobs are rendered in ``choices[].logprobs``.
+``web_search_options``, ``prompt_cache_retention``, ``prompt_cache_options``,
+``moderation``, the legacy ``functions`` / ``function_call`` (refused everywhere: send
+tools), and OpenRouter's ``models``, ``provider``, ``transforms``, ``route``,
+``plugins``. Returned logprobs are rendered in ``choices[].logprobs``.
 
 The model's visible reasoning (Anthropic thinking, Gemini thought summaries, an
 OpenAI-wire provider's own ``reasoning_content``) is rendered as
@@ -39,8 +43,9 @@ redacted blocks cannot travel in this format, so a tool round trip with thinking
 on needs /v1/messages. An assistant message's ``reasoning_content`` sent back is
 not read (it has no meaning to a provider).
 
-Still ignored: any other top-level field (unknown to both the gateway and the
-table) and message ``name`` fields.
+Any other top-level field is a 400 ``unknown_parameter`` naming it (or, under the key's
+drop option, left out and named in ``x-aipk-dropped-params``). Still ignored: message
+``name`` fields.
 
 Finish reasons: the kit's ``malformed_tool_call`` and ``error`` have no OpenAI
 counterpart and are reported as ``"stop"``; OpenAI's own vocabulary has only
@@ -53,6 +58,7 @@ import json
 from typing import Any
 
 from aipk_site.infra.errors import AipkError
+from providers_app.kit.fields import OPENAI_KNOWN
 from providers_app.kit.tools import (
     ToolValidationError,
     tool_choice_from_openai,
@@ -104,7 +110,7 @@ from .media import (
     check_url,
     parse_data_url,
 )
-from .request_fields import openai_fields
+from .request_fields import openai_fields, unknown_top_level
 
 __all__ = [
     "parse_chat_completion",
@@ -122,26 +128,33 @@ _UNSUPPORTED_PARTS = {
     "file": "file parts are allowed in user messages only",
 }
 _DETAILS = ("auto", "low", "high")
+MAX_CHOICES = 128  # OpenAI's own bound on n
 
 
 # -- request -------------------------------------------------------------------------------
 
 
-def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
+def parse_chat_completion(
+    body: Any, limits: InputLimits, *, drop_unknown: bool = False
+) -> ParsedRequest:
     """Validate a chat-completions body and turn it into a kit ``ChatRequest``.
 
-    Raises ``InvalidRequest`` with ``param`` set to the offending field path.
+    Raises ``InvalidRequest`` with ``param`` set to the offending field path. A top-level
+    field the format does not know is refused, or with ``drop_unknown`` (the key's drop
+    option) left out and listed in ``ParsedRequest.dropped``.
     """
     if not isinstance(body, dict):
         raise invalid(f"must be a JSON object, got {json_type(body)}", "body")
+    dropped = unknown_top_level(body, OPENAI_KNOWN, drop=drop_unknown)
 
     model = parse_model(body)
 
     messages = _parse_messages(body.get("messages"), limits)
 
-    n = body.get("n")
-    if n is not None and (not _is_int(n) or n != 1):
-        raise invalid("only n=1 is supported", "n")
+    n = bounded_int(body, "n", 1, MAX_CHOICES)
+    if n is not None and n > 1 and body.get("stream") is True:
+        # the stream encoder renders one choice; several are rendered whole replies only
+        raise invalid("more than one choice is served without streaming only", "n")
     # seed, logprobs, response_format ...: ruled per provider by kit/fields.py
     ruled = openai_fields(body)
 
@@ -199,6 +212,7 @@ def parse_chat_completion(body: Any, limits: InputLimits) -> ParsedRequest:
         stream=bool(stream),
         include_usage=include_usage,
         cache=parse_aipk_cache(body.get("aipk")),
+        dropped=dropped,
     )
 
 
@@ -486,7 +500,22 @@ def _tool_call_dict(call: ToolCall) -> dict[str, Any]:
 def render_chat_completion(
     response: ChatResponse, *, model: str, request_id: str, created: int
 ) -> dict[str, Any]:
-    """OpenAI's ``chat.completion`` object for a finished reply."""
+    """OpenAI's ``chat.completion`` object for a finished reply: one choice, or ``n``
+    (``response.extra_choices`` after the first)."""
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            _choice_dict(index, choice)
+            for index, choice in enumerate((response, *response.extra_choices))
+        ],
+        "usage": _usage_dict(response.usage or Usage()),
+    }
+
+
+def _choice_dict(index: int, response: ChatResponse) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         # OpenAI sends null, not "", when the reply is only tool calls
@@ -499,22 +528,11 @@ def render_chat_completion(
         # the de-facto field (DeepSeek, OpenRouter, vLLM); signatures have no place here
         message["reasoning_content"] = response.thinking_text
     return {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                # the provider's own logprobs, when it sent any (logprobs: true)
-                "logprobs": response.logprobs,
-                "finish_reason": openai_finish_reason(
-                    response.finish_reason, bool(response.tool_calls)
-                ),
-            }
-        ],
-        "usage": _usage_dict(response.usage or Usage()),
+        "index": index,
+        "message": message,
+        # the provider's own logprobs, when it sent any (logprobs: true)
+        "logprobs": response.logprobs,
+        "finish_reason": openai_finish_reason(response.finish_reason, bool(response.tool_calls)),
     }
 
 

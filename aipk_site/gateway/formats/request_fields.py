@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from aipk_site.infra.errors import InvalidRequest
 from providers_app.kit.fields import (
     ANTHROPIC_PASSTHROUGH,
     OPENAI_PASSTHROUGH,
     REASONING_BUDGETS,
     REASONING_EFFORTS,
+    UNKNOWN_FIELD,
+    unknown_fields,
 )
 from providers_app.kit.types import Reasoning, ResponseFormat
 
@@ -36,6 +39,22 @@ MAX_TOP_LOGPROBS = 20
 MAX_METADATA_KEYS = 16
 _THINKING_TYPES = ("enabled", "disabled")
 ANTHROPIC_SERVICE_TIERS = ("auto", "standard_only")
+
+
+def unknown_top_level(body: dict[str, Any], known: frozenset[str], *, drop: bool) -> list[str]:
+    """The top-level fields of ``body`` its format does not know (fields.OPENAI_KNOWN /
+    ANTHROPIC_KNOWN). Refused with a 400 naming the first, in the words OpenAI uses for
+    its own unknown arguments; under a key's drop option, returned for the
+    ``x-aipk-dropped-params`` header instead (the parsers read known fields only, so an
+    unknown one never goes further)."""
+    unknown = unknown_fields(body, known)
+    if unknown and not drop:
+        raise InvalidRequest(
+            f"Unrecognized request argument supplied: {unknown[0]}",
+            param=unknown[0],
+            code=UNKNOWN_FIELD,
+        )
+    return unknown
 
 
 def openai_fields(body: dict[str, Any]) -> dict[str, Any]:

@@ -144,6 +144,8 @@ class AnthropicAdapter(BaseAdapter):
         body.update(request.extra_body)
         return body
 
+    refined_fields = ("response_format", "reasoning")
+
     def refuse_value(self, row: fields.FieldRule, value: Any) -> str | None:
         if row.kit == "response_format" and value.type == "json_object":
             # Anthropic's structured outputs need a schema; "any JSON object" has none
@@ -215,6 +217,7 @@ class AnthropicAdapter(BaseAdapter):
             raw_finish_reason=raw_finish,
             usage=usage_from_anthropic(body.get("usage") or {}),
             thinking=thinking,
+            stop_sequence=_matched(body.get("stop_sequence")),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -354,7 +357,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             )
             if "output_tokens_details" in usage:
                 self.usage.reasoning_tokens = _thinking_tokens(usage)
-            raw_finish = (data.get("delta") or {}).get("stop_reason")
+            delta = data.get("delta") or {}
+            raw_finish = delta.get("stop_reason")
             if raw_finish:
                 self.finished = True
                 return [
@@ -362,6 +366,7 @@ class AnthropicStreamDecoder(StreamDecoder):
                         finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
                         raw_finish_reason=raw_finish,
                         usage=self.usage,
+                        stop_sequence=_matched(delta.get("stop_sequence")),
                     )
                 ]
             return []
@@ -506,3 +511,8 @@ def messages_to_anthropic(
         else:
             out.append({"role": role, "content": blocks})
     return _system_to_anthropic(system), out
+
+
+def _matched(value: Any) -> str | None:
+    """Anthropic's ``stop_sequence``: the sequence that matched, null otherwise."""
+    return value if isinstance(value, str) else None

@@ -166,11 +166,21 @@ class BaseAdapter:
 
     def check_fields(self, request: ChatRequest) -> None:
         """Refuse, before anything is sent, every field this provider cannot honour."""
-        fields.check(request, self.rules_type, self.name, extra=self.refuse_value)
+        fields.check(
+            request,
+            self.rules_type,
+            self.name,
+            extra=self.refuse_value if self.refined_fields else None,
+            refined=self.refined_fields,
+        )
+
+    # the fields (kit names) whose values ``refuse_value`` judges; only they are shown it
+    refined_fields: tuple[str, ...] = ()
 
     def refuse_value(self, row: fields.FieldRule, value: Any) -> str | None:
         """Why this provider cannot take ``value`` of a field its rule allows (None: it
-        can). Subclasses refine: Anthropic takes json_schema but not json_object."""
+        can). Subclasses refine, naming the fields in ``refined_fields``: Anthropic takes
+        json_schema but not json_object."""
         return None
 
     # -- the wire protocol: what subclasses supply ----------------------------------

@@ -213,6 +213,12 @@ class GeminiAdapter(BaseAdapter):
             )
             # includeThoughts: the thought summaries come back as the reply's reasoning
             config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
+        if request.n is not None and request.n > 1:
+            config["candidateCount"] = request.n
+        if request.logprobs:
+            config["responseLogprobs"] = True
+            if request.top_logprobs is not None:
+                config["logprobs"] = request.top_logprobs
         for key, name in (
             ("seed", "seed"),
             ("top_k", "topK"),
@@ -226,6 +232,21 @@ class GeminiAdapter(BaseAdapter):
     # -- reply -----------------------------------------------------------------
     def parse_chat(self, body: Any, request: ChatRequest) -> ChatResponse:
         body = self._unwrap(body)
+        candidates = body.get("candidates")
+        if isinstance(candidates, list) and len(candidates) > 1:
+            # candidateCount > 1 (the caller's n): one choice a candidate, in index order
+            ordered = sorted(
+                (c for c in candidates if isinstance(c, dict)), key=lambda c: c.get("index") or 0
+            )
+            first = self._candidate({**body, "candidates": ordered[:1]}, request)
+            first.extra_choices = [
+                self._candidate({**body, "candidates": [c]}, request) for c in ordered[1:]
+            ]
+            return first
+        return self._candidate(body, request)
+
+    def _candidate(self, body: dict[str, Any], request: ChatRequest) -> ChatResponse:
+        """The reply of ``body``'s first candidate (usage counts all of them)."""
         reply = ReplyReader()
         chunk = reply.read(body)
         return ChatResponse(
@@ -241,6 +262,7 @@ class GeminiAdapter(BaseAdapter):
                 if chunk.thinking is not None
                 else []
             ),
+            logprobs=chunk.logprobs,
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -384,6 +406,9 @@ class ReplyReader:
             chunk.thinking = ThinkingDelta(
                 index=0, text="".join(thought_texts), signature=signature
             )
+        result = candidate.get("logprobsResult")
+        if isinstance(result, dict):
+            chunk.logprobs = openai_logprobs(result)
         raw_finish = candidate.get("finishReason")
         if raw_finish and raw_finish != "FINISH_REASON_UNSPECIFIED":
             finish = FINISH_REASONS.get(raw_finish, raw_finish.lower())
@@ -393,6 +418,31 @@ class ReplyReader:
             chunk.finish_reason, chunk.raw_finish_reason = finish, raw_finish
             chunk.usage = self.usage
         return chunk
+
+
+def _logprob_entry(candidate: Any) -> dict[str, Any]:
+    token = str(candidate.get("token") or "") if isinstance(candidate, dict) else ""
+    logprob = candidate.get("logProbability") if isinstance(candidate, dict) else None
+    return {
+        "token": token,
+        "logprob": float(logprob) if isinstance(logprob, int | float) else 0.0,
+        "bytes": list(token.encode("utf-8", "surrogatepass")),
+    }
+
+
+def openai_logprobs(result: dict[str, Any]) -> dict[str, Any]:
+    """Gemini's ``logprobsResult`` (one chosen candidate and one list of top candidates a
+    decoding step) as OpenAI's ``{"content": [{token, logprob, bytes, top_logprobs}]}``,
+    the kit's form for logprobs: OpenAI clients read it unchanged."""
+    chosen = result.get("chosenCandidates") or []
+    tops = result.get("topCandidates") or []
+    content = []
+    for step, candidate in enumerate(chosen):
+        entry = _logprob_entry(candidate)
+        top = tops[step] if step < len(tops) and isinstance(tops[step], dict) else {}
+        entry["top_logprobs"] = [_logprob_entry(c) for c in top.get("candidates") or []]
+        content.append(entry)
+    return {"content": content, "refusal": None}
 
 
 class GeminiStreamDecoder(StreamDecoder):

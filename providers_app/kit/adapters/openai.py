@@ -187,6 +187,7 @@ class OpenAIAdapter(BaseAdapter):
             "service_tier",
             "metadata",
             "top_k",
+            "n",
         ):
             value = getattr(request, key)
             if value is not None and fields.allowed(key, self.rules_type):
@@ -206,9 +207,16 @@ class OpenAIAdapter(BaseAdapter):
             # OpenRouter (and some proxies) report failures inside a 200 reply
             raise self.classify_error(_status_of(body["error"]), body, {})
         choices = body.get("choices") or []
-        if not choices:
+        if not choices or not all(isinstance(c, dict) for c in choices):
             raise errors.ProtocolError(f"{self.name}: reply has no choices", provider=self.name)
-        choice = choices[0]
+        choices = sorted(choices, key=lambda c: c.get("index") or 0)
+        response = self._choice(body, choices[0], request)
+        response.usage = usage_from_openai(body.get("usage")) or Usage()
+        # n > 1: the further choices, in index order (usage above counts them all)
+        response.extra_choices = [self._choice(body, c, request) for c in choices[1:]]
+        return response
+
+    def _choice(self, body: dict[str, Any], choice: Any, request: ChatRequest) -> ChatResponse:
         message = choice.get("message") or {}
         raw_finish = choice.get("finish_reason")
         return ChatResponse(
@@ -225,9 +233,9 @@ class OpenAIAdapter(BaseAdapter):
             ],
             finish_reason=FINISH_REASONS.get(raw_finish, raw_finish),
             raw_finish_reason=raw_finish,
-            usage=usage_from_openai(body.get("usage")) or Usage(),
             logprobs=choice.get("logprobs"),
             thinking=[ThinkingPart(text=reasoning)] if (reasoning := reasoning_of(message)) else [],
+            stop_sequence=_matched_stop(choice),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -320,6 +328,7 @@ class OpenAIStreamDecoder(StreamDecoder):
                 self.finished = True
                 chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
                 chunk.raw_finish_reason = raw_finish
+                chunk.stop_sequence = _matched_stop(choice)
         chunk.usage = usage_from_openai(data.get("usage"))
         if (
             chunk.text
@@ -331,6 +340,14 @@ class OpenAIStreamDecoder(StreamDecoder):
         ):
             return [chunk]
         return []
+
+
+def _matched_stop(choice: dict[str, Any]) -> str | None:
+    """The stop string that ended a choice, where the server says which: vLLM (and
+    servers built like it) add ``stop_reason``, the matched string (or the token id of
+    an end-of-sequence token, which is not a stop sequence). OpenAI itself does not say."""
+    reason = choice.get("stop_reason")
+    return reason if isinstance(reason, str) and choice.get("finish_reason") == "stop" else None
 
 
 def _status_of(error: Any) -> int:
