@@ -513,3 +513,33 @@ def test_it_refuses_media_for_a_discovered_model_whose_family_is_text_only(
     assert simulator.requests() == []
     text_only = [{"role": "user", "content": "What is this?"}]
     assert client.chat.completions.create(model=model, messages=text_only).choices
+
+
+def test_it_counts_images_and_documents_in_count_tokens_as_admission_does(
+    world, gateway_server, simulator
+):
+    from providers_app.kit.media import DOCUMENT_TOKENS_PER_PAGE, IMAGE_TOKENS
+
+    client = anthropic_client(world, gateway_server)
+    text = {"type": "text", "text": "Compare these two, please"}
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64},
+    }
+    document = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+    }
+    model = world.model("anthropic")
+    simulator.clear_requests()
+
+    def count(*blocks) -> int:
+        return client.messages.count_tokens(
+            model=model, messages=[{"role": "user", "content": list(blocks)}]
+        ).input_tokens
+
+    alone = count(text)
+    # an image at its documented allowance, a (one-page) PDF at a page's
+    assert count(text, image) == alone + IMAGE_TOKENS
+    assert count(text, image, document) == alone + IMAGE_TOKENS + DOCUMENT_TOKENS_PER_PAGE
+    assert simulator.requests() == []  # a count asks no provider
