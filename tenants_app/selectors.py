@@ -136,6 +136,10 @@ _SUMS = {
     "errors": Count("id", filter=~Q(status=UsageStatus.SUCCESS)),
     "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
     "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
+    # parts of the two above billed at their own rates (cache reads/writes, reasoning)
+    "cached_tokens": Coalesce(Sum("cached_tokens"), 0),
+    "cache_write_tokens": Coalesce(Sum("cache_write_tokens"), 0),
+    "reasoning_tokens": Coalesce(Sum("reasoning_tokens"), 0),
     "cost_usd": Sum("cost_usd"),
 }
 

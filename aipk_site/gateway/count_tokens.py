@@ -3,7 +3,8 @@
 Anthropic's SDK asks this (``client.messages.count_tokens``) before a request, to keep a
 conversation inside a context window or a budget. The answer is the gateway's own
 prompt estimate -- the figure admission reserves for the same body on /v1/messages
-(``ledger.estimate_prompt_tokens``: characters / 4) -- not a provider's tokenizer: the
+(``ledger.estimate_prompt_tokens``: characters / 4, plus each image, document and audio
+block at kit/media.py's ``media_tokens`` allowance) -- not a provider's tokenizer: the
 model may be an alias served by several providers, each counting differently, and
 asking one upstream would spend a provider call (and its rate limit) on every count.
 docs/GATEWAY.md ("Counting tokens") says so to callers.

@@ -259,13 +259,20 @@ async def _cache_hit(
     hit = await cache_get(key)
     if hit is None:
         return None
+    await account_cache_hit(ledger, resolution, hit.usage)
+    return hit
+
+
+async def account_cache_hit(ledger: Ledger, resolution: Resolution, usage: Usage) -> None:
+    """The one rule for a response-cache hit (chat and embeddings): a successful row on
+    the route's first candidate, marked cached, costing nothing (nothing is charged to
+    the budget) and recording what the call would have cost at that candidate's price."""
     first = resolution.candidates[0]
     ledger.candidate = first
     ledger.price = await aprice_for(first.provider, first.model)
-    saved = cost_usd(ledger.price, hit.usage)
+    saved = cost_usd(ledger.price, usage)
     ledger.first_token()
-    await ledger.close(status=UsageStatus.SUCCESS, usage=hit.usage, cached=True, cost_saved=saved)
-    return hit
+    await ledger.close(status=UsageStatus.SUCCESS, usage=usage, cached=True, cost_saved=saved)
 
 
 def _try_next_candidate(error: ProviderError, deadline: float) -> bool:

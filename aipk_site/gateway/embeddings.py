@@ -19,8 +19,13 @@ for input a candidate's wire cannot take (too many inputs for Qwen, token ids fo
 Gemini): checked here against each candidate, so failover never lands on a provider
 that would refuse it.
 
-Not here: the response cache (chat's ``aipk.cache``); every embeddings request goes
-to a provider.
+A key with ``cache_enabled`` serves a repeated request from the response cache
+(response_cache.py: tenant-scoped keys over the model, the inputs as sent upstream and
+``dimensions``) without calling a provider, accounted by chat's rule
+(``account_cache_hit``: a cached row costing nothing, the saving recorded) and
+answered with ``x-aipk-cache: hit`` (``miss`` when it went upstream). Chat's per-request
+``aipk.cache`` switch is not an OpenAI embeddings field, so it is refused by name here
+like any other unknown field; the key's setting decides.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 from django.conf import settings
 
 from aipk_site.gateway.dispatch import (
+    account_cache_hit,
     first_answer,
     reply_headers,
     reserve,
@@ -39,8 +45,18 @@ from aipk_site.gateway.dispatch import (
 )
 from aipk_site.gateway.formats.common import ParsedRequest
 from aipk_site.gateway.key_auth import KeyContext
-from aipk_site.gateway.ledger import GatewayCall, Ledger, close_on_exit
+from aipk_site.gateway.ledger import (
+    GatewayCall,
+    Ledger,
+    close_on_exit,
+    log_infrastructure_fault,
+)
 from aipk_site.gateway.redaction import redact_text
+from aipk_site.gateway.response_cache import (
+    embedding_cache_get,
+    embedding_cache_key,
+    embedding_cache_put,
+)
 from aipk_site.gateway.routing import Candidate, Resolution
 from aipk_site.infra.errors import AipkError, InvalidRequest
 from aipk_site.infra.log_context import bind_request_id
@@ -278,7 +294,17 @@ async def _serve(call: GatewayCall, request: EmbeddingRequest) -> Embedded:
             deadline=deadline,
         )
 
+    ctx = call.ctx
+    # keyed after _admit: the inputs as sent upstream (PII masked when the tenant asks)
+    key = (
+        embedding_cache_key(tenant_id=ctx.tenant_id, request=request) if ctx.cache_enabled else None
+    )
     try:
+        hit = await embedding_cache_get(key) if key is not None else None
+        if hit is not None:
+            usage = Usage(prompt_tokens=hit.prompt_tokens, estimated=hit.estimated)
+            await account_cache_hit(ledger, resolution, usage)
+            return Embedded(_render(hit, request, asked), reply_headers(ledger, cache="hit"))
         _, response = await first_answer(call, ledger, resolution, attempt)
         ledger.first_token()
         usage = Usage(prompt_tokens=response.prompt_tokens, estimated=response.estimated)
@@ -286,7 +312,13 @@ async def _serve(call: GatewayCall, request: EmbeddingRequest) -> Embedded:
     except BaseException as error:
         await close_on_exit(ledger, error.__cause__ or error)
         raise
-    return Embedded(_render(response, request, asked), reply_headers(ledger, cache=None))
+    if key is not None:
+        try:
+            await embedding_cache_put(key, response, ctx.cache_ttl_seconds)
+        except Exception as error:  # noqa: BLE001 -- the reply is whole; logged
+            log_infrastructure_fault(call, "caching the embeddings of", error)
+    cache = None if key is None else "miss"
+    return Embedded(_render(response, request, asked), reply_headers(ledger, cache=cache))
 
 
 async def embed(ctx: KeyContext, request: EmbeddingRequest, request_id: str) -> Embedded:

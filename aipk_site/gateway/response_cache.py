@@ -5,6 +5,11 @@ the key is a SHA-256 of a canonical JSON of those fields, so two tenants never
 share an entry and the prompt itself never appears in a cache key. Entries
 are JSON text, not pickled objects: a cache shared by several processes (and
 versions of aipk) should hold data, not code paths.
+
+Chat replies and embeddings (``POST /v1/embeddings``) share the rules: tenant in
+the key and its prefix, the request's answer-changing fields hashed, JSON entries,
+the key's TTL capped by RESPONSE_CACHE_MAX_TTL_SECONDS. Their keys differ by an
+operation marker, so an embedding never answers a chat request.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
 from aipk_site.infra.state import state_store
+from providers_app.kit.embeddings import EmbeddingRequest, EmbeddingResponse
 from providers_app.kit.fields import FIELDS
 from providers_app.kit.types import (
     FINISH_CONTENT_FILTER,
@@ -31,6 +38,7 @@ from providers_app.kit.types import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # Bumped when the key's canonical form or the stored JSON changes shape, so old
@@ -120,17 +128,33 @@ def _ruled_fields(request: ChatRequest) -> dict[str, Any]:
     return out
 
 
+def _digest(canonical: dict[str, Any]) -> str:
+    text = json.dumps(
+        canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def cache_key(*, tenant_id: int, request: ChatRequest) -> str:
     """The cache key for ``request`` as ``tenant_id`` sends it (model as called)."""
-    canonical = json.dumps(
-        _canonical(tenant_id, request),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    digest = _digest(_canonical(tenant_id, request))
     return f"response-cache:v{FORMAT_VERSION}:{tenant_id}:{digest}"
+
+
+def embedding_cache_key(*, tenant_id: int, request: EmbeddingRequest) -> str:
+    """The cache key for an embeddings request as ``tenant_id`` sends it: the model as
+    called, the inputs (after PII masking, as sent upstream) and ``dimensions``.
+    ``encoding_format`` is left out (the vectors are the same; the reply is rendered
+    per request) and so is ``user``, as for chat."""
+    canonical = {
+        "v": FORMAT_VERSION,
+        "op": "embeddings",
+        "tenant": tenant_id,
+        "model": request.model,
+        "inputs": request.inputs,
+        "dimensions": request.dimensions,
+    }
+    return f"response-cache:v{FORMAT_VERSION}:{tenant_id}:embeddings:{_digest(canonical)}"
 
 
 def _encode(response: ChatResponse) -> str:
@@ -209,8 +233,36 @@ def _decode(raw: str) -> ChatResponse:
     )
 
 
-async def cache_get(key: str) -> ChatResponse | None:
-    """The cached reply, or None (also for an entry that cannot be read back)."""
+def _encode_embedding(response: EmbeddingResponse) -> str:
+    return json.dumps(
+        {
+            "v": FORMAT_VERSION,
+            "model": response.model,
+            "vectors": response.vectors,
+            "prompt_tokens": response.prompt_tokens,
+            "estimated": response.estimated,
+        },
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+
+
+def _decode_embedding(raw: str) -> EmbeddingResponse:
+    data = json.loads(raw)
+    if data.get("v") != FORMAT_VERSION:
+        raise ValueError("unknown format version")
+    vectors = data["vectors"]
+    if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
+        raise TypeError("vectors must be a list of lists")
+    return EmbeddingResponse(
+        model=data["model"],
+        vectors=vectors,
+        prompt_tokens=int(data["prompt_tokens"]),
+        estimated=bool(data.get("estimated", False)),
+    )
+
+
+async def _read(key: str, decode: Callable[[str], T]) -> T | None:
     # The process-wide shared store, not ``django.core.cache.cache``: Django gives each
     # async context its own cache object (on Redis, its own connection pool). On Redis
     # the calls run on the event loop (redis.asyncio); local memory runs inline.
@@ -219,11 +271,23 @@ async def cache_get(key: str) -> ChatResponse | None:
     if raw is None:
         return None
     try:
-        return _decode(raw)
+        return decode(raw)
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         logger.warning("response cache: dropping unreadable entry (%s)", type(exc).__name__)
         await store.cache_delete(key)
         return None
+
+
+async def _write(key: str, text: str, ttl: int) -> None:
+    timeout = min(int(ttl), int(settings.RESPONSE_CACHE_MAX_TTL_SECONDS))
+    if timeout <= 0:
+        return
+    await state_store().cache_set(key, text, timeout)
+
+
+async def cache_get(key: str) -> ChatResponse | None:
+    """The cached reply, or None (also for an entry that cannot be read back)."""
+    return await _read(key, _decode)
 
 
 async def cache_put(key: str, response: ChatResponse, ttl: int) -> None:
@@ -233,7 +297,17 @@ async def cache_put(key: str, response: ChatResponse, ttl: int) -> None:
     rate-limit state read from the provider's headers: it was true only then."""
     if response.finish_reason in UNCACHEABLE_FINISH_REASONS:
         return
-    timeout = min(int(ttl), int(settings.RESPONSE_CACHE_MAX_TTL_SECONDS))
-    if timeout <= 0:
+    await _write(key, _encode(response), ttl)
+
+
+async def embedding_cache_get(key: str) -> EmbeddingResponse | None:
+    """The cached embeddings, or None (also for an entry that cannot be read back)."""
+    return await _read(key, _decode_embedding)
+
+
+async def embedding_cache_put(key: str, response: EmbeddingResponse, ttl: int) -> None:
+    """Keep the vectors and their token count for ``ttl`` seconds (capped as for chat);
+    not the rate-limit state, which was true only then."""
+    if not response.vectors:
         return
-    await state_store().cache_set(key, _encode(response), timeout)
+    await _write(key, _encode_embedding(response), ttl)

@@ -34,7 +34,13 @@ QWEN_MODELS = [
 
 
 def _openrouter_entry(
-    model_id: str, name: str, context: int, max_completion: int, prompt: str, completion: str
+    model_id: str,
+    name: str,
+    context: int,
+    max_completion: int,
+    prompt: str,
+    completion: str,
+    inputs: tuple[str, ...] = ("text",),
 ) -> dict:
     return {
         "id": model_id,
@@ -44,8 +50,8 @@ def _openrouter_entry(
         "description": f"{name} (simulated).",
         "context_length": context,
         "architecture": {
-            "modality": "text->text",
-            "input_modalities": ["text"],
+            "modality": "+".join(inputs) + "->text",
+            "input_modalities": list(inputs),
             "output_modalities": ["text"],
             "tokenizer": "Other",
             "instruct_type": None,
@@ -73,7 +79,15 @@ def _openrouter_entry(
 
 
 OPENROUTER_MODELS = [
-    _openrouter_entry("openai/gpt-4o", "OpenAI: GPT-4o", 128000, 16384, "0.0000025", "0.00001"),
+    _openrouter_entry(
+        "openai/gpt-4o",
+        "OpenAI: GPT-4o",
+        128000,
+        16384,
+        "0.0000025",
+        "0.00001",
+        inputs=("text", "image", "file"),
+    ),
     _openrouter_entry(
         "anthropic/claude-sonnet-4",
         "Anthropic: Claude Sonnet 4",
@@ -81,6 +95,7 @@ OPENROUTER_MODELS = [
         64000,
         "0.000003",
         "0.000015",
+        inputs=("text", "image", "file"),
     ),
     _openrouter_entry(
         "google/gemini-2.5-flash",
@@ -89,6 +104,7 @@ OPENROUTER_MODELS = [
         65535,
         "0.0000003",
         "0.0000025",
+        inputs=("text", "image", "file", "audio", "video"),
     ),
     _openrouter_entry(
         "meta-llama/llama-3.3-70b-instruct:free",

@@ -33,6 +33,9 @@ class UsageRow(Schema):
     errors: int
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = Field(description="of prompt_tokens: read from the provider's cache")
+    cache_write_tokens: int = Field(description="of prompt_tokens: written to the cache")
+    reasoning_tokens: int = Field(description="of completion_tokens: hidden reasoning")
     cost_usd: Decimal
 
 
@@ -41,6 +44,9 @@ class UsageTotals(Schema):
     errors: int
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = Field(description="of prompt_tokens: read from the provider's cache")
+    cache_write_tokens: int = Field(description="of prompt_tokens: written to the cache")
+    reasoning_tokens: int = Field(description="of completion_tokens: hidden reasoning")
     cost_usd: Decimal
 
 

@@ -9,6 +9,18 @@ recomputes (e.g. after late rows were imported by hand).
 
 Refused requests (admission said no) never reached a provider and cost nothing,
 so they are not invoice lines; the usage export still lists them.
+
+A line's ``cost_usd`` is the sum of its usage rows' costs, each priced when its
+request was made with every part at its own rate (tenants_app/services/pricing.py:
+cache reads and writes at the price's cache rates, reasoning as output), and the
+invoice total is the sum of the lines. Beside it a line shows the parts billed at
+their own rates -- cached-read, cache-write and reasoning token sums -- and what
+each part cost (``*_cost_usd``): the line's billed token sums (rows not served from
+the response cache, which cost nothing) at the rates of the model's price when the
+invoice is generated. Usage rows keep their cost, not the rates it was made of, so
+for a month in which the model's price changed the parts are at the newer price;
+a line whose model has no price (or whose provider was deleted) shows no parts
+(None). The parts are shares of ``cost_usd``, never added to it.
 """
 
 from __future__ import annotations
@@ -16,14 +28,16 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from aipk_site.infra.errors import InvalidRequest
+from providers_app.models import Provider
 from tenants_app.models import Invoice, Tenant, UsageRecord, UsageStatus
+from tenants_app.services.pricing import MILLION, Price, price_for
 
 COST_QUANTUM = Decimal("0.00000001")
 ZERO = Decimal(0)
@@ -76,11 +90,43 @@ def _money(value: Decimal | None) -> Decimal:
     return (value or ZERO).quantize(COST_QUANTUM)
 
 
+# the parts of a line billed at their own rates: (token column, the line's cost key)
+DETAIL_PARTS = (
+    ("cached_tokens", "cached_cost_usd"),
+    ("cache_write_tokens", "cache_write_cost_usd"),
+    ("reasoning_tokens", "reasoning_cost_usd"),
+)
+
+
+def _part_rates(price: Price) -> dict[str, Decimal]:
+    # reasoning tokens are output tokens: every provider bills them at the output rate
+    return {
+        "cached_tokens": price.cached_rate,
+        "cache_write_tokens": price.cache_write_rate,
+        "reasoning_tokens": price.output_per_million,
+    }
+
+
+def _part_costs(price: Price | None, billed: dict[str, int]) -> dict[str, str | None]:
+    if price is None:
+        return {cost_key: None for _, cost_key in DETAIL_PARTS}
+    rates = _part_rates(price)
+    return {
+        cost_key: str(
+            (Decimal(billed[column]) * rates[column] / MILLION).quantize(
+                COST_QUANTUM, rounding=ROUND_HALF_UP
+            )
+        )
+        for column, cost_key in DETAIL_PARTS
+    }
+
+
 def _invoice_lines(tenant: Tenant, start: datetime, end: datetime) -> list[dict]:
-    rows = (
+    billed_only = Q(cached=False)  # a response-cache hit costs nothing
+    rows = list(
         UsageRecord.objects.filter(tenant=tenant, created_at__gte=start, created_at__lt=end)
         .exclude(status=UsageStatus.REFUSED)
-        .values("provider_name", "model")
+        .values("provider_name", "model", "provider_id")
         # annotation names may not shadow model fields, hence the prefixes
         .annotate(
             n_requests=Count("id"),
@@ -89,22 +135,33 @@ def _invoice_lines(tenant: Tenant, start: datetime, end: datetime) -> list[dict]
             sum_cost_usd=Sum("cost_usd"),
             n_cached=Count("id", filter=Q(cached=True)),
             sum_cost_saved_usd=Sum("cost_saved_usd"),
+            **{f"n_{column}": Sum(column) for column, _ in DETAIL_PARTS},
+            **{f"billed_{column}": Sum(column, filter=billed_only) for column, _ in DETAIL_PARTS},
         )
-        .order_by("provider_name", "model")
+        .order_by("provider_name", "model", "provider_id")
     )
-    return [
-        {
-            "provider": row["provider_name"],
-            "model": row["model"],
-            "requests": row["n_requests"],
-            "prompt_tokens": row["n_prompt_tokens"] or 0,
-            "completion_tokens": row["n_completion_tokens"] or 0,
-            "cost_usd": str(_money(row["sum_cost_usd"])),
-            "cached_requests": row["n_cached"],
-            "cost_saved_usd": str(_money(row["sum_cost_saved_usd"])),
-        }
-        for row in rows
-    ]
+    ids = {row["provider_id"] for row in rows if row["provider_id"] is not None}
+    providers = Provider.objects.in_bulk(ids) if ids else {}
+    lines = []
+    for row in rows:
+        provider = providers.get(row["provider_id"])
+        price = price_for(provider, row["model"]) if provider is not None else None
+        billed = {column: row[f"billed_{column}"] or 0 for column, _ in DETAIL_PARTS}
+        lines.append(
+            {
+                "provider": row["provider_name"],
+                "model": row["model"],
+                "requests": row["n_requests"],
+                "prompt_tokens": row["n_prompt_tokens"] or 0,
+                "completion_tokens": row["n_completion_tokens"] or 0,
+                "cost_usd": str(_money(row["sum_cost_usd"])),
+                "cached_requests": row["n_cached"],
+                "cost_saved_usd": str(_money(row["sum_cost_saved_usd"])),
+                **{column: row[f"n_{column}"] or 0 for column, _ in DETAIL_PARTS},
+                **_part_costs(price, billed),
+            }
+        )
+    return lines
 
 
 @transaction.atomic
@@ -164,6 +221,12 @@ INVOICE_CSV_HEADER = (
     "requests",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cached_cost_usd",
+    "cache_write_cost_usd",
+    "reasoning_cost_usd",
     "cached_requests",
     "cost_saved_usd",
     "cost_usd",
@@ -184,6 +247,9 @@ USAGE_CSV_FIELDS = (
     "error_type",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
     "tokens_estimated",
     "cost_usd",
     "cost_saved_usd",
@@ -215,6 +281,11 @@ def invoice_csv(invoice: Invoice) -> str:
                     line.get("requests", 0),
                     line.get("prompt_tokens", 0),
                     line.get("completion_tokens", 0),
+                    # invoices made before the detail was kept read as 0 / blank
+                    line.get("cached_tokens", 0),
+                    line.get("cache_write_tokens", 0),
+                    line.get("reasoning_tokens", 0),
+                    *(_csv_value(line.get(cost_key)) for _, cost_key in DETAIL_PARTS),
                     line.get("cached_requests", 0),
                     line.get("cost_saved_usd", "0"),
                     line.get("cost_usd", "0"),
@@ -222,7 +293,9 @@ def invoice_csv(invoice: Invoice) -> str:
             )
         )
     parts.append(
-        writer.writerow([period, "total", "", "", "", "", "", "", _money(invoice.total_usd)])
+        writer.writerow(
+            [period, "total", *[""] * (len(INVOICE_CSV_HEADER) - 3), _money(invoice.total_usd)]
+        )
     )
     return "".join(parts)
 

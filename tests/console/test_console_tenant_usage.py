@@ -135,11 +135,24 @@ def test_it_shows_totals_and_tables_by_model_provider_and_key(client_as, viewer,
         for title in ("By model", "By provider", "By key")
     }
     cells = lambda html: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()  # noqa: E731
-    assert "claude-3-5-haiku 1 0 1000 200 1.5000" in cells(tables["By model"])
-    assert "gpt-4o-mini 3 1 400 80 0.3000" in cells(tables["By model"])
-    assert "claude 1 0 1000 200 1.5000" in cells(tables["By provider"])
-    assert f"backend {backend.prefix}… 2 1 340 50 0.2500" in cells(tables["By key"])
-    assert f"batch {batch.prefix}… 2 0 1060 230 1.5500" in cells(tables["By key"])
+    assert "claude-3-5-haiku 1 0 1000 200 0 0 0 1.5000" in cells(tables["By model"])
+    assert "gpt-4o-mini 3 1 400 80 0 0 0 0.3000" in cells(tables["By model"])
+    assert "claude 1 0 1000 200 0 0 0 1.5000" in cells(tables["By provider"])
+    assert f"backend {backend.prefix}… 2 1 340 50 0 0 0 0.2500" in cells(tables["By key"])
+    assert f"batch {batch.prefix}… 2 0 1060 230 0 0 0 1.5500" in cells(tables["By key"])
+
+
+def test_it_shows_cache_and_reasoning_tokens_beside_the_token_totals(client_as, viewer, tenant):
+    record(tenant, at(3), cached_tokens=60, cache_write_tokens=30, reasoning_tokens=12)
+    record(tenant, at(4), cached_tokens=40, reasoning_tokens=3)
+
+    body = client_as(viewer).get(USAGE_URL + MARCH).content.decode()
+
+    assert "100 cache reads · 30 cache writes" in body and "15 reasoning" in body
+    table = body.split("<h2>By model</h2>")[1].split("</table>")[0]
+    assert "Cache reads" in table and "Reasoning" in table
+    cells = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", table)).strip()
+    assert "gpt-4o-mini 2 0 200 40 100 30 15 0.0200" in cells
 
 
 def test_it_defaults_to_this_month(client_as, viewer, tenant):

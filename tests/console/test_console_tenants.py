@@ -6,6 +6,7 @@ every change leaves an audit row naming who did it and from where."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -17,11 +18,14 @@ from tenants_app.models import (
     Invoice,
     Membership,
     ModelRoute,
+    Pricing,
     Role,
     Tenant,
     UsageRecord,
     UsageStatus,
 )
+from tenants_app.services import billing
+from tenants_app.services.pricing import pricing_cache_clear
 
 TENANT_URL = "/console/tenants/acme/"
 MEMBERS_URL = TENANT_URL + "members/"
@@ -589,11 +593,45 @@ def test_it_lets_an_admin_generate_an_invoice_and_download_it(client_as, tenant_
     csv = client.get(csv_url)
     assert csv.status_code == 200
     assert csv.content.decode().splitlines() == [
-        "period,provider,model,requests,prompt_tokens,completion_tokens,cached_requests,"
-        "cost_saved_usd,cost_usd",
-        "2025-03,openai-prod,gpt-4o-mini,2,20,10,0,0E-8,0.75000000",
-        "2025-03,total,,,,,,,0.75000000",
+        "period,provider,model,requests,prompt_tokens,completion_tokens,cached_tokens,"
+        "cache_write_tokens,reasoning_tokens,cached_cost_usd,cache_write_cost_usd,"
+        "reasoning_cost_usd,cached_requests,cost_saved_usd,cost_usd",
+        # no provider row behind these usage rows, so no price for the parts' cost
+        "2025-03,openai-prod,gpt-4o-mini,2,20,10,0,0,0,,,,0,0E-8,0.75000000",
+        "2025-03,total,,,,,,,,,,,,,0.75000000",
     ]
+
+
+def test_it_shows_each_invoice_line_with_its_cache_and_reasoning_cost(
+    client_as, viewer, tenant, providers
+):
+    openai_prod, _ = providers
+    Pricing.objects.create(
+        provider=openai_prod,
+        provider_type="openai",
+        model="gpt-4o-mini",
+        input_per_million=Decimal("2"),
+        output_per_million=Decimal("8"),
+        cached_input_per_million=Decimal("0.5"),
+    )
+    pricing_cache_clear()
+    row = spend(tenant, "0.00251", when=dt.datetime(2025, 3, 10, tzinfo=dt.UTC))
+    UsageRecord.objects.filter(pk=row.pk).update(
+        provider=openai_prod,
+        prompt_tokens=2_000,
+        completion_tokens=100,
+        cached_tokens=1_000,
+        reasoning_tokens=40,
+    )
+    billing.invoice_generate(tenant=tenant, period=dt.date(2025, 3, 1))
+
+    page = client_as(viewer).get(INVOICES_URL).content.decode()
+
+    lines = page.split("Lines of 2025-03")[1].split("</table>")[0]
+    cells = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", lines)).strip()
+    # 1,000 cached at $0.5/M, none written, 40 reasoning at $8/M
+    assert "openai-prod gpt-4o-mini 1 2000 100 1000 (0.000500) 0 (0.000000) 40 (0.000320)" in cells
+    assert cells.endswith("0.002510")
 
 
 def test_it_shows_invoices_to_viewers_without_the_generate_form(client_as, viewer, tenant):

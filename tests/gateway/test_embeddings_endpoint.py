@@ -229,3 +229,84 @@ def test_it_masks_pii_before_embedding_when_the_tenant_asks(world, gateway_serve
     sent = client.embeddings.create(model=SMALL, input="write to jane@example.com")
     masked = client.embeddings.create(model=SMALL, input=f"write to {EMAIL_MASK}")
     assert sent.data[0].embedding == masked.data[0].embedding
+
+
+# -- the response cache (a key with cache_enabled), by chat's rules ------------------
+
+
+def embedding_calls(simulator) -> list[dict]:
+    return [r for r in simulator.requests() if r["path"].endswith("/embeddings")]
+
+
+def test_it_serves_a_repeated_embedding_from_the_cache_without_calling_the_provider(
+    world, gateway_server, simulator, make_key
+):
+    pricing_load_bundled()  # text-embedding-3-small: 0.02 USD per million input tokens
+    key, secret = make_key(world.tenant, name="cached", cache_enabled=True, cache_ttl_seconds=60)
+    client = client_for(world, gateway_server, secret)
+    simulator.clear_requests()
+    first = client.embeddings.with_raw_response.create(model=SMALL, input=["alpha beta", "gamma"])
+    # base64 (the SDK's default above) or floats: the same vectors, rendered per request
+    again = client.embeddings.with_raw_response.create(
+        model=SMALL, input=["alpha beta", "gamma"], encoding_format="float"
+    )
+    assert (first.headers["x-aipk-cache"], again.headers["x-aipk-cache"]) == ("miss", "hit")
+    assert len(embedding_calls(simulator)) == 1
+    for cached, fresh in zip(again.parse().data, first.parse().data, strict=True):
+        assert cached.embedding == pytest.approx(fresh.embedding, rel=1e-6)
+    assert again.parse().usage.prompt_tokens == first.parse().usage.prompt_tokens == 3
+    assert again.headers["x-aipk-provider"] == "openai"
+    miss, hit = records(virtual_key=key)
+    assert (miss.cached, hit.cached) == (False, True)
+    assert (hit.status, hit.endpoint, hit.prompt_tokens) == ("success", "embeddings", 3)
+    # chat's rule: a hit costs nothing and records what the call would have cost
+    assert hit.cost_usd == 0
+    assert hit.cost_saved_usd == miss.cost_usd == Decimal(3) * Decimal("0.02") / 10**6
+
+
+def test_it_keys_embeddings_on_the_inputs_the_model_and_dimensions(
+    world, gateway_server, simulator, make_key
+):
+    _, secret = make_key(world.tenant, name="cached", cache_enabled=True, cache_ttl_seconds=60)
+    client = client_for(world, gateway_server, secret)
+    simulator.clear_requests()
+    asks = [
+        {"model": SMALL, "input": "one"},
+        {"model": SMALL, "input": "two"},
+        {"model": SMALL, "input": "one", "dimensions": 8},
+        {"model": "openai/text-embedding-3-large", "input": "one"},
+    ]
+    for ask in asks:
+        reply = client.embeddings.with_raw_response.create(**ask)
+        assert reply.headers["x-aipk-cache"] == "miss"
+    assert len(embedding_calls(simulator)) == len(asks)
+
+
+def test_it_never_serves_one_tenants_cached_embedding_to_another(
+    world, gateway_server, simulator, make_key
+):
+    other = Tenant.objects.create(name="Globex", slug="globex")
+    _, mine = make_key(world.tenant, name="cached", cache_enabled=True, cache_ttl_seconds=60)
+    _, theirs = make_key(other, name="cached too", cache_enabled=True, cache_ttl_seconds=60)
+    simulator.clear_requests()
+    ask = {"model": SMALL, "input": "the same text"}
+    assert (
+        client_for(world, gateway_server, mine)
+        .embeddings.with_raw_response.create(**ask)
+        .headers["x-aipk-cache"]
+        == "miss"
+    )
+    second = client_for(world, gateway_server, theirs).embeddings.with_raw_response.create(**ask)
+    assert second.headers["x-aipk-cache"] == "miss"
+    assert len(embedding_calls(simulator)) == 2
+    assert [r.cached for r in records(tenant=other)] == [False]
+
+
+def test_it_goes_upstream_every_time_for_a_key_without_the_cache(world, gateway_server, simulator):
+    client = client_for(world, gateway_server)
+    simulator.clear_requests()
+    for _ in range(2):
+        reply = client.embeddings.with_raw_response.create(model=SMALL, input="again")
+        assert "x-aipk-cache" not in reply.headers
+    assert len(embedding_calls(simulator)) == 2
+    assert [r.cached for r in records()] == [False, False]

@@ -497,3 +497,49 @@ def test_it_never_answers_one_image_from_the_cache_of_another():
     assert cache_key(tenant_id=1, request=text_only) != cache_key(
         tenant_id=1, request=request(PNG_B64)
     )
+
+
+def test_it_refuses_media_for_a_discovered_model_whose_family_is_text_only(
+    world, gateway_server, simulator
+):
+    # Cerebras lists gpt-oss-120b (not in the adapter's catalogue); OpenAI's open-weight
+    # models take text only: a 400 naming the model, and nothing sent upstream
+    client = openai_client(world, gateway_server)
+    model = f"{world.providers['cerebras'].name}/gpt-oss-120b"
+    simulator.clear_requests()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=model, messages=_image_message())
+    assert "model 'gpt-oss-120b' of cerebras does not take image" in str(info.value)
+    assert simulator.requests() == []
+    text_only = [{"role": "user", "content": "What is this?"}]
+    assert client.chat.completions.create(model=model, messages=text_only).choices
+
+
+def test_it_counts_images_and_documents_in_count_tokens_as_admission_does(
+    world, gateway_server, simulator
+):
+    from providers_app.kit.media import DOCUMENT_TOKENS_PER_PAGE, IMAGE_TOKENS
+
+    client = anthropic_client(world, gateway_server)
+    text = {"type": "text", "text": "Compare these two, please"}
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64},
+    }
+    document = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+    }
+    model = world.model("anthropic")
+    simulator.clear_requests()
+
+    def count(*blocks) -> int:
+        return client.messages.count_tokens(
+            model=model, messages=[{"role": "user", "content": list(blocks)}]
+        ).input_tokens
+
+    alone = count(text)
+    # an image at its documented allowance, a (one-page) PDF at a page's
+    assert count(text, image) == alone + IMAGE_TOKENS
+    assert count(text, image, document) == alone + IMAGE_TOKENS + DOCUMENT_TOKENS_PER_PAGE
+    assert simulator.requests() == []  # a count asks no provider

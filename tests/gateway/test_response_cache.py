@@ -9,8 +9,16 @@ import secrets
 
 import pytest
 
-from aipk_site.gateway.response_cache import cache_get, cache_key, cache_put
+from aipk_site.gateway.response_cache import (
+    cache_get,
+    cache_key,
+    cache_put,
+    embedding_cache_get,
+    embedding_cache_key,
+    embedding_cache_put,
+)
 from aipk_site.infra.state import state_store
+from providers_app.kit.embeddings import EmbeddingRequest, EmbeddingResponse
 from providers_app.kit.types import (
     ChatRequest,
     ChatResponse,
@@ -212,3 +220,46 @@ async def test_it_treats_an_unreadable_entry_as_a_miss_and_drops_it(garbage):
     state_store().cache.set(key, garbage, timeout=60)
     assert await cache_get(key) is None
     assert state_store().cache.get(key) is None
+
+
+# -- embeddings ----------------------------------------------------------------------
+
+
+def embedding_request(**changes) -> EmbeddingRequest:
+    base = EmbeddingRequest(model="openai/text-embedding-3-small", inputs=[secrets.token_hex(6)])
+    return dataclasses.replace(base, **changes)
+
+
+async def test_it_keeps_embeddings_per_tenant_and_apart_from_chat():
+    req = embedding_request()
+    mine = embedding_cache_key(tenant_id=1, request=req)
+    theirs = embedding_cache_key(tenant_id=2, request=req)
+    assert mine != theirs and mine.startswith("response-cache:v1:1:embeddings:")
+    assert req.inputs[0] not in mine
+    stored = EmbeddingResponse(model="m", vectors=[[0.25, -1.5e-7]], prompt_tokens=3)
+    await embedding_cache_put(mine, stored, ttl=60)
+    assert await embedding_cache_get(theirs) is None
+    hit = await embedding_cache_get(mine)
+    assert hit is not None
+    assert (hit.vectors, hit.prompt_tokens, hit.estimated) == ([[0.25, -1.5e-7]], 3, False)
+    # a chat read of the same key finds no chat reply in it
+    assert await cache_get(mine) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"inputs": ["other"]}, {"model": "openai/text-embedding-3-large"}, {"dimensions": 8}],
+)
+def test_it_keys_embeddings_on_what_changes_the_vectors(change):
+    req = embedding_request()
+    assert embedding_cache_key(tenant_id=1, request=req) != embedding_cache_key(
+        tenant_id=1, request=dataclasses.replace(req, **change)
+    )
+
+
+@pytest.mark.parametrize("change", [{"encoding_format": "base64"}, {"user": "u-1"}])
+def test_it_keys_embeddings_alike_whatever_the_encoding_or_user(change):
+    req = embedding_request()
+    assert embedding_cache_key(tenant_id=1, request=req) == embedding_cache_key(
+        tenant_id=1, request=dataclasses.replace(req, **change)
+    )

@@ -62,6 +62,17 @@ def at(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
+# rows of no provider aipk knows (only its name): token detail 0, no priced parts
+NO_DETAIL = {
+    "cached_tokens": 0,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
+    "cached_cost_usd": None,
+    "cache_write_cost_usd": None,
+    "reasoning_cost_usd": None,
+}
+
+
 def test_it_itemises_by_provider_and_model_with_totals(tenant, other_tenant):
     t = at(2025, 3, 10, 12)
     usage(tenant, t, "openai-a", "gpt-4o", cost_usd=Decimal("0.01000000"))
@@ -93,6 +104,7 @@ def test_it_itemises_by_provider_and_model_with_totals(tenant, other_tenant):
             "cost_usd": "0.02000000",
             "cached_requests": 1,
             "cost_saved_usd": "0.00450000",
+            **NO_DETAIL,
         },
         {
             "provider": "openai-a",
@@ -103,6 +115,7 @@ def test_it_itemises_by_provider_and_model_with_totals(tenant, other_tenant):
             "cost_usd": "0.01100000",
             "cached_requests": 0,
             "cost_saved_usd": "0E-8",
+            **NO_DETAIL,
         },
         {
             "provider": "openai-a",
@@ -113,6 +126,7 @@ def test_it_itemises_by_provider_and_model_with_totals(tenant, other_tenant):
             "cost_usd": "0.00012345",
             "cached_requests": 0,
             "cost_saved_usd": "0E-8",
+            **NO_DETAIL,
         },
     ]
     invoice.refresh_from_db()
@@ -242,11 +256,17 @@ def test_it_exports_an_invoice_as_csv(tenant):
         "100",
         "10",
         "0",
+        "0",
+        "0",
+        "",
+        "",
+        "",
+        "0",
         "0E-8",
         "0.00100000",
     ]
     assert rows[2][:4] == ["2025-03", "openai-a", "gpt-4o", "1"]
-    assert rows[-1] == ["2025-03", "total", "", "", "", "", "", "", "0.50100000"]
+    assert rows[-1] == ["2025-03", "total", *[""] * 12, "0.50100000"]
 
 
 def test_it_streams_usage_as_csv_lines_header_first(tenant):
@@ -273,3 +293,109 @@ def test_it_streams_usage_as_csv_lines_header_first(tenant):
 
 def test_it_writes_only_the_header_for_no_usage():
     assert list(usage_csv([])) == [",".join(USAGE_CSV_FIELDS) + "\r\n"]
+
+
+# -- cached, cache-write and reasoning tokens at their own rates --------------------
+
+
+def test_it_shows_cached_cache_write_and_reasoning_tokens_and_their_cost_exactly(tenant):
+    from providers_app.kit.types import Usage
+    from providers_app.services.providers import provider_create
+    from tenants_app.models import Pricing
+    from tenants_app.services.pricing import cost_usd, price_for, pricing_cache_clear
+
+    claude = provider_create(name="claude", type="anthropic", base_url="https://api.anthropic.com")
+    gpt = provider_create(name="gpt", type="openai", base_url="https://api.openai.com/v1")
+    # Sonnet's shape: cache reads 0.1x input, writes 1.25x; o3-mini's: reads 0.25x
+    Pricing.objects.create(
+        provider=claude,
+        provider_type="anthropic",
+        model="sonnet",
+        input_per_million=Decimal("3"),
+        output_per_million=Decimal("15"),
+        cached_input_per_million=Decimal("0.30"),
+        cache_write_per_million=Decimal("3.75"),
+    )
+    Pricing.objects.create(
+        provider=gpt,
+        provider_type="openai",
+        model="o3-mini",
+        input_per_million=Decimal("2"),
+        output_per_million=Decimal("8"),
+        cached_input_per_million=Decimal("0.5"),
+    )
+    pricing_cache_clear()
+
+    def row(provider, model, *, hit=False, **tokens):
+        # each row costed as the gateway costs it (the usage row's cost_usd)
+        cost = cost_usd(price_for(provider, model), Usage(**tokens))
+        return usage(
+            tenant,
+            at(2025, 3, 9),
+            provider.name,
+            model,
+            provider_id=provider.pk,
+            cost_usd=Decimal(0) if hit else cost,
+            cached=hit,
+            cost_saved_usd=cost if hit else Decimal(0),
+            **tokens,
+        )
+
+    big = dict(
+        prompt_tokens=10_000,
+        completion_tokens=2_000,
+        cached_tokens=6_000,
+        cache_write_tokens=3_000,
+        reasoning_tokens=1_500,
+    )
+    row(claude, "sonnet", **big)
+    row(
+        claude,
+        "sonnet",
+        prompt_tokens=2_000,
+        completion_tokens=500,
+        cache_write_tokens=2_000,
+    )
+    row(claude, "sonnet", hit=True, **big)  # a response-cache hit: billed nothing
+    row(
+        gpt,
+        "o3-mini",
+        prompt_tokens=1_300,
+        completion_tokens=68,
+        cached_tokens=1_280,
+        reasoning_tokens=64,
+    )
+
+    invoice = invoice_generate(tenant=tenant, period=MARCH)
+
+    sonnet, o3 = invoice.lines
+    # 1,000 plain x 3 + 6,000 read x 0.30 + 3,000 written x 3.75 + 2,000 out x 15,
+    # and 2,000 written x 3.75 + 500 out x 15 (USD per million)
+    assert Decimal(sonnet["cost_usd"]) == Decimal("0.04605") + Decimal("0.015")
+    assert (sonnet["cached_tokens"], sonnet["cache_write_tokens"], sonnet["reasoning_tokens"]) == (
+        12_000,
+        8_000,
+        3_000,
+    )  # every row's tokens, the hit's too
+    # the parts' cost: the billed rows' tokens (not the hit's) at each rate
+    assert Decimal(sonnet["cached_cost_usd"]) == Decimal("0.0018")  # 6,000 x 0.30
+    assert Decimal(sonnet["cache_write_cost_usd"]) == Decimal("0.01875")  # 5,000 x 3.75
+    assert Decimal(sonnet["reasoning_cost_usd"]) == Decimal("0.0225")  # 1,500 x 15
+    assert (sonnet["cached_requests"], Decimal(sonnet["cost_saved_usd"])) == (1, Decimal("0.04605"))
+    # 20 plain x 2 + 1,280 read x 0.5 + 68 out x 8
+    assert Decimal(o3["cost_usd"]) == Decimal("0.001224")
+    assert Decimal(o3["cached_cost_usd"]) == Decimal("0.00064")
+    assert Decimal(o3["cache_write_cost_usd"]) == 0
+    assert Decimal(o3["reasoning_cost_usd"]) == Decimal("0.000512")  # 64 x 8
+    invoice.refresh_from_db()
+    assert invoice.total_usd == Decimal("0.062274")
+    assert invoice.total_usd == sum(r.cost_usd for r in UsageRecord.objects.filter(tenant=tenant))
+
+    rows = list(csv.DictReader(io.StringIO(invoice_csv(invoice))))
+    assert [
+        (r["model"], r["cached_tokens"], r["cache_write_cost_usd"], r["reasoning_cost_usd"])
+        for r in rows[:2]
+    ] == [
+        ("sonnet", "12000", "0.01875000", "0.02250000"),
+        ("o3-mini", "1280", "0E-8", "0.00051200"),
+    ]

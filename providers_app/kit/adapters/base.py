@@ -40,6 +40,7 @@ from .config import (
     ProviderConfig,
     secret_hint,
 )
+from .model_families import family_takes_media
 from .streaming import ChatStream, ReadDeadline, StreamDecoder, StreamReader
 
 # httpx parses (and checks character by character) every URL string it is given, ~5 % of
@@ -223,7 +224,18 @@ class BaseAdapter:
         values = {f: getattr(known, f) for f in _CATALOGUE_FIELDS} if known else {}
         values.update({k: v for k, v in listed.items() if v is not None})
         values.setdefault("name", model_id)
+        if values.get("supports_vision") is None:  # the provider's list did not say
+            values["supports_vision"] = self.takes_media(model_id)
         return ModelInfo(id=model_id, provider=self.provider_type, **values)
+
+    def takes_media(self, model_id: str) -> bool | None:
+        """Whether ``model_id`` takes image, document or audio input: the static
+        catalogue's word where it lists the model, else its family's
+        (``model_families``), else None -- unknown, and a request is tried."""
+        known = next((m for m in self.static_models if m.id == model_id), None)
+        if known is not None and known.supports_vision is not None:
+            return known.supports_vision
+        return family_takes_media(model_id)
 
     def parse_models(self, body: Any) -> list[ModelInfo]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -232,18 +244,17 @@ class BaseAdapter:
     async def prepare_request(self, request: ChatRequest) -> ChatRequest:
         """The request as this provider can take it, before ``chat_body``: the async
         step of translation (a provider that cannot fetch media URLs gets the bytes,
-        kit/media.py). Default: refuse media for a model the catalogue knows to be
-        text-only; subclasses call this first."""
-        if any(m.parts for m in request.messages):
-            known = next((m for m in self.static_models if m.id == request.model), None)
-            if known is not None and known.supports_vision is False:
-                raise errors.InvalidRequestError(
-                    f"model {request.model!r} of {self.name} does not take image, document "
-                    "or audio input",
-                    provider=self.name,
-                    code="model_not_multimodal",
-                    status_code=400,
-                )
+        kit/media.py). Default: refuse media for a model known to be text-only
+        (``takes_media``: by the catalogue or the model's family, so a model found only
+        by discovery is judged too); subclasses call this first."""
+        if any(m.parts for m in request.messages) and self.takes_media(request.model) is False:
+            raise errors.InvalidRequestError(
+                f"model {request.model!r} of {self.name} does not take image, document "
+                "or audio input",
+                provider=self.name,
+                code="model_not_multimodal",
+                status_code=400,
+            )
         return request
 
     def request_deadline(self) -> float:

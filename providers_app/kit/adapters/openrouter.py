@@ -71,6 +71,9 @@ class OpenRouterAdapter(OpenAIAdapter):
             pricing = entry.get("pricing") or {}
             params = entry.get("supported_parameters") or []
             top = entry.get("top_provider") or {}
+            # OpenRouter says what each model takes (["text", "image", "file"]); other
+            # lists do not, and model_from_listing asks the catalogue and family rules
+            modalities = (entry.get("architecture") or {}).get("input_modalities")
             models.append(
                 self.model_from_listing(
                     entry["id"],
@@ -78,6 +81,7 @@ class OpenRouterAdapter(OpenAIAdapter):
                     context_window=entry.get("context_length"),
                     max_output_tokens=top.get("max_completion_tokens"),
                     supports_tools="tools" in params if params else None,
+                    supports_vision=_takes_media(modalities),
                     input_price_per_million=_per_million(pricing.get("prompt")),
                     output_price_per_million=_per_million(pricing.get("completion")),
                 )
@@ -100,3 +104,11 @@ def parse_credits(body: Any) -> KeyCredits:
         usage=float(data.get("usage") or 0),
         is_free_tier=bool(data.get("is_free_tier")),
     )
+
+
+def _takes_media(modalities: Any) -> bool | None:
+    """From a model's ``input_modalities``: any of image, file or audio; None when the
+    entry does not say."""
+    if not isinstance(modalities, list) or not modalities:
+        return None
+    return any(m in ("image", "file", "audio") for m in modalities if isinstance(m, str))

@@ -136,6 +136,7 @@ def test_it_normalises_openrouter_models_with_per_token_string_prices():
     assert model.input_price_per_million == 30.0
     assert model.output_price_per_million == 60.0
     assert model.supports_tools is False  # its supported_parameters do not list tools
+    assert model.supports_vision is False  # its input_modalities are ["text"]
 
 
 def test_it_reads_openrouter_credits_from_the_key_endpoint_body():
