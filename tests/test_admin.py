@@ -41,6 +41,7 @@ from tenants_app.models import (
     ModelRoute,
     Pricing,
     Role,
+    StoredResponse,
     Tenant,
     UsageRecord,
     VirtualKey,
@@ -62,6 +63,9 @@ CREDENTIAL_CLIENT_SECRET = "cs-KNOWN-credential-client-secret-0000"
 CODE_VERIFIER = "cv-KNOWN-pkce-code-verifier-abcdefghijklmnopqrstuvwxyz"
 DEVICE_CODE = "dc-KNOWN-device-code-2468"
 FLOW_STATE = "st-KNOWN-flow-state-1357"
+
+# what a tenant said to a model: kept for previous_response_id, never shown in the admin
+STORED_CONVERSATION = "the private words of a tenant's user"
 
 
 def registered_models() -> list[type]:
@@ -165,6 +169,15 @@ def world(root, simulator):
     Invoice.objects.create(
         tenant=tenant, period=date(2025, 1, 1), total_usd=Decimal("1.5"), generated_at=now
     )
+    StoredResponse.objects.create(
+        response_id="resp_admin_1",
+        tenant=tenant,
+        virtual_key=vkey,
+        model="gpt-4o-mini",
+        items=[{"type": "message", "role": "user", "content": STORED_CONVERSATION}],
+        response={"id": "resp_admin_1", "output_text": STORED_CONVERSATION},
+        created_at=now,
+    )
     return {
         "provider": provider,
         "key": key,
@@ -201,6 +214,18 @@ def messages_of(response) -> list[str]:
 
 
 # --------------------------------------------------------------------------- every page
+
+
+def test_it_shows_a_stored_response_without_its_conversation(client, world, root):
+    """A tenant's prompts and answers are theirs: the admin says whose and when only."""
+    client.force_login(root)
+    stored = StoredResponse.objects.get(response_id="resp_admin_1")
+    for page in (url(StoredResponse, "changelist"), url(StoredResponse, "change", stored.pk)):
+        response = client.get(page)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "resp_admin_1" in html
+        assert STORED_CONVERSATION not in html
 
 
 def test_it_registers_every_model_of_both_apps():
@@ -386,6 +411,7 @@ def test_it_creates_a_virtual_key_showing_the_secret_once(client, world, root):
             "allowed_models": "[]",
             "rpm": "60",
             "cache_ttl_seconds": "300",
+            "unsupported_params": "refuse",
         },
         follow=True,
     )

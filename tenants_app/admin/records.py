@@ -1,11 +1,12 @@
-"""Usage records, invoices and the audit log: written by the system, read-only here."""
+"""Usage records, invoices, stored responses and the audit log: written by the system,
+read-only here."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from aipk_site.infra.admin import ReadOnlyAdmin
-from tenants_app.models import AuditEvent, Invoice, UsageRecord
+from tenants_app.models import AuditEvent, Invoice, StoredResponse, UsageRecord
 
 
 @admin.register(UsageRecord)
@@ -49,6 +50,22 @@ class InvoiceAdmin(ReadOnlyAdmin):
     list_select_related = ("tenant",)
     date_hierarchy = "period"
     ordering = ("-period", "tenant__name")
+
+
+@admin.register(StoredResponse)
+class StoredResponseAdmin(ReadOnlyAdmin):
+    """Whose and when, never what: the conversation kept for ``previous_response_id`` is
+    the tenant's own data (prompts, answers, tool results), so it is not shown here; the
+    tenant reads it back through ``GET /v1/responses/{id}``. Deleted by retention."""
+
+    list_display = ("response_id", "tenant", "virtual_key", "model", "created_at")
+    list_filter = ("tenant",)
+    search_fields = ("response_id", "model")
+    list_select_related = ("tenant", "virtual_key")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    fields = ("response_id", "tenant", "virtual_key", "model", "created_at")
+    show_full_result_count = False
 
 
 @admin.register(AuditEvent)
