@@ -87,6 +87,15 @@ _OPTIONS = {
     "metadata": "metadata",
 }
 
+# The top-level fields of each client message type: anything else is refused by name
+# (a misspelt "option" would otherwise be lost without a word).
+_MESSAGE_FIELDS = {
+    "chat.request": frozenset(
+        {"type", "id", "model", "messages", "tools", "tool_choice", "options"}
+    ),
+    "chat.cancel": frozenset({"type", "id"}),
+}
+
 # Without its database or cache the gateway cannot admit anyone; the client gets an
 # error it can retry instead of a dead socket.
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, RedisError, OSError)
@@ -361,6 +370,15 @@ def read_message(
             param="type",
         )
     msg_id = _message_id(message)
+    unknown = [name for name in message if name not in _MESSAGE_FIELDS[kind]]
+    if unknown:
+        raise ProtocolError(
+            "unknown_parameter",
+            f"{unknown[0]}: is not a field of {kind} "
+            f'({", ".join(sorted(_MESSAGE_FIELDS[kind]))}); options go under "options"',
+            msg_id=msg_id,
+            param=unknown[0],
+        )
     if kind == "chat.cancel":
         return ChatCancel(msg_id)
     return ChatStart(msg_id, _parse_request(message, msg_id, limits))
@@ -390,7 +408,8 @@ def error_event(msg_id: Any, error: AipkError) -> dict[str, Any]:
 class ChatTurn:
     """One chat.request on a socket: the gateway's stream as protocol events.
 
-    ``events()`` yields chat.delta…, chat.tool_call…, chat.usage, chat.done, or a
+    ``events()`` yields chat.thinking… and chat.delta…, chat.tool_call…, chat.usage,
+    chat.done, or a
     chat.error at whatever point the request fails. Closing it early (the client
     cancelled or went away) closes the gateway's stream, which accounts the
     request once as cancelled; ``cancelled_events()`` then says so to the client.
@@ -419,6 +438,10 @@ class ChatTurn:
             # closed at once (not whenever it is garbage-collected), so it is accounted now.
             async with aclosing(streamed.chunks) as chunks:
                 async for chunk in chunks:
+                    if chunk.thinking is not None and chunk.thinking.text:
+                        # the model's readable reasoning, before its answer (redacted
+                        # blocks and signatures have no use to a chat client)
+                        yield {"type": "chat.thinking", "id": msg_id, "text": chunk.thinking.text}
                     if chunk.text:
                         yield {"type": "chat.delta", "id": msg_id, "text": chunk.text}
                     for delta in chunk.tool_calls:
@@ -478,6 +501,10 @@ class ChatTurn:
             "prompt_tokens": usage.prompt_tokens if usage else 0,
             "completion_tokens": usage.completion_tokens if usage else 0,
             "total_tokens": usage.total_tokens if usage else 0,
+            # parts of the two counts above, each billed at its own rate
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
             "estimated": usage.estimated if usage else True,
             "cost_usd": cost,
             "cached": cached,

@@ -120,9 +120,10 @@ FIELDS: tuple[FieldRule, ...] = (
     FieldRule("top_p", "top_p", "top_p", _rules(T, openai_wire=P), note="Gemini topP."),
     FieldRule("stop", "stop", "stop_sequences", _rules(T, openai_wire=P),
               note="Anthropic stop_sequences, Gemini stopSequences."),
-    FieldRule("user", "user", "metadata.user_id", _rules(P, anthropic=T, gemini=R),
-              droppable=True, note="Anthropic metadata.user_id; Gemini has no end-user id. "
-                                   "Kept on the usage row (end_user) for attribution."),
+    FieldRule("user", "user", "metadata.user_id", _rules(P, anthropic=T, gemini=T),
+              droppable=True, note="Anthropic metadata.user_id. Gemini has no end-user id: "
+                                   "there it is kept by aipk only, not sent. Kept on the "
+                                   "usage row (end_user) for attribution everywhere."),
     FieldRule("tools", "tools", "tools", _rules(T, openai_wire=P)),
     FieldRule("tool_choice", "tool_choice", "tool_choice", _rules(T, openai_wire=P)),
     FieldRule("parallel_tool_calls", "parallel_tool_calls",

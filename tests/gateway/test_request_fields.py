@@ -124,7 +124,7 @@ def test_it_refuses_json_object_mode_for_anthropic_naming_the_field_and_provider
         ("gemini", "service_tier", "flex"),
         ("cerebras", "metadata", {"team": "a"}),
         ("qwen", "reasoning_effort", "low"),
-        ("gemini", "user", "someone"),
+        ("gemini", "metadata", {"team": "a"}),
     ],
 )
 def test_it_refuses_a_field_the_provider_cannot_take(

@@ -451,7 +451,7 @@ def test_it_refuses_a_bad_body_naming_the_field(world, gateway_server, body, par
 @pytest.mark.parametrize(
     ("provider_type", "body", "field"),
     [
-        ("gemini", {"user": "end-user-1"}, "user"),
+        ("gemini", {"service_tier": "flex"}, "service_tier"),
         ("qwen", {"reasoning": {"effort": "low"}}, "reasoning.effort"),
     ],
 )

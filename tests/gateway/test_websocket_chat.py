@@ -199,6 +199,30 @@ def test_it_streams_a_reply_as_deltas_then_usage_then_done(world, gateway_server
     assert usage["cost_usd"] == str(record.cost_usd) and record.cost_usd > 0
 
 
+def test_it_streams_the_models_reasoning_as_thinking_events_before_its_answer(
+    world, gateway_server
+):
+    request = chat("t", model=world.model("anthropic"), options={"reasoning_effort": "low"})
+
+    async def scenario(session):
+        async with session.ws_connect(ws_url(gateway_server), headers=bearer(world.secret)) as ws:
+            await ws.send_json(request)
+            return await until_finished(ws, ["t"])
+
+    events = run(scenario)
+    kinds = [e["type"] for e in events]
+    assert "chat.thinking" in kinds and "chat.delta" in kinds, kinds
+    assert kinds.index("chat.thinking") < kinds.index("chat.delta")
+    assert all(e["text"] for e in events if e["type"] == "chat.thinking")
+    usage = next(e for e in events if e["type"] == "chat.usage")
+    [row] = records()
+    assert usage["reasoning_tokens"] == row.reasoning_tokens > 0
+    assert (usage["cached_tokens"], usage["cache_write_tokens"]) == (
+        row.cached_tokens,
+        row.cache_write_tokens,
+    )
+
+
 def test_it_authenticates_with_a_key_subprotocol(world, gateway_server):
     async def scenario(session):
         protocols = ["aipk.chat.v1", f"aipk-key.{world.secret}"]
@@ -462,6 +486,9 @@ def test_it_reports_a_provider_failure(world, gateway_server):
         (json.dumps(chat("x", options={"max_token": 5})), "invalid_request", "options.max_token"),
         (json.dumps(chat("x", options={"cache": "yes"})), "invalid_request", "options.cache"),
         (json.dumps(chat("x", options=[1])), "invalid_request", "options"),
+        # a generation option at the top level instead of under "options"
+        (json.dumps(chat("x", max_tokens=5)), "unknown_parameter", "max_tokens"),
+        ('{"type": "chat.cancel", "id": "x", "reason": "bored"}', "unknown_parameter", "reason"),
         (
             json.dumps(
                 chat(
