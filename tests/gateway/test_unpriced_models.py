@@ -63,7 +63,7 @@ def websocket_chat(gateway_server, secret: str, model: str) -> dict:
                         "id": "r1",
                         "model": model,
                         "messages": MESSAGES,
-                        "max_tokens": 2000,
+                        "options": {"max_tokens": 2000},
                     }
                 )
                 while True:
