@@ -159,8 +159,9 @@ FIELDS: tuple[FieldRule, ...] = (
               _rules(R, openai=P, openai_compatible=P, openrouter=P), droppable=True,
               note="OpenAI's stored-completion tags (Anthropic's metadata is `user` above)."),
     FieldRule("n", "n", None, _rules(R, openai_wire=P, gemini=T), neutral=(1, None),
-              note="Gemini candidateCount. More than one choice in a whole reply only: a "
-                   "stream takes n=1."),
+              note="Gemini candidateCount, in a whole reply only (a Gemini stream with n > 1 "
+                   "is refused naming it). OpenAI-wire streams carry the choices interleaved, "
+                   "each chunk naming its index."),
     FieldRule("top_k", None, "top_k",
               _rules(R, openai_compatible=P, openrouter=P, anthropic=P, gemini=T),
               droppable=True, note="Gemini topK."),

@@ -9,7 +9,7 @@ tested and benchmarked on its own.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -335,6 +335,9 @@ class ChatChunk:
     # with the finish: the stop sequence that ended the reply, where the provider says
     # which (Anthropic; vLLM-style OpenAI-wire servers); None when unknown
     stop_sequence: str | None = None
+    # which choice this chunk belongs to when the request asked for several (``n``); the
+    # provider interleaves them. Usage, when present, counts every choice.
+    choice: int = 0
 
 
 @dataclass(slots=True)
@@ -437,7 +440,12 @@ class ToolCallAccumulator:
 
 
 class ResponseBuilder:
-    """Folds a stream of chunks into the ChatResponse a non-streaming call would give."""
+    """Folds a stream of chunks into the ChatResponse a non-streaming call would give.
+
+    Chunks of a further choice (``n`` > 1, ``ChatChunk.choice``) fold into a builder of
+    their own, built into ``extra_choices``; the first choice -- the only one in the
+    common case -- costs one int comparison a chunk more.
+    """
 
     __slots__ = (
         "_id",
@@ -449,6 +457,7 @@ class ResponseBuilder:
         "_stop_sequence",
         "_usage",
         "_thinking",
+        "_others",
     )
 
     def __init__(self, response_id: str = "", model: str = "") -> None:
@@ -462,8 +471,13 @@ class ResponseBuilder:
         self._usage: Usage | None = None
         # per thinking block: [text pieces, signature, data]
         self._thinking: dict[int, list[Any]] = {}
+        # the further choices by index, made when their first chunk arrives
+        self._others: dict[int, ResponseBuilder] | None = None
 
     def add(self, chunk: ChatChunk) -> None:
+        if chunk.choice:
+            self._add_other(chunk)
+            return
         if chunk.text:
             self._text.append(chunk.text)
         if chunk.thinking is not None:
@@ -484,8 +498,19 @@ class ResponseBuilder:
         if chunk.usage is not None:
             self._usage = chunk.usage
 
+    def _add_other(self, chunk: ChatChunk) -> None:
+        if chunk.usage is not None:
+            # usage counts every choice: it belongs to the reply, whichever chunk carries it
+            self._usage = chunk.usage
+        if self._others is None:
+            self._others = {}
+        other = self._others.get(chunk.choice)
+        if other is None:
+            other = self._others[chunk.choice] = ResponseBuilder(self._id, self._model)
+        other.add(replace(chunk, choice=0, usage=None))
+
     def build(self) -> ChatResponse:
-        return ChatResponse(
+        response = ChatResponse(
             id=self._id,
             model=self._model,
             text="".join(self._text),
@@ -499,3 +524,7 @@ class ResponseBuilder:
             ],
             stop_sequence=self._stop_sequence,
         )
+        if self._others:
+            # in index order; a choice whose chunks never came is left out, not invented
+            response.extra_choices = [b.build() for _, b in sorted(self._others.items())]
+        return response

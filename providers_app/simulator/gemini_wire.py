@@ -170,7 +170,7 @@ async def _generate(
     top = _requested_logprobs(body)
     if isinstance(top, web.Response):
         return top
-    count = _candidate_count(body)
+    count = _candidate_count(body, stream)
     if isinstance(count, web.Response):
         return count
     conv = conversation(body, model)
@@ -185,7 +185,7 @@ async def _generate(
         content["parts"].insert(0, {"text": thinking.text_for(conv), "thought": True})
     if top >= 0:
         _add_logprobs(chunks, reply, top, stream)
-    if count > 1 and not stream:
+    if count > 1:
         _more_candidates(chunks[0], count, reply)
     if wrap is not None:
         chunks = [wrap(c) for c in chunks]
@@ -220,7 +220,7 @@ async def _generate(
 MAX_CANDIDATES = 8
 
 
-def _candidate_count(body: dict) -> int | web.Response:
+def _candidate_count(body: dict, stream: bool) -> int | web.Response:
     config = _get(body, "generationConfig", "generation_config")
     count = _get(config, "candidateCount", "candidate_count") if isinstance(config, dict) else None
     if count is None:
@@ -229,6 +229,14 @@ def _candidate_count(body: dict) -> int | web.Response:
         return error_response(
             "bad_request",
             message=f"candidateCount must be between 1 and {MAX_CANDIDATES}, got {count}.",
+        )
+    if stream and count > 1:
+        # several candidates come from generateContent only (Vertex AI's reference says
+        # streamGenerateContent does not take them); refused rather than merged into one
+        return error_response(
+            "bad_request",
+            message="Multiple candidates are not supported with streamGenerateContent; "
+            "use generateContent or set candidateCount to 1.",
         )
     return count
 

@@ -139,7 +139,7 @@ def chat_handler(flavour: Flavour):
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await _stream(
-                request, flavour, knobs, model, reply, include_usage, headers, logprobs
+                request, flavour, knobs, model, reply, include_usage, headers, logprobs, n
             )
         return await respond_plain(
             request,
@@ -391,7 +391,11 @@ async def _stream(
     include_usage: bool,
     headers: dict[str, str],
     logprobs: int = -1,
+    n: int = 1,
 ) -> web.StreamResponse:
+    """The reply as chat.completion.chunk events; with ``n`` > 1 each choice streams under
+    its own index, interleaved as OpenAI sends them (a chunk each in turn), every choice
+    ending with its own finish chunk, then one usage chunk counting them all."""
     base = {
         "id": new_id("chatcmpl-"),
         "object": "chat.completion.chunk",
@@ -402,33 +406,43 @@ async def _stream(
     if flavour.system_fingerprint:
         base["system_fingerprint"] = flavour.system_fingerprint
 
-    def chunk(delta: dict, finish: str | None = None, lp: dict | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
-        return b"data: " + dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+    def choice_events(index: int) -> list[Event]:
+        def chunk(delta: dict, finish: str | None = None, lp: dict | None = None) -> bytes:
+            choice = {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}
+            return b"data: " + dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+
+        events: list[Event] = []
+        if reply.tool_calls:
+            events.append((chunk({"role": "assistant", "content": None}), False))
+            for call_index, call in enumerate(reply.tool_calls):
+                first = {
+                    "index": call_index,
+                    "id": new_id("call_"),
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": ""},
+                }
+                events.append((chunk({"tool_calls": [first]}), True))
+                for fragment in call.fragments():
+                    part = {"index": call_index, "function": {"arguments": fragment}}
+                    events.append((chunk({"tool_calls": [part]}), True))
+        else:
+            events.append((chunk({"role": "assistant", "content": "", "refusal": None}), False))
+            for word in reply.chunks:
+                events.append((chunk({"content": word}, lp=_logprobs([word], logprobs)), True))
+        events.append((chunk({}, FINISH_REASONS[reply.finish]), False))
+        return events
 
     events: list[Event] = []
     if flavour.sse_preamble:
         events.append((flavour.sse_preamble, False))
-    if reply.tool_calls:
-        events.append((chunk({"role": "assistant", "content": None}), False))
-        for index, call in enumerate(reply.tool_calls):
-            first = {
-                "index": index,
-                "id": new_id("call_"),
-                "type": "function",
-                "function": {"name": call.name, "arguments": ""},
-            }
-            events.append((chunk({"tool_calls": [first]}), True))
-            for fragment in call.fragments():
-                part = {"index": index, "function": {"arguments": fragment}}
-                events.append((chunk({"tool_calls": [part]}), True))
+    if n == 1:
+        events.extend(choice_events(0))
     else:
-        events.append((chunk({"role": "assistant", "content": "", "refusal": None}), False))
-        for word in reply.chunks:
-            events.append((chunk({"content": word}, lp=_logprobs([word], logprobs)), True))
-    events.append((chunk({}, FINISH_REASONS[reply.finish]), False))
+        per_choice = [choice_events(index) for index in range(n)]
+        for step in range(max(len(c) for c in per_choice)):
+            events.extend(c[step] for c in per_choice if step < len(c))
     if include_usage:
-        usage_chunk = {**base, "choices": [], "usage": _usage(reply)}
+        usage_chunk = {**base, "choices": [], "usage": _usage(reply, n)}
         events.append((b"data: " + dumps(usage_chunk).encode() + b"\n\n", False))
     events.append((b"data: [DONE]\n\n", False))
 

@@ -301,3 +301,21 @@ async def test_it_refuses_logprobs_the_real_api_refuses(client, config):
     with pytest.raises(errors.ClientError) as caught:
         await client.aio.models.generate_content(model=MODEL, contents="hi", config=config)
     assert caught.value.code == 400
+
+
+async def test_it_returns_several_candidates_whole(client):
+    response = await client.aio.models.generate_content(
+        model=MODEL, contents="hi", config=types.GenerateContentConfig(candidate_count=2)
+    )
+    assert [c.index for c in response.candidates] == [0, 1]
+    assert {c.content.parts[0].text for c in response.candidates} == {"Simulated reply to: hi"}
+
+
+async def test_it_refuses_several_candidates_in_a_stream(client):
+    with pytest.raises(errors.ClientError) as caught:
+        async for _ in await client.aio.models.generate_content_stream(
+            model=MODEL, contents="hi", config=types.GenerateContentConfig(candidate_count=2)
+        ):
+            pass
+    assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
+    assert "candidate" in caught.value.message.lower()

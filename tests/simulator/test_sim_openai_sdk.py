@@ -293,3 +293,48 @@ async def test_it_finishes_with_content_filter(client):
     )
     finishes = [c.finish_reason async for chunk in stream for c in chunk.choices if c.finish_reason]
     assert finishes == ["content_filter"]
+
+
+async def test_it_streams_n_choices_interleaved_each_with_its_finish(client):
+    stream = await client.chat.completions.create(
+        model="gpt-4o",
+        messages=user("stream me please"),
+        stream=True,
+        n=2,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    # one choice a chunk, taking turns: 0, 1, 0, 1, ...
+    indexes = [c.choices[0].index for c in chunks if c.choices]
+    assert all(len(c.choices) == 1 for c in chunks if c.choices)
+    assert indexes == [0, 1] * (len(indexes) // 2)
+    for index in (0, 1):
+        mine = [c.choices[0] for c in chunks if c.choices and c.choices[0].index == index]
+        assert mine[0].delta.role == "assistant"
+        assert (
+            "".join(ch.delta.content or "" for ch in mine) == "Simulated reply to: stream me please"
+        )
+        assert [ch.finish_reason for ch in mine if ch.finish_reason] == ["stop"]
+    # one usage chunk, last, counting both choices
+    assert [c for c in chunks if c.usage is not None] == [chunks[-1]] and chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == 2 * 6
+
+
+async def test_it_streams_each_choice_its_own_tool_calls(client):
+    stream = await client.chat.completions.create(
+        model="gpt-4o",
+        messages=user("get_weather please"),
+        tools=OPENAI_TOOLS,
+        stream=True,
+        n=2,
+    )
+    calls: dict[int, dict[int, dict]] = {0: {}, 1: {}}
+    async for chunk in stream:
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                call = calls[choice.index].setdefault(delta.index, {"id": "", "args": ""})
+                call["id"] += delta.id or ""
+                call["args"] += (delta.function.arguments if delta.function else "") or ""
+    assert [json.loads(c["args"]) for c in calls[0].values()] == [WEATHER_ARGS]
+    assert [json.loads(c["args"]) for c in calls[1].values()] == [WEATHER_ARGS]
+    assert calls[0][0]["id"] != calls[1][0]["id"]

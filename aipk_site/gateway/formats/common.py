@@ -261,17 +261,31 @@ def response_as_chunks(response: ChatResponse) -> list[ChatChunk]:
     """A stored ``ChatResponse`` as the chunk sequence a live stream would have produced.
 
     Thinking blocks, text in a few pieces, then one delta per tool call, then the finish
-    reason, then usage: the order the kit's adapters emit them in.
+    reason, then usage: the order the kit's adapters emit them in. Further choices
+    (``n`` > 1, ``extra_choices``) follow the first, each under its own ``choice``, before
+    the one usage chunk that counts them all.
     """
+    chunks = _choice_chunks(response, 0)
+    for index, extra in enumerate(response.extra_choices, start=1):
+        chunks.extend(_choice_chunks(extra, index))
+    chunks.append(ChatChunk(usage=replace(response.usage or Usage())))
+    return chunks
+
+
+def _choice_chunks(response: ChatResponse, choice: int) -> list[ChatChunk]:
     chunks: list[ChatChunk] = [
         # the reasoning first, each block whole (text, signature or redacted data)
-        ChatChunk(thinking=ThinkingDelta(index, part.text, part.signature, part.data))
+        ChatChunk(
+            thinking=ThinkingDelta(index, part.text, part.signature, part.data), choice=choice
+        )
         for index, part in enumerate(response.thinking)
     ]
     text = response.text or ""
     if text:
         size = max(_REPLAY_MIN_PIECE, math.ceil(len(text) / _REPLAY_PIECES))
-        chunks.extend(ChatChunk(text=text[i : i + size]) for i in range(0, len(text), size))
+        chunks.extend(
+            ChatChunk(text=text[i : i + size], choice=choice) for i in range(0, len(text), size)
+        )
     for index, call in enumerate(response.tool_calls):
         delta = ToolCallDelta(
             index=index,
@@ -280,16 +294,16 @@ def response_as_chunks(response: ChatResponse) -> list[ChatChunk]:
             arguments=call.arguments or "",
             signature=call.signature,
         )
-        chunks.append(ChatChunk(tool_calls=[delta]))
+        chunks.append(ChatChunk(tool_calls=[delta], choice=choice))
     finish = response.finish_reason or (FINISH_TOOL_CALLS if response.tool_calls else "stop")
     chunks.append(
         ChatChunk(
             finish_reason=finish,
             raw_finish_reason=response.raw_finish_reason,
             stop_sequence=response.stop_sequence,
+            choice=choice,
         )
     )
-    chunks.append(ChatChunk(usage=replace(response.usage or Usage())))
     return chunks
 
 

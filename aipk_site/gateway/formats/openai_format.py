@@ -151,10 +151,7 @@ def parse_chat_completion(
 
     messages = _parse_messages(body.get("messages"), limits)
 
-    n = bounded_int(body, "n", 1, MAX_CHOICES)
-    if n is not None and n > 1 and body.get("stream") is True:
-        # the stream encoder renders one choice; several are rendered whole replies only
-        raise invalid("more than one choice is served without streaming only", "n")
+    bounded_int(body, "n", 1, MAX_CHOICES)  # its range; the value is one of the ruled fields
     # seed, logprobs, response_format ...: ruled per provider by kit/fields.py
     ruled = openai_fields(body)
 
@@ -544,6 +541,23 @@ def openai_error_body(err: AipkError) -> dict[str, Any]:
 # -- streaming -----------------------------------------------------------------------------
 
 
+class _ChoiceState:
+    """What the encoder has sent of one choice: its role, its calls' ids and names, and
+    the finish reason it holds back until the end."""
+
+    __slots__ = ("index", "started", "finish_reason", "id_sent", "name_sent", "saw_tool_calls")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.started = False
+        # the upstream's first finish reason for this choice, sent by ``finish``
+        self.finish_reason: str | None = None
+        # per tool-call index: whether its id / name went out already
+        self.id_sent: set[int] = set()
+        self.name_sent: set[int] = set()
+        self.saw_tool_calls = False
+
+
 class OpenAIStreamEncoder:
     """Renders kit chunks as OpenAI ``chat.completion.chunk`` server-sent events.
 
@@ -553,6 +567,11 @@ class OpenAIStreamEncoder:
     so repeating them would corrupt the id), one chunk with an empty delta and
     the finish reason, an optional ``choices: []`` usage chunk, then
     ``data: [DONE]``.
+
+    With ``n`` > 1 each choice follows that grammar under its own ``index``
+    (``ChatChunk.choice``), interleaved as the upstream sent them: a role chunk
+    when a choice first appears, a finish chunk for each choice at the end, one
+    usage chunk counting them all.
 
     A call's id goes out with its first fragment: an id or signature that
     arrives later cannot be added any more (the kit's adapters send both in
@@ -568,15 +587,11 @@ class OpenAIStreamEncoder:
         self.request_id = request_id
         self.created = created
         self.include_usage = include_usage
-        self._started = False
-        # the upstream's first finish reason, sent by ``finish``
-        self._finish_reason: str | None = None
+        self._first = _ChoiceState(0)
+        # choices after the first (n > 1), by index, made when their first chunk arrives
+        self._others: dict[int, _ChoiceState] | None = None
         self._closed = False
         self._usage: Usage | None = None
-        # per tool-call index: whether its id / name went out already
-        self._id_sent: set[int] = set()
-        self._name_sent: set[int] = set()
-        self._saw_tool_calls = False
         # (before, after) the text of a content-only event, for ``chunk``'s fast path;
         # worked out on the first such chunk
         self._text_event: tuple[bytes, bytes] | None = None
@@ -586,7 +601,7 @@ class OpenAIStreamEncoder:
         """A content-only event split around its text: the bytes ``_delta`` renders
         for ``{"content": text}`` are these two around the text's own JSON."""
         marker = "\ue000"  # a private-use character, not in an id or a model name
-        event, quoted = self._delta({"content": marker}), dumps(marker)
+        event, quoted = self._delta(0, {"content": marker}), dumps(marker)
         if event.count(quoted) != 1:
             return None
         before, after = event.split(quoted)
@@ -604,24 +619,37 @@ class OpenAIStreamEncoder:
         return b"data: " + dumps(payload) + b"\n\n"
 
     def _delta(
-        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        logprobs: Any = None,
     ) -> bytes:
         return self._event(
-            [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
+            [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
         )
 
-    def _start(self) -> bytes:
-        if self._started:
+    def _start(self, state: _ChoiceState) -> bytes:
+        if state.started:
             return b""
-        self._started = True
-        return self._delta({"role": "assistant", "content": ""})
+        state.started = True
+        return self._delta(state.index, {"role": "assistant", "content": ""})
+
+    def _state(self, index: int) -> _ChoiceState:
+        if self._others is None:
+            self._others = {}
+        state = self._others.get(index)
+        if state is None:
+            state = self._others[index] = _ChoiceState(index)
+        return state
 
     def chunk(self, c: ChatChunk) -> bytes:
         if self._closed:
             return b""
         if (
-            self._started
-            and c.text
+            c.text
+            and not c.choice
+            and self._first.started
             and not c.tool_calls
             and not c.finish_reason
             and c.usage is None
@@ -635,32 +663,34 @@ class OpenAIStreamEncoder:
             if self._text_event is not None:
                 before, after = self._text_event
                 return before + dumps(c.text) + after
-        out = [self._start()]
+        state = self._state(c.choice) if c.choice else self._first
+        index = state.index
+        out = [self._start(state)]
         if c.thinking is not None and c.thinking.text:
-            out.append(self._delta({"reasoning_content": c.thinking.text}))
+            out.append(self._delta(index, {"reasoning_content": c.thinking.text}))
         if c.text or c.logprobs is not None:
-            out.append(self._delta({"content": c.text}, logprobs=c.logprobs))
-        fragments = [self._fragment(d) for d in c.tool_calls]
+            out.append(self._delta(index, {"content": c.text}, logprobs=c.logprobs))
+        fragments = [self._fragment(state, d) for d in c.tool_calls]
         fragments = [f for f in fragments if f is not None]
         if fragments:
-            self._saw_tool_calls = True
-            out.append(self._delta({"tool_calls": fragments}))
-        if c.finish_reason and self._finish_reason is None:
-            self._finish_reason = c.finish_reason
+            state.saw_tool_calls = True
+            out.append(self._delta(index, {"tool_calls": fragments}))
+        if c.finish_reason and state.finish_reason is None:
+            state.finish_reason = c.finish_reason
         if c.usage is not None:
             self._usage = c.usage
         return b"".join(out)
 
-    def _fragment(self, d: ToolCallDelta) -> dict[str, Any] | None:
+    def _fragment(self, state: _ChoiceState, d: ToolCallDelta) -> dict[str, Any] | None:
         fragment: dict[str, Any] = {"index": d.index}
         function: dict[str, Any] = {}
-        if d.index not in self._id_sent:
-            self._id_sent.add(d.index)
+        if d.index not in state.id_sent:
+            state.id_sent.add(d.index)
             # a call's first fragment names it; a provider that sent no id gets one
             fragment["id"] = public_tool_call_id(d.id or f"call_{d.index}", d.signature)
             fragment["type"] = "function"
-        if d.name and d.index not in self._name_sent:
-            self._name_sent.add(d.index)
+        if d.name and d.index not in state.name_sent:
+            state.name_sent.add(d.index)
             function["name"] = d.name
         if "name" in function or d.arguments:
             function["arguments"] = d.arguments
@@ -668,14 +698,17 @@ class OpenAIStreamEncoder:
             fragment["function"] = function
         return fragment if len(fragment) > 1 else None
 
-    def _finish_event(self, finish_reason: str | None) -> bytes:
-        return self._delta({}, openai_finish_reason(finish_reason, self._saw_tool_calls))
+    def _finish_event(self, state: _ChoiceState) -> bytes:
+        reason = openai_finish_reason(state.finish_reason, state.saw_tool_calls)
+        return self._start(state) + self._delta(state.index, {}, reason)
 
     def finish(self, usage: Usage | None = None) -> bytes:
-        """End the stream: the finish chunk if none was sent, usage if asked for, ``[DONE]``."""
+        """End the stream: each choice's finish chunk, usage if asked for, ``[DONE]``."""
         if self._closed:
             return b""
-        out = [self._start(), self._finish_event(self._finish_reason)]
+        out = [self._finish_event(self._first)]
+        if self._others:
+            out.extend(self._finish_event(s) for _, s in sorted(self._others.items()))
         if self.include_usage:
             final = usage or self._usage or Usage()
             out.append(self._event([], usage=_usage_dict(final)))

@@ -151,6 +151,12 @@ class GeminiAdapter(BaseAdapter):
         )
 
     def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        if stream and request.n is not None and request.n > 1:
+            # candidateCount is served whole (generateContent) only: the stream decoder
+            # reads one candidate, so several would be merged into one answer
+            raise fields.UnsupportedFieldError(
+                "n", self.name, self.rules_type, "more than one choice in a whole reply only"
+            )
         system, contents = messages_to_gemini(request.messages)
         body: dict[str, Any] = {"contents": contents}
         if system:

@@ -303,43 +303,62 @@ class OpenAIStreamDecoder(StreamDecoder):
         if data.get("error"):
             # mid-stream failure after a 200 (OpenRouter documents this shape)
             raise self.adapter.classify_error(_status_of(data["error"]), data, {})
-        chunk = ChatChunk()
-        choices = data.get("choices") or []
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta") or {}
-            chunk.text = delta.get("content") or ""
-            reasoning = reasoning_of(delta)
-            if reasoning:
-                chunk.thinking = ThinkingDelta(index=0, text=reasoning)
-            for call in delta.get("tool_calls") or []:
-                function = call.get("function") or {}
-                chunk.tool_calls.append(
-                    ToolCallDelta(
-                        index=call.get("index", 0),
-                        id=call.get("id"),
-                        name=function.get("name"),
-                        arguments=function.get("arguments") or "",
-                    )
+        out: list[ChatChunk] = []
+        # n > 1: the choices come interleaved, each chunk naming its own by index (one
+        # event may carry several); each becomes a kit chunk of that choice
+        for choice in data.get("choices") or ():
+            if not isinstance(choice, dict):
+                raise errors.ProtocolError(
+                    f"{self.adapter.name}: malformed stream chunk", provider=self.adapter.name
                 )
-            chunk.logprobs = choice.get("logprobs")
-            raw_finish = choice.get("finish_reason")
-            if raw_finish:
-                self.finished = True
-                chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
-                chunk.raw_finish_reason = raw_finish
-                chunk.stop_sequence = _matched_stop(choice)
-        chunk.usage = usage_from_openai(data.get("usage"))
+            chunk = self._chunk_of(choice)
+            if chunk is not None:
+                out.append(chunk)
+        usage = usage_from_openai(data.get("usage"))
+        if usage is not None:
+            # usage counts every choice; it rides on the event's first chunk, or its own
+            if out:
+                out[0].usage = usage
+            else:
+                out.append(ChatChunk(usage=usage))
+        return out
+
+    def _chunk_of(self, choice: dict[str, Any]) -> ChatChunk | None:
+        chunk = ChatChunk()
+        index = choice.get("index")
+        if index and isinstance(index, int):
+            chunk.choice = index
+        delta = choice.get("delta") or {}
+        chunk.text = delta.get("content") or ""
+        reasoning = reasoning_of(delta)
+        if reasoning:
+            chunk.thinking = ThinkingDelta(index=0, text=reasoning)
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") or {}
+            chunk.tool_calls.append(
+                ToolCallDelta(
+                    index=call.get("index", 0),
+                    id=call.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments") or "",
+                )
+            )
+        chunk.logprobs = choice.get("logprobs")
+        raw_finish = choice.get("finish_reason")
+        if raw_finish:
+            self.finished = True
+            chunk.finish_reason = FINISH_REASONS.get(raw_finish, raw_finish)
+            chunk.raw_finish_reason = raw_finish
+            chunk.stop_sequence = _matched_stop(choice)
         if (
             chunk.text
             or chunk.thinking
             or chunk.tool_calls
             or chunk.finish_reason
-            or chunk.usage
             or chunk.logprobs
         ):
-            return [chunk]
-        return []
+            return chunk
+        return None
 
 
 def _matched_stop(choice: dict[str, Any]) -> str | None:
