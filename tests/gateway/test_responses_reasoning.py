@@ -14,8 +14,16 @@ import openai
 import pytest
 from openai.types.responses import Response, ResponseReasoningItem
 
+from aipk_site.gateway.formats.responses_format import (
+    ResponsesStreamEncoder,
+    decode_thinking,
+    encode_thinking,
+    messages_from_items,
+)
 from aipk_site.gateway.response_store import responses_flush, responses_forget_recent
+from providers_app.kit.types import ChatChunk, ThinkingDelta, ThinkingPart, ToolCallDelta, Usage
 from providers_app.simulator import thinking
+from tests.gateway.test_responses_format import LIMITS, events_of, frame, through_the_sdk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -321,3 +329,89 @@ def test_it_refuses_a_bad_reasoning_field_naming_it(world, gateway_server, body,
             **{"model": world.model("anthropic"), "input": "hi", **body}
         )
     assert caught.value.body["param"] == param
+
+
+# -- the format on its own ------------------------------------------------------------------
+
+
+def test_it_streams_several_thinking_blocks_as_summary_parts_the_sdk_accumulates():
+    completed: list[dict] = []
+    encoder = ResponsesStreamEncoder(frame(include=ENCRYPTED), completed.append)
+    data = b"".join(
+        [
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(0, text="First "))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(0, text="thought."))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(0, signature="sig-0"))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(1, data="opaque"))),
+            encoder.chunk(ChatChunk(thinking=ThinkingDelta(2, text="Second.", signature="s2"))),
+            encoder.chunk(ChatChunk(tool_calls=[ToolCallDelta(0, "call_a", "get_weather", "{}")])),
+            encoder.chunk(ChatChunk(finish_reason="tool_calls")),
+            encoder.finish(Usage(prompt_tokens=3, completion_tokens=5)),
+        ]
+    )
+    events = events_of(data)
+    summary_events = [
+        (e["type"].removeprefix("response.reasoning_summary_"), e["summary_index"])
+        for e in events
+        if e["type"].startswith("response.reasoning_summary_")
+    ]
+    assert summary_events == [
+        ("part.added", 0),
+        ("text.delta", 0),
+        ("text.delta", 0),
+        ("text.done", 0),
+        ("part.done", 0),
+        ("part.added", 1),
+        ("text.delta", 1),
+        ("text.done", 1),
+        ("part.done", 1),
+    ]
+    final = through_the_sdk(events)._completed_response
+    assert final is not None
+    reasoning, call = final.output
+    assert [s.text for s in reasoning.summary] == ["First thought.", "Second."]
+    assert call.type == "function_call"
+    parts = decode_thinking(reasoning.encrypted_content, "x")
+    assert parts == [
+        ThinkingPart(text="First thought.", signature="sig-0"),
+        ThinkingPart(data="opaque"),
+        ThinkingPart(text="Second.", signature="s2"),
+    ]
+    # what is kept is the same item
+    assert completed[0]["output"][0]["encrypted_content"] == reasoning.encrypted_content
+
+
+def test_it_hides_encrypted_content_from_a_stream_that_did_not_include_it_but_keeps_it():
+    completed: list[dict] = []
+    encoder = ResponsesStreamEncoder(frame(), completed.append)
+    data = encoder.chunk(
+        ChatChunk(thinking=ThinkingDelta(0, text="hm", signature="sig"))
+    ) + encoder.finish(Usage())
+    final = through_the_sdk(events_of(data))._completed_response
+    assert final is not None
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert final.output[0].encrypted_content is None
+    kept = decode_thinking(completed[0]["output"][0]["encrypted_content"], "x")
+    assert kept == [ThinkingPart(text="hm", signature="sig")]
+
+
+def test_it_gives_a_reasoning_items_blocks_to_the_assistant_turn_that_follows_it():
+    signed = [ThinkingPart(text="hm", signature="sig")]
+    items = [
+        {"role": "user", "content": "q"},
+        {"type": "reasoning", "summary": [], "encrypted_content": encode_thinking(signed)},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "r"},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "plain"}]},
+        {"role": "assistant", "content": "done"},
+        {"type": "reasoning", "summary": []},  # no turn follows: nothing to carry
+        {"role": "user", "content": "next"},
+    ]
+    messages = messages_from_items(items, LIMITS)
+    assert [(m.role, m.thinking) for m in messages] == [
+        ("user", []),
+        ("assistant", signed),
+        ("tool", []),
+        ("assistant", [ThinkingPart(text="plain")]),
+        ("user", []),
+    ]
