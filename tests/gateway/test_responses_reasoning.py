@@ -404,8 +404,10 @@ def test_it_gives_a_reasoning_items_blocks_to_the_assistant_turn_that_follows_it
         {"type": "function_call_output", "call_id": "c1", "output": "r"},
         {"type": "reasoning", "summary": [{"type": "summary_text", "text": "plain"}]},
         {"role": "assistant", "content": "done"},
-        {"type": "reasoning", "summary": []},  # no turn follows: nothing to carry
+        # no assistant turn right after it: nothing to carry it, not even the next one
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "cut short"}]},
         {"role": "user", "content": "next"},
+        {"role": "assistant", "content": "sure"},
     ]
     messages = messages_from_items(items, LIMITS)
     assert [(m.role, m.thinking) for m in messages] == [
@@ -414,4 +416,5 @@ def test_it_gives_a_reasoning_items_blocks_to_the_assistant_turn_that_follows_it
         ("tool", []),
         ("assistant", [ThinkingPart(text="plain")]),
         ("user", []),
+        ("assistant", []),
     ]

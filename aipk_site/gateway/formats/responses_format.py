@@ -36,8 +36,9 @@ A ``reasoning`` input item becomes the kit's ``ThinkingPart``s of the assistant 
 that follows it, so a tool round trip by full input list gives Anthropic its signed
 blocks back; without ``encrypted_content`` it carries only its summary text, no
 signature, and an Anthropic route leaves it out (a thinking block without its
-signature is refused by Anthropic). One that no assistant item follows has no turn to
-belong to and is left out (as OpenAI only keeps reasoning that precedes an answer).
+signature is refused by Anthropic). One that an assistant item does not directly
+follow has no turn to belong to and is left out (as OpenAI only keeps reasoning that
+precedes an answer).
 
 Every other field, built-in tools (web_search, file_search, computer_use, ...) and
 item types the gateway cannot translate (item references, built-in tool calls) are a
@@ -318,8 +319,10 @@ def messages_from_items(
         if kind == "message":
             message = _message(item, where, tally)
             size = len(message.content or "")
-            if message.role == "assistant" and thinking:
-                message.thinking, thinking = thinking, []
+            if message.role == "assistant":
+                message.thinking = thinking
+            # reasoning belongs to the assistant turn right after it, or to none
+            thinking = []
             out.append(message)
         elif kind == "function_call":
             call = _function_call(item, where)
@@ -341,6 +344,7 @@ def messages_from_items(
         elif kind == "function_call_output":
             message = _function_output(item, where, names)
             size = len(message.content or "")
+            thinking = []
             out.append(message)
         elif kind is None:
             raise invalid("is required", f"{where}.type")
@@ -677,13 +681,11 @@ def _reasoning(value: Any) -> dict[str, Any]:
         raise invalid(not_one_of(effort, REASONING_EFFORTS), "reasoning.effort")
     # the reasoning item's summary is the provider's own thinking text whatever is
     # asked (Anthropic and Gemini decide its detail); the ask is checked and echoed
-    summary = value.get("summary")
-    for key in ("summary", "generate_summary"):
+    for key in ("summary", "generate_summary"):  # generate_summary: the older name
         asked = value.get(key)
         if asked is not None and asked not in _SUMMARIES:
             raise invalid(not_one_of(asked, _SUMMARIES), f"reasoning.{key}")
-        summary = summary or asked
-    return {"effort": effort, "summary": summary}
+    return {"effort": effort, "summary": value.get("summary") or value.get("generate_summary")}
 
 
 def _metadata(value: Any) -> dict[str, str]:
