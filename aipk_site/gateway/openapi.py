@@ -207,7 +207,7 @@ _EMBEDDINGS_BODY = {
 
 
 # OpenAI's Responses body (formats/responses_format.py parses it; any other field is a
-# 400 naming it, and include / truncation / background take only their default value)
+# 400 naming it, and truncation / background take only their default value)
 _RESPONSES_BODY = {
     "type": "object",
     "required": ["model", "input"],
@@ -224,7 +224,7 @@ _RESPONSES_BODY = {
                 {"type": "array", "minItems": 1, "items": {"type": "object"}},
             ],
             "description": "a user message, or message / function_call / "
-            "function_call_output items",
+            "function_call_output / reasoning items",
         },
         "instructions": {"type": "string"},
         "max_output_tokens": {"type": "integer", "minimum": 1},
@@ -250,7 +250,8 @@ _RESPONSES_BODY = {
         "reasoning": {
             "type": "object",
             "properties": {
-                "effort": {"type": "string", "enum": ["minimal", "low", "medium", "high"]}
+                "effort": {"type": "string", "enum": ["minimal", "low", "medium", "high"]},
+                "summary": {"type": "string", "enum": ["auto", "concise", "detailed"]},
             },
         },
         "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -259,7 +260,12 @@ _RESPONSES_BODY = {
         "store": {"type": "boolean", "description": "false: not kept (default true)"},
         "previous_response_id": {"type": "string", "minLength": 1},
         "stream": {"type": "boolean"},
-        "include": {"type": "array", "maxItems": 0},
+        "include": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["reasoning.encrypted_content"]},
+            "description": "reasoning.encrypted_content: reasoning items carry the "
+            "signed thinking blocks to send back",
+        },
         "truncation": {"type": "string", "enum": ["disabled"]},
         "background": {"type": "boolean", "enum": [False]},
     },

@@ -15,6 +15,12 @@ request naming it in ``previous_response_id`` continues that conversation -- its
 input items and output items come before the new input, as OpenAI does (the earlier
 ``instructions`` are not carried over). A tenant can only read, continue or delete
 its own responses; any other id is a 404, the same as an unknown one.
+
+The model's reasoning is kept with the conversation in full: a stored reasoning item
+keeps its ``encrypted_content`` (the provider's signed thinking blocks) even when the
+client did not ask for it in ``include`` and so never saw it, so a tool round trip
+continued by ``previous_response_id`` gives Anthropic its signed blocks back. The
+stored response object (what ``GET`` answers) is the one the client was sent.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from aipk_site.gateway.formats.responses_format import (
     ResponsesStreamEncoder,
     messages_from_items,
     parse_responses,
+    public,
     render_response,
 )
 from aipk_site.gateway.key_auth import KeyContext
@@ -99,7 +106,9 @@ async def prepare(ctx: KeyContext, raw: Any, limits: InputLimits, request_id: st
     return Prepared(call, body, frame, history)
 
 
-def _keep(prepared: Prepared, response: dict[str, Any]) -> None:
+def _keep(prepared: Prepared, kept: dict[str, Any]) -> None:
+    """Store the response: ``kept`` is its kept form (reasoning items with their
+    encrypted_content), whose output continues the conversation."""
     if not prepared.body.store:
         return
     ctx = prepared.call.ctx
@@ -108,17 +117,17 @@ def _keep(prepared: Prepared, response: dict[str, Any]) -> None:
         tenant_id=ctx.tenant_id,
         key_id=ctx.key_id,
         model=prepared.frame.model,
-        items=[*prepared.history, *prepared.body.items, *response["output"]],
-        response=response,
+        items=[*prepared.history, *prepared.body.items, *kept["output"]],
+        response=public(prepared.frame, kept),
     )
 
 
 async def reply(prepared: Prepared) -> tuple[dict[str, Any], dict[str, str]]:
     """The whole ``response`` object and the answer's headers; stored when asked."""
     answered = await gateway_reply(prepared.call)
-    body = render_response(prepared.frame, answered.response)
-    _keep(prepared, body)
-    return body, answered.headers
+    kept = render_response(prepared.frame, answered.response)
+    _keep(prepared, kept)
+    return public(prepared.frame, kept), answered.headers
 
 
 async def open_stream(prepared: Prepared) -> tuple[StreamReply, ResponsesStreamEncoder]:

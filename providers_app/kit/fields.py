@@ -237,7 +237,8 @@ FIELDS: tuple[FieldRule, ...] = (
                    "other provider, by design: their signatures are valid only for the "
                    "provider that produced them (the one place a field is dropped). Replies' "
                    "thinking: Anthropic blocks on /v1/messages, `reasoning_content` on "
-                   "/v1/chat/completions."),
+                   "/v1/chat/completions, `reasoning` items on /v1/responses (signed blocks "
+                   "in `encrypted_content`)."),
 )
 # fmt: on
 

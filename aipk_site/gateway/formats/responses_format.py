@@ -21,16 +21,34 @@ The request becomes the kit's ``ChatRequest``, so every chat provider can serve 
   (providers_app/kit/fields.py, which names them as this format spells them);
 - ``metadata``, ``store``, ``previous_response_id``, ``stream``: the gateway's own
   (aipk_site/gateway/responses.py stores and continues conversations);
-- ``include`` (empty), ``truncation`` ("disabled"), ``background`` (false): accepted
-  only with the value that asks for nothing.
+- ``include``: ``"reasoning.encrypted_content"`` (or nothing); ``truncation``
+  ("disabled"), ``background`` (false): accepted only with the value that asks for
+  nothing.
+
+The model's visible reasoning (Anthropic thinking, Gemini thought summaries, an
+OpenAI-wire provider's ``reasoning_content``) is rendered as one ``reasoning`` output
+item before the answer: its ``summary`` holds the thinking text (one ``summary_text``
+per block; a redacted block has none) and, when ``include`` asks for
+``reasoning.encrypted_content``, ``encrypted_content`` holds the blocks as the provider
+must get them back (Anthropic's signatures, redacted data): ``aipk1_`` + base64url of a
+small JSON, opaque to the client, carrying nothing the client was not already sent.
+A ``reasoning`` input item becomes the kit's ``ThinkingPart``s of the assistant turn
+that follows it, so a tool round trip by full input list gives Anthropic its signed
+blocks back; without ``encrypted_content`` it carries only its summary text, no
+signature, and an Anthropic route leaves it out (a thinking block without its
+signature is refused by Anthropic). One that an assistant item does not directly
+follow has no turn to belong to and is left out (as OpenAI only keeps reasoning that
+precedes an answer).
 
 Every other field, built-in tools (web_search, file_search, computer_use, ...) and
-item types the gateway cannot translate (reasoning items, item references) are a 400
-naming them; nothing is dropped silently.
+item types the gateway cannot translate (item references, built-in tool calls) are a
+400 naming them; nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 from collections.abc import Callable
@@ -59,6 +77,8 @@ from providers_app.kit.types import (
     ResponseFormat,
     Role,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -85,8 +105,12 @@ from .media import DOCUMENT_TYPES, IMAGE_TYPES, MediaTally, check_url, parse_dat
 __all__ = [
     "ResponsesBody",
     "ResponsesStreamEncoder",
+    "decode_thinking",
+    "encode_thinking",
     "messages_from_items",
     "parse_responses",
+    "public",
+    "public_output",
     "render_response",
 ]
 
@@ -110,17 +134,22 @@ _FIELDS = frozenset(
         "previous_response_id",
         "stream",
         "service_tier",
+        "include",
     }
 )
 # Fields accepted only with the value that asks for nothing (what SDKs and agent
 # frameworks send by default); anything else in them is refused by name.
 _NEUTRAL: dict[str, Callable[[Any], bool]] = {
-    "include": lambda v: v is None or v == [],
     "truncation": lambda v: v is None or v == "disabled",
     "background": lambda v: v is None or v is False,
     "stream_options": lambda v: v is None or v == {},
 }
 _ROLES = ("user", "assistant", "system", "developer")
+# the one ``include`` value the gateway serves: reasoning items' encrypted_content
+INCLUDE_ENCRYPTED = "reasoning.encrypted_content"
+_SUMMARIES = ("auto", "concise", "detailed")
+# encrypted_content as aipk writes it (not OpenAI's: the blocks of another provider)
+ENCRYPTED_PREFIX = "aipk1_"
 _FORMAT_TYPES = ("text", "json_object", "json_schema")
 _DETAILS = ("auto", "low", "high")
 MAX_METADATA_KEYS = 16
@@ -147,6 +176,8 @@ class ResponsesBody:
     store: bool
     metadata: dict[str, str]
     echo: dict[str, Any] = field(default_factory=dict)
+    # ``include`` asked for reasoning.encrypted_content: reasoning items show it
+    include_encrypted: bool = False
 
 
 def parse_responses(body: Any, limits: InputLimits) -> ResponsesBody:
@@ -188,6 +219,7 @@ def parse_responses(body: Any, limits: InputLimits) -> ResponsesBody:
     tier = body.get("service_tier")
     if tier is not None and (not isinstance(tier, str) or not tier):
         raise invalid(f"must be a non-empty string, got {json_type(tier)}", "service_tier")
+    include_encrypted = _include(body.get("include"))
     text, response_format = _text(body.get("text"))
     reasoning = _reasoning(body.get("reasoning"))
     max_output_tokens = bounded_int(body, "max_output_tokens", 1, MAX_OUTPUT_TOKENS)
@@ -229,6 +261,7 @@ def parse_responses(body: Any, limits: InputLimits) -> ResponsesBody:
         store=store is not False,
         metadata=_metadata(body.get("metadata")),
         echo=echo,
+        include_encrypted=include_encrypted,
     )
 
 
@@ -264,7 +297,9 @@ def messages_from_items(
     """Responses input items as the kit's messages, in order: consecutive
     ``function_call`` items join the assistant turn before them (one turn that called
     several tools), a ``function_call_output`` becomes a tool message named after its
-    call (Gemini needs the name)."""
+    call (Gemini needs the name), a ``reasoning`` item's blocks go to the assistant
+    turn the next assistant item starts or joins (sent back before its text and tool
+    calls, as Anthropic requires)."""
     if len(items) > limits.max_messages:
         raise invalid(f"has {len(items)} items; the limit is {limits.max_messages}", base)
     out: list[Message] = []
@@ -272,6 +307,8 @@ def messages_from_items(
         out.append(Message(role="system", content=instructions))
     names: dict[str, str] = {}
     tally = MediaTally(limits)
+    # the reasoning read since the last assistant item, waiting for its turn
+    thinking: list[ThinkingPart] = []
     for i, item in enumerate(items):
         where = f"{base}[{i}]"
         if not isinstance(item, dict):
@@ -282,6 +319,10 @@ def messages_from_items(
         if kind == "message":
             message = _message(item, where, tally)
             size = len(message.content or "")
+            if message.role == "assistant":
+                message.thinking = thinking
+            # reasoning belongs to the assistant turn right after it, or to none
+            thinking = []
             out.append(message)
         elif kind == "function_call":
             call = _function_call(item, where)
@@ -289,23 +330,104 @@ def messages_from_items(
             last = out[-1] if out else None
             if last is not None and last.role == "assistant":
                 last.tool_calls.append(call)
+                last.thinking.extend(thinking)
             else:
-                out.append(Message(role="assistant", content=None, tool_calls=[call]))
+                out.append(
+                    Message(role="assistant", content=None, tool_calls=[call], thinking=thinking)
+                )
+            thinking = []
             size = len(call.arguments) + len(call.name)
+        elif kind == "reasoning":
+            parts = reasoning_parts(item, where)
+            thinking.extend(parts)
+            size = sum(len(p.text) + len(p.signature or "") + len(p.data or "") for p in parts)
         elif kind == "function_call_output":
             message = _function_output(item, where, names)
             size = len(message.content or "")
+            thinking = []
             out.append(message)
         elif kind is None:
             raise invalid("is required", f"{where}.type")
         else:
             raise unsupported(
                 f"{where}.type",
-                f"{kind!r} items are not supported: send message, function_call and "
-                "function_call_output items",
+                f"{kind!r} items are not supported: send message, function_call, "
+                "function_call_output and reasoning items",
             )
         check_message_size(size, limits, where)
     return out
+
+
+# -- reasoning items ----------------------------------------------------------------------
+
+
+def encode_thinking(parts: list[ThinkingPart]) -> str:
+    """The blocks as a reasoning item's ``encrypted_content``: what the provider needs
+    back (text and signature, or a redacted block's data), nothing else."""
+    blocks = [
+        {"data": p.data} if p.redacted else {"text": p.text, "signature": p.signature}
+        for p in parts
+    ]
+    raw = json.dumps(blocks, ensure_ascii=False, separators=(",", ":")).encode()
+    return ENCRYPTED_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_thinking(value: str, param: str) -> list[ThinkingPart]:
+    """``encrypted_content`` back as blocks; a 400 naming ``param`` for anything aipk
+    did not write (another service's encrypted reasoning means nothing here)."""
+    bad = invalid("is not reasoning content issued by aipk (send it back unchanged)", param)
+    if not value.startswith(ENCRYPTED_PREFIX):
+        raise bad
+    encoded = value[len(ENCRYPTED_PREFIX) :]
+    try:
+        blocks = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not isinstance(blocks, list):
+        raise bad
+    parts = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            raise bad
+        data, text, signature = block.get("data"), block.get("text"), block.get("signature")
+        if isinstance(data, str) and set(block) == {"data"}:
+            parts.append(ThinkingPart(data=data))
+        elif (
+            isinstance(text, str)
+            and (signature is None or isinstance(signature, str))
+            and set(block) <= {"text", "signature"}
+        ):
+            parts.append(ThinkingPart(text=text, signature=signature))
+        else:
+            raise bad
+    return parts
+
+
+def reasoning_parts(item: dict[str, Any], where: str) -> list[ThinkingPart]:
+    """A reasoning item's blocks: from its encrypted_content when it has one (signed,
+    as the provider sent them), else its summary text (unsigned)."""
+    summary = item.get("summary")
+    if summary is None:
+        summary = []
+    if not isinstance(summary, list):
+        raise invalid(f"must be an array, got {json_type(summary)}", f"{where}.summary")
+    texts = []
+    for k, part in enumerate(summary):
+        at = f"{where}.summary[{k}]"
+        if not isinstance(part, dict) or part.get("type") != "summary_text":
+            raise invalid("must be a summary_text part", at)
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise invalid(f"must be a string, got {json_type(text)}", f"{at}.text")
+        texts.append(text)
+    encrypted = item.get("encrypted_content")
+    if encrypted is not None:
+        if not isinstance(encrypted, str):
+            raise invalid(
+                f"must be a string, got {json_type(encrypted)}", f"{where}.encrypted_content"
+            )
+        return decode_thinking(encrypted, f"{where}.encrypted_content")
+    return [ThinkingPart(text=text) for text in texts]
 
 
 def _message(item: dict[str, Any], where: str, tally: MediaTally) -> Message:
@@ -532,6 +654,20 @@ def _text(value: Any) -> tuple[dict[str, Any], ResponseFormat | None]:
     return {"format": echo}, rf
 
 
+def _include(value: Any) -> bool:
+    """Whether ``include`` asks for reasoning.encrypted_content (the one value served)."""
+    if value is None:
+        return False
+    if not isinstance(value, list):
+        raise invalid(f"must be an array, got {json_type(value)}", "include")
+    for entry in value:
+        if entry != INCLUDE_ENCRYPTED:
+            raise unsupported(
+                "include", f"{entry!r} is not supported: only {INCLUDE_ENCRYPTED!r} is"
+            )
+    return bool(value)
+
+
 def _reasoning(value: Any) -> dict[str, Any]:
     if value is None:
         return {"effort": None, "summary": None}
@@ -540,13 +676,16 @@ def _reasoning(value: Any) -> dict[str, Any]:
     for key in value:
         if key not in ("effort", "summary", "generate_summary"):
             raise unsupported(f"reasoning.{key}", "is not supported by aipk's /v1/responses")
-        if key != "effort" and value[key] is not None:
-            # the gateway renders no reasoning items, so it cannot give a summary
-            raise unsupported(f"reasoning.{key}", "reasoning summaries are not supported")
     effort = value.get("effort")
     if effort is not None and effort not in REASONING_EFFORTS:
         raise invalid(not_one_of(effort, REASONING_EFFORTS), "reasoning.effort")
-    return {"effort": effort, "summary": None}
+    # the reasoning item's summary is the provider's own thinking text whatever is
+    # asked (Anthropic and Gemini decide its detail); the ask is checked and echoed
+    for key in ("summary", "generate_summary"):  # generate_summary: the older name
+        asked = value.get(key)
+        if asked is not None and asked not in _SUMMARIES:
+            raise invalid(not_one_of(asked, _SUMMARIES), f"reasoning.{key}")
+    return {"effort": effort, "summary": value.get("summary") or value.get("generate_summary")}
 
 
 def _metadata(value: Any) -> dict[str, str]:
@@ -608,6 +747,36 @@ def _text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def _summary_part(text: str) -> dict[str, Any]:
+    return {"type": "summary_text", "text": text}
+
+
+def _reasoning_item(
+    item_id: str, parts: list[ThinkingPart], status: str = "completed"
+) -> dict[str, Any]:
+    """The reasoning item as aipk keeps it: always with its encrypted_content (a stored
+    conversation must send the signed blocks back); ``public_output`` shows that only
+    to a request whose ``include`` asked for it."""
+    return {
+        "id": item_id,
+        "type": "reasoning",
+        "summary": [_summary_part(p.text) for p in parts if p.text],
+        "encrypted_content": encode_thinking(parts),
+        "status": status,
+    }
+
+
+def _public_item(item: dict[str, Any], include_encrypted: bool) -> dict[str, Any]:
+    if include_encrypted or item.get("type") != "reasoning":
+        return item
+    return {**item, "encrypted_content": None}
+
+
+def public_output(output: list[dict[str, Any]], include_encrypted: bool) -> list[dict[str, Any]]:
+    """The output items as the client sees them (``include`` decides encrypted_content)."""
+    return [_public_item(item, include_encrypted) for item in output]
+
+
 def _call_item(
     item_id: str, call_id: str, name: str, arguments: str, status: str
 ) -> dict[str, Any]:
@@ -639,6 +808,8 @@ class ResponseFrame:
         incomplete: dict[str, str] | None = None,
         error: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """The response object with ``output`` as given (the kept form: the caller
+        applies ``public_output`` for what the client sees)."""
         body = self.body
         return {
             "id": self.response_id,
@@ -661,9 +832,13 @@ class ResponseFrame:
 
 
 def render_response(frame: ResponseFrame, response: ChatResponse) -> dict[str, Any]:
-    """The ``response`` object of a finished reply: a message item with the text (when
-    there is any), then one function_call item per tool call."""
+    """The ``response`` object of a finished reply, in its kept form (``public``
+    gives the client's): a reasoning item when the reply has thinking, a message
+    item with the text (when there is any), then one function_call item per tool
+    call."""
     output: list[dict[str, Any]] = []
+    if response.thinking:
+        output.append(_reasoning_item(new_item_id("rs"), response.thinking))
     if response.text or not response.tool_calls:
         output.append(_message_item(new_item_id("msg"), response.text))
     for call in response.tool_calls:
@@ -680,6 +855,11 @@ def render_response(frame: ResponseFrame, response: ChatResponse) -> dict[str, A
     return frame.render(output, status=status, usage=response.usage, incomplete=incomplete)
 
 
+def public(frame: ResponseFrame, response: dict[str, Any]) -> dict[str, Any]:
+    """A kept response object as the client sees it."""
+    return {**response, "output": public_output(response["output"], frame.body.include_encrypted)}
+
+
 # -- streaming -----------------------------------------------------------------------------
 
 
@@ -690,12 +870,35 @@ class _OpenCall:
     arguments: list[str]
 
 
+@dataclass(slots=True)
+class _OpenReasoning:
+    output_index: int
+    item: dict[str, Any]
+    # per thinking block (ThinkingDelta.index): [text pieces, signature, data]
+    blocks: dict[int, list[Any]] = field(default_factory=dict)
+    # the block whose summary part is open, and that part's summary_index
+    open_block: int | None = None
+    summary_index: int = -1
+
+    def parts(self) -> list[ThinkingPart]:
+        return [
+            ThinkingPart(text="".join(b[0]), signature=b[1], data=b[2])
+            for _, b in sorted(self.blocks.items())
+        ]
+
+
 class ResponsesStreamEncoder:
     """Renders kit chunks as the Responses API's typed server-sent events.
 
     The grammar of api.openai.com, which the SDK's ``ResponseStreamState`` checks:
     ``response.created`` and ``response.in_progress`` (the response so far, no
-    output), then per output item ``response.output_item.added``; for the message
+    output), then per output item ``response.output_item.added``; for reasoning
+    ``response.reasoning_summary_part.added`` and
+    ``response.reasoning_summary_text.delta`` per thinking block with text, each
+    part closed (``response.reasoning_summary_text.done``,
+    ``response.reasoning_summary_part.done``) when the next begins, and the item
+    closed (``response.output_item.done``, now with its encrypted_content) as soon as
+    the answer begins, as OpenAI streams it; for the message
     ``response.content_part.added`` and ``response.output_text.delta`` per text chunk;
     for a function call ``response.function_call_arguments.delta`` per fragment; at
     the end every open item is closed (``response.output_text.done``,
@@ -705,8 +908,9 @@ class ResponsesStreamEncoder:
     stream with ``response.failed`` and nothing after it. Every event carries its
     ``sequence_number``.
 
-    ``on_complete`` gets the final response object (the gateway stores it); it is
-    not called for a failed stream.
+    ``on_complete`` gets the final response object in its kept form (the gateway
+    stores it; reasoning items keep their encrypted_content whatever ``include``
+    said); it is not called for a failed stream.
     """
 
     def __init__(
@@ -724,6 +928,8 @@ class ResponsesStreamEncoder:
         self._message_index = -1
         self._text: list[str] = []
         self._calls: dict[int, _OpenCall] = {}
+        self._reasoning: _OpenReasoning | None = None
+        self._include = frame.body.include_encrypted
         self._finish: str | None = None
         self._usage: Usage | None = None
 
@@ -764,6 +970,10 @@ class ResponsesStreamEncoder:
         if self._closed:
             return b""
         out = [self._start()]
+        if c.thinking is not None:
+            out.append(self._thinking(c.thinking))
+        if (c.text or c.tool_calls) and self._reasoning is not None:
+            out.append(self._close_reasoning())
         if c.text:
             if self._message is None:
                 out.append(self._open_message())
@@ -788,6 +998,79 @@ class ResponsesStreamEncoder:
         if c.usage is not None:
             self._usage = c.usage
         return b"".join(out)
+
+    def _thinking(self, d: ThinkingDelta) -> bytes:
+        out = []
+        open_ = self._reasoning
+        if open_ is None:
+            item = _reasoning_item(new_item_id("rs"), [], status="in_progress")
+            item["encrypted_content"] = None  # known once the blocks are whole
+            open_ = self._reasoning = _OpenReasoning(len(self._outputs), item)
+            self._outputs.append(item)
+            out.append(
+                self._event(
+                    "response.output_item.added",
+                    {"output_index": open_.output_index, "item": dict(item)},
+                )
+            )
+        block = open_.blocks.setdefault(d.index, [[], None, None])
+        if d.signature:
+            block[1] = d.signature
+        if d.data is not None:
+            block[2] = d.data
+        if not d.text:
+            return b"".join(out)
+        where = {"item_id": open_.item["id"], "output_index": open_.output_index}
+        if open_.open_block != d.index:
+            out.append(self._close_summary_part(open_))
+            open_.open_block = d.index
+            open_.summary_index += 1
+            out.append(
+                self._event(
+                    "response.reasoning_summary_part.added",
+                    {**where, "summary_index": open_.summary_index, "part": _summary_part("")},
+                )
+            )
+        block[0].append(d.text)
+        out.append(
+            self._event(
+                "response.reasoning_summary_text.delta",
+                {**where, "summary_index": open_.summary_index, "delta": d.text},
+            )
+        )
+        return b"".join(out)
+
+    def _close_summary_part(self, open_: _OpenReasoning) -> bytes:
+        if open_.open_block is None:
+            return b""
+        text = "".join(open_.blocks[open_.open_block][0])
+        where = {
+            "item_id": open_.item["id"],
+            "output_index": open_.output_index,
+            "summary_index": open_.summary_index,
+        }
+        open_.open_block = None
+        return self._event(
+            "response.reasoning_summary_text.done", {**where, "text": text}
+        ) + self._event(
+            "response.reasoning_summary_part.done", {**where, "part": _summary_part(text)}
+        )
+
+    def _close_reasoning(self) -> bytes:
+        open_ = self._reasoning
+        if open_ is None:
+            return b""
+        self._reasoning = None
+        out = self._close_summary_part(open_)
+        # the kept item, filled in place (self._outputs holds it)
+        open_.item.update(_reasoning_item(open_.item["id"], open_.parts()))
+        return out + self._event(
+            "response.output_item.done",
+            {
+                "output_index": open_.output_index,
+                "item": _public_item(open_.item, self._include),
+            },
+        )
 
     def _call_delta(self, d: ToolCallDelta) -> bytes:
         out = []
@@ -828,6 +1111,8 @@ class ResponsesStreamEncoder:
         out = []
         calls = {call.output_index: call for call in self._calls.values()}
         for index, item in enumerate(self._outputs):
+            if item["type"] == "reasoning":
+                continue  # closed when the answer began (_close_reasoning)
             if item is self._message:
                 text = "".join(self._text)
                 item_id = item["id"]
@@ -865,8 +1150,8 @@ class ResponsesStreamEncoder:
     def finish(self, usage: Usage | None = None) -> bytes:
         if self._closed:
             return b""
-        out = [self._start()]
-        if not self._outputs:
+        out = [self._start(), self._close_reasoning()]
+        if self._message is None and not self._calls:
             out.append(self._open_message())  # an empty reply is an empty message
         out.extend(self._close_items())
         status, incomplete = _status(self._finish)
@@ -877,7 +1162,7 @@ class ResponsesStreamEncoder:
             incomplete=incomplete,
         )
         kind = "response.completed" if status == "completed" else "response.incomplete"
-        out.append(self._event(kind, {"response": final}))
+        out.append(self._event(kind, {"response": public(self.frame, final)}))
         self._closed = True
         if self.on_complete is not None:
             self.on_complete(final)
@@ -890,6 +1175,11 @@ class ResponsesStreamEncoder:
         out = [self._start()]
         self._closed = True
         error = {"code": err.code, "message": err.message}
-        failed = self.frame.render(self._outputs, status="failed", usage=self._usage, error=error)
+        failed = self.frame.render(
+            public_output(self._outputs, self._include),
+            status="failed",
+            usage=self._usage,
+            error=error,
+        )
         out.append(self._event("response.failed", {"response": failed}))
         return b"".join(out)
