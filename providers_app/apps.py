@@ -12,6 +12,7 @@ class ProvidersConfig(AppConfig):
     def ready(self) -> None:
         from providers_app import signals  # noqa: F401  (connects the cache invalidation)
         from providers_app.kit import media_fetch
+        from providers_app.services import config_as_code  # noqa: F401  (its config section)
 
         # the kit is framework-free: hand it the settings' fetch limits once
         media_fetch.configure(

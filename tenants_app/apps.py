@@ -9,6 +9,6 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from tenants_app.services import audit
+        from tenants_app.services import audit, config_as_code  # noqa: F401  (config sections)
 
         audit.connect()

@@ -39,6 +39,32 @@ def api_key_add(*, provider: Provider, label: str, secret: str, actor: Any = Non
 
 
 @transaction.atomic
+def api_key_replace_secret(*, key: ApiKey, secret: str, actor: Any = None) -> ApiKey:
+    """Put a new secret in an existing key, in place (configuration as code: the file
+    says which secret a label holds). Unlike ``api_key_rotate`` it makes no live test
+    and keeps no grace period. A key the provider refused gets a fresh start."""
+    secret = (secret or "").strip()
+    if len(secret) < 8:
+        raise CredentialError("secret", "an API key has at least 8 characters")
+    previous_last4 = key.last4
+    key.secret = secret
+    key.last4 = secret[-4:]
+    fields = ["secret", "last4"]
+    if key.state == ApiKey.State.INVALID:
+        key.state = ApiKey.State.ACTIVE
+        key.failure_count = 0
+        fields += ["state", "failure_count"]
+    key.save(update_fields=fields)
+    audit_record(
+        action="api_key.replace_secret",
+        obj=key,
+        actor=actor,
+        changes={"label": key.label, "last4": [previous_last4, key.last4]},
+    )
+    return key
+
+
+@transaction.atomic
 def api_key_set_state(*, key: ApiKey, state: str, actor: Any = None, reason: str = "") -> ApiKey:
     """Disable (disabled), re-enable (active) or retire a key by hand; mark it invalid on a
     permanent provider error. Only active and cooling-down keys serve requests."""
