@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import yaml
@@ -554,3 +555,21 @@ def test_it_takes_new_sections_from_the_registry(db, tmp_path, reminders):
     assert reminders.applied == ["water the plants"]
     err = refused("apply", write(tmp_path, "version: 1\nreminders: [7]\n"))
     assert "reminders[0]: 7 is not of type 'string'" in err
+
+
+def test_it_applies_the_example_in_the_documentation(db, monkeypatch, tmp_path):
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", docs, re.S).group(1)
+    secret_file = tmp_path / "openai_backup"
+    secret_file.write_text("sk-backup-from-a-file-1234\n")
+    example = example.replace("/run/secrets/openai_backup", str(secret_file))
+    monkeypatch.setenv("AIPK_PROVIDER_OPENAI_PROD_OAUTH_CLIENT_SECRET", OAUTH_CLIENT_SECRET)
+    monkeypatch.setenv("AIPK_PROVIDER_OPENAI_PROD_KEY_MAIN", OPENAI_MAIN)
+    monkeypatch.setenv("AIPK_PROVIDER_ANTHROPIC_KEY_PRIMARY", ANTHROPIC_KEY)
+    path = write(tmp_path, example)
+
+    out, err = run("apply", path)
+
+    assert "+ create route fast (tenant acme)" in out
+    assert "new virtual key acme/ci: " in err
+    assert run("apply", path)[0].splitlines()[-1] == "no changes"
