@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from jsonschema import Draft202012Validator
 
@@ -349,6 +350,16 @@ class TenantsSection:
                     continue
                 wanted["expires_at"] = expires_at
             key = current.get(name)
+            if key is None and wanted["expires_at"] and wanted["expires_at"] <= timezone.now():
+                # an export keeps expired keys; a new one could never be used
+                changes.append(
+                    Change(
+                        "!",
+                        f"virtual key {slug}/{name} expired at {wanted['expires_at']}: not created",
+                        key_path,
+                    )
+                )
+                continue
             if key is None:
                 changes.append(
                     Change(

@@ -8,7 +8,10 @@ and changes nothing; secrets never appear in a file or in the command's output.
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -573,3 +576,61 @@ def test_it_applies_the_example_in_the_documentation(db, monkeypatch, tmp_path):
     assert "+ create route fast (tenant acme)" in out
     assert "new virtual key acme/ci: " in err
     assert run("apply", path)[0].splitlines()[-1] == "no changes"
+
+
+def test_it_keeps_a_global_route_and_a_tenant_route_of_one_alias_apart(
+    seeded, environment, tmp_path
+):
+    route_create(
+        tenant=Tenant.objects.get(slug="acme"),
+        alias="chat",
+        candidates=[{"provider": "anthropic", "model": "claude-haiku"}],
+        actor=None,
+    )
+    document = yaml.safe_load(export())
+    acme_chat = next(r for r in document["routes"] if r == {**r, "alias": "chat", "tenant": "acme"})
+    acme_chat["strategy"] = "lowest_latency"
+
+    out, _ = run("apply", write(tmp_path, yaml.safe_dump(document)))
+
+    assert [line for line in out.splitlines() if line.startswith("~")] == [
+        "~ update route chat (tenant acme) strategy: 'failover' -> 'lowest_latency'"
+    ]
+    assert ModelRoute.objects.get(alias="chat", tenant__isnull=True).strategy == "failover"
+    assert ModelRoute.objects.get(alias="chat", tenant__slug="acme").strategy == "lowest_latency"
+
+
+def test_it_does_not_create_a_key_that_has_already_expired(seeded, environment, tmp_path):
+    acme = Tenant.objects.get(slug="acme")
+    key = VirtualKey.objects.get(tenant=acme, name="app")
+    VirtualKey.objects.filter(pk=key.pk).update(expires_at="2020-01-01T00:00:00Z")
+    path = write(tmp_path, export())
+    key.delete()
+
+    out, err = run("apply", path)
+
+    assert "! virtual key acme/app expired at 2020-01-01 00:00:00+00:00: not created" in out
+    assert not VirtualKey.objects.filter(tenant=acme, name="app").exists()
+    assert err == ""
+
+
+def test_it_exits_non_zero_from_the_command_line(tmp_path):
+    """The exit status a deployment script sees (a real process; the file is refused
+    before any database access)."""
+    path = write(tmp_path, "version: 1\nroutes: [unclosed\n")
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    environ = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.sqlite3'}"}
+    environ.pop("REDIS_URL", None)
+
+    done = subprocess.run(
+        [sys.executable, str(manage), "aipk_config", "apply", path],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert "line 3, column 1: expected ',' or ']'" in done.stderr
+    assert "nothing was changed" in done.stderr
+    assert done.stdout == ""
