@@ -116,8 +116,18 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def _serving_keys(provider: Provider) -> list[ApiKey]:
-    return list(provider.api_keys.filter(tenant__isnull=True).exclude(state=ApiKey.State.RETIRED))
+def _serving_keys(provider: Provider) -> tuple[dict[str, ApiKey], list[ApiKey]]:
+    """The provider's shared, unretired keys by label, and those whose label an older key
+    already has: labels are how a file identifies keys, so only the oldest is managed."""
+    by_label: dict[str, ApiKey] = {}
+    namesakes = []
+    keys = provider.api_keys.filter(tenant__isnull=True).exclude(state=ApiKey.State.RETIRED)
+    for key in keys.order_by("created_at", "id"):
+        if key.label in by_label:
+            namesakes.append(key)
+        else:
+            by_label[key.label] = key
+    return by_label, namesakes
 
 
 def _export_provider(provider: Provider) -> dict[str, Any]:
@@ -132,7 +142,7 @@ def _export_provider(provider: Provider) -> dict[str, Any]:
         }
     keys = []
     used_names: set[str] = set()
-    for key in _serving_keys(provider):
+    for key in _serving_keys(provider)[0].values():
         name = env_name("AIPK_PROVIDER", provider.name, "KEY", key.label)
         # two labels that spell the same variable ("a b", "a-b") get distinct ones
         suffix, unique = 2, name
@@ -249,10 +259,15 @@ class ProvidersSection:
         self, entry: dict[str, Any], provider: Provider | None, path: str, context: PlanContext
     ) -> list[Change]:
         name = entry["name"]
-        current: dict[str, ApiKey] = {}
-        for key in _serving_keys(provider) if provider is not None else []:
-            current.setdefault(key.label, key)
-        changes: list[Change] = []
+        current, namesakes = _serving_keys(provider) if provider is not None else ({}, [])
+        changes: list[Change] = [
+            Change(
+                " ",
+                f"api key {name}/{key.label} (…{key.last4}) shares its label with an older "
+                "key: not managed by the file (rename it to manage it)",
+            )
+            for key in namesakes
+        ]
         seen: set[str] = set()
         for n, item in enumerate(entry.get("api_keys") or []):
             key_path = f"{path}.api_keys[{n}]"

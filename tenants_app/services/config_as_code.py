@@ -249,6 +249,19 @@ def _exported(row: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _live_keys(tenant: Tenant) -> tuple[dict[str, VirtualKeyRow], list[VirtualKeyRow]]:
+    """The tenant's unrevoked keys by name, and those whose name an older key already has:
+    names are how a file identifies keys, so only the oldest of a name is managed."""
+    by_name: dict[str, VirtualKeyRow] = {}
+    namesakes = []
+    for key in tenant.virtual_keys.filter(revoked_at__isnull=True).order_by("id"):
+        if key.name in by_name:
+            namesakes.append(key)
+        else:
+            by_name[key.name] = key
+    return by_name, namesakes
+
+
 class TenantsSection:
     key = "tenants"
     order = 20
@@ -260,9 +273,7 @@ class TenantsSection:
             entry = {"slug": tenant.slug, **_exported(_tenant_row(tenant), TENANT_DEFAULTS)}
             keys = [
                 {"name": key.name, **_exported(_key_row(key), KEY_DEFAULTS)}
-                for key in tenant.virtual_keys.filter(revoked_at__isnull=True).order_by(
-                    "name", "id"
-                )
+                for key in sorted(_live_keys(tenant)[0].values(), key=lambda k: k.name)
             ]
             if keys:
                 entry["keys"] = keys
@@ -323,11 +334,15 @@ class TenantsSection:
         self, entry: dict[str, Any], tenant: Tenant | None, path: str, context: PlanContext
     ) -> list[Change]:
         slug = entry["slug"]
-        current: dict[str, VirtualKeyRow] = {}
-        if tenant is not None:
-            for key in tenant.virtual_keys.filter(revoked_at__isnull=True).order_by("id"):
-                current.setdefault(key.name, key)
-        changes: list[Change] = []
+        current, namesakes = _live_keys(tenant) if tenant is not None else ({}, [])
+        changes: list[Change] = [
+            Change(
+                " ",
+                f"virtual key {slug}/{key.name} ({key.prefix}…) shares its name with an older "
+                "key: not managed by the file (rename it to manage it)",
+            )
+            for key in namesakes
+        ]
         seen: set[str] = set()
         for n, item in enumerate(entry.get("keys") or []):
             key_path = f"{path}.keys[{n}]"
@@ -398,7 +413,7 @@ class TenantsSection:
     @staticmethod
     def _creator(slug: str, name: str, fields: dict[str, Any], context: PlanContext):
         def create() -> None:
-            key, secret = virtual_key_create(
+            _, secret = virtual_key_create(
                 tenant=Tenant.objects.get(slug=slug), name=name, actor=None, **fields
             )
             context.notices.append(f"new virtual key {slug}/{name}: {secret}")

@@ -634,3 +634,21 @@ def test_it_exits_non_zero_from_the_command_line(tmp_path):
     assert "line 3, column 1: expected ',' or ']'" in done.stderr
     assert "nothing was changed" in done.stderr
     assert done.stdout == ""
+
+
+def test_it_manages_only_the_oldest_of_keys_sharing_a_name(seeded, environment, tmp_path):
+    acme = Tenant.objects.get(slug="acme")
+    namesake, _ = virtual_key_create(tenant=acme, name="ci", actor=None, rpm=1)
+    api_key_add(
+        provider=Provider.objects.get(name="openai-prod"), label="main", secret="sk-namesake-4321"
+    )
+    text = export()
+    assert text.count("- name: ci\n") == 2  # acme's oldest and globex's
+    assert text.count("- label: main\n") == 1
+
+    out, _ = run("apply", write(tmp_path, text))
+
+    assert f"  virtual key acme/ci ({namesake.prefix}…) shares its name with an older key" in out
+    assert "  api key openai-prod/main (…4321) shares its label with an older key" in out
+    assert out.splitlines()[-1] == "no changes"
+    assert "sk-namesake-4321" not in text + out
