@@ -259,8 +259,11 @@ def test_it_round_trips_onto_an_empty_database(seeded, environment, tmp_path):
         slug, key_name = name.split("/")
         key = VirtualKey.objects.get(tenant__slug=slug, name=key_name)
         assert key.key_hash == secret_hash(secret)
+    audit_log = str(list(AuditEvent.objects.values_list("changes", flat=True)))
+    assert "provider.create" in str(list(AuditEvent.objects.values_list("action", flat=True)))
     for secret in PROVIDER_SECRETS:
         assert secret not in out + err
+        assert secret not in audit_log
 
 
 def test_it_changes_nothing_on_a_second_apply(seeded, environment, tmp_path):
