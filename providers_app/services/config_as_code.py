@@ -130,26 +130,29 @@ def _serving_keys(provider: Provider) -> tuple[dict[str, ApiKey], list[ApiKey]]:
     return by_label, namesakes
 
 
-def _export_provider(provider: Provider) -> dict[str, Any]:
+def _unique(name: str, used: set[str]) -> str:
+    """Two labels or provider names that spell the same variable ("a b", "a-b") get
+    distinct ones: _2, _3, ..."""
+    suffix, unique = 2, name
+    while unique in used:
+        unique, suffix = f"{name}_{suffix}", suffix + 1
+    used.add(unique)
+    return unique
+
+
+def _export_provider(provider: Provider, used_names: set[str]) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": provider.name, "type": provider.type}
     for field, default in PROVIDER_DEFAULTS.items():
         value = getattr(provider, field)
         if value != default:
             entry[field] = _sorted(value) if field == "settings" else value
     if provider.oauth_client_secret:
-        entry["oauth_client_secret"] = {
-            "env": env_name("AIPK_PROVIDER", provider.name, "OAUTH_CLIENT_SECRET")
-        }
+        name = env_name("AIPK_PROVIDER", provider.name, "OAUTH_CLIENT_SECRET")
+        entry["oauth_client_secret"] = {"env": _unique(name, used_names)}
     keys = []
-    used_names: set[str] = set()
     for key in _serving_keys(provider)[0].values():
-        name = env_name("AIPK_PROVIDER", provider.name, "KEY", key.label)
-        # two labels that spell the same variable ("a b", "a-b") get distinct ones
-        suffix, unique = 2, name
-        while unique in used_names:
-            unique, suffix = f"{name}_{suffix}", suffix + 1
-        used_names.add(unique)
-        item: dict[str, Any] = {"label": key.label, "api_key": {"env": unique}}
+        name = _unique(env_name("AIPK_PROVIDER", provider.name, "KEY", key.label), used_names)
+        item: dict[str, Any] = {"label": key.label, "api_key": {"env": name}}
         if key.state == ApiKey.State.DISABLED:
             item["enabled"] = False
         keys.append(item)
@@ -170,7 +173,10 @@ class ProvidersSection:
     schema = PROVIDERS_SCHEMA
 
     def export(self) -> list[dict[str, Any]]:
-        return [_export_provider(provider) for provider in Provider.objects.order_by("name")]
+        used_names: set[str] = set()
+        return [
+            _export_provider(provider, used_names) for provider in Provider.objects.order_by("name")
+        ]
 
     def plan(self, value: Any, context: PlanContext) -> list[Change]:
         if value is None:

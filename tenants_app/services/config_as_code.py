@@ -619,6 +619,10 @@ class PricesSection:
 register_section(TenantsSection())
 register_section(RoutesSection())
 register_section(PricesSection())
+# EXTENSION POINT: another feature's settings (alert settings, for one) become a section
+# of the same file by registering a ConfigSection of their own (order after 40) from
+# their app's ready(); export and apply below need no change. docs/CONFIG.md "Adding a
+# section"; tests/tenants/test_config_as_code.py registers one for the test.
 
 
 # ---- export and apply -------------------------------------------------------------

@@ -655,3 +655,20 @@ def test_it_manages_only_the_oldest_of_keys_sharing_a_name(seeded, environment, 
     assert "  api key openai-prod/main (…4321) shares its label with an older key" in out
     assert out.splitlines()[-1] == "no changes"
     assert "sk-namesake-4321" not in text + out
+
+
+def test_it_names_each_secret_variable_once_even_when_names_collide(db):
+    spaced = provider_create(name="team-a", type="openai")
+    underscored = provider_create(name="team_a", type="openai")
+    api_key_add(provider=spaced, label="prod key", secret="sk-collide-0001")
+    api_key_add(provider=spaced, label="prod-key", secret="sk-collide-0002")
+    api_key_add(provider=underscored, label="prod_key", secret="sk-collide-0003")
+
+    document = yaml.safe_load(export())
+
+    names = [k["api_key"]["env"] for p in document["providers"] for k in p["api_keys"]]
+    assert names == [
+        "AIPK_PROVIDER_TEAM_A_KEY_PROD_KEY",
+        "AIPK_PROVIDER_TEAM_A_KEY_PROD_KEY_2",
+        "AIPK_PROVIDER_TEAM_A_KEY_PROD_KEY_3",
+    ]
