@@ -50,7 +50,8 @@ class Change:
     sign: str
     text: str
     path: str = ""
-    action: Callable[[], Any] | None = None
+    # kept out of repr: the call may hold a secret it is about to store
+    action: Callable[[], Any] | None = field(default=None, repr=False)
 
     @property
     def line(self) -> str:
