@@ -672,3 +672,20 @@ def test_it_names_each_secret_variable_once_even_when_names_collide(db):
         "AIPK_PROVIDER_TEAM_A_KEY_PROD_KEY_2",
         "AIPK_PROVIDER_TEAM_A_KEY_PROD_KEY_3",
     ]
+
+
+def test_it_gives_a_refused_key_a_fresh_start_when_the_file_changes_its_secret(
+    seeded, environment, tmp_path, monkeypatch
+):
+    path = write(tmp_path, export())
+    main = ApiKey.objects.get(label="main")
+    api_key_set_state(key=main, state=ApiKey.State.INVALID, reason="401 from the provider")
+    assert run("apply", path)[0].splitlines()[-1] == "no changes"  # same secret: left as is
+    monkeypatch.setenv("AIPK_PROVIDER_OPENAI_PROD_KEY_MAIN", "sk-new-secret-after-401-5555")
+
+    run("apply", path)
+
+    main.refresh_from_db()
+    assert (main.state, main.last4, main.failure_count) == ("active", "5555", 0)
+    event = AuditEvent.objects.filter(action="api_key.replace_secret").get()
+    assert event.changes == {"label": "main", "last4": ["0001", "5555"]}
