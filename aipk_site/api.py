@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
-from ninja import Router
+from ninja import Router, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.operation import Operation
 from ninja.parser import Parser
@@ -82,7 +82,14 @@ class ManagementAPI(JSONFallbackAPI):
         return super().get_openapi_operation_id(operation)
 
 
-api = ManagementAPI(title="aipk", version="1", parser=JSONBodyParser())
+# Swagger UI from django-ninja's bundled static files ("ninja" in INSTALLED_APPS); its
+# default validator badge would fetch validator.swagger.io: /api/docs asks nothing outside
+api = ManagementAPI(
+    title="aipk",
+    version="1",
+    parser=JSONBodyParser(),
+    docs=Swagger(settings={"validatorUrl": None}),
+)
 
 # (prefix, router): one router per resource, all behind the same authentication
 ROUTERS: tuple[tuple[str, Router], ...] = (
