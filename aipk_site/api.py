@@ -26,8 +26,10 @@ from aipk_site.gateway.formats.common import load_json
 from aipk_site.infra.errors import AipkError, PayloadTooLarge
 from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
 from providers_app.api import credentials as provider_credentials
+from providers_app.api import models as provider_models
 from providers_app.api import providers
 from tenants_app.api import audit, invoices, keys, members, pricing, routes, tenants, tokens, usage
+from tenants_app.api import credentials as tenant_credentials
 from tenants_app.auth import management_auth
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,9 @@ ROUTERS: tuple[tuple[str, Router], ...] = (
     ("/tenants", audit.router),
     ("/pricing", pricing.router),
     ("/admin-tokens", tokens.router),
+    # -- hG: model search by capability (docs/API.md "Models") and a tenant's own keys
+    ("/models", provider_models.router),
+    ("/tenants", tenant_credentials.router),  # /tenants/{slug}/credentials
 )
 for prefix, router in ROUTERS:
     api.add_router(prefix, router, auth=management_auth)
