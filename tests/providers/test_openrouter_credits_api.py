@@ -102,7 +102,8 @@ def test_it_shows_credit_to_staff_only(client, make_provider, simulator, who):
         client.force_login(User.objects.create_user("someone"))
     httpx.delete(simulator.url + "/_sim/requests", timeout=30)
 
-    response = client.get(f"/api/providers/openrouter-sim/keys/{provider.api_keys.get().pk}/credits")
+    key_id = provider.api_keys.get().pk
+    response = client.get(f"/api/providers/openrouter-sim/keys/{key_id}/credits")
 
     assert response.status_code == (401 if who == "anonymous" else 403)
     assert key_calls(simulator) == []

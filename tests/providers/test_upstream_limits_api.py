@@ -57,9 +57,7 @@ def _parse(moment: str) -> float:
 
 
 @pytest.mark.parametrize("provider_type", sorted(EXPECTED))
-def test_it_shows_the_limits_the_providers_last_reply_carried(
-    staff, make_provider, provider_type
-):
+def test_it_shows_the_limits_the_providers_last_reply_carried(staff, make_provider, provider_type):
     provider = make_provider(provider_type, keys=1)
     before = time.time()
     ask(provider)
@@ -79,9 +77,7 @@ def test_it_shows_the_limits_the_providers_last_reply_carried(
     assert f"sk-sim-{provider_type}-key-0001" not in response.content.decode()
 
 
-def test_it_shows_no_limits_before_any_reply_and_only_the_key_that_answered(
-    staff, make_provider
-):
+def test_it_shows_no_limits_before_any_reply_and_only_the_key_that_answered(staff, make_provider):
     provider = make_provider("openai", keys=2)
     keys = staff.get("/api/providers/openai-sim/keys").json()
     assert [k["upstream_limits"] for k in keys] == [[], []]

@@ -36,9 +36,7 @@ def keys(simulator, tenant, other_tenant):
     """Acme's own key on "acme-openai", Globex's own on "globex-openai", and a shared one."""
 
     def own_provider(name, secret, owner):
-        provider = provider_create(
-            name=name, type="openai", base_url=simulator.url + "/openai/v1"
-        )
+        provider = provider_create(name=name, type="openai", base_url=simulator.url + "/openai/v1")
         key = api_key_add(provider=provider, label=f"{name} key", secret=secret)
         ApiKey.objects.filter(pk=key.pk).update(tenant=owner)
         return provider, key
@@ -55,9 +53,7 @@ def ask(provider, tenant) -> None:
 
 
 @pytest.mark.parametrize("who", ["owner", "teammate", "viewer", "staff"])
-def test_it_shows_the_tenants_own_keys_with_their_limits(
-    request, client_as, keys, tenant, who
-):
+def test_it_shows_the_tenants_own_keys_with_their_limits(request, client_as, keys, tenant, who):
     ask(keys["p"], tenant)
 
     response = client_as(request.getfixturevalue(who)).get("/api/tenants/acme/credentials")
@@ -93,9 +89,7 @@ def test_it_hides_the_tenant_from_an_outsider(client_as, keys, outsider):
 
 def test_it_refuses_a_key_of_another_tenant_under_this_one(client_as, keys, owner):
     for other in ("globex", "shared"):
-        response = client_as(owner).get(
-            f"/api/tenants/acme/credentials/{keys[other].pk}/credits"
-        )
+        response = client_as(owner).get(f"/api/tenants/acme/credentials/{keys[other].pk}/credits")
         assert response.status_code == 404
 
 
