@@ -71,7 +71,8 @@ _REASONING_FAMILIES: tuple[tuple[re.Pattern[str], bool], ...] = tuple(
         (r"^claude-", False),
         (r"^gemini-(2\.5|3)", True),
         (r"^gemini-", False),
-        (r"^deepseek-(r1|reasoner)|^qwq|^qwen-?3|^magistral", True),
+        (r"^qwen-?3-coder", False),  # Qwen3-Coder is a non-thinking line
+        (r"^deepseek-(r1|reasoner)|^qwq|^qwen-?3-\d|^magistral", True),
     )
 )
 
