@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
-from ninja import Router
+from ninja import Router, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.operation import Operation
 from ninja.parser import Parser
@@ -26,8 +26,10 @@ from aipk_site.gateway.formats.common import load_json
 from aipk_site.infra.errors import AipkError, PayloadTooLarge
 from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
 from providers_app.api import credentials as provider_credentials
+from providers_app.api import models as provider_models
 from providers_app.api import providers
 from tenants_app.api import audit, invoices, keys, members, pricing, routes, tenants, tokens, usage
+from tenants_app.api import credentials as tenant_credentials
 from tenants_app.auth import management_auth
 
 logger = logging.getLogger(__name__)
@@ -82,7 +84,14 @@ class ManagementAPI(JSONFallbackAPI):
         return super().get_openapi_operation_id(operation)
 
 
-api = ManagementAPI(title="aipk", version="1", parser=JSONBodyParser())
+# Swagger UI from django-ninja's bundled static files ("ninja" in INSTALLED_APPS); its
+# default validator badge would fetch validator.swagger.io: /api/docs asks nothing outside
+api = ManagementAPI(
+    title="aipk",
+    version="1",
+    parser=JSONBodyParser(),
+    docs=Swagger(settings={"validatorUrl": None}),
+)
 
 # (prefix, router): one router per resource, all behind the same authentication
 ROUTERS: tuple[tuple[str, Router], ...] = (
@@ -98,6 +107,9 @@ ROUTERS: tuple[tuple[str, Router], ...] = (
     ("/tenants", audit.router),
     ("/pricing", pricing.router),
     ("/admin-tokens", tokens.router),
+    # -- hG: model search by capability (docs/API.md "Models") and a tenant's own keys
+    ("/models", provider_models.router),
+    ("/tenants", tenant_credentials.router),  # /tenants/{slug}/credentials
 )
 for prefix, router in ROUTERS:
     api.add_router(prefix, router, auth=management_auth)

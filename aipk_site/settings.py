@@ -71,6 +71,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",  # login throttling (docs/SECURITY.md)
     "csp",  # Content-Security-Policy (docs/SECURITY.md)
+    # django-ninja's templates and bundled Swagger UI: /api/docs and /v1/docs load it from
+    # aipk's own /static/ instead of a CDN (offline, and under the CSP: no inline script)
+    "ninja",
     "providers_app",
     "tenants_app",
     "aipk_site.gateway",  # the data plane; an app only for its signal receivers
@@ -245,9 +248,10 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # never inline. Styles may be inline: pygal's SVG charts carry a <style> element, htmx
 # inserts its indicator style and the admin uses style attributes; a style cannot run code.
 # connect-src: the playground's websocket (aipk_site/csp.py adds ws(s)://<this host>).
-# The OpenAPI pages load Swagger UI from a CDN with an inline script, so they are left out.
+# The OpenAPI pages (/api/docs, /v1/docs) are under it too: Swagger UI comes from
+# django-ninja's own static files ("ninja" in INSTALLED_APPS), its settings in a JSON
+# <script type="application/json"> that a file under /static/ reads.
 CONTENT_SECURITY_POLICY = {
-    "EXCLUDE_URL_PREFIXES": ["/api/docs", "/v1/docs"],
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],

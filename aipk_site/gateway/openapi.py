@@ -19,6 +19,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from ninja import Swagger
 
 from aipk_site.gateway import edge
 from aipk_site.gateway.edge import EdgeRequest, EdgeResponse, Operation
@@ -92,6 +93,8 @@ gateway_api = GatewayAPI(
     description="OpenAI- and Anthropic-compatible endpoints. Authenticate with a virtual key: "
     "`Authorization: Bearer aipk-…` or `x-api-key: aipk-…`.",
     urls_namespace="gateway",
+    # offline, like /api/docs (aipk_site/api.py): no validator badge from validator.swagger.io
+    docs=Swagger(settings={"validatorUrl": None}),
 )
 
 _JSON = "application/json"

@@ -1,5 +1,6 @@
-"""A provider's API keys, for staff: add, rotate with a grace period, test live, and
-disable or re-enable by hand."""
+"""A provider's API keys, for staff: list them with their last known upstream limits, add,
+rotate with a grace period, test live, disable or re-enable by hand, and (OpenRouter)
+ask for a key's credit."""
 
 from typing import Any
 
@@ -9,7 +10,12 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 
 from aipk_site.infra.access import require_staff
-from providers_app.api.schemas import ApiKeyOut
+from providers_app.api.schemas import (
+    ApiKeyLimitsOut,
+    ApiKeyOut,
+    KeyCreditsOut,
+    api_key_limits_out,
+)
 from providers_app.models import ApiKey, Provider
 from providers_app.services.credentials import (
     api_key_add,
@@ -17,6 +23,8 @@ from providers_app.services.credentials import (
     api_key_set_state,
     api_key_test_live,
 )
+from providers_app.services.credits import aapi_key_credits
+from providers_app.services.upstream_limits import aapi_keys_upstream_limits
 
 # mounted beside the providers router, under /providers
 router = Router(tags=["providers"])
@@ -45,8 +53,40 @@ class LiveTestOut(Schema):
 
 def _key(provider_name: str, key_id: int) -> ApiKey:
     return get_object_or_404(
-        ApiKey.objects.select_related("provider"), pk=key_id, provider__name=provider_name
+        ApiKey.objects.select_related("provider", "tenant"), pk=key_id, provider__name=provider_name
     )
+
+
+def _keys(provider_name: str) -> list[ApiKey]:
+    provider = get_object_or_404(Provider, name=provider_name)
+    return list(provider.api_keys.select_related("provider", "tenant"))
+
+
+@router.get("/{name}/keys", response=list[ApiKeyLimitsOut])
+async def list_keys(request: HttpRequest, name: str) -> list[dict[str, Any]]:
+    """Every key of the provider, each with what the provider's last answers said of its
+    limits (per model)."""
+    require_staff(request.auth)
+    keys = await sync_to_async(_keys)(name)
+    limits = await aapi_keys_upstream_limits(keys)
+    return [api_key_limits_out(key, limits[key.pk]) for key in keys]
+
+
+@router.get("/{name}/keys/{key_id}", response=ApiKeyLimitsOut)
+async def get_key(request: HttpRequest, name: str, key_id: int) -> dict[str, Any]:
+    require_staff(request.auth)
+    key = await sync_to_async(_key)(name, key_id)
+    limits = await aapi_keys_upstream_limits([key])
+    return api_key_limits_out(key, limits[key.pk])
+
+
+@router.get("/{name}/keys/{key_id}/credits", response=KeyCreditsOut)
+async def key_credits(request: HttpRequest, name: str, key_id: int) -> dict[str, Any]:
+    """OpenRouter only (400 ``provider`` for any other type): the key's credit, asked of
+    OpenRouter at most once a minute."""
+    require_staff(request.auth)
+    key = await sync_to_async(_key)(name, key_id)
+    return await aapi_key_credits(key=key, provider=key.provider)
 
 
 @router.post("/{name}/keys", response={201: ApiKeyOut})

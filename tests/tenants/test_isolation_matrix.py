@@ -18,7 +18,8 @@ from django.test import Client
 from django.utils import timezone
 
 from aipk_site.api import api
-from providers_app.models import Provider
+from providers_app.models import ApiKey, Provider
+from providers_app.services.credentials import api_key_add
 from tenants_app.models import (
     AdminToken,
     AuditEvent,
@@ -153,6 +154,13 @@ MATRIX = [
         200, 200, 200, 200, 404, 401, 200, 200, 401),
     ("invoice.csv", "GET", f"{T}/invoices/2025-01/csv", None,
         200, 200, 200, 200, 404, 401, 200, 200, 401),
+    # a tenant's own provider keys: read by every member; credit is OpenRouter's only
+    ("credentials.list", "GET", f"{T}/credentials", None,
+        200, 200, 200, 200, 404, 401, 200, 200, 401),
+    ("credential.credits-not-openrouter", "GET", f"{T}/credentials/{{acme_credential}}/credits",
+        None, 400, 400, 400, 400, 404, 401, 400, 400, 401),
+    ("credential.credits-other-tenants", "GET", f"{T}/credentials/{{other_credential}}/credits",
+        None, 404, 404, 404, 404, 404, 401, 404, 404, 401),
     ("audit.list", "GET", f"{T}/audit", None,
         200, 200, 403, 403, 404, 401, 200, 200, 401),
     ("admin-tokens.list", "GET", "/api/admin-tokens/", None,
@@ -189,8 +197,12 @@ class World:
         make_member("co-owner", tenant, Role.OWNER)
         make_member("bystander", tenant, Role.MEMBER)
         make_member("newbie")
-        Provider.objects.create(name="openai-main", type="openai")
-        self.secrets: list[str] = []
+        provider = Provider.objects.create(name="openai-main", type="openai")
+        acme_credential = api_key_add(provider=provider, label="acme's", secret="sk-acme-0001")
+        other_credential = api_key_add(provider=provider, label="globex's", secret="sk-glx-0002")
+        ApiKey.objects.filter(pk=acme_credential.pk).update(tenant=tenant)
+        ApiKey.objects.filter(pk=other_credential.pk).update(tenant=other)
+        self.secrets: list[str] = ["sk-acme-0001", "sk-glx-0002"]
         owner_key, secret = virtual_key_create(tenant=tenant, name="owner's", actor=owner)
         self.secrets.append(secret)
         teammate_key, secret = virtual_key_create(tenant=tenant, name="mine", actor=teammate)
@@ -237,6 +249,8 @@ class World:
             "other_key": other_key.pk,
             "price": price.pk,
             "spare_token": spare.pk,
+            "acme_credential": acme_credential.pk,
+            "other_credential": other_credential.pk,
         }
 
     def client(self, caller: str) -> Client:
@@ -341,6 +355,8 @@ def test_it_covers_every_management_endpoint():
             .replace("{owner_key}", "{key_id}")
             .replace("{other_key}", "{key_id}")
             .replace("{teammate_key}", "{key_id}")
+            .replace("{acme_credential}", "{key_id}")
+            .replace("{other_credential}", "{key_id}")
             .replace("{price}", "{pricing_id}")
             .replace("{spare_token}", "{token_id}")
             .replace("/members/bystander", "/members/{username}")

@@ -228,11 +228,12 @@ class BaseAdapter:
             values["supports_vision"] = self.takes_media(model_id)
         return ModelInfo(id=model_id, provider=self.provider_type, **values)
 
-    def takes_media(self, model_id: str) -> bool | None:
+    @classmethod
+    def takes_media(cls, model_id: str) -> bool | None:
         """Whether ``model_id`` takes image, document or audio input: the static
         catalogue's word where it lists the model, else its family's
         (``model_families``), else None -- unknown, and a request is tried."""
-        known = next((m for m in self.static_models if m.id == model_id), None)
+        known = next((m for m in cls.static_models if m.id == model_id), None)
         if known is not None and known.supports_vision is not None:
             return known.supports_vision
         return family_takes_media(model_id)

@@ -56,3 +56,31 @@ def family_takes_media(model_id: str) -> bool | None:
         if pattern.search(bare):
             return takes
     return None
+
+
+# (pattern on the bare model id; reasons). Families whose model cards document a
+# reasoning ("thinking") mode that the reasoning_effort / thinking request field drives.
+# Unmatched is unknown (None): model search leaves it out of "reasoning".
+_REASONING_FAMILIES: tuple[tuple[re.Pattern[str], bool], ...] = tuple(
+    (re.compile(pattern), reasons)
+    for pattern, reasons in (
+        (r"^gpt-5(\.\d+)?-chat", False),  # the chat variants answer without reasoning
+        (r"^gpt-(4|3\.5)", False),
+        (r"^gpt-5|^gpt-oss|^o[134](\b|-|$)", True),
+        (r"^claude-3-7|^claude-[a-z]+-4|^claude-4", True),
+        (r"^claude-", False),
+        (r"^gemini-(2\.5|3)", True),
+        (r"^gemini-", False),
+        (r"^qwen-?3-coder", False),  # Qwen3-Coder is a non-thinking line
+        (r"^deepseek-(r1|reasoner)|^qwq|^qwen-?3-\d|^magistral", True),
+    )
+)
+
+
+def family_reasons(model_id: str) -> bool | None:
+    """Whether ``model_id``'s family has a reasoning mode; None when no rule knows it."""
+    bare = _bare(model_id)
+    for pattern, reasons in _REASONING_FAMILIES:
+        if pattern.search(bare):
+            return reasons
+    return None
