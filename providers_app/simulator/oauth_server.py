@@ -88,7 +88,7 @@ ID_TOKEN_FAULTS = frozenset(
         "bad_signature",  # signed, then its payload swapped: the signature no longer matches
         "wrong_nonce",  # a nonce other than the one the authorize request sent
         "wrong_issuer",  # iss of another server
-        "wrong_audience",  # aud of another client
+        "wrong_audience",  # aud of another client (azp of this one)
         "expired",  # exp an hour ago
         "unknown_key",  # signed with a key the JWKS does not publish
     }
@@ -258,7 +258,8 @@ def _id_token(
     elif fault == "wrong_issuer":
         claims["iss"] = "https://issuer.invalid"
     elif fault == "wrong_audience":
-        claims["aud"] = "another-client"
+        # the subtle one: aud names another client while azp names this one
+        claims["aud"], claims["azp"] = ["another-client"], client_id
     elif fault == "expired":
         claims["iat"], claims["exp"] = now - 2 * DEFAULT_EXPIRES_IN, now - DEFAULT_EXPIRES_IN
     elif fault == "unknown_key":
