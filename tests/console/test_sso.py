@@ -299,6 +299,9 @@ def test_it_refuses_an_id_token_signed_with_a_key_the_provider_does_not_publish(
 
     assert response.status_code == 400
     assert signed_in_user(client) is None
+    # authlib fetched the key set again for the unknown key id, and still found none
+    failed = AuditEvent.objects.get(action="auth.sso_sign_in_failed")
+    assert failed.changes == {"reason": "invalid_id_token:invalid_key_id"}
 
 
 def test_it_says_so_when_the_user_denies_consent(settings, simulator, client, idp):
