@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -257,6 +258,14 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
         return _failure_page(request, failure)
     except PermissionDenied as exc:
         return _failure_page(request, SsoFailed("account_inactive", exc.message, 403))
+    except IntegrityError:
+        # a first sign-in racing another for the same new username: the next one works
+        return _failure_page(
+            request,
+            SsoFailed(
+                "sign_in_race", "Another sign-in was creating this account. Sign in again.", 409
+            ),
+        )
     except (requests.RequestException, ValueError, KeyError) as exc:
         return _failure_page(request, _unreachable(exc))
     next_url = request.session.pop(NEXT_SESSION_KEY, "") or settings.LOGIN_REDIRECT_URL

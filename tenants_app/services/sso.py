@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -104,7 +104,12 @@ def _apply_roles(
     *, user: Any, roles: dict[str, str], ip_address: str | None
 ) -> dict[str, list[str]]:
     tenants = {t.slug: t for t in Tenant.objects.filter(slug__in=list(roles))}
-    memberships = {m.tenant_id: m for m in Membership.objects.select_for_update().filter(user=user)}
+    memberships = {
+        m.tenant_id: m
+        for m in Membership.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .filter(user=user)
+    }
     granted, changed, revoked = [], [], []
 
     def audit(action: str, membership: Membership, tenant: Tenant, changes: dict) -> None:
@@ -150,6 +155,26 @@ def _apply_roles(
     }
 
 
+def _identity_create(
+    *, issuer: str, subject: str, claims: Mapping[str, Any], email: str
+) -> SsoIdentity:
+    """A new account for a first sign-in. Two first sign-ins of one subject at once (two
+    tabs) race to insert the identity; the loser takes the winner's."""
+    try:
+        with transaction.atomic():
+            user = get_user_model()(username=_free_username(claims, subject), email=email)
+            # no password: this account signs in through the identity provider only
+            user.set_unusable_password()
+            user.save()
+            return SsoIdentity.objects.create(user=user, issuer=issuer, subject=subject)
+    except IntegrityError:
+        return (
+            SsoIdentity.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .get(issuer=issuer, subject=subject)
+        )
+
+
 @transaction.atomic
 def sso_user_sign_in(*, issuer: str, claims: Mapping[str, Any], ip_address: str | None) -> Any:
     """The user a validated id_token (plus userinfo) signs in as, created at the first
@@ -164,18 +189,14 @@ def sso_user_sign_in(*, issuer: str, claims: Mapping[str, Any], ip_address: str 
         tenant_role_pattern=settings.OIDC_TENANT_ROLE_PATTERN,
     )
     identity = (
-        SsoIdentity.objects.select_for_update()
+        SsoIdentity.objects.select_for_update(of=("self",))
         .select_related("user")
         .filter(issuer=issuer, subject=subject)
         .first()
     )
     created = identity is None
     if identity is None:
-        user = get_user_model()(username=_free_username(claims, subject), email=email)
-        # no password: this account signs in through the identity provider only
-        user.set_unusable_password()
-        user.save()
-        identity = SsoIdentity(user=user, issuer=issuer, subject=subject)
+        identity = _identity_create(issuer=issuer, subject=subject, claims=claims, email=email)
     user = identity.user
     if not user.is_active:
         raise PermissionDenied("this account is deactivated in aipk")
