@@ -64,6 +64,12 @@ def idp(settings, simulator) -> IdentityProvider:
     return IdentityProvider(simulator, client_id)
 
 
+def owner_of_acme(tenant):
+    owner = get_user_model().objects.create_user(f"owner-{uuid.uuid4().hex[:6]}")
+    Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
+    return owner
+
+
 @pytest.fixture
 def sub() -> str:
     return f"ada-{uuid.uuid4().hex[:8]}"
@@ -178,7 +184,7 @@ def test_it_makes_staff_and_superusers_from_their_groups(client, idp, sub):
 
 @pytest.mark.parametrize("role", ["owner", "admin", "member", "viewer"])
 def test_it_gives_the_tenant_role_its_group_names(
-    client, idp, sub, tenant, other_tenant, outsider, role
+    client, idp, sub, tenant, other_tenant, outsider, client_as, role
 ):
     idp.signs_in_as(idp.user(sub, groups=[f"aipk:acme:{role}", "unrelated-group"]))
 
@@ -192,6 +198,9 @@ def test_it_gives_the_tenant_role_its_group_names(
     assert client.get("/console/tenants/globex/").status_code == 404
     added = AuditEvent.objects.get(action="member.add", tenant=tenant)
     assert added.actor_label == "sso" and added.changes["role"] == role
+    # the owner of Acme sees where the membership came from
+    members_page = client_as(owner_of_acme(tenant)).get("/console/tenants/acme/members/")
+    assert ">SSO</span>" in members_page.content.decode()
 
 
 def test_it_takes_the_highest_role_and_ignores_tenants_that_do_not_exist(client, idp, sub, tenant):
