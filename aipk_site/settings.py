@@ -11,6 +11,7 @@ DEBUG defaults to on for local development. With DEBUG off, DJANGO_SECRET_KEY
 and FERNET_KEYS must be set; there are no fallbacks for them.
 """
 
+import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -274,7 +275,8 @@ CONTENT_SECURITY_POLICY = {
 # database, so every process agrees; the admin lists and resets them ("Axes").
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend that refuses passwords while LOCAL_PASSWORDS_ENABLED is off (SSO below)
+    "tenants_app.auth_backends.LocalPasswordBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
@@ -286,6 +288,49 @@ AXES_CLIENT_IP_CALLABLE = "aipk_site.infra.client_ip.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # Its attempt log and these settings' names stay out of the request log.
 AXES_VERBOSE = False
+
+# --- Single sign-on: OpenID Connect for the console (docs/SECURITY.md "Single sign-on") ---
+# On when OIDC_ISSUER (or OIDC_DISCOVERY_URL) and OIDC_CLIENT_ID are set. authlib does the
+# protocol (discovery, state, nonce, PKCE, id_token signature and claims);
+# tenants_app/services/sso.py maps the groups claim to staff, superuser and tenant roles on
+# every sign-in.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_DISCOVERY_URL = env.str(
+    "OIDC_DISCOVERY_URL",
+    default=f"{OIDC_ISSUER}/.well-known/openid-configuration" if OIDC_ISSUER else "",
+)
+OIDC_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_STAFF_GROUPS = env.list("OIDC_STAFF_GROUPS", default=[])
+OIDC_SUPERUSER_GROUPS = env.list("OIDC_SUPERUSER_GROUPS", default=[])
+# a group naming a tenant role; named groups "tenant" (a slug) and "role" are required
+OIDC_TENANT_ROLE_PATTERN = env.str(
+    "OIDC_TENANT_ROLE_PATTERN",
+    default=r"^aipk:(?P<tenant>[-a-zA-Z0-9_]+):(?P<role>owner|admin|member|viewer)$",
+)
+try:
+    _tenant_role_groups = set(re.compile(OIDC_TENANT_ROLE_PATTERN).groupindex)
+except re.error as exc:
+    raise ImproperlyConfigured(
+        f"OIDC_TENANT_ROLE_PATTERN is not a regular expression: {exc}"
+    ) from None
+if not {"tenant", "role"} <= _tenant_role_groups:
+    raise ImproperlyConfigured(
+        "OIDC_TENANT_ROLE_PATTERN needs the named groups (?P<tenant>...) and (?P<role>...)."
+    )
+OIDC_TIMEOUT_SECONDS = env.float("OIDC_TIMEOUT_SECONDS", default=10.0)
+# Off: the console and admin password forms refuse and SSO is the only way in.
+LOCAL_PASSWORDS_ENABLED = env.bool("LOCAL_PASSWORDS_ENABLED", default=True)
+if OIDC_DISCOVERY_URL and "openid" not in OIDC_SCOPES.split():
+    raise ImproperlyConfigured("OIDC_SCOPES must include 'openid'.")
+if not LOCAL_PASSWORDS_ENABLED and not (OIDC_DISCOVERY_URL and OIDC_CLIENT_ID):
+    raise ImproperlyConfigured(
+        "LOCAL_PASSWORDS_ENABLED is off but single sign-on is not configured (OIDC_ISSUER, "
+        "OIDC_CLIENT_ID): nobody could sign in."
+    )
 
 # --- Logging: one record per line on stdout (docs/MONITORING.md, "Logs") ----------
 # LOG_FORMAT=json writes one JSON object per line (time, level, logger, message,

@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from aipk_site.api import api
+from aipk_site.console.sso_views import admin_login
 from aipk_site.gateway.openapi import gateway_api
 from aipk_site.operations_views import health, ready
 from providers_app.oauth_views import oauth_callback_view
@@ -17,6 +18,8 @@ handler500 = "aipk_site.error_views.server_error"
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("console/", include("aipk_site.console.urls")),
+    # single sign-on: with LOCAL_PASSWORDS_ENABLED off the admin's password form refuses too
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("v1/", gateway_api.urls),  # the OpenAI/Anthropic-compatible gateway

@@ -55,6 +55,9 @@ class Membership(models.Model):
     )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # granted by a single sign-on group (services/sso.py): follows the groups at every
+    # sign-in and goes when the group goes; hand-made memberships are never touched by SSO
+    sso_managed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -64,6 +67,32 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}@{self.tenant_id}:{self.role}"
+
+
+class SsoIdentity(models.Model):
+    """The account an OpenID Connect subject signs in as: linked by (issuer, sub), never by
+    email, which an identity provider may let users change. ``granted_staff`` and
+    ``granted_superuser`` remember what SSO granted, so it revokes only that."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    # display only, refreshed at every sign-in
+    email = models.CharField(max_length=254, blank=True)
+    granted_staff = models.BooleanField(default=False)
+    granted_superuser = models.BooleanField(default=False)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email or self.subject} ({self.issuer})"
 
 
 class UnsupportedParams(TextChoices):

@@ -41,6 +41,7 @@ from tenants_app.models import (
     ModelRoute,
     Pricing,
     Role,
+    SsoIdentity,
     StoredResponse,
     Tenant,
     UsageRecord,
@@ -137,6 +138,9 @@ def world(root, simulator):
     tenant = tenant_create(name="Acme", slug="acme", owner=root, actor=root)
     member = get_user_model().objects.create_user("carol")
     member_add(tenant=tenant, user=member, role=Role.MEMBER, actor=root)
+    SsoIdentity.objects.create(
+        user=member, issuer="https://idp.example.com", subject="carol-sub", email="carol@x.io"
+    )
     vkey, vkey_secret = virtual_key_create(tenant=tenant, name="app", actor=root)
     token, token_secret = admin_token_create(user=root, name="ci", actor=root)
     route_create(

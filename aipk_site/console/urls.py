@@ -4,17 +4,15 @@ its own pages through its ``console_urls`` module."""
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from aipk_site.console import audit_views, playground_views, views
+from aipk_site.console import audit_views, playground_views, sso_views, views
 
 app_name = "console"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", sso_views.ConsoleLoginView.as_view(), name="login"),
+    path("sso/login/", sso_views.sso_begin, name="sso-login"),
+    path("sso/callback/", sso_views.sso_callback, name="sso-callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("playground/", playground_views.playground, name="playground"),
     path("audit/", audit_views.audit_log, name="audit"),

@@ -10,6 +10,11 @@
 | GET  /openrouter/auth | OpenRouter's PKCE authorize page |
 | POST /openrouter/api/v1/auth/keys | OpenRouter's code → API key exchange |
 | GET / DELETE /_sim/oauth/calls | per-grant call counters (for "refreshed exactly once") |
+| GET /.well-known/openid-configuration | OIDC discovery (issuer: this root URL) |
+| GET /oauth/jwks | the RS256 public key id_tokens are signed with (generated at start) |
+| GET/POST /oauth/userinfo | OIDC userinfo for a Bearer access token |
+| PUT/GET /_sim/oidc/users/{sub} | the test users: email, name, groups |
+| PUT/DELETE /_sim/oidc/clients/{client_id} | who signs in for a client; id_token faults |
 
 Knobs are query parameters, so they can ride on the endpoint URLs an admin
 configures (``Provider.oauth_token_url = <sim>/oauth/token?expires_in=1``):
@@ -33,6 +38,15 @@ secret ``secret-<client id>`` (form field or HTTP Basic); other clients are
 public. State lives in this one simulator process, in bounded maps (oldest
 entries dropped), so it is lost on restart.
 
+OpenID Connect: a code grant whose scope holds ``openid`` returns an RS256-signed
+id_token (iss, aud, sub, iat, exp, nonce when the authorize request sent one,
+at_hash, email, email_verified, name, preferred_username, groups) for the user who
+"signed in": ``login_hint=<sub>`` on the authorize URL, else the user set for the
+client with ``PUT /_sim/oidc/clients/{client_id}``, else ``sim-user``. The same
+client setting can carry a ``fault`` that breaks the id_tokens issued to that client
+the way a relying party must refuse (see ``ID_TOKEN_FAULTS``). Other grants keep an
+id_token with the account's email only, now signed too.
+
 One module because it is one concept: a single authorisation server whose
 grants (code, refresh, device, OpenRouter's exchange) share one state and one
 set of client and PKCE checks.
@@ -51,6 +65,8 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 MAX_ENTRIES = 10_000
 CODE_TTL_S = 600
@@ -59,6 +75,24 @@ DEVICE_CODE_TTL_S = 1800
 SLOW_DOWN_STEP_S = 5.0
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 SIM_USER_EMAIL = "sim-user@example.com"
+DEFAULT_SUB = "sim-user"
+ID_TOKEN_ALG = "RS256"
+# The fixed users every simulator starts with (PUT /_sim/oidc/users/{sub} adds or replaces).
+DEFAULT_USERS: dict[str, dict] = {
+    "sim-user": {"email": SIM_USER_EMAIL, "name": "Sim User", "groups": []},
+    "sim-staff": {"email": "sim-staff@example.com", "name": "Sim Staff", "groups": ["aipk-staff"]},
+}
+# What a client's id_tokens can be made to get wrong, each one a check a relying party owes.
+ID_TOKEN_FAULTS = frozenset(
+    {
+        "bad_signature",  # signed, then its payload swapped: the signature no longer matches
+        "wrong_nonce",  # a nonce other than the one the authorize request sent
+        "wrong_issuer",  # iss of another server
+        "wrong_audience",  # aud of another client (azp of this one)
+        "expired",  # exp an hour ago
+        "unknown_key",  # signed with a key the JWKS does not publish
+    }
+)
 
 
 class _Bounded(OrderedDict):
@@ -79,6 +113,8 @@ class _Code:
     scope: str
     expires_in: int | None
     created: float
+    nonce: str | None = None
+    sub: str = DEFAULT_SUB
 
 
 @dataclass(slots=True)
@@ -86,6 +122,15 @@ class _Refresh:
     client_id: str
     scope: str
     used: bool = False
+    sub: str = DEFAULT_SUB
+
+
+@dataclass(slots=True)
+class _Client:
+    """Test settings of one client id: who approves its authorize requests, what breaks."""
+
+    user: str = DEFAULT_SUB
+    fault: str | None = None
 
 
 @dataclass(slots=True)
@@ -111,6 +156,16 @@ class OAuthServerState:
     openrouter_codes: _Bounded = field(default_factory=_Bounded)
     # (endpoint or grant type, client id) -> calls
     calls: Counter = field(default_factory=Counter)
+    # the id_token signing key: new at every start, so no private key is ever on disk
+    signing_key: RSAKey = field(default_factory=lambda: _new_key())
+    users: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_USERS.items()})
+    clients: _Bounded = field(default_factory=_Bounded)
+    # access token -> (sub, scope) for the userinfo endpoint
+    access_tokens: _Bounded = field(default_factory=_Bounded)
+
+
+def _new_key() -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"use": "sig", "alg": ID_TOKEN_ALG}, auto_kid=True)
 
 
 OAUTH_STATE = web.AppKey("sim_oauth_state", OAuthServerState)
@@ -153,15 +208,69 @@ def _oauth_error(error: str, description: str, status: int = 400) -> web.Respons
     return web.json_response({"error": error, "error_description": description}, status=status)
 
 
-def _id_token(client_id: str) -> str:
-    """An unsigned JWT-shaped id_token carrying the account's email (display only)."""
+def _issuer(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
 
-    def part(obj: dict) -> str:
-        raw = json.dumps(obj, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    header = part({"alg": "none", "typ": "JWT"})
-    return f"{header}.{part({'email': SIM_USER_EMAIL, 'aud': client_id})}."
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _id_token(
+    request: web.Request,
+    client_id: str,
+    *,
+    sub: str,
+    scope: str,
+    access_token: str,
+    nonce: str | None,
+) -> str:
+    """An RS256-signed id_token. With ``openid`` in the scope it is an OIDC Core §2
+    token for ``sub``; otherwise the provider flows' display-only token (email)."""
+    state = _state(request)
+    now = int(time.time())
+    user = state.users.get(sub) or DEFAULT_USERS[DEFAULT_SUB]
+    claims: dict = {
+        "iss": _issuer(request),
+        "aud": client_id,
+        "sub": sub,
+        "iat": now,
+        "exp": now + DEFAULT_EXPIRES_IN,
+        "email": user["email"],
+    }
+    if "openid" in scope.split():
+        # OIDC Core §3.1.3.6: the left half of the access token's SHA-256
+        digest = hashlib.sha256(access_token.encode("ascii")).digest()
+        claims |= {
+            "at_hash": _b64url(digest[: len(digest) // 2]),
+            "email_verified": True,
+            "name": user["name"],
+            "preferred_username": sub,
+            "groups": list(user["groups"]),
+        }
+        if nonce:
+            claims["nonce"] = nonce
+    client = state.clients.get(client_id)
+    fault = client.fault if client is not None else None
+    key = state.signing_key
+    if fault == "wrong_nonce":
+        claims["nonce"] = "not-the-nonce-" + secrets.token_urlsafe(8)
+    elif fault == "wrong_issuer":
+        claims["iss"] = "https://issuer.invalid"
+    elif fault == "wrong_audience":
+        # the subtle one: aud names another client while azp names this one
+        claims["aud"], claims["azp"] = ["another-client"], client_id
+    elif fault == "expired":
+        claims["iat"], claims["exp"] = now - 2 * DEFAULT_EXPIRES_IN, now - DEFAULT_EXPIRES_IN
+    elif fault == "unknown_key":
+        key = _new_key()
+    header = {"alg": ID_TOKEN_ALG, "typ": "JWT", "kid": key.kid}
+    signed = jwt.encode(header, claims, key)
+    if fault == "bad_signature":
+        head, _payload, signature = signed.split(".")
+        forged = dict(claims, groups=[*claims.get("groups", []), "forged-group"])
+        signed = f"{head}.{_b64url(json.dumps(forged).encode())}.{signature}"
+    return signed
 
 
 def _client_ok(client_id: str, secret: str | None) -> bool:
@@ -215,6 +324,7 @@ async def authorize(request: web.Request) -> web.Response:
             "error_description": "a PKCE code_challenge is required",
         }
     else:
+        client = _state(request).clients.get(client_id) or _Client()
         code = "sim-code-" + secrets.token_urlsafe(24)
         _state(request).codes[code] = _Code(
             client_id=client_id,
@@ -224,6 +334,8 @@ async def authorize(request: web.Request) -> web.Response:
             scope=q.get("scope", ""),
             expires_in=_int_knob(request, "expires_in", None),
             created=time.time(),
+            nonce=q.get("nonce") or None,
+            sub=q.get("login_hint") or client.user,
         )
         back = {"code": code}
     if oauth_state:
@@ -242,9 +354,13 @@ def _issue(
     *,
     refresh: bool = True,
     qwen: bool = False,
+    sub: str = DEFAULT_SUB,
+    nonce: str | None = None,
 ) -> dict:
+    access_token = "sim-at-" + secrets.token_urlsafe(24)
+    _state(request).access_tokens[access_token] = (sub, scope)
     body: dict = {
-        "access_token": "sim-at-" + secrets.token_urlsafe(24),
+        "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": expires_in,
     }
@@ -252,13 +368,17 @@ def _issue(
         body["scope"] = scope
     if refresh:
         refresh_token = "sim-rt-" + secrets.token_urlsafe(24)
-        _state(request).refresh_tokens[refresh_token] = _Refresh(client_id=client_id, scope=scope)
+        _state(request).refresh_tokens[refresh_token] = _Refresh(
+            client_id=client_id, scope=scope, sub=sub
+        )
         body["refresh_token"] = refresh_token
     if qwen:
         # Qwen's per-account API host; pointed back at this simulator's Qwen routes.
         body["resource_url"] = f"{request.scheme}://{request.host}/qwen"
     else:
-        body["id_token"] = _id_token(client_id)
+        body["id_token"] = _id_token(
+            request, client_id, sub=sub, scope=scope, access_token=access_token, nonce=nonce
+        )
     return body
 
 
@@ -305,6 +425,8 @@ def _code_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.Re
             code.scope,
             DEFAULT_EXPIRES_IN if expires_in is None else expires_in,
             qwen=qwen,
+            sub=code.sub,
+            nonce=code.nonce,
         )
     )
 
@@ -318,7 +440,15 @@ def _refresh_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web
         refresh.used = True
     expires_in = DEFAULT_EXPIRES_IN if expires_knob is None else expires_knob
     return web.json_response(
-        _issue(request, client_id, refresh.scope, expires_in, refresh=rotate, qwen=qwen)
+        _issue(
+            request,
+            client_id,
+            refresh.scope,
+            expires_in,
+            refresh=rotate,
+            qwen=qwen,
+            sub=refresh.sub,
+        )
     )
 
 
@@ -457,6 +587,136 @@ async def openrouter_key_exchange(request: web.Request) -> web.Response:
     )
 
 
+# --------------------------------------------------------------------------- OpenID Connect
+
+
+async def discovery(request: web.Request) -> web.Response:
+    """OIDC Discovery 1.0 §3, so a relying party configures itself from the issuer URL."""
+    issuer = _issuer(request)
+    return web.json_response(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
+            "token_endpoint": f"{issuer}/oauth/token",
+            "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+            "jwks_uri": f"{issuer}/oauth/jwks",
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [ID_TOKEN_ALG],
+            "scopes_supported": ["openid", "email", "profile", "groups"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            "code_challenge_methods_supported": ["S256", "plain"],
+            "claims_supported": [
+                "iss",
+                "aud",
+                "sub",
+                "iat",
+                "exp",
+                "nonce",
+                "at_hash",
+                "email",
+                "email_verified",
+                "name",
+                "preferred_username",
+                "groups",
+            ],
+        }
+    )
+
+
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response({"keys": [_state(request).signing_key.as_dict(private=False)]})
+
+
+async def userinfo(request: web.Request) -> web.Response:
+    auth = request.headers.get("authorization", "")
+    found = None
+    if auth.lower().startswith("bearer "):
+        found = _state(request).access_tokens.get(auth[7:].strip())
+    if found is None:
+        return web.json_response(
+            {"error": "invalid_token", "error_description": "unknown or missing access token"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    sub, scope = found
+    user = _state(request).users.get(sub) or DEFAULT_USERS[DEFAULT_SUB]
+    body: dict = {"sub": sub}
+    scopes = scope.split()
+    if "email" in scopes:
+        body |= {"email": user["email"], "email_verified": True}
+    if "profile" in scopes:
+        body |= {"name": user["name"], "preferred_username": sub}
+    if "openid" in scopes:
+        body["groups"] = list(user["groups"])
+    return web.json_response(body)
+
+
+async def _json_object(request: web.Request) -> dict | web.Response:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return web.json_response({"error": "the body must be a JSON object"}, status=400)
+    return body
+
+
+async def put_user(request: web.Request) -> web.Response:
+    """Add or replace a test user: ``{"email", "name", "groups": [..]}``."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    sub = request.match_info["sub"]
+    groups = body.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        return web.json_response({"error": "groups must be a list of strings"}, status=400)
+    user = {
+        "email": str(body.get("email") or f"{sub}@example.com"),
+        "name": str(body.get("name") or sub),
+        "groups": groups,
+    }
+    _state(request).users[sub] = user
+    return web.json_response({"sub": sub, **user})
+
+
+async def get_user(request: web.Request) -> web.Response:
+    sub = request.match_info["sub"]
+    user = _state(request).users.get(sub)
+    if user is None:
+        return web.json_response({"error": f"no user {sub!r}"}, status=404)
+    return web.json_response({"sub": sub, **user})
+
+
+async def put_client(request: web.Request) -> web.Response:
+    """``{"user": <sub>, "fault": <one of ID_TOKEN_FAULTS> | null}`` for one client id."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    fault = body.get("fault")
+    if fault is not None and fault not in ID_TOKEN_FAULTS:
+        return web.json_response(
+            {"error": f"fault must be one of {sorted(ID_TOKEN_FAULTS)} or null"}, status=400
+        )
+    user = str(body.get("user") or DEFAULT_SUB)
+    if user not in _state(request).users:
+        return web.json_response({"error": f"no user {user!r}"}, status=400)
+    _state(request).clients[request.match_info["client_id"]] = _Client(user=user, fault=fault)
+    return web.json_response(
+        {"client_id": request.match_info["client_id"], "user": user, "fault": fault}
+    )
+
+
+async def delete_client(request: web.Request) -> web.Response:
+    _state(request).clients.pop(request.match_info["client_id"], None)
+    return web.Response(status=204)
+
+
 # --------------------------------------------------------------------------- test helpers
 
 
@@ -488,6 +748,14 @@ def setup(app: web.Application) -> None:
             web.post("/qwen-oauth/api/v1/oauth2/token", qwen_token),
             web.get("/openrouter/auth", openrouter_authorize),
             web.post("/openrouter/api/v1/auth/keys", openrouter_key_exchange),
+            web.get("/.well-known/openid-configuration", discovery),
+            web.get("/oauth/jwks", jwks),
+            web.get("/oauth/userinfo", userinfo),
+            web.post("/oauth/userinfo", userinfo),
+            web.put("/_sim/oidc/users/{sub}", put_user),
+            web.get("/_sim/oidc/users/{sub}", get_user),
+            web.put("/_sim/oidc/clients/{client_id}", put_client),
+            web.delete("/_sim/oidc/clients/{client_id}", delete_client),
             web.get("/_sim/oauth/calls", calls),
             web.delete("/_sim/oauth/calls", clear_calls),
         ]

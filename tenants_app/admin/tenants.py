@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count
 
-from aipk_site.infra.admin import ServiceAdmin, ServiceModelForm, request_ip
-from tenants_app.models import Membership, Tenant
+from aipk_site.infra.admin import ReadOnlyAdmin, ServiceAdmin, ServiceModelForm, request_ip
+from tenants_app.models import Membership, SsoIdentity, Tenant
 from tenants_app.services.tenants import (
     TENANT_FIELDS,
     member_add,
@@ -108,8 +108,8 @@ class MembershipForm(ServiceModelForm):
 @admin.register(Membership)
 class MembershipAdmin(ServiceAdmin):
     form = MembershipForm
-    list_display = ("user", "tenant", "role", "created_at")
-    list_filter = ("role", "tenant")
+    list_display = ("user", "tenant", "role", "sso_managed", "created_at")
+    list_filter = ("role", "sso_managed", "tenant")
     search_fields = ("user__username", "user__email", "tenant__name", "tenant__slug")
     list_select_related = ("user", "tenant")
     ordering = ("tenant__name", "user__username")
@@ -129,3 +129,23 @@ class MembershipAdmin(ServiceAdmin):
 
     def delete_one(self, request, obj):
         member_remove(membership=obj, actor=request.user, ip_address=request_ip(request))
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(ReadOnlyAdmin):
+    """Which identity-provider subject signs in as which user (services/sso.py writes
+    them); gone with the user, which is also how an account is unlinked."""
+
+    list_display = (
+        "user",
+        "email",
+        "issuer",
+        "subject",
+        "granted_staff",
+        "granted_superuser",
+        "last_sign_in_at",
+    )
+    list_filter = ("issuer", "granted_staff", "granted_superuser")
+    search_fields = ("user__username", "email", "subject")
+    list_select_related = ("user",)
+    ordering = ("-last_sign_in_at", "-id")
