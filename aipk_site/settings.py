@@ -20,8 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# FileAwareEnv: NAME_FILE=/run/secrets/... is read when NAME is unset (container secrets,
-# compose.yaml and deploy/kubernetes/), so secrets need not sit in the environment.
+# FileAwareEnv: NAME_FILE=/run/secrets/..., when set, is read instead of NAME (container
+# secrets, compose.yaml), so secrets need not sit in the environment.
 env = environ.FileAwareEnv()
 
 DEBUG = env.bool("DEBUG", default=True)
