@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.deploy_commands import topology_commands
+
 PROJECT = Path(__file__).resolve().parents[1]
 KUBERNETES = PROJECT / "deploy" / "kubernetes"
 MANIFESTS = sorted(KUBERNETES.rglob("*.yaml"))
@@ -123,6 +125,30 @@ def test_the_compose_topology_is_the_documented_one():
         assert "DJANGO_SECRET_KEY" not in env and "FERNET_KEYS" not in env
         assert env["DJANGO_SECRET_KEY_FILE"].startswith("/run/secrets/")
         assert env["REDIS_URL"].startswith("redis://redis:")
+
+
+def test_compose_and_kubernetes_run_the_commands_deploy_md_lists():
+    commands = topology_commands()
+    services = yaml.safe_load(compose_config(PROJECT / "compose.yaml").stdout)["services"]
+    found = resources()
+    pods = {
+        role: found[(kind, name)]["spec"]["template"]["spec"]["containers"][0]
+        for role, kind, name in [
+            ("migrate", "Job", "aipk-migrate"),
+            ("serve", "Deployment", "aipk-web"),
+            ("worker", "Deployment", "aipk-worker"),
+            ("beat", "Deployment", "aipk-beat"),
+        ]
+    }
+    for role, service in [("migrate", "migrate"), ("serve", "web"), ("worker", "worker")]:
+        assert services[service]["command"] == commands[role].argv, role
+    assert services["beat"]["command"] == commands["beat"].argv
+    for role, container in pods.items():
+        assert container["command"] == commands[role].argv, role
+    web_env = {e["name"]: e["value"] for e in pods["serve"]["env"]}
+    for name, value in commands["serve"].env.items():
+        assert services["web"]["environment"][name] == value
+        assert web_env[name] == value
 
 
 def test_beat_runs_once_and_web_keeps_serving_through_disruptions():

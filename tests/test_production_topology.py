@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from providers_app.services.providers import provider_create
 from tenants_app.models import Invoice, UsageRecord
 from tenants_app.services.keys import virtual_key_create
 from tenants_app.services.tenants import tenant_create
+from tests.deploy_commands import topology_commands
 from tests.gateway.processes import (
     PROJECT,
     SharedDatabase,
@@ -67,45 +67,6 @@ TIMEOUT = 60
 # FORWARDED_ALLOW_IPS below), saying the client came over https from its own address.
 AS_THE_TLS_PROXY = {"x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.7"}
 BIN = Path(sys.executable).parent
-
-
-# -- DEPLOY.md's process commands ---------------------------------------------------------
-
-
-@dataclass
-class Command:
-    env: dict[str, str]
-    argv: list[str]
-
-    @property
-    def role(self) -> str:
-        words = self.argv
-        if words[:2] == ["python", "manage.py"]:
-            return words[2]  # migrate, serve
-        if words[0] == "celery":
-            return words[words.index("-A") + 2]  # worker, beat
-        raise AssertionError(f"an unknown process in docs/DEPLOY.md: {shlex.join(words)}")
-
-    def executable_argv(self) -> list[str]:
-        # DEPLOY.md says `python` and `celery`: here, this virtualenv's
-        program = sys.executable if self.argv[0] == "python" else str(BIN / self.argv[0])
-        return [program, *self.argv[1:]]
-
-
-def topology_commands() -> dict[str, Command]:
-    text = (PROJECT / "docs" / "DEPLOY.md").read_text()
-    found = re.search(r"<!-- topology-commands -->\n```\n(.*?)```", text, re.S)
-    assert found, "docs/DEPLOY.md has no <!-- topology-commands --> block"
-    commands = {}
-    for line in found.group(1).splitlines():
-        words = shlex.split(line)
-        env = {}
-        while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
-            name, _, value = words.pop(0).partition("=")
-            env[name] = value
-        command = Command(env, words)
-        commands[command.role] = command
-    return commands
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -240,7 +201,10 @@ def chat_on_a_new_connection(
     try:
         connection.connect()
         client_port = connection.sock.getsockname()[1]
-        body = {"model": model, "messages": [{"role": "user", "content": text}]}
+        body: dict[str, object] = {
+            "model": model,
+            "messages": [{"role": "user", "content": text}],
+        }
         if stream:
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         connection.request(
@@ -316,6 +280,7 @@ def connect_oauth_account(simulator_url: str, name: str) -> OAuthCredential:
     location = httpx.get(url, follow_redirects=False).headers["location"]
     params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     result = async_to_sync(oauth_callback)(provider_name=name, params=params)
+    assert result.credential is not None, result
     return OAuthCredential.objects.get(pk=result.credential.pk)
 
 
