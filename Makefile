@@ -14,7 +14,7 @@ PORT      ?= 8000
 SIM_PORT  ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: help install browser run serve test lint migrate clean
+.PHONY: help install browser deploy-validators run serve test lint migrate clean
 
 help:
 	@echo "make run    set up .venv, migrate, start the provider simulator, the server and its scheduled jobs"
@@ -37,6 +37,10 @@ install: $(STAMP)
 # Debian's chromium for the browser tests (installed with apt-get when missing).
 browser:
 	@scripts/ensure-chromium
+
+# Debian's docker-compose, which validates compose.yaml (tests/test_deploy_files.py).
+deploy-validators:
+	@scripts/ensure-deploy-validators
 
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
@@ -82,7 +86,7 @@ serve: migrate
 	  exec $(PY) manage.py serve
 
 # pytest exit code 5 means "no tests collected": a failure, said out loud.
-test: $(STAMP) browser
+test: $(STAMP) browser deploy-validators
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc

@@ -21,7 +21,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# FileAwareEnv: NAME_FILE=/run/secrets/..., when set, is read instead of NAME (container
+# secrets, compose.yaml), so secrets need not sit in the environment.
+env = environ.FileAwareEnv()
 
 DEBUG = env.bool("DEBUG", default=True)
 
@@ -31,7 +33,8 @@ _DEV_FERNET_KEY = "aipk-insecure-development-fernet-key"
 
 
 def _required_outside_debug(name: str, dev_default: str) -> str:
-    value = env.str(name, default="")
+    # strip: a secret read from a file (NAME_FILE) usually ends with a newline
+    value = env.str(name, default="").strip()
     if value:
         return value
     if DEBUG:
@@ -43,6 +46,11 @@ def _required_outside_debug(name: str, dev_default: str) -> str:
 
 
 SECRET_KEY = _required_outside_debug("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
+# Rotating DJANGO_SECRET_KEY (docs/DEPLOY.md): the old key goes here while sessions and
+# signed values made with it expire; Django verifies with these and signs only with SECRET_KEY.
+SECRET_KEY_FALLBACKS = [
+    key.strip() for key in env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[]) if key.strip()
+]
 
 # django-fernet-fields: the first key encrypts, every key decrypts; rotate by
 # putting a new key first and running `manage.py rotate_fernet_keys`. Keys are
