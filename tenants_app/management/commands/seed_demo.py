@@ -79,7 +79,8 @@ PROVIDERS = {
 # simulator accepts any client id; one starting with "confidential-" must send
 # "secret-<client id>", which the gemini one does because Google needs the secret.
 # qwen's ``approval=page`` keeps its device code pending until someone approves it on the
-# simulator's verification page, as on chat.qwen.ai.
+# simulator's verification page, as on chat.qwen.ai; ``interval=0``: Qwen's device reply
+# advertises no polling interval, so its simulated server enforces none either.
 SIM_CODE_FLOW = {"oauth_authorize_url": "/oauth/authorize", "oauth_token_url": "/oauth/token"}
 OAUTH = {
     "openai": {**SIM_CODE_FLOW, "oauth_client_id": "aipk-demo-openai"},
@@ -90,7 +91,7 @@ OAUTH = {
         "oauth_client_secret": "secret-confidential-aipk-demo-gemini",
     },
     "qwen": {
-        "oauth_device_url": "/qwen-oauth/api/v1/oauth2/device/code?approval=page",
+        "oauth_device_url": "/qwen-oauth/api/v1/oauth2/device/code?approval=page&interval=0",
         "oauth_token_url": "/qwen-oauth/api/v1/oauth2/token",
         "oauth_client_id": "aipk-demo-qwen",
     },
