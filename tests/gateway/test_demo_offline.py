@@ -169,6 +169,31 @@ def test_it_connects_the_seeded_anthropic_account_offline_and_serves_v1_with_it(
     assert "x-api-key" not in upstream["headers"]
 
 
+@pytest.mark.parametrize("name", ["openai", "gemini", "openrouter"])
+@pytest.mark.django_db(transaction=True)
+def test_it_connects_every_other_seeded_oauth_provider_offline(
+    name, client, simulator, clean_caches
+):
+    seed(simulator.url)
+    client.force_login(get_user_model().objects.get(username="admin"))
+    provider = Provider.objects.get(name=name)
+
+    started = client.post(reverse("console:oauth_connect", args=[provider.pk]))
+    assert started["Location"].startswith(simulator.url + "/")
+    approved = httpx.get(started["Location"], follow_redirects=False)
+    callback = urlsplit(approved.headers["location"])
+    assert callback.path == f"/oauth/callback/{name}/"
+    page = client.get(callback.path, dict(parse_qsl(callback.query)))
+
+    assert page.status_code == 200, page.content.decode()
+    if name == "openrouter":  # OpenRouter's flow yields a permanent API key
+        assert ApiKey.objects.filter(provider=provider, label__startswith="OpenRouter OAuth")
+    else:
+        credential = OAuthCredential.objects.get(provider=provider)
+        assert credential.state == OAuthCredential.State.ACTIVE
+        assert credential.access_token not in page.content.decode()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_completes_the_seeded_qwen_device_flow_on_the_simulators_page(
     client, simulator, gateway_server, clean_caches, monkeypatch
