@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from providers_app.models import ApiKey, DiscoveredModel, OAuthCredential, OAuthFlow, Provider
 from providers_app.services import oauth
-from providers_app.services.credentials import api_key_set_state
+from providers_app.services.credentials import api_key_replace_secret, api_key_set_state
 from providers_app.services.health import latest_check
 from tests.gateway.test_demo_seed import PROVIDER_NAMES, clean_caches, debug_on, printed_key
 
@@ -29,7 +29,7 @@ __all__ = ["clean_caches", "debug_on"]  # fixtures shared with test_demo_seed.py
 OAUTH_CODE_FLOW = {"openai", "anthropic", "gemini"}
 
 
-def seed(simulator_url: str, base_url: str = "http://127.0.0.1:8000") -> tuple[str, str]:
+def seed(simulator_url: str, base_url: str = "http://127.0.0.1:8000", **options) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     call_command(
         "seed_demo",
@@ -38,6 +38,7 @@ def seed(simulator_url: str, base_url: str = "http://127.0.0.1:8000") -> tuple[s
         quiet=True,
         stdout=out,
         stderr=err,
+        **options,
     )
     return out.getvalue(), err.getvalue()
 
@@ -87,6 +88,21 @@ def test_it_checks_every_seeded_provider_and_discovers_its_models(simulator, cle
 
 
 @pytest.mark.django_db
+def test_it_names_a_seeded_provider_that_fails_its_check(simulator, clean_caches):
+    seed(simulator.url)
+    # the simulator refuses any credential starting with "invalid"
+    key = ApiKey.objects.get(provider__name="cerebras")
+    api_key_replace_secret(key=key, secret="invalid-demo-key-0001")
+
+    output, warnings = seed(simulator.url)
+
+    assert "Checked 7 providers on the simulator (6 healthy)" in output
+    assert "warning: provider 'cerebras' is unhealthy: authentication" in warnings
+    assert "invalid-demo-key-0001" not in output + warnings
+    assert not latest_check(Provider.objects.get(name="cerebras")).healthy
+
+
+@pytest.mark.django_db
 def test_it_warns_and_still_seeds_when_the_simulator_is_down(clean_caches):
     output, warnings = seed(f"http://127.0.0.1:{_free_port()}")
 
@@ -95,6 +111,18 @@ def test_it_warns_and_still_seeds_when_the_simulator_is_down(clean_caches):
     printed_key(output)
     assert Provider.objects.count() == 7
     assert not DiscoveredModel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_gives_up_on_the_checks_after_the_timeout_and_still_prints_the_key(
+    simulator, clean_caches
+):
+    # no round trip to the simulator, let alone fourteen, fits in a microsecond
+    output, warnings = seed(simulator.url, check_timeout=0.000001)
+
+    assert "warning: checking the demo providers took longer than 1e-06 s" in warnings
+    assert "Checked" not in output
+    printed_key(output)
 
 
 @pytest.mark.django_db
