@@ -193,7 +193,7 @@ async def _check_and_discover(
     """The health checks and model discovery the scheduled jobs run, all at once.
 
     own_client: this event loop lives for one call, so the probes must not borrow the
-    process's pooled clients (docs/PROVIDERS.md)."""
+    process's pooled clients, which belong to the loop that made them."""
 
     async def discover(provider: Provider) -> int:
         return len(await adiscover_models(provider, refresh=True, own_client=True))
@@ -331,7 +331,7 @@ class Command(BaseCommand):
                 if changes:
                     # one update, so one audit event per provider and run
                     provider_update(provider=provider, actor=actor, **changes)
-                    self._note(f"provider {name!r} now at {base_url}")
+                    self._note(f"provider {name!r} updated ({', '.join(sorted(changes))})")
                 else:
                     self._note(f"provider {name!r} up to date")
             if not ApiKey.objects.filter(provider=provider).exists():
