@@ -63,16 +63,17 @@ run: migrate
 	if ! kill -0 $$sim_pid 2>/dev/null; then \
 	  echo "warning: the provider simulator did not start (see its output above)" >&2; \
 	fi; \
+	case "$(HOST)" in 0.0.0.0|::|"[::]") client_host=127.0.0.1;; *) client_host="$(HOST)";; esac; \
+	echo "Seeding the demo, health-checking its providers and discovering their models..."; \
+	$(PY) manage.py seed_demo --quiet --simulator-url http://127.0.0.1:$(SIM_PORT) \
+	  --base-url "http://$$client_host:$(PORT)" \
+	  || echo "warning: seeding the demo failed (see above); the server starts anyway" >&2; \
 	echo ""; \
 	echo "aipk is starting:"; \
 	echo "  console    http://$(HOST):$(PORT)/console/"; \
 	echo "  admin      http://$(HOST):$(PORT)/admin/"; \
 	echo "  API docs   http://$(HOST):$(PORT)/api/docs"; \
 	echo "  simulator  http://127.0.0.1:$(SIM_PORT)"; \
-	case "$(HOST)" in 0.0.0.0|::|"[::]") client_host=127.0.0.1;; *) client_host="$(HOST)";; esac; \
-	$(PY) manage.py seed_demo --quiet --simulator-url http://127.0.0.1:$(SIM_PORT) \
-	  --base-url "http://$$client_host:$(PORT)" \
-	  || echo "warning: seeding the demo failed (see above); the server starts anyway" >&2; \
 	echo ""; \
 	echo "Stop with Ctrl-C (the simulator stops with the server)."; \
 	echo ""; \

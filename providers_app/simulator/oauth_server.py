@@ -5,7 +5,8 @@
 | GET  /oauth/authorize | RFC 6749 §4.1 authorize page with PKCE (RFC 7636): approves at once |
 | POST /oauth/token | token endpoint: authorization_code, refresh_token (rotating), device_code |
 | POST /oauth/device/code | RFC 8628 device authorisation |
-| GET  /oauth/device | the verification page named in device replies (text only) |
+| GET  /oauth/device | the verification page named in device replies (approve / deny form) |
+| POST /oauth/device | that page's answer: approves or denies a user code |
 | POST /qwen-oauth/api/v1/oauth2/device/code, /token | the same, Qwen-shaped (+ resource_url) |
 | GET  /openrouter/auth | OpenRouter's PKCE authorize page |
 | POST /openrouter/api/v1/auth/keys | OpenRouter's code → API key exchange |
@@ -32,6 +33,10 @@ configures (``Provider.oauth_token_url = <sim>/oauth/token?expires_in=1``):
   ``deny`` (access_denied) or ``expire`` (expired_token). A poll sooner than
   the current interval after the previous one also gets slow_down (RFC 8628
   §3.5) and raises that interval by 5 s (scripted slow_downs do not).
+  ``approval=page`` instead behaves like the real provider: the code stays
+  authorization_pending until someone approves (or denies) it on the
+  verification page, GET /oauth/device?code=<user code>; the other knobs are
+  then ignored except ``interval``. The seeded demo's Qwen provider uses it.
 
 Clients whose id starts with ``confidential-`` must authenticate with the
 secret ``secret-<client id>`` (form field or HTTP Basic); other clients are
@@ -62,6 +67,7 @@ import secrets
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from html import escape
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -143,6 +149,9 @@ class _Device:
     slow_down_polls: int
     outcome: str
     expires_at: float
+    user_code: str = ""
+    on_page: bool = False  # approval=page: pending until the verification page answers
+    approved: bool | None = None
     polls: int = 0
     last_poll: float | None = None
     done: bool = False
@@ -153,6 +162,7 @@ class OAuthServerState:
     codes: _Bounded = field(default_factory=_Bounded)
     refresh_tokens: _Bounded = field(default_factory=_Bounded)
     devices: _Bounded = field(default_factory=_Bounded)
+    device_codes_by_user_code: _Bounded = field(default_factory=_Bounded)
     openrouter_codes: _Bounded = field(default_factory=_Bounded)
     # (endpoint or grant type, client id) -> calls
     calls: Counter = field(default_factory=Counter)
@@ -467,6 +477,8 @@ def _device_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.
     if too_fast:
         device.interval += SLOW_DOWN_STEP_S
         return _oauth_error("slow_down", "polling too fast", status=429)
+    if device.on_page:
+        return _device_page_outcome(request, device, client_id, expires_knob, qwen=qwen)
     if device.polls <= device.pending_polls:
         return _oauth_error("authorization_pending", "the user has not approved yet")
     if device.polls <= device.pending_polls + device.slow_down_polls:
@@ -477,6 +489,16 @@ def _device_grant(request, form, client_id, expires_knob, *, qwen: bool) -> web.
         return _oauth_error("access_denied", "the user denied access")
     if device.outcome == "expire":
         return _oauth_error("expired_token", "the device code has expired")
+    expires_in = DEFAULT_EXPIRES_IN if expires_knob is None else expires_knob
+    return web.json_response(_issue(request, client_id, device.scope, expires_in, qwen=qwen))
+
+
+def _device_page_outcome(request, device, client_id, expires_knob, *, qwen: bool):
+    if device.approved is None:
+        return _oauth_error("authorization_pending", "the user has not approved yet")
+    device.done = True
+    if not device.approved:
+        return _oauth_error("access_denied", "the user denied access")
     expires_in = DEFAULT_EXPIRES_IN if expires_knob is None else expires_knob
     return web.json_response(_issue(request, client_id, device.scope, expires_in, qwen=qwen))
 
@@ -504,6 +526,9 @@ async def _device_code(request: web.Request, *, qwen: bool) -> web.Response:
     outcome = request.query.get("outcome", "approve")
     if outcome not in ("approve", "deny", "expire"):
         return _oauth_error("invalid_request", "outcome must be approve, deny or expire")
+    approval = request.query.get("approval", "auto")
+    if approval not in ("auto", "page"):
+        return _oauth_error("invalid_request", "approval must be auto or page")
     interval = float(_int_knob(request, "interval", 1) or 0)
     device_code_value = "sim-dc-" + secrets.token_urlsafe(24)
     user_code = secrets.token_hex(4).upper()
@@ -516,7 +541,10 @@ async def _device_code(request: web.Request, *, qwen: bool) -> web.Response:
         slow_down_polls=_int_knob(request, "slow_down_polls", 0) or 0,
         outcome=outcome,
         expires_at=time.time() + DEVICE_CODE_TTL_S,
+        user_code=user_code,
+        on_page=approval == "page",
     )
+    _state(request).device_codes_by_user_code[user_code] = device_code_value
     verification_uri = f"{request.scheme}://{request.host}/oauth/device"
     body = {
         "device_code": device_code_value,
@@ -530,12 +558,69 @@ async def _device_code(request: web.Request, *, qwen: bool) -> web.Response:
     return web.json_response(body)
 
 
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Simulated device verification</title></head>
+<body><main>
+<h1>Simulated device verification</h1>
+{body}
+</main></body></html>
+"""
+
+
+def _page(body: str, *, status: int = 200) -> web.Response:
+    return web.Response(text=_PAGE.format(body=body), content_type="text/html", status=status)
+
+
+def _unknown_code(user_code: str) -> web.Response:
+    return _page(f"<p>The code {escape(user_code)} is unknown, used or expired.</p>", status=404)
+
+
+def _pending_device(request: web.Request, user_code: str) -> _Device | None:
+    state = _state(request)
+    device = state.devices.get(state.device_codes_by_user_code.get(user_code.strip().upper(), ""))
+    if device is None or device.done or time.time() >= device.expires_at:
+        return None
+    return device
+
+
 async def device_page(request: web.Request) -> web.Response:
-    """The verification page a user would open; approval is scripted by the device-code knobs."""
+    """The verification page a device reply names, like chat.qwen.ai's: shows the code and
+    asks to approve or deny it. A code made without ``approval=page`` follows its knobs;
+    its page says so. No login: the simulator has one user (sim-user@example.com)."""
     code = request.query.get("code", "")
-    return web.Response(
-        text=f"Simulated device verification for code {code!r}: approval follows the knobs.",
+    device = _pending_device(request, code) if code else None
+    if code and device is None:
+        return _unknown_code(code)
+    if device is not None and not device.on_page:
+        return _page(
+            f"<p>Code {escape(device.user_code)}: approval follows the device-code knobs.</p>"
+        )
+    prompt = (
+        f'<input type="hidden" name="user_code" value="{escape(device.user_code)}">'
+        f"<p>Code <strong>{escape(device.user_code)}</strong> asks for access to the account "
+        f"of {SIM_USER_EMAIL} (scope: {escape(device.scope) or 'none'}).</p>"
+        if device is not None
+        else '<p><label>Code <input name="user_code" autocomplete="off" required></label></p>'
     )
+    return _page(
+        f'<form method="post" action="/oauth/device">{prompt}'
+        '<button name="decision" value="approve">Approve</button> '
+        '<button name="decision" value="deny">Deny</button></form>'
+    )
+
+
+async def device_decide(request: web.Request) -> web.Response:
+    form = await request.post()
+    user_code = str(form.get("user_code", ""))
+    decision = form.get("decision")
+    if decision not in ("approve", "deny"):
+        return _page("<p>decision must be approve or deny.</p>", status=400)
+    device = _pending_device(request, user_code)
+    if device is None or not device.on_page:
+        return _unknown_code(user_code)
+    device.approved = decision == "approve"
+    verdict = "approved" if device.approved else "denied"
+    return _page(f"<p>Device {verdict}. You can close this page and return to your device.</p>")
 
 
 # --------------------------------------------------------------------------- OpenRouter
@@ -744,6 +829,7 @@ def setup(app: web.Application) -> None:
             web.post("/oauth/token", token),
             web.post("/oauth/device/code", device_code),
             web.get("/oauth/device", device_page),
+            web.post("/oauth/device", device_decide),
             web.post("/qwen-oauth/api/v1/oauth2/device/code", qwen_device_code),
             web.post("/qwen-oauth/api/v1/oauth2/token", qwen_token),
             web.get("/openrouter/auth", openrouter_authorize),

@@ -210,6 +210,73 @@ def test_it_answers_slow_down_to_polls_faster_than_the_interval(simulator):
     assert httpx.post(simulator.url + "/oauth/token", data=form).json()["error"] == "slow_down"
 
 
+def _page_approved_device(simulator, client_id: str) -> tuple[dict, dict]:
+    start = httpx.post(
+        simulator.url + "/qwen-oauth/api/v1/oauth2/device/code?approval=page&interval=0",
+        data={"client_id": client_id, "scope": "openid model.completion"},
+    ).json()
+    form = {
+        "grant_type": DEVICE_CODE_GRANT_TYPE,
+        "client_id": client_id,
+        "device_code": start["device_code"],
+    }
+    return start, form
+
+
+def _decide(simulator, user_code: str, decision: str) -> httpx.Response:
+    return httpx.post(
+        simulator.url + "/oauth/device", data={"user_code": user_code, "decision": decision}
+    )
+
+
+def test_it_keeps_a_page_approved_device_code_pending_until_the_user_approves(simulator):
+    start, form = _page_approved_device(simulator, _client_id())
+    token_url = simulator.url + "/qwen-oauth/api/v1/oauth2/token"
+    for _ in range(5):  # more polls than any scripted pending_polls default
+        assert httpx.post(token_url, data=form).json()["error"] == "authorization_pending"
+
+    page = httpx.get(start["verification_uri_complete"])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert start["user_code"] in page.text and "model.completion" in page.text
+    assert 'name="decision" value="approve"' in page.text
+
+    decided = _decide(simulator, start["user_code"].lower(), "approve")  # typed by hand
+    assert decided.status_code == 200 and "approved" in decided.text
+    tokens = httpx.post(token_url, data=form).json()
+    assert tokens["access_token"].startswith("sim-at-") and tokens["resource_url"]
+    # used: the page no longer knows the code, and it gives tokens once
+    assert httpx.get(start["verification_uri_complete"]).status_code == 404
+    assert httpx.post(token_url, data=form).json()["error"] == "invalid_grant"
+
+
+def test_it_answers_access_denied_when_the_user_denies_on_the_page(simulator):
+    start, form = _page_approved_device(simulator, _client_id())
+
+    assert _decide(simulator, start["user_code"], "deny").status_code == 200
+
+    denied = httpx.post(simulator.url + "/oauth/token", data=form)
+    assert denied.status_code == 400 and denied.json()["error"] == "access_denied"
+
+
+def test_it_refuses_unknown_codes_and_decisions_on_the_device_page(simulator):
+    start, _ = _page_approved_device(simulator, _client_id())
+
+    assert _decide(simulator, "NOPE1234", "approve").status_code == 404
+    assert httpx.get(simulator.url + "/oauth/device", params={"code": "<b>x"}).status_code == 404
+    assert "<b>x" not in httpx.get(simulator.url + "/oauth/device?code=<b>x").text
+    assert _decide(simulator, start["user_code"], "maybe").status_code == 400
+    blank = httpx.get(simulator.url + "/oauth/device")  # no code: a form to type it in
+    assert blank.status_code == 200 and 'name="user_code"' in blank.text
+    scripted = httpx.post(
+        simulator.url + "/oauth/device/code", data={"client_id": _client_id()}
+    ).json()
+    page = httpx.get(scripted["verification_uri_complete"])
+    assert "follows the device-code knobs" in page.text
+    assert _decide(simulator, scripted["user_code"], "approve").status_code == 404
+    bad = httpx.post(simulator.url + "/oauth/device/code?approval=later", data={"client_id": "c"})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+
+
 def test_it_exchanges_an_openrouter_code_for_a_key(simulator):
     pkce = new_pkce_pair()
     callback = "http://127.0.0.1:1/cb?state=abc"

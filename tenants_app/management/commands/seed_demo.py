@@ -13,7 +13,16 @@
 - global routes "fast", "smart", "cheap" and "balanced" (existing ones are kept), and
   the bundled price table if the database has no prices at all (a flushed database);
 - a virtual key "demo key": virtual keys are stored hashed, so each run revokes the
-  demo tenant's previous "demo key"(s) and prints a fresh one.
+  demo tenant's previous "demo key"(s) and prints a fresh one;
+- the OAuth providers (openai, anthropic, gemini: authorization code; qwen: device code;
+  openrouter: its PKCE key exchange) pointed at the simulator's authorisation server
+  through their ordinary ``oauth_*`` settings, with a demo client id, so the console's
+  *Connect* and device flow complete offline. An OAuth URL an admin pointed elsewhere,
+  and a client id or secret already entered, are kept;
+- then, after the seed is committed, every demo provider is health-checked and its models
+  discovered against the simulator (the services the scheduled jobs run), within
+  ``--check-timeout`` seconds, so the console shows them checked from the start. A
+  simulator that does not answer is a warning, not a failure.
 
 Everything goes through the services, so every change is in the audit log.
 
@@ -24,20 +33,25 @@ and a tenant with a printed key because someone ran the wrong command.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sys
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import urlopen
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from aipk_site.infra.audit import audit_record
-from providers_app.models import ApiKey, Provider
+from providers_app.models import ApiKey, HealthCheck, Provider
 from providers_app.services.credentials import api_key_add
+from providers_app.services.discovery import adiscover_models
+from providers_app.services.health import acheck_all_health
 from providers_app.services.providers import provider_create, provider_update
 from tenants_app.models import ModelRoute, Pricing, RouteStrategy, Tenant, VirtualKey
 from tenants_app.services.keys import virtual_key_create, virtual_key_revoke
@@ -60,6 +74,35 @@ PROVIDERS = {
     "openrouter": ("openrouter", "/openrouter/api/v1", "openai/gpt-4o-mini"),
     "groq": ("openai-compatible", "/openai/v1", "llama-3.1-8b-instant"),
 }
+
+# name → OAuth settings on the simulator's authorisation server (docs/SIMULATOR.md). The
+# simulator accepts any client id; one starting with "confidential-" must send
+# "secret-<client id>", which the gemini one does because Google needs the secret.
+# qwen's ``approval=page`` keeps its device code pending until someone approves it on the
+# simulator's verification page, as on chat.qwen.ai; ``interval=0``: Qwen's device reply
+# advertises no polling interval, so its simulated server enforces none either.
+SIM_CODE_FLOW = {"oauth_authorize_url": "/oauth/authorize", "oauth_token_url": "/oauth/token"}
+OAUTH = {
+    "openai": {**SIM_CODE_FLOW, "oauth_client_id": "aipk-demo-openai"},
+    "anthropic": {**SIM_CODE_FLOW, "oauth_client_id": "aipk-demo-anthropic"},
+    "gemini": {
+        **SIM_CODE_FLOW,
+        "oauth_client_id": "confidential-aipk-demo-gemini",
+        "oauth_client_secret": "secret-confidential-aipk-demo-gemini",
+    },
+    "qwen": {
+        "oauth_device_url": "/qwen-oauth/api/v1/oauth2/device/code?approval=page&interval=0",
+        "oauth_token_url": "/qwen-oauth/api/v1/oauth2/token",
+        "oauth_client_id": "aipk-demo-qwen",
+    },
+    # OpenRouter's flow needs no client id
+    "openrouter": {
+        "oauth_authorize_url": "/openrouter/auth",
+        "oauth_token_url": "/openrouter/api/v1/auth/keys",
+    },
+}
+OAUTH_URL_FIELDS = ("oauth_authorize_url", "oauth_token_url", "oauth_device_url")
+DEFAULT_CHECK_TIMEOUT_S = 20.0
 
 # The bundled price table has no openai-compatible rows; Groq's public list price
 # (USD per million tokens) for the demo's model, set on the groq provider only.
@@ -113,6 +156,61 @@ def _is_local_simulator(url: str, path: str) -> bool:
     return parts.hostname in LOCAL_HOSTS and parts.path.rstrip("/") == path
 
 
+def _is_local(url: str) -> bool:
+    return urlsplit(url or "").hostname in LOCAL_HOSTS
+
+
+def _oauth_changes(provider: Provider, simulator_url: str) -> dict[str, str]:
+    """The demo's OAuth settings that differ from the provider's: URLs follow the
+    simulator unless an admin pointed them at a real server; a client id or secret
+    already entered is kept."""
+    changes = {}
+    for field, value in OAUTH.get(provider.name, {}).items():
+        current = getattr(provider, field) or ""
+        if field in OAUTH_URL_FIELDS:
+            value = simulator_url + value
+            if current and not _is_local(current):
+                continue
+        elif current:
+            continue
+        if current != value:
+            changes[field] = value
+    return changes
+
+
+def _simulator_answers(simulator_url: str) -> bool:
+    # urllib rather than httpx: httpx logs every request at INFO, into the demo's output
+    try:
+        with urlopen(f"{simulator_url}/_sim/health", timeout=2.0) as reply:
+            return reply.status == 200
+    except OSError:  # refused, timed out, HTTP error status
+        return False
+
+
+async def _check_and_discover(
+    providers: list[Provider], *, seconds: float
+) -> tuple[list[HealthCheck], dict[str, int]]:
+    """The health checks and model discovery the scheduled jobs run, all at once.
+
+    own_client: this event loop lives for one call, so the probes must not borrow the
+    process's pooled clients, which belong to the loop that made them."""
+
+    async def discover(provider: Provider) -> int:
+        return len(await adiscover_models(provider, refresh=True, own_client=True))
+
+    async with asyncio.timeout(seconds):
+        checks, counts = await asyncio.gather(
+            acheck_all_health(providers=providers, own_client=True),
+            asyncio.gather(*(discover(p) for p in providers), return_exceptions=True),
+        )
+    models = {
+        provider.name: count
+        for provider, count in zip(providers, counts, strict=True)
+        if isinstance(count, int)
+    }
+    return checks, models
+
+
 def _python() -> str:
     """The interpreter running this command, relative to the current directory if inside it."""
     exe = Path(sys.executable)
@@ -145,6 +243,13 @@ class Command(BaseCommand):
             help="print only the key and how to use it, not each object seeded",
         )
         parser.add_argument(
+            "--check-timeout",
+            type=float,
+            default=DEFAULT_CHECK_TIMEOUT_S,
+            help="seconds allowed for health-checking the demo providers and discovering "
+            "their models on the simulator; 0 skips it (default %(default)s)",
+        )
+        parser.add_argument(
             "--force",
             action="store_true",
             help="seed even with DEBUG off (never on a production database)",
@@ -170,6 +275,8 @@ class Command(BaseCommand):
             tenant = self._tenant(admin)
             self._routes(admin)
             secret = self._demo_key(tenant, admin)
+        if options["check_timeout"] > 0:
+            self._check(simulator_url, timeout=options["check_timeout"])
         self._print_usage(base_url, secret, admin, password)
 
     # --- seeding --------------------------------------------------------------
@@ -211,16 +318,22 @@ class Command(BaseCommand):
                     base_url=base_url,
                     default_model=model,
                     actor=actor,
+                    **_oauth_changes(Provider(name=name), simulator_url),
                 )
                 self._note(f"provider {name!r} created ({provider_type}, {base_url})")
             elif provider.type != provider_type or not _is_local_simulator(provider.base_url, path):
                 self._note(f"provider {name!r} exists and is not the demo's: left as it is")
                 continue
-            elif provider.base_url != base_url:
-                provider_update(provider=provider, base_url=base_url, actor=actor)
-                self._note(f"provider {name!r} now at {base_url}")
             else:
-                self._note(f"provider {name!r} up to date")
+                changes = _oauth_changes(provider, simulator_url)
+                if provider.base_url != base_url:
+                    changes["base_url"] = base_url
+                if changes:
+                    # one update, so one audit event per provider and run
+                    provider_update(provider=provider, actor=actor, **changes)
+                    self._note(f"provider {name!r} updated ({', '.join(sorted(changes))})")
+                else:
+                    self._note(f"provider {name!r} up to date")
             if not ApiKey.objects.filter(provider=provider).exists():
                 api_key_add(
                     provider=provider,
@@ -287,6 +400,47 @@ class Command(BaseCommand):
         key, secret = virtual_key_create(tenant=tenant, name=DEMO_KEY_NAME, actor=admin)
         self._note(f"virtual key {key.prefix}… created for tenant {tenant.slug!r}")
         return secret
+
+    def _check(self, simulator_url: str, *, timeout: float) -> None:
+        """Health-check every demo provider and discover its models, printing one summary
+        line (also with --quiet): the console then shows them checked, not "not checked
+        yet" until the scheduled jobs' first run."""
+        providers = [
+            provider
+            for provider in Provider.objects.filter(name__in=PROVIDERS, enabled=True)
+            if _is_local_simulator(provider.base_url, PROVIDERS[provider.name][1])
+        ]
+        if not providers:
+            return
+        if not _simulator_answers(simulator_url):
+            self.stderr.write(
+                f"warning: the provider simulator does not answer at {simulator_url}: the demo "
+                "providers stay 'not checked yet' until the scheduled health check and model "
+                "discovery run (start it with `manage.py simulate_providers`)"
+            )
+            return
+        try:
+            checks, models = async_to_sync(_check_and_discover)(providers, seconds=timeout)
+        except TimeoutError:
+            self.stderr.write(
+                f"warning: checking the demo providers took longer than {timeout:g} s: the "
+                "scheduled health check and model discovery will finish the job"
+            )
+            return
+        provider_checks = [
+            check for check in checks if not check.api_key_id and not check.oauth_credential_id
+        ]
+        healthy = sum(check.healthy for check in provider_checks)
+        self.stdout.write(
+            f"Checked {len(provider_checks)} providers on the simulator ({healthy} healthy) "
+            f"and discovered {sum(models.values())} models."
+        )
+        for check in provider_checks:
+            if not check.healthy:
+                self.stderr.write(
+                    f"warning: provider {check.provider.name!r} is unhealthy: "
+                    f"{check.error_type or 'unknown error'}"
+                )
 
     # --- output ---------------------------------------------------------------
 
