@@ -36,12 +36,24 @@ def deliver_alert(self: Task, delivery_id: int) -> str:
     """Send one alert delivery; a failure is retried with exponential backoff and, on the
     last attempt, recorded as failed. Retries go through ``self.retry`` (not
     ``autoretry_for``) so the last failure is recorded and returned instead of raised:
-    in eager mode an exception would reach whatever raised the alert."""
-    final = self.request.retries >= (self.max_retries or 0)
+    an exception would reach whatever raised the alert in eager mode."""
+    attempts = (self.max_retries or 0) + 1
+    if self.request.is_eager:
+        # Embedded mode runs tasks eagerly with task_eager_propagates on, and then Celery
+        # hands ``self.retry``'s Retry to the caller instead of running the next attempt;
+        # so an eager run makes its attempts here, one after the other, without waiting.
+        for attempt in range(attempts):
+            outcome = alert_delivery_attempt(
+                delivery_id=delivery_id, final=attempt == attempts - 1
+            )
+            if outcome != "retry":
+                break
+        return outcome
+    final = self.request.retries >= attempts - 1
     outcome = alert_delivery_attempt(delivery_id=delivery_id, final=final)
     if outcome == "retry":
         countdown = get_exponential_backoff_interval(
-            factor=float(getattr(settings, "ALERT_RETRY_BACKOFF_SECONDS", 2.0)),
+            factor=int(getattr(settings, "ALERT_RETRY_BACKOFF_SECONDS", 2)),
             retries=self.request.retries + 1,
             maximum=int(getattr(settings, "ALERT_RETRY_MAX_SECONDS", 600)),
             full_jitter=True,

@@ -8,8 +8,7 @@ a Slack (or Mattermost, Rocket.Chat, Teams workflow) incoming webhook takes. Ema
 Django's ``send_mail`` through whatever EMAIL_BACKEND is configured.
 
 httpx (sync) because the task runs in a Celery worker, never on the gateway's event loop.
-Redirects are not followed (a webhook that moves must be reconfigured, not chased), and
-error texts name the status or the exception type only: a target URL can carry a token.
+Error texts name the status or the exception type only: a target URL can carry a token.
 """
 
 from __future__ import annotations
@@ -62,14 +61,20 @@ def _document(delivery: AlertDelivery) -> dict[str, Any]:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    # Straight through httpx's transport rather than a Client: the Client logs every
+    # request's full URL at INFO, and a Slack or webhook URL carries its own token. A
+    # transport never follows redirects (a webhook that moves is reconfigured, not chased).
+    request = httpx.Request(
+        "POST",
+        url,
+        content=body,
+        headers={"content-type": "application/json", "user-agent": USER_AGENT, **headers},
+        extensions={"timeout": httpx.Timeout(_timeout()).as_dict()},
+    )
     try:
-        reply = httpx.post(
-            url,
-            content=body,
-            headers={"content-type": "application/json", "user-agent": USER_AGENT, **headers},
-            timeout=_timeout(),
-            follow_redirects=False,
-        )
+        with httpx.HTTPTransport() as transport:
+            reply = transport.handle_request(request)
+            reply.close()
     except httpx.HTTPError as error:
         raise DeliveryFailed(f"could not reach the receiver ({type(error).__name__})") from None
     if not 200 <= reply.status_code < 300:

@@ -1,0 +1,32 @@
+"""Alert tests: the shared cast (tests/cast.py) and a real HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.alerts.receiver import Receiver, start_receiver
+from tests.cast import *  # noqa: F403 -- the shared cast
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running, server = start_receiver()
+    yield running
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_alert_state(settings):
+    from django.core.cache import cache
+
+    from tenants_app.services.alerts import budget_watch_reset
+
+    settings.ALERT_BUDGET_RESYNC_SECONDS = 0
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    cache.clear()
+    budget_watch_reset()
+    yield
+    budget_watch_reset()
