@@ -43,9 +43,7 @@ def deliver_alert(self: Task, delivery_id: int) -> str:
         # hands ``self.retry``'s Retry to the caller instead of running the next attempt;
         # so an eager run makes its attempts here, one after the other, without waiting.
         for attempt in range(attempts):
-            outcome = alert_delivery_attempt(
-                delivery_id=delivery_id, final=attempt == attempts - 1
-            )
+            outcome = alert_delivery_attempt(delivery_id=delivery_id, final=attempt == attempts - 1)
             if outcome != "retry":
                 break
         return outcome

@@ -1,4 +1,5 @@
-"""Alert tests: the shared cast (tests/cast.py) and a real HTTP receiver on loopback."""
+"""Alert tests: the shared cast (tests/cast.py), the gateway's ``world`` (a tenant wired to
+the simulator, for tests through the real server) and a real HTTP receiver on loopback."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.alerts.receiver import Receiver, start_receiver
 from tests.cast import *  # noqa: F403 -- the shared cast
+from tests.gateway.conftest import make_key, world  # noqa: F401 -- the gateway's fixtures
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from aipk_site.gateway.usage import usage_flush
 from tenants_app.models import AlertDelivery, Pricing, UsageRecord
 from tenants_app.services.alerts import alert_channel_create
-from tests.gateway.conftest import make_key, world  # noqa: F401 -- the gateway's fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +19,7 @@ MODEL = "gpt-4o-mini"
 
 
 @pytest.fixture
-def priced(world):  # noqa: F811
+def priced(world):
     Pricing.objects.update_or_create(
         provider_type="openai",
         provider=None,
@@ -56,7 +55,7 @@ def test_it_announces_50_80_and_100_percent_of_a_keys_budget_once_each(
     make_key,
     priced,
     receiver,
-    other_tenant,  # noqa: F811
+    other_tenant,
 ):
     # one output token at $0.10 per request: a $1 budget is crossed at requests 5, 8 and 10
     key, secret = make_key(world.tenant, name="one dollar", monthly_budget_usd=Decimal(1))
@@ -102,7 +101,7 @@ def test_it_announces_a_tenants_budget_crossed_by_all_its_keys_together(
     gateway_server,
     make_key,
     priced,
-    receiver,  # noqa: F811
+    receiver,
 ):
     world.tenant.monthly_budget_usd = Decimal("0.4")
     world.tenant.save()
@@ -126,7 +125,7 @@ def test_it_stays_quiet_for_keys_without_a_budget(
     world,
     gateway_server,
     priced,
-    receiver,  # noqa: F811
+    receiver,
 ):
     alert_channel_create(tenant=world.tenant, name="ops", kind="webhook", target=receiver.url)
     for _ in range(3):

@@ -25,7 +25,6 @@ from providers_app.tasks.oauth import refresh_expiring_tokens
 from tenants_app.models import AlertDelivery
 from tenants_app.services.alerts import alert_channel_create
 from tenants_app.tasks import alert_rotation_grace
-from tests.gateway.conftest import make_key, world  # noqa: F401 -- the gateway's fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,7 +128,7 @@ def test_it_alerts_when_the_breaker_trips_and_again_when_it_recovers(
     gateway_server,
     settings,
     receiver,
-    other_tenant,  # noqa: F811
+    other_tenant,
 ):
     settings.PROVIDER_BREAKER_FAILURES = 2
     settings.PROVIDER_BREAKER_RESET_SECONDS = 0.5
