@@ -20,14 +20,25 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+@pytest.fixture
+def eager_celery(monkeypatch):
+    """Tasks run in the test's process, whichever mode the suite runs in (with REDIS_URL
+    Celery would queue them for a worker; test_alert_worker.py runs one)."""
+    from aipk_site.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+
+
 @pytest.fixture(autouse=True)
-def _fresh_alert_state(settings):
+def _fresh_alert_state(request, settings):
     from django.core.cache import cache
 
     from tenants_app.services.alerts import budget_watch_reset
 
     settings.ALERT_BUDGET_RESYNC_SECONDS = 0
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    if "worker" not in request.fixturenames:  # test_alert_worker.py: a real worker
+        request.getfixturevalue("eager_celery")
     cache.clear()
     budget_watch_reset()
     yield
