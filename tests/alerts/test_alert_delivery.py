@@ -75,6 +75,17 @@ def test_it_gives_up_after_the_last_attempt_and_records_why(tenant, receiver):
     assert failed.tenant == tenant and failed.changes["error"] == delivery.last_error
 
 
+def test_it_never_logs_a_target_url(tenant, receiver, caplog):
+    caplog.set_level("DEBUG")
+    channel, _ = alert_channel_create(tenant=tenant, name="s", kind="slack", target=receiver.url)
+    receiver.fail_first = 1
+
+    assert alert_channel_test(channel=channel).status == "sent"
+
+    assert len(receiver) == 2
+    assert "aipk-T0K3N" not in caplog.text
+
+
 def test_it_records_an_unreachable_receiver_without_its_url(tenant, receiver):
     channel, _ = alert_channel_create(
         tenant=tenant,
