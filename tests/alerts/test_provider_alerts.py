@@ -19,8 +19,8 @@ from providers_app.models import ApiKey, OAuthCredential
 from providers_app.services.chat import resilience_for
 from providers_app.services.credentials import api_key_add, api_key_rotate
 from providers_app.services.oauth import oauth_callback, oauth_start
-from providers_app.services.providers import provider_create
-from providers_app.tasks.monitoring import watch_provider_status
+from providers_app.services.providers import provider_create, provider_update
+from providers_app.tasks.monitoring import run_health_checks, watch_provider_status
 from providers_app.tasks.oauth import refresh_expiring_tokens
 from tenants_app.models import AlertDelivery
 from tenants_app.services.alerts import alert_channel_create
@@ -211,3 +211,26 @@ def test_it_warns_once_before_a_rotated_keys_grace_period_ends(
     }
     assert "sk-sim-openai" not in str(receiver.bodies())
     assert receiver.bodies()[-1]["data"]["last4"] == "2222"
+
+
+def test_it_alerts_when_a_health_check_run_finds_a_provider_down_and_back(
+    simulator, tenant, channels, receiver
+):
+    provider = provider_create(name="flaky", type="openai", base_url="http://127.0.0.1:9/v1")
+    api_key_add(provider=provider, label="k", secret="sk-sim-openai-key-0001")
+
+    run_health_checks()  # nothing listens on port 9: the provider-level check fails
+
+    assert channels() == {"acme": [], "globex": [], "org": ["provider.degraded"]}
+    assert receiver.bodies()[0]["data"] == {
+        "provider": "flaky",
+        "state": "degraded",
+        "reason": "latest health check failed",
+    }
+    run_health_checks()  # still down: not news
+    assert len(receiver) == 1
+
+    provider_update(provider=provider, base_url=simulator.url + "/openai/v1")
+    run_health_checks()
+
+    assert channels()["org"] == ["provider.degraded", "provider.recovered"]

@@ -76,6 +76,7 @@ class BudgetWatch:
         self._lock = threading.Lock()
         self._scopes: dict[tuple[str, int], _Scope] = {}
         self._announced: set[str] = set()
+        self._month = ""
 
     def reset(self) -> None:
         with self._lock:
@@ -102,6 +103,9 @@ class BudgetWatch:
     def _check(self, costs: dict[tuple[str, int], int]) -> int:
         now = time.monotonic()
         month, start, end = _month(timezone.now())
+        if month != self._month:  # last month's crossings can no longer happen
+            self._announced.clear()
+            self._month = month
         self._load_budgets([s for s in costs if self._stale(s, now)], now)
         raised = 0
         for scope_id, cost in costs.items():
