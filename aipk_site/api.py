@@ -27,18 +27,8 @@ from aipk_site.infra.errors import AipkError, PayloadTooLarge
 from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
 from providers_app.api import credentials as provider_credentials
 from providers_app.api import providers
-from tenants_app.api import (
-    alerts,  # alerts (slice hD)
-    audit,
-    invoices,
-    keys,
-    members,
-    pricing,
-    routes,
-    tenants,
-    tokens,
-    usage,
-)
+from tenants_app.api import alerts as alert_channels  # alerts (slice hD)
+from tenants_app.api import audit, invoices, keys, members, pricing, routes, tenants, tokens, usage
 from tenants_app.auth import management_auth
 
 logger = logging.getLogger(__name__)
@@ -110,7 +100,7 @@ ROUTERS: tuple[tuple[str, Router], ...] = (
     ("/pricing", pricing.router),
     ("/admin-tokens", tokens.router),
     # -- alerts (slice hD) --
-    ("", alerts.router),  # /tenants/{slug}/alert-channels and /alert-channels
+    ("", alert_channels.router),  # /tenants/{slug}/alert-channels and /alert-channels
 )
 for prefix, router in ROUTERS:
     api.add_router(prefix, router, auth=management_auth)
