@@ -124,38 +124,38 @@ def _update(request: HttpRequest, channel: AlertChannel, payload: ChannelPatch) 
 
 
 @router.get("/tenants/{slug}/alert-channels", response=list[ChannelOut])
-def list_channels(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
+def list_alert_channels(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
     """Admin."""
     return [channel_out(c) for c in selectors.alert_channels(_tenant(request, slug))]
 
 
 @router.post("/tenants/{slug}/alert-channels", response={201: ChannelCreatedOut})
-def create_channel(request: HttpRequest, slug: str, payload: ChannelIn) -> Status:
+def create_alert_channel(request: HttpRequest, slug: str, payload: ChannelIn) -> Status:
     """Admin. A webhook's signing secret is in this answer only."""
     return _create(request, _tenant(request, slug), payload)
 
 
 @router.get("/tenants/{slug}/alert-channels/{channel_id}", response=ChannelOut)
-def get_channel(request: HttpRequest, slug: str, channel_id: int) -> dict[str, Any]:
+def get_alert_channel(request: HttpRequest, slug: str, channel_id: int) -> dict[str, Any]:
     return channel_out(selectors.alert_channel(_tenant(request, slug), channel_id))
 
 
 @router.patch("/tenants/{slug}/alert-channels/{channel_id}", response=ChannelOut)
-def update_channel(
+def update_alert_channel(
     request: HttpRequest, slug: str, channel_id: int, payload: ChannelPatch
 ) -> dict[str, Any]:
     return _update(request, selectors.alert_channel(_tenant(request, slug), channel_id), payload)
 
 
 @router.delete("/tenants/{slug}/alert-channels/{channel_id}", response={204: None})
-def delete_channel(request: HttpRequest, slug: str, channel_id: int) -> Status:
+def delete_alert_channel(request: HttpRequest, slug: str, channel_id: int) -> Status:
     channel = selectors.alert_channel(_tenant(request, slug), channel_id)
     alert_channel_delete(channel=channel, **who(request))
     return Status(204, None)
 
 
 @router.post("/tenants/{slug}/alert-channels/{channel_id}/test", response={202: DeliveryOut})
-def test_channel(request: HttpRequest, slug: str, channel_id: int) -> Status:
+def test_alert_channel(request: HttpRequest, slug: str, channel_id: int) -> Status:
     """Send a test alert to this channel; the answer is the delivery as it stands."""
     channel = selectors.alert_channel(_tenant(request, slug), channel_id)
     return Status(202, alert_channel_test(channel=channel, **who(request)))
@@ -163,7 +163,7 @@ def test_channel(request: HttpRequest, slug: str, channel_id: int) -> Status:
 
 @router.get("/tenants/{slug}/alert-channels/{channel_id}/deliveries", response=list[DeliveryOut])
 @paginate(BoundedLimitOffset)
-def list_deliveries(request: HttpRequest, slug: str, channel_id: int) -> Any:
+def list_alert_deliveries(request: HttpRequest, slug: str, channel_id: int) -> Any:
     """Newest first: every alert sent (or tried) to this channel."""
     return selectors.alert_deliveries(selectors.alert_channel(_tenant(request, slug), channel_id))
 
@@ -172,25 +172,25 @@ def list_deliveries(request: HttpRequest, slug: str, channel_id: int) -> Any:
 
 
 @router.get("/alert-channels", response=list[ChannelOut])
-def list_global_channels(request: HttpRequest) -> list[dict[str, Any]]:
+def list_global_alert_channels(request: HttpRequest) -> list[dict[str, Any]]:
     require_staff(request.auth)
     return [channel_out(c) for c in selectors.alert_channels(None)]
 
 
 @router.post("/alert-channels", response={201: ChannelCreatedOut})
-def create_global_channel(request: HttpRequest, payload: ChannelIn) -> Status:
+def create_global_alert_channel(request: HttpRequest, payload: ChannelIn) -> Status:
     require_staff(request.auth)
     return _create(request, None, payload)
 
 
 @router.get("/alert-channels/{channel_id}", response=ChannelOut)
-def get_global_channel(request: HttpRequest, channel_id: int) -> dict[str, Any]:
+def get_global_alert_channel(request: HttpRequest, channel_id: int) -> dict[str, Any]:
     require_staff(request.auth)
     return channel_out(selectors.alert_channel(None, channel_id))
 
 
 @router.patch("/alert-channels/{channel_id}", response=ChannelOut)
-def update_global_channel(
+def update_global_alert_channel(
     request: HttpRequest, channel_id: int, payload: ChannelPatch
 ) -> dict[str, Any]:
     require_staff(request.auth)
@@ -198,14 +198,14 @@ def update_global_channel(
 
 
 @router.delete("/alert-channels/{channel_id}", response={204: None})
-def delete_global_channel(request: HttpRequest, channel_id: int) -> Status:
+def delete_global_alert_channel(request: HttpRequest, channel_id: int) -> Status:
     require_staff(request.auth)
     alert_channel_delete(channel=selectors.alert_channel(None, channel_id), **who(request))
     return Status(204, None)
 
 
 @router.post("/alert-channels/{channel_id}/test", response={202: DeliveryOut})
-def test_global_channel(request: HttpRequest, channel_id: int) -> Status:
+def test_global_alert_channel(request: HttpRequest, channel_id: int) -> Status:
     require_staff(request.auth)
     channel = selectors.alert_channel(None, channel_id)
     return Status(202, alert_channel_test(channel=channel, **who(request)))
@@ -213,6 +213,6 @@ def test_global_channel(request: HttpRequest, channel_id: int) -> Status:
 
 @router.get("/alert-channels/{channel_id}/deliveries", response=list[DeliveryOut])
 @paginate(BoundedLimitOffset)
-def list_global_deliveries(request: HttpRequest, channel_id: int) -> Any:
+def list_global_alert_deliveries(request: HttpRequest, channel_id: int) -> Any:
     require_staff(request.auth)
     return selectors.alert_deliveries(selectors.alert_channel(None, channel_id))
