@@ -62,7 +62,7 @@ def delete_schedules(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants_app', '0008_key_unsupported_params'),
+        ('tenants_app', '0009_sso'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
