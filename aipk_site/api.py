@@ -28,6 +28,7 @@ from aipk_site.infra.ninja_fallbacks import JSONFallbackAPI
 from providers_app.api import credentials as provider_credentials
 from providers_app.api import models as provider_models
 from providers_app.api import providers
+from tenants_app.api import alerts as alert_channels
 from tenants_app.api import audit, invoices, keys, members, pricing, routes, tenants, tokens, usage
 from tenants_app.api import credentials as tenant_credentials
 from tenants_app.auth import management_auth
@@ -107,9 +108,11 @@ ROUTERS: tuple[tuple[str, Router], ...] = (
     ("/tenants", audit.router),
     ("/pricing", pricing.router),
     ("/admin-tokens", tokens.router),
-    # -- hG: model search by capability (docs/API.md "Models") and a tenant's own keys
+    # model search by capability (docs/API.md "Models") and a tenant's own keys
     ("/models", provider_models.router),
     ("/tenants", tenant_credentials.router),  # /tenants/{slug}/credentials
+    # alert channels: /tenants/{slug}/alert-channels and the organisation's /alert-channels
+    ("", alert_channels.router),
 )
 for prefix, router in ROUTERS:
     api.add_router(prefix, router, auth=management_auth)

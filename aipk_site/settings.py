@@ -430,6 +430,20 @@ METRICS_KNOWN_LABELS = "aipk_site.metric_labels.known_labels"
 METRICS_LABELS_REFRESH_SECONDS = env.float("METRICS_LABELS_REFRESH_SECONDS", default=60.0)
 METRICS_MAX_LABEL_VALUES = env.int("METRICS_MAX_LABEL_VALUES", default=1000)
 
+# --- Alerts (tenants_app/services/alerts, docs/MONITORING.md "Alerts") ---------------
+# One delivery is tried ALERT_MAX_ATTEMPTS times, waiting a random time up to
+# ALERT_RETRY_BACKOFF_SECONDS * 2**retry (at most ALERT_RETRY_MAX_SECONDS) in between;
+# each webhook POST gets ALERT_WEBHOOK_TIMEOUT_SECONDS.
+ALERT_MAX_ATTEMPTS = env.int("ALERT_MAX_ATTEMPTS", default=5)
+ALERT_RETRY_BACKOFF_SECONDS = env.int("ALERT_RETRY_BACKOFF_SECONDS", default=2)
+ALERT_RETRY_MAX_SECONDS = env.int("ALERT_RETRY_MAX_SECONDS", default=600)
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Budget alerts read a key's or tenant's budget and month spend from the database at most
+# this often per process (in between, the process adds the costs it stores itself).
+ALERT_BUDGET_RESYNC_SECONDS = env.float("ALERT_BUDGET_RESYNC_SECONDS", default=30.0)
+# A rotated key's grace period ending within this many hours is announced (once).
+ALERT_GRACE_WARNING_HOURS = env.float("ALERT_GRACE_WARNING_HOURS", default=24.0)
+
 # --- OAuth flows (providers_app.services.oauth, docs/OAUTH.md) --------------
 # Tokens expiring within this many seconds are refreshed (by the Celery task
 # and on demand when a request picks the credential).

@@ -10,5 +10,7 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         from tenants_app.services import audit, config_as_code  # noqa: F401  (config sections)
+        from tenants_app.services.alerts import events as alert_events
 
         audit.connect()
+        alert_events.connect()

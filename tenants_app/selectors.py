@@ -18,6 +18,8 @@ from django.shortcuts import get_object_or_404
 from aipk_site.infra.errors import InvalidRequest
 from tenants_app.models import (
     AdminToken,
+    AlertChannel,
+    AlertDelivery,
     AuditEvent,
     Invoice,
     Membership,
@@ -310,3 +312,17 @@ def audit_vocabulary(events: QuerySet[AuditEvent]) -> dict[str, list[str]]:
             plain.values_list("object_type", flat=True).distinct().order_by("object_type")
         ),
     }
+
+
+def alert_channels(tenant: Tenant | None) -> QuerySet[AlertChannel]:
+    """A tenant's alert channels, or the organisation's (tenant None)."""
+    return AlertChannel.objects.filter(tenant=tenant).select_related("tenant")
+
+
+def alert_channel(tenant: Tenant | None, channel_id: int) -> AlertChannel:
+    """One channel of exactly that owner: another tenant's (or a global one) is a 404."""
+    return get_object_or_404(alert_channels(tenant), pk=channel_id)
+
+
+def alert_deliveries(channel: AlertChannel) -> QuerySet[AlertDelivery]:
+    return AlertDelivery.objects.filter(channel=channel).order_by("-created_at", "-id")

@@ -35,6 +35,7 @@ from providers_app.services.oauth import oauth_callback, oauth_start
 from providers_app.services.providers import provider_create
 from tenants_app.models import (
     AdminToken,
+    AlertDelivery,
     AuditEvent,
     Invoice,
     Membership,
@@ -47,6 +48,7 @@ from tenants_app.models import (
     UsageRecord,
     VirtualKey,
 )
+from tenants_app.services.alerts import alert_channel_create
 from tenants_app.services.keys import admin_token_create, virtual_key_create
 from tenants_app.services.pricing import pricing_set
 from tenants_app.services.routes import route_create
@@ -57,6 +59,8 @@ OUR_APPS = ("providers_app", "tenants_app")
 OPENAI_PATH = "/openai/v1"
 
 API_KEY_SECRET = "sk-KNOWN-api-key-secret-1234"
+ALERT_WEBHOOK_URL = "https://hooks.example.com/aipk/KNOWN-webhook-token-4321"
+ALERT_SLACK_URL = "https://hooks.slack.example.com/services/T0/B0/KNOWN-slack-9876"
 PROVIDER_CLIENT_SECRET = "cs-KNOWN-provider-client-secret-7777"
 ACCESS_TOKEN = "at-KNOWN-access-token-5678"
 REFRESH_TOKEN = "rt-KNOWN-refresh-token-4321"
@@ -182,6 +186,14 @@ def world(root, simulator):
         response={"id": "resp_admin_1", "output_text": STORED_CONVERSATION},
         created_at=now,
     )
+    # alerts (slice hD): a webhook channel's signing secret and a Slack URL are secrets
+    hook, hook_secret = alert_channel_create(
+        tenant=tenant, name="ops hook", kind="webhook", target=ALERT_WEBHOOK_URL
+    )
+    alert_channel_create(tenant=None, name="org slack", kind="slack", target=ALERT_SLACK_URL)
+    AlertDelivery.objects.create(
+        channel=hook, tenant=tenant, kind="test", dedup_key="test:1", subject="a test"
+    )
     return {
         "provider": provider,
         "key": key,
@@ -202,6 +214,9 @@ def world(root, simulator):
             vkey.key_hash,
             token_secret,
             token.token_hash,
+            hook_secret,
+            ALERT_WEBHOOK_URL,
+            ALERT_SLACK_URL,
         ],
     }
 
@@ -283,6 +298,7 @@ def test_it_lets_admins_add_only_what_a_form_may_create(client, world):
         "tenants_app.AdminToken",
         "tenants_app.ModelRoute",
         "tenants_app.Pricing",
+        "tenants_app.AlertChannel",  # alerts (slice hD)
     }
 
 

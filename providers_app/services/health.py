@@ -33,6 +33,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
@@ -319,3 +320,55 @@ async def aservice_health() -> ServiceHealth:
             "breaker": breaker,
         }
     return ServiceHealth(status="degraded" if degraded else "ok", providers=providers)
+
+
+# -- degraded / recovered announcements (alerting listens) --------------------------------
+
+STATUS_CACHE_KEY = "aipk:provider-status:{pk}"
+DEGRADED, OK = "degraded", "ok"
+
+
+async def _provider_states() -> list[tuple[Provider, str, str]]:
+    """(provider, "degraded" | "ok", reason) for each enabled provider. Unlike /health, a
+    half-open breaker still counts as degraded here: "recovered" is announced only once a
+    probe has gone through and closed it, not merely because the wait is over."""
+    rows = await sync_to_async(latest_provider_checks)()
+    breakers = await asyncio.gather(
+        *(_breaker_state(Provider(pk=pk, name=name)) for name, pk, _, _ in rows)
+    )
+    states = []
+    for (name, pk, healthy, _), breaker in zip(rows, breakers, strict=True):
+        if breaker in ("open", "half_open"):
+            states.append((Provider(pk=pk, name=name), DEGRADED, f"circuit breaker {breaker}"))
+        elif healthy is False:
+            states.append((Provider(pk=pk, name=name), DEGRADED, "latest health check failed"))
+        else:
+            states.append((Provider(pk=pk, name=name), OK, "serving again"))
+    return states
+
+
+def provider_status_watch() -> dict[str, str]:
+    """Compare each enabled provider's state with the one last announced (kept in the
+    cache, shared by every process) and announce the changes through
+    ``provider_status_changed``; returns {provider name: state}. Run by a periodic task
+    and after each health-check run, never on the request path: the breaker's
+    transitions happen inside one Redis script per request, and a minute's delay is
+    worth keeping the hot path free of it. A provider seen for the first time is news
+    only when it is already degraded."""
+    from providers_app.announcements import provider_status_changed
+
+    summary = {}
+    for provider, state, reason in async_to_sync(_provider_states)():
+        summary[provider.name] = state
+        key = STATUS_CACHE_KEY.format(pk=provider.pk)
+        previous = cache.get(key)
+        if previous == state:
+            continue
+        cache.set(key, state, timeout=None)
+        if previous is None and state == OK:
+            continue
+        logger.warning("provider status changed provider=%s state=%s", provider.name, state)
+        provider_status_changed.send(
+            sender=Provider, provider=provider, degraded=state == DEGRADED, reason=reason
+        )
+    return summary

@@ -53,7 +53,14 @@ def run_health_checks() -> dict[str, bool]:
     """Periodic: every enabled provider and credential; then old history is pruned."""
     checks = health.check_all_health()
     health.prune_health_history()
+    health.provider_status_watch()
     return _summary(checks)
+
+
+@shared_task(name="providers.watch_provider_status")
+def watch_provider_status() -> dict[str, str]:
+    """Periodic (every minute): announce providers that became degraded or recovered."""
+    return health.provider_status_watch()
 
 
 def _summary(checks: list) -> dict[str, bool]:

@@ -8,4 +8,4 @@ aipk_site/infra/admin.py.
 """
 
 # Django's autodiscovery imports this package: importing the modules registers them.
-from tenants_app.admin import keys, pricing, records, routes, tenants  # noqa: F401
+from tenants_app.admin import alerts, keys, pricing, records, routes, tenants  # noqa: F401

@@ -72,6 +72,7 @@ PATH_EXAMPLES = {
     "pricing_id": FIXED_ID,
     "token_id": FIXED_ID,
     "name": "openai",
+    "channel_id": FIXED_ID,  # alerts (slice hD)
 }
 
 _ROUTE = {"alias": "fuzzed", "candidates": [{"provider": "openai", "model": "gpt-4o-mini"}]}
@@ -102,6 +103,16 @@ BODY_EXAMPLES = {
         "output_per_million": "0.6",
     },
     ("POST", "/api/admin-tokens/"): {"name": "another"},
+    # alerts (slice hD): email channels, so a test send goes to Django's mail outbox
+    ("POST", "/api/tenants/{slug}/alert-channels"): {
+        "name": "ops",
+        "kind": "email",
+        "target": "ops@example.com",
+        "events": ["budget.threshold"],
+    },
+    ("PATCH", "/api/tenants/{slug}/alert-channels/{channel_id}"): {"enabled": False},
+    ("POST", "/api/alert-channels"): {"name": "org", "kind": "email", "target": "a@example.com"},
+    ("PATCH", "/api/alert-channels/{channel_id}"): {"name": "renamed"},
     ("POST", "/v1/chat/completions"): {
         "model": MODEL_OPENAI,
         "messages": [{"role": "user", "content": "Hello"}],
@@ -224,6 +235,15 @@ def fuzz_world(world, make_key):
         lines=[],
         final=True,
         generated_at=dt.datetime(2025, 2, 1, tzinfo=dt.UTC),
+    )
+    from tenants_app.models import AlertChannel
+    from tenants_app.services.alerts import alert_channel_create
+
+    _with_pk(
+        AlertChannel,
+        alert_channel_create(
+            tenant=world.tenant, name="ops", kind="email", target="ops@example.com"
+        )[0],
     )
     session = Client()
     session.force_login(staff)

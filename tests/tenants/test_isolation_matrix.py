@@ -22,6 +22,8 @@ from providers_app.models import ApiKey, Provider
 from providers_app.services.credentials import api_key_add
 from tenants_app.models import (
     AdminToken,
+    AlertChannel,
+    AlertDelivery,
     AuditEvent,
     Invoice,
     Membership,
@@ -32,6 +34,7 @@ from tenants_app.models import (
     UsageRecord,
     VirtualKey,
 )
+from tenants_app.services.alerts import alert_channel_create
 from tenants_app.services.keys import admin_token_revoke, virtual_key_create
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +56,7 @@ CALLERS = (
 
 T = "/api/tenants/acme"
 NEW_ROUTE = {"alias": "brand-new", "candidates": [{"provider": "openai-main", "model": "gpt-x"}]}
+NEW_CHANNEL = {"name": "ops mail", "kind": "email", "target": "ops@example.com"}
 NEW_PRICE = {
     "provider_type": "openai",
     "model": "gpt-new",
@@ -169,6 +173,43 @@ MATRIX = [
         201, 201, 201, 201, 201, 401, 201, 403, 401),
     ("admin-token.revoke-owners", "POST", "/api/admin-tokens/{spare_token}/revoke", None,
         200, 404, 404, 404, 404, 401, 404, 200, 401),
+    # -- alerts (slice hD): owners and admins manage a tenant's channels, staff the global ones
+    ("alert-channels.list", "GET", f"{T}/alert-channels", None,
+        200, 200, 403, 403, 404, 401, 200, 200, 401),
+    ("alert-channels.create", "POST", f"{T}/alert-channels", NEW_CHANNEL,
+        201, 201, 403, 403, 404, 401, 201, 201, 401),
+    ("alert-channel.get", "GET", f"{T}/alert-channels/{{channel}}", None,
+        200, 200, 403, 403, 404, 401, 200, 200, 401),
+    ("alert-channel.get-other-tenants", "GET", f"{T}/alert-channels/{{other_channel}}", None,
+        404, 404, 403, 403, 404, 401, 404, 404, 401),
+    ("alert-channel.get-global", "GET", f"{T}/alert-channels/{{global_channel}}", None,
+        404, 404, 403, 403, 404, 401, 404, 404, 401),
+    ("alert-channel.update", "PATCH", f"{T}/alert-channels/{{channel}}", {"enabled": False},
+        200, 200, 403, 403, 404, 401, 200, 200, 401),
+    ("alert-channel.delete", "DELETE", f"{T}/alert-channels/{{channel}}", None,
+        204, 204, 403, 403, 404, 401, 204, 204, 401),
+    ("alert-channel.test", "POST", f"{T}/alert-channels/{{channel}}/test", None,
+        202, 202, 403, 403, 404, 401, 202, 202, 401),
+    ("alert-channel.deliveries", "GET", f"{T}/alert-channels/{{channel}}/deliveries", None,
+        200, 200, 403, 403, 404, 401, 200, 200, 401),
+    ("global-alert-channels.list", "GET", "/api/alert-channels", None,
+        403, 403, 403, 403, 403, 401, 200, 403, 401),
+    ("global-alert-channels.create", "POST", "/api/alert-channels", NEW_CHANNEL,
+        403, 403, 403, 403, 403, 401, 201, 403, 401),
+    ("global-alert-channel.get", "GET", "/api/alert-channels/{global_channel}", None,
+        403, 403, 403, 403, 403, 401, 200, 403, 401),
+    ("global-alert-channel.get-tenants", "GET", "/api/alert-channels/{channel}", None,
+        403, 403, 403, 403, 403, 401, 404, 403, 401),
+    ("global-alert-channel.update", "PATCH", "/api/alert-channels/{global_channel}",
+        {"enabled": False},
+        403, 403, 403, 403, 403, 401, 200, 403, 401),
+    ("global-alert-channel.delete", "DELETE", "/api/alert-channels/{global_channel}", None,
+        403, 403, 403, 403, 403, 401, 204, 403, 401),
+    ("global-alert-channel.test", "POST", "/api/alert-channels/{global_channel}/test", None,
+        403, 403, 403, 403, 403, 401, 202, 403, 401),
+    ("global-alert-channel.deliveries", "GET", "/api/alert-channels/{global_channel}/deliveries",
+        None,
+        403, 403, 403, 403, 403, 401, 200, 403, 401),
 ]
 # fmt: on
 
@@ -243,7 +284,21 @@ class World:
         revoked, self.revoked_token = admin_token_create(user=owner, name="old")
         admin_token_revoke(token=revoked)
         self.secrets += [self.owner_token, spare_secret, self.revoked_token]
+        hook = "https://hooks.example.com/aipk/matrix-token-0001"
+        channel, hook_secret = alert_channel_create(
+            tenant=tenant, name="ops", kind="webhook", target=hook
+        )
+        other_channel, _ = alert_channel_create(
+            tenant=other, name="theirs", kind="slack", target=hook + "-theirs"
+        )
+        global_channel, _ = alert_channel_create(
+            tenant=None, name="org", kind="slack", target=hook + "-org"
+        )
+        self.secrets += [hook_secret, hook, hook + "-theirs", hook + "-org"]
         self.ids = {
+            "channel": channel.pk,
+            "other_channel": other_channel.pk,
+            "global_channel": global_channel.pk,
             "owner_key": owner_key.pk,
             "teammate_key": teammate_key.pk,
             "other_key": other_key.pk,
@@ -290,6 +345,8 @@ def snapshot() -> dict:
         "usage": list(UsageRecord.objects.order_by("pk").values()),
         "invoices": list(Invoice.objects.order_by("pk").values()),
         "audit": list(AuditEvent.objects.order_by("pk").values()),
+        "alert_channels": list(AlertChannel.objects.order_by("pk").values()),
+        "alert_deliveries": list(AlertDelivery.objects.order_by("pk").values()),
     }  # fmt: skip
 
 
@@ -344,7 +401,15 @@ def test_it_covers_every_management_endpoint():
     mounted = {
         (method.upper(), path.removeprefix("/api"))
         for path, operations in schema["paths"].items()
-        if path.startswith(("/api/tenants", "/api/routes", "/api/pricing", "/api/admin-tokens"))
+        if path.startswith(
+            (
+                "/api/tenants",
+                "/api/routes",
+                "/api/pricing",
+                "/api/admin-tokens",
+                "/api/alert-channels",
+            )
+        )
         for method in operations
     }
     covered = set()
@@ -364,6 +429,9 @@ def test_it_covers_every_management_endpoint():
             .replace("/routes/fast", "/routes/{alias}")
             .replace("/routes/smart", "/routes/{alias}")
             .replace("/invoices/2025-01", "/invoices/{period}")
+            .replace("{other_channel}", "{channel_id}")
+            .replace("{global_channel}", "{channel_id}")
+            .replace("{channel}", "{channel_id}")
         )
         covered.add((method, path))
     assert mounted - covered == set()

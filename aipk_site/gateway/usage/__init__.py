@@ -71,6 +71,7 @@ from django.utils import timezone
 
 from aipk_site.gateway.usage.spool import usage_spool
 from tenants_app.models import UsageRecord
+from tenants_app.services.alerts import budget_spend_observe
 
 logger = logging.getLogger(__name__)
 
@@ -454,6 +455,12 @@ def _store(rows: list[dict[str, Any]], *, spool: bool = True) -> int:
     written, deferred = _store_or_defer(rows)
     if spool:
         _spool_rows(deferred)
+    if written:
+        # Budget alerts are detected here, in the writer's thread, after the rows are
+        # stored: off the event loop, and at no query per batch in the steady state
+        # (tenants_app/services/alerts/events.py says why and how).
+        waiting = {row["request_id"] for row in deferred} if deferred else ()
+        budget_spend_observe(row for row in rows if row["request_id"] not in waiting)
     return written
 
 

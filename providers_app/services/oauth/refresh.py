@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from aipk_site.infra.audit import audit_record
+from providers_app.announcements import credential_needs_reauth
 from providers_app.kit import oauth as wire
 from providers_app.kit.oauth import OAuthError
 from providers_app.models import OAuthCredential
@@ -197,6 +198,11 @@ def _refresh_failed(*, credential: OAuthCredential, error: OAuthError) -> None:
             obj=credential,
             changes={"state": [previous, credential.state], "error": error.error},
         )
+        if previous != OAuthCredential.State.NEEDS_REAUTH:
+            # alerting (tenants_app) listens; only the transition is news
+            transaction.on_commit(
+                lambda: credential_needs_reauth.send(sender=OAuthCredential, credential=credential)
+            )
 
 
 def oauth_refresh_expiring() -> dict[str, list[int]]:
