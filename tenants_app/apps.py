@@ -9,7 +9,11 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from tenants_app.services import audit, config_as_code  # noqa: F401  (config sections)
+        from tenants_app.services import (  # noqa: F401  (config sections)
+            audit,
+            config_alerts,
+            config_as_code,
+        )
         from tenants_app.services.alerts import events as alert_events
 
         audit.connect()

@@ -190,7 +190,7 @@ def test_it_exports_every_section_with_secrets_as_environment_references(seeded)
     text = export()
     document = yaml.safe_load(text)
 
-    assert list(document) == ["version", "providers", "tenants", "routes", "prices"]
+    assert list(document) == ["version", "providers", "tenants", "routes", "prices", "alerts"]
     openai, anthropic = sorted(document["providers"], key=lambda p: p["name"], reverse=True)
     assert openai["api_keys"] == [
         {"label": "main", "api_key": {"env": "AIPK_PROVIDER_OPENAI_PROD_KEY_MAIN"}},

@@ -62,6 +62,12 @@ def _clean_target(kind: str, target: Any) -> str:
     return target
 
 
+def alert_target_clean(*, kind: str, target: Any) -> str:
+    """The target as a channel of ``kind`` stores it (trimmed; email addresses joined by
+    ", "), or InvalidRequest: lets configuration as code check a file before writing."""
+    return _clean_target(kind, target)
+
+
 def _clean(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - set(CHANNEL_FIELDS)
     if unknown:
