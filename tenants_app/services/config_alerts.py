@@ -152,7 +152,7 @@ class AlertsSection:
         changes: list[Change] = [
             Change(
                 " ",
-                f"{_where(c.tenant.slug if c.tenant else None, c.name)} (…{c.secret_last4 or c.pk})"
+                f"{_where(c.tenant.slug if c.tenant else None, c.name)} (id {c.pk})"
                 " shares its name with an older channel: not managed by the file (rename it "
                 "to manage it)",
             )

@@ -23,6 +23,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from aipk_site.infra import config_sections
+from aipk_site.infra.config_sections import Change, PlanContext
+from aipk_site.infra.errors import InvalidRequest
 from tenants_app.models import AlertChannel, AlertDelivery, AuditEvent, Tenant
 from tenants_app.services.alerts import (
     alert_channel_create,
@@ -207,9 +210,7 @@ def test_it_brings_drifted_channels_back_to_the_file_one_tenant_at_a_time(
 
     out, err = run("apply", path)
 
-    assert (
-        "~ update alert channel ops hook (tenant acme) events: [] -> ['budget.threshold']" in out
-    )
+    assert "~ update alert channel ops hook (tenant acme) events: [] -> ['budget.threshold']" in out
     assert "~ update alert channel ops hook (tenant acme) enabled: false -> true" in out
     assert (
         "~ update alert channel finance (tenant acme) target: "
@@ -348,6 +349,44 @@ def test_it_reports_channels_the_file_leaves_out_and_deletes_them_only_with_prun
     assert run("apply", path, "--prune")[0].splitlines()[-1] == "no changes"
 
 
+class Refusing:
+    """A section planned after alerts whose service refuses: everything rolls back."""
+
+    key = "refusing"
+    order = 90
+    schema = {"type": "boolean"}
+
+    def export(self):
+        return False
+
+    def plan(self, value, context: PlanContext):
+        def refuse():
+            raise InvalidRequest("refused on purpose", param="refusing")
+
+        return [Change("+", "create refusal", "refusing", refuse)] if value else []
+
+
+@pytest.fixture
+def refusing():
+    config_sections.register_section(Refusing())
+    yield
+    config_sections._sections.pop("refusing")
+
+
+def test_it_prints_no_signing_secret_when_the_apply_rolls_back(
+    seeded, environment, tmp_path, refusing
+):
+    document = yaml.safe_load(export())
+    AlertChannel.objects.all().delete()
+    document["refusing"] = True
+
+    err = refused("apply", write(tmp_path, yaml.safe_dump(document)))
+
+    assert "refusing: refused on purpose" in err
+    assert "signing secret" not in err
+    assert not AlertChannel.objects.exists()
+
+
 def test_it_leaves_the_section_alone_when_the_file_has_none(seeded, tmp_path):
     out, _ = run("apply", write(tmp_path, "version: 1\n"))
 
@@ -362,7 +401,8 @@ def test_it_manages_only_the_oldest_of_channels_sharing_a_name(seeded, environme
 
     out, _ = run("apply", path, "--prune")
 
-    assert "alert channel finance (tenant acme)" in out
+    late = AlertChannel.objects.filter(tenant=acme, name="finance").latest("id")
+    assert f"  alert channel finance (tenant acme) (id {late.pk}) shares its name" in out
     assert "shares its name with an older channel: not managed by the file" in out
     assert out.splitlines()[-1] == "no changes"
     assert AlertChannel.objects.filter(tenant=acme, name="finance").count() == 2
