@@ -13,8 +13,9 @@ from tenants_app.services.config_as_code import ConfigRefused, config_apply, con
 
 class Command(BaseCommand):
     help = (
-        "Export providers, credentials' metadata, tenants, virtual keys' limits, routes and "
-        "prices as YAML (secrets as references), or make the database match such a file."
+        "Export providers, credentials' metadata, tenants, virtual keys' limits, routes, "
+        "prices and alert channels as YAML (secrets as references), or make the database "
+        "match such a file."
     )
 
     def add_arguments(self, parser):
@@ -30,7 +31,8 @@ class Command(BaseCommand):
             "--prune",
             action="store_true",
             help="also remove what the file leaves out (API keys retired, virtual keys "
-            "revoked, routes and manual prices deleted); tenants and providers are kept",
+            "revoked, routes, manual prices and alert channels deleted); tenants and "
+            "providers are kept",
         )
 
     def handle(self, *args, **options):
@@ -58,6 +60,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
         if options["dry_run"] and result.changes:
             self.stdout.write(f"dry run: {result.changes} change(s) not made")
-        # a new virtual key's secret exists only here: stderr, once, never in the diff
+        # a new virtual key's secret (or a new webhook channel's signing secret) exists
+        # only here: stderr, once, never in the diff
         for notice in result.notices:
             self.stderr.write(notice)
