@@ -53,6 +53,8 @@ DEFAULT_SERVICE_NAME = "aipk"
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 _configured_pid: int | None = None
+# OpenTelemetry's global provider may be set once per process (tests set up again)
+_global_provider_set = False
 
 _request_span: ContextVar[Span | None] = ContextVar("aipk_request_span", default=None)
 
@@ -77,7 +79,7 @@ def tracing_setup() -> bool:
 
     A forked child (a Celery prefork worker) keeps its parent's set-up: the SDK restarts
     its export thread after a fork by itself."""
-    global enabled, _tracer, _provider, _configured_pid
+    global enabled, _tracer, _provider, _configured_pid, _global_provider_set
     if _configured_pid is not None:
         return enabled
     _configured_pid = os.getpid()
@@ -97,7 +99,9 @@ def tracing_setup() -> bool:
     # and compression, and the batch processor's sizes and delays all come from the env
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)  # for libraries that trace through the API
+    if not _global_provider_set:  # for libraries that trace through the API
+        trace.set_tracer_provider(provider)
+        _global_provider_set = True
     _provider = provider
     _tracer = provider.get_tracer("aipk")
     enabled = True
