@@ -183,11 +183,8 @@ def request_end(span: Span, *, status: int | None, request_id: str) -> None:
     if status is not None:
         span.set_attribute("http.response.status_code", status)
     error_type = _error_type_of(span)
-    if error_type is None and status is None:
-        error_type = "client_disconnected"
-        span.set_attribute("error.type", error_type)
-    elif error_type is None and status >= 500:  # type: ignore[operator]
-        error_type = str(status)
+    if error_type is None and (status is None or status >= 500):
+        error_type = "client_disconnected" if status is None else str(status)
         span.set_attribute("error.type", error_type)
     if error_type is not None:
         span.set_status(Status(StatusCode.ERROR, error_type))

@@ -326,6 +326,24 @@ def test_it_sends_no_trace_header_and_no_span_when_tracing_is_off(
     assert otlp_receiver.bodies == []
 
 
+# Django's own Celery fixup also listens to the signal and wants a real worker as sender
+@pytest.mark.filterwarnings("ignore::celery.exceptions.FixupWarning")
+def test_it_sets_up_tracing_when_a_celery_worker_starts(otlp_receiver, monkeypatch):
+    from celery.signals import worker_init
+
+    import aipk_site.celery  # noqa: F401 -- connects the worker's start-up
+
+    for name in OTEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.url)
+    tracing.tracing_shutdown()
+    try:
+        worker_init.send(sender=None)
+        assert tracing.enabled
+    finally:
+        tracing.tracing_shutdown()
+
+
 @pytest.mark.parametrize(
     ("environment", "wanted"),
     [
