@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from aipk_site.infra.log_context import bind_trace_id
@@ -56,6 +57,10 @@ _configured_pid: int | None = None
 # OpenTelemetry's global provider may be set once per process (tests set up again)
 _global_provider_set = False
 
+# The OpenTelemetry API's pieces the spans below use, bound by tracing_setup(): imported
+# once there rather than in each call (only a traced process imports them at all).
+_api: Any = None
+
 _request_span: ContextVar[Span | None] = ContextVar("aipk_request_span", default=None)
 
 
@@ -79,14 +84,14 @@ def tracing_setup() -> bool:
 
     A forked child (a Celery prefork worker) keeps its parent's set-up: the SDK restarts
     its export thread after a fork by itself."""
-    global enabled, _tracer, _provider, _configured_pid, _global_provider_set
+    global enabled, _tracer, _provider, _configured_pid, _global_provider_set, _api
     if _configured_pid is not None:
         return enabled
     _configured_pid = os.getpid()
     if not tracing_wanted():
         return False
     # imported here: a process that traces nothing never loads the SDK
-    from opentelemetry import trace
+    from opentelemetry import propagate, trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -102,6 +107,13 @@ def tracing_setup() -> bool:
     if not _global_provider_set:  # for libraries that trace through the API
         trace.set_tracer_provider(provider)
         _global_provider_set = True
+    _api = SimpleNamespace(
+        extract=propagate.extract,  # OTEL_PROPAGATORS; W3C tracecontext by default
+        SpanKind=trace.SpanKind,
+        Status=trace.Status,
+        StatusCode=trace.StatusCode,
+        set_span_in_context=trace.set_span_in_context,
+    )
     _provider = provider
     _tracer = provider.get_tracer("aipk")
     enabled = True
@@ -132,14 +144,10 @@ def request_start(method: str, route: str, headers: dict[str, str], request_id: 
     request's other spans and its trace id bound to its log lines."""
     if _tracer is None:
         return None
-    from opentelemetry import propagate
-    from opentelemetry.trace import SpanKind
-
-    parent = propagate.extract(headers)  # OTEL_PROPAGATORS; W3C tracecontext by default
     span = _tracer.start_span(
         f"{method} {route}",
-        context=parent,
-        kind=SpanKind.SERVER,
+        context=_api.extract(headers),
+        kind=_api.SpanKind.SERVER,
         attributes={
             "http.request.method": method,
             "http.route": route,
@@ -177,8 +185,6 @@ def request_error(error_type: str) -> None:
 def request_end(span: Span, *, status: int | None, request_id: str) -> None:
     """End the server span: the HTTP status (None: the client left before an answer) and
     the request id the client was given. Any error noted makes the status ERROR."""
-    from opentelemetry.trace import Status, StatusCode
-
     span.set_attribute("aipk.request_id", request_id)
     if status is not None:
         span.set_attribute("http.response.status_code", status)
@@ -187,7 +193,7 @@ def request_end(span: Span, *, status: int | None, request_id: str) -> None:
         error_type = "client_disconnected" if status is None else str(status)
         span.set_attribute("error.type", error_type)
     if error_type is not None:
-        span.set_status(Status(StatusCode.ERROR, error_type))
+        span.set_status(_api.Status(_api.StatusCode.ERROR, error_type))
     span.end()
 
 
@@ -205,11 +211,9 @@ def child_start(
     parent = parent or _request_span.get()
     if parent is None or _tracer is None:
         return None
-    from opentelemetry.trace import set_span_in_context
-
     return _tracer.start_span(
         name,
-        context=set_span_in_context(parent),
+        context=_api.set_span_in_context(parent),
         attributes=_present(attributes),
         start_time=start_time,
     )
@@ -217,13 +221,11 @@ def child_start(
 
 def child_end(span: Span, *, error_type: str = "", **attributes: Any) -> None:
     """End a child span with these attributes; an ``error_type`` sets status ERROR."""
-    from opentelemetry.trace import Status, StatusCode
-
     if attributes:
         span.set_attributes(_present(attributes))
     if error_type:
         span.set_attribute("error.type", error_type)
-        span.set_status(Status(StatusCode.ERROR, error_type))
+        span.set_status(_api.Status(_api.StatusCode.ERROR, error_type))
     span.end()
 
 
