@@ -260,6 +260,40 @@ def test_it_marks_a_failed_request_as_an_error_and_still_names_its_trace(
     assert spans["upstream attempt"].status_code == STATUS_ERROR
 
 
+def test_it_marks_a_stream_that_ends_with_an_error_event(world, gateway_server, traced):
+    response = chat(world, gateway_server, "openai/gpt-4o-mini-fail-midstream_error", stream=True)
+    assert response.status_code == 200  # the head had gone: the error is an event
+    assert '"error"' in response.text
+    spans = by_name(
+        traced.wait_for_trace(
+            response.headers[TRACE_ID_HEADER],
+            tracing.tracing_flush,
+            names={"POST /v1/chat/completions", "upstream attempt", "first token"},
+        )
+    )
+    server, attempt = spans["POST /v1/chat/completions"], spans["upstream attempt"]
+    assert server.status_code == STATUS_ERROR
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["aipk.status"] == "error"
+    assert server.attributes["error.type"]
+    assert attempt.status_code == STATUS_ERROR
+    assert attempt.attributes["error.type"] == "server_error"
+
+
+def test_it_names_a_span_by_its_route_not_by_the_id_asked_for(world, gateway_server, traced):
+    response = httpx.get(
+        gateway_server.url + "/v1/models/" + world.model("openai"),
+        headers={"authorization": f"Bearer {world.secret}"},
+    )
+    assert response.status_code == 200, response.text
+    spans = traced.wait_for_trace(
+        response.headers[TRACE_ID_HEADER], tracing.tracing_flush, names={"GET /v1/models/{id}"}
+    )
+    assert [span.name for span in spans] == ["GET /v1/models/{id}"]
+    assert spans[0].attributes["http.route"] == "/v1/models/{id}"
+    assert spans[0].attributes["http.response.status_code"] == 200
+
+
 def test_it_marks_a_refused_request_and_its_admission_span(world, gateway_server, traced):
     world.key.rpm = 1
     world.key.save()
