@@ -873,6 +873,8 @@ class GatewayEdge:
         except (asyncio.CancelledError, _ClientGone):
             exchange.close()
             if span is not None:
+                if not exchange.disconnected:  # cancelled by the server (a shutdown)
+                    tracing.request_error("cancelled")
                 tracing.request_end(span, status=None, request_id=request_id)
             if exchange.disconnected:
                 task.uncancel()  # the client left: there is no one to answer

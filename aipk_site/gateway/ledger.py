@@ -157,8 +157,6 @@ class Ledger:
                 settle_later(self.admission, tokens=spent_tokens, cost_micro=spent_micro)
         finally:
             ctx, candidate = self.call.ctx, self.candidate
-            if tracing.enabled:
-                self._trace_close(status, usage, error_type, cached)
             usage_record(
                 request_id=self.call.request_id,
                 tenant_id=ctx.tenant_id,
@@ -199,6 +197,8 @@ class Ledger:
                 cost_usd=cost,
                 cost_saved_usd=cost_saved,
             )
+            if tracing.enabled:  # after the accounting, which nothing may skip
+                self._trace_close(status, usage, error_type, cached)
         measured = self.strategy == RouteStrategy.LOWEST_LATENCY
         if measured and status == UsageStatus.SUCCESS and candidate is not None and not cached:
             # a shared-store round trip per request: only where a route reads the average
