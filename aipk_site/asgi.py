@@ -25,6 +25,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from aipk_site.gateway.edge import GatewayEdge  # noqa: E402
 from aipk_site.gateway.handler import GatewayASGIHandler, gateway_path  # noqa: E402
 from aipk_site.gateway.shutdown import ShutdownMiddleware  # noqa: E402
+from aipk_site.infra.tracing import tracing_setup  # noqa: E402
 from aipk_site.routing import origin_validator, websocket_urlpatterns  # noqa: E402
 
 # /v1/ (the gateway): its hot operations are served without Django's request handler
@@ -53,6 +54,10 @@ application = ShutdownMiddleware(
         }
     )
 )
+
+# OpenTelemetry traces when the OTEL_* environment asks for them (docs/MONITORING.md):
+# once per server process, each worker of `make serve` included (each loads this module).
+tracing_setup()
 
 # The cyclic garbage collector's full passes walk every object in the process, and
 # Django, the apps and their imports are several hundred thousand objects that live as

@@ -36,6 +36,7 @@ from aipk_site.gateway.ledger import (
     GatewayCall,
     Ledger,
     close_on_exit,
+    error_type_of,
     estimate_prompt_tokens,
     log_infrastructure_fault,
     usage_or_estimate,
@@ -44,6 +45,7 @@ from aipk_site.gateway.redaction import redact_request
 from aipk_site.gateway.response_cache import cache_get, cache_key, cache_put
 from aipk_site.gateway.routing import Candidate, Resolution, resolve_model
 from aipk_site.gateway.stream_relay import relay_stream, replay, started
+from aipk_site.infra import tracing
 from aipk_site.infra.errors import AipkError
 from aipk_site.infra.log_context import bind_request_id
 from providers_app.kit import errors as kit_errors
@@ -151,38 +153,46 @@ async def reserve(
     dropped under a budget (they would cost it nothing). Sets ``ledger.admission``;
     returns the resolution left. A refusal is raised for the caller to account."""
     ctx = call.ctx
-    key_limits, tenant_limits = _limits(ctx)
-    candidates = resolution.candidates
-    budget_scope = _budget_scope(key_limits, tenant_limits)
-    reserved_micro = 0
-    if budget_scope:
-        # Only a budget needs the most the request can cost held up front; without
-        # one the month's spend counter takes the real cost at settle (and the
-        # bound's price and catalogue lookups are not paid per request).
-        bound = await cost_bound([(c.provider, c.model) for c in candidates])
-        reserved_micro = bound.cost_micro
-        if bound.unpriced:
-            # a model with no price would cost the budget nothing: use only priced ones
-            priced = tuple(c for i, c in enumerate(candidates) if i not in bound.unpriced)
-            if not priced:
-                ledger.candidate = candidates[0]
-                raise unpriced_model_error(
-                    provider=candidates[0].provider,
-                    model=candidates[0].model,
-                    scope=budget_scope,
-                )
-            resolution = dataclasses.replace(resolution, candidates=priced)
-    ledger.admission = await admit(
-        request_id=call.request_id,
-        key_id=ctx.key_id,
-        tenant_id=ctx.tenant_id,
-        key_limits=key_limits,
-        tenant_limits=tenant_limits,
-        estimated_tokens=min(estimated_tokens, MAX_RESERVED_TOKENS),
-        estimated_cost_micro=reserved_micro,
-        stream=call.parsed.stream,
-        lease_seconds=_lease_seconds(resolution),
-    )
+    span = tracing.child_start("admission") if tracing.enabled else None
+    try:
+        key_limits, tenant_limits = _limits(ctx)
+        candidates = resolution.candidates
+        budget_scope = _budget_scope(key_limits, tenant_limits)
+        reserved_micro = 0
+        if budget_scope:
+            # Only a budget needs the most the request can cost held up front; without
+            # one the month's spend counter takes the real cost at settle (and the
+            # bound's price and catalogue lookups are not paid per request).
+            bound = await cost_bound([(c.provider, c.model) for c in candidates])
+            reserved_micro = bound.cost_micro
+            if bound.unpriced:
+                # a model with no price would cost the budget nothing: use only priced ones
+                priced = tuple(c for i, c in enumerate(candidates) if i not in bound.unpriced)
+                if not priced:
+                    ledger.candidate = candidates[0]
+                    raise unpriced_model_error(
+                        provider=candidates[0].provider,
+                        model=candidates[0].model,
+                        scope=budget_scope,
+                    )
+                resolution = dataclasses.replace(resolution, candidates=priced)
+        ledger.admission = await admit(
+            request_id=call.request_id,
+            key_id=ctx.key_id,
+            tenant_id=ctx.tenant_id,
+            key_limits=key_limits,
+            tenant_limits=tenant_limits,
+            estimated_tokens=min(estimated_tokens, MAX_RESERVED_TOKENS),
+            estimated_cost_micro=reserved_micro,
+            stream=call.parsed.stream,
+            lease_seconds=_lease_seconds(resolution),
+        )
+    except BaseException as error:
+        if span is not None:
+            tracing.child_end(span, error_type=error_type_of(error))
+        raise
+    if span is not None:
+        tracing.child_end(span, budget=budget_scope, candidates=len(resolution.candidates))
     return resolution
 
 
@@ -191,14 +201,27 @@ async def route(call: GatewayCall, ledger: Ledger, model: str) -> Resolution:
     (Also the embeddings operation's first step: embeddings.py reuses this module's
     ``route``, ``reserve``, ``first_answer``, ``reply_headers`` and ``under_shutdown``.)"""
     ctx = call.ctx
-    resolution = await resolve_model(
-        tenant_id=ctx.tenant_id,
-        model=model,
-        allowed_models=ctx.allowed_models,
-        allowed_provider_ids=ctx.allowed_provider_ids,
-    )
+    span = tracing.child_start("routing") if tracing.enabled else None
+    try:
+        resolution = await resolve_model(
+            tenant_id=ctx.tenant_id,
+            model=model,
+            allowed_models=ctx.allowed_models,
+            allowed_provider_ids=ctx.allowed_provider_ids,
+        )
+    except BaseException as error:
+        if span is not None:
+            tracing.child_end(span, error_type=error_type_of(error))
+        raise
     ledger.alias = resolution.alias
     ledger.strategy = resolution.strategy
+    if span is not None:
+        tracing.child_end(
+            span,
+            model_alias=resolution.alias,
+            strategy=resolution.strategy,
+            candidates=len(resolution.candidates),
+        )
     return resolution
 
 
@@ -336,11 +359,16 @@ async def first_answer(
         ledger.price = await aprice_for(provider, candidate.model)
         if request.model != candidate.model:
             request = dataclasses.replace(request, model=candidate.model)
+        if tracing.enabled:
+            ledger.attempt_span = tracing.child_start(
+                "upstream attempt", provider=provider.name, model=candidate.model
+            )
         trace: Trace = {}
         try:
             answer = await attempt(candidate, request, trace, deadline)
         except ProviderError as error:
             ledger.credential_id = trace.get("credential_id", "")
+            ledger.attempt_failed(error)
             if isinstance(error, UnsupportedFieldError):
                 refused = refused or (candidate, error)
             else:

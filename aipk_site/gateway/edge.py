@@ -74,6 +74,7 @@ from aipk_site.gateway.key_auth import KeyContext, authenticate_virtual_key, cac
 from aipk_site.gateway.ledger import GatewayCall, log_infrastructure_fault
 from aipk_site.gateway.routing import MAX_MODEL_NAME_CHARS, models_for
 from aipk_site.gateway.usage import usage_record
+from aipk_site.infra import tracing
 from aipk_site.infra.errors import (
     AipkError,
     InvalidRequest,
@@ -144,6 +145,8 @@ def json_response(
 
 
 def error_response(error: AipkError, render: ErrorRenderer) -> EdgeResponse:
+    if tracing.enabled:
+        tracing.request_error(error.code)
     headers = dict(error.headers)
     if error.retry_after is not None:
         headers.setdefault("retry-after", str(max(1, round(error.retry_after))))
@@ -250,11 +253,16 @@ async def _stream_events(
             if data:
                 yield data
     except AipkError as error:
+        if tracing.enabled:
+            tracing.request_error(error.code)
         yield encoder.error(error)
         return
     except Exception as error:  # noqa: BLE001 -- the client must hear the stream end
         log_infrastructure_fault(call, "rendering", error)
-        yield encoder.error(infrastructure_unavailable())
+        unavailable = infrastructure_unavailable()
+        if tracing.enabled:
+            tracing.request_error(unavailable.code)
+        yield encoder.error(unavailable)
         return
     yield encoder.finish(streamed.usage())
 
@@ -283,11 +291,16 @@ class _Events:
                     data = encoder.finish(streamed.usage())
                     break
                 except AipkError as error:
+                    if tracing.enabled:
+                        tracing.request_error(error.code)
                     data = encoder.error(error)
                     break
                 except Exception as error:  # noqa: BLE001 -- the client must hear the stream end
                     log_infrastructure_fault(call, "rendering", error)
-                    data = encoder.error(infrastructure_unavailable())
+                    unavailable = infrastructure_unavailable()
+                    if tracing.enabled:
+                        tracing.request_error(unavailable.code)
+                    data = encoder.error(unavailable)
                     break
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -639,6 +652,16 @@ def operation_for(method: str, path: str) -> Operation | None:
     return operation
 
 
+def route_of(path: str) -> str:
+    """The route a served path matched, as traces name it: ids left out (they are client
+    input, and one span name per operation keeps the names few)."""
+    if path.startswith(MODEL_PATH_PREFIX):
+        return MODEL_PATH_PREFIX + "{id}"
+    if path.startswith(responses_op.PATH_PREFIX):
+        return responses_op.PATH_PREFIX + "{id}"
+    return path
+
+
 # -- the ASGI application -------------------------------------------------------------------
 
 
@@ -827,6 +850,11 @@ class GatewayEdge:
 
         request = EdgeRequest(path, headers, read_body)
         secure = _is_secure(scope, headers)
+        span = (
+            tracing.request_start(scope["method"], route_of(path), headers, request_id)
+            if tracing.enabled
+            else None
+        )
         try:
             host = _host(scope, headers)
             if not _host_allowed(host):
@@ -843,22 +871,31 @@ class GatewayEdge:
                     # cancel); a stream's relay is not counted (overload.py says why)
                     overload.leave()
         except (asyncio.CancelledError, _ClientGone):
+            exchange.close()
+            if span is not None:
+                if not exchange.disconnected:  # cancelled by the server (a shutdown)
+                    tracing.request_error("cancelled")
+                tracing.request_end(span, status=None, request_id=request_id)
             if exchange.disconnected:
-                exchange.close()
                 task.uncancel()  # the client left: there is no one to answer
                 return
-            exchange.close()
             raise
         except Exception as error:  # noqa: BLE001 -- a bug still answers in the caller's format
             response = unexpected_response(request, error)
+        site_headers = _site_headers(secure)
+        if span is not None:
+            site_headers = site_headers + tracing.response_headers(span)
         try:
-            await _send(send, response, request_id, _site_headers(secure), exchange)
+            await _send(send, response, request_id, site_headers, exchange)
         except asyncio.CancelledError:
             if not exchange.disconnected:
                 raise
             task.uncancel()
         finally:
             exchange.close()
+            if span is not None:
+                answered_id = response.headers.get("x-request-id", request_id)
+                tracing.request_end(span, status=response.status, request_id=answered_id)
 
 
 @dataclass(frozen=True, slots=True)

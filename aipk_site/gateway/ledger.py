@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from aipk_site.gateway import shutdown
 from aipk_site.gateway.admission import Admission, settle, settle_later
@@ -21,6 +22,7 @@ from aipk_site.gateway.formats.common import ParsedRequest
 from aipk_site.gateway.key_auth import KeyContext
 from aipk_site.gateway.routing import Candidate, record_latency
 from aipk_site.gateway.usage import usage_record
+from aipk_site.infra import tracing
 from aipk_site.infra.errors import AipkError
 from aipk_site.infra.metrics import record_gateway_request
 from providers_app.kit.errors import ProviderError
@@ -28,6 +30,9 @@ from providers_app.kit.media import media_tokens
 from providers_app.kit.types import ChatRequest, Usage
 from tenants_app.models import RouteStrategy, UsageStatus
 from tenants_app.services.pricing import Price, charge
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +103,26 @@ class Ledger:
     # the fields the answering candidate's type could not take, dropped under the key's
     # drop option (kit/fields.py ``fit``)
     dropped: list[str] = field(default_factory=list)
+    # the span of the candidate being tried, when the request is traced; it lasts until
+    # its answer is whole (a stream: its end), so the close ends it
+    attempt_span: Span | None = None
 
     def first_token(self) -> None:
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
+            if self.attempt_span is not None and self.call.parsed.stream:
+                tracing.first_token(self.attempt_span)
+
+    def attempt_failed(self, error: ProviderError) -> None:
+        """The candidate being tried failed (the next one may be tried): end its span."""
+        span, self.attempt_span = self.attempt_span, None
+        if span is not None:
+            tracing.child_end(
+                span,
+                error_type=error.type,
+                credential_id=self.credential_id,
+                upstream_status=error.status_code,
+            )
 
     async def close(
         self,
@@ -176,6 +197,8 @@ class Ledger:
                 cost_usd=cost,
                 cost_saved_usd=cost_saved,
             )
+            if tracing.enabled:  # after the accounting, which nothing may skip
+                self._trace_close(status, usage, error_type, cached)
         measured = self.strategy == RouteStrategy.LOWEST_LATENCY
         if measured and status == UsageStatus.SUCCESS and candidate is not None and not cached:
             # a shared-store round trip per request: only where a route reads the average
@@ -185,6 +208,55 @@ class Ledger:
                 )
             except Exception as error:  # noqa: BLE001 -- routing hint only; logged
                 log_infrastructure_fault(self.call, "recording latency", error)
+
+    def _trace_close(self, status: str, usage: Usage, error_type: str, cached: bool) -> None:
+        """The request's outcome on its spans: the answering attempt ends, and the
+        server span gets who called what (ids, never names, secrets or prompts)."""
+        failed = status != UsageStatus.SUCCESS
+        attempt, self.attempt_span = self.attempt_span, None
+        if attempt is not None:
+            tracing.child_end(
+                attempt,
+                error_type=(error_type or status) if failed else "",
+                credential_id=self.credential_id,
+                status=status,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+        span = tracing.request_span()
+        if span is None:
+            return
+        ctx, candidate = self.call.ctx, self.candidate
+        tracing.annotate(
+            span,
+            request_id=self.call.request_id,
+            endpoint=self.call.endpoint,
+            tenant_id=ctx.tenant_id,
+            key_id=ctx.key_id,
+            model_alias=self.alias,
+            provider=candidate.provider.name if candidate else None,
+            model=candidate.model if candidate else None,
+            credential_id=self.credential_id,
+            stream=self.call.parsed.stream,
+            status=status,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cache_hit=cached,
+        )
+        if failed:
+            tracing.request_error(error_type or status)
+
+
+def error_type_of(error: BaseException) -> str:
+    """A failure in one word, as spans name it: the error family's code, the kit's type,
+    a cancel, or which of aipk's own parts failed."""
+    if isinstance(error, AipkError):
+        return error.code
+    if isinstance(error, ProviderError):
+        return error.type
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"
+    return infrastructure_fault(error)
 
 
 def log_infrastructure_fault(call: GatewayCall, doing: str, error: BaseException) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 _request_id: ContextVar[str | None] = ContextVar("aipk_request_id", default=None)
+# the request's OpenTelemetry trace id, when it is traced (aipk_site/infra/tracing.py)
+_trace_id: ContextVar[str | None] = ContextVar("aipk_trace_id", default=None)
 
 
 def bind_request_id(request_id: str | None) -> None:
@@ -32,6 +34,11 @@ def bind_request_id(request_id: str | None) -> None:
 
 def current_request_id() -> str | None:
     return _request_id.get()
+
+
+def bind_trace_id(trace_id: str | None) -> None:
+    """Every log record from here on in this task carries this trace id (``trace_id``)."""
+    _trace_id.set(trace_id)
 
 
 # -- secret masking ---------------------------------------------------------------------
@@ -55,11 +62,16 @@ def mask_secrets(text: str) -> str:
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` (None outside a request) to every record a handler sees."""
+    """Adds ``request_id`` (None outside a request) to every record a handler sees, and
+    ``trace_id`` to the records of a traced request (JSON lines show it as a field)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = _request_id.get()
+        if getattr(record, "trace_id", None) is None:
+            trace_id = _trace_id.get()
+            if trace_id is not None:
+                record.trace_id = trace_id
         return True
 
 
