@@ -13,12 +13,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from aipk_site.gateway import shutdown
 from aipk_site.gateway.admission import Admission, settle, settle_later
 from aipk_site.gateway.error_mapping import infrastructure_fault
 from aipk_site.gateway.formats.common import ParsedRequest
 from aipk_site.gateway.key_auth import KeyContext
+from aipk_site.gateway.request_bodies import body_capture
 from aipk_site.gateway.routing import Candidate, record_latency
 from aipk_site.gateway.usage import usage_record
 from aipk_site.infra.errors import AipkError
@@ -98,6 +100,37 @@ class Ledger:
     # the fields the answering candidate's type could not take, dropped under the key's
     # drop option (kit/fields.py ``fit``)
     dropped: list[str] = field(default_factory=list)
+    # the request log's candidates tried, in order (UsageRecord.attempts): a small dict
+    # each, stored with the usage row by the same batched insert
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    # the answer's text when the request log captures bodies (ctx.capture_bodies)
+    response_text: str = ""
+
+    def attempt_ended(
+        self,
+        candidate: Candidate,
+        began: float,
+        *,
+        credential_id: str,
+        status: str,
+        error_type: str = "",
+        http_status: int | None = None,
+    ) -> None:
+        """One candidate tried (``began``: its ``perf_counter``), for the request log.
+        ``status``: "answered" (its answer is the request's), "error", or "skipped" (its
+        provider's type could not take a field; nothing was sent)."""
+        self.attempts.append(
+            {
+                "provider": candidate.provider.name,
+                "credential_id": credential_id,
+                "model": candidate.model,
+                "status": status,
+                "http_status": http_status,
+                "error_type": error_type,
+                "latency_ms": round((time.perf_counter() - began) * 1000, 1),
+                "answered": status == "answered",
+            }
+        )
 
     def first_token(self) -> None:
         if self.ttft_ms is None:
@@ -161,7 +194,15 @@ class Ledger:
                 error_type=error_type[:64],
                 cached=cached,
                 streamed=self.call.parsed.stream,
+                attempts=self.attempts,
             )
+            if ctx.capture_bodies:
+                body_capture(
+                    request_id=self.call.request_id,
+                    tenant_id=ctx.tenant_id,
+                    request=self.call.parsed.request,
+                    response_text=self.response_text,
+                )
             record_gateway_request(
                 endpoint=self.call.endpoint,
                 alias=self.alias,
