@@ -205,8 +205,10 @@ async def _prepare(request: EdgeRequest, wire: _Wire) -> GatewayCall:
         body = await _read_json(request)
         parsed = wire.parse(body, _limits(), drop_unknown=ctx.drop_unsupported)
     except AipkError as error:
-        # A key's refused requests are its usage too (docs/GATEWAY.md, "Usage records").
+        # A key's refused requests are its usage too (docs/GATEWAY.md, "Usage records"),
+        # found in the request log by the id the answer carries (as embeddings' do)
         _record_refused_body(ctx, wire.endpoint, request_id, body, error)
+        error.headers.setdefault("x-request-id", request_id)
         raise
     return GatewayCall(ctx, parsed, wire.endpoint, request_id)
 
