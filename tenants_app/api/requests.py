@@ -114,11 +114,19 @@ def _body(body: RequestBody | None) -> dict[str, Any] | None:
     return {name: getattr(body, name) for name in BodyOut.model_fields}
 
 
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """A time without an offset is UTC, as every time the log shows is."""
+    if moment is not None and moment.utcoffset() is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
 @router.get("/{slug}/requests", response=RequestPage)
 def list_requests(request: HttpRequest, slug: str, query: Query[RequestLogQuery]) -> dict[str, Any]:
     """The tenant's requests, newest first, ``limit`` at a time from ``offset``."""
     access = tenant_access(request, slug)
-    if query.since and query.until and query.until <= query.since:
+    since, until = _aware(query.since), _aware(query.until)
+    if since and until and until <= since:
         raise InvalidRequest("until: must be after 'since'", param="until")
     rows = selectors.request_log(
         tenant=access.tenant,
@@ -126,8 +134,8 @@ def list_requests(request: HttpRequest, slug: str, query: Query[RequestLogQuery]
         key=query.key,
         model=query.model,
         status=query.status,
-        since=query.since,
-        until=query.until,
+        since=since,
+        until=until,
     )
     # one more than asked: whether a next page exists, without a count(*)
     page = list(rows[query.offset : query.offset + query.limit + 1])

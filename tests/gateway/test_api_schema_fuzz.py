@@ -72,6 +72,7 @@ PATH_EXAMPLES = {
     "pricing_id": FIXED_ID,
     "token_id": FIXED_ID,
     "name": "openai",
+    "request_id": "fuzz-request-1",  # hB: a request log entry with a captured body
 }
 
 _ROUTE = {"alias": "fuzzed", "candidates": [{"provider": "openai", "model": "gpt-4o-mini"}]}
@@ -224,6 +225,36 @@ def fuzz_world(world, make_key):
         lines=[],
         final=True,
         generated_at=dt.datetime(2025, 2, 1, tzinfo=dt.UTC),
+    )
+    from tenants_app.models import RequestBody, UsageRecord
+
+    now = dt.datetime(2025, 1, 15, 12, tzinfo=dt.UTC)
+    UsageRecord.objects.create(
+        request_id="fuzz-request-1",
+        tenant=world.tenant,
+        virtual_key_id=FIXED_ID,  # the spare key, given its fixed id above
+        status="success",
+        attempts=[
+            {
+                "provider": "openai",
+                "credential_id": "key:1",
+                "model": "gpt-4o-mini",
+                "status": "answered",
+                "http_status": None,
+                "error_type": "",
+                "latency_ms": 1.5,
+                "answered": True,
+            }
+        ],
+        created_at=now,
+    )
+    RequestBody.objects.create(
+        request_id="fuzz-request-1",
+        tenant=world.tenant,
+        request="{}",
+        response="hi",
+        created_at=now,
+        expires_at=now + dt.timedelta(days=7),
     )
     session = Client()
     session.force_login(staff)

@@ -148,6 +148,11 @@ def test_it_filters_by_time_since_inclusive_until_exclusive(log, owner, client_a
     assert ids(response) == ["r3", "r2"]
 
 
+def test_it_reads_a_time_without_an_offset_as_utc(log, owner, client_as):
+    response = client_as(owner).get(f"{T}/requests?since=2026-03-10T12:03:00")
+    assert ids(response) == ["r5", "r4"]
+
+
 def test_it_pages_with_limit_and_offset(log, owner, client_as):
     client = client_as(owner)
     first = client.get(f"{T}/requests?limit=2")
