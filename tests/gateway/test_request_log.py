@@ -97,6 +97,30 @@ def test_it_records_one_attempt_for_a_direct_call(world, gateway_server):
     assert (attempt["provider"], attempt["status"]) == ("openai", "answered")
 
 
+def test_it_records_a_candidate_skipped_for_a_field_its_provider_cannot_take(world, gateway_server):
+    ModelRoute.objects.create(
+        tenant=world.tenant,
+        alias="mixed",
+        candidates=[
+            {"provider": "anthropic", "model": "claude-3-5-haiku-20241022"},
+            {"provider": "openai", "model": "gpt-4o-mini"},
+        ],
+    )
+    reply = post(
+        gateway_server, world.secret, {"model": "mixed", "messages": HELLO, "logprobs": True}
+    )
+    assert reply.status_code == 200, reply.text
+    flushed()
+    skipped, answered = UsageRecord.objects.get().attempts
+    assert (skipped["provider"], skipped["status"], skipped["credential_id"]) == (
+        "anthropic",
+        "skipped",
+        "",
+    )
+    assert skipped["error_type"] and skipped["http_status"] is None
+    assert (answered["provider"], answered["status"]) == ("openai", "answered")
+
+
 def test_it_records_the_attempt_that_failed_the_request(world, gateway_server):
     reply = post(
         gateway_server,
