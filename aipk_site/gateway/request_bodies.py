@@ -190,8 +190,12 @@ class _Writer:
                 self.flush()
             except Exception:  # noqa: BLE001 -- the writer must outlive one bad batch
                 logger.exception("request log: the body writer failed on a batch")
-            finally:
+            try:
                 close_old_connections()
+            except Exception as error:  # noqa: BLE001 -- nor a connection that will not close
+                logger.error(
+                    "request log: closing the writer's connection failed (%s)", type(error).__name__
+                )
 
     def flush(self) -> int:
         with self.writing:
