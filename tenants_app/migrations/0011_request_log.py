@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants_app', '0008_key_unsupported_params'),
+        ('tenants_app', '0010_alerts'),
     ]
 
     operations = [
