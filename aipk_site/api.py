@@ -31,6 +31,7 @@ from providers_app.api import providers
 from tenants_app.api import alerts as alert_channels
 from tenants_app.api import audit, invoices, keys, members, pricing, routes, tenants, tokens, usage
 from tenants_app.api import credentials as tenant_credentials
+from tenants_app.api import requests as request_log  # hB: the request log
 from tenants_app.auth import management_auth
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ ROUTERS: tuple[tuple[str, Router], ...] = (
     ("", routes.router),  # /tenants/{slug}/routes and /routes
     ("/tenants", usage.router),
     ("/tenants", live_api.router),  # /tenants/{slug}/usage/now: the gateway's counters
+    ("/tenants", request_log.router),  # hB: /tenants/{slug}/requests
     ("/tenants", invoices.router),
     ("/tenants", audit.router),
     ("/pricing", pricing.router),

@@ -407,6 +407,15 @@ RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
 RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
 # Stored /v1/responses wait in memory at most this long before their batched write.
 RESPONSES_FLUSH_INTERVAL_SECONDS = env.float("RESPONSES_FLUSH_INTERVAL_SECONDS", default=0.5)
+
+# --- request log (hB) ---
+# Captured request/response bodies (Tenant/VirtualKey.capture_bodies, off by default): each
+# side cut to this many UTF-8 bytes, kept this many days (the daily retention run deletes
+# them; 0 keeps them), written in batches at most this often.
+REQUEST_LOG_BODY_MAX_BYTES = env.int("REQUEST_LOG_BODY_MAX_BYTES", default=32 * 1024)
+REQUEST_LOG_BODY_RETENTION_DAYS = env.int("REQUEST_LOG_BODY_RETENTION_DAYS", default=7)
+REQUEST_LOG_FLUSH_INTERVAL_SECONDS = env.float("REQUEST_LOG_FLUSH_INTERVAL_SECONDS", default=0.5)
+# --- end request log ---
 # prometheus-client's multiprocess mode is switched on by the environment
 # variable PROMETHEUS_MULTIPROC_DIR itself (read when prometheus_client is
 # imported, so it cannot be a Django setting). Set it in the start-up script

@@ -27,6 +27,9 @@ class Tenant(models.Model):
     default_tpm = models.PositiveIntegerField(null=True, blank=True)
     # mask emails, phone numbers and card numbers before a request leaves aipk
     pii_redaction = models.BooleanField(default=False)
+    # request log: keep each request's body and response text (PII-redacted, capped,
+    # kept REQUEST_LOG_BODY_RETENTION_DAYS); a key's own choice overrides this
+    capture_bodies = models.BooleanField(default=False)
     # providers this tenant may use; empty = every enabled provider
     allowed_providers = models.ManyToManyField(
         "providers_app.Provider", blank=True, related_name="allowed_tenants"
@@ -125,6 +128,8 @@ class VirtualKey(models.Model):
     unsupported_params = models.CharField(
         max_length=8, choices=UnsupportedParams.choices, default=UnsupportedParams.REFUSE
     )
+    # request log body capture for this key: None follows the tenant's choice
+    capture_bodies = models.BooleanField(null=True, blank=True, default=None)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -284,6 +289,10 @@ class UsageRecord(models.Model):
     error_type = models.CharField(max_length=64, blank=True)
     cached = models.BooleanField(default=False)
     streamed = models.BooleanField(default=False)
+    # the request log: every candidate tried, in order -- [{"provider", "credential_id",
+    # "model", "status" ("success" | "error" | "skipped"), "error_type", "latency_ms",
+    # "answered"}]; empty when the request was refused before any candidate
+    attempts = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -295,6 +304,31 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
+
+
+class RequestBody(models.Model):
+    """What a request sent and got back, for the request log, when its key or tenant
+    captures bodies (``capture_bodies``). One per usage row (same ``request_id``), written
+    off the request path by aipk_site/gateway/request_bodies.py: PII-redacted, key-shaped
+    strings masked, each side cut to REQUEST_LOG_BODY_MAX_BYTES. Never headers. Deleted by
+    the retention run once ``expires_at`` has passed."""
+
+    request_id = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="request_bodies")
+    # the request as the gateway parsed it (model, messages, tools, options), JSON text
+    request = models.TextField(blank=True)
+    request_truncated = models.BooleanField(default=False)
+    # the answer's text (a stream's: up to the cap)
+    response = models.TextField(blank=True)
+    response_truncated = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.request_id
 
 
 class StoredResponse(models.Model):

@@ -25,6 +25,7 @@ from tenants_app.models import (
     Membership,
     ModelRoute,
     Pricing,
+    RequestBody,
     Role,
     Tenant,
     UsageRecord,
@@ -326,3 +327,54 @@ def alert_channel(tenant: Tenant | None, channel_id: int) -> AlertChannel:
 
 def alert_deliveries(channel: AlertChannel) -> QuerySet[AlertDelivery]:
     return AlertDelivery.objects.filter(channel=channel).order_by("-created_at", "-id")
+
+
+# -- the request log ------------------------------------------------------------------
+# One entry per gateway request is its usage row (UsageRecord); a captured body, when the
+# tenant or key keeps them, is the RequestBody of the same request id.
+
+
+def request_log(
+    *,
+    tenant: Tenant,
+    request_id: str | None = None,
+    key: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> QuerySet[UsageRecord]:
+    """The tenant's requests, newest first. ``key`` is a key's id (digits) or the start of
+    its prefix; ``model`` matches the model called or the alias asked for; ``until`` is
+    exclusive."""
+    rows = UsageRecord.objects.filter(tenant=tenant).select_related("virtual_key")
+    if request_id:
+        rows = rows.filter(request_id=request_id)
+    if key:
+        if key.isdigit():
+            rows = rows.filter(virtual_key_id=int(key))
+        else:
+            rows = rows.filter(virtual_key__prefix__startswith=key)
+    if model:
+        rows = rows.filter(Q(model=model) | Q(alias=model))
+    if status:
+        rows = rows.filter(status=status)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows.order_by("-created_at", "-id")
+
+
+def request_log_entry(*, tenant: Tenant, request_id: str) -> tuple[UsageRecord, Any] | None:
+    """One request of the tenant's and its captured body (or None), or None when the
+    tenant has no request of that id -- another tenant's reads the same as an unknown one."""
+    record = (
+        UsageRecord.objects.filter(tenant=tenant, request_id=request_id)
+        .select_related("virtual_key")
+        .first()
+    )
+    if record is None:
+        return None
+    body = RequestBody.objects.filter(tenant=tenant, request_id=request_id).first()
+    return record, body

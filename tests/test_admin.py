@@ -5,6 +5,7 @@ working against the provider simulator."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import date, timedelta
 from decimal import Decimal
@@ -41,6 +42,7 @@ from tenants_app.models import (
     Membership,
     ModelRoute,
     Pricing,
+    RequestBody,
     Role,
     SsoIdentity,
     StoredResponse,
@@ -194,6 +196,14 @@ def world(root, simulator):
     AlertDelivery.objects.create(
         channel=hook, tenant=tenant, kind="test", dedup_key="test:1", subject="a test"
     )
+    RequestBody.objects.create(  # hB: a captured body of the request log
+        request_id="req_admin_1",
+        tenant=tenant,
+        request=json.dumps({"messages": [{"role": "user", "content": STORED_CONVERSATION}]}),
+        response=STORED_CONVERSATION,
+        created_at=now,
+        expires_at=now,
+    )
     return {
         "provider": provider,
         "key": key,
@@ -244,6 +254,18 @@ def test_it_shows_a_stored_response_without_its_conversation(client, world, root
         assert response.status_code == 200
         html = response.content.decode()
         assert "resp_admin_1" in html
+        assert STORED_CONVERSATION not in html
+
+
+def test_it_shows_a_captured_body_without_its_content(client, world, root):
+    """hB: like a stored response, a captured request body is the tenant's own data."""
+    client.force_login(root)
+    body = RequestBody.objects.get(request_id="req_admin_1")
+    for page in (url(RequestBody, "changelist"), url(RequestBody, "change", body.pk)):
+        response = client.get(page)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "req_admin_1" in html
         assert STORED_CONVERSATION not in html
 
 

@@ -189,6 +189,7 @@ def _member_context(user_id: int, tenant_slug: str) -> KeyContext:
         cache_enabled=False,
         cache_ttl_seconds=VirtualKey._meta.get_field("cache_ttl_seconds").default,
         pii_redaction=tenant.pii_redaction,
+        capture_bodies=tenant.capture_bodies,
     )
 
 

@@ -27,6 +27,7 @@ from typing import TypeVar
 from aipk_site.gateway import shutdown
 from aipk_site.gateway.admission import Limits, admit
 from aipk_site.gateway.error_mapping import (
+    infrastructure_fault,
     server_shutting_down,
     upstream_error,
 )
@@ -282,6 +283,8 @@ async def _cache_hit(
     hit = await cache_get(key)
     if hit is None:
         return None
+    if ledger.call.ctx.capture_bodies:
+        ledger.response_text = hit.text
     await account_cache_hit(ledger, resolution, hit.usage)
     return hit
 
@@ -327,6 +330,12 @@ def _more_telling(last: ProviderError | None, error: ProviderError) -> ProviderE
     return error
 
 
+def _interruption(error: BaseException) -> str:
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"
+    return infrastructure_fault(error)
+
+
 # How one candidate is tried: given its request (model already set), a trace for the
 # credential it used and the request's one deadline, its answer or a ProviderError.
 Attempt = Callable[[Candidate, ChatRequest, Trace, float], Awaitable[T]]
@@ -348,12 +357,16 @@ async def first_answer(
     for candidate in resolution.candidates:
         provider = candidate.provider
         request = call.parsed.request
+        began = time.perf_counter()
         try:
             # a table lookup per candidate: a refused field tries the next candidate
             # (another provider type may take it) without calling this one
             request, ledger.dropped = fit(request, provider.type, provider.name, drop=drop)
         except UnsupportedFieldError as error:
             refused = refused or (candidate, error)
+            ledger.attempt_ended(
+                candidate, began, credential_id="", status="skipped", error_type=error.type
+            )
             continue
         ledger.candidate = candidate
         ledger.price = await aprice_for(provider, candidate.model)
@@ -368,7 +381,14 @@ async def first_answer(
             answer = await attempt(candidate, request, trace, deadline)
         except ProviderError as error:
             ledger.credential_id = trace.get("credential_id", "")
-            ledger.attempt_failed(error)
+            ledger.attempt_ended(
+                candidate,
+                began,
+                credential_id=ledger.credential_id,
+                status="error",
+                error_type=error.type,
+                http_status=error.status_code,
+            )
             if isinstance(error, UnsupportedFieldError):
                 refused = refused or (candidate, error)
             else:
@@ -376,7 +396,22 @@ async def first_answer(
             if _try_next_candidate(error, deadline):
                 continue
             break
+        except BaseException as error:
+            # a cancel (the client left) or aipk's own fault: the log still shows the
+            # candidate it interrupted
+            ledger.credential_id = trace.get("credential_id", "")
+            ledger.attempt_ended(
+                candidate,
+                began,
+                credential_id=ledger.credential_id,
+                status="error",
+                error_type=_interruption(error),
+            )
+            raise
         ledger.credential_id = trace.get("credential_id", "")
+        ledger.attempt_ended(
+            candidate, began, credential_id=ledger.credential_id, status="answered"
+        )
         return request, answer
     if last is None:
         assert refused is not None  # resolution always has at least one candidate
@@ -472,6 +507,8 @@ async def _reply(call: GatewayCall) -> Reply:
         ledger.first_token()
         usage = usage_or_estimate(request, response.usage, len(response.text))
         response.usage = usage
+        if call.ctx.capture_bodies:
+            ledger.response_text = response.text
         await ledger.close(status=UsageStatus.SUCCESS, usage=usage)
         if key is not None:
             try:

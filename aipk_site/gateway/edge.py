@@ -209,7 +209,11 @@ async def _prepare(request: EdgeRequest, wire: _Wire) -> GatewayCall:
         parsed = wire.parse(body, _limits(), drop_unknown=ctx.drop_unsupported)
     except AipkError as error:
         # A key's refused requests are its usage too (docs/GATEWAY.md, "Usage records").
+        # The answer names the row (the request log's id) unless the caller sent an id of
+        # its own to trace the request by: that one still follows it.
         _record_refused_body(ctx, wire.endpoint, request_id, body, error)
+        if "x-request-id" not in request.headers:
+            error.headers.setdefault("x-request-id", request_id)
         raise
     return GatewayCall(ctx, parsed, wire.endpoint, request_id)
 

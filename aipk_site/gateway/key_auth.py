@@ -62,6 +62,9 @@ class KeyContext:
     # VirtualKey.unsupported_params == "drop": a droppable field the provider cannot take
     # (and an unknown one) is dropped and named in x-aipk-dropped-params, not refused
     drop_unsupported: bool = False
+    # the request log keeps this request's body and answer (the key's choice, else the
+    # tenant's): request_bodies.py
+    capture_bodies: bool = False
 
 
 def _micro(amount: Decimal | None) -> int | None:
@@ -95,6 +98,9 @@ def _context_for(key_hash: str) -> KeyContext | None:
         cache_ttl_seconds=key.cache_ttl_seconds,
         pii_redaction=tenant.pii_redaction,
         drop_unsupported=key.unsupported_params == UnsupportedParams.DROP,
+        capture_bodies=(
+            key.capture_bodies if key.capture_bodies is not None else tenant.capture_bodies
+        ),
     )
 
 

@@ -13,13 +13,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aipk_site.gateway import shutdown
 from aipk_site.gateway.admission import Admission, settle, settle_later
 from aipk_site.gateway.error_mapping import infrastructure_fault
 from aipk_site.gateway.formats.common import ParsedRequest
 from aipk_site.gateway.key_auth import KeyContext
+from aipk_site.gateway.request_bodies import body_capture
 from aipk_site.gateway.routing import Candidate, record_latency
 from aipk_site.gateway.usage import usage_record
 from aipk_site.infra import tracing
@@ -106,23 +107,53 @@ class Ledger:
     # the span of the candidate being tried, when the request is traced; it lasts until
     # its answer is whole (a stream: its end), so the close ends it
     attempt_span: Span | None = None
+    # the request log's candidates tried, in order (UsageRecord.attempts): a small dict
+    # each, stored with the usage row by the same batched insert
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    # the answer's text when the request log captures bodies (ctx.capture_bodies)
+    response_text: str = ""
+
+    def attempt_ended(
+        self,
+        candidate: Candidate,
+        began: float,
+        *,
+        credential_id: str,
+        status: str,
+        error_type: str = "",
+        http_status: int | None = None,
+    ) -> None:
+        """One candidate tried (``began``: its ``perf_counter``), for the request log.
+        ``status``: "answered" (its answer is the request's), "error", or "skipped" (its
+        provider's type could not take a field; nothing was sent). A failed candidate's
+        trace span ends here (the next one may be tried); the answering one's lasts
+        until its answer is whole and ends at the close."""
+        if status == "error" and self.attempt_span is not None:
+            span, self.attempt_span = self.attempt_span, None
+            tracing.child_end(
+                span,
+                error_type=error_type,
+                credential_id=credential_id,
+                upstream_status=http_status,
+            )
+        self.attempts.append(
+            {
+                "provider": candidate.provider.name,
+                "credential_id": credential_id,
+                "model": candidate.model,
+                "status": status,
+                "http_status": http_status,
+                "error_type": error_type,
+                "latency_ms": round((time.perf_counter() - began) * 1000, 1),
+                "answered": status == "answered",
+            }
+        )
 
     def first_token(self) -> None:
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
             if self.attempt_span is not None and self.call.parsed.stream:
                 tracing.first_token(self.attempt_span)
-
-    def attempt_failed(self, error: ProviderError) -> None:
-        """The candidate being tried failed (the next one may be tried): end its span."""
-        span, self.attempt_span = self.attempt_span, None
-        if span is not None:
-            tracing.child_end(
-                span,
-                error_type=error.type,
-                credential_id=self.credential_id,
-                upstream_status=error.status_code,
-            )
 
     async def close(
         self,
@@ -182,7 +213,15 @@ class Ledger:
                 error_type=error_type[:64],
                 cached=cached,
                 streamed=self.call.parsed.stream,
+                attempts=self.attempts,
             )
+            if ctx.capture_bodies:
+                body_capture(
+                    request_id=self.call.request_id,
+                    tenant_id=ctx.tenant_id,
+                    request=self.call.parsed.request,
+                    response_text=self.response_text,
+                )
             record_gateway_request(
                 endpoint=self.call.endpoint,
                 alias=self.alias,

@@ -140,6 +140,48 @@ def _redact_arguments(arguments: str) -> tuple[str, int]:
     return json.dumps(redacted, ensure_ascii=False), count
 
 
+SECRET_MASK = "[SECRET]"
+
+# Key and token shapes, for text aipk keeps (the request log's captured bodies): a caller
+# pasting a key into a message must not find it in the log. Each form is a fixed prefix
+# then a run of key characters, and may only start where a run of those characters
+# starts (the lookbehind), so an input of "sk-sk-sk-..." is one pass, not quadratic.
+# OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), OpenRouter (sk-or-) and most
+# OpenAI-compatible providers use sk-; then Stripe's secret keys, aipk's own virtual keys
+# and admin tokens, Google (AIza), GitHub, Slack and AWS access keys, a bearer token
+# written out, a JWT.
+_SECRET = re.compile(
+    r"(?<![A-Za-z0-9_\-])"
+    r"(?:"
+    r"(?:sk|aipk|aipkadm)-[A-Za-z0-9_\-]{16,}"
+    r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|AIza[0-9A-Za-z_\-]{30,}"
+    r"|(?:ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}"
+    r"|xox[abprs]-[A-Za-z0-9\-]{10,}"
+    r"|AKIA[0-9A-Z]{16}"
+    r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+    r")"
+    r"|(?<![A-Za-z])(?i:bearer)\s{1,8}[A-Za-z0-9._~+/=\-]{16,}"
+)
+
+
+def mask_secrets(text: str) -> tuple[str, int]:
+    """``text`` with key- and token-shaped strings replaced by [SECRET], and how many."""
+    return _SECRET.subn(SECRET_MASK, text)
+
+
+def redact_for_log(value: Any) -> Any:
+    """A JSON-like value (strings, lists, dicts) as the request log keeps it: PII masked
+    as ``redact_text`` does, and key-shaped strings too, in every string, keys excepted."""
+    if isinstance(value, str):
+        return mask_secrets(redact_text(value)[0])[0]
+    if isinstance(value, list):
+        return [redact_for_log(item) for item in value]
+    if isinstance(value, dict):
+        return {key: redact_for_log(item) for key, item in value.items()}
+    return value
+
+
 def redact_request(request: ChatRequest) -> int:
     """Mask PII in every message (tool results included) and every tool call's
     arguments, in place; returns how many items were masked."""

@@ -154,6 +154,10 @@ async def relay_stream(
         usage = usage_or_estimate(
             request, response.usage if response.usage.total_tokens else None, completion_chars
         )
+        if call.ctx.capture_bodies:
+            # the text the builder already holds for the usage count; the body writer
+            # keeps at most REQUEST_LOG_BODY_MAX_BYTES of it
+            ledger.response_text = response.text
         await asyncio.shield(ledger.close(status=status, usage=usage, error_type=error_type))
         if status == UsageStatus.SUCCESS and key is not None and not ledger.infra_fault:
             response.usage = usage

@@ -1,12 +1,12 @@
-"""Usage records, invoices, stored responses and the audit log: written by the system,
-read-only here."""
+"""Usage records, invoices, stored responses, captured request bodies and the audit log:
+written by the system, read-only here."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from aipk_site.infra.admin import ReadOnlyAdmin
-from tenants_app.models import AuditEvent, Invoice, StoredResponse, UsageRecord
+from tenants_app.models import AuditEvent, Invoice, RequestBody, StoredResponse, UsageRecord
 
 
 @admin.register(UsageRecord)
@@ -65,6 +65,29 @@ class StoredResponseAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
     fields = ("response_id", "tenant", "virtual_key", "model", "created_at")
+    show_full_result_count = False
+
+
+@admin.register(RequestBody)
+class RequestBodyAdmin(ReadOnlyAdmin):
+    """Whose and when, never what, as for stored responses: a captured body is the
+    tenant's data even redacted; the tenant reads it through the request log API
+    (``GET /api/tenants/{slug}/requests/{id}``). Deleted by retention at ``expires_at``."""
+
+    list_display = ("request_id", "tenant", "request_truncated", "response_truncated", "expires_at")
+    list_filter = ("tenant",)
+    search_fields = ("request_id",)
+    list_select_related = ("tenant",)
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    fields = (
+        "request_id",
+        "tenant",
+        "request_truncated",
+        "response_truncated",
+        "created_at",
+        "expires_at",
+    )
     show_full_result_count = False
 
 

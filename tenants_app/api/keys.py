@@ -33,6 +33,7 @@ class KeyOut(Schema):
     cache_enabled: bool
     cache_ttl_seconds: int
     unsupported_params: UnsupportedParamsChoice
+    capture_bodies: bool | None = Field(description="request log body capture; null: the tenant's")
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
     created_by: str | None
@@ -60,6 +61,11 @@ class KeyIn(Strict):
         "drop it (when only the wording of the answer depends on it) and name it in the "
         "x-aipk-dropped-params header.",
     )
+    capture_bodies: bool | None = Field(
+        default=None,
+        description="Keep this key's request and response bodies in the request log "
+        "(redacted, capped, kept REQUEST_LOG_BODY_RETENTION_DAYS); null follows the tenant.",
+    )
     expires_at: dt.datetime | None = None
 
 
@@ -73,6 +79,7 @@ class KeyPatch(Strict):
     cache_enabled: bool = patch_field()
     cache_ttl_seconds: int = patch_field(ge=1, le=30 * 24 * 3600)
     unsupported_params: UnsupportedParamsChoice = patch_field()
+    capture_bodies: bool | None = Field(default=None, description="null: the tenant's choice")
     expires_at: dt.datetime | None = None
 
 

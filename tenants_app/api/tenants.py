@@ -28,6 +28,9 @@ class TenantOut(Schema):
     default_rpm: int | None
     default_tpm: int | None
     pii_redaction: bool
+    capture_bodies: bool = Field(
+        description="the request log keeps request and response bodies (redacted, capped)"
+    )
     allowed_providers: list[str]
     role: str | None = Field(description="your role in the tenant; null for staff non-members")
     created_at: dt.datetime
@@ -42,6 +45,7 @@ class TenantIn(Strict):
     default_rpm: int | None = Field(default=None, ge=1, le=MAX_INT)
     default_tpm: int | None = Field(default=None, ge=1, le=MAX_INT)
     pii_redaction: bool = False
+    capture_bodies: bool = False
     allowed_providers: list[str] = Field(default_factory=list, max_length=200)
 
 
@@ -51,6 +55,7 @@ class TenantPatch(Strict):
     default_rpm: int | None = Field(default=None, ge=1, le=MAX_INT)
     default_tpm: int | None = Field(default=None, ge=1, le=MAX_INT)
     pii_redaction: bool = patch_field()
+    capture_bodies: bool = patch_field()
     # organisation policy, so staff only
     active: bool = patch_field(description="staff only")
     allowed_providers: list[str] = patch_field(
@@ -73,6 +78,7 @@ def tenant_out(tenant: Tenant, role: str | None) -> dict[str, Any]:
                 "default_rpm",
                 "default_tpm",
                 "pii_redaction",
+                "capture_bodies",
                 "created_at",
                 "updated_at",
             )

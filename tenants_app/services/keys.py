@@ -29,6 +29,7 @@ KEY_FIELDS = (
     "cache_enabled",
     "cache_ttl_seconds",
     "unsupported_params",
+    "capture_bodies",
     "expires_at",
 )
 
@@ -63,6 +64,12 @@ def _clean_key_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest(
             f"unsupported_params must be one of {', '.join(UnsupportedParams.values)}",
             param="unsupported_params",
+        )
+    capture = cleaned.get("capture_bodies")
+    if capture is not None and not isinstance(capture, bool):
+        raise InvalidRequest(
+            "capture_bodies must be true, false or null (the tenant's choice)",
+            param="capture_bodies",
         )
     budget = cleaned.get("monthly_budget_usd")
     if budget is not None and Decimal(budget) < 0:

@@ -1,5 +1,5 @@
 """Deleting usage records, audit events and stored /v1/responses older than their
-retention period.
+retention period, and the request log's captured bodies past their ``expires_at``.
 
 Rows go in batches of ``RETENTION_BATCH_SIZE``, each its own short
 transaction (a primary-key range picked first, then deleted), so pruning a
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from tenants_app.models import AuditEvent, StoredResponse, UsageRecord
+from tenants_app.models import AuditEvent, RequestBody, StoredResponse, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,13 @@ def delete_older_than(
         return 0
     batch_size = max(1, batch_size or _setting("RETENTION_BATCH_SIZE", DEFAULT_BATCH_SIZE))
     cutoff = timezone.now() - timedelta(days=days)
-    old = model.objects.filter(created_at__lt=cutoff).order_by("pk")
+    return _delete_in_batches(model, model.objects.filter(created_at__lt=cutoff), batch_size)
+
+
+def _delete_in_batches(
+    model: type[models.Model], rows: models.QuerySet[Any], batch_size: int
+) -> int:
+    old = rows.order_by("pk")
     deleted = 0
     while True:
         with transaction.atomic():
@@ -85,20 +92,32 @@ def responses_prune(*, older_than_days: int | None = None, batch_size: int | Non
     return delete_older_than(StoredResponse, days=days, batch_size=batch_size)
 
 
+def request_bodies_prune(*, batch_size: int | None = None) -> int:
+    """Captured request bodies whose ``expires_at`` has passed. Each row's expiry was set
+    when it was captured (REQUEST_LOG_BODY_RETENTION_DAYS then, default 7), so a body
+    never outlives what its tenant was told at the time; its usage row stays."""
+    batch_size = max(1, batch_size or _setting("RETENTION_BATCH_SIZE", DEFAULT_BATCH_SIZE))
+    expired = RequestBody.objects.filter(expires_at__lte=timezone.now())
+    return _delete_in_batches(RequestBody, expired, batch_size)
+
+
 def retention_prune() -> dict[str, int]:
     """Every table with a retention, with the configured periods:
-    {"usage_records": n, "audit_events": m, "stored_responses": k}."""
+    {"usage_records": n, "audit_events": m, "stored_responses": k, "request_bodies": b}."""
     result = {
         "usage_records": usage_prune(),
         "audit_events": audit_prune(),
         "stored_responses": responses_prune(),
+        "request_bodies": request_bodies_prune(),
     }
     if any(result.values()):
         logger.info(
-            "retention: deleted usage_records=%d audit_events=%d stored_responses=%d",
+            "retention: deleted usage_records=%d audit_events=%d stored_responses=%d "
+            "request_bodies=%d",
             result["usage_records"],
             result["audit_events"],
             result["stored_responses"],
+            result["request_bodies"],
             extra=result,
         )
     return result

@@ -25,6 +25,7 @@ TENANT_FIELDS = (
     "default_rpm",
     "default_tpm",
     "pii_redaction",
+    "capture_bodies",
 )
 
 
@@ -39,7 +40,7 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
         if not name or len(name) > 100:
             raise InvalidRequest("name must be 1 to 100 characters", param="name")
         cleaned["name"] = name
-    for flag in ("active", "pii_redaction"):
+    for flag in ("active", "pii_redaction", "capture_bodies"):
         if flag in cleaned and not isinstance(cleaned[flag], bool):
             raise InvalidRequest(f"{flag} must be true or false", param=flag)
     for limit in ("default_rpm", "default_tpm"):

@@ -98,10 +98,12 @@ def world(transactional_db, simulator, gateway_server, make_key) -> Iterator[Wor
     tenant = Tenant.objects.create(name="Acme", slug="acme")
     key, secret = make_key(tenant)
     yield World(tenant=tenant, key=key, secret=secret, providers=providers)
+    from aipk_site.gateway.request_bodies import request_bodies_flush
     from aipk_site.gateway.response_store import responses_flush, responses_forget_recent
     from aipk_site.gateway.usage import usage_flush
 
     usage_flush()
     responses_flush()  # before the database is emptied, as the usage rows
+    request_bodies_flush()  # hB: the request log's captured bodies, likewise
     responses_forget_recent()
     _clear_caches()

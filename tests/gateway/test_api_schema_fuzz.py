@@ -73,6 +73,7 @@ PATH_EXAMPLES = {
     "token_id": FIXED_ID,
     "name": "openai",
     "channel_id": FIXED_ID,  # alerts (slice hD)
+    "request_id": "fuzz-request-1",  # hB: a request log entry with a captured body
 }
 
 _ROUTE = {"alias": "fuzzed", "candidates": [{"provider": "openai", "model": "gpt-4o-mini"}]}
@@ -244,6 +245,36 @@ def fuzz_world(world, make_key):
         alert_channel_create(
             tenant=world.tenant, name="ops", kind="email", target="ops@example.com"
         )[0],
+    )
+    from tenants_app.models import RequestBody, UsageRecord
+
+    now = dt.datetime(2025, 1, 15, 12, tzinfo=dt.UTC)
+    UsageRecord.objects.create(
+        request_id="fuzz-request-1",
+        tenant=world.tenant,
+        virtual_key_id=FIXED_ID,  # the spare key, given its fixed id above
+        status="success",
+        attempts=[
+            {
+                "provider": "openai",
+                "credential_id": "key:1",
+                "model": "gpt-4o-mini",
+                "status": "answered",
+                "http_status": None,
+                "error_type": "",
+                "latency_ms": 1.5,
+                "answered": True,
+            }
+        ],
+        created_at=now,
+    )
+    RequestBody.objects.create(
+        request_id="fuzz-request-1",
+        tenant=world.tenant,
+        request="{}",
+        response="hi",
+        created_at=now,
+        expires_at=now + dt.timedelta(days=7),
     )
     session = Client()
     session.force_login(staff)

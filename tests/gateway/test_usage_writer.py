@@ -244,19 +244,22 @@ def test_it_hands_the_database_what_each_fields_own_conversion_gives(tenant):
         for f in fields
     ]
 
+    def typed(value):
+        # psycopg's Jsonb (a JSONField on PostgreSQL) has no equality: compare what it wraps
+        return (
+            type(value),
+            getattr(value, "obj", value) if type(value).__name__ == "Jsonb" else value,
+        )
+
     def flat(rows):
-        return [
-            (type(value), value)
-            for values in usage._row_params(rows, connection)
-            for value in values
-        ]
+        return [typed(value) for values in usage._row_params(rows, connection) for value in values]
 
     width = len(fields)
     for start in range(len(rows)):
         # a row alone: a column of one type takes the shortcuts, a mixed one does not
         want = expected[start * width : (start + 1) * width]
-        assert flat(rows[start : start + 1]) == [(type(w), w) for w in want]
-    assert flat(rows) == [(type(w), w) for w in expected]
+        assert flat(rows[start : start + 1]) == [typed(w) for w in want]
+    assert flat(rows) == [typed(w) for w in expected]
 
 
 def test_it_stores_a_batch_exactly_as_the_orm_stores_each_row(tenant):

@@ -150,6 +150,13 @@ MATRIX = [
         404, 404, 404, 404, 404, 401, 404, 404, 401),
     ("usage.csv", "GET", f"{T}/usage/csv?from=2025-01-01&to=2025-01-31", None,
         200, 200, 200, 200, 404, 401, 200, 200, 401),
+    # hB: the request log, read with the roles of usage
+    ("requests.list", "GET", f"{T}/requests?status=success", None,
+        200, 200, 200, 200, 404, 401, 200, 200, 401),
+    ("requests.get", "GET", f"{T}/requests/req-0", None,
+        200, 200, 200, 200, 404, 401, 200, 200, 401),
+    ("requests.get-unknown", "GET", f"{T}/requests/req-none", None,
+        404, 404, 404, 404, 404, 401, 404, 404, 401),
     ("invoices.list", "GET", f"{T}/invoices", None,
         200, 200, 200, 200, 404, 401, 200, 200, 401),
     ("invoices.generate", "POST", f"{T}/invoices", {"period": "2025-02"},
@@ -432,6 +439,8 @@ def test_it_covers_every_management_endpoint():
             .replace("{other_channel}", "{channel_id}")
             .replace("{global_channel}", "{channel_id}")
             .replace("{channel}", "{channel_id}")
+            .replace("/requests/req-0", "/requests/{request_id}")
+            .replace("/requests/req-none", "/requests/{request_id}")
         )
         covered.add((method, path))
     assert mounted - covered == set()

@@ -119,7 +119,12 @@ def test_it_keeps_everything_when_retention_is_zero(tenant, settings):
     usage(tenant, 5000)
     audit(5000)
 
-    assert retention_prune() == {"usage_records": 0, "audit_events": 0, "stored_responses": 0}
+    assert retention_prune() == {
+        "usage_records": 0,
+        "audit_events": 0,
+        "stored_responses": 0,
+        "request_bodies": 0,
+    }
     assert UsageRecord.objects.count() == 1
     assert AuditEvent.objects.count() == 1
 
@@ -131,7 +136,12 @@ def test_it_defaults_to_400_days(tenant, settings):
     kept = usage(tenant, 399)
     audit(401)
 
-    assert retention_prune() == {"usage_records": 1, "audit_events": 1, "stored_responses": 0}
+    assert retention_prune() == {
+        "usage_records": 1,
+        "audit_events": 1,
+        "stored_responses": 0,
+        "request_bodies": 0,
+    }
     assert list(UsageRecord.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
@@ -141,7 +151,12 @@ def test_it_runs_from_the_celery_task(tenant, settings):
     usage(tenant, 500)
     audit(500)
 
-    assert prune_retention.run() == {"usage_records": 1, "audit_events": 1, "stored_responses": 0}
+    assert prune_retention.run() == {
+        "usage_records": 1,
+        "audit_events": 1,
+        "stored_responses": 0,
+        "request_bodies": 0,
+    }
 
 
 def test_it_schedules_the_retention_task_daily(db):

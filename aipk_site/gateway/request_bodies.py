@@ -1,0 +1,257 @@
+"""The request log's captured bodies: what a request sent and got back, for a tenant or
+key that turned ``capture_bodies`` on (off by default).
+
+The request path only appends a tuple to a queue (``body_capture``, from the ledger's
+close); a daemon writer thread, like the stored responses' (response_store.py), turns
+each into a row -- the parsed request as JSON, PII-redacted and with key-shaped strings
+masked (redaction.py ``redact_for_log``), then each side cut to
+REQUEST_LOG_BODY_MAX_BYTES -- and bulk-inserts them every
+``REQUEST_LOG_FLUSH_INTERVAL_SECONDS`` (and at exit). The serialising and the regexes
+run on that thread, never on the event loop, and only for requests that capture.
+
+What is captured is the request as the gateway parsed it (model, messages, tools,
+options), never the HTTP request: no header, so no Authorization or x-api-key, and no
+provider credential (the gateway adds those only when it calls a provider). Media parts
+are named by kind, their bytes left out. The answer is its text (a stream's: what the
+relay had assembled for the usage count, cut to the cap here).
+
+Not spooled to disk as usage rows are: a body lost to a database outage leaves its
+usage row (the request log entry) without a body, nothing more. Rows past their
+``expires_at`` (REQUEST_LOG_BODY_RETENTION_DAYS after the request) are deleted by the
+daily retention run (tenants_app/services/retention.py).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections
+from django.utils import timezone
+
+from aipk_site.gateway.redaction import redact_for_log
+from providers_app.kit.types import ChatRequest, Message, TextPart
+from tenants_app.models import RequestBody
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+DEFAULT_MAX_BYTES = 32 * 1024
+DEFAULT_RETENTION_DAYS = 7
+TRUNCATED_MARK = "…[truncated]"
+# REQUEST_LOG_BODY_RETENTION_DAYS 0 keeps bodies, as 0 does for the other retentions
+KEEP_FOREVER_DAYS = 100 * 365
+
+# request id, tenant id, the parsed request, the answer's text, when
+Captured = tuple[str, int, ChatRequest, str, datetime]
+
+
+def _interval() -> float:
+    return max(0.0, float(getattr(settings, "REQUEST_LOG_FLUSH_INTERVAL_SECONDS", 0.5)))
+
+
+def max_bytes() -> int:
+    return max(256, int(getattr(settings, "REQUEST_LOG_BODY_MAX_BYTES", DEFAULT_MAX_BYTES)))
+
+
+def retention_days() -> int:
+    return int(getattr(settings, "REQUEST_LOG_BODY_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+
+
+# -- what is kept -----------------------------------------------------------------------
+
+
+def _message(message: Message) -> dict[str, Any]:
+    doc: dict[str, Any] = {"role": message.role}
+    if message.name:
+        doc["name"] = message.name
+    if message.parts is not None:
+        # text parts as text; media by kind only (their bytes would fill the cap)
+        doc["content"] = [
+            {"type": "text", "text": part.text}
+            if isinstance(part, TextPart)
+            else {"type": type(part).__name__.removesuffix("Part").lower()}
+            for part in message.parts
+        ]
+    elif message.content is not None:
+        doc["content"] = message.content
+    if message.tool_calls:
+        doc["tool_calls"] = [
+            {"id": call.id, "name": call.name, "arguments": call.arguments}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id:
+        doc["tool_call_id"] = message.tool_call_id
+    return doc
+
+
+_OPTIONS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "n",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "service_tier",
+    "user",
+    "metadata",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
+)
+
+
+def request_document(request: ChatRequest) -> dict[str, Any]:
+    """The parsed request as the log shows it, before redaction."""
+    doc: dict[str, Any] = {"model": request.model}
+    doc["messages"] = [_message(m) for m in request.messages]
+    if request.tools:
+        doc["tools"] = [
+            {"name": t.name, "description": t.description, "parameters": t.parameters}
+            for t in request.tools
+        ]
+    for name in _OPTIONS:
+        value = getattr(request, name)
+        if value is not None:
+            doc[name] = value
+    return doc
+
+
+def cut(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` within ``limit`` UTF-8 bytes (never splitting a character), and whether
+    it was cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text, False
+    mark = TRUNCATED_MARK.encode()
+    return data[: limit - len(mark)].decode(errors="ignore") + TRUNCATED_MARK, True
+
+
+def body_row(captured: Captured) -> dict[str, Any]:
+    request_id, tenant_id, request, response_text, created_at = captured
+    limit, days = max_bytes(), retention_days()
+    request_text, request_cut = cut(
+        json.dumps(redact_for_log(request_document(request)), ensure_ascii=False, default=str),
+        limit,
+    )
+    # redacted before it is cut: a key split by the cut would no longer look like one
+    response, response_cut = cut(redact_for_log(response_text), limit)
+    return {
+        "request_id": request_id,
+        "tenant_id": tenant_id,
+        "request": request_text,
+        "request_truncated": request_cut,
+        "response": response,
+        "response_truncated": response_cut,
+        "created_at": created_at,
+        "expires_at": created_at + timedelta(days=days if days > 0 else KEEP_FOREVER_DAYS),
+    }
+
+
+# -- the writer -------------------------------------------------------------------------
+
+
+class _Writer:
+    """One daemon thread that builds and inserts queued bodies in batches."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: list[Captured] = []
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        # held while a batch is written, so ``flush`` returns only once it is stored
+        self.writing = threading.Lock()
+
+    def add(self, captured: Captured) -> None:
+        with self.lock:
+            self.pending.append(captured)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(
+                    target=self._run, name="aipk-request-bodies-writer", daemon=True
+                )
+                self.thread.start()
+            full = len(self.pending) >= BATCH_SIZE
+        if full:
+            self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(_interval())
+            self.wake.clear()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 -- the writer must outlive one bad batch
+                logger.exception("request log: the body writer failed on a batch")
+            try:
+                close_old_connections()
+            except Exception as error:  # noqa: BLE001 -- nor a connection that will not close
+                logger.error(
+                    "request log: closing the writer's connection failed (%s)", type(error).__name__
+                )
+
+    def flush(self) -> int:
+        with self.writing:
+            with self.lock:
+                taken, self.pending = self.pending, []
+            rows = []
+            for captured in taken:
+                try:
+                    rows.append(body_row(captured))
+                except Exception as error:  # noqa: BLE001 -- one odd body, not the batch
+                    logger.error(
+                        "request log: body of %s not kept (%s)", captured[0], type(error).__name__
+                    )
+            if rows:
+                _insert(rows)
+            return len(rows)
+
+
+def _insert(rows: list[dict[str, Any]]) -> None:
+    """All at once; one by one when that fails, so one bad row keeps no other out. A row
+    that still fails is logged by request id (never its content)."""
+    try:
+        RequestBody.objects.bulk_create([RequestBody(**row) for row in rows])
+        return
+    except DatabaseError:
+        _release_connection()
+    for row in rows:
+        try:
+            RequestBody(**row).save(force_insert=True)
+        except DatabaseError as error:
+            _release_connection()
+            logger.error(
+                "request log: could not store the body of %s (%s)",
+                row["request_id"],
+                type(error).__name__,
+            )
+
+
+def _release_connection() -> None:
+    connection = connections[DEFAULT_DB_ALIAS]
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+_writer = _Writer()
+atexit.register(_writer.flush)
+
+
+def body_capture(
+    *, request_id: str, tenant_id: int, request: ChatRequest, response_text: str
+) -> None:
+    """Keep this request's body and answer for the request log. Never blocks: called from
+    the event loop as the request is accounted; the work happens on the writer thread."""
+    _writer.add((request_id, tenant_id, request, response_text, timezone.now()))
+
+
+def request_bodies_flush() -> int:
+    """Write whatever is queued now (tests, shutdown); the number of rows written."""
+    return _writer.flush()
