@@ -270,6 +270,8 @@ def test_it_switches_the_theme_and_remembers_it(browser, gateway_server, seeded)
         chart_text = page.locator(".chart svg .title").first
         assert chart_text.evaluate("e => getComputedStyle(e).fill") == "rgb(29, 35, 48)"
 
+        # the system turns light; dark chosen wins over it, also after a reload
+        page.emulate_media(color_scheme="light")
         page.get_by_label("Theme").select_option("dark")
         assert background_luminance(page) < 0.05
         assert chart_text.evaluate("e => getComputedStyle(e).fill") != "rgb(29, 35, 48)"
@@ -277,10 +279,12 @@ def test_it_switches_the_theme_and_remembers_it(browser, gateway_server, seeded)
         expect(page.get_by_label("Theme")).to_have_value("dark")
         assert background_luminance(page) < 0.05
 
+        # back to the system's choice: forgotten, and the page follows the system again
         page.get_by_label("Theme").select_option("system")
         assert page.evaluate("localStorage.getItem('aipk-theme')") is None
-        page.emulate_media(color_scheme="light")  # the system turns light: so does the page
         assert background_luminance(page) > 0.8
+        page.emulate_media(color_scheme="dark")
+        assert background_luminance(page) < 0.05
         assert watched.problems == []
     finally:
         context.close()
