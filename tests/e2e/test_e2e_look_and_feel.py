@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from providers_app.models import DiscoveredModel
 from providers_app.services.credentials import api_key_add
@@ -142,7 +142,7 @@ def member_pages(seeded: Seeded) -> list[str]:
 class Watched:
     """A page with every JavaScript error, console error and failed request recorded."""
 
-    page: object  # playwright.sync_api.Page
+    page: Page
     url: str
     label: str
     problems: list[str] = field(default_factory=list)
