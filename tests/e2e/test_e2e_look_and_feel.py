@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from providers_app.models import DiscoveredModel
+from providers_app.models import DiscoveredModel, OAuthFlow
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create
 from tenants_app.models import Membership, Role, Tenant, UsageRecord, UsageStatus
@@ -42,10 +42,10 @@ PASSWORD = "correct horse battery staple"  # as tests/e2e/conftest.py
 
 @dataclass
 class Seeded:
-    tenant: Tenant
     provider_pk: int
     api_key_pk: int
     virtual_key_pk: int
+    device_flow_pk: int
 
 
 @pytest.fixture
@@ -99,8 +99,21 @@ def seeded(transactional_db, settings, simulator, gateway_server) -> Iterator[Se
             created_at=now,
         )
     invoice_generate(tenant=tenant, period=date.today())
+    # a device-code flow that has run out: its page shows without polling the provider
+    device_flow = OAuthFlow.objects.create(
+        provider=provider,
+        kind=OAuthFlow.Kind.DEVICE_CODE,
+        state="look-and-feel",
+        code_verifier="",
+        user_code="WDJB-MJHT",
+        verification_uri=simulator.url + "/device",
+        expires_at=now - timedelta(minutes=1),
+    )
     yield Seeded(
-        tenant=tenant, provider_pk=provider.pk, api_key_pk=api_key.pk, virtual_key_pk=key.pk
+        provider_pk=provider.pk,
+        api_key_pk=api_key.pk,
+        virtual_key_pk=key.pk,
+        device_flow_pk=device_flow.pk,
     )
     _clear_caches()
 
@@ -118,6 +131,7 @@ def staff_pages(seeded: Seeded) -> list[str]:
         f"/console/providers/{provider}/edit/",
         "/console/credentials/",
         f"/console/credentials/keys/{api_key}/rotate/",
+        f"/console/credentials/oauth/flows/{seeded.device_flow_pk}/",
         *member_pages(seeded),
         f"/console/tenants/acme/routes/{ROUTE_ALIAS}/",
         "/console/audit/",
@@ -136,6 +150,51 @@ def member_pages(seeded: Seeded) -> list[str]:
         "/console/tenants/acme/invoices/",
         "/console/playground/",
     ]
+
+
+# console URLs that are actions (POST only, or an htmx fragment), not pages to look at
+ACTIONS = {
+    "logout",
+    "provider_test",
+    "provider_refresh_models",
+    "api_key_add",
+    "api_key_test",
+    "api_key_state",
+    "oauth_connect",
+    "oauth_device_start",
+    "oauth_device_poll",
+    "oauth_refresh",
+    "oauth_disconnect",
+    "tenant_member_role",
+    "tenant_member_remove",
+    "tenant_key_revoke",
+    "tenant_route_delete",
+}
+
+
+def console_url_names() -> set[str]:
+    from django.urls import URLResolver
+
+    from aipk_site.console.urls import urlpatterns
+
+    def walk(patterns) -> Iterator[str]:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns)
+            else:
+                yield pattern.name
+
+    return set(walk(urlpatterns))
+
+
+def test_it_walks_every_console_page_of_the_url_confs(db):
+    """A page added to a console URL conf must join the walk below (or be an action)."""
+    from django.urls import resolve
+
+    ids = Seeded(provider_pk=1, api_key_pk=1, virtual_key_pk=1, device_flow_pk=1)
+    walked = {resolve(path).url_name for path in ["/console/login/", *staff_pages(ids)]}
+    assert console_url_names() - ACTIONS == walked
+    assert set(member_pages(ids)) < set(staff_pages(ids))
 
 
 @dataclass
