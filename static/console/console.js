@@ -78,6 +78,18 @@
     }
   });
 
+  // Escape closes an open phone menu, and the focus goes back to its button.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") {
+      return;
+    }
+    var button = document.querySelector("nav[data-open] [data-nav-toggle]");
+    if (button) {
+      button.click();
+      button.focus();
+    }
+  });
+
   // console.js runs deferred, after parsing: show each picker's current choice
   document.querySelectorAll("[data-theme-picker]").forEach(function (picker) {
     picker.value = storedTheme();

@@ -256,18 +256,26 @@ def horizontal_overflow(page) -> int:
     return page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
 
 
+# WCAG relative luminance of a computed CSS colour, 0 black to 1 white
+LUMINANCE_JS = """(colour) => {
+  const [r, g, b] = colour.match(/[\\d.]+/g).map(Number).slice(0, 3).map((c) => {
+    c /= 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}"""
+
+
 def background_luminance(page) -> float:
-    """Relative luminance (WCAG) of the page's background, 0 black to 1 white."""
-    return page.evaluate(
-        """() => {
-          const rgb = getComputedStyle(document.body).backgroundColor.match(/[\\d.]+/g).map(Number);
-          const [r, g, b] = rgb.slice(0, 3).map((c) => {
-            c /= 255;
-            return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-          });
-          return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-        }"""
-    )
+    """How light the page's background is, 0 black to 1 white."""
+    colour = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    return page.evaluate(LUMINANCE_JS, colour)
+
+
+def text_luminance(locator) -> float:
+    """How light an SVG text's fill is (pygal's chart labels are SVG text)."""
+    colour = locator.evaluate("e => getComputedStyle(e).fill")
+    return locator.page.evaluate(LUMINANCE_JS, colour)
 
 
 def assert_looks_right(watched: Watched, path: str, scheme: str) -> None:
@@ -327,13 +335,13 @@ def test_it_switches_the_theme_and_remembers_it(browser, gateway_server, seeded)
         assert background_luminance(page) > 0.8
         # the charts' text follows the theme: dark ink on the light page
         chart_text = page.locator(".chart svg .title").first
-        assert chart_text.evaluate("e => getComputedStyle(e).fill") == "rgb(29, 35, 48)"
+        assert text_luminance(chart_text) < 0.1
 
         # the system turns light; dark chosen wins over it, also after a reload
         page.emulate_media(color_scheme="light")
         page.get_by_label("Theme").select_option("dark")
         assert background_luminance(page) < 0.05
-        assert chart_text.evaluate("e => getComputedStyle(e).fill") != "rgb(29, 35, 48)"
+        assert text_luminance(chart_text) > 0.6  # light text on the dark page
         page.reload()
         expect(page.get_by_label("Theme")).to_have_value("dark")
         assert background_luminance(page) < 0.05
@@ -366,6 +374,13 @@ def test_it_folds_the_navigation_behind_a_menu_button_on_a_phone(browser, gatewa
         expect(menu).to_have_attribute("aria-expanded", "true")
         expect(nav.get_by_role("link", name="Tenants")).to_be_visible()
         watched.shot("menu-open")
+        # Escape closes it and leaves the focus on the button
+        page.keyboard.press("Escape")
+        expect(menu).to_have_attribute("aria-expanded", "false")
+        expect(nav.get_by_role("link", name="Tenants")).to_be_hidden()
+        expect(menu).to_be_focused()
+
+        menu.click()
         nav.get_by_role("link", name="Tenants").click()
         page.wait_for_url(re.compile(r".*/console/tenants/$"))
         expect(page.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "false")
