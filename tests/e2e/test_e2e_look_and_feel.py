@@ -408,6 +408,37 @@ def test_it_opens_the_menu_without_javascript(browser, gateway_server, seeded):
         context.close()
 
 
+def left_edges(locator) -> list[int]:
+    return locator.evaluate_all(
+        "elements => elements.map((e) => Math.round(e.getBoundingClientRect().left))"
+    )
+
+
+def test_it_stacks_forms_and_wraps_cards_on_a_phone(browser, gateway_server, seeded):
+    context = browser.new_context(viewport={"width": PHONE, "height": 860})
+    try:
+        watched = watch(context, gateway_server.url, "phone-stacking")
+        page = watched.page
+        watched.sign_in("ada")
+
+        # the audit filters, side by side when wide, one under the other
+        watched.visit("/console/audit/")
+        fields = page.locator(".audit-filters .audit-field")
+        assert fields.count() > 1
+        assert len(set(left_edges(fields))) == 1
+
+        # the dashboard's figures wrap onto several rows; its cards make one column
+        watched.visit("/console/")
+        stats = page.locator(".stats").first.locator(".stat")
+        assert len(set(left_edges(stats))) < stats.count()
+        rights = stats.evaluate_all("els => els.map((e) => e.getBoundingClientRect().right)")
+        assert max(rights) <= PHONE
+        assert len(set(left_edges(page.locator(".grid-2 > .card")))) == 1
+        assert watched.problems == []
+    finally:
+        context.close()
+
+
 def test_it_truncates_long_names_and_keeps_them_on_hover(browser, gateway_server, seeded):
     context = browser.new_context(viewport={"width": PHONE, "height": 860})
     try:
