@@ -249,11 +249,17 @@ def watch(context, url: str, label: str) -> Watched:
             else None
         ),
     )
-    page.on(
-        "requestfailed",
-        lambda request: watched.problems.append(f"{request.url}: failed {request.failure}"),
-    )
+    page.on("requestfailed", lambda request: note_failure(watched, request))
     return watched
+
+
+def note_failure(watched: Watched, request) -> None:
+    # chromium fetches the favicon after a page's load event, and leaving the page cancels
+    # whatever is still in flight (net::ERR_ABORTED): the browser's choice, not a failure
+    # (a refused, blocked or unreachable request fails with another reason, and every
+    # answer >= 400 is caught by the "response" listener)
+    if request.failure != "net::ERR_ABORTED":
+        watched.problems.append(f"{request.url}: failed {request.failure}")
 
 
 def horizontal_overflow(page) -> int:
