@@ -2,6 +2,7 @@
 in aipk_site/api.py; OpenAPI docs at /api/docs) and the gateway."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -27,4 +28,7 @@ urlpatterns = [
     path("health", health, name="health"),
     path("ready", ready, name="ready"),
     path("oauth/callback/<slug:provider>/", oauth_callback_view, name="oauth-callback"),
+    # --- favicon (issue 15): pages link static/favicon.svg; what asks /favicon.ico anyway
+    # (the admin, API docs, a browser on its own) gets the PNG instead of a 404
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.png"), permanent=True)),
 ]

@@ -29,4 +29,69 @@
       event.preventDefault();
     }
   });
+  // The theme picker (<select data-theme-picker>): "system" forgets the choice, so the
+  // stylesheet follows prefers-color-scheme again; theme.js applies a stored one early.
+  function storedTheme() {
+    try {
+      return window.localStorage.getItem("aipk-theme") || "system";
+    } catch (error) {
+      return "system";
+    }
+  }
+  function applyTheme(theme) {
+    var root = document.documentElement;
+    try {
+      if (theme === "light" || theme === "dark") {
+        window.localStorage.setItem("aipk-theme", theme);
+      } else {
+        window.localStorage.removeItem("aipk-theme");
+      }
+    } catch (error) {
+      // not remembered, still applied to this page
+    }
+    if (theme === "light" || theme === "dark") {
+      root.dataset.theme = theme;
+    } else {
+      delete root.dataset.theme;
+    }
+  }
+  document.addEventListener("change", function (event) {
+    var picker = event.target.closest("[data-theme-picker]");
+    if (picker) {
+      applyTheme(picker.value);
+    }
+  });
+
+  // The phone menu: <button data-nav-toggle aria-controls=...> opens and closes its nav.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-nav-toggle]");
+    if (!button) {
+      return;
+    }
+    var nav = button.closest("nav");
+    var open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      nav.setAttribute("data-open", "");
+    } else {
+      nav.removeAttribute("data-open");
+    }
+  });
+
+  // Escape closes an open phone menu, and the focus goes back to its button.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") {
+      return;
+    }
+    var button = document.querySelector("nav[data-open] [data-nav-toggle]");
+    if (button) {
+      button.click();
+      button.focus();
+    }
+  });
+
+  // console.js runs deferred, after parsing: show each picker's current choice
+  document.querySelectorAll("[data-theme-picker]").forEach(function (picker) {
+    picker.value = storedTheme();
+  });
 })();

@@ -15,12 +15,16 @@ import pygal
 from django.utils.safestring import SafeString, mark_safe
 from pygal.style import Style
 
+# Text and guide lines take the console's own colours (custom properties of console.css,
+# inherited by the inline SVG), so a chart follows the light or dark theme; the fallback
+# after the comma is for the SVG seen on its own. pygal copies these strings into the
+# SVG's <style> untouched (series colours, which it computes with, stay plain hex).
 _STYLE = Style(
     background="transparent",
     plot_background="transparent",
-    foreground="#1d2330",
-    foreground_strong="#1d2330",
-    foreground_subtle="#667085",
+    foreground="var(--ink, #1d2330)",
+    foreground_strong="var(--ink, #1d2330)",
+    foreground_subtle="var(--muted, #667085)",
     colors=("#3b5bdb", "#e67700", "#2b8a3e", "#c92a2a", "#7048e8", "#1098ad"),
     font_family="system-ui, sans-serif",
     # charts are drawn 600 wide and usually shown smaller: fonts a notch larger

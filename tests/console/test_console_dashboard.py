@@ -111,10 +111,12 @@ def test_it_shows_provider_health_at_a_glance(client_as, staff):
     table = body.split('aria-label="Provider health"', 1)[1]
     assert f'<a href="/console/providers/{up.pk}/">up</a>' in table
 
-    assert re.search(r">up</a></td>\s*<td><span class=\"badge badge-healthy\">healthy", table)
-    assert re.search(r">down</a></td>\s*<td><span class=\"badge badge-down\">down", table)
     assert re.search(
-        r">fresh</a></td>\s*<td><span class=\"badge badge-unknown\">not checked", table
+        r">up</a></span></td>\s*<td><span class=\"badge badge-healthy\">healthy", table
+    )
+    assert re.search(r">down</a></span></td>\s*<td><span class=\"badge badge-down\">down", table)
+    assert re.search(
+        r">fresh</a></span></td>\s*<td><span class=\"badge badge-unknown\">not checked", table
     )
 
 

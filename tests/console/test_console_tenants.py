@@ -451,7 +451,7 @@ def test_it_lists_routes_with_their_candidates(client_as, viewer, tenant, provid
 
     body = client_as(viewer).get(ROUTES_URL).content.decode()
 
-    assert '<td class="mono">fast</td>' in body
+    assert '<td class="mono"><span class="truncate" title="fast">fast</span></td>' in body
     assert body.index("openai-prod/gpt-4o-mini") < body.index("claude/claude-3-5-haiku")
     assert "Failover" in body
     assert "New route" not in body and "Edit" not in body
