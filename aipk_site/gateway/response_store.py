@@ -148,8 +148,13 @@ class _Writer:
                 self.flush()
             except Exception:  # noqa: BLE001 -- the writer must outlive one bad batch
                 logger.exception("responses: the writer failed on a batch")
-            finally:
+            try:
                 close_old_connections()
+            except Exception as error:  # noqa: BLE001 -- nor a connection that will not close
+                # (a database that went away): the thread dying would lose every later row
+                logger.error(
+                    "responses: closing the writer's connection failed (%s)", type(error).__name__
+                )
 
     def flush(self) -> int:
         with self.writing:
