@@ -35,7 +35,13 @@ def reencrypt_all() -> dict[str, int]:
         count = 0
         with transaction.atomic():
             for row in (
-                model._base_manager.select_for_update().only("pk", *fields).iterator(chunk_size=500)
+                # by primary key: a model's default ordering may join a nullable relation
+                # (AlertChannel orders by its tenant's name), and PostgreSQL refuses FOR
+                # UPDATE on the nullable side of an outer join
+                model._base_manager.select_for_update()
+                .order_by("pk")
+                .only("pk", *fields)
+                .iterator(chunk_size=500)
             ):
                 row.save(update_fields=fields)
                 count += 1
