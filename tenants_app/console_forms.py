@@ -70,6 +70,12 @@ class TenantSettingsForm(ServiceErrorsMixin, forms.Form):
         required=False,
         help_text="Mask emails, phone and card numbers before a request leaves aipk.",
     )
+    capture_bodies = forms.BooleanField(
+        label="Capture request bodies",
+        required=False,
+        help_text="Keep each request's body and answer in the request log (PII-redacted, "
+        "capped, kept for a limited time). A key may choose otherwise.",
+    )
 
     STAFF_FIELDS = ("active", "allowed_providers")
 
@@ -93,6 +99,7 @@ class TenantSettingsForm(ServiceErrorsMixin, forms.Form):
             "default_tpm": tenant.default_tpm,
             "monthly_budget_usd": tenant.monthly_budget_usd,
             "pii_redaction": tenant.pii_redaction,
+            "capture_bodies": tenant.capture_bodies,
             "active": tenant.active,
             "allowed_providers": [p.name for p in tenant.allowed_providers.all()],
         }
@@ -189,6 +196,15 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
         "field when only the answer's wording depends on it (named in the "
         "x-aipk-dropped-params header).",
     )
+    capture_bodies = forms.TypedChoiceField(
+        label="Capture request bodies",
+        choices=[("", "As the tenant chooses"), ("on", "Always"), ("off", "Never")],
+        # the three states of the model's nullable flag: None follows the tenant
+        coerce=lambda choice: {"on": True, "off": False}.get(choice),
+        empty_value=None,
+        required=False,
+        help_text="Keep this key's request bodies and answers in the request log.",
+    )
     expires_at = forms.DateTimeField(
         label="Expires (UTC)",
         required=False,
@@ -227,6 +243,7 @@ class KeyForm(ServiceErrorsMixin, forms.Form):
             "cache_enabled": key.cache_enabled,
             "cache_ttl_seconds": key.cache_ttl_seconds,
             "unsupported_params": key.unsupported_params,
+            "capture_bodies": {True: "on", False: "off"}.get(key.capture_bodies, ""),
             # the picker shows minutes: unchanged means equal to the minute
             "expires_at": key.expires_at and key.expires_at.replace(second=0, microsecond=0),
         }

@@ -349,3 +349,34 @@ def test_it_refuses_an_unknown_unsupported_parameters_choice(client_as, owner, t
     assert response.status_code == 422
     key.refresh_from_db()
     assert key.unsupported_params == "refuse"
+
+
+@pytest.mark.parametrize(
+    ("choice", "stored"), [("on", True), ("off", False), ("", None)], ids=["on", "off", "tenant"]
+)
+def test_it_sets_a_keys_body_capture_in_the_form(client_as, owner, tenant, choice, stored):
+    key = key_of(tenant, owner, "mine", capture_bodies=not stored if stored is not None else True)
+    client = client_as(owner)
+    page = client.get(f"{KEYS_URL}{key.pk}/").content.decode()
+    assert 'name="capture_bodies"' in page and "As the tenant chooses" in page
+
+    response = client.post(
+        f"{KEYS_URL}{key.pk}/",
+        {"name": "mine", "cache_ttl_seconds": "300", "capture_bodies": choice},
+    )
+
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.capture_bodies is stored
+    assert_audited("virtual_key.update", owner)
+
+
+def test_it_refuses_an_unknown_body_capture_choice(client_as, owner, tenant):
+    key = key_of(tenant, owner, "mine")
+    response = client_as(owner).post(
+        f"{KEYS_URL}{key.pk}/",
+        {"name": "mine", "cache_ttl_seconds": "300", "capture_bodies": "sometimes"},
+    )
+    assert response.status_code == 422
+    key.refresh_from_db()
+    assert key.capture_bodies is None

@@ -272,6 +272,20 @@ def test_it_keeps_the_organisation_fields_for_staff(
     assert_audited("tenant.update", staff, tenant)
 
 
+def test_it_lets_an_admin_turn_body_capture_on_audited(client_as, owner, tenant):
+    client = client_as(owner)
+    assert "not captured" in client.get(TENANT_URL).content.decode()
+
+    response = client.post(TENANT_URL, {"name": tenant.name, "capture_bodies": "on"})
+
+    assert response.status_code == 302
+    tenant.refresh_from_db()
+    assert tenant.capture_bodies is True
+    page = client.get(TENANT_URL).content.decode()
+    assert "captured" in page and "not captured" not in page
+    assert_audited("tenant.update", owner, tenant)
+
+
 @pytest.mark.parametrize("user", ["teammate", "viewer"])
 def test_it_refuses_settings_changes_below_admin(client_as, request, tenant, user):
     client = client_as(request.getfixturevalue(user))
