@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tenants_app.console import invoices, keys, members, routes, tenants, usage
+from tenants_app.console import invoices, keys, members, routes, tenants, tokens, usage
 
 urlpatterns = [
     path("tenants/", tenants.tenant_list, name="tenants"),
@@ -36,4 +36,10 @@ urlpatterns = [
     ),
     path("tenants/<slug:slug>/usage/", usage.tenant_usage, name="tenant_usage"),
     path("tenants/<slug:slug>/invoices/", invoices.tenant_invoices, name="tenant_invoices"),
+    path("tokens/", tokens.admin_tokens, name="admin_tokens"),
+    path(
+        "tokens/<int:token_id>/revoke/",
+        tokens.admin_token_revoke_view,
+        name="admin_token_revoke",
+    ),
 ]

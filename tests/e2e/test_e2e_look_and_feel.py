@@ -149,6 +149,7 @@ def member_pages(seeded: Seeded) -> list[str]:
         "/console/tenants/acme/usage/",
         "/console/tenants/acme/invoices/",
         "/console/playground/",
+        "/console/tokens/",
     ]
 
 
@@ -169,6 +170,7 @@ ACTIONS = {
     "tenant_member_remove",
     "tenant_key_revoke",
     "tenant_route_delete",
+    "admin_token_revoke",
     # single sign-on's redirects to the identity provider and back (merged on main alongside)
     "sso-login",
     "sso-callback",
