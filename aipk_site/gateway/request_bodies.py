@@ -23,22 +23,17 @@ daily retention run (tenants_app/services/retention.py).
 
 from __future__ import annotations
 
-import atexit
 import json
-import logging
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from aipk_site.gateway.redaction import redact_for_log
+from aipk_site.infra.batch_writer import BatchWriter
 from providers_app.kit.types import ChatRequest, Message, TextPart
 from tenants_app.models import RequestBody
-
-logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
 DEFAULT_MAX_BYTES = 32 * 1024
@@ -156,92 +151,14 @@ def body_row(captured: Captured) -> dict[str, Any]:
     }
 
 
-# -- the writer -------------------------------------------------------------------------
-
-
-class _Writer:
-    """One daemon thread that builds and inserts queued bodies in batches."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pending: list[Captured] = []
-        self.wake = threading.Event()
-        self.thread: threading.Thread | None = None
-        # held while a batch is written, so ``flush`` returns only once it is stored
-        self.writing = threading.Lock()
-
-    def add(self, captured: Captured) -> None:
-        with self.lock:
-            self.pending.append(captured)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(
-                    target=self._run, name="aipk-request-bodies-writer", daemon=True
-                )
-                self.thread.start()
-            full = len(self.pending) >= BATCH_SIZE
-        if full:
-            self.wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self.wake.wait(_interval())
-            self.wake.clear()
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 -- the writer must outlive one bad batch
-                logger.exception("request log: the body writer failed on a batch")
-            try:
-                close_old_connections()
-            except Exception as error:  # noqa: BLE001 -- nor a connection that will not close
-                logger.error(
-                    "request log: closing the writer's connection failed (%s)", type(error).__name__
-                )
-
-    def flush(self) -> int:
-        with self.writing:
-            with self.lock:
-                taken, self.pending = self.pending, []
-            rows = []
-            for captured in taken:
-                try:
-                    rows.append(body_row(captured))
-                except Exception as error:  # noqa: BLE001 -- one odd body, not the batch
-                    logger.error(
-                        "request log: body of %s not kept (%s)", captured[0], type(error).__name__
-                    )
-            if rows:
-                _insert(rows)
-            return len(rows)
-
-
-def _insert(rows: list[dict[str, Any]]) -> None:
-    """All at once; one by one when that fails, so one bad row keeps no other out. A row
-    that still fails is logged by request id (never its content)."""
-    try:
-        RequestBody.objects.bulk_create([RequestBody(**row) for row in rows])
-        return
-    except DatabaseError:
-        _release_connection()
-    for row in rows:
-        try:
-            RequestBody(**row).save(force_insert=True)
-        except DatabaseError as error:
-            _release_connection()
-            logger.error(
-                "request log: could not store the body of %s (%s)",
-                row["request_id"],
-                type(error).__name__,
-            )
-
-
-def _release_connection() -> None:
-    connection = connections[DEFAULT_DB_ALIAS]
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
-
-
-_writer = _Writer()
-atexit.register(_writer.flush)
+_writer: BatchWriter[Captured] = BatchWriter(
+    name="request-bodies",
+    model=RequestBody,
+    interval=_interval,
+    build=body_row,
+    describe=lambda captured: f"the body of {captured[0]}",
+    batch_size=BATCH_SIZE,
+)
 
 
 def body_capture(

@@ -21,8 +21,6 @@ retention run (tenants_app/services/retention.py).
 
 from __future__ import annotations
 
-import atexit
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,18 +29,11 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import (
-    DEFAULT_DB_ALIAS,
-    DatabaseError,
-    close_old_connections,
-    connections,
-    transaction,
-)
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from aipk_site.infra.batch_writer import BatchWriter
 from tenants_app.models import StoredResponse
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -109,89 +100,18 @@ class _Recent:
 _recent = _Recent()
 
 
-class _Writer:
-    """One daemon thread that inserts queued rows in batches (started on first use)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pending: list[dict[str, Any]] = []
-        self.wake = threading.Event()
-        self.thread: threading.Thread | None = None
-        # held while a batch is written, so ``flush`` returns only once it is stored
-        self.writing = threading.Lock()
-
-    def add(self, row: dict[str, Any]) -> None:
-        with self.lock:
-            self.pending.append(row)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(
-                    target=self._run, name="aipk-responses-writer", daemon=True
-                )
-                self.thread.start()
-        if len(self.pending) >= BATCH_SIZE:
-            self.wake.set()
-
-    def drop(self, response_id: str) -> None:
-        with self.lock:
-            self.pending = [r for r in self.pending if r["response_id"] != response_id]
-
-    def _take(self) -> list[dict[str, Any]]:
-        with self.lock:
-            rows, self.pending = self.pending, []
-        return rows
-
-    def _run(self) -> None:
-        while True:
-            self.wake.wait(_interval())
-            self.wake.clear()
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 -- the writer must outlive one bad batch
-                logger.exception("responses: the writer failed on a batch")
-            try:
-                close_old_connections()
-            except Exception as error:  # noqa: BLE001 -- nor a connection that will not close
-                # (a database that went away): the thread dying would lose every later row
-                logger.error(
-                    "responses: closing the writer's connection failed (%s)", type(error).__name__
-                )
-
-    def flush(self) -> int:
-        with self.writing:
-            rows = self._take()
-            if rows:
-                _insert(rows)
-            return len(rows)
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    return row  # built on the request path already: a few fields, no serialising
 
 
-def _insert(rows: list[dict[str, Any]]) -> None:
-    """All the rows at once; one by one when that fails, so one bad row keeps no other
-    out. A row that still fails is logged by response id (never its content)."""
-    try:
-        StoredResponse.objects.bulk_create([StoredResponse(**row) for row in rows])
-        return
-    except DatabaseError:
-        _release_connection()
-    for row in rows:
-        try:
-            StoredResponse(**row).save(force_insert=True)
-        except DatabaseError as error:
-            _release_connection()
-            logger.error(
-                "responses: could not store response %s (%s)",
-                row["response_id"],
-                type(error).__name__,
-            )
-
-
-def _release_connection() -> None:
-    connection = connections[DEFAULT_DB_ALIAS]
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
-
-
-_writer = _Writer()
-atexit.register(_writer.flush)
+_writer: BatchWriter[dict[str, Any]] = BatchWriter(
+    name="responses",
+    model=StoredResponse,
+    interval=_interval,
+    build=_row,
+    describe=lambda row: f"response {row['response_id']}",
+    batch_size=BATCH_SIZE,
+)
 
 
 def response_keep(
@@ -269,7 +189,7 @@ async def response_delete(tenant_id: int, response_id: str) -> bool:
     if stored is None:
         return False
     _recent.forget(response_id)
-    _writer.drop(response_id)
+    _writer.drop(lambda row: row["response_id"] == response_id)
     await sync_to_async(_fresh)(_delete, tenant_id, response_id)
     return True
 
