@@ -384,9 +384,9 @@ class PriceForm(ServiceErrorsMixin, forms.Form):
         cleaned["provider"] = Provider.objects.filter(name=name).first() if name else None
         provider = cleaned["provider"]
         if provider is not None and cleaned.get("provider_type") not in (None, provider.type):
-            self.add_error(
-                "provider", f"{provider.name} is a {provider.type} account, not {cleaned['provider_type']}."
-            )
+            wanted = cleaned["provider_type"]
+            message = f"{provider.name} is a {provider.type} account, not {wanted}."
+            self.add_error("provider", message)
         return cleaned
 
 

@@ -45,7 +45,8 @@ def catalogue(db, tenant, other_tenant):
     model(openai, "house-model", supports_tools=False, supports_streaming=False)
     model(claude, "claude-in-house", context_window=200000)
     # the built-in table (loaded by a migration) prices gpt-4o-mini for every openai account
-    assert Pricing.objects.get(provider=None, provider_type="openai", model="gpt-4o-mini").source == "bundled"
+    table_row = Pricing.objects.get(provider=None, provider_type="openai", model="gpt-4o-mini")
+    assert table_row.source == "bundled"
     ModelRoute.objects.create(
         alias="fast", candidates=[{"provider": "openai-prod", "model": "gpt-4o-mini"}]
     )

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from providers_app.models import Provider
 from tenants_app.models import AuditEvent, Pricing, UsageRecord, UsageStatus
-from tenants_app.services.pricing import pricing_cache_clear, pricing_load_bundled, price_for
+from tenants_app.services.pricing import price_for, pricing_cache_clear, pricing_load_bundled
 
 URL = "/console/pricing/"
 
@@ -135,7 +135,12 @@ def test_it_lets_only_staff_set_prices(request, client_as, who, openai):
     )
     client = client_as(request.getfixturevalue(who))
     before = snapshot()
-    data = {"provider_type": "openai", "model": "m", "input_per_million": "1", "output_per_million": "1"}
+    data = {
+        "provider_type": "openai",
+        "model": "m",
+        "input_per_million": "1",
+        "output_per_million": "1",
+    }
 
     page = client.get(URL).content.decode()
 
@@ -183,7 +188,11 @@ def test_it_lets_staff_edit_a_built_in_price_which_then_counts_as_set_by_an_admi
     page = client.get(f"{URL}{price.pk}/").content.decode()
     response = client.post(
         f"{URL}{price.pk}/",
-        {"input_per_million": "0.2", "output_per_million": "0.8", "cached_input_per_million": "0.1"},
+        {
+            "input_per_million": "0.2",
+            "output_per_million": "0.8",
+            "cached_input_per_million": "0.1",
+        },
     )
 
     assert "from the built-in table" in page and 'value="0.150000"' in page
