@@ -125,7 +125,7 @@ def test_it_filters_by_provider(client_as, staff, catalogue):
         ({"provider": "999"}, "Provider: Select a valid choice"),
         ({"provider": "openai"}, "Provider: Select a valid choice"),
         ({"capability": "telepathy"}, "Capability: Select a valid choice"),
-        ({"q": "x" * 201}, "Q: Ensure this value has at most 200 characters"),
+        ({"q": "x" * 201}, "Search: Ensure this value has at most 200 characters"),
     ],
 )
 def test_it_explains_a_bad_filter_instead_of_failing(client_as, staff, catalogue, query, message):
