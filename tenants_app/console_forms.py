@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from aipk_site.infra.errors import AipkError, InvalidRequest
 from aipk_site.infra.forms import ServiceErrorsMixin
-from providers_app.models import Provider
+from providers_app.models import Provider, ProviderType
 from tenants_app.models import Role, RouteStrategy, UnsupportedParams
 from tenants_app.services import billing
 
@@ -345,3 +346,78 @@ class InvoiceGenerateForm(forms.Form):
             return billing.period_check(period)  # 9999-12 was a 500
         except InvalidRequest as error:
             raise forms.ValidationError(error.message.removeprefix("period: ")) from None
+
+
+def _rate_field(label: str, *, required: bool = True, help_text: str = "") -> forms.DecimalField:
+    # the Pricing columns: 12 digits, 6 after the point, never negative
+    return forms.DecimalField(
+        label=label,
+        required=required,
+        min_value=0,
+        max_value=Decimal("999999.999999"),
+        max_digits=12,
+        decimal_places=6,
+        help_text=help_text,
+        widget=forms.NumberInput(attrs={"step": "any", "min": "0", "inputmode": "decimal"}),
+    )
+
+
+class PriceForm(ServiceErrorsMixin, forms.Form):
+    """A price in USD per million tokens, for a provider type or one provider account.
+    Editing keeps the row's identity (type, account, model): changing it is a new price."""
+
+    provider_type = forms.ChoiceField(label="Provider type")
+    provider = forms.ChoiceField(
+        label="Provider account",
+        required=False,
+        help_text="Leave empty to price the model for every account of the type.",
+    )
+    model = forms.CharField(max_length=200, strip=True, help_text="The exact model id.")
+    input_per_million = _rate_field("Input")
+    output_per_million = _rate_field(
+        "Output", help_text="Reasoning tokens are output and billed at this rate."
+    )
+    cached_input_per_million = _rate_field(
+        "Cached read", required=False, help_text="Empty: the input rate (no cache discount)."
+    )
+    cache_write_per_million = _rate_field(
+        "Cache write", required=False, help_text="Empty: the input rate."
+    )
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            for name in ("provider_type", "provider", "model"):
+                del self.fields[name]
+            return
+        self.fields["provider_type"].choices = ProviderType.choices
+        self.fields["provider"].choices = [("", "Every account of the type")] + [
+            (p.name, f"{p.name} ({p.type})") for p in Provider.objects.order_by("name")
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        name = cleaned.get("provider")
+        cleaned["provider"] = Provider.objects.filter(name=name).first() if name else None
+        provider = cleaned["provider"]
+        if provider is not None and cleaned.get("provider_type") not in (None, provider.type):
+            wanted = cleaned["provider_type"]
+            message = f"{provider.name} is a {provider.type} account, not {wanted}."
+            self.add_error("provider", message)
+        return cleaned
+
+
+class CatalogueFilterForm(forms.Form):
+    """The model catalogue's filters; every value is checked (a bad one is a message)."""
+
+    q = forms.CharField(label="Search", required=False, max_length=200, strip=True)
+    provider = forms.ChoiceField(label="Provider", required=False)
+    capability = forms.ChoiceField(label="Capability", required=False)
+
+    def __init__(self, *args: Any, providers: Any, capabilities: dict[str, str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.providers_by_pk = {str(p.pk): p for p in providers}
+        self.fields["provider"].choices = [("", "All providers")] + [
+            (pk, p.name) for pk, p in self.providers_by_pk.items()
+        ]
+        self.fields["capability"].choices = [("", "Any")] + list(capabilities.items())

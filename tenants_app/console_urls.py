@@ -1,6 +1,15 @@
 from django.urls import path
 
-from tenants_app.console import invoices, keys, members, routes, tenants, tokens, usage
+from tenants_app.console import (
+    configuration,
+    invoices,
+    keys,
+    members,
+    routes,
+    tenants,
+    tokens,
+    usage,
+)
 
 urlpatterns = [
     path("tenants/", tenants.tenant_list, name="tenants"),
@@ -42,4 +51,15 @@ urlpatterns = [
         tokens.admin_token_revoke_view,
         name="admin_token_revoke",
     ),
+    # the organisation's configuration: global routes, prices, the model catalogue
+    path("routes/", configuration.global_routes, name="global_routes"),
+    path("routes/<str:alias>/", configuration.global_route_edit, name="global_route_edit"),
+    path(
+        "routes/<str:alias>/delete/",
+        configuration.global_route_delete,
+        name="global_route_delete",
+    ),
+    path("pricing/", configuration.pricing, name="pricing"),
+    path("pricing/<int:pricing_id>/", configuration.pricing_edit, name="pricing_edit"),
+    path("models/", configuration.model_catalogue, name="models"),
 ]

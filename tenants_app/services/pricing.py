@@ -418,6 +418,7 @@ def pricing_set(
     cached_input_per_million: Any = None,
     cache_write_per_million: Any = None,
     actor: Any,
+    ip_address: str | None = None,
 ) -> Pricing:
     """Set a manual price for a provider type (provider None) or one provider account.
 
@@ -473,6 +474,7 @@ def pricing_set(
         action="pricing.create" if created else "pricing.update",
         obj=pricing,
         actor=actor,
+        ip_address=ip_address,
         changes={
             "provider_type": provider_type,
             "provider": provider.name if provider else None,

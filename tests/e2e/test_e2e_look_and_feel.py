@@ -26,6 +26,7 @@ from providers_app.services.providers import provider_create
 from tenants_app.models import Membership, Role, Tenant, UsageRecord, UsageStatus
 from tenants_app.services.billing import invoice_generate
 from tenants_app.services.keys import virtual_key_create
+from tenants_app.services.pricing import pricing_set
 from tenants_app.services.routes import route_create
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "look-and-feel"
@@ -46,6 +47,7 @@ class Seeded:
     api_key_pk: int
     virtual_key_pk: int
     device_flow_pk: int
+    price_pk: int = 1
 
 
 @pytest.fixture
@@ -99,6 +101,32 @@ def seeded(transactional_db, settings, simulator, gateway_server) -> Iterator[Se
             created_at=now,
         )
     invoice_generate(tenant=tenant, period=date.today())
+    # the configuration pages: a global route the tenant's own route of that alias shadows,
+    # a price set by hand for the long model, and traffic of a model with no price
+    route_create(
+        tenant=None,
+        alias=ROUTE_ALIAS,
+        candidates=[{"provider": PROVIDER_NAME, "model": MODEL_ID + "-" + KEY_NAME}],
+        actor=None,
+    )
+    price = pricing_set(
+        provider_type="openai",
+        provider=provider,
+        model=MODEL_ID + "-" + KEY_NAME,
+        input_per_million="0.15",
+        output_per_million="0.6",
+        actor=ada,
+    )
+    UsageRecord.objects.create(
+        request_id="look-unpriced",
+        tenant=tenant,
+        virtual_key=key,
+        provider=provider,
+        provider_name=PROVIDER_NAME,
+        model="unpriced-" + KEY_NAME,
+        status=UsageStatus.SUCCESS,
+        created_at=now,
+    )
     # a device-code flow that has run out: its page shows without polling the provider
     device_flow = OAuthFlow.objects.create(
         provider=provider,
@@ -114,6 +142,7 @@ def seeded(transactional_db, settings, simulator, gateway_server) -> Iterator[Se
         api_key_pk=api_key.pk,
         virtual_key_pk=key.pk,
         device_flow_pk=device_flow.pk,
+        price_pk=price.pk,
     )
     _clear_caches()
 
@@ -135,6 +164,9 @@ def staff_pages(seeded: Seeded) -> list[str]:
         *member_pages(seeded),
         f"/console/tenants/acme/routes/{ROUTE_ALIAS}/",
         "/console/audit/",
+        f"/console/routes/{ROUTE_ALIAS}/",
+        f"/console/pricing/{seeded.price_pk}/",
+        "/console/models/",
     ]
 
 
@@ -150,6 +182,8 @@ def member_pages(seeded: Seeded) -> list[str]:
         "/console/tenants/acme/invoices/",
         "/console/playground/",
         "/console/tokens/",
+        "/console/routes/",
+        "/console/pricing/",
     ]
 
 
@@ -171,6 +205,7 @@ ACTIONS = {
     "tenant_key_revoke",
     "tenant_route_delete",
     "admin_token_revoke",
+    "global_route_delete",
     # single sign-on's redirects to the identity provider and back (merged on main alongside)
     "sso-login",
     "sso-callback",
