@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tenants_app.console import invoices, keys, members, routes, tenants, usage
+from tenants_app.console import alerts, invoices, keys, members, routes, tenants, usage
 
 urlpatterns = [
     path("tenants/", tenants.tenant_list, name="tenants"),
@@ -36,4 +36,41 @@ urlpatterns = [
     ),
     path("tenants/<slug:slug>/usage/", usage.tenant_usage, name="tenant_usage"),
     path("tenants/<slug:slug>/invoices/", invoices.tenant_invoices, name="tenant_invoices"),
+    # alert channels: the organisation's (staff) and a tenant's (owners, admins)
+    path("alerts/", alerts.alerts, name="alerts"),
+    path("alerts/<int:channel_id>/", alerts.alert_channel, name="alert_channel"),
+    path(
+        "alerts/<int:channel_id>/enable/",
+        alerts.alert_channel_enable,
+        name="alert_channel_enable",
+    ),
+    path(
+        "alerts/<int:channel_id>/delete/",
+        alerts.alert_channel_delete_view,
+        name="alert_channel_delete",
+    ),
+    path(
+        "alerts/<int:channel_id>/test/", alerts.alert_channel_test_view, name="alert_channel_test"
+    ),
+    path("tenants/<slug:slug>/alerts/", alerts.tenant_alerts, name="tenant_alerts"),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/",
+        alerts.tenant_alert_channel,
+        name="tenant_alert_channel",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/enable/",
+        alerts.tenant_alert_channel_enable,
+        name="tenant_alert_channel_enable",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/delete/",
+        alerts.tenant_alert_channel_delete,
+        name="tenant_alert_channel_delete",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/test/",
+        alerts.tenant_alert_channel_test,
+        name="tenant_alert_channel_test",
+    ),
 ]
