@@ -39,6 +39,7 @@ urlpatterns = [
     # alert channels: the organisation's (staff) and a tenant's (owners, admins)
     path("alerts/", alerts.alerts, name="alerts"),
     path("alerts/<int:channel_id>/", alerts.alert_channel, name="alert_channel"),
+    path("alerts/<int:channel_id>/row/", alerts.alert_channel_row, name="alert_channel_row"),
     path(
         "alerts/<int:channel_id>/enable/",
         alerts.alert_channel_enable,
@@ -57,6 +58,11 @@ urlpatterns = [
         "tenants/<slug:slug>/alerts/<int:channel_id>/",
         alerts.tenant_alert_channel,
         name="tenant_alert_channel",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/row/",
+        alerts.tenant_alert_channel_row,
+        name="tenant_alert_channel_row",
     ),
     path(
         "tenants/<slug:slug>/alerts/<int:channel_id>/enable/",

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from aipk_site.infra.access import require_staff
 from aipk_site.infra.errors import InvalidRequest
@@ -79,6 +79,7 @@ def _row(scope: Scope, channel: AlertChannel) -> dict[str, Any]:
         "enable_url": scope.url("alert_channel_enable", pk),
         "delete_url": scope.url("alert_channel_delete", pk),
         "test_url": scope.url("alert_channel_test", pk),
+        "row_url": scope.url("alert_channel_row", pk),
     }
 
 
@@ -106,22 +107,23 @@ def _list(
     form: AlertChannelForm | None = None,
     created: AlertChannel | None = None,
     secret: str | None = None,
+    notice: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    rows = [_row(scope, c) for c in selectors.alert_channel_rows(scope.tenant)]
-    return _page(
-        request,
-        scope,
-        "alerts",
-        {
-            "rows": rows,
-            "row_in_place": True,
-            "form": form or AlertChannelForm(),
-            "created": created,
-            "secret": secret,
-        },
-        status=status,
-    )
+    """The list: the whole page, or for htmx only its panel (#alerts-panel), so a new
+    webhook's signing secret arrives in a swap and no reload can post the form again."""
+    context = {
+        "rows": [_row(scope, c) for c in selectors.alert_channel_rows(scope.tenant)],
+        "row_in_place": True,
+        "form": form or AlertChannelForm(),
+        "created": created,
+        "secret": secret,
+        "notice": notice,
+    }
+    if request.htmx:
+        context.update(scope=scope, list_url=scope.url("alerts"))
+        return render(request, "console/alerts/_panel.html", context, status=status)
+    return _page(request, scope, "alerts", context, status=status)
 
 
 def _channels(request: HttpRequest, scope: Scope) -> HttpResponse:
@@ -136,8 +138,11 @@ def _channels(request: HttpRequest, scope: Scope) -> HttpResponse:
         except InvalidRequest as error:
             form.add_service_error(error)
         else:
+            added = f"Alert channel {channel.name} added."
+            if secret is None and request.htmx:
+                return _list(request, scope, notice=added, status=201)
             if secret is None:
-                messages.success(request, f"Alert channel {channel.name} added.")
+                messages.success(request, added)
                 return redirect(scope.url("alerts"))
             # the one response holding the signing secret: no redirect, no message
             return _list(request, scope, created=channel, secret=secret, status=201)
@@ -230,6 +235,12 @@ def _test(request: HttpRequest, scope: Scope, channel_id: int) -> HttpResponse:
     return redirect(_back(request, scope, channel.pk))
 
 
+def _row_fragment(request: HttpRequest, scope: Scope, channel_id: int) -> HttpResponse:
+    """The row alone: a row whose latest delivery is pending asks for itself again (a
+    Celery worker sends it, and retries with backoff) until the delivery is settled."""
+    return _row_response(request, scope, channel_id)
+
+
 # --- the organisation's channels (staff) ---------------------------------------------------
 
 
@@ -244,6 +255,12 @@ def alerts(request: HttpRequest) -> HttpResponse:
 def alert_channel(request: HttpRequest, channel_id: int) -> HttpResponse:
     """GET: one channel's settings and recent deliveries; POST: save its settings."""
     return _channel(request, _organisation(request), channel_id)
+
+
+@console_view
+@require_GET
+def alert_channel_row(request: HttpRequest, channel_id: int) -> HttpResponse:
+    return _row_fragment(request, _organisation(request), channel_id)
 
 
 @console_view
@@ -276,6 +293,12 @@ def tenant_alerts(request: HttpRequest, slug: str) -> HttpResponse:
 @console_view
 def tenant_alert_channel(request: HttpRequest, slug: str, channel_id: int) -> HttpResponse:
     return _channel(request, _tenant(request, slug), channel_id)
+
+
+@console_view
+@require_GET
+def tenant_alert_channel_row(request: HttpRequest, slug: str, channel_id: int) -> HttpResponse:
+    return _row_fragment(request, _tenant(request, slug), channel_id)
 
 
 @console_view

@@ -14,6 +14,7 @@ import pytest
 from tenants_app.models import AlertChannel, AlertDelivery, AuditEvent, DeliveryStatus, Role
 from tenants_app.services.alerts import alert_channel_create
 from tests.alerts.receiver import Receiver, start_receiver
+from tests.cast import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +84,7 @@ def test_it_refuses_members_and_viewers_as_the_api_does(request, client_as, tena
     assert client.get(f"{TENANT_URL}{channel.pk}/").status_code == 403
     assert client.post(TENANT_URL, form(name="sneaky")).status_code == 403
     assert client.post(f"{TENANT_URL}{channel.pk}/test/").status_code == 403
+    assert client.get(f"{TENANT_URL}{channel.pk}/row/").status_code == 403
     assert client.post(f"{TENANT_URL}{channel.pk}/enable/", {"enabled": "0"}).status_code == 403
     assert client.post(f"{TENANT_URL}{channel.pk}/delete/").status_code == 403
     assert list(AlertChannel.objects.values_list("name", "enabled")) == [("ops", True)]
@@ -418,3 +420,44 @@ def test_it_shows_a_url_with_credentials_by_its_host_only(client_as, staff, make
     assert "Pa55word" not in html and "robot" not in html
     assert "https://hooks.example.com/…abcd" in html
     assert client_as(admin).get(GLOBAL_URL).status_code == 403
+
+
+def test_it_answers_an_htmx_add_with_the_panel_alone(client_as, tenant, owner):
+    client = client_as(owner)
+
+    webhook = client.post(TENANT_URL, form(name="pager"), **HTMX)
+    email = client.post(TENANT_URL, form(name="mail", kind="email", target="a@example.com"), **HTMX)
+    refused = client.post(TENANT_URL, form(name="bad", target="nope"), **HTMX)
+
+    secret = AlertChannel.objects.get(name="pager").signing_secret
+    for answer in (webhook, email, refused):
+        html = answer.content.decode()
+        assert html.lstrip().startswith('<div id="alerts-panel">') and "<html" not in html
+    assert webhook.status_code == 201 and secret in webhook.content.decode()
+    assert email.status_code == 201 and "Alert channel mail added." in email.content.decode()
+    assert secret not in email.content.decode()
+    assert refused.status_code == 422
+    assert "target must be an http or https URL" in refused.content.decode()
+    assert sorted(AlertChannel.objects.values_list("name", flat=True)) == ["mail", "pager"]
+
+
+def test_it_has_a_pending_row_fetch_itself_until_the_delivery_settles(client_as, tenant, owner):
+    channel, _ = make_channel(tenant)
+    delivery = AlertDelivery.objects.create(
+        channel=channel, tenant=tenant, kind="test", dedup_key="test:queued", subject="queued"
+    )
+    client = client_as(owner)
+    row_url = f"{TENANT_URL}{channel.pk}/row/"
+
+    pending = client.get(TENANT_URL).content.decode()
+    assert f'hx-get="{row_url}" hx-trigger="load delay:4s"' in pending
+    delivery.status = DeliveryStatus.SENT
+    delivery.save()
+    settled = client.get(row_url, **HTMX)
+
+    assert settled.status_code == 200
+    html = settled.content.decode()
+    assert html.strip().startswith(f'<tr id="alert-channel-{channel.pk}">')
+    assert "badge-sent" in html and "hx-trigger" not in html
+    assert client.post(row_url).status_code == 405
+    assert client_as(make_user("stranger")).get(row_url).status_code == 404
