@@ -409,6 +409,11 @@ def test_it_answers_404_for_a_channel_that_does_not_exist(client_as, tenant, own
     assert client_as(owner).get(f"{TENANT_URL}999999/").status_code == 404
     assert client_as(staff).post(f"{GLOBAL_URL}999999/test/").status_code == 404
     assert client_as(staff).get("/console/tenants/nope/alerts/").status_code == 404
+    # beyond any database integer: still just "no such channel"
+    assert client_as(staff).get(f"{GLOBAL_URL}{10**30}/").status_code == 404
+    assert (
+        client_as(owner).post(f"{TENANT_URL}{10**30}/enable/", {"enabled": "0"}).status_code == 404
+    )
 
 
 def test_it_shows_a_url_with_credentials_by_its_host_only(client_as, staff, make_member, tenant):
