@@ -21,8 +21,16 @@ from django.utils import timezone
 from aipk_site.infra.errors import AipkError, InvalidRequest
 from aipk_site.infra.forms import ServiceErrorsMixin
 from providers_app.models import Provider, ProviderType
-from tenants_app.models import Role, RouteStrategy, UnsupportedParams
+from tenants_app.models import (
+    AlertChannel,
+    AlertKind,
+    ChannelKind,
+    Role,
+    RouteStrategy,
+    UnsupportedParams,
+)
 from tenants_app.services import billing
+from tenants_app.services.alerts.channels import SUBSCRIBABLE, target_display
 
 # the same bounds as the management API's schemas (PostgreSQL integer columns)
 MAX_INT = 2_147_483_647
@@ -421,3 +429,72 @@ class CatalogueFilterForm(forms.Form):
             (pk, p.name) for pk, p in self.providers_by_pk.items()
         ]
         self.fields["capability"].choices = [("", "Any")] + list(capabilities.items())
+
+
+# what each alert kind means, for the tick boxes (the values are what receivers see)
+ALERT_KIND_LABELS: dict[str, str] = {
+    AlertKind.BUDGET_THRESHOLD: "Budget threshold crossed (80 %, 100 %)",
+    AlertKind.CREDENTIAL_REAUTH: "OAuth credential needs re-authorisation",
+    AlertKind.PROVIDER_DEGRADED: "Provider degraded",
+    AlertKind.PROVIDER_RECOVERED: "Provider recovered",
+    AlertKind.ROTATION_GRACE_ENDING: "Key rotation's grace period ending",
+}
+
+
+class UnechoedTextInput(forms.TextInput):
+    """A text box never filled back in: a webhook or Slack URL carries its own token, so
+    a page re-shown with an error must not hold it (as the credentials form's secret)."""
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        return super().get_context(name, None, attrs)
+
+
+class AlertChannelForm(ServiceErrorsMixin, forms.Form):
+    """A channel's settings as the alert services take them; ``channel`` (editing) drops
+    the kind (fixed at creation) and makes the target optional: empty keeps it."""
+
+    name = forms.CharField(max_length=100, strip=True)
+    kind = forms.ChoiceField(
+        choices=ChannelKind.choices,
+        initial=ChannelKind.WEBHOOK,
+        help_text="Webhook: a signed JSON POST. Slack: a Slack-compatible incoming webhook. "
+        "Email: the configured mail server.",
+    )
+    target = forms.CharField(
+        max_length=1000,
+        widget=UnechoedTextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text="An http(s) URL (webhook, Slack) or comma-separated email addresses. "
+        "Shown afterwards by its host and last four characters only.",
+    )
+    events = forms.MultipleChoiceField(
+        label="Alert kinds",
+        choices=[(kind, ALERT_KIND_LABELS[kind]) for kind in SUBSCRIBABLE],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="None ticked: every kind.",
+    )
+    enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
+
+    def __init__(self, *args: Any, channel: AlertChannel | None = None, **kwargs: Any) -> None:
+        if channel is not None and not args and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "name": channel.name,
+                "events": channel.events,
+                "enabled": channel.enabled,
+            }
+        super().__init__(*args, **kwargs)
+        self.channel = channel
+        if channel is not None:
+            del self.fields["kind"]
+            target = self.fields["target"]
+            target.required = False
+            target.help_text = (
+                f"Now {target_display(channel)}. Empty: keep it; anything typed replaces it."
+            )
+
+    def service_fields(self) -> dict[str, Any]:
+        """The keyword arguments for alert_channel_create / _update."""
+        fields = dict(self.cleaned_data)
+        if self.channel is not None and not fields.get("target"):
+            fields.pop("target", None)
+        return fields

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from tenants_app.console import (
+    alerts,
     configuration,
     invoices,
     keys,
@@ -62,4 +63,47 @@ urlpatterns = [
     path("pricing/", configuration.pricing, name="pricing"),
     path("pricing/<int:pricing_id>/", configuration.pricing_edit, name="pricing_edit"),
     path("models/", configuration.model_catalogue, name="models"),
+    # alert channels: the organisation's (staff) and a tenant's (owners, admins)
+    path("alerts/", alerts.alerts, name="alerts"),
+    path("alerts/<int:channel_id>/", alerts.alert_channel, name="alert_channel"),
+    path("alerts/<int:channel_id>/row/", alerts.alert_channel_row, name="alert_channel_row"),
+    path(
+        "alerts/<int:channel_id>/enable/",
+        alerts.alert_channel_enable,
+        name="alert_channel_enable",
+    ),
+    path(
+        "alerts/<int:channel_id>/delete/",
+        alerts.alert_channel_delete_view,
+        name="alert_channel_delete",
+    ),
+    path(
+        "alerts/<int:channel_id>/test/", alerts.alert_channel_test_view, name="alert_channel_test"
+    ),
+    path("tenants/<slug:slug>/alerts/", alerts.tenant_alerts, name="tenant_alerts"),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/",
+        alerts.tenant_alert_channel,
+        name="tenant_alert_channel",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/row/",
+        alerts.tenant_alert_channel_row,
+        name="tenant_alert_channel_row",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/enable/",
+        alerts.tenant_alert_channel_enable,
+        name="tenant_alert_channel_enable",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/delete/",
+        alerts.tenant_alert_channel_delete,
+        name="tenant_alert_channel_delete",
+    ),
+    path(
+        "tenants/<slug:slug>/alerts/<int:channel_id>/test/",
+        alerts.tenant_alert_channel_test,
+        name="tenant_alert_channel_test",
+    ),
 ]

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
@@ -327,6 +327,22 @@ def alert_channel(tenant: Tenant | None, channel_id: int) -> AlertChannel:
 
 def alert_deliveries(channel: AlertChannel) -> QuerySet[AlertDelivery]:
     return AlertDelivery.objects.filter(channel=channel).order_by("-created_at", "-id")
+
+
+def alert_channel_rows(tenant: Tenant | None) -> QuerySet[AlertChannel]:
+    """``alert_channels`` with each one's latest delivery (``last_delivery_status``,
+    ``_at``, ``_kind``, ``_error``; None before the first), for the console's list."""
+    latest = AlertDelivery.objects.filter(channel=OuterRef("pk")).order_by("-created_at", "-id")
+    return alert_channels(tenant).annotate(
+        last_delivery_status=Subquery(latest.values("status")[:1]),
+        last_delivery_at=Subquery(latest.values("created_at")[:1]),
+        last_delivery_kind=Subquery(latest.values("kind")[:1]),
+        last_delivery_error=Subquery(latest.values("last_error")[:1]),
+    )
+
+
+def recent_alert_deliveries(channel: AlertChannel, limit: int = 20) -> list[AlertDelivery]:
+    return list(alert_deliveries(channel)[:limit])
 
 
 # -- the request log ------------------------------------------------------------------

@@ -22,9 +22,12 @@ TABS = (
     ("routes", "Routes", "console:tenant_routes"),
     ("usage", "Usage", "console:tenant_usage"),
     ("invoices", "Invoices", "console:tenant_invoices"),
+    ("alerts", "Alerts", "console:tenant_alerts"),
 )
+# tabs only some roles may open (as the management API decides): hidden from the others
+TAB_ROLES = {"alerts": Role.ADMIN}
 # pages that sit under a tab without being one
-EDIT_PAGE_TABS = {"key_edit": "keys", "route_edit": "routes"}
+EDIT_PAGE_TABS = {"key_edit": "keys", "route_edit": "routes", "alert_channel": "alerts"}
 INVALID = 422  # a form re-rendered with its errors (htmx swaps it too)
 
 
@@ -71,7 +74,11 @@ def tab_page(
             "role": access.role,
             "is_admin": access.has(Role.ADMIN),
             "current_tab": EDIT_PAGE_TABS.get(tab, tab),
-            "tabs": [(name, label, reverse(url, args=[slug])) for name, label, url in TABS],
+            "tabs": [
+                (name, label, reverse(url, args=[slug]))
+                for name, label, url in TABS
+                if name not in TAB_ROLES or access.has(TAB_ROLES[name])
+            ],
             **context,
         },
         status=status,

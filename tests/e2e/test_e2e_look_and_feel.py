@@ -23,7 +23,16 @@ from playwright.sync_api import Page, expect
 from providers_app.models import DiscoveredModel, OAuthFlow
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create
-from tenants_app.models import Membership, Role, Tenant, UsageRecord, UsageStatus
+from tenants_app.models import (
+    AlertDelivery,
+    DeliveryStatus,
+    Membership,
+    Role,
+    Tenant,
+    UsageRecord,
+    UsageStatus,
+)
+from tenants_app.services.alerts import alert_channel_create
 from tenants_app.services.billing import invoice_generate
 from tenants_app.services.keys import virtual_key_create
 from tenants_app.services.pricing import pricing_set
@@ -38,6 +47,7 @@ PROVIDER_NAME = "openai-production-europe-west-primary-account-for-batch-jobs"
 KEY_NAME = "nightly-batch-summariser-for-the-customer-support-knowledge-base"
 ROUTE_ALIAS = "support-summaries-with-a-very-long-alias-name-for-routing"
 MODEL_ID = "gpt-4o-mini"
+ALERT_CHANNEL_NAME = "platform-on-call-pager-for-budget-and-provider-health-alerts-eu"
 PASSWORD = "correct horse battery staple"  # as tests/e2e/conftest.py
 
 
@@ -48,6 +58,8 @@ class Seeded:
     virtual_key_pk: int
     device_flow_pk: int
     price_pk: int = 1
+    alert_channel_pk: int = 1  # Acme's webhook channel
+    org_alert_channel_pk: int = 1  # the organisation's
 
 
 @pytest.fixture
@@ -137,12 +149,36 @@ def seeded(transactional_db, settings, simulator, gateway_server) -> Iterator[Se
         verification_uri=simulator.url + "/device",
         expires_at=now - timedelta(minutes=1),
     )
+    # alert channels: a tenant's webhook with a failed delivery, the organisation's email
+    alert_channel, _secret = alert_channel_create(
+        tenant=tenant,
+        name=ALERT_CHANNEL_NAME,
+        kind="webhook",
+        target="https://hooks.example.com/services/T000/B000/look-and-feel-token",
+        events=["budget.threshold", "provider.degraded"],
+    )
+    AlertDelivery.objects.create(
+        channel=alert_channel,
+        tenant=tenant,
+        kind="budget.threshold",
+        dedup_key="look:budget",
+        subject=f"Key {KEY_NAME} used 80 % of its monthly budget",
+        status=DeliveryStatus.FAILED,
+        attempts=5,
+        last_error="the receiver answered HTTP 503",
+        response_status=503,
+    )
+    org_alert_channel, _none = alert_channel_create(
+        tenant=None, name=ALERT_CHANNEL_NAME, kind="email", target="ops@example.com"
+    )
     yield Seeded(
         provider_pk=provider.pk,
         api_key_pk=api_key.pk,
         virtual_key_pk=key.pk,
         device_flow_pk=device_flow.pk,
         price_pk=price.pk,
+        alert_channel_pk=alert_channel.pk,
+        org_alert_channel_pk=org_alert_channel.pk,
     )
     _clear_caches()
 
@@ -167,6 +203,10 @@ def staff_pages(seeded: Seeded) -> list[str]:
         f"/console/routes/{ROUTE_ALIAS}/",
         f"/console/pricing/{seeded.price_pk}/",
         "/console/models/",
+        "/console/alerts/",
+        f"/console/alerts/{seeded.org_alert_channel_pk}/",
+        "/console/tenants/acme/alerts/",
+        f"/console/tenants/acme/alerts/{seeded.alert_channel_pk}/",
     ]
 
 
@@ -206,6 +246,14 @@ ACTIONS = {
     "tenant_route_delete",
     "admin_token_revoke",
     "global_route_delete",
+    "alert_channel_row",
+    "alert_channel_enable",
+    "alert_channel_delete",
+    "alert_channel_test",
+    "tenant_alert_channel_row",
+    "tenant_alert_channel_enable",
+    "tenant_alert_channel_delete",
+    "tenant_alert_channel_test",
     # single sign-on's redirects to the identity provider and back (merged on main alongside)
     "sso-login",
     "sso-callback",
@@ -498,6 +546,7 @@ def test_it_truncates_long_names_and_keeps_them_on_hover(browser, gateway_server
             ("/console/providers/", PROVIDER_NAME),
             ("/console/tenants/acme/keys/", KEY_NAME),
             ("/console/tenants/acme/routes/", ROUTE_ALIAS),
+            ("/console/tenants/acme/alerts/", ALERT_CHANNEL_NAME),
             (f"/console/providers/{seeded.provider_pk}/", MODEL_ID + "-" + KEY_NAME),
         ):
             watched.visit(path)

@@ -32,7 +32,9 @@ def target_display(channel: AlertChannel) -> str:
     if channel.kind == ChannelKind.EMAIL:
         return channel.target
     parts = urlsplit(channel.target)
-    return f"{parts.scheme}://{parts.netloc}/…{channel.target[-4:]}"
+    # the host without any "user:password@" the URL may carry: that part is a credential
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}/…{channel.target[-4:]}"
 
 
 def _clean_target(kind: str, target: Any) -> str:
