@@ -1,8 +1,11 @@
 from django.urls import path
 
-from tenants_app.console import invoices, keys, members, routes, tenants, usage
+from tenants_app.console import invoices, keys, members, requests, routes, tenants, usage
 
 urlpatterns = [
+    path("requests/", requests.request_list, name="requests"),
+    path("requests/live/", requests.request_live, name="requests_live"),
+    path("requests/<str:request_id>/", requests.request_detail, name="request_detail"),
     path("tenants/", tenants.tenant_list, name="tenants"),
     path("tenants/<slug:slug>/", tenants.tenant_overview, name="tenant"),
     path("tenants/<slug:slug>/members/", members.tenant_members, name="tenant_members"),
