@@ -409,6 +409,11 @@ class RequestFilterForm(forms.Form):
     def __init__(self, *args: Any, tenants: list, choices: dict[str, Any], **kwargs: Any) -> None:
         from tenants_app.models import UsageStatus
 
+        if args and not any(args[0].get(name) for name in ("range", "since", "until")):
+            # the default range shows in the picker, not the first choice ("hour")
+            data = args[0].copy()
+            data["range"] = "day"
+            args = (data, *args[1:])
         super().__init__(*args, **kwargs)
         self.tenants_by_slug = {t.slug: t for t in tenants}
         fields = self.fields

@@ -419,3 +419,8 @@ def test_it_shows_when_a_key_was_last_used(client_as, owner, log):
     assert (
         "2026-03-04 05:06" in client.get(f"/console/tenants/acme/keys/{key.pk}/").content.decode()
     )
+
+
+def test_it_shows_the_default_range_in_the_picker(client_as, owner, log):
+    html = client_as(owner).get(URL).content.decode()
+    assert '<option value="day" selected>' in html

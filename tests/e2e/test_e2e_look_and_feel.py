@@ -23,7 +23,14 @@ from playwright.sync_api import Page, expect
 from providers_app.models import DiscoveredModel, OAuthFlow
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create
-from tenants_app.models import Membership, Role, Tenant, UsageRecord, UsageStatus
+from tenants_app.models import (
+    Membership,
+    RequestBody,
+    Role,
+    Tenant,
+    UsageRecord,
+    UsageStatus,
+)
 from tenants_app.services.billing import invoice_generate
 from tenants_app.services.keys import virtual_key_create
 from tenants_app.services.routes import route_create
@@ -98,6 +105,33 @@ def seeded(transactional_db, settings, simulator, gateway_server) -> Iterator[Se
             cost_usd=Decimal("0.25"),
             created_at=now,
         )
+    # the requests page's drawer: a failed request with a long attempt trail and bodies
+    # whose lines are far wider than a phone
+    UsageRecord.objects.filter(request_id="look-2").update(
+        alias=ROUTE_ALIAS,
+        error_type="rate_limit",
+        end_user="end-user-" + KEY_NAME,
+        attempts=[
+            {
+                "provider": PROVIDER_NAME,
+                "credential_id": f"key:{api_key.pk}",
+                "model": MODEL_ID + "-" + KEY_NAME,
+                "status": "error",
+                "http_status": 429,
+                "error_type": "rate_limit",
+                "latency_ms": 12.0,
+                "answered": False,
+            }
+        ],
+    )
+    RequestBody.objects.create(
+        request_id="look-2",
+        tenant=tenant,
+        request='{"model": "' + ROUTE_ALIAS + '", "messages": [' + "x" * 600 + "]}",
+        response="",
+        created_at=now,
+        expires_at=now + timedelta(days=7),
+    )
     invoice_generate(tenant=tenant, period=date.today())
     # a device-code flow that has run out: its page shows without polling the provider
     device_flow = OAuthFlow.objects.create(
@@ -149,6 +183,8 @@ def member_pages(seeded: Seeded) -> list[str]:
         "/console/tenants/acme/usage/",
         "/console/tenants/acme/invoices/",
         "/console/playground/",
+        "/console/requests/",
+        "/console/requests/look-2/",
     ]
 
 
@@ -169,6 +205,8 @@ ACTIONS = {
     "tenant_member_remove",
     "tenant_key_revoke",
     "tenant_route_delete",
+    # the requests page's live tail: an htmx fragment polled while "Live" is on
+    "requests_live",
     # single sign-on's redirects to the identity provider and back (merged on main alongside)
     "sso-login",
     "sso-callback",
