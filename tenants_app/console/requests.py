@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Max, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -26,6 +27,7 @@ PAGE_SIZE = 50
 INVALID = 422
 # the live tail adds at most this many rows per poll; a burst beyond it shows on reload
 LIVE_MAX_ROWS = 100
+CHOICES_SECONDS = 600
 
 
 def _scope(request: HttpRequest) -> QuerySet[Tenant] | None:
@@ -34,9 +36,19 @@ def _scope(request: HttpRequest) -> QuerySet[Tenant] | None:
     return None if user.is_staff else selectors.tenants_visible_to(user)
 
 
-def _form(request: HttpRequest, scope: QuerySet[Tenant] | None) -> RequestFilterForm:
+def _form(
+    request: HttpRequest, scope: QuerySet[Tenant] | None, *, fresh: bool = True
+) -> RequestFilterForm:
+    """The filters, checked against the viewer's choices. The page computes the choices
+    (distinct values over the viewer's rows) and keeps them a while; the live tail's poll,
+    every 2 s, only checks the values the page already offered, so it reuses them
+    rather than scanning the usage table again. The rows are always scoped afresh."""
     tenants = list(selectors.tenants_visible_to(request.user).order_by("name", "slug"))
-    choices = selectors.request_log_choices(tenants=scope)
+    cache_key = f"console:requests:choices:{'staff' if scope is None else request.user.pk}"
+    choices = None if fresh else cache.get(cache_key)
+    if choices is None:
+        choices = selectors.request_log_choices(tenants=scope)
+        cache.set(cache_key, choices, CHOICES_SECONDS)
     return RequestFilterForm(request.GET, tenants=tenants, choices=choices)
 
 
@@ -101,7 +113,7 @@ def request_live(request: HttpRequest) -> HttpResponse:
     """The live tail's poll: the rows stored after ``after`` that the filters keep, to
     prepend, with the poller carrying the new newest id; 204 when there is none."""
     scope = _scope(request)
-    form = _form(request, scope)
+    form = _form(request, scope, fresh=False)
     after = request.GET.get("after", "")
     if not form.is_valid() or not after.isdigit() or len(after) > 18:
         return HttpResponse("Fix the filters to follow new requests.", status=400)
