@@ -435,7 +435,10 @@ def test_it_shows_when_a_key_was_last_used(client_as, owner, log):
     key.last_used_at = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.UTC)
     key.save(update_fields=["last_used_at"])
     client = client_as(owner)
-    assert "2026-03-04 05:06" in client.get("/console/tenants/acme/keys/").content.decode()
+    keys_page = client.get("/console/tenants/acme/keys/").content.decode()
+    assert "2026-03-04 05:06" in keys_page
+    # a used key's requests are one click away, even for members who cannot edit it
+    assert f'href="/console/requests/?tenant=acme&amp;key={key.pk}"' in keys_page
     assert (
         "2026-03-04 05:06" in client.get(f"/console/tenants/acme/keys/{key.pk}/").content.decode()
     )
