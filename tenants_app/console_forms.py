@@ -498,3 +498,152 @@ class AlertChannelForm(ServiceErrorsMixin, forms.Form):
         if self.channel is not None and not fields.get("target"):
             fields.pop("target", None)
         return fields
+
+
+REQUEST_RANGES = {
+    "hour": dt.timedelta(hours=1),
+    "day": dt.timedelta(days=1),
+    "week": dt.timedelta(days=7),
+    "month": dt.timedelta(days=30),
+}
+
+
+def _moment(text: str, *, end_of_day: bool) -> dt.datetime:
+    """An ISO datetime or date; a time without an offset is UTC, as the log shows times. A
+    date alone means its whole UTC day: from its midnight, or (``end_of_day``) up to the
+    next one."""
+    from django.utils.dateparse import parse_date, parse_datetime
+
+    text = text.strip()
+    try:
+        # the date first: parse_datetime takes a bare date as its midnight
+        day = parse_date(text)
+        moment = None if day is not None else parse_datetime(text)
+    except ValueError:
+        moment = day = None
+    if day is not None:
+        if end_of_day and day < dt.date.max:
+            day += dt.timedelta(days=1)
+        moment = dt.datetime.combine(day, dt.time.min)
+    if moment is None:
+        raise forms.ValidationError(
+            "Write an ISO date or time, e.g. 2026-01-31 or 2026-01-31T14:00 (UTC)."
+        )
+    if moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+class RequestFilterForm(forms.Form):
+    """The request log's filters, named as in the URL contract (range, since, until,
+    tenant, key, model, provider, status, error_type, cached). Every one but the times is
+    a choice among what the viewer may see (``choices``: selectors.request_log_choices),
+    so a value from another tenant is refused like a made-up one."""
+
+    range = forms.ChoiceField(
+        label="Range",
+        required=False,
+        choices=[
+            ("hour", "Last hour"),
+            ("day", "Last 24 hours"),
+            ("week", "Last 7 days"),
+            ("month", "Last 30 days"),
+            ("custom", "Custom…"),
+        ],
+    )
+    since = forms.CharField(
+        label="Since",
+        required=False,
+        max_length=40,
+        widget=forms.TextInput(attrs={"placeholder": "2026-01-31T14:00"}),
+        help_text="ISO date or time, UTC",
+    )
+    until = forms.CharField(
+        label="Until",
+        required=False,
+        max_length=40,
+        widget=forms.TextInput(attrs={"placeholder": "2026-01-31"}),
+    )
+    tenant = forms.ChoiceField(label="Tenant", required=False)
+    key = forms.ChoiceField(label="Key", required=False)
+    model = forms.ChoiceField(label="Model or alias", required=False)
+    provider = forms.ChoiceField(label="Provider", required=False)
+    status = forms.ChoiceField(label="Status", required=False)
+    error_type = forms.ChoiceField(label="Error type", required=False)
+    cached = forms.ChoiceField(
+        label="Cache",
+        required=False,
+        choices=[("", "Any"), ("1", "Cache hits"), ("0", "Not cached")],
+    )
+
+    def __init__(self, *args: Any, tenants: list, choices: dict[str, Any], **kwargs: Any) -> None:
+        from tenants_app.models import UsageStatus
+
+        if args and not any(args[0].get(name) for name in ("range", "since", "until")):
+            # the default range shows in the picker, not the first choice ("hour")
+            data = args[0].copy()
+            data["range"] = "day"
+            args = (data, *args[1:])
+        super().__init__(*args, **kwargs)
+        self.tenants_by_slug = {t.slug: t for t in tenants}
+        fields = self.fields
+        fields["tenant"].choices = [("", "All tenants")] + [(t.slug, t.name) for t in tenants]  # type: ignore[attr-defined]
+        fields["key"].choices = [("", "All keys")] + [  # type: ignore[attr-defined]
+            (
+                str(k.pk),
+                f"{k.name} ({k.prefix}…)" + ("" if len(tenants) < 2 else f" · {k.tenant.name}"),
+            )
+            for k in choices["keys"]
+        ]
+        fields["model"].choices = [("", "All models")] + [(m, m) for m in choices["models"]]  # type: ignore[attr-defined]
+        fields["provider"].choices = [("", "All providers")] + [  # type: ignore[attr-defined]
+            (str(p.pk), p.name) for p in choices["providers"]
+        ]
+        fields["status"].choices = [("", "Any status"), *UsageStatus.choices]  # type: ignore[attr-defined]
+        fields["error_type"].choices = [("", "Any error")] + [  # type: ignore[attr-defined]
+            (e, e) for e in choices["error_types"]
+        ]
+
+    def clean_since(self) -> dt.datetime | None:
+        text = self.cleaned_data.get("since") or ""
+        return _moment(text, end_of_day=False) if text.strip() else None
+
+    def clean_until(self) -> dt.datetime | None:
+        text = self.cleaned_data.get("until") or ""
+        return _moment(text, end_of_day=True) if text.strip() else None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        since, until = cleaned.get("since"), cleaned.get("until")
+        chosen = cleaned.get("range") or ("custom" if since or until else "day")
+        cleaned["range"] = chosen
+        if chosen == "custom":
+            if since is None and until is None:
+                self.add_error("since", "A custom range needs a start, an end or both.")
+            elif since and until and until <= since:
+                self.add_error("until", "Must be after 'Since'.")
+        else:
+            # a preset range is counted back from now; since/until only go with "custom"
+            cleaned["until"] = None
+            cleaned["since"] = timezone.now() - REQUEST_RANGES[chosen]
+        return cleaned
+
+    def filters(self) -> dict[str, Any]:
+        """The cleaned values as ``selectors.request_log`` keywords."""
+        data = self.cleaned_data
+        cached = data.get("cached")
+        return {
+            "since": data.get("since"),
+            "until": data.get("until"),
+            "key": data.get("key") or None,
+            "model": data.get("model") or None,
+            "provider_id": int(data["provider"]) if data.get("provider") else None,
+            "status": data.get("status") or None,
+            "error_type": data.get("error_type") or None,
+            "cached": None if not cached else cached == "1",
+        }
+
+    def chosen_tenant(self) -> Any:
+        return self.tenants_by_slug.get(self.cleaned_data.get("tenant") or "")

@@ -6,6 +6,7 @@ from tenants_app.console import (
     invoices,
     keys,
     members,
+    requests,
     routes,
     tenants,
     tokens,
@@ -13,6 +14,9 @@ from tenants_app.console import (
 )
 
 urlpatterns = [
+    path("requests/", requests.request_list, name="requests"),
+    path("requests/live/", requests.request_live, name="requests_live"),
+    path("requests/<str:request_id>/", requests.request_detail, name="request_detail"),
     path("tenants/", tenants.tenant_list, name="tenants"),
     path("tenants/<slug:slug>/", tenants.tenant_overview, name="tenant"),
     path("tenants/<slug:slug>/members/", members.tenant_members, name="tenant_members"),

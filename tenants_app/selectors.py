@@ -352,18 +352,29 @@ def recent_alert_deliveries(channel: AlertChannel, limit: int = 20) -> list[Aler
 
 def request_log(
     *,
-    tenant: Tenant,
+    tenant: Tenant | None = None,
+    tenants: QuerySet[Tenant] | None = None,
     request_id: str | None = None,
     key: str | None = None,
     model: str | None = None,
     status: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    provider_id: int | None = None,
+    error_type: str | None = None,
+    cached: bool | None = None,
+    after_id: int | None = None,
 ) -> QuerySet[UsageRecord]:
-    """The tenant's requests, newest first. ``key`` is a key's id (digits) or the start of
-    its prefix; ``model`` matches the model called or the alias asked for; ``until`` is
-    exclusive."""
-    rows = UsageRecord.objects.filter(tenant=tenant).select_related("virtual_key")
+    """Requests newest first: of ``tenant``, or of ``tenants`` (the console's viewer's),
+    or -- neither given -- of every tenant (staff). ``key`` is a key's id (digits) or the
+    start of its prefix; ``model`` matches the model called or the alias asked for;
+    ``until`` is exclusive; ``after_id`` keeps the rows stored after that one (the
+    console's live tail: the writer stores rows later than their ``created_at``)."""
+    rows = UsageRecord.objects.select_related("virtual_key", "tenant")
+    if tenant is not None:
+        rows = rows.filter(tenant=tenant)
+    elif tenants is not None:
+        rows = rows.filter(tenant__in=tenants)
     if request_id:
         rows = rows.filter(request_id=request_id)
     if key:
@@ -379,18 +390,71 @@ def request_log(
         rows = rows.filter(created_at__gte=since)
     if until is not None:
         rows = rows.filter(created_at__lt=until)
+    if provider_id is not None:
+        rows = rows.filter(provider_id=provider_id)
+    if error_type:
+        rows = rows.filter(error_type=error_type)
+    if cached is not None:
+        rows = rows.filter(cached=cached)
+    if after_id is not None:
+        rows = rows.filter(id__gt=after_id)
     return rows.order_by("-created_at", "-id")
 
 
-def request_log_entry(*, tenant: Tenant, request_id: str) -> tuple[UsageRecord, Any] | None:
-    """One request of the tenant's and its captured body (or None), or None when the
-    tenant has no request of that id -- another tenant's reads the same as an unknown one."""
-    record = (
-        UsageRecord.objects.filter(tenant=tenant, request_id=request_id)
-        .select_related("virtual_key")
-        .first()
-    )
+def request_log_entry(
+    *, request_id: str, tenant: Tenant | None = None, tenants: QuerySet[Tenant] | None = None
+) -> tuple[UsageRecord, Any] | None:
+    """One request of the tenant's (or of one of ``tenants``; neither: any tenant's) and
+    its captured body (or None), or None when there is no such request there -- another
+    tenant's reads the same as an unknown one."""
+    record = request_log(tenant=tenant, tenants=tenants, request_id=request_id).first()
     if record is None:
         return None
-    body = RequestBody.objects.filter(tenant=tenant, request_id=request_id).first()
+    body = RequestBody.objects.filter(tenant_id=record.tenant_id, request_id=request_id).first()
     return record, body
+
+
+def request_log_choices(*, tenants: QuerySet[Tenant] | None) -> dict[str, Any]:
+    """What the console's request filters offer someone who sees ``tenants`` (None: every
+    tenant): their keys, and the models, providers and error types their rows hold --
+    never a value from a tenant they cannot see."""
+    from providers_app.models import Provider
+
+    rows = UsageRecord.objects.all()
+    keys = VirtualKey.objects.select_related("tenant").order_by("tenant__name", "name", "id")
+    if tenants is not None:
+        rows = rows.filter(tenant__in=tenants)
+        keys = keys.filter(tenant__in=tenants)
+    models = set(rows.exclude(model="").values_list("model", flat=True).distinct())
+    models |= set(rows.exclude(alias="").values_list("alias", flat=True).distinct())
+    provider_ids = rows.exclude(provider=None).values("provider_id").distinct()
+    return {
+        "keys": list(keys),
+        "models": sorted(models),
+        "providers": list(Provider.objects.filter(pk__in=provider_ids).order_by("name")),
+        "error_types": sorted(
+            rows.exclude(error_type="").values_list("error_type", flat=True).distinct()
+        ),
+    }
+
+
+def credential_labels(credential_ids: list[str]) -> dict[str, str]:
+    """``"key:<id>"`` / ``"oauth:<id>"`` (as usage rows and their attempts name
+    credentials) -> "label …last4": what a page may show of a credential, never its
+    secret. Deleted credentials are left out (the caller shows the bare id)."""
+    from providers_app.models import ApiKey, OAuthCredential
+
+    wanted: dict[str, set[int]] = {"key": set(), "oauth": set()}
+    for credential_id in credential_ids:
+        kind, _, pk = (credential_id or "").partition(":")
+        if kind in wanted and pk.isdigit():
+            wanted[kind].add(int(pk))
+    labels = {}
+    for api_key in ApiKey.objects.filter(pk__in=wanted["key"]).only("label", "last4"):
+        labels[f"key:{api_key.pk}"] = f"{api_key.label} …{api_key.last4}"
+    for oauth in OAuthCredential.objects.filter(pk__in=wanted["oauth"]).only(
+        "account_label", "last4"
+    ):
+        last4 = f" …{oauth.last4}" if oauth.last4 else ""
+        labels[f"oauth:{oauth.pk}"] = f"{oauth.account_label}{last4}"
+    return labels

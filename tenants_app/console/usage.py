@@ -81,6 +81,9 @@ def tenant_usage(request: HttpRequest, slug: str) -> HttpResponse:
             "form": UsageRangeForm(initial={"from": start, "to": end}),
             "start": start,
             "end": end,
+            # the usage tables' links to the requests page: the same whole days
+            "start_text": start.isoformat(),
+            "end_text": end.isoformat(),
             "totals": selectors.usage_totals(tenant=tenant, start=start, end=end),
             "charts": _usage_charts(summary("day"), start, end),
             "by_model": summary("model"),

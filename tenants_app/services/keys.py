@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from aipk_site.infra.audit import audit_record, audit_value
@@ -159,6 +160,17 @@ def virtual_key_revoke(*, key: VirtualKey, actor: Any, ip_address: str | None = 
         )
     _forget_now_and_on_commit(key.key_hash)
     return key
+
+
+def virtual_keys_mark_used(*, last_used: dict[int, dt.datetime]) -> None:
+    """Move each key's ``last_used_at`` forward to the time given (its newest request in
+    a usage batch): one UPDATE per key, and never backwards -- batches from several
+    processes or a replayed spool arrive out of order. ``update()`` on purpose: no
+    signal, so the gateway's key snapshots are not invalidated by mere use."""
+    for key_id, moment in last_used.items():
+        VirtualKey.objects.filter(pk=key_id).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=moment)
+        ).update(last_used_at=moment)
 
 
 def _forget_now_and_on_commit(key_hash: str) -> None:

@@ -27,6 +27,7 @@ from tenants_app.models import (
     AlertDelivery,
     DeliveryStatus,
     Membership,
+    RequestBody,
     Role,
     Tenant,
     UsageRecord,
@@ -112,6 +113,33 @@ def seeded(transactional_db, settings, simulator, gateway_server) -> Iterator[Se
             cost_usd=Decimal("0.25"),
             created_at=now,
         )
+    # the requests page's drawer: a failed request with a long attempt trail and bodies
+    # whose lines are far wider than a phone
+    UsageRecord.objects.filter(request_id="look-2").update(
+        alias=ROUTE_ALIAS,
+        error_type="rate_limit",
+        end_user="end-user-" + KEY_NAME,
+        attempts=[
+            {
+                "provider": PROVIDER_NAME,
+                "credential_id": f"key:{api_key.pk}",
+                "model": MODEL_ID + "-" + KEY_NAME,
+                "status": "error",
+                "http_status": 429,
+                "error_type": "rate_limit",
+                "latency_ms": 12.0,
+                "answered": False,
+            }
+        ],
+    )
+    RequestBody.objects.create(
+        request_id="look-2",
+        tenant=tenant,
+        request='{"model": "' + ROUTE_ALIAS + '", "messages": [' + "x" * 600 + "]}",
+        response="",
+        created_at=now,
+        expires_at=now + timedelta(days=7),
+    )
     invoice_generate(tenant=tenant, period=date.today())
     # the configuration pages: a global route the tenant's own route of that alias shadows,
     # a price set by hand for the long model, and traffic of a model with no price
@@ -224,6 +252,8 @@ def member_pages(seeded: Seeded) -> list[str]:
         "/console/tokens/",
         "/console/routes/",
         "/console/pricing/",
+        "/console/requests/",
+        "/console/requests/look-2/",
     ]
 
 
@@ -254,6 +284,8 @@ ACTIONS = {
     "tenant_alert_channel_enable",
     "tenant_alert_channel_delete",
     "tenant_alert_channel_test",
+    # the requests page's live tail: an htmx fragment polled while "Live" is on
+    "requests_live",
     # single sign-on's redirects to the identity provider and back (merged on main alongside)
     "sso-login",
     "sso-callback",

@@ -49,7 +49,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
@@ -72,6 +72,7 @@ from django.utils import timezone
 from aipk_site.gateway.usage.spool import usage_spool
 from tenants_app.models import UsageRecord
 from tenants_app.services.alerts import budget_spend_observe
+from tenants_app.services.keys import virtual_keys_mark_used
 
 logger = logging.getLogger(__name__)
 
@@ -461,7 +462,28 @@ def _store(rows: list[dict[str, Any]], *, spool: bool = True) -> int:
         # (tenants_app/services/alerts/events.py says why and how).
         waiting = {row["request_id"] for row in deferred} if deferred else ()
         budget_spend_observe(row for row in rows if row["request_id"] not in waiting)
+        _mark_keys_used(row for row in rows if row["request_id"] not in waiting)
     return written
+
+
+def _mark_keys_used(rows: Iterable[dict[str, Any]]) -> None:
+    """Keys' "last used", from the batch just stored: here in the writer's thread, at
+    most one UPDATE per distinct key per batch, never a query per request on the event
+    loop. A failure only costs the hint, never the batch (its rows are stored)."""
+    newest: dict[int, datetime] = {}
+    for row in rows:
+        key_id, moment = row.get("virtual_key_id"), row.get("created_at")
+        if key_id is None or moment is None:
+            continue
+        if key_id not in newest or moment > newest[key_id]:
+            newest[key_id] = moment
+    if not newest:
+        return
+    try:
+        virtual_keys_mark_used(last_used=newest)
+    except Exception as error:  # noqa: BLE001 -- the rows are stored; the hint can wait
+        _release_connection()
+        logger.warning("usage: keys' last use not updated (%s)", type(error).__name__)
 
 
 def _store_or_defer(rows: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
@@ -714,6 +736,8 @@ class UsageWriter:
                 stored, deferred = _store_or_defer(rows)
                 written += stored
                 waiting = {row["request_id"] for row in deferred}
+                if stored:
+                    _mark_keys_used(row for row in rows if row["request_id"] not in waiting)
                 spool.remove(
                     [row["request_id"] for row in rows if row["request_id"] not in waiting]
                 )
