@@ -2,7 +2,8 @@
 reach, in light and dark, on a phone (390 px) and a wide screen (1400 px), runs with no
 JavaScript error, no failed request and nothing wider than the window; dark is really
 dark; the theme picker switches and remembers; the phone menu opens and closes; long
-names stop at an ellipsis with their full text on hover (docs/CONSOLE.md).
+names stop at an ellipsis with their full text on hover; axe-core finds no serious or
+critical WCAG 2.1 A/AA violation on any page (docs/CONSOLE.md).
 
 One chromium per module (the ``browser`` fixture), one context per theme and width.
 Every page's screenshot lands in test-artifacts/look-and-feel/ (git-ignored)."""
@@ -524,7 +525,9 @@ class AxeFindings:
         started = time.monotonic()
         page.add_script_tag(content=axe_source())
         violations = page.evaluate(
-            """(tags) => axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})
+            """(tags) => axe.run(document, {
+                   runOnly: {type: "tag", values: tags}, resultTypes: ["violations"],
+                 })
                  .then((result) => result.violations.map((v) => ({
                    id: v.id, impact: v.impact, help: v.help,
                    targets: v.nodes.map((n) => n.target.join(" ")),
@@ -610,17 +613,22 @@ def test_it_has_no_serious_accessibility_violation_on_any_page(
                 findings.check(watched.page, f"{label} /console/login/")
                 watched.visit(connected)
                 findings.check(watched.page, f"{label} oauth callback (connected)")
+                watched.shot("oauth-callback-connected")
             watched.sign_in(username)
             for path in pages:
                 watched.visit(path)
                 findings.check(watched.page, f"{label} {path}")
             if username == "bob":
                 watched.visit("/console/providers/")  # staff only: the 403 page
-                assert watched.page.get_by_role("heading", name="Not allowed").is_visible()
+                expect(watched.page.get_by_role("heading", name="Not allowed")).to_be_visible()
                 findings.check(watched.page, f"{label} 403 page")
+                watched.shot("forbidden")
                 watched.visit(refused)
-                assert watched.page.get_by_role("heading", name="Authorisation failed").is_visible()
+                expect(
+                    watched.page.get_by_role("heading", name="Authorisation failed")
+                ).to_be_visible()
                 findings.check(watched.page, f"{label} oauth callback (refused)")
+                watched.shot("oauth-callback-refused")
         print(
             f"axe at {scheme} {width}: {findings.pages} pages in {findings.seconds:.1f} s; "
             f"minor and moderate: {findings.summary() or 'none'}"
