@@ -90,6 +90,35 @@
     }
   });
 
+  // A table wider than its .table-scroll box scrolls sideways inside it; a keyboard user
+  // can only scroll a box that takes the focus (WCAG 2.1.1), so such a box becomes a named
+  // region in the tab order, and stops being one when the window grows wide enough.
+  function markScrollingTables() {
+    document.querySelectorAll(".table-scroll").forEach(function (box) {
+      var scrolls = box.scrollWidth > box.clientWidth;
+      if (scrolls && !("scrollRegion" in box.dataset) && !box.hasAttribute("tabindex")) {
+        var section = box.closest("section, .card");
+        var heading = section && section.querySelector("h2, h3");
+        box.dataset.scrollRegion = "";
+        box.setAttribute("tabindex", "0");
+        box.setAttribute("role", "region");
+        box.setAttribute(
+          "aria-label",
+          (heading ? heading.textContent.trim() + ": " : "") + "table, scrolls sideways"
+        );
+      } else if (!scrolls && "scrollRegion" in box.dataset) {
+        delete box.dataset.scrollRegion;
+        box.removeAttribute("tabindex");
+        box.removeAttribute("role");
+        box.removeAttribute("aria-label");
+      }
+    });
+  }
+  markScrollingTables();
+  window.addEventListener("resize", markScrollingTables);
+  // a fragment htmx swaps in may bring (or widen) a table
+  document.addEventListener("htmx:afterSettle", markScrollingTables);
+
   // console.js runs deferred, after parsing: show each picker's current choice
   document.querySelectorAll("[data-theme-picker]").forEach(function (picker) {
     picker.value = storedTheme();

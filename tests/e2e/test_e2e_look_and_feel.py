@@ -2,14 +2,17 @@
 reach, in light and dark, on a phone (390 px) and a wide screen (1400 px), runs with no
 JavaScript error, no failed request and nothing wider than the window; dark is really
 dark; the theme picker switches and remembers; the phone menu opens and closes; long
-names stop at an ellipsis with their full text on hover (docs/CONSOLE.md).
+names stop at an ellipsis with their full text on hover; axe-core finds no serious or
+critical WCAG 2.1 A/AA violation on any page (docs/CONSOLE.md).
 
 One chromium per module (the ``browser`` fixture), one context per theme and width.
 Every page's screenshot lands in test-artifacts/look-and-feel/ (git-ignored)."""
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -612,3 +615,143 @@ def test_it_serves_a_favicon(browser, gateway_server, seeded):
         assert watched.problems == []
     finally:
         context.close()
+
+
+# --- accessibility: axe-core (tests/e2e/vendor/README.md) on every page of the walk ---------
+
+AXE_SOURCE = Path(__file__).resolve().parent / "vendor" / "axe-4.14.1.min.js"
+# WCAG 2.0 and 2.1, levels A and AA: what the console promises (docs/CONSOLE.md)
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_FAILS = {"serious", "critical"}
+
+
+@functools.cache
+def axe_source() -> str:
+    return AXE_SOURCE.read_text(encoding="utf-8")
+
+
+@dataclass
+class AxeFindings:
+    failures: list[str] = field(default_factory=list)
+    minor: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, impact) -> pages
+    pages: int = 0
+    seconds: float = 0.0  # spent injecting and running axe, for the printed summary
+
+    def check(self, page: Page, where: str) -> None:
+        """Run axe on the page as it stands; serious and critical violations are failures,
+        minor and moderate ones only counted for the summary."""
+        started = time.monotonic()
+        page.add_script_tag(content=axe_source())
+        violations = page.evaluate(
+            """(tags) => axe.run(document, {
+                   runOnly: {type: "tag", values: tags}, resultTypes: ["violations"],
+                 })
+                 .then((result) => result.violations.map((v) => ({
+                   id: v.id, impact: v.impact, help: v.help,
+                   targets: v.nodes.map((n) => n.target.join(" ")),
+                 })))""",
+            AXE_TAGS,
+        )
+        self.pages += 1
+        self.seconds += time.monotonic() - started
+        for violation in violations:
+            if violation["impact"] in AXE_FAILS:
+                targets = ", ".join(violation["targets"][:5])
+                more = len(violation["targets"]) - 5
+                self.failures.append(
+                    f"{where}: {violation['id']} ({violation['impact']}: {violation['help']}) "
+                    f"on {targets}{f' and {more} more' if more > 0 else ''}"
+                )
+            else:
+                key = (violation["id"], violation["impact"])
+                self.minor[key] = self.minor.get(key, 0) + 1
+
+    def summary(self) -> str:
+        return "; ".join(
+            f"{rule} ({impact}) on {n} page(s)" for (rule, impact), n in self.minor.items()
+        )
+
+
+def oauth_callback_paths(simulator, gateway_server) -> tuple[str, str]:
+    """A callback that connects an account (through the simulator's authorize page, as a
+    browser would) and one the server refuses (no state): the two pages of templates/oauth/."""
+    import httpx
+
+    from providers_app.services.oauth import oauth_start
+
+    provider = provider_create(
+        name="openai-oauth-look",
+        type="openai",
+        base_url=simulator.url + "/openai/v1",
+        oauth_client_id="sim-openai-oauth-look",
+        oauth_authorize_url=simulator.url + "/oauth/authorize",
+        oauth_token_url=simulator.url + "/oauth/token",
+    )
+    authorize = oauth_start(
+        provider=provider,
+        redirect_uri=f"{gateway_server.url}/oauth/callback/{provider.name}/",
+        actor=None,
+    )
+    callback = httpx.get(authorize, follow_redirects=False).headers["location"]
+    return callback.removeprefix(gateway_server.url), f"/oauth/callback/{provider.name}/?code=x"
+
+
+# both palettes wide (contrast is the palette's business); the phone layout (the folded
+# menu, tables that scroll sideways) once: each pass costs about as much as the walk above
+@pytest.mark.parametrize(
+    ("scheme", "width"),
+    [("light", WIDE), ("dark", WIDE), ("light", PHONE)],
+    ids=["light-wide", "dark-wide", "light-phone"],
+)
+def test_it_has_no_serious_accessibility_violation_on_any_page(
+    browser, gateway_server, simulator, seeded, scheme, width
+):
+    """axe-core's WCAG 2.1 A/AA rules on every page of the walk, the sign-in, 403 and OAuth
+    callback pages too: no serious or critical violation (contrast in both palettes,
+    names, labels, landmarks, ids); the lesser ones are printed, not failed."""
+    findings = AxeFindings()
+    connected, refused = oauth_callback_paths(simulator, gateway_server)
+    contexts = []
+    try:
+        for username, pages in (
+            ("ada", staff_pages(seeded)),
+            ("bob", ["/console/", *member_pages(seeded)]),
+        ):
+            # The console's CSP refuses inline scripts, and add_script_tag injects axe as
+            # one: these contexts alone bypass the policy (the walk above keeps it, and
+            # test_e2e_content_security_policy.py checks it)
+            context = browser.new_context(
+                viewport={"width": width, "height": 860}, color_scheme=scheme, bypass_csp=True
+            )
+            contexts.append(context)
+            label = f"axe-{scheme}-{width}-{username}"
+            watched = watch(context, gateway_server.url, label)
+            if username == "ada":
+                watched.visit("/console/login/")
+                findings.check(watched.page, f"{label} /console/login/")
+                watched.visit(connected)
+                findings.check(watched.page, f"{label} oauth callback (connected)")
+                watched.shot("oauth-callback-connected")
+            watched.sign_in(username)
+            for path in pages:
+                watched.visit(path)
+                findings.check(watched.page, f"{label} {path}")
+            if username == "bob":
+                watched.visit("/console/providers/")  # staff only: the 403 page
+                expect(watched.page.get_by_role("heading", name="Not allowed")).to_be_visible()
+                findings.check(watched.page, f"{label} 403 page")
+                watched.shot("forbidden")
+                watched.visit(refused)
+                expect(
+                    watched.page.get_by_role("heading", name="Authorisation failed")
+                ).to_be_visible()
+                findings.check(watched.page, f"{label} oauth callback (refused)")
+                watched.shot("oauth-callback-refused")
+        print(
+            f"axe at {scheme} {width}: {findings.pages} pages in {findings.seconds:.1f} s; "
+            f"minor and moderate: {findings.summary() or 'none'}"
+        )
+        assert findings.failures == [], "\n".join(findings.failures)
+    finally:
+        for context in contexts:
+            context.close()
