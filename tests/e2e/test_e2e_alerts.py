@@ -59,7 +59,7 @@ def test_it_adds_a_webhook_channel_and_sends_it_a_test_alert(console, console_us
     assert "aipk-T0K3N" not in row.inner_html()  # the receiver URL's token
     console.shot("alerts-added-secret-once")
 
-    row.get_by_role("button", name="Send a test alert to pager").click()
+    row.get_by_role("button", name="Send test alert to pager").click()
     expect(row.locator(".badge-sent")).to_have_text("sent")
     expect(row).to_contain_text("test ·")
     assert len(receiver) == 1 and receiver.bodies()[0]["event"] == "test"
