@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
 from aipk_site.infra.errors import InvalidRequest
+from providers_app.models import ApiKey, OAuthCredential, Provider
 from tenants_app.models import (
     AdminToken,
     AlertChannel,
@@ -305,14 +306,55 @@ def filter_audit_events(
 
 
 def audit_vocabulary(events: QuerySet[AuditEvent]) -> dict[str, list[str]]:
-    """The distinct actions and object types among ``events``, for the filter's suggestions."""
+    """The distinct actions, object types and actors among ``events``: the filter's
+    suggestions and choices. An actor is the username at the time of the event (its
+    label), or the user's current username when it has changed since."""
     plain = events.order_by()
+    labels = set(plain.exclude(actor_label="").values_list("actor_label", flat=True).distinct())
+    usernames = set(
+        plain.filter(actor__isnull=False).values_list("actor__username", flat=True).distinct()
+    )
     return {
         "actions": list(plain.values_list("action", flat=True).distinct().order_by("action")),
         "object_types": list(
             plain.values_list("object_type", flat=True).distinct().order_by("object_type")
         ),
+        "actors": sorted(labels | usernames, key=str.casefold),
     }
+
+
+# the objects an audit event can name, by its object_type (the model's label), with what
+# its description needs loaded alongside
+_AUDIT_OBJECT_QUERIES: dict[str, Any] = {
+    "tenants_app.Tenant": lambda: Tenant.objects.all(),
+    "tenants_app.VirtualKey": lambda: VirtualKey.objects.select_related("tenant"),
+    "tenants_app.ModelRoute": lambda: ModelRoute.objects.select_related("tenant"),
+    "tenants_app.Membership": lambda: Membership.objects.select_related("tenant", "user"),
+    "tenants_app.Invoice": lambda: Invoice.objects.select_related("tenant"),
+    "tenants_app.AdminToken": lambda: AdminToken.objects.select_related("user"),
+    "tenants_app.AlertChannel": lambda: AlertChannel.objects.select_related("tenant"),
+    "tenants_app.Pricing": lambda: Pricing.objects.select_related("provider"),
+    "providers_app.Provider": lambda: Provider.objects.all(),
+    "providers_app.ApiKey": lambda: ApiKey.objects.select_related("provider", "tenant"),
+    "providers_app.OAuthCredential": (
+        lambda: OAuthCredential.objects.select_related("provider", "tenant")
+    ),
+    "auth.User": lambda: get_user_model().objects.all(),
+}
+
+
+def audit_objects(events: list[AuditEvent]) -> dict[tuple[str, str], Any]:
+    """The objects ``events`` are about that still exist, by (object_type, object_id):
+    one query per object type, whatever the number of events."""
+    ids: dict[str, set[int]] = {}
+    for event in events:
+        if event.object_type in _AUDIT_OBJECT_QUERIES and event.object_id.isdigit():
+            ids.setdefault(event.object_type, set()).add(int(event.object_id))
+    found: dict[tuple[str, str], Any] = {}
+    for object_type, pks in ids.items():
+        for obj in _AUDIT_OBJECT_QUERIES[object_type]().filter(pk__in=pks):
+            found[(object_type, str(obj.pk))] = obj
+    return found
 
 
 def alert_channels(tenant: Tenant | None) -> QuerySet[AlertChannel]:

@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from aipk_site.gateway.formats.common import MAX_OUTPUT_TOKENS
 from aipk_site.gateway.routing import models_for
 from tenants_app.models import Tenant
 from tenants_app.selectors import (
@@ -45,6 +46,8 @@ def playground(request: HttpRequest) -> HttpResponse:
             "aliases": [m for m in models if m["kind"] == "alias"],
             "model_ids": [m for m in models if m["kind"] == "model"],
             "cannot_chat": list(memberships_without_chat(request.user)),
+            # the chat's own bounds, so the browser refuses what the server would
+            "max_output_tokens": MAX_OUTPUT_TOKENS,
         },
     )
 

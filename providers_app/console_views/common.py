@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from providers_app.kit.providers import provider_profile
-from providers_app.models import ApiKey, Provider
+from providers_app.models import ApiKey, HealthCheck, Provider
 from providers_app.services.credentials import CredentialError
+from providers_app.services.health import latest_key_checks
 from providers_app.services.oauth import oauth_endpoints
 
 UNPROCESSABLE = 422
@@ -57,6 +58,7 @@ class KeyRow:
     state: str  # badge class suffix: active, cooling_down, invalid, disabled, retiring, retired
     state_label: str
     until: datetime | None = None
+    check: HealthCheck | None = None  # its latest health check (a Test or the periodic one)
 
     @property
     def can_test(self) -> bool:
@@ -90,7 +92,11 @@ def key_row(key: ApiKey) -> KeyRow:
 
 
 def key_rows(keys: list[ApiKey]) -> list[KeyRow]:
-    return [key_row(key) for key in keys]
+    rows = [key_row(key) for key in keys]
+    checks = latest_key_checks(keys)
+    for row in rows:
+        row.check = checks.get(row.key.pk)
+    return rows
 
 
 @dataclass

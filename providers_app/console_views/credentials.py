@@ -16,8 +16,8 @@ from providers_app.services.credentials import (
     api_key_add,
     api_key_rotate,
     api_key_set_state,
-    api_key_test_live,
 )
+from providers_app.services.health import acheck_credential_health
 
 from .common import UNPROCESSABLE, arender, back, credentials_url, key_rows, oauth_options, reason
 
@@ -81,13 +81,21 @@ def api_key_add_view(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_POST
 async def api_key_test(request: HttpRequest, pk: int) -> HttpResponse:
-    """A live request with this key (its model list); the result shows inline (htmx)."""
-    key = await aget_object_or_404(ApiKey, pk=pk)
-    ok, error_type = await api_key_test_live(key)
+    """A live check with exactly this key, recorded as its latest health check like the
+    periodic ones; the result shows inline and the key's "last check" updates in place
+    wherever the page shows it (htmx, out of band)."""
+    key = await aget_object_or_404(ApiKey.objects.select_related("provider"), pk=pk)
+    check = await acheck_credential_health(key)
     return await arender(
         request,
         "console/credentials/_key_test_result.html",
-        {"key": key, "ok": ok, "error_type": error_type, "tested_at": timezone.now()},
+        {
+            "key": key,
+            "check": check,
+            "ok": check.healthy,
+            "error_type": check.error_type or "unknown error",
+            "tested_at": check.checked_at,
+        },
     )
 
 

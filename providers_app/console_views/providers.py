@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from aipk_site.infra.access import staff_required
 from providers_app.console_forms import ProviderForm, validation_errors
-from providers_app.models import DiscoveredModel, Provider, ProviderType
+from providers_app.models import ApiKey, DiscoveredModel, Provider, ProviderType
 from providers_app.services.discovery import adiscover_models
 from providers_app.services.health import (
     acheck_provider_health,
@@ -133,7 +134,11 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "provider": provider,
         "type_label": ProviderType(provider.type).label,
         "health": health,
-        "credential_checks": health.credentials,
+        # an API key's check is the one its Test button updates in place (by class)
+        "credential_checks": [
+            (credential, check, isinstance(credential, ApiKey))
+            for credential, check in health.credentials
+        ],
         "history": list(health_history(provider, limit=20)),
         "alerts": list(health_alerts(provider=provider, limit=20)),
         "models": list(DiscoveredModel.objects.filter(provider=provider).order_by("model_id")),
@@ -150,9 +155,11 @@ async def provider_test_connection(request: HttpRequest, pk: int) -> HttpRespons
     """The health check, run now; the result replaces the button's neighbour (htmx)."""
     provider = await aget_object_or_404(Provider, pk=pk)
     check = await acheck_provider_health(provider)
-    return await arender(
-        request, "console/providers/_health_result.html", {"check": check, "provider": provider}
-    )
+    context: dict[str, object] = {"check": check, "provider": provider, "history": None}
+    if request.POST.get("history"):
+        # asked from the provider's page, which lists the recent checks too
+        context["history"] = await sync_to_async(lambda: list(health_history(provider, limit=20)))()
+    return await arender(request, "console/providers/_health_result.html", context)
 
 
 @staff_required

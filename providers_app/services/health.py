@@ -221,6 +221,20 @@ def latest_check(provider: Provider, credential: Credential | None = None) -> He
     )
 
 
+def latest_key_checks(keys: list[ApiKey]) -> dict[int, HealthCheck]:
+    """Each key's latest check, by key id, in two queries whatever the number of keys
+    (the history holds a row per check: never loaded whole)."""
+    latest = HealthCheck.objects.filter(api_key=OuterRef("pk")).order_by("-checked_at", "-id")
+    ids = dict(
+        ApiKey.objects.filter(pk__in=[key.pk for key in keys])
+        .annotate(check_id=Subquery(latest.values("pk")[:1]))
+        .exclude(check_id=None)
+        .values_list("pk", "check_id")
+    )
+    checks = HealthCheck.objects.in_bulk(list(ids.values()))
+    return {key_id: checks[check_id] for key_id, check_id in ids.items()}
+
+
 def health_history(
     provider: Provider, credential: Credential | None = None, *, limit: int = 100
 ) -> QuerySet[HealthCheck]:

@@ -22,6 +22,13 @@
   var MAX_TOOL_ROUNDS = 3;
   // the server closed the socket on purpose (not a member, viewer, ...): retrying is pointless
   var REFUSAL_CODES = [4400, 4401, 4403];
+  // the settings a refused request can name (its chat.error ``param``), by that name; the
+  // field's label starts the message shown next to it ("Max tokens must be ...")
+  var FIELDS = {
+    "options.max_tokens": "pg-max-tokens",
+    "options.temperature": "pg-temperature",
+    model: "pg-model",
+  };
 
   var DEMO_TOOL = {
     type: "function",
@@ -174,14 +181,91 @@
     } else if (event.type === "chat.done") {
       finishTurn(turn, event);
     } else if (event.type === "chat.error") {
-      failTurn(turn, event.code, event.message);
+      var fieldMessage = showServerFieldError(event.param, event.message);
+      failTurn(turn, event.code, fieldMessage || event.message);
     }
   }
 
   function markFirstToken(turn) {
     if (turn.firstAt === null) {
       turn.firstAt = window.performance.now();
+      turn.meta.textContent = "streaming… · first token " + duration(turn.firstAt - turn.sentAt);
+      turn.bubble.dataset.firstToken = "1";
     }
+  }
+
+  // --- settings that need fixing -------------------------------------------------------
+
+  function fieldLabel(input) {
+    var label = document.querySelector('label[for="' + input.id + '"]');
+    return label ? label.textContent.trim() : input.name;
+  }
+
+  function errorSlot(input) {
+    return byId(input.id + "-error");
+  }
+
+  function setFieldError(input, text) {
+    var slot = errorSlot(input);
+    input.setAttribute("aria-invalid", "true");
+    if (slot) {
+      slot.textContent = text;
+    }
+  }
+
+  function clearFieldError(input) {
+    var slot = errorSlot(input);
+    input.removeAttribute("aria-invalid");
+    if (slot) {
+      slot.textContent = "";
+    }
+  }
+
+  // the browser's own check of the number fields (their min, max and step), said the way
+  // the server would say it, before anything is sent
+  function invalidFields() {
+    var problems = [];
+    ["pg-temperature", "pg-max-tokens"].forEach(function (id) {
+      var input = byId(id);
+      var validity = input.validity;
+      var label = fieldLabel(input);
+      var text = "";
+      if (validity.badInput) {
+        text = label + " must be a number";
+      } else if (validity.rangeUnderflow) {
+        text = label + " must be at least " + input.min;
+      } else if (validity.rangeOverflow) {
+        text = label + " must be at most " + input.max;
+      } else if (validity.stepMismatch) {
+        text = label + " must be a whole number";
+      }
+      if (text) {
+        setFieldError(input, text);
+        problems.push(input);
+      } else {
+        clearFieldError(input);
+      }
+    });
+    return problems;
+  }
+
+  // a refusal that names one of the settings ("options.max_tokens: must be between 1 and
+  // 1000000, got -1") goes next to that field, in its words: "Max tokens must be between 1
+  // and 1000000". Returns that text, or "" when the refusal is about no field here.
+  function showServerFieldError(param, message) {
+    var input = param && FIELDS[param] ? byId(FIELDS[param]) : null;
+    if (!input) {
+      return "";
+    }
+    var reason = String(message || "");
+    if (reason.indexOf(param + ":") === 0) {
+      reason = reason.slice(param.length + 1).trim();
+    }
+    reason = reason.replace(/, got .*$/, "");
+    var text = fieldLabel(input) + " " + (reason || "is not valid");
+    setFieldError(input, text);
+    input.focus();
+    return text;
   }
 
   // --- turns ---------------------------------------------------------------------------
@@ -400,7 +484,7 @@
       parts.push(metaPart("pg-usage", tokens + " · " + cost + (usage.cached ? " · cached" : "")));
     }
     var latency = (turn.firstAt === null ? "" :
-      "first token " + duration(turn.firstAt - turn.sentAt) + " · ") + "total " + duration(totalMs);
+      "first token " + duration(turn.firstAt - turn.sentAt) + " · ") + "done in " + duration(totalMs);
     parts.push(metaPart("pg-latency", latency));
     if (done.provider || done.model) {
       parts.push(metaPart("pg-via", [done.provider, done.model].filter(Boolean).join(" · ")));
@@ -433,6 +517,11 @@
     if (!text || running || !isOpen() || !hasModel()) {
       return;
     }
+    var problems = invalidFields();
+    if (problems.length) {
+      problems[0].focus();
+      return; // the message stays in the box, to send once the setting is fixed
+    }
     history.push({ role: "user", content: text });
     addMessage("msg msg-user").textContent = text;
     prompt.value = "";
@@ -460,6 +549,14 @@
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       send();
+    }
+  });
+  ["pg-temperature", "pg-max-tokens", "pg-model"].forEach(function (id) {
+    var input = byId(id);
+    if (input) {
+      input.addEventListener("input", function () {
+        clearFieldError(input);
+      });
     }
   });
   stopButton.addEventListener("click", stopTurn);

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from providers_app.models import ApiKey, OAuthCredential, OAuthFlow, Provider
+from providers_app.models import ApiKey, HealthCheck, OAuthCredential, OAuthFlow, Provider
 from providers_app.services import oauth
 from providers_app.services.credentials import api_key_add, api_key_set_state
 from providers_app.services.providers import provider_create
@@ -513,3 +513,31 @@ def test_it_explains_a_device_code_that_cannot_start(client_as, staff, provider)
 
     assert "cannot start a device code: oauth_client_id" in response.content.decode()
     assert not OAuthFlow.objects.exists()
+
+
+def test_it_records_a_keys_test_as_its_last_check_and_sends_it_to_every_copy(
+    client_as, staff, key, provider
+):
+    client = client_as(staff)
+    listed_before = client.get("/console/credentials/").content.decode()
+
+    response = client.post(
+        f"/console/credentials/keys/{key.pk}/test/", headers={"HX-Request": "true"}
+    )
+
+    body = response.content.decode()
+    check = HealthCheck.objects.get(api_key=key)
+    assert check.healthy
+    assert (
+        f'<span class="last-check key-check-{key.pk}" '
+        f'hx-swap-oob="outerHTML:.key-check-{key.pk}">'
+        '<span class="badge badge-healthy">healthy</span>'
+    ) in body
+    assert SECRET not in body
+    copy = re.compile(rf'<span class="last-check key-check-{key.pk}">.*?</span>\s*</span>', re.S)
+    assert "not checked" in copy.search(listed_before).group(0)
+    listed = client.get("/console/credentials/").content.decode()
+    on_provider_page = client.get(f"/console/providers/{provider.pk}/").content.decode()
+    assert "healthy" in copy.search(listed).group(0)
+    assert len(copy.findall(on_provider_page)) == 2  # its row and "Credentials' last checks"
+    assert set(copy.findall(on_provider_page)) == {copy.search(listed).group(0)}

@@ -9,6 +9,7 @@ import re
 import pytest
 from django.utils import timezone
 
+from aipk_site.gateway.formats.common import MAX_OUTPUT_TOKENS
 from providers_app.models import DiscoveredModel
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create
@@ -206,3 +207,17 @@ def test_it_never_shows_a_provider_secret(client_as, owner, routes):
 
     assert PROVIDER_SECRET not in body
     assert PROVIDER_SECRET[-8:] not in body
+
+
+def test_it_bounds_the_number_settings_as_the_chat_does_with_a_slot_for_each_error(
+    client_as, teammate, routes
+):
+    body = client_as(teammate).get("/console/playground/").content.decode()
+
+    temperature = re.search(r'<input id="pg-temperature"[^>]*>', body).group(0)
+    max_tokens = re.search(r'<input id="pg-max-tokens"[^>]*>', body).group(0)
+    assert 'min="0"' in temperature and 'max="2"' in temperature
+    assert f'min="1" max="{MAX_OUTPUT_TOKENS}" step="1"' in max_tokens
+    for field in ("pg-temperature", "pg-max-tokens", "pg-model"):
+        assert f'aria-describedby="{field}-error"' in body
+        assert f'<span class="field-error" id="{field}-error" aria-live="polite"></span>' in body

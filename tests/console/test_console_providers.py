@@ -7,6 +7,8 @@ simulator over loopback.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from providers_app.models import DiscoveredModel, HealthAlert, HealthCheck, Provider
@@ -367,3 +369,43 @@ def test_it_answers_404_for_a_provider_that_does_not_exist(client_as, staff):
     client = client_as(staff)
     assert client.get("/console/providers/999/").status_code == 404
     assert client.post("/console/providers/999/test/").status_code == 404
+
+
+def test_it_sends_the_tests_result_to_every_copy_of_the_last_check(
+    client_as, staff, openai_provider
+):
+    client = client_as(staff)
+    htmx = {"HX-Request": "true"}
+
+    from_list = client.post(f"/console/providers/{openai_provider.pk}/test/", headers=htmx)
+    from_page = client.post(
+        f"/console/providers/{openai_provider.pk}/test/", {"history": "1"}, headers=htmx
+    )
+
+    oob = (
+        f'<span class="last-check provider-check-{openai_provider.pk}" '
+        f'hx-swap-oob="outerHTML:.provider-check-{openai_provider.pk}">'
+        '<span class="badge badge-healthy">healthy</span>'
+    )
+    assert oob in from_list.content.decode() and oob in from_page.content.decode()
+    # only the provider's page lists the recent checks: now both of them
+    assert 'id="provider-history"' not in from_list.content.decode()
+    history = from_page.content.decode().split('<div id="provider-history" hx-swap-oob="true">')[1]
+    assert history.count('<span class="badge badge-healthy">healthy</span>') == 2
+
+
+def test_it_shows_the_same_last_check_on_the_provider_page_and_the_list(
+    client_as, staff, broken_provider
+):
+    client = client_as(staff)
+    before = client.get("/console/providers/").content.decode()
+    client.post(f"/console/providers/{broken_provider.pk}/test/")
+
+    page = client.get(f"/console/providers/{broken_provider.pk}/").content.decode()
+    listed = client.get("/console/providers/").content.decode()
+
+    copy = re.compile(r'<span class="last-check provider-check-\d+">.*?</span>\s*</span>', re.S)
+    assert "not checked" in copy.search(before).group(0)
+    assert copy.search(page).group(0) == copy.search(listed).group(0)
+    assert "unhealthy" in copy.search(listed).group(0)
+    assert "authentication_error" in copy.search(listed).group(0)

@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 
 from aipk_site.infra.audit import audit_record
 from providers_app.services.providers import provider_create
-from tenants_app.models import Tenant
+from tenants_app.models import Membership, Role, Tenant
+from tenants_app.services.keys import virtual_key_create, virtual_key_update
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_it_lets_staff_filter_and_page_the_audit_log(console, staff_with_history
     row = rows(page).first
     expect(row).to_contain_text("route.create")
     expect(row).to_contain_text("Acme")
-    expect(row).to_contain_text("alias: smart")
+    expect(row).to_contain_text("Alias: smart")
     expect(row).to_contain_text("203.0.113.5")
     console.shot("audit-acme")
 
@@ -80,3 +81,36 @@ def test_it_lets_staff_filter_and_page_the_audit_log(console, staff_with_history
 
     page.get_by_role("link", name="Clear filters").click()
     expect(page.locator("#audit-count")).to_have_text("57 events · page 1 of 2")
+
+
+def test_it_names_objects_readably_and_filters_by_chosen_actor_and_object_type(
+    console, console_user
+):
+    olga = console_user("olga")
+    acme = Tenant.objects.create(name="Acme", slug="acme")
+    Membership.objects.create(user=olga, tenant=acme, role=Role.OWNER)
+    key, _secret = virtual_key_create(tenant=acme, name="nightly-batch", actor=olga, rpm=10)
+    virtual_key_update(key=key, actor=olga, rpm=60)
+    audit_record(action="tenant.update", obj=acme, actor=None, tenant=acme)
+    page = console.page
+    console.sign_in(olga)
+    console.goto("/console/audit/")
+    expect(rows(page)).to_have_count(3)
+
+    page.get_by_label("Actor", exact=True).select_option("olga")
+    expect(page).to_have_url(re.compile(r"actor=olga"))
+    expect(rows(page)).to_have_count(2)
+    page.get_by_label("Object type", exact=True).select_option(label="Virtual key")
+    expect(page).to_have_url(re.compile(r"object_type=tenants_app.VirtualKey"))
+    update = rows(page).first
+    expect(update).to_contain_text("virtual_key.update")
+    expect(update).to_contain_text("Rpm: 10 → 60")
+    requests = update.get_by_role("link", name="Requests")
+    expect(requests).to_have_attribute("href", f"/console/requests/?tenant=acme&key={key.pk}")
+    console.shot("audit-readable-key-events")
+
+    update.get_by_role("link", name="Virtual key nightly-batch (acme)").click()
+    expect(page).to_have_url(re.compile(rf"/console/tenants/acme/keys/{key.pk}/$"))
+    page.go_back()
+    expect(page.get_by_label("Object type", exact=True)).to_have_value("tenants_app.VirtualKey")
+    expect(page.get_by_label("Actor", exact=True)).to_have_value("olga")

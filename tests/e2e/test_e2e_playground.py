@@ -32,6 +32,14 @@ STREAMING_WITH_SEVERAL_DELTAS = """() => {
     && !document.getElementById('pg-stop').disabled;
   return streaming ? reply.querySelector('.msg-body').textContent : false;
 }"""
+# the reply's status line at that same moment
+STATUS_WHILE_STREAMING = """() => {
+  const replies = document.querySelectorAll('.msg-assistant');
+  const reply = replies[replies.length - 1];
+  const streaming = reply && reply.dataset.state === 'streaming'
+    && Number(reply.dataset.deltas) >= 3;
+  return streaming ? reply.querySelector('.msg-meta').textContent : false;
+}"""
 
 
 @pytest.fixture
@@ -96,7 +104,11 @@ def test_it_streams_a_reply_and_shows_its_usage_and_latency(console, member):
 
     send(page, PROMPT)
 
-    # several chat.delta have been appended while the reply is still streaming
+    # several chat.delta have been appended while the reply is still streaming, and the
+    # status says so (not "waiting for the first token" any more), with the time to it
+    status = page.wait_for_function(STATUS_WHILE_STREAMING).json_value()
+    assert "waiting" not in status
+    assert re.fullmatch(r"streaming… · first token \d+(\.\d+)? m?s", status), status
     partial = page.wait_for_function(STREAMING_WITH_SEVERAL_DELTAS).json_value()
     console.shot("streaming")
     expect(last_reply(page)).to_have_attribute("data-state", "done")
@@ -113,7 +125,9 @@ def test_it_streams_a_reply_and_shows_its_usage_and_latency(console, member):
         f" · ${first.cost_usd}"
     )
     expect(last_reply(page).locator(".pg-latency")).to_contain_text("first token")
-    expect(last_reply(page).locator(".pg-latency")).to_contain_text("total")
+    expect(last_reply(page).locator(".pg-latency")).to_have_text(
+        re.compile(r"^first token \d+(\.\d+)? m?s · done in \d+(\.\d+)? m?s$")
+    )
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     console.shot("reply-with-usage")
 
@@ -170,18 +184,60 @@ def test_it_shows_the_demo_tools_call_and_answers_it(console, member):
     console.shot("tool-call")
 
 
-def test_it_shows_a_refused_request_as_an_error(console, member):
+def test_it_refuses_an_out_of_range_setting_next_to_its_field_before_sending(console, member):
     page = open_playground(console, member, "chat-fast")
-    page.get_by_label("Temperature").fill("7")
+    temperature = page.get_by_label("Temperature")
+    temperature.fill("7")
 
     send(page, "Too hot")
 
+    expect(page.locator("#pg-temperature-error")).to_have_text("Temperature must be at most 2")
+    expect(temperature).to_have_attribute("aria-invalid", "true")
+    expect(temperature).to_be_focused()
+    expect(page.locator(".msg")).to_have_count(0)  # nothing was sent
+    expect(page.get_by_label("Message")).to_have_value("Too hot")
+    console.shot("setting-refused-in-the-browser")
+
+    page.get_by_label("Max tokens").fill("0")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#pg-max-tokens-error")).to_have_text("Max tokens must be at least 1")
+
+    temperature.fill("0.25")
+    page.get_by_label("Max tokens").fill("12")
+    expect(temperature).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#pg-temperature-error")).to_have_text("")
+    page.get_by_role("button", name="Send").click()
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
+    expect(page.locator("#pg-max-tokens-error")).to_have_text("")
+
+
+def test_it_shows_the_servers_refusal_of_a_setting_next_to_its_field(console, member):
+    page = open_playground(console, member, "chat-fast")
+    # what gets past the browser's own check (here: its bounds taken away) is refused by
+    # the chat service, whose error names the setting (param "options.max_tokens")
+    page.evaluate(
+        "() => { const f = document.getElementById('pg-max-tokens');"
+        " f.removeAttribute('min'); f.removeAttribute('max'); }"
+    )
+    max_tokens = page.get_by_label("Max tokens")
+    max_tokens.fill("-1")
+
+    send(page, "Say a lot")
+
+    friendly = "Max tokens must be between 1 and 1000000"
+    expect(page.locator("#pg-max-tokens-error")).to_have_text(friendly)
+    expect(max_tokens).to_have_attribute("aria-invalid", "true")
     error = page.locator(".msg-error")
-    expect(error).to_contain_text("temperature")
+    expect(error).to_have_text(friendly + " (invalid_request)")
     expect(error).to_have_attribute("data-code", "invalid_request")
     expect(page.locator(".msg-assistant")).to_have_count(0)
+    assert "options.max_tokens" not in page.locator("#playground").inner_text()
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
-    console.shot("error")
+    console.shot("setting-refused-by-the-server")
+
+    max_tokens.fill("5")
+    expect(page.locator("#pg-max-tokens-error")).to_have_text("")
+    expect(max_tokens).not_to_have_attribute("aria-invalid", "true")
 
 
 def test_it_shows_model_output_as_text_never_as_html(console, member):

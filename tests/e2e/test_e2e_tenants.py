@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tenants_app.models import Tenant, UsageRecord, UsageStatus, VirtualKey
+from tenants_app.models import Membership, Role, Tenant, UsageRecord, UsageStatus, VirtualKey
 
 
 def test_it_runs_a_tenant_from_creation_to_usage_charts(console, console_user):
@@ -104,3 +105,40 @@ def test_it_runs_a_tenant_from_creation_to_usage_charts(console, console_user):
         "href", re.compile(r"^/api/tenants/initech/usage/csv\?from=\d{4}-\d\d-01&to=")
     )
     console.shot("usage-charts")
+
+
+LONG_USERNAME = "kristina.alexandrovna.vasquezmontgomery@researchdivision.example.com"
+# the username's text against the visible part of its table's scrolling wrapper: whole
+# (not clipped by its own box) and inside what the wrapper shows without scrolling
+USERNAME_FULLY_VISIBLE = """(name) => {
+  const span = [...document.querySelectorAll('.member-username')]
+    .find((node) => node.textContent === name);
+  if (!span) { return 'missing'; }
+  const wrapper = span.closest('.table-scroll').getBoundingClientRect();
+  const cell = span.closest('td');
+  const box = span.getBoundingClientRect();
+  if (cell.scrollWidth > cell.clientWidth) { return 'clipped by its cell'; }
+  if (box.left < wrapper.left - 0.5 || box.right > wrapper.right + 0.5) {
+    return 'outside the visible table: ' + box.right + ' > ' + wrapper.right;
+  }
+  return 'ok';
+}"""
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_it_shows_a_long_username_in_full_on_the_members_page(console, console_user, width):
+    ada = console_user("ada", is_staff=True)
+    tenant = Tenant.objects.create(name="Initech " + "with a long name " * 4, slug="initech")
+    Membership.objects.create(user=console_user(LONG_USERNAME), tenant=tenant, role=Role.MEMBER)
+    page = console.page
+    page.set_viewport_size({"width": width, "height": 860})
+    console.sign_in(ada)
+
+    console.goto("/console/tenants/initech/members/")
+
+    expect(page.locator(".member-username")).to_have_text(LONG_USERNAME)
+    assert page.evaluate(USERNAME_FULLY_VISIBLE, LONG_USERNAME) == "ok"
+    # the tenant's long name still stops at an ellipsis, whole in its title
+    heading = page.locator(".page-head h1")
+    expect(heading).to_have_attribute("title", tenant.name)
+    console.shot(f"members-long-username-{width}")
