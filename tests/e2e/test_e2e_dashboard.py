@@ -158,6 +158,15 @@ def test_it_draws_the_charts_again_in_the_dark_theme(console, console_user, traf
     expect(canvas).not_to_have_attribute("data-ink", light_ink)
     assert luminance(page, canvas.get_attribute("data-ink")) > 0.6
     console.shot("dark")
+    # the 30 s refresh (htmx) swaps in new canvases: they are drawn too, in dark
+    page.evaluate("document.getElementById('dashboard').dataset.before = 'swap'")
+    page.evaluate(
+        """htmx.ajax("GET", location.pathname + location.search,
+           {target: "#dashboard", select: "#dashboard", swap: "outerHTML"})"""
+    )
+    expect(page.locator("#dashboard[data-before]")).to_have_count(0)
+    expect(canvas).to_have_attribute("data-drawn", "true")
+    assert luminance(page, canvas.get_attribute("data-ink")) > 0.6
     # a member sees their tenant's figures, and no credential limits
     expect(page.locator('[data-figure="requests"]')).to_have_text("5")
     expect(page.locator('[aria-label="Credential limits"]')).to_have_count(0)
