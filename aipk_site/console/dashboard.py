@@ -22,16 +22,21 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Mod, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from providers_app.models import ApiKey, HealthCheck
+from providers_app.models import ApiKey, HealthCheck, OAuthCredential
 from providers_app.services.health import latest_provider_checks
-from providers_app.services.upstream_limits import LimitWindow, aapi_keys_upstream_limits
+from providers_app.services.upstream_limits import (
+    LimitWindow,
+    ModelLimits,
+    acredentials_upstream_limits,
+    known_models,
+)
 from tenants_app.models import UsageRecord, UsageStatus
 from tenants_app.selectors import tenants_visible_to
 
@@ -427,40 +432,56 @@ def _health(window: Window, providers: list[dict[str, Any]]) -> dict[int, list[f
     return {p["pk"]: [shares.get((p["pk"], start)) for start in starts] for p in providers}
 
 
+async def _alimits_of(
+    credentials: list[ApiKey] | list[OAuthCredential],
+) -> list[tuple[Any, list[ModelLimits]]]:
+    by_provider: dict[int, list[Any]] = defaultdict(list)
+    for credential in credentials:
+        by_provider[credential.provider_id].append(credential)
+    found: list[tuple[Any, list[ModelLimits]]] = []
+    for same_provider in by_provider.values():
+        provider = same_provider[0].provider
+        models = await sync_to_async(known_models)(provider)
+        limits = await acredentials_upstream_limits(provider, same_provider, models)
+        found.extend((credential, limits.get(credential.pk, [])) for credential in same_provider)
+    return found
+
+
 def _credential_limits() -> list[dict[str, Any]]:
-    """Each usable API key's last known upstream limits (what the credentials API
-    returns), one row per model and window. Labels and last four characters only."""
+    """Each usable credential's last known upstream limits (what the credentials API
+    returns for keys), one row per model and window. Labels and last four only."""
     keys = list(
         ApiKey.objects.exclude(state=ApiKey.State.RETIRED)
         .select_related("provider")
         .order_by("provider__name", "label")
     )
-    if not keys:
-        return []
-    limits = async_to_sync(aapi_keys_upstream_limits)(keys)
+    accounts = list(
+        OAuthCredential.objects.exclude(state=OAuthCredential.State.REVOKED)
+        .select_related("provider")
+        .order_by("provider__name", "account_label")
+    )
+    found = async_to_sync(_alimits_of)(keys) + async_to_sync(_alimits_of)(accounts)
     rows = []
-    for key in keys:
-        for entry in limits.get(key.pk, []):
+    for credential, entries in found:
+        label = getattr(credential, "label", "") or getattr(credential, "account_label", "")
+        name = f"{label} ····{credential.last4}" if credential.last4 else label
+        for entry in entries:
             windows: list[LimitWindow | None] = list(entry.windows) or [None]
             for window in windows:
                 rows.append(
                     {
-                        "provider": key.provider.name,
-                        "provider_pk": key.provider_id,
-                        "key": f"{key.label} ····{key.last4}",
+                        "provider": credential.provider.name,
+                        "provider_pk": credential.provider_id,
+                        "key": name,
                         "model": entry.model,
                         "window": window.name if window else "",
                         "limit": window.limit if window else None,
                         "remaining": window.remaining if window else None,
-                        "percent_left": (
-                            100 * window.remaining / window.limit
-                            if window and window.limit and window.remaining is not None
-                            else None
-                        ),
                         "resets_at": window.resets_at if window else None,
                         "retry_after_until": entry.retry_after_until,
                     }
                 )
+    rows.sort(key=lambda row: (row["provider"], row["key"], row["model"], row["window"]))
     return rows
 
 

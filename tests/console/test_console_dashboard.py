@@ -22,7 +22,8 @@ from providers_app.kit.types import ChatRequest, Message
 from providers_app.models import HealthCheck, Provider
 from providers_app.services.chat import credentials_cache_clear, provider_chat
 from tenants_app.models import UsageRecord, UsageStatus
-from tests.providers.conftest import make_provider as make_provider  # a fixture
+from tests.providers.conftest import connect as connect  # fixtures
+from tests.providers.conftest import make_provider as make_provider
 
 _ids = itertools.count(1)
 
@@ -391,4 +392,21 @@ def test_it_shows_staff_each_credentials_remaining_limits_never_its_secret(
     assert "sk-sim-openai-key-0001" not in body
     member_body = client_as(owner).get("/console/").content.decode()
     assert 'aria-label="Credential limits"' not in member_body
+    credentials_cache_clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_shows_an_oauth_accounts_limits_too(client_as, staff, connect):
+    cache.clear()
+    credentials_cache_clear()
+    credential = connect()
+    model = ADAPTERS["openai"].default_model_id
+    request = ChatRequest(model=model, messages=[Message(role="user", content="hi")])
+    assert async_to_sync(provider_chat)(credential.provider, request).text
+
+    body = client_as(staff).get("/console/").content.decode()
+    section = body.split('aria-label="Credential limits"', 1)[1].split("</section>", 1)[0]
+
+    assert credential.account_label in section
+    assert re.search(r"<td>requests</td>\s*<td>59 / 60", section)
     credentials_cache_clear()
