@@ -1,40 +1,15 @@
-"""The dashboard's charts as data: static/console/dashboard.js draws them with the
-vendored Chart.js from a ``<script type="application/json">`` (the CSP runs no
-inline script), and the template prints the same figures as a small table for
-screen readers and for browsers without scripts. Every point carries the link to
+"""The dashboard's charts as data (tenants_app/console/charts.py: drawn by
+static/console/charts.js, printed as a table too). Every point carries the link to
 the requests page it stands for (the drill-down), and a full title for tooltips."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 from aipk_site.console.dashboard import Bucket, Dashboard, bucket_link, requests_link
-
-Number = int | float | Decimal | None
-
-
-def _number(value: Number) -> float | int | None:
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
-
-
-def format_value(value: Number, unit: str) -> str:
-    """How the table (and the summary) prints one figure."""
-    if value is None:
-        return "—"
-    if unit == "usd":
-        return f"${Decimal(value):,.4f}"
-    if unit == "ms":
-        return f"{float(value):,.0f} ms"
-    if unit == "percent":
-        return f"{float(value):.0f}%"
-    return f"{int(value):,}"
+from tenants_app.console.charts import Number, chart
 
 
 def _bucket_label(start: dt.datetime, bucket: str, span: dt.timedelta) -> str:
@@ -52,50 +27,6 @@ def _bucket_title(bucket: Bucket, unit: str) -> str:
     return f"{bucket.start:%Y-%m-%d %H:%M}–{bucket.end:%H:%M} UTC"
 
 
-def _chart(
-    chart_id: str,
-    title: str,
-    *,
-    kind: str,
-    unit: str,
-    labels: Sequence[str],
-    titles: Sequence[str],
-    links: Sequence[str | None],
-    series: list[tuple[str, str, Sequence[Number]]],
-    stacked: bool = False,
-    horizontal: bool = False,
-) -> dict[str, Any]:
-    return {
-        "id": chart_id,
-        "title": title,
-        "kind": kind,
-        "unit": unit,
-        "stacked": stacked,
-        "horizontal": horizontal,
-        # nothing to draw: no value, or only zeros (an axis of 0..1 tells nothing);
-        # a health share of 0% is a value
-        "empty": all(
-            v is None or (v == 0 and unit != "percent") for _, _, values in series for v in values
-        ),
-        "labels": list(labels),
-        "titles": list(titles),
-        "links": list(links),
-        "series": [
-            {"name": name, "color": color, "values": [_number(v) for v in values]}
-            for name, color, values in series
-        ],
-        # for the template's table: one row per label, one cell per series
-        "rows": [
-            {
-                "label": titles[index],
-                "link": links[index],
-                "cells": [format_value(values[index], unit) for _, _, values in series],
-            }
-            for index in range(len(labels))
-        ],
-    }
-
-
 def _over_time(
     board: Dashboard,
     chart_id: str,
@@ -109,7 +40,7 @@ def _over_time(
 ) -> dict[str, Any]:
     window = board.window
     span = window.end - window.start
-    return _chart(
+    return chart(
         chart_id,
         title,
         kind=kind,
@@ -185,7 +116,7 @@ def dashboard_charts(board: Dashboard) -> list[dict[str, Any]]:
     ]
     errors = board.errors_by_type
     charts.append(
-        _chart(
+        chart(
             "errors",
             "Failures by type",
             kind="bar",
@@ -202,7 +133,7 @@ def dashboard_charts(board: Dashboard) -> list[dict[str, Any]]:
     )
     tenants = board.spend_by_tenant
     charts.append(
-        _chart(
+        chart(
             "by-tenant",
             "Spend by tenant (USD)",
             kind="bar",
@@ -216,7 +147,7 @@ def dashboard_charts(board: Dashboard) -> list[dict[str, Any]]:
     )
     models = board.spend_by_model
     charts.append(
-        _chart(
+        chart(
             "by-model",
             "Spend by model (USD)",
             kind="bar",
@@ -232,7 +163,7 @@ def dashboard_charts(board: Dashboard) -> list[dict[str, Any]]:
         span = window.end - window.start
         colors = ["chart-1", "chart-2", "chart-3", "chart-4", "chart-5", "chart-6"]
         charts.append(
-            _chart(
+            chart(
                 "health",
                 "Provider health (share of checks passed)",
                 kind="line",
@@ -249,10 +180,3 @@ def dashboard_charts(board: Dashboard) -> list[dict[str, Any]]:
             )
         )
     return charts
-
-
-def chart_data(charts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What dashboard.js needs (the table rows stay in the HTML)."""
-    return [
-        {k: v for k, v in chart.items() if k != "rows"} for chart in charts if not chart["empty"]
-    ]

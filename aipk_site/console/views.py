@@ -11,7 +11,8 @@ from aipk_site.console.dashboard import (
     parse_window,
     requests_link,
 )
-from aipk_site.console.dashboard_charts import chart_data, dashboard_charts
+from aipk_site.console.dashboard_charts import dashboard_charts
+from tenants_app.console.charts import chart_data
 
 
 @login_required

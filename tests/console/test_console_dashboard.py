@@ -1,5 +1,5 @@
 """The dashboard: figures over a time range (hour, day, week, 30 days or custom) for
-the tenants the viewer may see, series per time bucket drawn by dashboard.js from a
+the tenants the viewer may see, series per time bucket drawn by charts.js from a
 JSON element, a table of each chart's figures, and links into the requests page."""
 
 import datetime as dt
@@ -79,7 +79,7 @@ def query(href: str) -> dict[str, str]:
 
 def charts(body: str) -> dict[str, dict]:
     data = re.search(
-        r'<script id="dashboard-charts" type="application/json">(.*?)</script>', body, re.S
+        r'<script id="console-charts" type="application/json">(.*?)</script>', body, re.S
     ).group(1)
     return {chart["id"]: chart for chart in json.loads(data)}
 
@@ -309,7 +309,7 @@ def test_it_keeps_a_table_of_each_charts_figures_for_screen_readers(client_as, s
     spend = body.split('data-chart="spend"', 1)[1].split("</section>", 1)[0]
     assert '<td class="num">$0.0001</td>' in spend
     assert "<script" not in body.split('id="dashboard"', 1)[1].replace(
-        '<script id="dashboard-charts" type="application/json">', ""
+        '<script id="console-charts" type="application/json">', ""
     )
 
 
@@ -317,7 +317,7 @@ def test_it_loads_the_vendored_chart_library_and_its_drawing_script(client_as, s
     body = client_as(staff).get("/console/").content.decode()
 
     assert '<script src="/static/vendor/chart-4.6.2.umd.min.js" defer></script>' in body
-    assert '<script src="/static/console/dashboard.js" defer></script>' in body
+    assert '<script src="/static/console/charts.js" defer></script>' in body
 
 
 def test_it_shows_provider_health_at_a_glance_and_over_time(client_as, staff):

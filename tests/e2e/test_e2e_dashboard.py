@@ -1,5 +1,5 @@
 """The dashboard in a real browser: the range picker changes the URL and the figures,
-the charts (vendored Chart.js, drawn by static/console/dashboard.js) show a value on
+the charts (vendored Chart.js, drawn by static/console/charts.js) show a value on
 hover, a figure or a chart's bar opens the requests page with the matching filter in
 its URL, and the charts are drawn again in the dark theme's colours."""
 

@@ -1,11 +1,12 @@
-// The dashboard's charts, drawn with the vendored Chart.js (static/vendor/) from the
-// figures the page carries in <script type="application/json" id="dashboard-charts">:
+// The console's charts (dashboard, tenant usage), drawn with the vendored Chart.js
+// (static/vendor/) from the figures the page carries in
+// <script type="application/json" id="console-charts"> (tenants_app/console/charts.py):
 // the Content-Security-Policy runs no inline script. Colours come from the console's
 // custom properties, resolved through a probe element (getPropertyValue would hand back
 // the unresolved "light-dark(...)"), and the charts are drawn again when the theme
 // changes: the picker sets <html data-theme>, "system" follows prefers-color-scheme.
 // The tooltip is an HTML element rather than canvas pixels, so it can be read (and
-// tested); a click on a bar or a point opens the requests page for what it stands for.
+// tested); a click on a bar or a point opens its link (the requests page, filtered).
 (function () {
   "use strict";
   if (!window.Chart) {
@@ -194,7 +195,7 @@
       chart.destroy();
     });
     drawn = [];
-    var source = document.getElementById("dashboard-charts");
+    var source = document.getElementById("console-charts");
     if (!source) {
       return;
     }
