@@ -254,8 +254,8 @@ SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # Content-Security-Policy (django-csp): the console's scripts are files under /static/,
-# never inline. Styles may be inline: pygal's SVG charts carry a <style> element, htmx
-# inserts its indicator style and the admin uses style attributes; a style cannot run code.
+# never inline. Styles may be inline: htmx inserts its indicator style, Chart.js sizes
+# its canvases and the admin uses style attributes; a style cannot run code.
 # connect-src: the playground's websocket (aipk_site/csp.py adds ws(s)://<this host>).
 # The OpenAPI pages (/api/docs, /v1/docs) are under it too: Swagger UI comes from
 # django-ninja's own static files ("ninja" in INSTALLED_APPS), its settings in a JSON

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -20,7 +21,14 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def _usage_charts(by_day: list[dict[str, Any]], start: dt.date, end: dt.date) -> dict[str, str]:
+# the requests page (aipk_site/console, docs/CONSOLE.md): a day's bar opens that day's
+# requests of this tenant
+REQUESTS_PAGE = "/console/requests/"
+
+
+def _usage_charts(
+    slug: str, by_day: list[dict[str, Any]], start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
     """One bar per day of the range, days without usage at zero."""
     rows = {row["group"]: row for row in by_day}
     days = _days(start, end)
@@ -28,34 +36,45 @@ def _usage_charts(by_day: list[dict[str, Any]], start: dt.date, end: dt.date) ->
     labels = [
         f"{day:%b} {day.day}" if day.day == 1 or day == start else str(day.day) for day in days
     ]
+    titles = [f"{day:%Y-%m-%d} (UTC)" for day in days]
+    links = [
+        f"{REQUESTS_PAGE}?{urlencode({'range': 'custom', 'since': d, 'until': d, 'tenant': slug})}"
+        for d in days
+    ]
     empty = {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0}
     per_day = [rows.get(day.isoformat(), empty) for day in days]
-    return {
-        "requests": charts.bar_chart(
+    common: dict[str, Any] = {"kind": "bar", "labels": labels, "titles": titles, "links": links}
+    return [
+        charts.chart(
+            "usage-requests",
             "Requests per day",
-            labels,
-            {
-                "ok": [r["requests"] - r["errors"] for r in per_day],
-                "error": [r["errors"] for r in per_day],
-            },
+            unit="count",
             stacked=True,
+            series=[
+                ("ok", "ok", [r["requests"] - r["errors"] for r in per_day]),
+                ("error", "bad", [r["errors"] for r in per_day]),
+            ],
+            **common,
         ),
-        "tokens": charts.bar_chart(
+        charts.chart(
+            "usage-tokens",
             "Tokens per day",
-            labels,
-            {
-                "prompt": [r["prompt_tokens"] for r in per_day],
-                "completion": [r["completion_tokens"] for r in per_day],
-            },
+            unit="tokens",
             stacked=True,
+            series=[
+                ("prompt", "chart-1", [r["prompt_tokens"] for r in per_day]),
+                ("completion", "chart-4", [r["completion_tokens"] for r in per_day]),
+            ],
+            **common,
         ),
-        "spend": charts.bar_chart(
+        charts.chart(
+            "usage-spend",
             "Spend per day (USD)",
-            labels,
-            {"spend": [r["cost_usd"] for r in per_day]},
-            value_format="${:,.4f}",
+            unit="usd",
+            series=[("spend", "accent", [r["cost_usd"] for r in per_day])],
+            **common,
         ),
-    }
+    ]
 
 
 @console_view
@@ -72,6 +91,7 @@ def tenant_usage(request: HttpRequest, slug: str) -> HttpResponse:
         return selectors.usage_summary(tenant=tenant, group_by=group_by, start=start, end=end)
 
     csv_url = reverse("api-1:usage_csv", kwargs={"slug": tenant.slug})
+    usage_charts = _usage_charts(tenant.slug, summary("day"), start, end)
     return tab_page(
         request,
         access,
@@ -85,7 +105,8 @@ def tenant_usage(request: HttpRequest, slug: str) -> HttpResponse:
             "start_text": start.isoformat(),
             "end_text": end.isoformat(),
             "totals": selectors.usage_totals(tenant=tenant, start=start, end=end),
-            "charts": _usage_charts(summary("day"), start, end),
+            "charts": usage_charts,
+            "chart_data": charts.chart_data(usage_charts),
             "by_model": summary("model"),
             "by_provider": summary("provider"),
             "by_key": summary("key"),

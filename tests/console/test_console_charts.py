@@ -1,39 +1,65 @@
-"""Server-rendered SVG charts: escaped labels, no scripts, nothing fetched."""
+"""Charts as data for charts.js: one value per label, a table of the same figures,
+labels never interpreted as HTML, nothing drawn for a chart of only zeros."""
 
-import re
+import json
+from decimal import Decimal
 
-from tenants_app.console.charts import bar_chart, line_chart
+import pytest
+from django.template.loader import render_to_string
+from django.utils.html import json_script
 
-
-def test_it_escapes_labels_and_series_names():
-    svg = bar_chart("Spend", ["<img src=x onerror=alert(1)>"], {"<b>tenant</b>": [1]})
-
-    assert "<img" not in svg and "<b>" not in svg
-    assert "&lt;img src=x onerror=alert(1)&gt;" in svg
-
-
-def test_it_holds_no_script_and_fetches_nothing():
-    for svg in (
-        bar_chart("Requests", ["a", "b"], {"ok": [1, 2], "failed": [0, 1]}, stacked=True),
-        line_chart("Latency", ["a", "b", "c"], {"p50": [1, None, 3]}),
-    ):
-        assert svg.startswith("<svg")
-        assert "<script" not in svg
-        links = re.findall(r"(?:href|src)=\"([^\"]+)\"", svg)
-        assert all(not link.startswith(("http:", "https:", "//")) for link in links)
+from tenants_app.console.charts import chart, chart_data
 
 
-def test_it_draws_one_bar_per_value():
-    svg = bar_chart("Requests", ["a", "b", "c"], {"ok": [1, 2, 3]})
+def spend_chart(labels, values):
+    return chart(
+        "spend",
+        "Spend",
+        kind="bar",
+        unit="usd",
+        labels=labels,
+        series=[("spend", "accent", values)],
+    )
 
-    assert svg.count('class="rect reactive tooltip-trigger"') == 3
+
+def test_it_escapes_labels_in_the_table_and_in_the_json():
+    spec = spend_chart(["<img src=x onerror=alert(1)>"], [Decimal("1")])
+
+    table = render_to_string("console/_chart.html", {"chart": spec})
+    # as the templates embed it: {{ chart_data|json_script:"console-charts" }}
+    script = json_script(chart_data([spec]), "console-charts")
+
+    assert "<img" not in table
+    assert "&lt;img src=x onerror=alert(1)&gt;" in table
+    assert "<img" not in script
+    inner = script.split(">", 1)[1].rsplit("</script>", 1)[0]
+    assert json.loads(inner)[0]["labels"] == ["<img src=x onerror=alert(1)>"]
 
 
-def test_it_labels_a_count_axis_with_whole_numbers_each_once():
-    svg = bar_chart("Requests", ["a", "b"], {"ok": [2, 1], "failed": [1, 0]}, stacked=True)
+def test_it_prints_each_value_with_its_unit_in_the_table():
+    spec = spend_chart(["Mar 1", "2"], [Decimal("0.0001"), Decimal("12.5")])
 
-    y_axis = svg[svg.index('class="axis y') :]
-    y_axis = y_axis[: y_axis.index('class="axis x')] if 'class="axis x' in y_axis else y_axis
-    labels = re.findall(r"<title>([^<]+)</title>", y_axis)
-    assert labels == sorted(set(labels), key=labels.index)  # no label repeated
-    assert set(labels) == {"0", "1", "2", "3"}
+    assert [row["cells"] for row in spec["rows"]] == [["$0.0001"], ["$12.5000"]]
+    assert chart_data([spec])[0]["series"][0]["values"] == [0.0001, 12.5]
+
+
+def test_it_draws_nothing_for_only_zeros_but_keeps_a_zero_percent():
+    zeros = spend_chart(["a", "b"], [0, 0])
+    down = chart(
+        "health",
+        "Health",
+        kind="line",
+        unit="percent",
+        labels=["a"],
+        series=[("openai", "chart-1", [0])],
+    )
+
+    assert zeros["empty"] and chart_data([zeros]) == []
+    assert not down["empty"]
+
+
+def test_it_refuses_a_series_that_does_not_fit_its_labels():
+    with pytest.raises(ValueError):
+        spend_chart(["a", "b"], [1])
+    with pytest.raises(ValueError):
+        chart("x", "X", kind="bar", unit="count", labels=["a"], series=[("s", "#ff0000", [1])])

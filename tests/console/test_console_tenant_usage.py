@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 from decimal import Decimal
 
@@ -87,32 +88,43 @@ def march_usage(tenant, owner, other_tenant):
     return backend, batch
 
 
-def chart(body: str, title: str) -> str:
-    """The inline SVG whose title is ``title``."""
-    for svg in re.findall(r"<svg.*?</svg>", body, flags=re.S):
-        if f"<title>{title}</title>" in svg:
-            return svg
+def chart(body: str, title: str) -> dict:
+    """The chart titled ``title``, as the page hands it to charts.js."""
+    data = re.search(
+        r'<script id="console-charts" type="application/json">(.*?)</script>', body, re.S
+    ).group(1)
+    for spec in json.loads(data):
+        if spec["title"] == title:
+            return spec
     raise AssertionError(f"no chart titled {title!r}")
 
 
-def bar_values(svg: str) -> list[str]:
-    return re.findall(r'<desc class="value">([^<]*)</desc>', svg)
+def bar_values(spec: dict) -> list:
+    return [value for series in spec["series"] for value in series["values"]]
 
 
-def test_it_draws_the_charts_as_inline_svg_from_usage_rows(client_as, viewer, march_usage):
+def table_cells(body: str, chart_id: str) -> list[str]:
+    section = body.split(f'data-chart="{chart_id}"', 1)[1].split("</section>", 1)[0]
+    return re.findall(r'<td class="num">([^<]*)</td>', section)
+
+
+def test_it_draws_the_charts_from_usage_rows(client_as, viewer, march_usage):
     response = client_as(viewer).get(USAGE_URL + MARCH)
     body = response.content.decode()
 
     assert response.status_code == 200
     assert 'aria-current="page">Usage' in body
-    assert "<script" not in body.split('<div class="grid grid-2">')[1]
+    assert '<script src="/static/console/charts.js" defer></script>' in body
     # one bar per day, March 1st to 7th; series in legend order
-    requests = bar_values(chart(body, "Requests per day"))
-    assert requests == ["0", "1", "0", "0", "2", "0", "0"] + ["0", "1", "0", "0", "0", "0", "0"]
+    requests = chart(body, "Requests per day")
+    assert requests["labels"] == ["Mar 1", "2", "3", "4", "5", "6", "7"]
+    assert bar_values(requests) == [0, 1, 0, 0, 2, 0, 0] + [0, 1, 0, 0, 0, 0, 0]
     tokens = bar_values(chart(body, "Tokens per day"))
-    assert tokens[:7] == ["0", "340", "0", "0", "1,060", "0", "0"]  # prompt
-    assert tokens[7:] == ["0", "50", "0", "0", "230", "0", "0"]  # completion
-    assert bar_values(chart(body, "Spend per day (USD)")) == [
+    assert tokens[:7] == [0, 340, 0, 0, 1060, 0, 0]  # prompt
+    assert tokens[7:] == [0, 50, 0, 0, 230, 0, 0]  # completion
+    assert bar_values(chart(body, "Spend per day (USD)")) == [0, 0.25, 0, 0, 1.55, 0, 0]
+    # the same figures in each chart's table, for screen readers
+    assert table_cells(body, "usage-spend") == [
         "$0.0000",
         "$0.2500",
         "$0.0000",
@@ -121,6 +133,10 @@ def test_it_draws_the_charts_as_inline_svg_from_usage_rows(client_as, viewer, ma
         "$0.0000",
         "$0.0000",
     ]
+    # a day's bar opens that day's requests of this tenant
+    assert requests["links"][1] == (
+        "/console/requests/?range=custom&since=2025-03-02&until=2025-03-02&tenant=acme"
+    )
 
 
 def test_it_shows_totals_and_tables_by_model_provider_and_key(client_as, viewer, march_usage):
@@ -202,7 +218,7 @@ def test_it_shows_range_errors_inline(client_as, viewer, query, field, message):
     assert response.status_code == 422
     block = body[body.index(f'id="id_{field}"') :]
     assert message in block[: block.index("</div>")]
-    assert "<svg" not in body
+    assert 'id="console-charts"' not in body
 
 
 @pytest.mark.django_db
@@ -216,7 +232,7 @@ def test_it_answers_404_to_outsiders_here_and_on_the_csv(client_as, outsider, ma
 def test_it_shows_staff_any_tenants_usage(client_as, staff, march_usage):
     body = client_as(staff).get(USAGE_URL + MARCH).content.decode()
 
-    assert "<title>Requests per day</title>" in body
+    assert chart(body, "Requests per day")["labels"][0] == "Mar 1"
     assert '<div class="value">$1.8000</div>' in body
 
 

@@ -67,7 +67,7 @@ def test_it_runs_the_console_without_a_policy_violation(console, console_user, s
     page.wait_for_load_state("networkidle")
     assert not ModelRoute.objects.filter(alias="chat").exists()
 
-    # the usage charts (pygal SVG with its own <style>)
+    # the usage charts (vendored Chart.js, figures from a JSON element)
     console.goto("/console/tenants/acme/usage/")
     page.wait_for_load_state("networkidle")
     console.shot("usage-under-csp")

@@ -403,10 +403,10 @@ def background_luminance(page) -> float:
     return page.evaluate(LUMINANCE_JS, colour)
 
 
-def text_luminance(locator) -> float:
-    """How light an SVG text's fill is (pygal's chart labels are SVG text)."""
-    colour = locator.evaluate("e => getComputedStyle(e).fill")
-    return locator.page.evaluate(LUMINANCE_JS, colour)
+def chart_ink_luminance(canvas) -> float:
+    """How light a chart's text is: charts.js notes the ink colour it drew with."""
+    expect(canvas).to_have_attribute("data-drawn", "true")
+    return canvas.page.evaluate(LUMINANCE_JS, canvas.get_attribute("data-ink"))
 
 
 def assert_looks_right(watched: Watched, path: str, scheme: str) -> None:
@@ -465,14 +465,17 @@ def test_it_switches_the_theme_and_remembers_it(browser, gateway_server, seeded)
         assert page.evaluate("document.documentElement.dataset.theme") == "light"
         assert background_luminance(page) > 0.8
         # the charts' text follows the theme: dark ink on the light page
-        chart_text = page.locator(".chart svg .title").first
-        assert text_luminance(chart_text) < 0.1
+        chart = page.locator(".dash-chart canvas").first
+        assert chart_ink_luminance(chart) < 0.1
+        light_ink = chart.get_attribute("data-ink")
 
         # the system turns light; dark chosen wins over it, also after a reload
         page.emulate_media(color_scheme="light")
         page.get_by_label("Theme").select_option("dark")
         assert background_luminance(page) < 0.05
-        assert text_luminance(chart_text) > 0.6  # light text on the dark page
+        # drawn again in the dark theme's colours: light text on the dark page
+        expect(chart).not_to_have_attribute("data-ink", light_ink)
+        assert chart_ink_luminance(chart) > 0.6
         page.reload()
         expect(page.get_by_label("Theme")).to_have_value("dark")
         assert background_luminance(page) < 0.05

@@ -97,9 +97,9 @@ def test_it_runs_a_tenant_from_creation_to_usage_charts(console, console_user):
         )
     page.get_by_role("navigation", name="Tenant sections").get_by_role("link", name="Usage").click()
     page.wait_for_url(re.compile(r".*/usage/$"))
-    expect(page.locator(".chart svg")).to_have_count(3)
+    expect(page.locator('.dash-chart canvas[data-drawn="true"]')).to_have_count(3)
     for title in ("Requests per day", "Tokens per day", "Spend per day"):
-        expect(page.get_by_role("region", name=title).locator("svg")).to_be_visible()
+        expect(page.get_by_role("region", name=title).locator("canvas")).to_be_visible()
     expect(page.locator(".stats")).to_contain_text("$0.5000")
     expect(page.get_by_role("link", name="Download CSV")).to_have_attribute(
         "href", re.compile(r"^/api/tenants/initech/usage/csv\?from=\d{4}-\d\d-01&to=")
