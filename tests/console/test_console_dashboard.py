@@ -410,3 +410,30 @@ def test_it_shows_an_oauth_accounts_limits_too(client_as, staff, connect):
     assert credential.account_label in section
     assert re.search(r"<td>requests</td>\s*<td>59 / 60", section)
     credentials_cache_clear()
+
+
+@pytest.mark.parametrize("params", ["range=day", "range=week", "range=hour", "range=month"])
+def test_it_drills_into_requests_pages_that_take_every_link_and_show_its_rows(
+    client_as, owner, tenant, params
+):
+    """The dashboard's links are the requests page's filters: each one opens it without a
+    filter error and lists the rows the figure counted."""
+    error = usage(tenant, status=UsageStatus.ERROR, error_type="rate_limit", cost="0")
+    refused = usage(tenant, status=UsageStatus.REFUSED, error_type="budget_exceeded", cost="0")
+    served = usage(tenant, model="claude-haiku")
+    client = client_as(owner)
+
+    body = client.get(f"/console/?{params}").content.decode()
+    hrefs = {unescape(h) for h in re.findall(r'href="(/console/requests/[^"]*)"', body)}
+    for chart in charts(body).values():
+        hrefs.update(chart.get("links") or [])
+
+    assert len(hrefs) > 5
+    seen: set[str] = set()
+    for href in sorted(hrefs):
+        page = client.get(href)
+        html = page.content.decode()
+        assert page.status_code == 200, (href, page.status_code)
+        assert "has-error" not in html and "not a valid choice" not in html, href
+        seen.update(r.request_id for r in (error, refused, served) if r.request_id in html)
+    assert seen == {error.request_id, refused.request_id, served.request_id}
