@@ -310,14 +310,17 @@ class RequestBody(models.Model):
     """What a request sent and got back, for the request log, when its key or tenant
     captures bodies (``capture_bodies``). One per usage row (same ``request_id``), written
     off the request path by aipk_site/gateway/request_bodies.py: PII-redacted, key-shaped
-    strings masked, each side cut to REQUEST_LOG_BODY_MAX_BYTES. Never headers. Deleted by
-    the retention run once ``expires_at`` has passed."""
+    strings masked, each side cut to REQUEST_LOG_BODY_MAX_BYTES; of the request's headers,
+    only an allow-list's values (request_bodies.SHOWN_HEADERS), the others by name. Deleted
+    by the retention run once ``expires_at`` has passed."""
 
     request_id = models.CharField(max_length=64, unique=True)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="request_bodies")
     # the request as the gateway parsed it (model, messages, tools, options), JSON text
     request = models.TextField(blank=True)
     request_truncated = models.BooleanField(default=False)
+    # the HTTP request's headers: {name: value, or "(not shown)" outside the allow-list}
+    headers = models.JSONField(default=dict, blank=True)
     # the answer's text (a stream's: up to the cap)
     response = models.TextField(blank=True)
     response_truncated = models.BooleanField(default=False)

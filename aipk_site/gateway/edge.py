@@ -215,7 +215,8 @@ async def _prepare(request: EdgeRequest, wire: _Wire) -> GatewayCall:
         if "x-request-id" not in request.headers:
             error.headers.setdefault("x-request-id", request_id)
         raise
-    return GatewayCall(ctx, parsed, wire.endpoint, request_id)
+    headers = request.headers if ctx.capture_bodies else None
+    return GatewayCall(ctx, parsed, wire.endpoint, request_id, headers)
 
 
 def _stored_text(value: Any, limit: int) -> str:
@@ -594,6 +595,8 @@ async def responses_create(request: EdgeRequest) -> EdgeResponse:
             _record_refused_body(ctx, responses_op.ENDPOINT, request_id, body, error)
             error.headers.setdefault("x-request-id", request_id)
             raise
+        if ctx.capture_bodies:
+            prepared.call.headers = request.headers
         if not prepared.stream:
             answer, headers = await responses_op.reply(prepared)
             return json_response(answer, headers=headers)

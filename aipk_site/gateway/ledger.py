@@ -46,6 +46,9 @@ class GatewayCall:
     parsed: ParsedRequest
     endpoint: str  # "chat.completions", "messages", "ws"
     request_id: str
+    # the HTTP request's headers, kept only when the request log captures this request's
+    # bodies (request_bodies.py shows the safe ones); a reference, never copied here
+    headers: dict[str, str] | None = None
 
 
 END_USER_CHARS = 256  # UsageRecord.end_user
@@ -221,6 +224,7 @@ class Ledger:
                     tenant_id=ctx.tenant_id,
                     request=self.call.parsed.request,
                     response_text=self.response_text,
+                    headers=self.call.headers,
                 )
             record_gateway_request(
                 endpoint=self.call.endpoint,

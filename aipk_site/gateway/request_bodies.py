@@ -10,7 +10,9 @@ REQUEST_LOG_BODY_MAX_BYTES -- and bulk-inserts them every
 run on that thread, never on the event loop, and only for requests that capture.
 
 What is captured is the request as the gateway parsed it (model, messages, tools,
-options), never the HTTP request: no header, so no Authorization or x-api-key, and no
+options), not the raw HTTP body, and of its headers only the values of an allow-list
+(``SHOWN_HEADERS``: client, SDK, API version, tracing ids); every other header is kept by
+name with its value hidden, so no Authorization, x-api-key or cookie value, and no
 provider credential (the gateway adds those only when it calls a provider). Media parts
 are named by kind, their bytes left out. The answer is its text (a stream's: what the
 relay had assembled for the usage count, cut to the cap here).
@@ -30,7 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from aipk_site.gateway.redaction import redact_for_log
+from aipk_site.gateway.redaction import mask_secrets, redact_for_log
 from aipk_site.infra.batch_writer import BatchWriter
 from providers_app.kit.types import ChatRequest, Message, TextPart
 from tenants_app.models import RequestBody
@@ -42,8 +44,32 @@ TRUNCATED_MARK = "…[truncated]"
 # REQUEST_LOG_BODY_RETENTION_DAYS 0 keeps bodies, as 0 does for the other retentions
 KEEP_FOREVER_DAYS = 100 * 365
 
-# request id, tenant id, the parsed request, the answer's text, when
-Captured = tuple[str, int, ChatRequest, str, datetime]
+# request id, tenant id, the parsed request, the answer's text, when, the HTTP headers
+Captured = tuple[str, int, ChatRequest, str, datetime, dict[str, str] | None]
+
+# Request headers whose values the log shows: what tells which client sent what (SDK and
+# its version, API version, betas, tracing ids). Every other header is listed by name
+# only -- an allow-list, because a header that carries a credential can have any name
+# (Authorization, x-api-key, api-key, cookies, a proxy's own).
+SHOWN_HEADERS = frozenset(
+    {
+        "user-agent",
+        "content-type",
+        "content-length",
+        "accept",
+        "accept-encoding",
+        "anthropic-version",
+        "anthropic-beta",
+        "openai-beta",
+        "x-request-id",
+        "idempotency-key",
+        "traceparent",
+        "tracestate",
+    }
+)
+SHOWN_HEADER_PREFIXES = ("x-stainless-", "x-aipk-")
+HEADER_VALUE_CHARS = 256
+HIDDEN_HEADER = "(not shown)"
 
 
 def _interval() -> float:
@@ -130,8 +156,21 @@ def cut(text: str, limit: int) -> tuple[str, bool]:
     return data[: limit - len(mark)].decode(errors="ignore") + TRUNCATED_MARK, True
 
 
+def shown_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """The request's headers as the log keeps them: the allowed ones' values (key-shaped
+    strings masked all the same, cut), every other one's name with its value hidden."""
+    shown: dict[str, str] = {}
+    for name, value in sorted((headers or {}).items()):
+        name = name.lower()[:HEADER_VALUE_CHARS]
+        if name in SHOWN_HEADERS or name.startswith(SHOWN_HEADER_PREFIXES):
+            shown[name] = mask_secrets(value[:HEADER_VALUE_CHARS])[0]
+        else:
+            shown[name] = HIDDEN_HEADER
+    return shown
+
+
 def body_row(captured: Captured) -> dict[str, Any]:
-    request_id, tenant_id, request, response_text, created_at = captured
+    request_id, tenant_id, request, response_text, created_at, headers = captured
     limit, days = max_bytes(), retention_days()
     request_text, request_cut = cut(
         json.dumps(redact_for_log(request_document(request)), ensure_ascii=False, default=str),
@@ -144,6 +183,7 @@ def body_row(captured: Captured) -> dict[str, Any]:
         "tenant_id": tenant_id,
         "request": request_text,
         "request_truncated": request_cut,
+        "headers": shown_headers(headers),
         "response": response,
         "response_truncated": response_cut,
         "created_at": created_at,
@@ -162,11 +202,17 @@ _writer: BatchWriter[Captured] = BatchWriter(
 
 
 def body_capture(
-    *, request_id: str, tenant_id: int, request: ChatRequest, response_text: str
+    *,
+    request_id: str,
+    tenant_id: int,
+    request: ChatRequest,
+    response_text: str,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """Keep this request's body and answer for the request log. Never blocks: called from
-    the event loop as the request is accounted; the work happens on the writer thread."""
-    _writer.add((request_id, tenant_id, request, response_text, timezone.now()))
+    """Keep this request's body, headers and answer for the request log. Never blocks:
+    called from the event loop as the request is accounted; the work (the header filter
+    included) happens on the writer thread."""
+    _writer.add((request_id, tenant_id, request, response_text, timezone.now(), headers))
 
 
 def request_bodies_flush() -> int:

@@ -85,6 +85,10 @@ class RequestPage(Schema):
 class BodyOut(Schema):
     request: str = Field(description="the parsed request as JSON text (redacted; may be cut)")
     request_truncated: bool
+    headers: dict[str, str] = Field(
+        description="the request's headers: client and tracing headers' values, every other "
+        "header by name with its value '(not shown)'"
+    )
     response: str = Field(description="the answer's text (redacted; may be cut)")
     response_truncated: bool
     expires_at: dt.datetime

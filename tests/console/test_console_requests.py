@@ -371,10 +371,13 @@ def test_it_shows_captured_bodies_as_the_writer_masked_them(client_as, owner, te
         request='{"messages": [{"role": "user", "content": "my key is sk-***MASKED*** <b>x</b>"}]}',
         response="Hello [EMAIL]",
         response_truncated=True,
+        headers={"user-agent": "OpenAI/Python 1.99.0", "authorization": "(not shown)"},
         created_at=timezone.now(),
         expires_at=timezone.now() + dt.timedelta(days=7),
     )
     html = client_as(owner).get(URL + "acme-failover/", **HTMX).content.decode()
+    assert '<dt class="mono">user-agent</dt><dd class="mono">OpenAI/Python 1.99.0</dd>' in html
+    assert '<dt class="mono">authorization</dt><dd class="mono muted">(not shown)</dd>' in html
     assert '<pre class="body-text" tabindex="0" data-body="request">' in html
     assert "sk-***MASKED***" in html and "Hello [EMAIL]" in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html  # text, not markup

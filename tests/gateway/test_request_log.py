@@ -234,7 +234,7 @@ def test_it_never_captures_a_secret(world, gateway_server):
             # the caller's own aipk key pasted into an earlier turn is masked as well
             "messages": [{"role": "user", "content": f"old key {world.secret}"}, *LEAKY],
         },
-        # headers are never captured at all
+        # headers outside the allow-list are kept by name only
         headers={"x-api-key": world.secret, "x-extra": f"Bearer {PASTED_KEY}"},
     )
     assert reply.status_code == 200
@@ -245,7 +245,47 @@ def test_it_never_captures_a_secret(world, gateway_server):
     assert world.secret not in stored and world.key.key_hash not in stored
     assert "sk-sim-openai-key-0001" not in stored
     assert "ada@example.com" not in stored
-    assert "authorization" not in stored.lower() and "bearer" not in stored.lower()
+    assert "bearer" not in stored.lower()
+    headers = RequestBody.objects.get().headers
+    assert headers["authorization"] == headers["x-api-key"] == headers["x-extra"] == "(not shown)"
+
+
+def test_it_keeps_the_clients_headers_and_only_names_the_others(world, gateway_server):
+    capture_for_key(world, True)
+    reply = post(
+        gateway_server,
+        world.secret,
+        {"model": "openai/gpt-4o-mini", "messages": HELLO},
+        headers={
+            "user-agent": "OpenAI/Python 1.99.0",
+            "x-stainless-lang": "python",
+            "x-stainless-package-version": "1.99.0",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            # an allowed header's value is masked all the same when it looks like a key
+            "x-request-id": PASTED_KEY,
+            "cookie": "session=abc123",
+            "x-custom-proxy-token": "tok_9f8e7d6c5b4a",
+        },
+    )
+    assert reply.status_code == 200
+    flushed()
+    headers = RequestBody.objects.get().headers
+    assert headers["user-agent"] == "OpenAI/Python 1.99.0"
+    assert headers["x-stainless-lang"] == "python"
+    assert headers["x-stainless-package-version"] == "1.99.0"
+    assert headers["traceparent"].startswith("00-0af7651916cd43dd")
+    assert headers["content-type"] == "application/json"
+    assert headers["x-request-id"] == "[SECRET]"
+    assert headers["cookie"] == headers["x-custom-proxy-token"] == "(not shown)"
+    assert headers["authorization"] == "(not shown)"
+    assert "abc123" not in json.dumps(headers) and "tok_9f8e" not in json.dumps(headers)
+
+
+def test_it_keeps_no_headers_of_a_request_that_captures_nothing(world, gateway_server):
+    reply = post(gateway_server, world.secret, {"model": "openai/gpt-4o-mini", "messages": HELLO})
+    assert reply.status_code == 200
+    flushed()
+    assert not RequestBody.objects.exists()
 
 
 def test_it_captures_for_a_tenant_unless_the_key_says_no(world, gateway_server, make_key):
@@ -324,3 +364,18 @@ def test_it_logs_a_bad_input_refusal_and_serves_it_through_the_api(world, gatewa
     )
     detail = client.get(f"/api/tenants/acme/requests/{request_id}").json()
     assert detail["key_id"] == world.key.pk and detail["body"] is None
+
+
+def test_it_keeps_the_headers_of_a_responses_api_request_too(world, gateway_server):
+    capture_for_key(world, True)
+    reply = httpx.post(
+        gateway_server.openai_base_url + "/responses",
+        json={"model": "openai/gpt-4o-mini", "input": "Hello there"},
+        headers={"authorization": f"Bearer {world.secret}", "user-agent": "OpenAI/Python 1.99.0"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    flushed()
+    headers = RequestBody.objects.get().headers
+    assert headers["user-agent"] == "OpenAI/Python 1.99.0"
+    assert headers["authorization"] == "(not shown)"

@@ -89,6 +89,7 @@ def log(tenant, other_tenant):
         tenant=tenant,
         request='{"model": "smart", "messages": [{"role": "user", "content": "hi [EMAIL]"}]}',
         response="hello",
+        headers={"user-agent": "OpenAI/Python 1.99.0", "authorization": "(not shown)"},
         created_at=NOON,
         expires_at=NOON + dt.timedelta(days=7),
     )
@@ -177,6 +178,7 @@ def test_it_shows_the_captured_body_when_there_is_one(log, owner, client_as):
     assert body["request"].startswith('{"model": "smart"')
     assert body["response"] == "hello"
     assert body["request_truncated"] is False and body["response_truncated"] is False
+    assert body["headers"] == {"user-agent": "OpenAI/Python 1.99.0", "authorization": "(not shown)"}
 
 
 @pytest.mark.parametrize(
