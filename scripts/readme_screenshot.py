@@ -253,7 +253,7 @@ def seed_traffic(password: str) -> dict[str, str]:
         completion = int(rng.lognormvariate(5.2, 0.7))
         cached_tokens = prompt // 2 if rng.random() < 0.25 else 0
         row = UsageRecord(
-            request_id=f"req_{secrets.token_hex(12)}",
+            request_id=f"req_{rng.getrandbits(96):024x}",
             tenant=tenant,
             virtual_key=key,
             provider=providers[provider],
@@ -309,7 +309,8 @@ def seed_traffic(password: str) -> dict[str, str]:
             row.provider, row.provider_name, row.model = providers[backup], backup, backup_model
             row.credential_id = credentials.get(backup, "")
             row.attempts = [failed]
-            latency += failed["latency_ms"]
+        answered = latency
+        latency += sum(a["latency_ms"] for a in row.attempts)
         row.status = UsageStatus.SUCCESS
         row.latency_ms = latency
         row.ttft_ms = latency * rng.uniform(0.12, 0.3) if streamed else None
@@ -319,7 +320,7 @@ def seed_traffic(password: str) -> dict[str, str]:
             prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached_tokens
         )
         row.cost_usd = cost_usd(prices[(provider, model)], usage)
-        row.attempts = [*row.attempts, attempt(provider, model, "answered", latency)]
+        row.attempts = [*row.attempts, attempt(provider, model, "answered", answered)]
         return row
 
     minute = now - dt.timedelta(hours=24)
@@ -336,7 +337,7 @@ def seed_traffic(password: str) -> dict[str, str]:
     failed_at = now - dt.timedelta(minutes=3)
     tenant, key, _share = keys[0]
     showcase = UsageRecord(
-        request_id=f"req_{secrets.token_hex(12)}",
+        request_id=f"req_{rng.getrandbits(96):024x}",
         tenant=tenant,
         virtual_key=key,
         provider=providers["groq"],
@@ -475,12 +476,11 @@ def main() -> int:
         print(f"{CHROMIUM} is missing (scripts/ensure-chromium installs it)", file=sys.stderr)
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="aipk-screenshot-"))
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # the throwaway database and an in-process cache, whatever this shell points at
-        if key not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
-    }
+    # the throwaway database and an in-process cache, whatever this shell points at (for
+    # this process too, which writes the traffic)
+    for key in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        os.environ.pop(key, None)
+    env = dict(os.environ)
     env.update(
         DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
         DEBUG="true",
