@@ -21,9 +21,10 @@ from tenants_app import config_selectors, selectors
 from tenants_app.auth import who
 from tenants_app.console.access import console_view
 from tenants_app.console.pages import INVALID
+from tenants_app.console.routes import route_edit_step
 from tenants_app.console_forms import CatalogueFilterForm, PriceForm, RouteForm
 from tenants_app.services.pricing import pricing_set
-from tenants_app.services.routes import route_create, route_delete, route_update
+from tenants_app.services.routes import route_create, route_delete
 
 
 def _page(
@@ -61,27 +62,11 @@ def global_routes(request: HttpRequest) -> HttpResponse:
 def global_route_edit(request: HttpRequest, alias: str) -> HttpResponse:
     require_staff(request.user)
     route = selectors.model_route(None, alias)
-    status = 200
-    if request.method == "POST":
-        form = RouteForm(request.POST, editing=True)
-        if form.is_valid():
-            try:
-                route_update(route=route, **form.cleaned_data, **who(request))
-            except InvalidRequest as error:
-                form.add_service_error(error)
-            else:
-                messages.success(request, f"Global route {route.alias} saved.")
-                return redirect("console:global_routes")
-        status = INVALID
-        route.refresh_from_db()
-    else:
-        form = RouteForm(
-            initial={
-                "strategy": route.strategy,
-                "candidates": RouteForm.candidates_text(route.candidates),
-            },
-            editing=True,
-        )
+    form, saved = route_edit_step(request, route)
+    if saved:
+        messages.success(request, f"Global route {route.alias} saved.")
+        return redirect("console:global_routes")
+    status = INVALID if request.method == "POST" else 200
     context = {"route": route, "form": form}
     return _page(request, "route_edit.html", "config_routes", context, status)
 
