@@ -306,7 +306,7 @@
     return request;
   }
 
-  function startTurn(round) {
+  function startTurn(round, asked) {
     var id = newRequestId();
     var bubble = addMessage("msg msg-assistant");
     var body = document.createElement("div");
@@ -337,6 +337,8 @@
       usage: null,
       sentAt: window.performance.now(),
       firstAt: null,
+      // the user's message that opened this turn (round 1 only): {text, bubble}
+      asked: asked || null,
     };
     socket.send(JSON.stringify(chatRequest(id)));
     schedulePing();
@@ -375,6 +377,15 @@
     turn.bubble.removeAttribute("aria-busy");
     if (!turn.content && !turn.toolCalls.length) {
       turn.bubble.remove();
+      if (turn.asked && history[history.length - 1] === turn.asked.message) {
+        // refused before any answer: the question leaves the history (sent again after a
+        // fix, it would otherwise be in the conversation twice) and goes back in the box
+        history.pop();
+        turn.asked.bubble.remove();
+        if (!prompt.value) {
+          prompt.value = turn.asked.message.content;
+        }
+      }
     } else {
       turn.bubble.dataset.state = "error";
       turn.meta.textContent = "failed";
@@ -522,10 +533,12 @@
       problems[0].focus();
       return; // the message stays in the box, to send once the setting is fixed
     }
-    history.push({ role: "user", content: text });
-    addMessage("msg msg-user").textContent = text;
+    var message = { role: "user", content: text };
+    history.push(message);
+    var bubble = addMessage("msg msg-user");
+    bubble.textContent = text;
     prompt.value = "";
-    startTurn(1);
+    startTurn(1, { message: message, bubble: bubble });
   }
 
   function newConversation() {

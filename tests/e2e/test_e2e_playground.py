@@ -4,16 +4,18 @@ streams one word every n ms, so a reply arrives in visible pieces)."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 import pytest
 from playwright.sync_api import expect
 
+from aipk_site.gateway.request_bodies import request_bodies_flush
 from aipk_site.gateway.usage import usage_flush
 from providers_app.services.credentials import api_key_add
 from providers_app.services.providers import provider_create
-from tenants_app.models import Membership, Pricing, Role, Tenant, UsageRecord
+from tenants_app.models import Membership, Pricing, RequestBody, Role, Tenant, UsageRecord
 from tenants_app.services.pricing import pricing_cache_clear
 from tenants_app.services.routes import route_create
 
@@ -212,6 +214,7 @@ def test_it_refuses_an_out_of_range_setting_next_to_its_field_before_sending(con
 
 
 def test_it_shows_the_servers_refusal_of_a_setting_next_to_its_field(console, member):
+    Tenant.objects.filter(slug="acme").update(capture_bodies=True)  # to read what was sent
     page = open_playground(console, member, "chat-fast")
     # what gets past the browser's own check (here: its bounds taken away) is refused by
     # the chat service, whose error names the setting (param "options.max_tokens")
@@ -235,9 +238,23 @@ def test_it_shows_the_servers_refusal_of_a_setting_next_to_its_field(console, me
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     console.shot("setting-refused-by-the-server")
 
+    # the refused question left the conversation and is back in the box, to send again
+    expect(page.locator(".msg-user")).to_have_count(0)
+    expect(page.get_by_label("Message")).to_have_value("Say a lot")
+
     max_tokens.fill("5")
     expect(page.locator("#pg-max-tokens-error")).to_have_text("")
     expect(max_tokens).not_to_have_attribute("aria-invalid", "true")
+    page.get_by_role("button", name="Send").click()
+
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
+    expect(page.locator(".msg-user")).to_have_count(1)
+    # the question went out once, not twice
+    usage_flush()
+    request_bodies_flush()
+    answered = UsageRecord.objects.get(status="success").request_id
+    sent = json.loads(RequestBody.objects.get(request_id=answered).request)["messages"]
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["Say a lot"]
 
 
 def test_it_shows_model_output_as_text_never_as_html(console, member):
