@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from aipk_site.infra.errors import AipkError, InvalidRequest
 from aipk_site.infra.forms import ServiceErrorsMixin
+from aipk_site.infra.time_ranges import RANGE_LABELS, RANGES, parse_moment
 from providers_app.models import Provider, ProviderType
 from tenants_app.models import (
     AlertChannel,
@@ -500,37 +501,12 @@ class AlertChannelForm(ServiceErrorsMixin, forms.Form):
         return fields
 
 
-REQUEST_RANGES = {
-    "hour": dt.timedelta(hours=1),
-    "day": dt.timedelta(days=1),
-    "week": dt.timedelta(days=7),
-    "month": dt.timedelta(days=30),
-}
-
-
 def _moment(text: str, *, end_of_day: bool) -> dt.datetime:
-    """An ISO datetime or date; a time without an offset is UTC, as the log shows times. A
-    date alone means its whole UTC day: from its midnight, or (``end_of_day``) up to the
-    next one."""
-    from django.utils.dateparse import parse_date, parse_datetime
-
-    text = text.strip()
-    try:
-        # the date first: parse_datetime takes a bare date as its midnight
-        day = parse_date(text)
-        moment = None if day is not None else parse_datetime(text)
-    except ValueError:
-        moment = day = None
-    if day is not None:
-        if end_of_day and day < dt.date.max:
-            day += dt.timedelta(days=1)
-        moment = dt.datetime.combine(day, dt.time.min)
+    moment = parse_moment(text, end_of_day=end_of_day)
     if moment is None:
         raise forms.ValidationError(
             "Write an ISO date or time, e.g. 2026-01-31 or 2026-01-31T14:00 (UTC)."
         )
-    if moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=dt.UTC)
     return moment
 
 
@@ -543,13 +519,8 @@ class RequestFilterForm(forms.Form):
     range = forms.ChoiceField(
         label="Range",
         required=False,
-        choices=[
-            ("hour", "Last hour"),
-            ("day", "Last 24 hours"),
-            ("week", "Last 7 days"),
-            ("month", "Last 30 days"),
-            ("custom", "Custom…"),
-        ],
+        choices=[(name, label) for name, label in RANGE_LABELS.items() if name != "custom"]
+        + [("custom", "Custom…")],
     )
     since = forms.CharField(
         label="Since",
@@ -627,7 +598,7 @@ class RequestFilterForm(forms.Form):
         else:
             # a preset range is counted back from now; since/until only go with "custom"
             cleaned["until"] = None
-            cleaned["since"] = timezone.now() - REQUEST_RANGES[chosen]
+            cleaned["since"] = timezone.now() - RANGES[chosen]
         return cleaned
 
     def filters(self) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Mod, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
+from aipk_site.infra.time_ranges import RANGE_LABELS, RANGES, parse_moment
 from providers_app.models import ApiKey, HealthCheck, OAuthCredential
 from providers_app.services.health import latest_provider_checks
 from providers_app.services.upstream_limits import (
@@ -46,19 +46,6 @@ SAMPLE_PER_BUCKET = 2000
 MAX_CUSTOM_DAYS = 366
 TOP_ROWS = 10  # tenants and models listed by spend
 
-RANGES: dict[str, dt.timedelta] = {
-    "hour": dt.timedelta(hours=1),
-    "day": dt.timedelta(days=1),
-    "week": dt.timedelta(days=7),
-    "month": dt.timedelta(days=30),
-}
-RANGE_LABELS = {
-    "hour": "Last hour",
-    "day": "Last 24 hours",
-    "week": "Last 7 days",
-    "month": "Last 30 days",
-    "custom": "Custom",
-}
 _BUCKETS = {
     "minute": (dt.timedelta(minutes=1), TruncMinute),
     "hour": (dt.timedelta(hours=1), TruncHour),
@@ -91,25 +78,6 @@ class Window:
         return {"range": "custom", "since": self.since_param, "until": self.until_param}
 
 
-def _moment(text: str, *, end_of_day: bool) -> dt.datetime | None:
-    text = text.strip()
-    try:
-        # a bare date first (parse_datetime reads one as midnight): as "until" it
-        # means the whole of that day
-        day = parse_date(text)
-        if day is not None:
-            moment = dt.datetime.combine(day + dt.timedelta(days=int(end_of_day)), dt.time())
-        else:
-            moment = parse_datetime(text)
-            if moment is None:
-                return None
-    except ValueError:  # well-formed but impossible, e.g. 2026-02-30
-        return None
-    if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
-
-
 def _bucket_for(span: dt.timedelta) -> str:
     if span <= dt.timedelta(hours=3):
         return "minute"
@@ -133,14 +101,14 @@ def parse_window(params: Mapping[str, str], *, now: dt.datetime | None = None) -
         raise RangeError(
             "A custom range needs a start (since), e.g. 2026-01-31 or 2026-01-31T08:00."
         )
-    start = _moment(since_text, end_of_day=False)
+    start = parse_moment(since_text, end_of_day=False)
     if start is None:
         raise RangeError(
             f"“{since_text}” is not a date or time (since): use e.g. 2026-01-31T08:00."
         )
     end = now
     if until_text.strip():
-        parsed = _moment(until_text, end_of_day=True)
+        parsed = parse_moment(until_text, end_of_day=True)
         if parsed is None:
             raise RangeError(f"“{until_text}” is not a date or time (until): use e.g. 2026-01-31.")
         end = parsed

@@ -4,14 +4,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils import timezone
 
-from aipk_site.console.dashboard import (
-    RANGE_LABELS,
-    RangeError,
-    dashboard_for,
-    parse_window,
-    requests_link,
-)
+from aipk_site.console.dashboard import RangeError, dashboard_for, parse_window, requests_link
 from aipk_site.console.dashboard_charts import dashboard_charts
+from aipk_site.infra.time_ranges import RANGE_LABELS
 from tenants_app.console.charts import chart_data
 
 

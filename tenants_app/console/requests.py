@@ -9,6 +9,8 @@ one that never existed. The rows are the usage rows (UsageRecord); the reads are
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -17,8 +19,10 @@ from django.db.models import Max, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
+from aipk_site.infra.time_ranges import parse_moment
 from tenants_app import selectors
 from tenants_app.console_forms import RequestFilterForm
 from tenants_app.models import Tenant, UsageRecord
@@ -28,6 +32,10 @@ INVALID = 422
 # the live tail adds at most this many rows per poll; a burst beyond it shows on reload
 LIVE_MAX_ROWS = 100
 CHOICES_SECONDS = 600
+# a page load rescans the filter choices when the kept ones are older than this (the live
+# tail's poll never does); one scan serves a burst of filter changes
+FRESH_CHOICES_SECONDS = 60
+CHOICES_WINDOW_DAYS = 31
 
 
 def _scope(request: HttpRequest) -> QuerySet[Tenant] | None:
@@ -44,12 +52,26 @@ def _form(
     every 2 s, only checks the values the page already offered, so it reuses them
     rather than scanning the usage table again. The rows are always scoped afresh."""
     tenants = list(selectors.tenants_visible_to(request.user).order_by("name", "slug"))
-    cache_key = f"console:requests:choices:{'staff' if scope is None else request.user.pk}"
-    choices = None if fresh else cache.get(cache_key)
-    if choices is None:
-        choices = selectors.request_log_choices(tenants=scope)
+    since = _choices_since(request)
+    who = "staff" if scope is None else request.user.pk
+    cache_key = f"console:requests:choices:{who}:{since:%Y%m%d}"
+    choices = cache.get(cache_key)
+    if choices is None or (fresh and choices["at"] < time.time() - FRESH_CHOICES_SECONDS):
+        choices = {"at": time.time(), **selectors.request_log_choices(tenants=scope, since=since)}
         cache.set(cache_key, choices, CHOICES_SECONDS)
     return RequestFilterForm(request.GET, tenants=tenants, choices=choices)
+
+
+def _choices_since(request: HttpRequest) -> dt.datetime:
+    """Where the filter choices' scan starts: the start of the day CHOICES_WINDOW_DAYS ago
+    (every preset range lies within), or earlier when a custom range starts earlier."""
+    floor = timezone.now() - dt.timedelta(days=CHOICES_WINDOW_DAYS)
+    text = request.GET.get("since", "").strip()
+    if text and request.GET.get("range", "custom") == "custom":
+        asked = parse_moment(text, end_of_day=False)  # a bad one is the form's to name
+        if asked is not None:
+            floor = min(floor, asked)
+    return floor.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _page_number(request: HttpRequest) -> int:

@@ -290,6 +290,32 @@ def test_it_polls_without_scanning_the_usage_table_for_choices(client_as, owner,
     assert not [q for q in queries.captured_queries if "DISTINCT" in q["sql"].upper()]
 
 
+def test_it_offers_choices_from_a_recent_window_or_from_a_custom_ranges_start(
+    client_as, owner, log, tenant
+):
+    """The choices come from an indexed window of rows (the last 31 days, or from a custom
+    range's start), never from a scan of the whole usage table."""
+    record(tenant, "acme-long-ago", ago=dt.timedelta(days=60), model="gpt-3.5-turbo-0301")
+    client = client_as(owner)
+
+    recent = client.get(URL + "?range=month").content.decode()
+    assert "gpt-3.5-turbo-0301" not in recent
+
+    old = dt.date.today() - dt.timedelta(days=61)
+    response = client.get(URL + f"?range=custom&since={old}&model=gpt-3.5-turbo-0301")
+    assert response.status_code == 200
+    assert request_ids(response) == ["acme-long-ago"]
+
+
+def test_it_reuses_a_pages_choices_for_a_burst_of_filter_changes(client_as, owner, log):
+    client = client_as(owner)
+    client.get(URL)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(URL + "?status=error", **HTMX)
+    assert response.status_code == 200
+    assert not [q for q in queries.captured_queries if "DISTINCT" in q["sql"].upper()]
+
+
 def test_it_answers_a_bad_live_poll_with_a_message(client_as, owner, log):
     client = client_as(owner)
     for query in ("", "?after=x", "?after=1&status=nope", "?after=" + "9" * 30):
