@@ -27,7 +27,13 @@ class PricingOut(Schema):
     model: str
     input_per_million: Decimal
     output_per_million: Decimal
-    source: str
+    cached_input_per_million: Decimal | None = Field(
+        description="reading from the provider's prompt cache; null: the input rate"
+    )
+    cache_write_per_million: Decimal | None = Field(
+        description="writing to the prompt cache; null: the input rate"
+    )
+    source: str = Field(description="bundled: the built-in table; manual: set by an admin")
     updated_at: dt.datetime
 
 
@@ -37,6 +43,22 @@ class PricingIn(Strict):
     model: str = Field(min_length=1, max_length=200)
     input_per_million: Decimal = Field(ge=0, lt=1_000_000, max_digits=12, decimal_places=6)
     output_per_million: Decimal = Field(ge=0, lt=1_000_000, max_digits=12, decimal_places=6)
+    cached_input_per_million: Decimal | None = Field(
+        default=None,
+        ge=0,
+        lt=1_000_000,
+        max_digits=12,
+        decimal_places=6,
+        description="null: the input rate (no cache discount)",
+    )
+    cache_write_per_million: Decimal | None = Field(
+        default=None,
+        ge=0,
+        lt=1_000_000,
+        max_digits=12,
+        decimal_places=6,
+        description="null: the input rate",
+    )
 
 
 def pricing_out(price: Pricing) -> dict[str, Any]:
@@ -67,6 +89,8 @@ def set_pricing(request: HttpRequest, payload: PricingIn) -> dict[str, Any]:
         model=payload.model,
         input_per_million=payload.input_per_million,
         output_per_million=payload.output_per_million,
+        cached_input_per_million=payload.cached_input_per_million,
+        cache_write_per_million=payload.cache_write_per_million,
         actor=request.auth,
     )
     return pricing_out(price)

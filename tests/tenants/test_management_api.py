@@ -488,8 +488,32 @@ def test_it_sets_lists_and_deletes_prices(as_staff, as_owner, send, provider):
     assert Decimal(response.json()["input_per_million"]) == Decimal("2.5")
     prices = [p for p in as_owner.get("/api/pricing/").json() if p["source"] == "manual"]
     assert [(p["model"], p["provider"]) for p in prices] == [("gpt-x", "openai-main")]
+    assert prices[0]["cached_input_per_million"] is None  # no discount unless given
     assert as_staff.delete(f"/api/pricing/{prices[0]['id']}").status_code == 204
     assert not Pricing.objects.filter(source="manual").exists()
+
+
+def test_it_sets_a_prices_cache_rates(as_staff, send, provider):
+    response = send(
+        as_staff,
+        "POST",
+        "/api/pricing/",
+        {
+            "provider_type": "anthropic",
+            "model": "claude-x",
+            "input_per_million": 3,
+            "output_per_million": 15,
+            "cached_input_per_million": "0.3",
+            "cache_write_per_million": "3.75",
+        },
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert Decimal(body["cached_input_per_million"]) == Decimal("0.3")
+    assert Decimal(body["cache_write_per_million"]) == Decimal("3.75")
+    price = Pricing.objects.get(model="claude-x")
+    assert price.cached_input_per_million == Decimal("0.3")
+    assert price.cache_write_per_million == Decimal("3.75")
 
 
 def test_it_names_the_bad_field_of_a_price(as_staff, send, provider):
@@ -503,6 +527,8 @@ def test_it_names_the_bad_field_of_a_price(as_staff, send, provider):
         ({"provider_type": "acme-ai"}, 422, "provider_type"),
         ({"input_per_million": -1}, 422, "input_per_million"),
         ({"output_per_million": "lots"}, 422, "output_per_million"),
+        ({"cached_input_per_million": -0.1}, 422, "cached_input_per_million"),
+        ({"cache_write_per_million": "1e9"}, 422, "cache_write_per_million"),
         ({"provider": "nope"}, 400, "provider"),
         ({"provider_type": "anthropic", "provider": "openai-main"}, 400, "provider_type"),
     ]:
