@@ -21,8 +21,10 @@ pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
 
 
-def captured(request: ChatRequest, answer: str = "", request_id: str = "req-1", tenant_id=1):
-    return (request_id, tenant_id, request, answer, NOW)
+def captured(
+    request: ChatRequest, answer: str = "", request_id: str = "req-1", tenant_id=1, headers=None
+):
+    return (request_id, tenant_id, request, answer, NOW, headers)
 
 
 def chat(*messages: Message, **fields) -> ChatRequest:
@@ -216,3 +218,31 @@ def test_deleting_a_tenant_deletes_its_bodies(tenant, other_tenant):
     body(other_tenant, "b", expires_in=dt.timedelta(days=1))
     tenant.delete()
     assert list(RequestBody.objects.values_list("request_id", flat=True)) == ["b"]
+
+
+def test_it_keeps_allowed_header_values_and_only_the_names_of_the_others():
+    row = body_row(
+        captured(
+            chat(Message(role="user", content="hi")),
+            headers={
+                "User-Agent": "Anthropic/Python 0.70.0",
+                "anthropic-version": "2023-06-01",
+                "x-stainless-os": "Linux",
+                "x-api-key": "sk-ant-api03-" + "a" * 40,
+                "proxy-authorization": "Basic dXNlcjpwYXNz",
+                "x-request-id": "sk-proj-Zq81LmXc2vBn4Tr7Yp0Ws5Ke3Hd9Gf6A",
+            },
+        )
+    )
+    assert row["headers"] == {
+        "anthropic-version": "2023-06-01",
+        "proxy-authorization": "(not shown)",
+        "user-agent": "Anthropic/Python 0.70.0",
+        "x-api-key": "(not shown)",
+        "x-request-id": "[SECRET]",
+        "x-stainless-os": "Linux",
+    }
+
+
+def test_it_keeps_no_headers_when_none_were_given():
+    assert body_row(captured(chat(Message(role="user", content="hi"))))["headers"] == {}
