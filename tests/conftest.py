@@ -89,4 +89,24 @@ def pytest_runtest_teardown(item):
     from aipk_site.infra.metrics import metric_labels_wait
 
     metric_labels_wait()
+    if item.path.parent.name == "e2e" and "gateway_server" in item.fixturenames:
+        _let_the_server_account(item)
     yield
+
+
+def _let_the_server_account(item) -> None:
+    """A browser test ends when the page shows the answer; the server accounts the
+    request a moment later (the ledger's close, then the usage writer's thread, the body
+    and response writers). Write all of it now, before pytest-django empties the tables
+    under a writer (SQLite: "database table is locked"). A short quiet spell, not a
+    fixed wait: nothing pending three looks in a row."""
+    from aipk_site.gateway.request_bodies import request_bodies_flush
+    from aipk_site.gateway.response_store import responses_flush
+    from aipk_site.gateway.usage import usage_flush, usage_pending
+
+    deadline = time.monotonic() + 3
+    quiet = 0
+    while quiet < 3 and time.monotonic() < deadline:
+        written = usage_flush() + request_bodies_flush() + responses_flush()
+        quiet = quiet + 1 if not written and not usage_pending() else 0
+        time.sleep(0.02)

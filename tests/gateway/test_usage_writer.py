@@ -445,3 +445,28 @@ def test_it_gives_back_the_writer_threads_connection(committed_tenant, settings,
 
     assert wait_until(lambda: seen and seen[0].connection is None)
     assert seen[0] is not connections["default"]  # it was the writer thread's own
+
+
+def test_it_keeps_writing_when_giving_back_its_connection_fails(
+    committed_tenant, settings, monkeypatch, caplog
+):
+    """A database that went away fails even the writer's connection check after a batch
+    (seen as a thread exception in the suite): the thread logs it and goes on, so the
+    next rows are written without waiting for a new request to restart it."""
+    calls = []
+
+    def broken_check(self):
+        calls.append(1)
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(usage.UsageWriter, "_after_batch", broken_check)
+    settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.05
+    usage_record(**row(committed_tenant))
+    assert wait_until(lambda: calls)
+    thread = usage._writer._thread
+
+    usage_record(**row(committed_tenant))
+
+    assert wait_until(lambda: UsageRecord.objects.filter(tenant=committed_tenant).count() == 2)
+    assert usage._writer._thread is thread and thread.is_alive()
+    assert "releasing the writer's connection failed (RuntimeError)" in caplog.text

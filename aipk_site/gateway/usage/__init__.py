@@ -709,7 +709,15 @@ class UsageWriter:
                     )
                 finally:
                     self._finish(batch)
-                    self._after_batch()
+                    try:
+                        self._after_batch()
+                    except Exception as error:  # noqa: BLE001 -- nor a connection check
+                        # (a database that went away fails even that): the thread
+                        # dying would leave later rows waiting for the next request
+                        logger.error(
+                            "usage: releasing the writer's connection failed (%s)",
+                            type(error).__name__,
+                        )
         finally:
             connections.close_all()
 
