@@ -257,16 +257,24 @@ class _LabelSnapshot:
         with self._lock:
             if self._loading:
                 return
-            self._loading = True
-            self._loader = threading.Thread(
+            loader = threading.Thread(
                 target=self._load_in_thread, name="aipk-metric-labels", daemon=True
             )
-            self._loader.start()
+            try:
+                loader.start()
+            except RuntimeError:  # no thread to be had (a process at its limit): next time
+                logger.warning("metrics: could not start the label reload", exc_info=True)
+                self._expires_at = time.monotonic() + self.RETRY_SECONDS
+                return
+            self._loading = True
+            self._loader = loader
 
     def wait(self, timeout: float) -> None:
         """Wait for a background reload to finish (tests: before the database is emptied,
-        which a read still running in that thread would otherwise lock or deadlock)."""
-        loader = self._loader
+        which a read still running in that thread would otherwise lock or deadlock). Only
+        a started thread is ever published, so a waiter never joins one before its start."""
+        with self._lock:
+            loader = self._loader
         if loader is not None:
             loader.join(timeout)
 
