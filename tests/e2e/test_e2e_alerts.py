@@ -15,6 +15,16 @@ from tenants_app.models import AlertChannel, AlertDelivery, Membership, Role, Te
 from tests.alerts.receiver import Receiver, start_receiver
 
 
+@pytest.fixture(autouse=True)
+def eager_celery(monkeypatch):
+    """The delivery task runs in the server (this process), whichever mode the suite runs
+    in: with REDIS_URL Celery would queue it for a worker this test does not start
+    (tests/alerts/test_alert_worker.py runs one)."""
+    from aipk_site.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     running, server = start_receiver()
